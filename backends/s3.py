@@ -1,0 +1,238 @@
+"""``s3://bucket/prefix`` via boto3 (>= 1.35.69 for conditional writes).
+
+Native mapping, in one place:
+
+- create  -> ``PutObject(IfNoneMatch="*")``; 412 PreconditionFailed = someone else's object.
+- update  -> ``PutObject(IfMatch=etag)``; 412 = version moved, 404 NoSuchKey = missing.
+- delete  -> ``DeleteObject(IfMatch=etag)`` when a version is given.
+- 409 ConditionalRequestConflict is "a concurrent conditional write is in flight, retry":
+  it becomes ``TransientError`` (outcome unknown), never "someone else won".
+
+botocore's own retries are switched off (``total_max_attempts=1``): a conditional PUT that
+botocore silently retried could come back 412 although its first attempt succeeded. All
+retrying and read-back happens once, in ``passivepaxos.store.Store``.
+
+ETags are content MD5s, so two writes of identical bytes share one; every passivepaxos
+frame carries a fresh write id, which keeps versions unique per write.
+
+``?conditional=off`` declares an S3-compatible store without conditional PUT (B2, older
+MinIO/Ceph): it runs in blocks mode only, and conditional requests are refused here rather
+than silently sent as unconditional ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from passivepaxos.capabilities import capabilities_for
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    ContainerNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StoreError,
+    ThrottledError,
+    TransientError,
+    UnsupportedError,
+)
+from passivepaxos.types import ObjectMeta, PutKind, PutMode, Version
+from passivepaxos.urls import StoreURL
+
+__all__ = ["S3Backend", "open_backend"]
+
+_NAME = "s3"
+_THROTTLE = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+}
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidToken",
+}
+_TRANSIENT = {
+    "ConditionalRequestConflict",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "OperationAborted",
+}
+
+
+class S3Backend:
+    def __init__(self, bucket: str, prefix: str = "", *, conditional: bool = True) -> None:
+        self.bucket = bucket
+        self._prefix = f"{prefix}/" if prefix else ""
+        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.capabilities = capabilities_for("s3" if conditional else "s3-compatible")
+        self._conditional = conditional
+        config = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
+            read_timeout=float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
+            max_pool_connections=32,
+        )
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self._s3 = boto3.session.Session().client("s3", region_name=region, config=config)
+
+    # -- error translation: the one place native errors become ours -------------------------
+
+    def _translate(self, exc: Exception, key: str | None, mode: PutMode | None = None) -> Exception:
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            msg = str(err.get("Message", "")) or code
+            if code == "NoSuchBucket":
+                return ContainerNotFoundError(
+                    f"bucket {self.bucket!r} does not exist", url=self.url
+                )
+            if code in ("PreconditionFailed",) or status == 412:
+                if mode is not None and mode.kind is PutKind.CREATE:
+                    return AlreadyExistsError("object already exists", url=self.url, key=key)
+                return PreconditionFailedError(
+                    "version moved (ETag differs)", url=self.url, key=key
+                )
+            if code in ("NoSuchKey", "NotFound") or status == 404:
+                return NotFoundError("object does not exist", url=self.url, key=key)
+            if code in _DENIED or status in (401, 403):
+                return PermissionDeniedError(
+                    f"permission denied: {code}: {msg}", url=self.url, key=key
+                )
+            if code in _THROTTLE or status == 429:
+                retry_after = (
+                    exc.response.get("ResponseMetadata", {})
+                    .get("HTTPHeaders", {})
+                    .get("retry-after")
+                )
+                return ThrottledError(
+                    f"throttled: {code}",
+                    url=self.url,
+                    key=key,
+                    retry_after=float(retry_after) if retry_after else None,
+                )
+            if code in _TRANSIENT or status >= 500 or status == 409:
+                return TransientError(f"{code or status}: {msg}", url=self.url, key=key)
+            return StoreError(f"{code or status}: {msg}", url=self.url, key=key)
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError(
+                f"{self.url}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role)"
+            )
+        if isinstance(
+            exc,
+            (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError),
+        ):
+            return TransientError(f"connection problem: {exc}", url=self.url, key=key)
+        if isinstance(exc, BotoCoreError):
+            return TransientError(f"{type(exc).__name__}: {exc}", url=self.url, key=key)
+        return exc
+
+    def _call(self, fn: Any, key: str | None, mode: PutMode | None = None, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc, key, mode) from exc
+
+    def _require_conditional(self, what: str) -> None:
+        if not self._conditional:
+            raise UnsupportedError(
+                f"{self.url}: {what} is not available on this S3-compatible store "
+                "(conditional=off); use blocks mode",
+                capability=what,
+            )
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, Version] | None:
+        try:
+            resp = self._call(self._s3.get_object, key, Bucket=self.bucket, Key=self._prefix + key)
+        except NotFoundError:
+            return None
+        try:
+            body = resp["Body"].read()
+        except (BotoCoreError, OSError) as exc:
+            raise TransientError(f"reading body failed: {exc}", url=self.url, key=key) from exc
+        return body, Version(_NAME, resp["ETag"])
+
+    def put(self, key: str, data: bytes, mode: PutMode) -> Version:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._prefix + key, "Body": data}
+        if mode.kind is PutKind.CREATE:
+            self._require_conditional("create-if-absent")
+            kwargs["IfNoneMatch"] = "*"
+        elif mode.kind is PutKind.UPDATE:
+            self._require_conditional("compare-and-swap")
+            assert mode.version is not None
+            kwargs["IfMatch"] = self._etag(mode.version)
+        resp = self._call(self._s3.put_object, key, mode, **kwargs)
+        return Version(_NAME, resp["ETag"])
+
+    def _etag(self, version: Version) -> str:
+        if version.backend != _NAME:
+            raise ConfigError(f"{self.url}: version {version} was not issued by an s3 store")
+        return version.token
+
+    def delete(self, key: str, if_version: Version | None = None) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._prefix + key}
+        if if_version is not None:
+            self._require_conditional("delete-if-version")
+            kwargs["IfMatch"] = self._etag(if_version)
+        try:
+            self._call(
+                self._s3.delete_object,
+                key,
+                PutMode.update(if_version) if if_version else None,
+                **kwargs,
+            )
+        except NotFoundError:
+            if if_version is not None:
+                raise
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._prefix + prefix}
+        if start_after is not None:
+            kwargs["StartAfter"] = self._prefix + start_after
+        while True:
+            resp = self._call(self._s3.list_objects_v2, None, **kwargs)
+            for item in resp.get("Contents", []):
+                yield ObjectMeta(
+                    item["Key"][len(self._prefix) :],
+                    Version(_NAME, item["ETag"]),
+                    int(item["Size"]),
+                )
+            if not resp.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+            kwargs.pop("StartAfter", None)
+
+    def close(self) -> None:
+        self._s3.close()
+
+
+def open_backend(url: StoreURL) -> S3Backend:
+    flag = url.options.get("conditional", "on").lower()
+    if flag not in ("on", "off", "true", "false", "1", "0"):
+        raise ConfigError(f"{url.raw}: conditional= takes on or off, not {flag!r}")
+    return S3Backend(url.container, url.prefix, conditional=flag in ("on", "true", "1"))

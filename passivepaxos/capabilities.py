@@ -1,0 +1,288 @@
+"""The backend capability table: one declaration read by the code, the docs and the CLI.
+
+The list-simulation mode of a log is chosen from it (create > cas > blocks), ``docs/backends.md``
+is generated from it (``scripts/gen_docs.py``; a test fails when the file is stale), and
+``passivepaxos backends`` prints it. Figures are list prices and documented service limits;
+``notes`` says where a figure comes from or what an adapter does about a quirk.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from passivepaxos.errors import ConfigError, UnsupportedError
+
+__all__ = [
+    "BACKENDS",
+    "Capabilities",
+    "ListMode",
+    "capabilities_for",
+    "choose_mode",
+    "render_markdown",
+]
+
+
+class ListMode(enum.Enum):
+    """How an append-only list is simulated on a store (recorded in a log's manifest)."""
+
+    CREATE = "create"  # numbered objects, first creator of slot i owns it
+    CAS = "cas"  # compare-and-swap on a segment/head object
+    BLOCKS = "blocks"  # one single-writer block per proposer (Disk Paxos)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    name: str
+    schemes: tuple[str, ...]
+    create: bool  # create-if-absent that exactly one racer wins
+    cas: bool  # update-if-version-matches
+    delete_if_version: bool
+    consistency: str
+    same_name_writes_per_s: float | None  # None: no documented per-object limit
+    max_object_bytes: int | None  # largest object one request may write; None: no limit
+    usd_per_1000_writes: float
+    usd_per_1000_reads: float
+    implemented: bool
+    notes: str
+
+    def modes(self) -> list[ListMode]:
+        """The list modes this store can run, best first."""
+        out = []
+        if self.create:
+            out.append(ListMode.CREATE)
+        if self.cas:
+            out.append(ListMode.CAS)
+        out.append(ListMode.BLOCKS)  # needs only read-after-write consistency
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["schemes"] = list(self.schemes)
+        d["modes"] = [m.value for m in self.modes()]
+        return d
+
+
+_GiB = 1 << 30
+_MiB = 1 << 20
+
+BACKENDS: tuple[Capabilities, ...] = (
+    Capabilities(
+        name="memory",
+        schemes=("memory",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="linearizable (one process)",
+        same_name_writes_per_s=None,
+        max_object_bytes=None,
+        usd_per_1000_writes=0.0,
+        usd_per_1000_reads=0.0,
+        implemented=True,
+        notes="A dict under a lock; for tests, simulation and benchmarks of client CPU.",
+    ),
+    Capabilities(
+        name="local",
+        schemes=("file",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="linearizable on one host",
+        same_name_writes_per_s=None,
+        max_object_bytes=None,
+        usd_per_1000_writes=0.0,
+        usd_per_1000_reads=0.0,
+        implemented=True,
+        notes=(
+            "create = temp file + fsync + os.link (EEXIST loses) + fsync dir; "
+            "CAS/overwrite/delete under flock + os.replace. One host only: not NFS."
+        ),
+    ),
+    Capabilities(
+        name="s3",
+        schemes=("s3",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="strong read-after-write",
+        same_name_writes_per_s=None,
+        max_object_bytes=5 * _GiB,
+        usd_per_1000_writes=0.005,
+        usd_per_1000_reads=0.0004,
+        implemented=True,
+        notes=(
+            "PutObject IfNoneMatch='*' (412 = exists), IfMatch=ETag (412 = moved, 404 = "
+            "missing), DeleteObject IfMatch; 409 ConditionalRequestConflict = retry, never "
+            "'lost'. ~3,500 PUT/s per prefix. Needs boto3 >= 1.35.69."
+        ),
+    ),
+    Capabilities(
+        name="s3-compatible",
+        schemes=("s3",),
+        create=False,
+        cas=False,
+        delete_if_version=False,
+        consistency="read-after-write (required)",
+        same_name_writes_per_s=None,
+        max_object_bytes=5 * _GiB,
+        usd_per_1000_writes=0.004,
+        usd_per_1000_reads=0.0004,
+        implemented=True,
+        notes=(
+            "Stores without conditional PUT (older MinIO/Ceph, B2 S3 API): "
+            "s3://bucket/prefix?conditional=off; only blocks mode (Disk Paxos). "
+            "Prices vary by vendor (B2 shown)."
+        ),
+    ),
+    Capabilities(
+        name="gcs",
+        schemes=("gs",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="strong read-after-write",
+        same_name_writes_per_s=1.0,
+        max_object_bytes=5 * 1024 * _GiB,
+        usd_per_1000_writes=0.005,
+        usd_per_1000_reads=0.0004,
+        implemented=True,
+        notes=(
+            "if_generation_match=0 creates, =generation swaps (412 = lost); "
+            "~1 write/s per object name, so never CAS a hot head object."
+        ),
+    ),
+    Capabilities(
+        name="dropbox",
+        schemes=("dropbox",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="strong per path",
+        same_name_writes_per_s=None,
+        max_object_bytes=150 * _MiB,
+        usd_per_1000_writes=0.0,
+        usd_per_1000_reads=0.0,
+        implemented=True,
+        notes=(
+            "files_upload WriteMode.add + autorename=False + strict_conflict=True creates, "
+            "WriteMode.update(rev) swaps, delete_v2(parent_rev); identical bytes are not a "
+            "conflict (our frames carry a unique write id); 429 too_many_write_operations "
+            "backed off per Retry-After. Priced per seat, not per request."
+        ),
+    ),
+    Capabilities(
+        name="azure",
+        schemes=("az",),
+        create=True,
+        cas=True,
+        delete_if_version=True,
+        consistency="strong read-after-write",
+        same_name_writes_per_s=None,
+        max_object_bytes=5000 * _MiB,
+        usd_per_1000_writes=0.0065,
+        usd_per_1000_reads=0.0005,
+        implemented=False,
+        notes="Planned: upload_blob(overwrite=False) creates, etag + IfNotModified swaps.",
+    ),
+)
+
+
+def capabilities_for(name: str) -> Capabilities:
+    for caps in BACKENDS:
+        if caps.name == name:
+            return caps
+    raise ConfigError(f"unknown backend {name!r}; known: {', '.join(c.name for c in BACKENDS)}")
+
+
+def choose_mode(caps: Capabilities, forced: ListMode | str | None = None) -> ListMode:
+    """Pick the best list mode, or check a forced one, naming the missing capability."""
+    if forced is None or forced == "auto":
+        return caps.modes()[0]
+    try:
+        mode = ListMode(forced) if isinstance(forced, str) else forced
+    except ValueError:
+        raise ConfigError(f"unknown mode {forced!r}; choose auto, create, cas or blocks") from None
+    if mode not in caps.modes():
+        missing = "create-if-absent" if mode is ListMode.CREATE else "compare-and-swap"
+        raise UnsupportedError(
+            f"mode {mode.value!r} needs {missing}, which backend {caps.name!r} does not have",
+            capability=missing,
+        )
+    return mode
+
+
+def _fmt_rate(v: float | None) -> str:
+    return "no limit" if v is None else f"~{v:g}/s"
+
+
+def _fmt_size(v: int | None) -> str:
+    if v is None:
+        return "no limit"
+    if v >= 1024 * _GiB:
+        return f"{v / (1024 * _GiB):g} TiB"
+    if v >= _GiB:
+        return f"{v / _GiB:g} GiB"
+    return f"{v / _MiB:g} MiB"
+
+
+def _yes(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+TABLE_COLUMNS = (
+    "backend",
+    "URL",
+    "create",
+    "CAS",
+    "delete-if-version",
+    "consistency",
+    "same-name writes",
+    "max object",
+    "$/1k writes",
+    "$/1k reads",
+    "modes",
+    "available",
+)
+
+
+def table_rows() -> list[list[str]]:
+    """The table as strings, shared by the CLI and the generated docs."""
+    return [
+        [
+            c.name,
+            ", ".join(f"{s}://" for s in c.schemes),
+            _yes(c.create),
+            _yes(c.cas),
+            _yes(c.delete_if_version),
+            c.consistency,
+            _fmt_rate(c.same_name_writes_per_s),
+            _fmt_size(c.max_object_bytes),
+            f"{c.usd_per_1000_writes:g}",
+            f"{c.usd_per_1000_reads:g}",
+            " > ".join(m.value for m in c.modes()),
+            "yes" if c.implemented else "planned",
+        ]
+        for c in BACKENDS
+    ]
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Backends and their capabilities",
+        "",
+        "<!-- generated by scripts/gen_docs.py from passivepaxos/capabilities.py; do not edit -->",
+        "",
+        "The list mode of a log is the first of its `modes` (create > cas > blocks) unless",
+        "`init --mode` forces another; a forced mode the store cannot run is refused with an",
+        "error naming the missing capability. Prices are list prices in USD (us-east-1 /",
+        "Standard class), for cost estimates only.",
+        "",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "---|" * len(TABLE_COLUMNS),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows()]
+    lines += ["", "## Notes", ""]
+    lines += [f"- **{c.name}**: {c.notes}" for c in BACKENDS]
+    lines.append("")
+    return "\n".join(lines)

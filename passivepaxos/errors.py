@@ -1,0 +1,154 @@
+"""The exception tree every backend maps its native errors onto, in one place per backend.
+
+Callers branch on these classes, never on SDK exceptions, so the protocol core behaves the
+same on S3, GCS, Dropbox, local disk and memory::
+
+    PassivePaxosError
+    ├── ConfigError                 bad URL, unknown scheme, missing credentials, bad option
+    ├── UnsupportedError            the store lacks a capability (names it)
+    ├── StoreError                  anything a store said; carries .url and .key
+    │   ├── NotFoundError           the object is missing where one was required (CAS, delete)
+    │   ├── ContainerNotFoundError  the bucket / directory / folder itself does not exist
+    │   ├── PermissionDeniedError   credentials rejected or action not allowed
+    │   ├── ConflictError           a condition did not hold; .current is what is there now
+    │   │   ├── AlreadyExistsError      create-if-absent lost: someone else's object is there
+    │   │   └── PreconditionFailedError compare-and-swap lost: the version moved
+    │   ├── InvalidObjectError      the bytes are not a valid passivepaxos object (checksum,
+    │   │                           truncation, foreign or future format)
+    │   ├── TransientError          worth retrying: throttling, 5xx, timeouts, connection loss
+    │   │   └── ThrottledError      the service asked us to slow down; .retry_after seconds
+    │   └── AmbiguousWriteError     a conditional write whose outcome could not be established
+    └── QuorumError                 (later layers) no majority of stores answered
+
+A ``TransientError`` raised by a *conditional* write means "outcome unknown" at the backend
+level; the store layer (``passivepaxos.store.Store``) turns that into a definite answer by
+reading back the write id, or into ``AmbiguousWriteError`` when even that is impossible.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from passivepaxos.types import Version
+
+__all__ = [
+    "AlreadyExistsError",
+    "AmbiguousWriteError",
+    "ConfigError",
+    "ConflictError",
+    "ContainerNotFoundError",
+    "InvalidObjectError",
+    "NotFoundError",
+    "PassivePaxosError",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "QuorumError",
+    "StoreError",
+    "ThrottledError",
+    "TransientError",
+    "UnsupportedError",
+]
+
+
+class PassivePaxosError(Exception):
+    """Root of everything this library raises on purpose."""
+
+
+class ConfigError(PassivePaxosError, ValueError):
+    """The caller asked for something malformed: a bad URL, option or argument."""
+
+
+class UnsupportedError(PassivePaxosError):
+    """The store cannot do what was asked; ``capability`` names what is missing."""
+
+    def __init__(self, message: str, *, capability: str = "") -> None:
+        super().__init__(message)
+        self.capability = capability
+
+
+class StoreError(PassivePaxosError):
+    """Something a store said, with the URL and object key it concerns."""
+
+    def __init__(self, message: str, *, url: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.key = key
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        where = self.url
+        if self.key is not None:
+            where = f"{where.rstrip('/')}/{self.key}" if where else self.key
+        return f"{where}: {msg}" if where and where not in msg else msg
+
+
+class NotFoundError(StoreError):
+    """The object is missing where one was required (compare-and-swap, conditional delete)."""
+
+
+class ContainerNotFoundError(StoreError):
+    """The bucket, directory or folder named by the URL does not exist."""
+
+
+class PermissionDeniedError(StoreError):
+    """The service refused the credentials or the action."""
+
+
+class ConflictError(StoreError):
+    """A write condition did not hold.
+
+    ``current`` is what the key holds now as ``(data, version)``, read back by the store
+    layer (``None`` when the key vanished meanwhile); callers that lost a race usually need
+    the winner's value, so it costs them no extra request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        key: str | None = None,
+        current: tuple[bytes, Version] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, key=key)
+        self.current = current
+
+
+class AlreadyExistsError(ConflictError):
+    """A create-if-absent found someone else's object at the key."""
+
+
+class PreconditionFailedError(ConflictError):
+    """A compare-and-swap found a different version than the one expected."""
+
+
+class InvalidObjectError(StoreError):
+    """The bytes at a key are not a valid passivepaxos object (never silently skipped)."""
+
+
+class TransientError(StoreError):
+    """A failure worth retrying; for a conditional write it also means "outcome unknown"."""
+
+
+class ThrottledError(TransientError):
+    """The service asked us to slow down."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        key: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, url=url, key=key)
+        self.retry_after = retry_after
+
+
+class AmbiguousWriteError(StoreError):
+    """A conditional write may or may not have taken effect and reading back could not tell."""
+
+
+class QuorumError(PassivePaxosError):
+    """No majority of the stores of a quorum answered."""

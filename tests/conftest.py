@@ -1,0 +1,354 @@
+"""Session fixtures: the real servers, started once on free loopback ports, and one
+``Harness`` per backend that the conformance suite is parametrised over."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from passivepaxos.store import RetryPolicy, Store  # noqa: E402
+from passivepaxos.urls import open_backend  # noqa: E402
+from passivepaxos.wrappers import FaultPlan, FaultyBackend  # noqa: E402
+
+# Fast retries in tests: behaviour is what is checked, not patience.
+FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.2, resolve_attempts=6)
+BACKENDS = ["memory", "local", "s3", "gcs", "dropbox"]
+
+
+def fresh(name: str = "t") -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def env(**values: str) -> Iterator[None]:
+    """Temporarily set environment variables (backends read them when opened)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Injector:
+    """Wire-level faults for one store: each harness maps them onto a real mechanism
+    (the fault proxy in front of an emulator, our Dropbox server's hooks) or, where there
+    is no wire (memory, local disk), onto ``FaultyBackend``."""
+
+    def lose_next_response(self) -> None:
+        raise NotImplementedError
+
+    def throttle_next(self, n: int) -> None:
+        raise NotImplementedError
+
+
+class _FaultyInjector(Injector):
+    def __init__(self, faulty: FaultyBackend) -> None:
+        self.faulty = faulty
+
+    def lose_next_response(self) -> None:
+        self.faulty.script("after")
+
+    def throttle_next(self, n: int) -> None:
+        self.faulty.script(*["throttle"] * n)
+
+
+class Harness:
+    name: str
+    wire_is_real = False
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def store(self, url: str | None = None) -> Store:
+        return Store(open_backend(url or self.url()), retry=FAST)
+
+    def missing_container_url(self) -> str | None:
+        return None
+
+    def denied_error(self) -> str | None:
+        """Run one write with credentials/permissions that forbid it; the error's class."""
+        return None
+
+    @contextlib.contextmanager
+    def wired(self) -> Iterator[tuple[Store, Injector]]:
+        faulty = FaultyBackend(open_backend(self.url()), FaultPlan(), seed=1)
+        yield Store(faulty, retry=FAST), _FaultyInjector(faulty)
+
+
+class MemoryHarness(Harness):
+    name = "memory"
+
+    def url(self) -> str:
+        return f"memory://{fresh('conf')}"
+
+
+class LocalHarness(Harness):
+    name = "local"
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ppx-local-")
+
+    def url(self) -> str:
+        path = Path(self._tmp.name) / fresh()
+        path.mkdir()
+        return f"file://{path}"
+
+    def missing_container_url(self) -> str:
+        return f"file:///nonexistent-{fresh()}/log"
+
+    def denied_error(self) -> str:
+        path = Path(self._tmp.name) / fresh("ro")
+        path.mkdir()
+        os.chmod(path, 0o555)
+        code = (
+            "import os,sys; sys.path.insert(0, %r)\n"
+            "from passivepaxos.store import open_store\n"
+            "s = open_store(%r)\n"
+            "if os.getuid() == 0: os.setgid(65534); os.setuid(65534)\n"
+            "try:\n"
+            "    s.put('k', b'v')\n"
+            "    print('no error')\n"
+            "except Exception as e: print(type(e).__name__)\n"
+        ) % (str(ROOT), f"file://{path}")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        return (out.stdout.strip() or out.stderr.strip()).splitlines()[-1]
+
+
+class S3Harness(Harness):
+    name = "s3"
+    wire_is_real = True
+
+    def __init__(self, moto: Any, denied_moto: Any) -> None:
+        self.moto = moto
+        self.denied_moto = denied_moto
+        self.bucket = fresh("conf")
+        moto.client().create_bucket(Bucket=self.bucket)
+
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{fresh()}"
+
+    def missing_container_url(self) -> str:
+        return f"s3://{fresh('nobucket')}/log"
+
+    def denied_error(self) -> str:
+        key, secret = self.denied_moto()
+        with env(
+            AWS_ENDPOINT_URL=self.denied_moto.server.url,
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY=secret,
+        ):
+            store = self.store(f"s3://{self.denied_moto.bucket}/x")
+        try:
+            store.put("k", b"v")
+        except Exception as exc:
+            return type(exc).__name__
+        return "no error"
+
+    @contextlib.contextmanager
+    def wired(self) -> Iterator[tuple[Store, Injector]]:
+        from tests.servers.faultproxy import FaultProxy
+
+        with FaultProxy(self.moto.url) as proxy, env(AWS_ENDPOINT_URL=proxy.url):
+            yield self.store(), _ProxyInjector(proxy, throttle=(503, _S3_SLOWDOWN))
+
+
+_S3_SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_GCS_429 = (
+    b'{"error": {"code": 429, "message": "The rate of change requests to the object is too '
+    b'high.", "errors": [{"reason": "rateLimitExceeded"}]}}'
+)
+_GCS_403 = (
+    b'{"error": {"code": 403, "message": "caller does not have storage.objects.create access",'
+    b' "errors": [{"reason": "forbidden"}]}}'
+)
+
+
+class _ProxyInjector(Injector):
+    def __init__(self, proxy: Any, throttle: tuple[int, bytes]) -> None:
+        self.proxy = proxy
+        self.throttle = throttle
+
+    def lose_next_response(self) -> None:
+        self.proxy.drop_response_next(1, method=None, path_contains=None)
+
+    def throttle_next(self, n: int) -> None:
+        status, body = self.throttle
+        self.proxy.fail_next(n, status, body, headers={"Content-Type": "application/xml"
+                             if body.startswith(b"<") else "application/json"})
+
+
+class GCSHarness(Harness):
+    name = "gcs"
+    wire_is_real = True
+
+    def __init__(self, gcs: Any) -> None:
+        self.gcs = gcs
+        self.bucket = fresh("conf")
+        gcs.create_bucket(self.bucket)
+
+    def url(self) -> str:
+        return f"gs://{self.bucket}/{fresh()}"
+
+    def missing_container_url(self) -> str:
+        return f"gs://{fresh('nobucket')}/log"
+
+    def denied_error(self) -> str:
+        # fake-gcs-server has no IAM: the 403 that real GCS sends is injected by the proxy
+        # (real HTTP, real SDK, real error body); the mapping is what is under test.
+        from tests.servers.faultproxy import FaultProxy
+
+        with FaultProxy(self.gcs.url) as proxy, env(STORAGE_EMULATOR_HOST=proxy.url):
+            proxy.fail_next(100, 403, _GCS_403, headers={"Content-Type": "application/json"})
+            store = self.store()
+            try:
+                store.put("k", b"v")
+            except Exception as exc:
+                return type(exc).__name__
+        return "no error"
+
+    @contextlib.contextmanager
+    def wired(self) -> Iterator[tuple[Store, Injector]]:
+        from tests.servers.faultproxy import FaultProxy
+
+        with FaultProxy(self.gcs.url) as proxy, env(STORAGE_EMULATOR_HOST=proxy.url):
+            yield self.store(), _ProxyInjector(proxy, throttle=(429, _GCS_429))
+
+
+class _DropboxInjector(Injector):
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def lose_next_response(self) -> None:
+        self.server.drop_response_next(1)
+
+    def throttle_next(self, n: int) -> None:
+        self.server.throttle_next(n, retry_after=0)
+
+
+class DropboxHarness(Harness):
+    name = "dropbox"
+    wire_is_real = True
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def url(self) -> str:
+        path = f"/conf/{fresh()}"
+        self.server.mkdir(path)
+        return f"dropbox://{path}"
+
+    def missing_container_url(self) -> str:
+        return f"dropbox:///{fresh('nofolder')}"
+
+    def denied_error(self) -> str:
+        url = self.url()
+        with env(DROPBOX_TOKEN=self.server.readonly_token):
+            store = self.store(url)
+        try:
+            store.put("k", b"v")
+        except Exception as exc:
+            return type(exc).__name__
+        return "no error"
+
+    @contextlib.contextmanager
+    def wired(self) -> Iterator[tuple[Store, Injector]]:
+        yield self.store(), _DropboxInjector(self.server)
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    from tests.servers.moto import MotoServer
+
+    with MotoServer() as srv:
+        os.environ.update(srv.env())
+        yield srv
+
+
+class _DeniedMoto:
+    """A second moto_server that enforces IAM, with a user allowed only to read."""
+
+    def __init__(self) -> None:
+        from tests.servers.moto import MotoServer
+
+        self.server = MotoServer(auth_actions=4).start()
+        self.bucket = fresh("locked")
+        self._keys: tuple[str, str] | None = None
+
+    def __call__(self) -> tuple[str, str]:
+        if self._keys is None:
+            self._keys = self.server.restricted_user(self.bucket, ["s3:GetObject", "s3:ListBucket"])
+        return self._keys
+
+
+@pytest.fixture(scope="session")
+def denied_moto() -> Iterator[_DeniedMoto]:
+    d = _DeniedMoto()
+    yield d
+    d.server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[Any]:
+    from tests.servers.gcs_server import FakeGCS
+
+    srv = FakeGCS().start()
+    os.environ.update(srv.env())
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def dropbox_server() -> Iterator[Any]:
+    from tests.servers.dropbox_server import DropboxTestServer
+
+    srv = DropboxTestServer().start()
+    os.environ.update(srv.env())
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest) -> Harness:
+    name = request.param
+    cache = request.config.cache_harness if hasattr(request.config, "cache_harness") else None
+    if cache is None:
+        cache = {}
+        request.config.cache_harness = cache  # type: ignore[attr-defined]
+    if name not in cache:
+        if name == "memory":
+            cache[name] = MemoryHarness()
+        elif name == "local":
+            cache[name] = LocalHarness()
+        elif name == "s3":
+            cache[name] = S3Harness(
+                request.getfixturevalue("moto_server"), request.getfixturevalue("denied_moto")
+            )
+        elif name == "gcs":
+            cache[name] = GCSHarness(request.getfixturevalue("gcs_server"))
+        else:
+            cache[name] = DropboxHarness(request.getfixturevalue("dropbox_server"))
+    h: Harness = cache[name]
+    return h
