@@ -35,7 +35,9 @@ once, in ``passivepaxos.store.Store``.
 
 The root folder is never created implicitly (an upload would create it): its existence is
 checked once per backend with ``get_metadata`` and cached; a missing root is
-``ContainerNotFoundError``.
+``ContainerNotFoundError``. (Only a missing root is cached as nothing: a root deleted
+after the check looks empty to ``get`` and is recreated by the next ``put``; ``list``
+still reports it.)
 
 Environment, read each time a client is made (``open_backend``):
 
@@ -55,7 +57,9 @@ Values are limited to 150 MiB, what one ``files_upload`` request may carry.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -133,7 +137,9 @@ class _PinnedCASession(requests.Session):
 def _hosts() -> dict[str, str]:
     """The API and content hosts, resolved now the way ``dropbox.session`` does at import."""
     domain = (
-        os.environ.get("DROPBOX_API_DOMAIN") or os.environ.get("DROPBOX_DOMAIN") or ".dropboxapi.com"
+        os.environ.get("DROPBOX_API_DOMAIN")
+        or os.environ.get("DROPBOX_DOMAIN")
+        or ".dropboxapi.com"
     )
     return {
         "api": os.environ.get("DROPBOX_API_HOST") or "api" + domain,
@@ -221,7 +227,9 @@ class DropboxBackend:
 
     # -- error translation: the one place native errors become ours -------------------------
 
-    def _translate(self, exc: BaseException, key: str | None, mode: PutMode | None = None) -> Exception:
+    def _translate(
+        self, exc: BaseException, key: str | None, mode: PutMode | None = None
+    ) -> Exception:
         where: dict[str, Any] = {"url": self.url, "key": key}
         if isinstance(exc, ApiError):
             tags = _tags(exc.error)
@@ -232,9 +240,13 @@ class DropboxBackend:
                 return ThrottledError(f"Dropbox: {summary}", **where)
             if "conflict" in tags:
                 if "folder" in tags or "file_ancestor" in tags:
-                    return StoreError(f"Dropbox: {summary}: a folder or file is in the way", **where)
+                    return StoreError(
+                        f"Dropbox: {summary}: a folder or file is in the way", **where
+                    )
                 if mode is not None and mode.kind is PutKind.CREATE:
-                    return AlreadyExistsError(f"object already exists (Dropbox: {summary})", **where)
+                    return AlreadyExistsError(
+                        f"object already exists (Dropbox: {summary})", **where
+                    )
                 return PreconditionFailedError(f"version moved (Dropbox: {summary})", **where)
             if "not_found" in tags or "not_file" in tags:
                 return NotFoundError(f"no such object (Dropbox: {summary})", **where)
@@ -266,14 +278,15 @@ class DropboxBackend:
         if isinstance(exc, HttpError):
             body = str(exc.body or getattr(exc, "error", "") or "")[:300]
             return StoreError(f"Dropbox: HTTP {exc.status_code}: {body}", **where)
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE" in str(exc).upper():
             return StoreError(
                 f"TLS verification failed ({exc}); set DROPBOX_CA_BUNDLE if a proxy or test "
                 "server uses its own CA",
                 **where,
             )
         if isinstance(exc, requests.exceptions.RequestException):
-            # connection refused/reset/lost response, timeouts, truncated bodies
+            # connection refused/reset/lost response, timeouts, truncated bodies, TLS
+            # sessions torn down mid-handshake
             return TransientError(f"connection problem: {type(exc).__name__}: {exc}", **where)
         if isinstance(exc, ValidationError):
             return StoreError(f"Dropbox SDK rejected an argument: {exc}", **where)
@@ -407,7 +420,7 @@ class DropboxBackend:
             current = Version(_NAME, str(md.rev))
             try:
                 self._call(
-                    lambda: self._client.files_delete_v2(path, parent_rev=current.token),
+                    functools.partial(self._client.files_delete_v2, path, parent_rev=current.token),
                     key,
                     PutMode.update(current),
                 )
@@ -431,7 +444,7 @@ class DropboxBackend:
             raise ContainerNotFoundError(
                 f"folder {self._root!r} does not exist in this Dropbox", url=self.url
             ) from exc
-        items: list[ObjectMeta] = []
+        items: builtins.list[ObjectMeta] = []
         after = start_after.encode() if start_after is not None else None
         for md in entries:
             key = self._key_of(md)
@@ -443,18 +456,17 @@ class DropboxBackend:
         items.sort(key=lambda m: m.key.encode())
         return iter(items)
 
-    def _list_files(self, folder: str) -> list[Any]:
+    def _list_files(self, folder: str) -> builtins.list[Any]:
         client = self._client
         res = self._call(
             lambda: client.files_list_folder(folder, recursive=True, limit=self._page_size), None
         )
-        out: list[Any] = []
+        out: builtins.list[Any] = []
         while True:
             out.extend(e for e in res.entries if isinstance(e, dbx_files.FileMetadata))
             if not res.has_more:
                 return out
-            cursor = res.cursor
-            res = self._call(lambda: client.files_list_folder_continue(cursor), None)
+            res = self._call(functools.partial(client.files_list_folder_continue, res.cursor), None)
 
     def close(self) -> None:
         self._client.close()

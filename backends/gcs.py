@@ -11,7 +11,14 @@ Mapping (see ``passivepaxos.types.Backend`` for the contract):
 - put OVERWRITE = plain upload.
 - get = one media GET; the generation comes from the ``x-goog-generation`` header of that
   same response, so bytes and version always belong together (no second request, no race).
-- delete = DELETE with optional ``ifGenerationMatch``.
+- delete = DELETE with optional ``ifGenerationMatch``: 404 -> ``NotFoundError`` (a no-op
+  without a version), 412 -> one metadata GET tells ``PreconditionFailedError`` from
+  ``NotFoundError`` (GCS answers 404 for a missing object, so that GET is only insurance).
+  fake-gcs-server <= 1.54 ignores ``ifGenerationMatch`` on DELETE (fsouza/fake-gcs-server
+  #1282): against it a conditional delete is unconditional.
+- a 404 on an object request is "no such object" or "no such bucket": real GCS says which
+  in the message; when it does not (fake-gcs-server) the adapter asks once whether the
+  bucket exists and remembers a yes, so ``ContainerNotFoundError`` names a missing bucket.
 - list = ``objects.list`` with ``prefix`` and ``startOffset`` (inclusive, so the key equal
   to ``start_after`` is skipped); GCS lists in ascending UTF-8 byte order and the adapter
   checks that instead of trusting it (an out-of-order listing raises ``StoreError``).

@@ -221,8 +221,8 @@ def _fmt_size(v: int | None) -> str:
         return "no limit"
     if v >= 1024 * _GiB:
         return f"{v / (1024 * _GiB):g} TiB"
-    if v >= _GiB:
-        return f"{v / _GiB:g} GiB"
+    if v >= _GiB and v % _GiB == 0:
+        return f"{v // _GiB} GiB"
     return f"{v / _MiB:g} MiB"
 
 

@@ -164,7 +164,12 @@ class Store:
             except ConflictError as exc:
                 # Definite for this request, but an earlier attempt (ours, or the SDK's own
                 # retry) may be what the condition tripped on: read back before reporting.
-                current = self._read_back(key)
+                try:
+                    current = self._read_back(key)
+                except TransientError as read_exc:
+                    if unclear is None:
+                        raise exc from read_exc  # one attempt, refused: definite
+                    raise self._ambiguous(key, mode, unclear, None) from read_exc
                 if current is not None and current.write_id == wid:
                     return current.version
                 exc.current = None if current is None else (current.data, current.version)
@@ -178,7 +183,10 @@ class Store:
                 raise
             except TransientError as exc:
                 unclear = exc
-                current = self._read_back(key)
+                try:
+                    current = self._read_back(key)
+                except TransientError as read_exc:
+                    raise self._ambiguous(key, mode, exc, None) from read_exc
                 if current is not None and current.write_id == wid:
                     return current.version
                 still_open = (
@@ -213,9 +221,13 @@ class Store:
     def _ambiguous(
         self, key: str, mode: PutMode, cause: Exception, current: StoredObject | None
     ) -> AmbiguousWriteError:
+        why = (
+            "the object could not be read back"
+            if current is None
+            else "the object now holds another writer's data, which may have replaced ours"
+        )
         return AmbiguousWriteError(
-            f"{mode} outcome unknown: an attempt failed unclearly ({cause}) and the object "
-            "now holds another writer's data, which may have replaced ours",
+            f"{mode} outcome unknown: an attempt failed unclearly ({cause}) and {why}",
             url=self.url,
             key=key,
         )

@@ -113,7 +113,13 @@ def test_missing_key(harness: Harness) -> None:
         s.delete("nothing/here", if_version=v)
 
 
-def test_conditional_delete(harness: Harness) -> None:
+def test_conditional_delete(harness: Harness, request: pytest.FixtureRequest) -> None:
+    if harness.name == "gcs":
+        # fake-gcs-server 1.54 deletes regardless of ifGenerationMatch (upstream #1282);
+        # the adapter's 412 mapping is tested through the fault proxy in test_gcs_backend.py
+        request.applymarker(
+            pytest.mark.xfail(reason="emulator divergence: DELETE ignores ifGenerationMatch", strict=True)
+        )
     s = harness.store()
     v1 = s.put("k", b"1", PutMode.CREATE)
     v2 = s.put("k", b"2", PutMode.update(v1))

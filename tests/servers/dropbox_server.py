@@ -34,11 +34,13 @@ Every mutation and every read happens under one lock, so racing writers are line
 of eight concurrent ``add`` uploads to one path exactly one wins.
 
 Control hooks (plain methods, thread-safe): ``throttle_next``, ``drop_response_next``,
-``fail_next``, ``reset``, ``make_folder``; ``requests`` counts requests per route.
+``fail_next``, ``reset``, ``make_folder`` (alias ``mkdir``), ``files``; ``requests``
+counts requests per route.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import itertools
@@ -162,7 +164,8 @@ def _upload_malformed() -> _RouteError:
 @dataclass
 class _State:
     nodes: dict[str, _Node] = field(default_factory=dict)  # path_lower -> node ("" = root)
-    cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # cursor -> (page size, entries still to send)
+    cursors: dict[str, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 class DropboxTestServer:
@@ -214,7 +217,9 @@ class DropboxTestServer:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name=f"dropbox-test-server:{self.port}",
         )
         self._thread.start()
@@ -289,6 +294,8 @@ class DropboxTestServer:
         with self._lock:
             self._mkdirs(self._split(path), len(self._split(path)))
 
+    mkdir = make_folder
+
     def files(self) -> dict[str, bytes]:
         """Every file as ``path_display -> bytes`` (for assertions)."""
         with self._lock:
@@ -343,6 +350,8 @@ class DropboxTestServer:
         if not isinstance(path, str):
             raise _BadInput('missing "path"')
         mode_raw = arg.get("mode", "add")
+        mode: Any
+        rev: Any
         if isinstance(mode_raw, str):
             mode, rev = mode_raw, None
         elif isinstance(mode_raw, dict):
@@ -456,8 +465,10 @@ class DropboxTestServer:
             )
         with self._lock:
             if path.lower() in self._state.nodes or self._file_ancestor(parts):
-                what = "file_ancestor" if self._file_ancestor(parts) else (
-                    self._state.nodes[path.lower()].kind
+                what = (
+                    "file_ancestor"
+                    if self._file_ancestor(parts)
+                    else (self._state.nodes[path.lower()].kind)
                 )
                 raise _RouteError(
                     f"path/conflict/{what}/.",
@@ -512,8 +523,8 @@ class DropboxTestServer:
                     continue
                 entries.append(node.metadata(tag=True))
             cursor = "AAE" + secrets.token_urlsafe(24)
-            self._state.cursors[cursor] = entries
-            return self._page(cursor, limit or self.page_size)
+            self._state.cursors[cursor] = (limit or self.page_size, entries)
+            return self._page(cursor)
 
     def list_folder_continue(self, arg: dict[str, Any]) -> dict[str, Any]:
         cursor = arg.get("cursor")
@@ -522,15 +533,16 @@ class DropboxTestServer:
         with self._lock:
             if cursor not in self._state.cursors:
                 raise _RouteError("reset/.", {".tag": "reset"})
-            return self._page(cursor, self.page_size)
+            return self._page(cursor)
 
-    def _page(self, cursor: str, size: int) -> dict[str, Any]:
-        remaining = self._state.cursors.pop(cursor)
+    def _page(self, cursor: str) -> dict[str, Any]:
+        size, remaining = self._state.cursors.pop(cursor)
         page, rest = remaining[:size], remaining[size:]
         # Real cursors stay valid forever (then report changes); this one keeps the rest of
-        # the snapshot, and an exhausted cursor answers with an empty, final page.
+        # the snapshot and the page size (``limit`` holds for the continuations too), and an
+        # exhausted cursor answers with an empty, final page.
         nxt = "AAE" + secrets.token_urlsafe(24)
-        self._state.cursors[nxt] = rest
+        self._state.cursors[nxt] = (size, rest)
         return {"entries": page, "cursor": nxt, "has_more": bool(rest)}
 
 
@@ -547,6 +559,7 @@ class _Server(http.server.ThreadingHTTPServer):
         with self._conns_lock:
             self._conns.add(request)
         try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms stalls
             request.settimeout(30)
             request.do_handshake()
             request.settimeout(None)
@@ -561,10 +574,8 @@ class _Server(http.server.ThreadingHTTPServer):
         with self._conns_lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients hanging up mid-request are part of the tests
@@ -603,16 +614,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not auth.startswith("Bearer "):
             self._text(
                 400,
-                'Error in call to API function "%s": Must provide HTTP header "Authorization" '
-                'or URL parameter "authorization".' % route,
+                f'Error in call to API function "{route}": Must provide HTTP header '
+                '"Authorization" or URL parameter "authorization".',
             )
             return
         token = auth[len("Bearer ") :]
         if token not in (app.token, app.readonly_token):
             self._json(
                 401,
-                {"error_summary": "invalid_access_token/.",
-                 "error": {".tag": "invalid_access_token"}},
+                {
+                    "error_summary": "invalid_access_token/.",
+                    "error": {".tag": "invalid_access_token"},
+                },
             )
             return
         if token == app.readonly_token and route in _WRITE_ROUTES:
@@ -663,7 +676,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if route == "files/upload":
                     ctype = self.headers.get("Content-Type", "")
                     if ctype.split(";")[0].strip() != "application/octet-stream":
-                        raise _BadInput(f"Bad HTTP \"Content-Type\" header: {ctype!r}.")
+                        raise _BadInput(f'Bad HTTP "Content-Type" header: {ctype!r}.')
                     result = app.upload(arg, body)
                     if drop:
                         self.close_connection = True
@@ -672,7 +685,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 else:
                     md, data = app.download(arg)
                     self._send(
-                        200, data, "application/octet-stream",
+                        200,
+                        data,
+                        "application/octet-stream",
                         {"Dropbox-API-Result": _header_json(md)},
                     )
                 return

@@ -151,11 +151,13 @@ class _Handler(BaseHTTPRequestHandler):
         reason: str | None = None,
     ) -> None:
         self.send_response_only(status, reason)
-        self.send_header("Date", self.date_time_string())
+        headers = list(headers)
+        if not any(name.lower() == "date" for name, _ in headers):
+            self.send_header("Date", self.date_time_string())
         no_body = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
         for name, value in headers:
             lname = name.lower()
-            if lname in _HOP_BY_HOP or lname == "date":
+            if lname in _HOP_BY_HOP:
                 continue
             if lname == "content-length" and not no_body:
                 continue  # recomputed below from the bytes actually sent

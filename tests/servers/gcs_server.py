@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -86,6 +87,7 @@ class FakeGCS:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
+        atexit.register(self.stop)  # never leave a server behind if a session dies
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -115,6 +117,7 @@ class FakeGCS:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
         if proc is not None:
             proc.terminate()
             try:

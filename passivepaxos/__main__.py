@@ -1,0 +1,5 @@
+import sys
+
+from passivepaxos.cli import main
+
+sys.exit(main())

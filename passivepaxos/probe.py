@@ -1,0 +1,98 @@
+"""``backends --probe URL``: test a live bucket for the conditional writes it claims.
+
+Some S3-compatible stores accept ``If-None-Match``/``If-Match`` headers and ignore them; the
+only way to know is to try. Every key used lives under a throwaway prefix and is deleted
+afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    PreconditionFailedError,
+    StoreError,
+    UnsupportedError,
+)
+from passivepaxos.store import Store
+from passivepaxos.types import PutMode
+
+__all__ = ["ProbeResult", "probe"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    url: str
+    backend: str
+    create: bool
+    cas: bool
+    delete_if_version: bool
+    detail: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        modes = (["create"] if self.create else []) + (["cas"] if self.cas else []) + ["blocks"]
+        return {
+            "url": self.url,
+            "backend": self.backend,
+            "create": self.create,
+            "cas": self.cas,
+            "delete_if_version": self.delete_if_version,
+            "modes": modes,
+            "detail": self.detail,
+        }
+
+
+def _refused(fn: Any, expected: type[Exception]) -> tuple[bool, str]:
+    """True when ``fn`` is refused with ``expected``: the condition is enforced."""
+    try:
+        fn()
+    except expected:
+        return True, "enforced"
+    except UnsupportedError as exc:
+        return False, f"unsupported: {exc}"
+    return False, "ignored: the conditional write succeeded although its condition was false"
+
+
+def probe(store: Store) -> ProbeResult:
+    base = f"ppx-probe-{uuid.uuid4().hex}"
+    create_key, cas_key, del_key = f"{base}/create", f"{base}/cas", f"{base}/delete"
+    detail: dict[str, str] = {}
+    try:
+        try:
+            store.put(create_key, b"first", PutMode.CREATE)
+            create, detail["create"] = _refused(
+                lambda: store.put(create_key, b"second", PutMode.CREATE), AlreadyExistsError
+            )
+        except UnsupportedError as exc:
+            create, detail["create"] = False, f"unsupported: {exc}"
+
+        v1 = store.put(cas_key, b"v1")
+        try:
+            store.put(cas_key, b"v2", PutMode.update(v1))
+            cas, detail["cas"] = _refused(
+                lambda: store.put(cas_key, b"v3", PutMode.update(v1)), PreconditionFailedError
+            )
+        except UnsupportedError as exc:
+            cas, detail["cas"] = False, f"unsupported: {exc}"
+        except PreconditionFailedError:
+            cas, detail["cas"] = False, "a matching version was refused"
+
+        d1 = store.put(del_key, b"d1")
+        store.put(del_key, b"d2")
+        try:
+            delete_if_version, detail["delete_if_version"] = _refused(
+                lambda: store.delete(del_key, if_version=d1), PreconditionFailedError
+            )
+        except UnsupportedError as exc:
+            delete_if_version, detail["delete_if_version"] = False, f"unsupported: {exc}"
+    finally:
+        for key in (create_key, cas_key, del_key):
+            with contextlib.suppress(StoreError):
+                store.delete(key)
+    return ProbeResult(
+        store.url, store.capabilities.name, create, cas, delete_if_version, detail
+    )

@@ -1,0 +1,79 @@
+"""The CLI contract (BRIEF section 5): commands, --json fields, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "passivepaxos", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+    )
+
+
+def test_backends_table_and_json() -> None:
+    out = run("backends")
+    assert out.returncode == 0, out.stderr
+    for name in ("memory", "local", "s3", "gcs", "dropbox"):
+        assert name in out.stdout
+    rows = [json.loads(line) for line in run("backends", "--json").stdout.splitlines()]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["s3"]["create"] is True and by_name["s3"]["modes"][0] == "create"
+    assert by_name["s3-compatible"]["modes"] == ["blocks"]
+    assert by_name["gcs"]["same_name_writes_per_s"] == 1.0
+
+
+def test_probe_local_dir(tmp_path: Path) -> None:
+    out = run("backends", "--probe", f"file://{tmp_path}", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["create"], got["cas"], got["delete_if_version"]) == (True, True, True)
+    assert list(tmp_path.glob("ppx-probe-*/*")) == []  # cleaned up
+
+
+def test_probe_s3_bucket(moto_server: object) -> None:
+    bucket = "probe-bucket"
+    moto_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    out = run("backends", "--probe", f"s3://{bucket}/p", "--json", env=moto_server.env())  # type: ignore[attr-defined]
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["create"] is True
+    keys = moto_server.client().list_objects_v2(Bucket=bucket).get("KeyCount")  # type: ignore[attr-defined]
+    assert keys == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("backends", "--probe", "s3://no-such-bucket/x"), 1, "bucket 'no-such-bucket' does not exist"),
+        (("backends", "--probe", "file:///no/such/dir"), 1, "file:///no/such/dir: directory does not exist"),
+        (("backends", "--probe", "ftp://x/y"), 2, "unknown scheme 'ftp'"),
+        (("backends", "--probe", "az://c/p"), 2, "not implemented yet"),
+    ],
+)
+def test_errors_are_one_line_naming_the_url(
+    moto_server: object, args: tuple[str, ...], code: int, needle: str
+) -> None:
+    out = run(*args, env=moto_server.env())  # type: ignore[attr-defined]
+    assert out.returncode == code, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
+    debug = run("--debug", *args, env=moto_server.env())  # type: ignore[attr-defined]
+    assert "Traceback" in debug.stderr and debug.returncode == code
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run().returncode == 2
+    assert run("nonsense").returncode == 2
