@@ -55,7 +55,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
                     ("delete_if_version", result.delete_if_version),
                 )
             ]
-            _table(f"probe of {result.url} ({result.backend})", ["capability", "works", "detail"], rows)
+            _table(
+                f"probe of {result.url} ({result.backend})", ["capability", "works", "detail"], rows
+            )
         return EXIT_OK
     if args.json:
         for caps in BACKENDS:

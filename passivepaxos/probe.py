@@ -93,6 +93,4 @@ def probe(store: Store) -> ProbeResult:
         for key in (create_key, cas_key, del_key):
             with contextlib.suppress(StoreError):
                 store.delete(key)
-    return ProbeResult(
-        store.url, store.capabilities.name, create, cas, delete_if_version, detail
-    )
+    return ProbeResult(store.url, store.capabilities.name, create, cas, delete_if_version, detail)

@@ -96,8 +96,11 @@ class Backend(Protocol):
       it; where it cannot (an SDK that retries internally) the store layer still copes.
     """
 
-    url: str
-    capabilities: Capabilities
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def get(self, key: str) -> tuple[bytes, Version] | None: ...
 

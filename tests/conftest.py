@@ -118,15 +118,15 @@ class LocalHarness(Harness):
         path.mkdir()
         os.chmod(path, 0o555)
         code = (
-            "import os,sys; sys.path.insert(0, %r)\n"
+            "import os,sys; sys.path.insert(0, {!r})\n"
             "from passivepaxos.store import open_store\n"
-            "s = open_store(%r)\n"
+            "s = open_store({!r})\n"
             "if os.getuid() == 0: os.setgid(65534); os.setuid(65534)\n"
             "try:\n"
             "    s.put('k', b'v')\n"
             "    print('no error')\n"
             "except Exception as e: print(type(e).__name__)\n"
-        ) % (str(ROOT), f"file://{path}")
+        ).format(str(ROOT), f"file://{path}")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         return (out.stdout.strip() or out.stderr.strip()).splitlines()[-1]
 
@@ -193,8 +193,14 @@ class _ProxyInjector(Injector):
 
     def throttle_next(self, n: int) -> None:
         status, body = self.throttle
-        self.proxy.fail_next(n, status, body, headers={"Content-Type": "application/xml"
-                             if body.startswith(b"<") else "application/json"})
+        self.proxy.fail_next(
+            n,
+            status,
+            body,
+            headers={
+                "Content-Type": "application/xml" if body.startswith(b"<") else "application/json"
+            },
+        )
 
 
 class GCSHarness(Harness):
@@ -280,7 +286,7 @@ class DropboxHarness(Harness):
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Any]:
-    from tests.servers.moto import MotoServer
+    from tests.servers.s3_server import MotoServer
 
     with MotoServer() as srv:
         os.environ.update(srv.env())
@@ -291,7 +297,7 @@ class _DeniedMoto:
     """A second moto_server that enforces IAM, with a user allowed only to read."""
 
     def __init__(self) -> None:
-        from tests.servers.moto import MotoServer
+        from tests.servers.s3_server import MotoServer
 
         self.server = MotoServer(auth_actions=4).start()
         self.bucket = fresh("locked")

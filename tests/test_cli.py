@@ -57,8 +57,16 @@ def test_probe_s3_bucket(moto_server: object) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("backends", "--probe", "s3://no-such-bucket/x"), 1, "bucket 'no-such-bucket' does not exist"),
-        (("backends", "--probe", "file:///no/such/dir"), 1, "file:///no/such/dir: directory does not exist"),
+        (
+            ("backends", "--probe", "s3://no-such-bucket/x"),
+            1,
+            "bucket 'no-such-bucket' does not exist",
+        ),
+        (
+            ("backends", "--probe", "file:///no/such/dir"),
+            1,
+            "file:///no/such/dir: directory does not exist",
+        ),
         (("backends", "--probe", "ftp://x/y"), 2, "unknown scheme 'ftp'"),
         (("backends", "--probe", "az://c/p"), 2, "not implemented yet"),
     ],

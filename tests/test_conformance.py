@@ -7,6 +7,7 @@ exact path the protocol layers use. Server-specific fault injection is behind
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -77,7 +78,10 @@ def test_cas_race_has_exactly_one_winner(harness: Harness) -> None:
     for r in range(ROUNDS):
         base = version
         results = _race(
-            stores, lambda i, s, base=base, r=r: s.put("counter", f"{r}:{i}".encode(), PutMode.update(base))
+            stores,
+            lambda i, s, base=base, r=r: s.put(
+                "counter", f"{r}:{i}".encode(), PutMode.update(base)
+            ),
         )
         winners = [(i, out) for i, out in results if isinstance(out, Version)]
         losers = [out for _, out in results if not isinstance(out, Version)]
@@ -118,7 +122,9 @@ def test_conditional_delete(harness: Harness, request: pytest.FixtureRequest) ->
         # fake-gcs-server 1.54 deletes regardless of ifGenerationMatch (upstream #1282);
         # the adapter's 412 mapping is tested through the fault proxy in test_gcs_backend.py
         request.applymarker(
-            pytest.mark.xfail(reason="emulator divergence: DELETE ignores ifGenerationMatch", strict=True)
+            pytest.mark.xfail(
+                reason="emulator divergence: DELETE ignores ifGenerationMatch", strict=True
+            )
         )
     s = harness.store()
     v1 = s.put("k", b"1", PutMode.CREATE)
@@ -141,7 +147,7 @@ def test_list_order_and_paging_over_1000_keys(harness: Harness) -> None:
     # paging with start_after resumes strictly after the key, in order
     page, after = [], None
     while True:
-        chunk = [m.key for _, m in zip(range(300), s.list("log/", start_after=after))]
+        chunk = [m.key for m in itertools.islice(s.list("log/", start_after=after), 300)]
         if not chunk:
             break
         page += chunk
@@ -178,7 +184,11 @@ def test_missing_container_is_a_clear_error(harness: Harness) -> None:
     if url is None:
         pytest.skip(f"{harness.name}: there is no container that could be missing")
     s = harness.store(url)
-    for op in (lambda: s.get("k"), lambda: s.put("k", b"v", PutMode.CREATE), lambda: list(s.list())):
+    for op in (
+        lambda: s.get("k"),
+        lambda: s.put("k", b"v", PutMode.CREATE),
+        lambda: list(s.list()),
+    ):
         with pytest.raises(ContainerNotFoundError) as info:
             op()
         # the message names the bucket / directory at fault

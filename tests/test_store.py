@@ -106,7 +106,9 @@ def test_real_conflicts_are_reported_with_the_winner() -> None:
 def test_retries_are_bounded_and_honour_retry_after() -> None:
     slept: list[float] = []
     fb = FaultyBackend(open_backend(f"memory://{fresh()}"), FaultPlan(), seed=0)
-    s = Store(fb, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.01), sleep=slept.append)
+    s = Store(
+        fb, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.01), sleep=slept.append
+    )
     fb.plan.retry_after = 1.5
     fb.script("throttle", "throttle")
     s.put("k", b"v")
@@ -145,7 +147,9 @@ def test_random_faults_never_produce_a_false_report(seed: int) -> None:
     or :info (ambiguous, either); checked after every late write has landed."""
     rng = random.Random(seed)
     inner = open_backend(f"memory://{fresh()}")
-    fb = FaultyBackend(inner, FaultPlan(before=0.15, after=0.15, late=0.1, throttle=0.05), seed=seed)
+    fb = FaultyBackend(
+        inner, FaultPlan(before=0.15, after=0.15, late=0.1, throttle=0.05), seed=seed
+    )
     writers = [Store(fb, retry=FAST, sleep=lambda s: None, rng=random.Random(i)) for i in range(4)]
     outcomes: list[tuple[str, bytes, str]] = []
     for step in range(60):
@@ -172,7 +176,9 @@ def test_random_faults_never_produce_a_false_report(seed: int) -> None:
 def test_counting_and_latency_wrappers() -> None:
     slept: list[float] = []
     counting = CountingBackend(
-        LatencyBackend(open_backend(f"memory://{fresh()}"), 0.02, jitter=0.5, seed=3, sleep=slept.append)
+        LatencyBackend(
+            open_backend(f"memory://{fresh()}"), 0.02, jitter=0.5, seed=3, sleep=slept.append
+        )
     )
     s = Store(counting)
     v = s.put("a", b"1", PutMode.CREATE)

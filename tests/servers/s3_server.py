@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,18 +36,17 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.auth_actions = auth_actions
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)
+        fd, self.log_path = tempfile.mkstemp(prefix="moto-", suffix=".log")
+        self._log = os.fdopen(fd, "wb")
 
     def start(self) -> MotoServer:
-        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
-            "moto_server"
-        )
-        cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
+        # moto's app with writes serialized (see moto_serialized.py for the divergence)
+        cmd = [sys.executable, str(Path(__file__).with_name("moto_serialized.py"))]
         env = {**os.environ, **CREDS}
         if self.auth_actions is not None:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.auth_actions)
         self._proc = subprocess.Popen(
-            [*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
+            [*cmd, "127.0.0.1", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -56,7 +54,7 @@ class MotoServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {Path(self._log.name).read_text()[-2000:]}")
+                raise RuntimeError(f"moto_server exited: {Path(self.log_path).read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
@@ -111,7 +109,7 @@ class MotoServer:
         self.stop()
 
 
-if __name__ == "__main__":  # manual use: python -m tests.servers.moto
+if __name__ == "__main__":  # manual use: python -m tests.servers.s3_server
     with MotoServer() as srv:
         print(srv.url, flush=True)
         try:
