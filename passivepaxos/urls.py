@@ -22,7 +22,15 @@ from passivepaxos.errors import ConfigError, UnsupportedError
 if TYPE_CHECKING:
     from passivepaxos.types import Backend
 
-__all__ = ["SCHEMES", "StoreURL", "backend_module", "open_backend", "parse_url", "split_urls"]
+__all__ = [
+    "SCHEMES",
+    "StoreURL",
+    "backend_module",
+    "open_backend",
+    "parse_url",
+    "split_urls",
+    "use_source_backends",
+]
 
 # scheme -> (backend module, pip extra that provides its SDK)
 SCHEMES: dict[str, tuple[str, str | None]] = {
@@ -94,24 +102,32 @@ def parse_url(raw: str) -> StoreURL:
 
 
 def backend_module(name: str) -> ModuleType:
-    """Import ``passivepaxos_backends.<name>``, or, in a source checkout, ``backends/<name>``."""
-    try:
-        return importlib.import_module(f"passivepaxos_backends.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("passivepaxos_backends", f"passivepaxos_backends.{name}"):
-            raise
+    """Import backend ``name`` from the same tree as this package: ``backends/`` beside it in
+    a source checkout, else the installed ``passivepaxos_backends``."""
+    if not use_source_backends() and importlib.util.find_spec("passivepaxos_backends") is None:
+        raise ConfigError(f"backend module {name!r} is not installed")
+    return importlib.import_module(f"passivepaxos_backends.{name}")
+
+
+def use_source_backends() -> bool:
+    """In a source checkout, make ``backends/`` importable as ``passivepaxos_backends``
+    (an installed copy, if any, is shadowed: tests must run the code they sit beside)."""
     src = Path(__file__).resolve().parent.parent / "backends"
     if not (src / "__init__.py").is_file():
-        raise ConfigError(f"backend module {name!r} is not installed")
-    if "passivepaxos_backends" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "passivepaxos_backends", src / "__init__.py", submodule_search_locations=[str(src)]
-        )
-        assert spec is not None and spec.loader is not None
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["passivepaxos_backends"] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"passivepaxos_backends.{name}")
+        return False
+    loaded = sys.modules.get("passivepaxos_backends")
+    if loaded is not None and Path(loaded.__file__ or "").parent == src:
+        return True
+    for mod in [m for m in sys.modules if m.startswith("passivepaxos_backends.")]:
+        del sys.modules[mod]
+    spec = importlib.util.spec_from_file_location(
+        "passivepaxos_backends", src / "__init__.py", submodule_search_locations=[str(src)]
+    )
+    assert spec is not None and spec.loader is not None
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["passivepaxos_backends"] = pkg
+    spec.loader.exec_module(pkg)
+    return True
 
 
 def open_backend(url: str | StoreURL) -> Backend:

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
-from passivepaxos.urls import open_backend  # noqa: E402
+from passivepaxos.urls import open_backend, use_source_backends  # noqa: E402
+
+use_source_backends()  # test the backends/ beside these tests, never a stale installed copy
 from passivepaxos.wrappers import FaultPlan, FaultyBackend  # noqa: E402
 
 # Fast retries in tests: behaviour is what is checked, not patience.

@@ -46,18 +46,20 @@ def test_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(site, "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True,
         capture_output=True,
     )
+    # only now, so pip cannot see the test environment's own copy as 'already installed'
+    Path(site, "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     code = (
         "import importlib, importlib.util, passivepaxos, passivepaxos_backends\n"
         "for m in ('memory', 'local', 's3', 'gcs', 'dropbox'):\n"
         "    importlib.import_module('passivepaxos_backends.' + m)\n"
         "assert importlib.util.find_spec('backends') is None, 'clashing top-level backends'\n"
-        "assert 'site-packages' in passivepaxos.__file__, passivepaxos.__file__\n"
+        f"assert passivepaxos.__file__.startswith({str(env_dir)!r}), passivepaxos.__file__\n"
+        f"assert passivepaxos_backends.__file__.startswith({str(env_dir)!r})\n"
         "print('ok')\n"
     )
     out = subprocess.run([str(py), "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path)

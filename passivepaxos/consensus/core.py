@@ -1,0 +1,675 @@
+"""Consensus protocols as pure state machines: no I/O, no clock, no global randomness.
+
+A proposer (or learner) is a generator that yields *batches* of storage operations
+(:class:`Get`, :class:`Put`, :class:`List`, :class:`Sleep`) meant to run in parallel and
+is sent back one result per operation: the value, or the exception instance the store
+raised. The same code therefore runs over real stores (``driver``) and inside the
+deterministic simulator (``sim``), as etcd's raft core does. Randomness (backoff, block
+owner nonces) comes from a ``random.Random`` the caller supplies.
+
+Ballots are ``(round, proposer_id)`` tuples: totally ordered and unique per proposer.
+``ZERO = (0, "")`` is reserved for the fast path; ordinary rounds start at 1 and a new
+round always exceeds every ballot the proposer has seen.
+
+Passive Paxos (create lists)
+----------------------------
+Each store holds one *virtual acceptor*: an append-only list of numbered objects
+``<instance>/<slot:020d>``. Sending a PREPARE(b) or ACCEPT(b, v) to that acceptor means
+creating the next free slot (create-if-absent); the loser of a slot learns the winner's
+message from ``AlreadyExistsError.current`` and tries the next slot. The acceptor's state
+after the first ``k`` slots is a pure function of those slots (:func:`replay`):
+
+- a PREPARE(b) is *granted* iff ``b`` exceeds every ballot granted or accepted earlier;
+- an ACCEPT(b, v) is *accepted* iff ``b`` is at least every ballot granted or accepted
+  earlier; the acceptor's accepted pair is the last accepted ACCEPT (ballots of accepted
+  ACCEPTs never decrease, so it is also the highest).
+
+Invariants, and why they hold:
+
+- L1 (immutability) a slot, once created, never changes (create-if-absent, no deletes),
+  so the outcome of every message is fixed forever by the prefix before it: a replay by
+  anyone, at any time, agrees with the sender's.
+- L2 (no gaps) a proposer creates slot ``k`` only after seeing slots ``0..k-1`` exist,
+  and a late-landing write only lands on the slot it was aimed at; readers can stop at the
+  first missing slot.
+- P1 (one value per ballot) a proposer sends at most one ACCEPT value per ballot: an
+  ambiguous append is resolved by re-reading the slot (never by sending another value in
+  the same ballot); an unresolvable one just means the acceptor is not counted, which is
+  what a lost message means in Paxos. Duplicated or late messages are harmless: an
+  acceptor may receive any message at any time.
+- Given L1 and P1 each list is an ordinary Paxos acceptor, so Paxos's P2c holds: if
+  (b, v) is accepted by a majority of lists (chosen), every ACCEPT(b', v') with b' > b has
+  v' = v, because its sender's PREPARE(b') was granted by a majority, which intersects the
+  choosing majority in a list where ACCEPT(b, v) precedes the PREPARE (else it would not
+  have been accepted) and thus reports a pair of ballot >= b.
+
+"Chosen" is exactly computable by any reader (:func:`chosen`), so ``learn`` is exact.
+
+Fast path (one create)
+----------------------
+With exactly one create-capable store, a proposer may create slot 0 with ACCEPT(ZERO, v).
+Safe because: the write is aimed only at slot 0 (the store's ambiguity resolution and late
+landings stay on that key, and the proposer never retries it elsewhere), so at most one
+ACCEPT at ballot ZERO ever exists, and it is the first message of the only acceptor, hence
+accepted and chosen; ZERO is below every ordinary ballot, so every later PREPARE replays it
+and reports it, and P2c holds as above. :func:`replay` ignores a ZERO ACCEPT at any other
+slot. With several stores two proposers could win slot 0 on different lists with different
+values at the same ballot, violating P1, so the fast path is refused there.
+
+Disk Paxos (blocks)
+-------------------
+Gafni & Lamport's DiskSynod. Every proposer call is a fresh *processor* ``owner =
+<proposer_id>.<nonce>`` (so no processor ever restarts and DiskSynod's phase 0 is not
+needed). It owns blocks ``<instance>/blocks/<owner>/<seq:012d>`` on every store; a block
+holds ``(mbal, bal, inp)``; writing a new state uses a new ``seq`` and readers take the
+highest ``seq`` per owner. Single-writer keys that are never rewritten make a write that
+lands late harmless: it can never hide a newer state, so what a disk shows for ``p`` only
+moves forward through ``p``'s own states, as DiskSynod assumes of ``disk[d][p]``.
+In each phase the processor writes its block to every disk, then lists and reads every
+other owner's latest block on that disk; a block with a higher ``mbal`` aborts the ballot;
+the phase ends once a majority of disks were written and fully read. Phase 1 ends by
+setting ``bal := mbal`` and ``inp :=`` the input of the highest-``bal`` block seen (own
+block included) that has one, else its own input; phase 2 ends by deciding ``inp``.
+
+The reference invariant is ``HInv``, the inductive invariant of Lamport's DiskSynod TLA+
+specification (Gafni & Lamport, "Disk Paxos", Distributed Computing 16(1), 2003, appendix;
+conjuncts HInv1..HInv6). The facts this implementation must preserve for it to apply,
+in our words (not the spec's numbering): for every block, ``bal <= mbal`` and ``inp`` is
+an input iff ``bal > ZERO``; what a disk holds for ``p`` is never ahead of ``p``'s own
+``dblock`` (write-before-read, and monotone ``seq`` keys so a late write cannot move it
+backwards); a block ``p`` read from ``q`` is a state ``q`` held at or before the read;
+and the consequences the spec proves: once ``(b, v)`` is chosen every block with
+``bal >= b`` has ``inp = v``, and all outputs are equal. The key step, as in the paper:
+for two processors ``p``, ``q`` and a disk ``d`` each writes its block to ``d`` before
+reading ``d``, so one of them reads the other's block with the newer ``mbal`` and aborts
+or adopts. That needs only read-after-write (and list-after-write) consistency.
+
+Ambiguity
+---------
+A ``Put`` that raised ``AmbiguousWriteError``/``TransientError`` is "maybe": for a list it
+is resolved by reading the slot back; for a block it just does not count (its unique key
+means it cannot do harm if it lands later). Nothing is ever assumed failed and replaced by
+a different value in the same ballot.
+
+``MUTATIONS`` plants bugs for the mutation tests only; it is empty in normal use.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from passivepaxos.errors import AlreadyExistsError, QuorumError, StoreError
+from passivepaxos.types import PutMode, Version
+
+__all__ = [
+    "MUTATIONS",
+    "ZERO",
+    "Ballot",
+    "Block",
+    "Get",
+    "List",
+    "Msg",
+    "Op",
+    "Put",
+    "Sleep",
+    "chosen",
+    "decided_key",
+    "disk_proposer",
+    "learner",
+    "passive_proposer",
+    "replay",
+    "slot_key",
+]
+
+FORMAT = 1
+MARKER_ROUNDS = 3
+Ballot = tuple[int, str]
+ZERO: Ballot = (0, "")
+
+#: Planted bugs, switched on only by tests: ``accept_without_majority``,
+#: ``replay_ignores_higher_ballot``, ``ambiguous_as_failed``, ``disk_ignores_higher_mbal``,
+#: ``ignore_accepted_value``.
+MUTATIONS: set[str] = set()
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    """Result: ``(data, version)`` or ``None`` when the key is missing."""
+
+    store: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Result: the new ``Version``."""
+
+    store: int
+    key: str
+    data: bytes
+    mode: PutMode
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    """Result: the list of keys under ``prefix`` after ``start_after``, ascending."""
+
+    store: int
+    prefix: str
+    start_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Back off for ``seconds`` (virtual in the simulator). Result: ``None``."""
+
+    seconds: float
+
+
+Op = Get | Put | List | Sleep
+Batch = list[Op]
+R = TypeVar("R")
+Proc = Generator[Batch, list[object], R]
+Sub = Generator[Op, object, R]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Randomized exponential backoff between rounds (full jitter)."""
+
+    base: float = 0.02
+    cap: float = 1.0
+
+    def delay(self, rng: random.Random, attempt: int) -> float:
+        return rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 30)))
+
+
+def _mut(name: str) -> bool:
+    return name in MUTATIONS
+
+
+def _parallel(subs: dict[int, Sub[R]]) -> Proc[dict[int, R]]:
+    """Run one small per-store generator per store, one operation each per batch."""
+    out: dict[int, R] = {}
+    pending: dict[int, Op] = {}
+    for i, g in subs.items():
+        try:
+            pending[i] = next(g)
+        except StopIteration as stop:
+            out[i] = stop.value
+    while pending:
+        keys = list(pending)
+        results = yield [pending[k] for k in keys]
+        pending = {}
+        for k, r in zip(keys, results, strict=True):
+            try:
+                pending[k] = subs[k].send(r)
+            except StopIteration as stop:
+                out[k] = stop.value
+    return out
+
+
+# -- encoding ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Msg:
+    """A list entry: ``P`` (prepare), ``A`` (accept) or ``D`` (decided marker)."""
+
+    kind: str
+    ballot: Ballot
+    value: bytes | None = None
+
+    def encode(self) -> bytes:
+        v = None if self.value is None else base64.b64encode(self.value).decode()
+        obj = {"f": FORMAT, "k": self.kind, "b": list(self.ballot), "v": v}
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _ballot(x: Any) -> Ballot:
+    if not (isinstance(x, list) and len(x) == 2 and isinstance(x[0], int)):
+        raise ValueError("bad ballot")
+    if not isinstance(x[1], str):
+        raise ValueError("bad ballot")
+    return (x[0], x[1])
+
+
+def _value(x: Any) -> bytes | None:
+    return None if x is None else base64.b64decode(str(x), validate=True)
+
+
+def decode_msg(data: bytes) -> Msg | None:
+    """``None`` for anything that is not a message of a known format: a no-op entry."""
+    try:
+        obj = json.loads(data)
+        if obj.get("f") != FORMAT or obj.get("k") not in ("P", "A", "D"):
+            return None
+        return Msg(obj["k"], _ballot(obj["b"]), _value(obj.get("v")))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A Disk Paxos block: DiskSynod's ``(mbal, bal, inp)``."""
+
+    mbal: Ballot = ZERO
+    bal: Ballot = ZERO
+    inp: bytes | None = None
+
+    def encode(self) -> bytes:
+        v = None if self.inp is None else base64.b64encode(self.inp).decode()
+        obj = {"f": FORMAT, "mb": list(self.mbal), "b": list(self.bal), "v": v}
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_block(data: bytes) -> Block | None:
+    try:
+        obj = json.loads(data)
+        if obj.get("f") != FORMAT:
+            return None
+        return Block(_ballot(obj["mb"]), _ballot(obj["b"]), _value(obj.get("v")))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+def slot_key(instance: str, slot: int) -> str:
+    return f"{instance}/{slot:020d}"
+
+
+def decided_key(instance: str) -> str:
+    return f"{instance}/decided"
+
+
+def blocks_prefix(instance: str) -> str:
+    return f"{instance}/blocks/"
+
+
+# -- the virtual acceptor ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptorState:
+    promised: Ballot = ZERO  # highest ballot granted (PREPARE) or accepted (ACCEPT)
+    accepted: tuple[Ballot, bytes] | None = None
+
+
+def step(state: AcceptorState, msg: Msg | None, slot: int) -> tuple[bool, AcceptorState]:
+    """Apply one list entry; return (granted/accepted, new state)."""
+    if msg is None or msg.kind == "D":
+        return False, state
+    if msg.kind == "P":
+        if msg.ballot > state.promised:
+            return True, AcceptorState(msg.ballot, state.accepted)
+        return False, state
+    if msg.value is None or (msg.ballot == ZERO and slot != 0):
+        return False, state
+    if msg.ballot >= state.promised or _mut("replay_ignores_higher_ballot"):
+        return True, AcceptorState(max(msg.ballot, state.promised), (msg.ballot, msg.value))
+    return False, state
+
+
+def replay(entries: Sequence[Msg | None]) -> AcceptorState:
+    """The acceptor state after ``entries`` (a list prefix): a pure function of it."""
+    state = AcceptorState()
+    for i, m in enumerate(entries):
+        _, state = step(state, m, i)
+    return state
+
+
+def accepted_pairs(entries: Sequence[Msg | None]) -> set[tuple[Ballot, bytes]]:
+    """Every (ballot, value) this acceptor accepted, in any order."""
+    state = AcceptorState()
+    out: set[tuple[Ballot, bytes]] = set()
+    for i, m in enumerate(entries):
+        ok, state = step(state, m, i)
+        if ok and m is not None and m.kind == "A" and m.value is not None:
+            out.add((m.ballot, m.value))
+    return out
+
+
+def chosen(lists: Sequence[Sequence[Msg | None] | None], n: int) -> set[tuple[Ballot, bytes]]:
+    """Pairs accepted by a majority of the ``n`` acceptors (``None``: list unknown)."""
+    counts: dict[tuple[Ballot, bytes], int] = {}
+    for entries in lists:
+        if entries is None:
+            continue
+        for pair in accepted_pairs(entries):
+            counts[pair] = counts.get(pair, 0) + 1
+    return {p for p, c in counts.items() if c >= n // 2 + 1}
+
+
+def _max_ballot(entries: Sequence[Msg | None]) -> Ballot:
+    return max((m.ballot for m in entries if m is not None), default=ZERO)
+
+
+# -- passive Paxos proposer --------------------------------------------------------------
+
+
+def _is_err(r: object) -> bool:
+    return isinstance(r, BaseException)
+
+
+class _Lists:
+    """What one proposer knows of each store's list: a complete prefix (L2)."""
+
+    MAX_TRIES = 3  # unclear answers tolerated per append before the store is not counted
+
+    def __init__(self, instance: str, n: int) -> None:
+        self.instance = instance
+        self.known: list[list[Msg | None]] = [[] for _ in range(n)]
+        self.errors: dict[int, str] = {}
+
+    def append(self, s: int, msg: Msg, *, only_slot: int | None = None) -> Sub[int | None]:
+        """Append ``msg`` to list ``s``; return its slot, or ``None`` if not established.
+
+        With ``only_slot`` the message may only go to that slot (the fast path)."""
+        data = msg.encode()
+        known = self.known[s]
+        unclear = 0
+        while True:
+            slot = len(known)
+            if only_slot is not None and slot != only_slot:
+                return None
+            key = slot_key(self.instance, slot)
+            r = yield Put(s, key, data, PutMode.CREATE)
+            if isinstance(r, Version):
+                known.append(msg)
+                self.errors.pop(s, None)
+                return slot
+            if isinstance(r, AlreadyExistsError) and r.current is not None:
+                got: object = r.current
+            elif isinstance(r, StoreError) and not isinstance(r, AlreadyExistsError):
+                self.errors[s] = str(r)
+                unclear += 1
+                if _mut("ambiguous_as_failed"):
+                    return None
+                if unclear > self.MAX_TRIES:
+                    return None
+                got = yield Get(s, key)  # resolve: is our message there?
+            elif isinstance(r, AlreadyExistsError):
+                got = yield Get(s, key)
+            else:
+                raise TypeError(f"unexpected result {r!r}")
+            if _is_err(got):
+                self.errors[s] = str(got)
+                unclear += 1
+                if unclear > self.MAX_TRIES:
+                    return None
+                continue  # retry the identical create on the same slot
+            if got is None:
+                continue  # slot still free: our message is not there (yet); same bytes again
+            assert isinstance(got, tuple)
+            existing: bytes = got[0]
+            if existing == data:
+                known.append(msg)
+                self.errors.pop(s, None)
+                return slot
+            known.append(decode_msg(existing))
+
+    def read_all(self, s: int) -> Sub[bool]:
+        """Extend the known prefix of list ``s`` to its current end (learners)."""
+        known = self.known[s]
+        while True:
+            got = yield Get(s, slot_key(self.instance, len(known)))
+            if _is_err(got):
+                self.errors[s] = str(got)
+                return False
+            if got is None:
+                return True
+            assert isinstance(got, tuple)
+            known.append(decode_msg(got[0]))
+
+
+def _check_quorum(names: Sequence[str], answered: int, errors: dict[int, str]) -> None:
+    if answered >= len(names) // 2 + 1:
+        return
+    bad = ", ".join(f"{names[i]} ({errors.get(i, 'no answer')})" for i in sorted(errors))
+    raise QuorumError(
+        f"no majority of stores answered: {answered} of {len(names)} reachable; "
+        f"unreachable: {bad or 'unknown'}"
+    )
+
+
+def _write_marker(instance: str, n: int, value: bytes, ballot: Ballot) -> Proc[None]:
+    """Best effort: the value is already decided; the marker only makes ``learn`` cheap
+    (and, for blocks, possible). Failed stores are retried a few times, then given up."""
+    data = Msg("D", ballot, value).encode()
+    todo = list(range(n))
+    for _ in range(MARKER_ROUNDS):
+        results = yield [Put(s, decided_key(instance), data, PutMode.OVERWRITE) for s in todo]
+        todo = [s for s, r in zip(todo, results, strict=True) if _is_err(r)]
+        if not todo:
+            return
+
+
+def passive_proposer(
+    stores: Sequence[str],
+    instance: str,
+    value: bytes,
+    proposer_id: str,
+    rng: random.Random,
+    *,
+    fast: bool = True,
+    backoff: Backoff | None = None,
+    max_unreachable_rounds: int = 3,
+) -> Proc[bytes]:
+    """Passive Paxos over create lists; returns the decided value.
+
+    ``stores`` names the stores (for errors); operation ``store`` fields index it.
+    Raises ``QuorumError`` after ``max_unreachable_rounds`` rounds without a majority."""
+    _check_id(proposer_id)
+    n = len(stores)
+    majority = n // 2 + 1
+    lists = _Lists(instance, n)
+    backoff = backoff or Backoff()
+
+    if fast and n == 1:
+        slot = yield from _parallel({0: lists.append(0, Msg("A", ZERO, value), only_slot=0)})
+        if slot[0] == 0:
+            return value  # our ACCEPT(ZERO) is slot 0 of the only list: chosen
+        won = chosen([lists.known[0]], 1)
+        if won:
+            return next(iter(won))[1]
+
+    seen = ZERO
+    attempt = 0
+    unreachable = 0
+    while True:
+        for entries in lists.known:
+            seen = max(seen, _max_ballot(entries))
+        ballot = (seen[0] + 1, proposer_id)
+
+        # phase 1
+        slots = yield from _parallel({s: lists.append(s, Msg("P", ballot)) for s in range(n)})
+        answered = [s for s in range(n) if slots[s] is not None]
+        if len(answered) < majority:
+            unreachable += 1
+            if unreachable >= max_unreachable_rounds:
+                _check_quorum(stores, len(answered), lists.errors)
+        else:
+            unreachable = 0
+        won = chosen(lists.known, n)
+        if won:  # someone already decided; learning it is exact (L1)
+            v = next(iter(won))[1]
+            yield from _write_marker(instance, n, v, ballot)
+            return v
+        reports: list[tuple[Ballot, bytes] | None] = []
+        for s in answered:
+            idx = slots[s]
+            assert idx is not None
+            before = replay(lists.known[s][:idx])
+            if ballot > before.promised:
+                reports.append(before.accepted)
+        need = 1 if _mut("accept_without_majority") else majority
+        if len(reports) >= need:
+            prior = [r for r in reports if r is not None]
+            if prior and not _mut("ignore_accepted_value"):
+                v = max(prior, key=lambda r: r[0])[1]
+            else:
+                v = value
+            accept = Msg("A", ballot, v)
+            slots = yield from _parallel({s: lists.append(s, accept) for s in range(n)})
+            oks = 0
+            for s in range(n):
+                idx = slots[s]
+                if idx is not None:
+                    ok, _ = step(replay(lists.known[s][:idx]), accept, idx)
+                    oks += ok
+            if oks >= need:
+                yield from _write_marker(instance, n, v, ballot)
+                return v
+            if _mut("ambiguous_as_failed") and v != value:
+                # planted bug: the unclear ACCEPT is taken as failed and the same ballot
+                # is reused for a different value
+                again = Msg("A", ballot, value)
+                slots = yield from _parallel({s: lists.append(s, again) for s in range(n)})
+                oks = sum(
+                    step(replay(lists.known[s][:i]), again, i)[0]
+                    for s, i in slots.items()
+                    if i is not None
+                )
+                if oks >= need:
+                    return value
+        attempt += 1
+        yield [Sleep(backoff.delay(rng, attempt))]
+
+
+def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[bytes | None]:
+    """Read-only: the decided value, or ``None`` when none is known to be decided.
+
+    Reads the DECIDED markers; for create lists, also replays the lists (exact, by L1)."""
+    n = len(stores)
+    results = yield [Get(s, decided_key(instance)) for s in range(n)]
+    for r in results:
+        if isinstance(r, tuple):
+            m = decode_msg(r[0])
+            if m is not None and m.kind == "D" and m.value is not None:
+                return m.value
+    if mode != "create":
+        return None
+    lists = _Lists(instance, n)
+    ok = yield from _parallel({s: lists.read_all(s) for s in range(n)})
+    won = chosen([lists.known[s] if ok[s] else None for s in range(n)], n)
+    return next(iter(won))[1] if won else None
+
+
+def _check_id(proposer_id: str) -> None:
+    if not proposer_id or not all(c.isalnum() or c in "-_." for c in proposer_id):
+        raise ValueError(f"proposer id must be non-empty [A-Za-z0-9._-]: {proposer_id!r}")
+
+
+# -- Disk Paxos --------------------------------------------------------------------------
+
+
+@dataclass
+class _PhaseOutcome:
+    ok: bool
+    blocks: list[Block]
+    higher: Ballot | None = None  # an mbal above ours (abort)
+    error: str | None = None
+
+
+def _disk_phase(instance: str, owner: str, s: int, key: str, block: Block) -> Sub[_PhaseOutcome]:
+    """Write own block to disk ``s``, then read every other owner's latest block there."""
+    data = block.encode()
+    r = yield Put(s, key, data, PutMode.OVERWRITE)
+    if _is_err(r):
+        return _PhaseOutcome(False, [], error=str(r))
+    keys = yield List(s, blocks_prefix(instance))
+    if not isinstance(keys, list):
+        return _PhaseOutcome(False, [], error=str(keys))
+    latest: dict[str, str] = {}
+    plen = len(blocks_prefix(instance))
+    for k in keys:
+        who, _, _seq = str(k)[plen:].partition("/")
+        if who != owner and _seq:
+            latest[who] = max(latest.get(who, ""), str(k))
+    blocks: list[Block] = []
+    for who in sorted(latest):
+        got = yield Get(s, latest[who])
+        if not isinstance(got, tuple):
+            return _PhaseOutcome(False, [], error=str(got))
+        b = decode_block(got[0])
+        if b is None:
+            return _PhaseOutcome(False, [], error=f"invalid block {latest[who]}")
+        if b.mbal > block.mbal and not _mut("disk_ignores_higher_mbal"):
+            return _PhaseOutcome(False, [], higher=b.mbal)
+        blocks.append(b)
+    return _PhaseOutcome(True, blocks)
+
+
+def disk_proposer(
+    stores: Sequence[str],
+    instance: str,
+    value: bytes,
+    proposer_id: str,
+    rng: random.Random,
+    *,
+    backoff: Backoff | None = None,
+    max_unreachable_rounds: int = 3,
+) -> Proc[bytes]:
+    """DiskSynod over single-writer blocks; returns the decided value."""
+    _check_id(proposer_id)
+    n = len(stores)
+    majority = n // 2 + 1
+    owner = f"{proposer_id}.{rng.getrandbits(48):012x}"
+    backoff = backoff or Backoff()
+    seq = 0
+    dblock = Block()
+    seen = ZERO
+    attempt = 0
+    unreachable = 0
+    errors: dict[int, str] = {}
+
+    def phase(block: Block) -> Proc[tuple[bool, list[Block]]]:
+        nonlocal seq, seen, unreachable
+        seq += 1
+        key = f"{blocks_prefix(instance)}{owner}/{seq:012d}"
+        outs = yield from _parallel(
+            {s: _disk_phase(instance, owner, s, key, block) for s in range(n)}
+        )
+        good = [o for o in outs.values() if o.ok]
+        for s, o in outs.items():
+            if o.error is not None:
+                errors[s] = o.error
+            else:
+                errors.pop(s, None)
+        higher = [o.higher for o in outs.values() if o.higher is not None]
+        if higher:
+            seen = max(seen, *higher)
+            return False, []
+        answered = sum(1 for o in outs.values() if o.error is None)
+        if answered < majority:
+            unreachable += 1
+            if unreachable >= max_unreachable_rounds:
+                _check_quorum(stores, answered, errors)
+        else:
+            unreachable = 0
+        if len(good) < majority:
+            return False, []
+        return True, [b for o in good for b in o.blocks]
+
+    while True:
+        seen = max(seen, dblock.mbal)
+        dblock = Block((seen[0] + 1, owner), dblock.bal, dblock.inp)
+        ok, read = yield from phase(dblock)
+        if ok:
+            with_inp = [b for b in [*read, dblock] if b.inp is not None]
+            inp = max(with_inp, key=lambda b: b.bal).inp if with_inp else value
+            dblock = Block(dblock.mbal, dblock.mbal, inp)
+            ok, _ = yield from phase(dblock)
+            if ok:
+                assert dblock.inp is not None
+                yield from _write_marker(instance, n, dblock.inp, dblock.bal)
+                return dblock.inp
+        attempt += 1
+        yield [Sleep(backoff.delay(rng, attempt))]
