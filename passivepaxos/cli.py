@@ -67,6 +67,62 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _proposer_id() -> str:
+    import os
+    import re
+    import socket
+    import uuid
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from passivepaxos.manifest import init_log
+
+    manifest, created = init_log(args.log, args.mode)
+    if args.json:
+        _print_json(
+            {
+                "log": args.log,
+                "mode": manifest.mode.value,
+                "stores": list(manifest.stores),
+                "created": created,
+            }
+        )
+    else:
+        verb = "initialised" if created else "already initialised"
+        print(f"{verb} {args.log} (mode {manifest.mode.value}, {len(manifest.stores)} store(s))")
+    return EXIT_OK
+
+
+def cmd_propose(args: argparse.Namespace) -> int:
+    from passivepaxos.consensus.driver import propose
+    from passivepaxos.manifest import check_instance, open_log
+
+    instance = check_instance(args.instance)
+    stores, manifest = open_log(args.log)
+    value = args.value.encode()
+    decided = propose(stores, instance, value, _proposer_id(), manifest.mode)
+    if args.json:
+        out: dict[str, Any] = {
+            "instance": args.instance,
+            "proposed": args.value,
+            "won": decided == value,
+        }
+        try:
+            out["value"] = decided.decode()
+        except UnicodeDecodeError:
+            import base64
+
+            out["value_b64"] = base64.b64encode(decided).decode()
+        _print_json(out)
+    else:
+        sys.stdout.buffer.write(decided + b"\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
@@ -80,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", metavar="URL", help="test a live store for conditional writes")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("init", help="create a log / consensus space on one store or a quorum")
+    p.add_argument("log", metavar="LOG", help="storage URL, or several joined by ','")
+    p.add_argument("--mode", default="auto", choices=["auto", "create", "cas", "blocks"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "propose", help="propose a value for a consensus instance; print the decided one"
+    )
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("instance", metavar="INSTANCE")
+    p.add_argument("value", metavar="VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_propose)
     return parser
 
 
