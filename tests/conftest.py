@@ -338,25 +338,29 @@ def dropbox_server() -> Iterator[Any]:
     srv.stop()
 
 
-@pytest.fixture(params=BACKENDS)
-def harness(request: pytest.FixtureRequest) -> Harness:
-    name = request.param
-    cache = request.config.cache_harness if hasattr(request.config, "cache_harness") else None
-    if cache is None:
-        cache = {}
-        request.config.cache_harness = cache  # type: ignore[attr-defined]
-    if name not in cache:
+_HARNESSES: dict[str, Harness] = {}
+
+
+def get_harness(request: pytest.FixtureRequest, name: str) -> Harness:
+    """One harness per backend per session, starting its server on first use."""
+    if name not in _HARNESSES:
         if name == "memory":
-            cache[name] = MemoryHarness()
+            _HARNESSES[name] = MemoryHarness()
         elif name == "local":
-            cache[name] = LocalHarness()
+            _HARNESSES[name] = LocalHarness()
         elif name == "s3":
-            cache[name] = S3Harness(
+            _HARNESSES[name] = S3Harness(
                 request.getfixturevalue("moto_server"), request.getfixturevalue("denied_moto")
             )
         elif name == "gcs":
-            cache[name] = GCSHarness(request.getfixturevalue("gcs_server"))
+            _HARNESSES[name] = GCSHarness(request.getfixturevalue("gcs_server"))
+        elif name == "dropbox":
+            _HARNESSES[name] = DropboxHarness(request.getfixturevalue("dropbox_server"))
         else:
-            cache[name] = DropboxHarness(request.getfixturevalue("dropbox_server"))
-    h: Harness = cache[name]
-    return h
+            raise ValueError(name)
+    return _HARNESSES[name]
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest) -> Harness:
+    return get_harness(request, request.param)
