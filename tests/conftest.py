@@ -71,6 +71,15 @@ class _FaultyInjector(Injector):
         self.faulty.script(*["throttle"] * n)
 
 
+def _error_of(store: Store) -> str:
+    """The class name of what one write raises ("no error" if it succeeds)."""
+    try:
+        store.put("k", b"v")
+    except Exception as exc:
+        return type(exc).__name__
+    return "no error"
+
+
 class Harness:
     name: str
     wire_is_real = False
@@ -157,11 +166,7 @@ class S3Harness(Harness):
             AWS_SECRET_ACCESS_KEY=secret,
         ):
             store = self.store(f"s3://{self.denied_moto.bucket}/x")
-        try:
-            store.put("k", b"v")
-        except Exception as exc:
-            return type(exc).__name__
-        return "no error"
+        return _error_of(store)
 
     @contextlib.contextmanager
     def wired(self) -> Iterator[tuple[Store, Injector]]:
@@ -228,11 +233,7 @@ class GCSHarness(Harness):
         with FaultProxy(self.gcs.url) as proxy, env(STORAGE_EMULATOR_HOST=proxy.url):
             proxy.fail_next(100, 403, _GCS_403, headers={"Content-Type": "application/json"})
             store = self.store()
-            try:
-                store.put("k", b"v")
-            except Exception as exc:
-                return type(exc).__name__
-        return "no error"
+            return _error_of(store)
 
     @contextlib.contextmanager
     def wired(self) -> Iterator[tuple[Store, Injector]]:
@@ -272,11 +273,7 @@ class DropboxHarness(Harness):
         url = self.url()
         with env(DROPBOX_TOKEN=self.server.readonly_token):
             store = self.store(url)
-        try:
-            store.put("k", b"v")
-        except Exception as exc:
-            return type(exc).__name__
-        return "no error"
+        return _error_of(store)
 
     @contextlib.contextmanager
     def wired(self) -> Iterator[tuple[Store, Injector]]:
