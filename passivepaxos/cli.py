@@ -123,6 +123,119 @@ def cmd_propose(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _values_json(slot: int, index: int, value: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"slot": slot, "index": index}
+    try:
+        out["value"] = value.decode()
+    except UnicodeDecodeError:
+        import base64
+
+        out["value_b64"] = base64.b64encode(value).decode()
+    return out
+
+
+def cmd_append(args: argparse.Namespace) -> int:
+    import os
+
+    from passivepaxos.log import Log
+
+    values = [os.fsencode(v) for v in args.values]
+    with Log.open(args.log) as log:
+        positions = log.append_positions(values)
+    for pos, value in zip(positions, values, strict=True):
+        if args.json:
+            _print_json(_values_json(pos.slot, pos.index, value))
+        else:
+            print(pos.slot, flush=True)
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from passivepaxos.log import Log
+
+    with Log.open(args.log) as log:
+        if args.follow:
+            entries = log.follow(args.from_slot)
+        else:
+            entries = log.read(args.from_slot, args.limit)
+        for shown, e in enumerate(entries, start=1):
+            if args.json:
+                _print_json(_values_json(e.slot, e.index, e.value))
+            else:
+                sys.stdout.write(f"{e.slot}\t{e.index}\t")
+                sys.stdout.flush()
+                sys.stdout.buffer.write(e.value + b"\n")
+                sys.stdout.flush()
+            if args.follow and args.limit is not None and shown >= args.limit:
+                break
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from passivepaxos.log import Log
+
+    with Log.open(args.log) as log:
+        head = log.head()
+        out: dict[str, Any] = {
+            "log": args.log,
+            "mode": log.mode.value,
+            "stores": [s.url for s in log.stores],
+            "head": head if head >= 0 else None,
+            "slots": head + 1,
+            "writer": None,
+            "epoch": None,
+            "lease_expires": None,
+            "snapshot": None,
+        }
+    if args.json:
+        _print_json(out)
+    else:
+        _table(
+            f"status of {args.log}",
+            ["field", "value"],
+            [
+                ["head slot", "(empty)" if head < 0 else str(head)],
+                ["mode", out["mode"]],
+                ["stores", ", ".join(out["stores"])],
+                ["writer lease", "none"],
+                ["snapshot", "none"],
+            ],
+        )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from passivepaxos.log import Log
+
+    try:
+        with Log.open(args.log) as log:
+            if not args.json and sys.stderr.isatty():
+                from rich.progress import Progress, SpinnerColumn, TextColumn
+
+                with Progress(
+                    SpinnerColumn(), TextColumn("verifying slot {task.completed}"), transient=True
+                ) as bar:
+                    task = bar.add_task("verify", total=None)
+                    report = log.verify(lambda s: bar.update(task, completed=s))
+            else:
+                report = log.verify()
+    except (ConfigError, UnsupportedError) as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except PassivePaxosError as exc:
+        return _fail(args, exc, EXIT_USAGE)  # cannot check (store unreachable, ...)
+    if args.json:
+        _print_json({"log": args.log, **report.to_json()})
+    elif report.ok:
+        print(f"intact: {report.slots} slot(s), {report.entries} entries, hash chain ok")
+    else:
+        print(f"damage found: {report.error}")
+    if not report.ok:
+        message = " ".join(str(report.error).split())
+        print(f"passivepaxos: error: {message}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
@@ -151,6 +264,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value", metavar="VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_propose)
+    p = sub.add_parser("append", help="append values to a log (one slot); print each's slot")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("values", metavar="VALUE", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_append)
+
+    p = sub.add_parser("log", help="print a log's entries")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--from", dest="from_slot", type=int, default=0, metavar="N", help="first slot")
+    p.add_argument("--limit", type=int, default=None, metavar="K", help="at most K entries")
+    p.add_argument("--follow", action="store_true", help="keep polling for new entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("status", help="head slot, mode, stores, writer lease of a log")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("verify", help="check every slot's record and the hash chain")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

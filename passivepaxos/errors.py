@@ -16,7 +16,8 @@ same on S3, GCS, Dropbox, local disk and memory::
     │   ├── InvalidObjectError      the bytes are not a valid passivepaxos object (checksum,
     │   │                           truncation, foreign or future format)
     │   ├── TransientError          worth retrying: throttling, 5xx, timeouts, connection loss
-    │   │   └── ThrottledError      the service asked us to slow down; .retry_after seconds
+    │   │   ├── ThrottledError      the service asked us to slow down; .retry_after seconds
+    │   │   └── StragglerError      a quorum went on without this store's answer
     │   └── AmbiguousWriteError     a conditional write whose outcome could not be established
     └── QuorumError                 (later layers) no majority of stores answered
 
@@ -45,6 +46,7 @@ __all__ = [
     "PreconditionFailedError",
     "QuorumError",
     "StoreError",
+    "StragglerError",
     "ThrottledError",
     "TransientError",
     "UnsupportedError",
@@ -144,6 +146,11 @@ class ThrottledError(TransientError):
     ) -> None:
         super().__init__(message, url=url, key=key)
         self.retry_after = retry_after
+
+
+class StragglerError(TransientError):
+    """A store had not answered when a majority had, plus a grace period; the request may
+    still take effect. Quorum protocols count the store as silent for that step."""
 
 
 class AmbiguousWriteError(StoreError):

@@ -40,7 +40,7 @@ MANIFEST_KEY = "manifest"
 MANIFEST_FORMAT = 1
 _KIND = "passivepaxos-log"
 _INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-IMPLEMENTED_MODES = (ListMode.CREATE, ListMode.BLOCKS)
+IMPLEMENTED_MODES = (ListMode.CREATE, ListMode.CAS, ListMode.BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,20 @@ def _majority(n: int) -> int:
 def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
     """Create the manifest on every store; (manifest, created). Idempotent for the same mode."""
     stores = open_stores(log)
-    chosen = choose_mode(_combined(stores), None if mode == "auto" else mode)
+    combined = _combined(stores)
+    chosen = choose_mode(combined, None if mode == "auto" else mode)
     if chosen not in IMPLEMENTED_MODES:
         raise UnsupportedError(
-            f"list mode {chosen.value!r} is not implemented yet; use create or blocks",
+            f"list mode {chosen.value!r} is not implemented yet; use "
+            + " or ".join(m.value for m in IMPLEMENTED_MODES),
             capability=chosen.value,
+        )
+    if chosen is ListMode.CAS and not combined.create:
+        # each instance's cas list object is created once with create-if-absent
+        raise UnsupportedError(
+            "mode 'cas' also needs create-if-absent (to create each instance's list "
+            f"object), which backend {combined.name!r} does not have; use blocks",
+            capability="create-if-absent",
         )
     wanted = Manifest(chosen, tuple(s.url for s in stores))
     created, ok, errors = False, 0, {}

@@ -63,8 +63,23 @@ def test_blocks_mode_and_refusals(tmp_path: Path, quorum: tuple[str, list[Path]]
     bad = run("propose", log, "bad/name", "v")
     assert bad.returncode == 2 and "bad instance name" in bad.stderr
     (tmp_path / "s").mkdir()
-    cas = run("init", f"file://{tmp_path / 's'}", "--mode", "cas")
-    assert cas.returncode == 2 and "not implemented yet" in cas.stderr
+    one = f"file://{tmp_path / 's'}"
+    cas = json.loads(run("init", one, "--mode", "cas", "--json").stdout)
+    assert cas["mode"] == "cas" and cas["created"] is True
+    assert run("propose", one, "y", "w1").stdout == "w1\n"
+    assert run("propose", one, "y", "w2").stdout == "w1\n"
+
+
+def test_cas_mode_on_a_quorum(quorum: tuple[str, list[Path]]) -> None:
+    log, dirs = quorum
+    assert json.loads(run("init", log, "--mode", "cas", "--json").stdout)["mode"] == "cas"
+    assert run("propose", log, "x", "v1").stdout == "v1\n"
+    second = json.loads(run("propose", log, "x", "v2", "--json").stdout)
+    assert second == {"instance": "x", "proposed": "v2", "value": "v1", "won": False}
+    assert all((d / "consensus" / "x" / "list").exists() for d in dirs)
+    _break(dirs[2])
+    out = run("propose", log, "z", "v3")
+    assert (out.returncode, out.stdout) == (0, "v3\n"), out.stderr
 
 
 def test_forced_mode_the_store_cannot_do_names_the_capability(moto_server: object) -> None:

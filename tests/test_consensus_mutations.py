@@ -22,6 +22,12 @@ MUTANTS = [
     ("ambiguous_as_failed", "create", 3),  # unclear ACCEPT -> same ballot, other value
     ("ignore_accepted_value", "create", 3),  # phase 2 ignores what phase 1 reported
     ("disk_ignores_higher_mbal", "blocks", 3),  # Disk Paxos never aborts
+    # the same protocol bugs on cas lists (one shared code path), and one of cas lists' own
+    ("accept_without_majority", "cas", 3),
+    ("replay_ignores_higher_ballot", "cas", 3),
+    ("ambiguous_as_failed", "cas", 3),
+    ("ignore_accepted_value", "cas", 3),
+    ("cas_blind_write", "cas", 3),  # overwrite instead of swap: appends erase entries
 ]
 
 

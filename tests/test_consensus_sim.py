@@ -1,8 +1,9 @@
 """Seeded simulation runs of the consensus core: agreement, validity and termination on
 every run, under store faults (10-20% of requests), link partitions, crashes and pauses.
 
-18 configurations x 112 seeds = 2,016 runs. A failure names each failing seed and the
-command that replays it exactly.
+27 configurations (create, cas, blocks x 1, 3, 5 stores x 3, 4, 5 proposers) x 112 seeds =
+3,024 runs, 1,008 per mode. A failure names each failing seed and the command that replays it
+exactly.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from passivepaxos.consensus import core, sim
 
 SEEDS_PER_CONFIG = 112
 CHUNKS = 4
+MODES = ("create", "cas", "blocks")
 CONFIGS = [
-    (mode, stores, proposers)
-    for mode in ("create", "blocks")
-    for stores in (1, 3, 5)
-    for proposers in (3, 4, 5)
+    (mode, stores, proposers) for mode in MODES for stores in (1, 3, 5) for proposers in (3, 4, 5)
 ]
 
 
@@ -47,9 +46,11 @@ def test_agreement_validity_termination(mode: str, stores: int, proposers: int, 
 
 def test_runs_total_at_least_2000() -> None:
     assert len(CONFIGS) * (SEEDS_PER_CONFIG // CHUNKS) * CHUNKS >= 2000
+    for mode in MODES:  # every mode keeps the 1,008 runs it had with two modes
+        assert sum(c[0] == mode for c in CONFIGS) * SEEDS_PER_CONFIG >= 1008
 
 
-@pytest.mark.parametrize("mode", ["create", "blocks"])
+@pytest.mark.parametrize("mode", MODES)
 def test_seed_replays_exactly(mode: str) -> None:
     cfg = sim.SimConfig(mode, 3, 5, 0.2)
     a, b = sim.run(1234, cfg), sim.run(1234, cfg)
@@ -63,11 +64,13 @@ def test_seed_replays_exactly(mode: str) -> None:
     )
 
 
-def test_fast_path_is_one_request_uncontended() -> None:
-    result = sim.run(7, sim.SimConfig("create", 1, 1, 0.0, crash=0.0, pause=0.0, partition=0.0))
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_fast_path_is_one_request_uncontended(mode: str) -> None:
+    result = sim.run(7, sim.SimConfig(mode, 1, 1, 0.0, crash=0.0, pause=0.0, partition=0.0))
     assert result.ops == 1 and result.decided == {"p0": result.proposed["p0"]}
 
 
-def test_cli_replay_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
-    assert sim.main(["--seed", "3", "--mode", "blocks", "--stores", "3"]) == 0
-    assert "seed=3 mode=blocks" in capsys.readouterr().out
+@pytest.mark.parametrize("mode", ["blocks", "cas"])
+def test_cli_replay_entry_point(capsys: pytest.CaptureFixture[str], mode: str) -> None:
+    assert sim.main(["--seed", "3", "--mode", mode, "--stores", "3"]) == 0
+    assert f"seed=3 mode={mode}" in capsys.readouterr().out

@@ -45,10 +45,56 @@ Invariants, and why they hold:
 
 "Chosen" is exactly computable by any reader (:func:`chosen`), so ``learn`` is exact.
 
+Passive Paxos (cas lists)
+-------------------------
+For stores used in ``cas`` mode, each store's virtual acceptor list is ONE object
+``<instance>/list`` holding ``{"f": 1, "m": [entry, ...]}``, entries being the message
+objects of create lists plus a ``"u"`` uid. Appending message ``m``: take the entries
+``E`` known at version ``ver`` and write ``E + [m]`` with ``Put(update(ver))`` (with
+``Put(CREATE)`` of ``[m]`` while the object is believed absent). A lost race
+(``PreconditionFailedError``/``AlreadyExistsError``) carries ``.current``, the winner's
+list, and the append is retried on top of it with no extra read. Only how a message is
+appended and how a list is read differ from create lists (``_CasLists`` vs ``_Lists``);
+replay, grants, :func:`chosen`, the proposer and the learner are the same code, so every
+argument above carries over once L1, L2 and P1 hold for cas lists:
+
+- L1' (append-only) a write is conditioned on the exact version whose contents it extends
+  by one entry, and a store's versions never repeat (every object we write is framed
+  with a fresh write id, so even content-hashed ETags differ), so every successful write,
+  including one landing late, turns the list at some version into that list plus one
+  entry: entry ``k``, once present, never changes and keeps its index. Readers check
+  that what they read extends what they knew and stop counting a store where it does not.
+- L2' (no gaps) holds trivially: the list is one object, read whole.
+- P1 and "each message lands at most once": every append carries a fresh ``uid`` (drawn
+  from the proposer's ``tag``, ``<proposer_id>.<48 random bits from the caller's rng>``,
+  and a counter). After ``AmbiguousWriteError``/``TransientError`` the proposer re-reads
+  the object: its uid there means the append landed at that index; the same version and
+  no uid means it did not (yet), and the same entries are sent again under the same
+  precondition (so at most one of the attempts lands); a newer version without
+  the uid means it can never land (its version is gone), and the append is retried on top.
+  So an unclear message is never replaced by another value at the same ballot, and the
+  simulator also checks that no uid occurs twice in a final list.
+
+Creating the object. The first append to an instance's list uses create-if-absent, so
+cas mode needs stores with CAS *and* create (``driver`` refuses others, naming the
+capability); every store in our capability table with CAS has create. A hypothetical
+CAS-only store would need each list object pre-created (``OVERWRITE`` of an empty list)
+before any proposer runs; that is safe only if no append can have happened yet, i.e. at
+``init`` for instances named in advance, and creating it lazily with ``OVERWRITE`` would
+be unsafe (a late blind create erases entries appended since). Instances are named on
+demand here, so that variant is not implemented.
+
+The whole list is rewritten by every append, so the object grows by one entry per
+PREPARE/ACCEPT (about 100 bytes plus the value); keep values small. GCS allows about one
+write per second per object name, and every message to an acceptor is a write to the same
+name, so cas mode is for low-rate instances (create lists spread writes over many names).
+Contending proposers lose CAS races rather than slots: each loss costs one retry and brings
+the winner's list for free.
+
 Fast path (one create)
 ----------------------
-With exactly one create-capable store, a proposer may create slot 0 with ACCEPT(ZERO, v).
-Safe because: the write is aimed only at slot 0 (the store's ambiguity resolution and late
+With exactly one create-capable store, a proposer may create slot 0 with ACCEPT(ZERO, v)
+(for a cas list: create the list object holding just that ACCEPT). Safe because: the write is aimed only at slot 0 (the store's ambiguity resolution and late
 landings stay on that key, and the proposer never retries it elsewhere), so at most one
 ACCEPT at ballot ZERO ever exists, and it is the first message of the only acceptor, hence
 accepted and chosen; ZERO is below every ordinary ballot, so every later PREPARE replays it
@@ -86,8 +132,9 @@ or adopts. That needs only read-after-write (and list-after-write) consistency.
 
 Ambiguity
 ---------
-A ``Put`` that raised ``AmbiguousWriteError``/``TransientError`` is "maybe": for a list it
-is resolved by reading the slot back; for a block it just does not count (its unique key
+A ``Put`` that raised ``AmbiguousWriteError``/``TransientError`` is "maybe": for a create
+list it is resolved by reading the slot back, for a cas list by looking for the message's
+uid in the list object; for a block it just does not count (its unique key
 means it cannot do harm if it lands later). Nothing is ever assumed failed and replaced by
 a different value in the same ballot.
 
@@ -103,7 +150,13 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from passivepaxos.errors import AlreadyExistsError, QuorumError, StoreError
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    QuorumError,
+    StoreError,
+    StragglerError,
+)
 from passivepaxos.types import PutMode, Version
 
 __all__ = [
@@ -119,8 +172,12 @@ __all__ = [
     "Sleep",
     "chosen",
     "decided_key",
+    "decode_cas_list",
     "disk_proposer",
+    "encode_cas_list",
     "learner",
+    "list_key",
+    "msg_from_obj",
     "passive_proposer",
     "replay",
     "slot_key",
@@ -133,7 +190,7 @@ ZERO: Ballot = (0, "")
 
 #: Planted bugs, switched on only by tests: ``accept_without_majority``,
 #: ``replay_ignores_higher_ballot``, ``ambiguous_as_failed``, ``disk_ignores_higher_mbal``,
-#: ``ignore_accepted_value``.
+#: ``ignore_accepted_value``, ``cas_blind_write``.
 MUTATIONS: set[str] = set()
 
 
@@ -222,16 +279,29 @@ def _parallel(subs: dict[int, Sub[R]]) -> Proc[dict[int, R]]:
 
 @dataclass(frozen=True, slots=True)
 class Msg:
-    """A list entry: ``P`` (prepare), ``A`` (accept) or ``D`` (decided marker)."""
+    """A list entry: ``P`` (prepare), ``A`` (accept) or ``D`` (decided marker).
+
+    ``uid`` is set only on entries of cas lists: it tells a proposer whether an append
+    whose outcome was unclear landed (a create list's slot key does that job)."""
 
     kind: str
     ballot: Ballot
     value: bytes | None = None
+    uid: str | None = None
+
+    def to_obj(self) -> dict[str, Any]:
+        v = None if self.value is None else base64.b64encode(self.value).decode()
+        obj: dict[str, Any] = {"f": FORMAT, "k": self.kind, "b": list(self.ballot), "v": v}
+        if self.uid is not None:
+            obj["u"] = self.uid
+        return obj
 
     def encode(self) -> bytes:
-        v = None if self.value is None else base64.b64encode(self.value).decode()
-        obj = {"f": FORMAT, "k": self.kind, "b": list(self.ballot), "v": v}
-        return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        return _dump(self.to_obj())
+
+
+def _dump(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _ballot(x: Any) -> Ballot:
@@ -246,15 +316,43 @@ def _value(x: Any) -> bytes | None:
     return None if x is None else base64.b64decode(str(x), validate=True)
 
 
+def msg_from_obj(obj: Any) -> Msg | None:
+    """``None`` for anything that is not a message of a known format: a no-op entry."""
+    try:
+        if obj.get("f") != FORMAT or obj.get("k") not in ("P", "A", "D"):
+            return None
+        uid = obj.get("u")
+        if uid is not None and not isinstance(uid, str):
+            return None
+        return Msg(obj["k"], _ballot(obj["b"]), _value(obj.get("v")), uid)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
 def decode_msg(data: bytes) -> Msg | None:
     """``None`` for anything that is not a message of a known format: a no-op entry."""
     try:
         obj = json.loads(data)
-        if obj.get("f") != FORMAT or obj.get("k") not in ("P", "A", "D"):
-            return None
-        return Msg(obj["k"], _ballot(obj["b"]), _value(obj.get("v")))
-    except (ValueError, TypeError, AttributeError, KeyError):
+    except ValueError:
         return None
+    return msg_from_obj(obj)
+
+
+def encode_cas_list(entries: Sequence[Any]) -> bytes:
+    """A cas list object: ``{"f": 1, "m": [entry, ...]}``, entries as stored (JSON)."""
+    return _dump({"f": FORMAT, "m": list(entries)})
+
+
+def decode_cas_list(data: bytes) -> list[Any] | None:
+    """The raw entries of a cas list object, or ``None`` if it is not one."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("f") != FORMAT or not isinstance(obj.get("m"), list):
+        return None
+    entries: list[Any] = obj["m"]
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +381,11 @@ def decode_block(data: bytes) -> Block | None:
 
 def slot_key(instance: str, slot: int) -> str:
     return f"{instance}/{slot:020d}"
+
+
+def list_key(instance: str) -> str:
+    """The one object holding a cas list."""
+    return f"{instance}/list"
 
 
 def decided_key(instance: str) -> str:
@@ -358,8 +461,12 @@ def _is_err(r: object) -> bool:
     return isinstance(r, BaseException)
 
 
-class _Lists:
-    """What one proposer knows of each store's list: a complete prefix (L2)."""
+class _AcceptorLists:
+    """What one proposer knows of each store's list: a complete prefix (L2).
+
+    The two list kinds differ only in how a message is appended and how a list is read
+    (:meth:`append`, :meth:`read_all`); the protocol above them (replay, grants, chosen)
+    is one code path."""
 
     MAX_TRIES = 3  # unclear answers tolerated per append before the store is not counted
 
@@ -372,6 +479,25 @@ class _Lists:
         """Append ``msg`` to list ``s``; return its slot, or ``None`` if not established.
 
         With ``only_slot`` the message may only go to that slot (the fast path)."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def read_all(self, s: int) -> Sub[bool]:
+        """Extend the known prefix of list ``s`` to its current end (learners)."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def _unclear(self, s: int, r: object, unclear: int) -> bool:
+        """Record an unclear answer; True when the store has had enough tries (a straggler
+        gets none: the others went on without it, resolving it now would wait for it)."""
+        self.errors[s] = str(r)
+        return unclear > self.MAX_TRIES or isinstance(r, StragglerError)
+
+
+class _Lists(_AcceptorLists):
+    """Create lists: slot ``k`` of store ``s`` is the object ``<instance>/<k:020d>``."""
+
+    def append(self, s: int, msg: Msg, *, only_slot: int | None = None) -> Sub[int | None]:
         data = msg.encode()
         known = self.known[s]
         unclear = 0
@@ -388,11 +514,8 @@ class _Lists:
             if isinstance(r, AlreadyExistsError) and r.current is not None:
                 got: object = r.current
             elif isinstance(r, StoreError) and not isinstance(r, AlreadyExistsError):
-                self.errors[s] = str(r)
                 unclear += 1
-                if _mut("ambiguous_as_failed"):
-                    return None
-                if unclear > self.MAX_TRIES:
+                if self._unclear(s, r, unclear) or _mut("ambiguous_as_failed"):
                     return None
                 got = yield Get(s, key)  # resolve: is our message there?
             elif isinstance(r, AlreadyExistsError):
@@ -400,9 +523,8 @@ class _Lists:
             else:
                 raise TypeError(f"unexpected result {r!r}")
             if _is_err(got):
-                self.errors[s] = str(got)
                 unclear += 1
-                if unclear > self.MAX_TRIES:
+                if self._unclear(s, got, unclear):
                     return None
                 continue  # retry the identical create on the same slot
             if got is None:
@@ -416,7 +538,6 @@ class _Lists:
             known.append(decode_msg(existing))
 
     def read_all(self, s: int) -> Sub[bool]:
-        """Extend the known prefix of list ``s`` to its current end (learners)."""
         known = self.known[s]
         while True:
             got = yield Get(s, slot_key(self.instance, len(known)))
@@ -427,6 +548,116 @@ class _Lists:
                 return True
             assert isinstance(got, tuple)
             known.append(decode_msg(got[0]))
+
+
+class _CasLists(_AcceptorLists):
+    """Cas lists: all of store ``s``'s list is the one object ``<instance>/list``.
+
+    Appending writes the known entries plus the new one, conditioned on the version they
+    were read at (``CREATE`` while the object is absent), so a write lands only on top of
+    exactly the contents it extends. Every appended message carries a fresh ``uid``
+    (``tag.counter``, ``tag`` drawn once per proposer call from the caller's rng), which is
+    how an unclear append is resolved: by finding the message in the list, or not."""
+
+    def __init__(self, instance: str, n: int, tag: str = "") -> None:
+        super().__init__(instance, n)
+        self.key = list_key(instance)
+        self.raw: list[list[Any]] = [[] for _ in range(n)]  # the entries exactly as stored
+        self.version: list[Version | None] = [None] * n  # None: believed absent
+        self.broken: dict[int, str] = {}  # stores whose object is not a valid cas list
+        self.tag = tag
+        self.sent = 0
+
+    def _load(self, s: int, got: tuple[bytes, Version]) -> bool:
+        """Adopt what the store holds now, which must extend the known prefix (L1)."""
+        entries = decode_cas_list(got[0])
+        raw = self.raw[s]
+        if entries is None or entries[: len(raw)] != raw:
+            why = "not a cas list" if entries is None else "not an extension of what was read"
+            self.broken[s] = f"{self.key}: {why}"
+            self.errors[s] = self.broken[s]
+            return False
+        self.known[s].extend(msg_from_obj(e) for e in entries[len(raw) :])
+        raw.extend(entries[len(raw) :])
+        self.version[s] = got[1]
+        return True
+
+    def append(self, s: int, msg: Msg, *, only_slot: int | None = None) -> Sub[int | None]:
+        self.sent += 1
+        msg = Msg(msg.kind, msg.ballot, msg.value, f"{self.tag}.{self.sent}")
+        obj = msg.to_obj()
+        known, raw = self.known[s], self.raw[s]
+        start = len(known)  # our message can only land at or after this index
+        unclear = 0
+        while True:
+            if s in self.broken:
+                return None
+            slot = len(known)
+            if only_slot is not None and slot != only_slot:
+                return None
+            ver = self.version[s]
+            mode = PutMode.CREATE if ver is None else PutMode.update(ver)
+            if ver is not None and _mut("cas_blind_write"):
+                mode = PutMode.OVERWRITE  # planted bug: may erase others' entries (no L1)
+            r = yield Put(s, self.key, encode_cas_list([*raw, obj]), mode)
+            if isinstance(r, Version):
+                raw.append(obj)
+                known.append(msg)
+                self.version[s] = r
+                self.errors.pop(s, None)
+                return slot
+            if isinstance(r, ConflictError) and r.current is not None:
+                got: object = r.current  # lost the race: retry on top of the winner's list
+            elif isinstance(r, StoreError) and not isinstance(r, ConflictError):
+                unclear += 1
+                if self._unclear(s, r, unclear) or _mut("ambiguous_as_failed"):
+                    return None
+                got = yield Get(s, self.key)  # resolve: is our message there?
+            elif isinstance(r, ConflictError):
+                got = yield Get(s, self.key)
+            else:
+                raise TypeError(f"unexpected result {r!r}")
+            if _is_err(got):
+                unclear += 1
+                if self._unclear(s, got, unclear):
+                    return None
+                continue  # the identical conditional write again: at most one can land
+            if got is None:
+                if ver is not None:  # lists are never deleted
+                    self.broken[s] = f"{self.key}: the list object disappeared"
+                    self.errors[s] = self.broken[s]
+                    return None
+                continue  # still absent: our create has not landed (yet); send it again
+            assert isinstance(got, tuple)
+            if not self._load(s, got):
+                return None
+            for i in range(start, len(known)):
+                if known[i] == msg:  # an earlier attempt of ours landed
+                    self.errors.pop(s, None)
+                    return i
+
+    def read_all(self, s: int) -> Sub[bool]:
+        if s in self.broken:
+            return False
+        got = yield Get(s, self.key)
+        if _is_err(got):
+            self.errors[s] = str(got)
+            return False
+        if got is None:
+            return True
+        assert isinstance(got, tuple)
+        return self._load(s, got)
+
+
+def _make_lists(
+    mode: str, instance: str, n: int, proposer_id: str = "", rng: random.Random | None = None
+) -> _AcceptorLists:
+    if mode == "create":
+        return _Lists(instance, n)
+    if mode == "cas":
+        tag = f"{proposer_id}.{rng.getrandbits(48):012x}" if rng is not None else proposer_id
+        return _CasLists(instance, n, tag)
+    raise ValueError(f"passive Paxos runs on create or cas lists, not {mode!r}")
 
 
 def _check_quorum(names: Sequence[str], answered: int, errors: dict[int, str]) -> None:
@@ -446,7 +677,12 @@ def _write_marker(instance: str, n: int, value: bytes, ballot: Ballot) -> Proc[N
     todo = list(range(n))
     for _ in range(MARKER_ROUNDS):
         results = yield [Put(s, decided_key(instance), data, PutMode.OVERWRITE) for s in todo]
-        todo = [s for s, r in zip(todo, results, strict=True) if _is_err(r)]
+        # a straggler's write is still in flight: resending would only wait for it
+        todo = [
+            s
+            for s, r in zip(todo, results, strict=True)
+            if _is_err(r) and not isinstance(r, StragglerError)
+        ]
         if not todo:
             return
 
@@ -461,15 +697,21 @@ def passive_proposer(
     fast: bool = True,
     backoff: Backoff | None = None,
     max_unreachable_rounds: int = 3,
+    mode: str = "create",
 ) -> Proc[bytes]:
-    """Passive Paxos over create lists; returns the decided value.
+    """Passive Paxos over create lists (``mode="create"``) or cas lists (``"cas"``);
+    returns the decided value.
 
     ``stores`` names the stores (for errors); operation ``store`` fields index it.
     Raises ``QuorumError`` after ``max_unreachable_rounds`` rounds without a majority."""
     _check_id(proposer_id)
+    # A per-call nonce makes ballots unique even when callers reuse an id: two calls
+    # sharing a ballot would send byte-identical PREPAREs, each take the other's as its
+    # own, and then ACCEPT different values at one ballot (breaking P1).
+    proposer_id = f"{proposer_id}.{rng.getrandbits(48):012x}"
     n = len(stores)
     majority = n // 2 + 1
-    lists = _Lists(instance, n)
+    lists = _make_lists(mode, instance, n, proposer_id, rng)
     backoff = backoff or Backoff()
 
     if fast and n == 1:
@@ -546,7 +788,8 @@ def passive_proposer(
 def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[bytes | None]:
     """Read-only: the decided value, or ``None`` when none is known to be decided.
 
-    Reads the DECIDED markers; for create lists, also replays the lists (exact, by L1)."""
+    Reads the DECIDED markers; for create and cas lists, also replays the lists (exact,
+    by L1)."""
     n = len(stores)
     results = yield [Get(s, decided_key(instance)) for s in range(n)]
     for r in results:
@@ -554,9 +797,9 @@ def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[bytes | Non
             m = decode_msg(r[0])
             if m is not None and m.kind == "D" and m.value is not None:
                 return m.value
-    if mode != "create":
+    if mode not in ("create", "cas"):
         return None
-    lists = _Lists(instance, n)
+    lists = _make_lists(mode, instance, n)
     ok = yield from _parallel({s: lists.read_all(s) for s in range(n)})
     won = chosen([lists.known[s] if ok[s] else None for s in range(n)], n)
     return next(iter(won))[1] if won else None

@@ -2,8 +2,8 @@
 
 Each yielded batch runs in parallel on a thread pool; a ``StoreError`` becomes that
 operation's result (the core decides what a failure means), anything else is a bug and
-propagates. A batch completes when all its operations have answered, so a store that is
-slow (rather than failing) slows every round: there is no hedging yet.
+propagates. A batch completes when all its operations have answered or, after a grace
+period, when a majority of its stores have: a slow store does not hold up a decision.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
-from passivepaxos.errors import StoreError, UnsupportedError
+from passivepaxos.errors import StoreError, StragglerError, UnsupportedError
 from passivepaxos.store import Store
 
 __all__ = ["execute", "learn", "propose", "run"]
@@ -41,21 +41,64 @@ def run(
     stores: Sequence[Store],
     *,
     sleep: Callable[[float], None] = time.sleep,
+    straggler_grace: float = 0.25,
 ) -> core.R:
-    """Drive ``gen`` to completion and return its result."""
-    with ThreadPoolExecutor(max_workers=max(4, 2 * len(stores))) as pool:
-        try:
-            batch = next(gen)
-            while True:
-                if len(batch) == 1:
-                    results = [execute(stores, batch[0], sleep)]
-                else:
-                    futs = [pool.submit(execute, stores, op, sleep) for op in batch]
-                    results = [f.result() for f in futs]
-                batch = gen.send(results)
-        except StopIteration as stop:
-            result: core.R = stop.value
-            return result
+    """Drive ``gen`` to completion and return its result.
+
+    A batch ends when every operation answered, or once a majority of the stores it
+    touches have answered and the rest have had ``max(straggler_grace, 2 x the time the
+    majority took)`` more: a slow store then gets a ``TransientError`` result, which the
+    core counts as a lost message (its request may still land later, which the protocols
+    already tolerate), so one slow store does not slow every round."""
+    pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(stores)))
+    try:
+        batch = next(gen)
+        while True:
+            if len(batch) == 1:
+                results = [execute(stores, batch[0], sleep)]
+            else:
+                results = _run_batch(pool, stores, batch, sleep, straggler_grace)
+            batch = gen.send(results)
+    except StopIteration as stop:
+        result: core.R = stop.value
+        return result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_batch(
+    pool: ThreadPoolExecutor,
+    stores: Sequence[Store],
+    batch: Sequence[core.Op],
+    sleep: Callable[[float], None],
+    grace: float,
+) -> list[object]:
+    start = time.monotonic()
+    futs = [pool.submit(execute, stores, op, sleep) for op in batch]
+    by_store: dict[int, list[Future[object]]] = {}
+    for op, fut in zip(batch, futs, strict=True):
+        by_store.setdefault(getattr(op, "store", -1), []).append(fut)
+    need = len(by_store) // 2 + 1
+    pending = set(futs)
+    deadline: float | None = None
+    while pending:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            break  # the grace period is over
+        if deadline is None:
+            answered = sum(all(f.done() for f in fs) for fs in by_store.values())
+            if answered >= need:
+                took = time.monotonic() - start
+                deadline = time.monotonic() + max(grace, 2 * took)
+    results: list[object] = []
+    for op, fut in zip(batch, futs, strict=True):
+        if fut.done():
+            results.append(fut.result())
+        else:
+            url = stores[op.store].url if hasattr(op, "store") else "?"
+            results.append(StragglerError("no answer while a majority did", url=url))
+    return results
 
 
 def _mode(stores: Sequence[Store], mode: ListMode | str) -> ListMode:
@@ -68,7 +111,15 @@ def _mode(stores: Sequence[Store], mode: ListMode | str) -> ListMode:
                 capability="create",
             )
     elif m is ListMode.CAS:
-        raise UnsupportedError("consensus over cas lists is not implemented yet", capability="cas")
+        # a cas list is created once per instance and store with create-if-absent, then
+        # only swapped (see core: "Cas lists"); every store in our table with CAS has both
+        for cap, what in (("cas", "compare-and-swap"), ("create", "create-if-absent")):
+            missing = [s.url for s in stores if not getattr(s.capabilities, cap)]
+            if missing:
+                raise UnsupportedError(
+                    f"cas lists need {what}, which is not supported by: " + ", ".join(missing),
+                    capability=what,
+                )
     return m
 
 
@@ -90,8 +141,10 @@ def propose(
     names = [s.url for s in stores]
     rng = rng or random.Random()
     gen: core.Proc[bytes]
-    if m is ListMode.CREATE:
-        gen = core.passive_proposer(names, instance, value, proposer_id, rng, backoff=backoff)
+    if m is not ListMode.BLOCKS:
+        gen = core.passive_proposer(
+            names, instance, value, proposer_id, rng, backoff=backoff, mode=m.value
+        )
     else:
         gen = core.disk_proposer(names, instance, value, proposer_id, rng, backoff=backoff)
     return run(gen, stores, sleep=sleep)

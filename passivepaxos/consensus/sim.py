@@ -12,9 +12,10 @@ generator is dropped mid-batch) and pause at random steps.
 
 At the end, late writes are flushed and the final storage state is checked:
 
-- agreement: every proposer that returned returned the same value; for create lists the
-  set of values *chosen* in the final lists (majority-accepted at one ballot, computed by
-  replay) has at most one element and contains it; every DECIDED marker agrees;
+- agreement: every proposer that returned returned the same value; for create and cas
+  lists the set of values *chosen* in the final lists (majority-accepted at one ballot,
+  computed by replay) has at most one element and contains it (cas lists must also be
+  valid list objects in which no message uid occurs twice); every DECIDED marker agrees;
 - validity: the decided value is one of the proposed values;
 - termination: every proposer that neither crashed nor gave up decided;
 - the read-only learner returns the decided value (for blocks: when a DECIDED marker
@@ -46,7 +47,7 @@ _names = itertools.count()
 
 @dataclass(frozen=True)
 class SimConfig:
-    mode: str = "create"  # "create" (passive Paxos) or "blocks" (Disk Paxos)
+    mode: str = "create"  # "create" or "cas" (passive Paxos), "blocks" (Disk Paxos)
     stores: int = 3
     proposers: int = 3
     fault_rate: float = 0.15  # per request, split over before/after/late/throttle
@@ -146,9 +147,16 @@ def _simulate(
         res.proposed[pid] = value
         prng = random.Random(rng.getrandbits(32))
         gen: core.Proc[bytes]
-        if config.mode == "create":
+        if config.mode in ("create", "cas"):
             gen = core.passive_proposer(
-                urls, instance, value, pid, prng, fast=config.fast, max_unreachable_rounds=20
+                urls,
+                instance,
+                value,
+                pid,
+                prng,
+                fast=config.fast,
+                max_unreachable_rounds=20,
+                mode=config.mode,
             )
         else:
             gen = core.disk_proposer(urls, instance, value, pid, prng, max_unreachable_rounds=20)
@@ -233,26 +241,56 @@ def _check(
                 markers.add(m.value)
     if len(markers | values) > 1:
         res.violations.append(f"agreement: markers {sorted(markers)} vs decided {sorted(values)}")
-    if config.mode == "create":
-        lists: list[list[core.Msg | None]] = []
-        for fb in faulty:
-            entries: list[core.Msg | None] = []
-            while (got := fb.inner.get(core.slot_key(instance, len(entries)))) is not None:
-                entries.append(core.decode_msg(frame.unpack(got[0]).payload))
-            lists.append(entries)
+    if config.mode in ("create", "cas"):
+        lists = (
+            _create_lists(faulty, instance)
+            if config.mode == "create"
+            else _cas_lists(res, faulty, instance)
+        )
         res.chosen = {v for _, v in core.chosen(lists, config.stores)}
         if len(res.chosen) > 1:
             res.violations.append(f"agreement: the lists chose {sorted(res.chosen)}")
         if values and not values <= res.chosen:
             res.violations.append(f"decided {sorted(values)} but lists chose {sorted(res.chosen)}")
     res.learned = _drive(core.learner(urls, instance, config.mode), stores)
-    # create lists are learned exactly (replay); blocks only through a DECIDED marker, which
-    # is best effort, so there None is allowed when no store holds a marker
-    exact = config.mode == "create" or bool(markers)
+    # create and cas lists are learned exactly (replay); blocks only through a DECIDED
+    # marker, which is best effort, so there None is allowed when no store holds a marker
+    exact = config.mode in ("create", "cas") or bool(markers)
     if values and res.learned not in values and (exact or res.learned is not None):
         res.violations.append(f"learn() returned {res.learned!r}, decided {sorted(values)}")
     if res.learned is not None and res.learned not in res.proposed.values():
         res.violations.append(f"validity: learn() returned unproposed {res.learned!r}")
+
+
+def _create_lists(faulty: list[FaultyBackend], instance: str) -> list[list[core.Msg | None]]:
+    lists: list[list[core.Msg | None]] = []
+    for fb in faulty:
+        entries: list[core.Msg | None] = []
+        while (got := fb.inner.get(core.slot_key(instance, len(entries)))) is not None:
+            entries.append(core.decode_msg(frame.unpack(got[0]).payload))
+        lists.append(entries)
+    return lists
+
+
+def _cas_lists(
+    res: SimResult, faulty: list[FaultyBackend], instance: str
+) -> list[list[core.Msg | None]]:
+    """The final cas lists; also checks that each is a valid list object and that no
+    append landed twice (every message's uid occurs once: an unclear append is resolved,
+    never re-sent where an earlier copy could still land)."""
+    lists: list[list[core.Msg | None]] = []
+    for i, fb in enumerate(faulty):
+        got = fb.inner.get(core.list_key(instance))
+        raw = [] if got is None else core.decode_cas_list(frame.unpack(got[0]).payload)
+        if raw is None:
+            res.violations.append(f"store {i}: {core.list_key(instance)} is not a cas list")
+            raw = []
+        entries = [core.msg_from_obj(e) for e in raw]
+        uids = [m.uid for m in entries if m is not None]
+        if None in uids or len(set(uids)) != len(uids):
+            res.violations.append(f"store {i}: a cas list entry without a unique uid")
+        lists.append(entries)
+    return lists
 
 
 def _drive(gen: core.Proc[core.R], stores: list[Store]) -> core.R:
@@ -269,7 +307,7 @@ def _drive(gen: core.Proc[core.R], stores: list[Store]) -> core.R:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--mode", choices=["create", "blocks"], default="create")
+    ap.add_argument("--mode", choices=["create", "cas", "blocks"], default="create")
     ap.add_argument("--stores", type=int, default=3)
     ap.add_argument("--proposers", type=int, default=3)
     ap.add_argument("--fault-rate", type=float, default=0.15)

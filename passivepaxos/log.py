@@ -1,0 +1,822 @@
+"""The shared log: an ordered sequence of slots, each holding a batch of entries.
+
+Addressing
+----------
+Slot ``i`` is consensus instance ``log/<i:020d>``. An entry is addressed by
+``(slot, index)``: the slot that holds it and its index inside that slot's batch.
+``Log.append(values)`` puts all ``values`` of one call into one slot (several concurrent
+calls of one process may share a slot: group commit) and returns one slot number per value,
+in order; ``Log.append_positions`` returns the full ``Position(slot, index)`` pairs.
+
+How a slot is decided (:meth:`Log._decide`, the only place that knows)
+---------------------------------------------------------------------
+- one store whose manifest mode is ``create``: ONE create-if-absent of the object
+  ``log/<i:020d>``; the first creator wins, a loser finds the winner's record in
+  ``AlreadyExistsError.current`` (no extra request);
+- a quorum of stores, or ``blocks`` / ``cas`` mode: ``consensus.driver.propose`` on
+  instance ``log/<i:020d>``; the decided bytes are the slot's record. Reading a slot uses
+  ``core.learner`` on the same instance.
+
+Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
+
+    {"kind": "ppx-slot", "f": 1, "slot": 3, "prev": "<sha256 hex of slot 2's record>",
+     "writer": "host-123-ab12cd34", "epoch": 0, "wid": "<32 hex: unique write id>",
+     "entries": ["<base64>", ...], "sum": "<sha256 hex of this object without 'sum'>"}
+
+- ``prev`` of slot 0 is :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``);
+  the hash of a record is sha256 over its exact stored bytes (the Store frame's payload),
+  so the chain covers every byte, ``sum`` included.
+- ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
+  record through consensus (the Store frame's crc32 covers only one object on one store).
+- ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
+- ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
+  own earlier (ambiguous) write landed, and its entries are counted once.
+
+A reader validates every record and raises :class:`DamagedSlotError` (an
+``InvalidObjectError``) naming the slot and URL for: an unreadable frame, bad JSON, a
+record of another kind, an unknown or newer format, the wrong slot number, a bad
+checksum, a broken hash chain, or a slot missing while a later one exists. It never skips.
+
+Tail discovery never lists the log: read the hint object ``log/tail-hint`` (an OVERWRITE,
+written rarely, rate-limited to one write per ``hint_min_interval`` seconds per process
+because GCS allows ~1 write/s per object name; never trusted for correctness), then probe
+``h, h+1, h+2, h+4, ...`` until a slot is missing and binary-search back. This is sound
+because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
+only be built after slot ``i-1`` was decided.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from passivepaxos.capabilities import ListMode
+from passivepaxos.consensus import core, driver
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    AmbiguousWriteError,
+    ConfigError,
+    InvalidObjectError,
+    PassivePaxosError,
+    QuorumError,
+    StoreError,
+    TransientError,
+)
+from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.store import Store
+from passivepaxos.types import PutMode
+
+__all__ = [
+    "GENESIS",
+    "HINT_KEY",
+    "RECORD_FORMAT",
+    "DamagedSlotError",
+    "Entry",
+    "Log",
+    "Position",
+    "Record",
+    "VerifyReport",
+    "decode_record",
+    "record_hash",
+    "slot_instance",
+]
+
+RECORD_FORMAT = 1
+RECORD_KIND = "ppx-slot"
+GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()
+HINT_KEY = "log/tail-hint"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def slot_instance(slot: int) -> str:
+    """The consensus instance (and, on a single create store, the object key) of a slot."""
+    return f"log/{slot:020d}"
+
+
+def record_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where an entry lives: its slot and its index in that slot's batch."""
+
+    slot: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    slot: int
+    index: int
+    value: bytes
+
+
+class DamagedSlotError(InvalidObjectError):
+    """A slot's record is invalid; ``slot`` and ``reason`` say which and why."""
+
+    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
+        super().__init__(f"slot {slot} is damaged: {reason}", url=url, key=key)
+        self.slot = slot
+        self.reason = reason
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    slot: int
+    prev: str
+    writer: str
+    epoch: int
+    wid: str
+    entries: tuple[bytes, ...]
+    format: int = RECORD_FORMAT
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "kind": RECORD_KIND,
+            "f": self.format,
+            "slot": self.slot,
+            "prev": self.prev,
+            "writer": self.writer,
+            "epoch": self.epoch,
+            "wid": self.wid,
+            "entries": [base64.b64encode(e).decode("ascii") for e in self.entries],
+        }
+
+    def encode(self) -> bytes:
+        body = self._body()
+        body["sum"] = _checksum(body)
+        return _canonical(body)
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def decode_record(
+    data: bytes, slot: int, prev: str | None, *, url: str = "", key: str | None = None
+) -> Record:
+    """Parse and validate slot ``slot``'s record; ``prev`` is the expected hash of slot
+    ``slot-1``'s record (``None``: not checked, the caller does not know it)."""
+
+    def bad(reason: str) -> DamagedSlotError:
+        return DamagedSlotError(slot, reason, url=url, key=key)
+
+    try:
+        doc: Any = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise bad("not a slot record (not JSON)") from None
+    if not isinstance(doc, dict) or doc.get("kind") != RECORD_KIND:
+        raise bad("not a passivepaxos slot record")
+    fmt = doc.get("f")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise bad(f"unknown record format {fmt!r}")
+    if fmt > RECORD_FORMAT:
+        raise bad(
+            f"record format {fmt} is newer than this client supports ({RECORD_FORMAT}); "
+            "upgrade passivepaxos"
+        )
+    if fmt != RECORD_FORMAT:
+        raise bad(f"unknown record format {fmt!r}")
+    body = dict(doc)
+    given = body.pop("sum", None)
+    if not isinstance(given, str) or given != _checksum(body):
+        raise bad("bad checksum")
+    try:
+        rec_slot, rprev, writer, epoch, wid = (
+            body["slot"],
+            body["prev"],
+            body["writer"],
+            body["epoch"],
+            body["wid"],
+        )
+        raw_entries = body["entries"]
+        if not (
+            isinstance(rec_slot, int)
+            and isinstance(rprev, str)
+            and isinstance(writer, str)
+            and isinstance(epoch, int)
+            and isinstance(wid, str)
+            and isinstance(raw_entries, list)
+        ):
+            raise TypeError("field types")
+        entries = tuple(base64.b64decode(e, validate=True) for e in raw_entries)
+    except (KeyError, TypeError, binascii.Error):
+        raise bad("malformed record fields") from None
+    if rec_slot != slot:
+        raise bad(f"record says it is slot {rec_slot}")
+    if not _HEX64.match(rprev):
+        raise bad("malformed previous-record hash")
+    if prev is not None and rprev != prev:
+        raise bad(
+            "broken hash chain: the record's previous hash does not match "
+            + ("the genesis value" if slot == 0 else f"slot {slot - 1}'s record")
+        )
+    if epoch < 0:
+        raise bad(f"negative epoch {epoch}")
+    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt)
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    slots: int = 0  # slots checked and found intact
+    entries: int = 0
+    bad_slot: int | None = None
+    reason: str | None = None
+    error: str | None = None  # the full one-line error for a damaged slot
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "slots": self.slots,
+            "entries": self.entries,
+            "head": self.slots - 1 if self.ok else None,
+            "bad_slot": self.bad_slot,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Pending:
+    values: list[bytes]
+    future: Future[list[Position]] = field(default_factory=Future)
+
+
+def default_writer_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+# -- the log -------------------------------------------------------------------------------
+
+
+class Log:
+    """A shared log over one store or a quorum (see the module docstring)."""
+
+    def __init__(
+        self,
+        stores: Sequence[Store],
+        mode: ListMode | str,
+        *,
+        url: str | None = None,
+        writer_id: str | None = None,
+        fetch_ahead: int = 8,
+        max_batch_entries: int = 1000,
+        max_batch_bytes: int = 4 << 20,
+        hint_every: int = 32,
+        hint_interval: float = 5.0,
+        hint_min_interval: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not stores:
+            raise ConfigError("a log needs at least one store")
+        self.stores = list(stores)
+        self.mode = ListMode(mode)
+        self.url = url or ",".join(s.url for s in self.stores)
+        self.writer_id = writer_id or default_writer_id()
+        self.fetch_ahead = max(1, fetch_ahead)
+        self.max_batch_entries = max_batch_entries
+        self.max_batch_bytes = max_batch_bytes
+        self.hint_every = hint_every
+        self.hint_interval = hint_interval
+        self.hint_min_interval = hint_min_interval
+        self._sleep = sleep
+        self._clock = clock
+        self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
+        self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
+        self._fanout = (
+            None
+            if len(self.stores) == 1
+            else ThreadPoolExecutor(max_workers=4 * len(self.stores), thread_name_prefix="ppx-q")
+        )
+        self._hint_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppx-hint")
+        # what this process knows of the end of the log (guarded by _state)
+        self._state = threading.Lock()
+        self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
+        self._hint_seen = -1  # the hint value last read or written
+        self._hint_last_write = float("-inf")
+        self._hint_inflight = False
+        self.slot_writes = 0  # slot decisions attempted by this object (stats)
+        # group commit (guarded by _cond)
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
+
+    @classmethod
+    def open(cls, log_url: str, **kwargs: Any) -> Log:
+        stores, manifest = open_log(log_url)
+        return cls(stores, manifest.mode, url=log_url, **kwargs)
+
+    @classmethod
+    def from_manifest(cls, stores: Sequence[Store], manifest: Manifest, **kwargs: Any) -> Log:
+        return cls(stores, manifest.mode, **kwargs)
+
+    def close(self) -> None:
+        self._hint_pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
+        if self._fanout is not None:
+            self._fanout.shutdown(wait=True)
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- deciding and reading one slot (the only mode-aware code) ---------------------------
+
+    def _key(self, slot: int) -> str:
+        return slot_instance(slot)
+
+    def _decide(self, slot: int, data: bytes, frame_wid: bytes) -> bytes:
+        """Try to make ``data`` the record of ``slot``; return the record decided there."""
+        instance = slot_instance(slot)
+        if self._single_create:
+            store = self.stores[0]
+            try:
+                store.put(instance, data, PutMode.CREATE, write_id=frame_wid)
+                return data
+            except AlreadyExistsError as exc:
+                if exc.current is not None:
+                    return exc.current[0]
+            except (AmbiguousWriteError, TransientError) as exc:
+                return self._resolve_create(slot, data, frame_wid, exc)
+            got = self._fetch(slot)
+            if got is None:  # vanished (trimmed?): never report a result not established
+                raise AmbiguousWriteError(
+                    f"slot {slot}: create refused but no record found", url=store.url, key=instance
+                )
+            return got
+        return driver.propose(self.stores, instance, data, self.writer_id, self.mode)
+
+    def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
+        """After an unclear create: read back; resend the identical bytes while the slot is
+        free (they can only land on this slot); give up with ``AmbiguousWriteError``."""
+        store = self.stores[0]
+        key = slot_instance(slot)
+        for attempt in range(1, 6):
+            self._sleep(min(1.0, 0.02 * 2**attempt))
+            try:
+                got = self._fetch(slot)
+                if got is not None:
+                    return got
+                store.put(key, data, PutMode.CREATE, write_id=frame_wid)
+                return data
+            except AlreadyExistsError as exc:
+                if exc.current is not None:
+                    return exc.current[0]
+            except (AmbiguousWriteError, TransientError) as exc:
+                cause = exc
+        raise AmbiguousWriteError(
+            f"slot {slot}: append outcome unknown ({cause}); the entries may appear later",
+            url=store.url,
+            key=key,
+        ) from cause
+
+    def _fetch(self, slot: int) -> bytes | None:
+        """The raw record of ``slot``, or ``None`` if it is not decided (yet)."""
+        key = slot_instance(slot)
+        if self._single_create:
+            try:
+                got = self.stores[0].get(key)
+            except InvalidObjectError as exc:
+                raise DamagedSlotError(
+                    slot, f"unreadable object ({_bare(exc)})", url=self.stores[0].url, key=key
+                ) from None
+            return None if got is None else got[0]
+        return self._learn(slot)
+
+    def _learn(self, slot: int) -> bytes | None:
+        """``core.learner`` on the slot's instance, keeping track of store failures so that
+        "not decided" and "could not tell" are not confused."""
+        instance = slot_instance(slot)
+        gen = core.learner([s.url for s in self.stores], instance, self.mode.value)
+        errors: dict[int, StoreError] = {}
+        n = len(self.stores)
+        try:
+            batch = next(gen)
+            while True:
+                ops = list(batch)
+                if self._fanout is not None and len(ops) > 1:
+                    futs = [
+                        self._fanout.submit(driver.execute, self.stores, op, self._sleep)
+                        for op in ops
+                    ]
+                    results = [f.result() for f in futs]
+                else:
+                    results = [driver.execute(self.stores, op, self._sleep) for op in ops]
+                for op, r in zip(ops, results, strict=True):
+                    if isinstance(r, StoreError) and isinstance(op, core.Get | core.Put):
+                        errors[op.store] = r
+                batch = gen.send(results)
+        except StopIteration as stop:
+            value: bytes | None = stop.value
+        if value is not None:
+            return value
+        invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
+        if invalid:
+            raise DamagedSlotError(
+                slot, f"unreadable object ({_bare(invalid[0])})", url=invalid[0].url, key=instance
+            )
+        if n - len(errors) < n // 2 + 1:
+            bad = "; ".join(str(e) for e in errors.values())
+            raise QuorumError(
+                f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
+            )
+        return None
+
+    def _where(self, slot: int) -> tuple[str, str]:
+        return (self.stores[0].url if len(self.stores) == 1 else self.url, slot_instance(slot))
+
+    def _decode(self, data: bytes, slot: int, prev: str | None) -> Record:
+        url, key = self._where(slot)
+        return decode_record(data, slot, prev, url=url, key=key)
+
+    # -- tail discovery --------------------------------------------------------------------
+
+    def _read_hint(self) -> int:
+        try:
+            got = self.stores[0].get(HINT_KEY) if len(self.stores) == 1 else self._quorum_hint()
+        except (StoreError, QuorumError):
+            return -1
+        if got is None:
+            return -1
+        try:
+            slot = json.loads(got[0]).get("slot")
+        except (ValueError, AttributeError):
+            return -1
+        if not isinstance(slot, int) or slot < 0:
+            return -1
+        with self._state:
+            self._hint_seen = max(self._hint_seen, slot)
+        return slot
+
+    def _quorum_hint(self) -> tuple[bytes, Any] | None:
+        best: tuple[bytes, Any] | None = None
+        best_slot = -1
+        for store in self.stores:
+            try:
+                got = store.get(HINT_KEY)
+            except (StoreError, InvalidObjectError):
+                continue
+            if got is None:
+                continue
+            try:
+                s = json.loads(got[0]).get("slot")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(s, int) and s > best_slot:
+                best, best_slot = (got[0], got[1]), s
+        return best
+
+    def _exists(self, slot: int) -> bytes | None:
+        return self._fetch(slot)
+
+    def head(self) -> int:
+        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
+        ``h, h+1, h+2, h+4, ...`` and binary-searches back; never lists."""
+        slot, _ = self._discover()
+        return slot
+
+    def _discover(self, start: int | None = None) -> tuple[int, bytes | None]:
+        """(last existing slot, its raw record) found from a starting guess."""
+        with self._state:
+            known = self._known[0] if self._known else -1
+        guess = max(known, self._read_hint() if start is None else start)
+        lo, lo_data = -1, None  # lo: a slot known to exist (-1: virtual)
+        hi: int | None = None  # a slot known to be missing
+        if guess >= 0:
+            got = self._exists(guess)
+            if got is None:
+                hi = guess
+            else:
+                lo, lo_data = guess, got
+        if hi is None:
+            step = 1
+            while True:
+                probe = lo + step
+                got = self._exists(probe)
+                if got is None:
+                    hi = probe
+                    break
+                lo, lo_data = probe, got
+                step *= 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            got = self._exists(mid)
+            if got is None:
+                hi = mid
+            else:
+                lo, lo_data = mid, got
+        if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
+            lo_data = self._fetch(lo)
+        if lo >= 0 and lo_data is not None:
+            self._learned(lo, lo_data)
+        return lo, lo_data
+
+    def _learned(self, slot: int, data: bytes) -> None:
+        with self._state:
+            if self._known is None or slot > self._known[0]:
+                self._known = (slot, record_hash(data))
+
+    def _maybe_write_hint(self) -> None:
+        with self._state:
+            if self._known is None or self._hint_inflight:
+                return
+            slot = self._known[0]
+            now = self._clock()
+            stale = slot - self._hint_seen
+            wrote_before = self._hint_last_write > float("-inf")
+            due = stale >= self.hint_every or (
+                wrote_before and stale > 0 and now - self._hint_last_write >= self.hint_interval
+            )
+            if not due or now - self._hint_last_write < self.hint_min_interval:
+                return
+            self._hint_inflight = True
+            self._hint_last_write = now
+            self._hint_seen = slot
+        try:
+            self._hint_pool.submit(self._write_hint, slot)
+        except RuntimeError:  # closed
+            with self._state:
+                self._hint_inflight = False
+
+    def _write_hint(self, slot: int) -> None:
+        data = json.dumps({"slot": slot}).encode()
+        try:
+            for store in self.stores:
+                with contextlib.suppress(StoreError):  # a hint is never relied on
+                    store.put(HINT_KEY, data, PutMode.OVERWRITE)
+        finally:
+            with self._state:
+                self._hint_inflight = False
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, values: Sequence[bytes]) -> list[int]:
+        """Append ``values`` (one slot, maybe shared with concurrent calls); return one slot
+        number per value, in order."""
+        return [p.slot for p in self.append_positions(values)]
+
+    def append_positions(self, values: Sequence[bytes]) -> list[Position]:
+        """Append ``values``; return each one's ``Position(slot, index)``, established."""
+        vals = [bytes(v) for v in values]
+        if not vals:
+            return []
+        p = _Pending(vals)
+        with self._cond:
+            self._queue.append(p)
+            while not p.future.done() and self._leading:
+                self._cond.wait()
+            if p.future.done():
+                return p.future.result()
+            self._leading = True
+        try:
+            while not p.future.done():
+                self._lead_round()
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        return p.future.result()
+
+    def _lead_round(self) -> None:
+        with self._cond:
+            batch: list[_Pending] = []
+            n = size = 0
+            while self._queue:
+                nxt = self._queue[0]
+                k, b = len(nxt.values), sum(len(v) for v in nxt.values)
+                if batch and (n + k > self.max_batch_entries or size + b > self.max_batch_bytes):
+                    break
+                batch.append(self._queue.pop(0))
+                n, size = n + k, size + b
+        if not batch:
+            return
+        try:
+            slot = self._commit([v for q in batch for v in q.values])
+        except BaseException as exc:
+            for q in batch:
+                q.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        index = 0
+        for q in batch:
+            q.future.set_result([Position(slot, index + i) for i in range(len(q.values))])
+            index += len(q.values)
+        self._maybe_write_hint()
+
+    def _commit(self, entries: list[bytes]) -> int:
+        """Write one slot holding ``entries``; return its number. Retries on the next slot
+        after losing a race; a winner carrying our write id is our own earlier write."""
+        wid = uuid.uuid4().hex
+        frame_wid = uuid.uuid4().bytes
+        with self._state:
+            known = self._known
+        if known is None:
+            last, data = self._discover()
+            known = (last, GENESIS if data is None else record_hash(data))
+        slot, prev = known[0] + 1, known[1] if known[0] >= 0 else GENESIS
+        losses = 0
+        while True:
+            rec = Record(slot, prev, self.writer_id, 0, wid, tuple(entries))
+            self.slot_writes += 1
+            decided = self._decide(slot, rec.encode(), frame_wid)
+            winner = self._decode(decided, slot, prev)
+            self._learned(slot, decided)
+            if winner.wid == wid:
+                return slot
+            losses += 1
+            if losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
+                last, data = self._discover(slot)
+                if data is not None and last > slot:
+                    slot, prev = last + 1, record_hash(data)
+                    continue
+            slot, prev = slot + 1, record_hash(decided)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, from_slot: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        """Entries from slot ``from_slot`` to the current end, in order; ``limit`` caps the
+        number of entries. Fetches ``fetch_ahead`` slots concurrently; validates each."""
+        count = 0
+        if limit is not None and limit <= 0:
+            return
+        for slot, rec in self._records(from_slot, follow=False):
+            for i, v in enumerate(rec.entries):
+                yield Entry(slot, i, v)
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def follow(
+        self,
+        from_slot: int = 0,
+        *,
+        poll_min: float = 0.05,
+        poll_max: float = 2.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Entry]:
+        """Like :meth:`read`, then keep polling for new slots (backoff ``poll_min`` doubling
+        to ``poll_max``, reset on progress) until ``stop`` is set."""
+        for slot, rec in self._records(
+            from_slot, follow=True, poll=(poll_min, poll_max), stop=stop
+        ):
+            for i, v in enumerate(rec.entries):
+                yield Entry(slot, i, v)
+
+    def _prev_of(self, from_slot: int) -> str | None:
+        """The hash the record of ``from_slot`` must name; ``None`` (not checked) when
+        slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
+        if from_slot <= 0:
+            return GENESIS
+        data = self._fetch(from_slot - 1)
+        if data is None:
+            return None
+        self._decode(data, from_slot - 1, None)
+        return record_hash(data)
+
+    def _records(
+        self,
+        from_slot: int,
+        *,
+        follow: bool,
+        poll: tuple[float, float] = (0.05, 2.0),
+        stop: threading.Event | None = None,
+        on_slot: Callable[[int], None] | None = None,
+    ) -> Iterator[tuple[int, Record]]:
+        if from_slot < 0:
+            raise ConfigError("--from must be a slot number >= 0")
+        prev = self._prev_of(from_slot)
+        slot = from_slot
+        ahead: dict[int, Future[bytes | None]] = {}
+        delay = poll[0]
+        first_end = True
+        window = 1  # grows 1, 2, 4, ... fetch_ahead while slots exist: little waste at the end
+        try:
+            while True:
+                for s in range(slot, slot + window):
+                    if s not in ahead:
+                        ahead[s] = self._pool.submit(self._fetch, s)
+                data = ahead.pop(slot).result()
+                if data is None:
+                    data = self._confirm_end(slot, ahead, probe=first_end)
+                    first_end = False
+                if data is None:
+                    if not follow or (stop is not None and stop.is_set()):
+                        return
+                    for f in ahead.values():
+                        f.cancel()
+                    ahead.clear()
+                    window = 1
+                    if stop is not None:
+                        if stop.wait(delay):
+                            return
+                    else:
+                        self._sleep(delay)
+                    delay = min(poll[1], delay * 2)
+                    continue
+                delay = poll[0]
+                window = min(self.fetch_ahead, window * 2)
+                rec = self._decode(data, slot, prev)
+                self._learned(slot, data)
+                if on_slot is not None:
+                    on_slot(slot)
+                yield slot, rec
+                prev = record_hash(data)
+                slot += 1
+        finally:
+            for f in ahead.values():
+                f.cancel()
+
+    def _confirm_end(
+        self, slot: int, ahead: dict[int, Future[bytes | None]], probe: bool
+    ) -> bytes | None:
+        """``slot`` looked missing. If a later slot exists (prefetched ones, else slot+1
+        when ``probe``), either ``slot`` was decided meanwhile (re-read) or it is a gap:
+        damage, never skipped."""
+        later = None
+        for s in sorted(ahead):
+            f = ahead[s]
+            if f.cancelled():
+                continue
+            if f.exception() is None and f.result() is not None:
+                later = s
+                break
+        if later is None and not ahead and probe and self._fetch(slot + 1) is not None:
+            later = slot + 1
+        if later is None:
+            return None
+        data = self._fetch(slot)
+        if data is None:
+            url, key = self._where(slot)
+            raise DamagedSlotError(
+                slot, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
+            )
+        return data
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Walk the whole chain from slot 0. Damage gives ``ok=False`` with the first bad
+        slot and the reason; a store failure (cannot check) raises. ``progress`` is called
+        with each slot number checked."""
+        report = VerifyReport(ok=True)
+        try:
+            for slot, rec in self._records(0, follow=False, on_slot=progress):
+                report.slots = slot + 1
+                report.entries += len(rec.entries)
+            # a damaged tail could hide behind a missing slot: look beyond the end
+            end = report.slots
+            hint = self._read_hint()
+            for probe in sorted({end + 1, end + 2, end + 4, hint}):
+                if probe > end and self._fetch(probe) is not None:
+                    url, key = self._where(end)
+                    raise DamagedSlotError(
+                        end,
+                        f"missing while slot {probe} exists (a gap in the log)",
+                        url=url,
+                        key=key,
+                    )
+        except DamagedSlotError as exc:
+            return VerifyReport(
+                ok=False,
+                slots=report.slots,
+                entries=report.entries,
+                bad_slot=exc.slot,
+                reason=exc.reason,
+                error=str(exc),
+            )
+        return report
+
+
+def _bare(exc: StoreError) -> str:
+    """The error's message without its location prefix (the caller adds slot and URL)."""
+    return PassivePaxosError.__str__(exc)
