@@ -36,8 +36,8 @@ from passivepaxos.store import Store  # noqa: E402
 from passivepaxos.urls import open_backend  # noqa: E402
 from passivepaxos.wrappers import CountingBackend  # noqa: E402
 
-OPS = ["get", "put:create", "put:overwrite", "list"]
-MODES = ["create", "blocks"]
+OPS = ["get", "put:create", "put:update", "put:overwrite", "list"]
+MODES = ["create", "cas", "blocks"]
 STORE_COUNTS = [1, 3, 5]
 SCENARIOS = ["first", "second", "learn", "race"]
 RACERS = 3
