@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+t0=$(date +%s)
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check ".[dev]"
+echo "test.sh: install took $(( $(date +%s) - t0 )) s"
 .venv/bin/ruff check .
 .venv/bin/mypy
 set +e
