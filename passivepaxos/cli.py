@@ -172,19 +172,21 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from passivepaxos.lease import format_wall
     from passivepaxos.log import Log
 
     with Log.open(args.log) as log:
-        head = log.head()
+        ws = log.writer_status()
+        head = ws.head
         out: dict[str, Any] = {
             "log": args.log,
             "mode": log.mode.value,
             "stores": [s.url for s in log.stores],
             "head": head if head >= 0 else None,
             "slots": head + 1,
-            "writer": None,
-            "epoch": None,
-            "lease_expires": None,
+            "writer": ws.holder,
+            "epoch": ws.epoch or None,
+            "lease_expires": format_wall(ws.expires) if ws.expires is not None else None,
             "snapshot": None,
         }
     if args.json:
@@ -197,8 +199,55 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ["head slot", "(empty)" if head < 0 else str(head)],
                 ["mode", out["mode"]],
                 ["stores", ", ".join(out["stores"])],
-                ["writer lease", "none"],
+                ["writer lease", _lease_line(ws.holder, ws.epoch, ws.expires)],
                 ["snapshot", "none"],
+            ],
+        )
+    return EXIT_OK
+
+
+def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
+    from passivepaxos.lease import format_wall
+
+    if holder is None:
+        return "none" if epoch == 0 else f"none (last epoch {epoch})"
+    return f"{holder}, epoch {epoch}, expires about {format_wall(expires)} (estimate)"
+
+
+def cmd_writer(args: argparse.Namespace) -> int:
+    """``writer claim LOG [--ttl S] [--no-wait]`` and ``writer status LOG``."""
+    from passivepaxos.log import Log
+
+    with Log.open(args.log) as log:
+        if args.writer_command == "claim":
+            res = log.claim_writer(args.ttl, wait=not args.no_wait)
+            if args.json:
+                _print_json(res.to_json())
+            elif res.granted:
+                line = _lease_line(res.holder, res.epoch, res.expires)
+                print(f"claimed: {line}, slot {res.slot}")
+            if not res.granted:
+                print(
+                    f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
+                    f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
+                    f"unchanged for {res.remaining:.1f}s more",
+                    file=sys.stderr,
+                )
+                return EXIT_FAIL
+            return EXIT_OK
+        ws = log.writer_status()
+    if args.json:
+        _print_json(ws.to_json())
+    else:
+        _table(
+            f"writer lease of {args.log}",
+            ["field", "value"],
+            [
+                ["holder", ws.holder or "none"],
+                ["epoch", str(ws.epoch)],
+                ["ttl", "-" if ws.ttl is None else f"{ws.ttl:g}s"],
+                ["expires (estimate)", _lease_line(ws.holder, ws.epoch, ws.expires)],
+                ["head slot", "(empty)" if ws.head < 0 else str(ws.head)],
             ],
         )
     return EXIT_OK
@@ -287,6 +336,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", metavar="LOG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("writer", help="the log's writer lease: claim it or show who holds it")
+    wsub = p.add_subparsers(dest="writer_command", metavar="ACTION")
+    wsub.required = True
+    w = wsub.add_parser("claim", help="claim the writer lease (waits out a live one)")
+    w.add_argument("log", metavar="LOG")
+    w.add_argument("--ttl", type=float, default=10.0, metavar="S", help="lease time (default 10)")
+    w.add_argument("--no-wait", action="store_true", help="say 'not yet' instead of waiting")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_writer)
+    w = wsub.add_parser("status", help="holder, epoch, ttl and expiry estimate of the lease")
+    w.add_argument("log", metavar="LOG")
+    w.add_argument("--ttl", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_writer)
+
+    from passivepaxos.demo import DEFAULT_COUNT, DEFAULT_PROCS, cmd_demo
+
+    p = sub.add_parser("demo", help="three processes append to a log on local disk; show it")
+    p.add_argument("dir", metavar="DIR", nargs="?", help="log directory (default: a new temp dir)")
+    p.add_argument("--procs", type=int, default=DEFAULT_PROCS, help="appending processes")
+    p.add_argument("--count", type=int, default=DEFAULT_COUNT, help="appends per process")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

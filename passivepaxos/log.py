@@ -29,6 +29,10 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
 - ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
   record through consensus (the Store frame's crc32 covers only one object on one store).
 - ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
+- ``lease`` (optional; absent on records written outside a lease, so older records are
+  unchanged): ``{"op": "claim"|"hold", "ttl": s, "wall": t}`` or ``{"op": "release"}``.
+  The writer lease (ClaimWriter / WriterStatus / lease reads) is described in
+  :mod:`passivepaxos.lease` and docs/log.md.
 - ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
   own earlier (ambiguous) write landed, and its entries are counted once.
 
@@ -74,6 +78,18 @@ from passivepaxos.errors import (
     QuorumError,
     StoreError,
     TransientError,
+)
+from passivepaxos.lease import (
+    EMPTY,
+    ClaimResult,
+    HolderLease,
+    LeaseHeldError,
+    LeaseLostError,
+    LeaseMeta,
+    LeaseRead,
+    LeaseState,
+    TailWatch,
+    WriterStatus,
 )
 from passivepaxos.manifest import Manifest, open_log
 from passivepaxos.store import Store
@@ -146,9 +162,15 @@ class Record:
     wid: str
     entries: tuple[bytes, ...]
     format: int = RECORD_FORMAT
+    lease: LeaseMeta | None = None
+
+    @property
+    def lease_state(self) -> LeaseState:
+        """The log's writer-lease state after this record."""
+        return LeaseState.of(self.writer, self.epoch, self.lease)
 
     def _body(self) -> dict[str, Any]:
-        return {
+        body = {
             "kind": RECORD_KIND,
             "f": self.format,
             "slot": self.slot,
@@ -158,6 +180,9 @@ class Record:
             "wid": self.wid,
             "entries": [base64.b64encode(e).decode("ascii") for e in self.entries],
         }
+        if self.lease is not None:
+            body["lease"] = self.lease.to_json()
+        return body
 
     def encode(self) -> bytes:
         body = self._body()
@@ -221,7 +246,8 @@ def decode_record(
         ):
             raise TypeError("field types")
         entries = tuple(base64.b64decode(e, validate=True) for e in raw_entries)
-    except (KeyError, TypeError, binascii.Error):
+        lease = None if body.get("lease") is None else LeaseMeta.from_json(body["lease"])
+    except (KeyError, TypeError, ValueError, binascii.Error):
         raise bad("malformed record fields") from None
     if rec_slot != slot:
         raise bad(f"record says it is slot {rec_slot}")
@@ -234,7 +260,7 @@ def decode_record(
         )
     if epoch < 0:
         raise bad(f"negative epoch {epoch}")
-    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt)
+    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease)
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -267,6 +293,14 @@ class _Pending:
     future: Future[list[Position]] = field(default_factory=Future)
 
 
+class _NotYet(Exception):
+    """claim_writer(wait=False): the lease is held; ``remaining`` seconds (own clock)."""
+
+    def __init__(self, state: LeaseState, tail: int, remaining: float) -> None:
+        super().__init__("not yet")
+        self.state, self.tail, self.remaining = state, tail, remaining
+
+
 def default_writer_id() -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -293,6 +327,8 @@ class Log:
         hint_min_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        wait_expired_lease: bool = True,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
@@ -307,7 +343,9 @@ class Log:
         self.hint_interval = hint_interval
         self.hint_min_interval = hint_min_interval
         self._sleep = sleep
-        self._clock = clock
+        self._clock = clock  # monotonic: hint rate limit and all writer-lease timing
+        self._wall = wall  # wall clock: only written into lease records for display
+        self.wait_expired_lease = wait_expired_lease
         self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
         self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
         self._fanout = (
@@ -319,6 +357,9 @@ class Log:
         # what this process knows of the end of the log (guarded by _state)
         self._state = threading.Lock()
         self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
+        self._known_data: bytes | None = None  # that slot's record
+        self._watch = TailWatch()  # when the known tail was first learned (lease expiry)
+        self._lease: HolderLease | None = None  # set while this object holds the lease
         self._hint_seen = -1  # the hint value last read or written
         self._hint_last_write = float("-inf")
         self._hint_inflight = False
@@ -544,6 +585,8 @@ class Log:
         with self._state:
             if self._known is None or slot > self._known[0]:
                 self._known = (slot, record_hash(data))
+                self._known_data = data
+                self._watch.saw(slot, self._clock())
 
     def _maybe_write_hint(self) -> None:
         with self._state:
@@ -633,33 +676,237 @@ class Log:
             index += len(q.values)
         self._maybe_write_hint()
 
-    def _commit(self, entries: list[bytes]) -> int:
+    def _commit(
+        self, entries: list[bytes], *, op: str | None = None, ttl: float = 0.0, wait: bool = True
+    ) -> int:
         """Write one slot holding ``entries``; return its number. Retries on the next slot
-        after losing a race; a winner carrying our write id is our own earlier write."""
+        after losing a race; a winner carrying our write id is our own earlier write.
+        Writer lease (:mod:`passivepaxos.lease`): the holder writes only right after its own
+        record and raises ``LeaseLostError`` (entries not written) when that slot goes to
+        anyone else; others refuse, or wait out an apparently expired lease, while the tail
+        says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
         wid = uuid.uuid4().hex
         frame_wid = uuid.uuid4().bytes
-        with self._state:
-            known = self._known
-        if known is None:
-            last, data = self._discover()
-            known = (last, GENESIS if data is None else record_hash(data))
-        slot, prev = known[0] + 1, known[1] if known[0] >= 0 else GENESIS
+        slot, prev, state = self._tail_for_write()
         losses = 0
         while True:
-            rec = Record(slot, prev, self.writer_id, 0, wid, tuple(entries))
+            plan = self._plan(slot - 1, state, op, ttl, wait)
+            if plan is None:  # waited for a lease to expire: the tail may have moved
+                slot, prev, state = self._tail_for_write()
+                continue
+            epoch, meta = plan
+            rec = Record(slot, prev, self.writer_id, epoch, wid, tuple(entries), lease=meta)
             self.slot_writes += 1
+            started = self._clock()
             decided = self._decide(slot, rec.encode(), frame_wid)
             winner = self._decode(decided, slot, prev)
             self._learned(slot, decided)
             if winner.wid == wid:
+                self._wrote(slot, epoch, meta, started)
                 return slot
+            won = winner.lease_state
+            with self._state:
+                lease = self._lease
+                if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
+                    self._lease = None
+            if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
+                raise LeaseLostError(self.url, slot, winner.writer, won, lease.epoch)
             losses += 1
             if losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
                 last, data = self._discover(slot)
                 if data is not None and last > slot:
                     slot, prev = last + 1, record_hash(data)
+                    state = self._state_of(last, data)
                     continue
-            slot, prev = slot + 1, record_hash(decided)
+            slot, prev, state = slot + 1, record_hash(decided), won
+
+    # -- writer lease (see passivepaxos.lease) --------------------------------------------
+
+    def _tail_for_write(self) -> tuple[int, str, LeaseState]:
+        """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
+        discovers the tail only when nothing is known."""
+        with self._state:
+            known, data = self._known, self._known_data
+        if known is None:
+            last, data = self._discover()
+            known = (last, GENESIS if data is None else record_hash(data))
+        prev = known[1] if known[0] >= 0 else GENESIS
+        return known[0] + 1, prev, self._state_of(known[0], data)
+
+    def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
+        if slot < 0 or data is None:
+            return EMPTY
+        with self._state:
+            lease = self._lease
+        if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
+            return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
+        return self._decode(data, slot, None).lease_state
+
+    def _plan(
+        self, tail: int, state: LeaseState, op: str | None, ttl: float, wait: bool
+    ) -> tuple[int, LeaseMeta | None] | None:
+        """(epoch, lease field) of the record to write after ``tail``; ``None`` after
+        waiting (re-plan). Raises LeaseLostError / LeaseHeldError / _NotYet."""
+        with self._state:
+            lease = self._lease
+            lost = lease is not None and (state.holder, state.epoch) != (
+                self.writer_id,
+                lease.epoch,
+            )
+            if lost:
+                self._lease = None
+        if lease is not None:
+            if lost:
+                raise LeaseLostError(self.url, tail + 1, state.holder, state, lease.epoch)
+            if op == "release":
+                return lease.epoch, LeaseMeta("release")
+            new_ttl = ttl if op == "claim" else lease.ttl
+            return lease.epoch, LeaseMeta("hold", new_ttl, self._wall())
+        if op == "release":  # pragma: no cover - release_writer checks first
+            raise ConfigError("release: this process does not hold the writer lease")
+        if op == "claim":
+            plan: tuple[int, LeaseMeta | None] = (
+                state.epoch + 1,
+                LeaseMeta("claim", ttl, self._wall()),
+            )
+        else:
+            plan = (state.epoch, None)
+        if state.holder is None:
+            return plan
+        held_ttl = state.ttl if state.ttl is not None else ttl
+        with self._state:
+            remaining = self._watch.remaining(tail, held_ttl, self._clock())
+        if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
+            return plan
+        if op == "claim":
+            if not wait:
+                raise _NotYet(state, tail, remaining)
+        elif not (
+            self.wait_expired_lease and state.expires is not None and self._wall() >= state.expires
+        ):
+            raise LeaseHeldError(self.url, state, remaining=remaining)
+        self._wait_tail(tail, remaining, held_ttl)
+        return None
+
+    def _wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
+        """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
+        every ``ttl/10`` so that a change restarts the wait promptly."""
+        step = max(0.002, ttl / 10)
+        while remaining > 0:
+            self._sleep(min(remaining, step))
+            if self._observe() != tail:
+                return
+            with self._state:
+                remaining = self._watch.remaining(tail, ttl, self._clock())
+
+    def _observe(self) -> int:
+        """The current tail slot, learned with one read when it has not moved."""
+        with self._state:
+            known = self._known[0] if self._known else None
+        if known is None:
+            return self._discover()[0]
+        got = self._fetch(known + 1)
+        if got is None:
+            return known
+        self._learned(known + 1, got)
+        return self._discover(known + 1)[0]
+
+    def _wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
+        if meta is None:
+            return
+        with self._state:
+            if meta.op == "claim":
+                self._lease = HolderLease(epoch, meta.ttl, slot, started, meta.wall)
+            elif meta.op == "release":
+                self._lease = None
+            elif self._lease is not None:
+                self._lease.wrote(slot, started)
+                self._lease.ttl, self._lease.wall = meta.ttl, meta.wall
+
+    @contextlib.contextmanager
+    def _lead(self) -> Iterator[None]:
+        """Be the group-commit leader (no append of this object runs meanwhile)."""
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._leading = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+
+    def claim_writer(self, ttl: float, *, wait: bool = True) -> ClaimResult:
+        """ClaimWriter: append a claim record (epoch + 1, the fencing token) once nobody
+        holds the lease, or once the tail has stayed unchanged for the holder's TTL of our
+        own monotonic time. ``wait=False``: return at once with ``granted=False`` and the
+        remaining time instead of waiting. Claiming while holding renews (same epoch, new
+        ttl)."""
+        if not (ttl > 0 and ttl < float("inf")):
+            raise ConfigError(f"--ttl must be a positive number of seconds, not {ttl}")
+        with self._lead():
+            with self._state:
+                holding = self._lease is not None
+            if not holding:
+                self._observe()  # claims are rare: start from the real tail
+            try:
+                slot = self._commit([], op="claim", ttl=ttl, wait=wait)
+            except _NotYet as n:
+                st = n.state
+                return ClaimResult(
+                    False, st.holder, st.epoch, st.ttl, st.expires, n.tail, n.remaining
+                )
+        with self._state:
+            lease = self._lease
+        assert lease is not None
+        return ClaimResult(
+            True, self.writer_id, lease.epoch, lease.ttl, lease.wall + lease.ttl, slot
+        )
+
+    def renew(self) -> int:
+        """The holder renews its lease with an empty record (one request); returns its slot.
+        Raises ``LeaseLostError`` if the lease was lost meanwhile."""
+        with self._lead():
+            with self._state:
+                if self._lease is None:
+                    raise ConfigError("renew: this process does not hold the writer lease")
+            slot = self._commit([])
+        self._maybe_write_hint()
+        return slot
+
+    def release_writer(self) -> int | None:
+        """Give the lease up at once with a release record (others may append or claim
+        without waiting); ``None`` if this process did not hold it."""
+        with self._lead():
+            with self._state:
+                if self._lease is None:
+                    return None
+            return self._commit([], op="release")
+
+    def writer_status(self) -> WriterStatus:
+        """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
+        last record + ttl) and whether this object holds it. Reads the tail."""
+        head = self._observe()
+        with self._state:
+            data = self._known_data if self._known is not None and self._known[0] == head else None
+            lease = self._lease
+        state = self._state_of(head, data, fast=False)
+        mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
+        return WriterStatus(state.holder, state.epoch, state.ttl, state.expires, mine, head)
+
+    def lease_read(self) -> LeaseRead | None:
+        """A lease read: the current head without I/O, served only by the holder and only
+        while 0.75 x TTL of its own time has not passed since it started its last
+        successful write; ``None`` otherwise (use :meth:`head`)."""
+        with self._state:
+            lease = self._lease
+            now = self._clock()
+            if lease is None or not lease.can_read(now):
+                return None
+            if self._known is None or self._known[0] != lease.last_slot:
+                return None  # we learned of someone else's record: not exclusive any more
+            return LeaseRead(lease.last_slot, lease.epoch, lease.read_deadline() - now)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -1,0 +1,328 @@
+"""The writer lease of a log (WALLE's ClaimWriter / WriterStatus / PutEntry): pure parts.
+
+This module holds the lease *state machine* and the *clock arithmetic*; it does no I/O and
+reads no clock (callers pass clock readings in), so every rule here is testable with
+virtual clocks. :class:`passivepaxos.log.Log` wires it to storage.
+
+Design
+------
+**The lease lives in the log.** A claim is an ordinary slot of the log whose record has
+``epoch = previous epoch + 1``, ``writer = the claimant`` and a ``lease`` field
+``{"op": "claim", "ttl": T, "wall": W}`` (``W``: the claimant's wall clock, for display
+only). The epoch is the fencing token. Every later record of the holder carries that
+epoch and ``{"op": "hold", ...}``; any record by the holder renews the lease (an idle
+holder renews with an empty record). A record without a ``lease`` field is written
+outside any lease (it keeps the last epoch; ``0`` on a log that never had a lease), and
+``{"op": "release"}`` gives the lease up. So the lease state of the log after slot ``i``
+is a function of record ``i`` alone (:meth:`LeaseState.of`): a reader learns it from the
+tail it already discovers, never by scanning back.
+
+**Writes are safe with arbitrarily wrong clocks.** Slots are decided by create-if-absent
+(or consensus) and a record names its predecessor's hash, so there are no gaps and a
+record can only land right after the record it was built on. The holder's next append
+targets exactly the slot after the tail it knows, with a record saying "I, holder of
+epoch E, continue after my own record". A claim by anyone else must take a slot too,
+so whichever lands first wins that slot. If the holder loses its slot to a record that
+is not its own, it learns it lost the lease (:class:`LeaseLostError` naming the new
+holder and epoch) and that append is *not* acknowledged; its entries are not in the log
+(the slot holds the winner's record) and it never retries them on a later slot. Hence a
+stale holder (paused, partitioned, with a frozen or racing clock) never gets an
+acknowledgement for an entry that readers will not see. No clock is involved.
+
+**Non-holders do not commit behind the holder's back.** While the tail record says
+someone else holds the lease, an ``append`` by anybody else raises
+:class:`LeaseHeldError` (holder, epoch, expiry estimate) instead of writing.
+
+**Expiry without trusting clocks across machines.** A non-holder may claim (or append)
+only after it has seen the log's tail unchanged for a full TTL of its *own* elapsed
+(monotonic) time: :class:`TailWatch` remembers when this process first learned the
+current tail. The holder answers *lease reads* (the current head, no I/O) only while
+``READ_FRACTION x TTL`` (0.75) of its own elapsed time has not passed since it *started*
+its last successful write (:class:`HolderLease`).
+
+Why that is enough: let the holder start its last successful write (slot ``t``) at true
+time ``s``. A claimant's watch of tail ``t`` starts after it read record ``t``, so after
+``s``; it waits ``TTL`` on its clock, which runs at rate ``r_c`` (clock seconds per true
+second), so its claim lands at true time ``>= s + TTL / r_c``. The holder stops serving
+lease reads at ``s + 0.75 TTL / r_h``. Every write by someone else (the claim, and all
+that follow it) lands after the holder stopped answering iff ``TTL / r_c >= 0.75 TTL /
+r_h``, i.e. ``r_c / r_h <= 1 / 0.75 = 4/3``: the claimant's clock may run up to 33% faster
+than the holder's (any slower is fine), which covers a relative drift of +/-25%. Outside
+that bound only lease reads can be stale (a claimant whose clock runs 1.5x the holder's
+claims after 0.667 TTL of the holder's time while the holder still answers until 0.75
+TTL); writes and fencing stay exact because they never consult a clock.
+
+``expires`` (``wall + ttl`` of the tail record) is a wall-clock *estimate* for people; no
+decision depends on it except one convenience: a non-holder's ``append`` waits out (with
+the monotonic watch above) a lease whose estimate says it has expired, and refuses at
+once one that looks live.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from passivepaxos.errors import PassivePaxosError
+
+__all__ = [
+    "READ_FRACTION",
+    "ClaimResult",
+    "HolderLease",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "LeaseMeta",
+    "LeaseRead",
+    "LeaseState",
+    "TailWatch",
+    "WriterStatus",
+    "check_transition",
+    "format_wall",
+]
+
+READ_FRACTION = 0.75
+OPS = ("claim", "hold", "release")
+
+
+def format_wall(t: float | None) -> str:
+    """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``."""
+    if t is None:
+        return "-"
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
+
+
+# -- what a record says ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseMeta:
+    """The optional ``lease`` field of a slot record."""
+
+    op: str  # "claim" | "hold" | "release"
+    ttl: float = 0.0
+    wall: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        if self.op == "release":
+            return {"op": "release"}
+        return {"op": self.op, "ttl": self.ttl, "wall": self.wall}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> LeaseMeta:
+        """Parse and validate; raises ``ValueError`` on anything malformed."""
+        if not isinstance(obj, dict):
+            raise ValueError("lease field is not an object")
+        op = obj.get("op")
+        if op not in OPS:
+            raise ValueError(f"unknown lease op {op!r}")
+        if op == "release":
+            return cls("release")
+        ttl, wall = obj.get("ttl"), obj.get("wall")
+        for name, v in (("ttl", ttl), ("wall", wall)):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"lease {name} is not a number")
+        assert isinstance(ttl, int | float) and isinstance(wall, int | float)
+        if ttl <= 0:
+            raise ValueError("lease ttl must be > 0")
+        return cls(str(op), float(ttl), float(wall))
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """The lease state of a log after some slot: a function of that slot's record."""
+
+    holder: str | None  # None: nobody holds a lease
+    epoch: int  # the last epoch claimed (0: never)
+    ttl: float | None = None
+    wall: float | None = None  # the holder's wall clock at its last record (display)
+
+    @classmethod
+    def of(cls, writer: str, epoch: int, meta: LeaseMeta | None) -> LeaseState:
+        if meta is None or meta.op == "release":
+            return cls(None, epoch)
+        return cls(writer, epoch, meta.ttl, meta.wall)
+
+    @property
+    def expires(self) -> float | None:
+        """Wall-clock estimate of the expiry (the holder's clock + ttl); display only."""
+        if self.holder is None or self.ttl is None or self.wall is None:
+            return None
+        return self.wall + self.ttl
+
+
+EMPTY = LeaseState(None, 0)
+
+
+def check_transition(
+    prev: LeaseState, writer: str, epoch: int, meta: LeaseMeta | None
+) -> str | None:
+    """Why a record (``writer``, ``epoch``, ``meta``) may not follow state ``prev``, or
+    ``None`` if it may. Writers only ever build records that pass this."""
+    if meta is not None and meta.op == "claim":
+        if epoch != prev.epoch + 1:
+            return f"claim of epoch {epoch} after epoch {prev.epoch}"
+        return None
+    if epoch != prev.epoch:
+        return f"epoch {epoch} after epoch {prev.epoch}"
+    if meta is not None and prev.holder != writer:
+        return f"{meta.op} by {writer} who does not hold epoch {epoch}"
+    return None
+
+
+# -- this process as holder --------------------------------------------------------------
+
+
+@dataclass
+class HolderLease:
+    """What the holder knows: its epoch, ttl, its last slot and when it *started* the last
+    successful write (its own monotonic clock)."""
+
+    epoch: int
+    ttl: float
+    last_slot: int
+    write_started: float
+    wall: float = 0.0  # wall clock written into the last record (display only)
+
+    def read_deadline(self) -> float:
+        return self.write_started + READ_FRACTION * self.ttl
+
+    def can_read(self, now: float) -> bool:
+        """Lease reads are served while ``now < write_started + 0.75 ttl``."""
+        return now < self.read_deadline()
+
+    def wrote(self, slot: int, started: float) -> None:
+        self.last_slot = slot
+        self.write_started = max(self.write_started, started)
+
+
+@dataclass(frozen=True)
+class LeaseRead:
+    """A lease read's answer: the head slot, served without I/O; ``valid_for``: seconds of
+    the holder's own clock left in the read window."""
+
+    head: int
+    epoch: int
+    valid_for: float
+
+
+# -- a non-holder watching the tail -------------------------------------------------------
+
+
+@dataclass
+class TailWatch:
+    """When this process first learned the current tail (its own monotonic clock)."""
+
+    slot: int = -2
+    since: float = 0.0
+
+    def saw(self, slot: int, now: float) -> None:
+        if slot != self.slot:
+            self.slot, self.since = slot, now
+
+    def remaining(self, slot: int, ttl: float, now: float) -> float:
+        """Seconds (own clock) until tail ``slot`` has been unchanged for ``ttl``;
+        ``ttl`` when this is not the tail being watched."""
+        if slot != self.slot:
+            return ttl
+        return max(0.0, ttl - (now - self.since))
+
+
+# -- results and errors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriterStatus:
+    """WriterStatus: who holds the lease, until about when, and whether we do."""
+
+    holder: str | None
+    epoch: int
+    ttl: float | None
+    expires: float | None  # wall-clock ESTIMATE (the holder's clock at its last record + ttl)
+    mine: bool
+    head: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "epoch": self.epoch,
+            "ttl": self.ttl,
+            "expires": format_wall(self.expires) if self.expires is not None else None,
+            "expires_is_estimate": True,
+            "held_by_me": self.mine,
+            "head": self.head if self.head >= 0 else None,
+        }
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """ClaimWriter's answer. ``granted`` False ("not yet") only with ``wait=False``:
+    ``remaining`` says how long (own clock) the current tail must stay unchanged first."""
+
+    granted: bool
+    holder: str | None
+    epoch: int
+    ttl: float | None
+    expires: float | None
+    slot: int  # the claim's slot when granted, else the tail watched
+    remaining: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "granted": self.granted,
+            "holder": self.holder,
+            "epoch": self.epoch,
+            "ttl": self.ttl,
+            "expires": format_wall(self.expires) if self.expires is not None else None,
+            "slot": self.slot,
+            "remaining": round(self.remaining, 3),
+        }
+
+
+class LeaseError(PassivePaxosError):
+    """Base of the lease errors; ``holder``/``epoch`` describe the lease now in force."""
+
+    def __init__(self, message: str, *, holder: str | None, epoch: int) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.epoch = epoch
+
+
+class LeaseHeldError(LeaseError):
+    """Someone else holds a live writer lease: this append was refused (nothing written)."""
+
+    def __init__(self, log: str, state: LeaseState, *, remaining: float | None = None) -> None:
+        wait = "" if remaining is None else f"; it can be taken over after {remaining:.1f}s more"
+        msg = (
+            f"{log}: the writer lease is held by {state.holder} (epoch {state.epoch}), "
+            f"expires about {format_wall(state.expires)} (estimate from its clock){wait}; "
+            "appends by others are refused while it is live"
+        )
+        super().__init__(msg, holder=state.holder, epoch=state.epoch)
+        self.expires = state.expires
+        self.remaining = remaining
+
+
+class LeaseLostError(LeaseError):
+    """The holder lost its lease: the slot it needed holds someone else's record. The
+    entries of the failed append were NOT written and will never appear."""
+
+    def __init__(
+        self, log: str, slot: int, by: str | None, state: LeaseState, my_epoch: int
+    ) -> None:
+        if state.holder is not None:
+            now = f"now held by {state.holder} (epoch {state.epoch})"
+        else:
+            who = f"{by}'s" if by else "another writer's"
+            now = f"ended by {who} record (epoch {state.epoch}, no holder now)"
+        super().__init__(
+            f"{log}: writer lease of epoch {my_epoch} lost at slot {slot}: {now}; "
+            "the entries were not appended",
+            holder=state.holder,
+            epoch=state.epoch,
+        )
+        self.slot = slot
+        self.by = by
