@@ -216,6 +216,7 @@ def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
 
 def cmd_writer(args: argparse.Namespace) -> int:
     """``writer claim LOG [--ttl S] [--no-wait]`` and ``writer status LOG``."""
+    from passivepaxos.lease import format_wall
     from passivepaxos.log import Log
 
     with Log.open(args.log) as log:
@@ -246,7 +247,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
                 ["holder", ws.holder or "none"],
                 ["epoch", str(ws.epoch)],
                 ["ttl", "-" if ws.ttl is None else f"{ws.ttl:g}s"],
-                ["expires (estimate)", _lease_line(ws.holder, ws.epoch, ws.expires)],
+                ["expires (estimate)", "-" if ws.holder is None else format_wall(ws.expires)],
                 ["head slot", "(empty)" if ws.head < 0 else str(ws.head)],
             ],
         )
