@@ -178,6 +178,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Log.open(args.log) as log:
         ws = log.writer_status()
         head = ws.head
+        snaps = log.snapshot_slots()
         out: dict[str, Any] = {
             "log": args.log,
             "mode": log.mode.value,
@@ -187,7 +188,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "writer": ws.holder,
             "epoch": ws.epoch or None,
             "lease_expires": format_wall(ws.expires) if ws.expires is not None else None,
-            "snapshot": None,
+            "snapshot": snaps[-1] if snaps else None,
         }
     if args.json:
         _print_json(out)
@@ -200,7 +201,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ["mode", out["mode"]],
                 ["stores", ", ".join(out["stores"])],
                 ["writer lease", _lease_line(ws.holder, ws.epoch, ws.expires)],
-                ["snapshot", "none"],
+                ["snapshot", "none" if not snaps else f"slot {snaps[-1]}"],
             ],
         )
     return EXIT_OK
@@ -286,6 +287,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from passivepaxos.log import Log
+
+    with Log.open(args.log) as log:
+        info = log.snapshot()
+    if args.json:
+        _print_json(info.to_json())
+    else:
+        print(
+            f"snapshot at slot {info.slot}: {info.entries} entries, {info.size} bytes ({info.key})"
+        )
+    return EXIT_OK
+
+
+def cmd_trim(args: argparse.Namespace) -> int:
+    from passivepaxos.log import Log
+
+    with Log.open(args.log) as log:
+        res = log.trim(args.before)
+    if args.json:
+        _print_json(res.to_json())
+    else:
+        print(
+            f"trimmed {res.trimmed} slot(s) before slot {res.before} "
+            f"(covered by the snapshot at slot {res.snapshot}; tombstones keep their names)"
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
@@ -337,6 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", metavar="LOG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("snapshot", help="write a snapshot of every entry up to the head slot")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("trim", help="replace slots before SLOT by tombstones (needs a snapshot)")
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--before", type=int, required=True, metavar="SLOT", help="first slot kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trim)
 
     p = sub.add_parser("writer", help="the log's writer lease: claim it or show who holds it")
     wsub = p.add_subparsers(dest="writer_command", metavar="ACTION")

@@ -47,6 +47,17 @@ because GCS allows ~1 write/s per object name; never trusted for correctness), t
 ``h, h+1, h+2, h+4, ...`` until a slot is missing and binary-search back. This is sound
 because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
 only be built after slot ``i-1`` was decided.
+
+Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
+-----------------------------------------------------------------------
+``Log.snapshot`` writes ``snapshot/<s:020d>`` holding slot ``s``'s record hash (the chain's
+anchor) and either every entry of slots ``0..s`` or application state. Readers list the
+small ``snapshot/`` prefix, serve slots ``<= s`` from the newest snapshot and check the
+chain from its anchor. ``Log.trim`` (one create-mode store only) OVERWRITES each trimmed
+slot object with a tombstone instead of deleting it, so a slot name is never free again: a
+stale writer's create fails and its append raises :class:`TrimmedSlotError`, never
+acknowledged. A tombstone keeps the trimmed record's hash (``prev`` of the next slot) and
+lease state; a reader meeting one restarts from the newest snapshot.
 """
 
 from __future__ import annotations
@@ -78,6 +89,7 @@ from passivepaxos.errors import (
     QuorumError,
     StoreError,
     TransientError,
+    UnsupportedError,
 )
 from passivepaxos.lease import (
     EMPTY,
@@ -92,6 +104,21 @@ from passivepaxos.lease import (
     WriterStatus,
 )
 from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.snapshot import (
+    SNAPSHOT_PREFIX,
+    CompactedError,
+    DamagedSnapshotError,
+    SnapshotInfo,
+    Tombstone,
+    TrimmedSlotError,
+    TrimRefusedError,
+    decode_snapshot,
+    decode_tombstone,
+    encode_snapshot,
+    is_tombstone,
+    snapshot_key,
+    snapshot_slot_of,
+)
 from passivepaxos.store import Store
 from passivepaxos.types import PutMode
 
@@ -104,6 +131,9 @@ __all__ = [
     "Log",
     "Position",
     "Record",
+    "SnapshotInfo",
+    "TrimResult",
+    "TrimmedSlotError",
     "VerifyReport",
     "decode_record",
     "record_hash",
@@ -207,6 +237,8 @@ def decode_record(
     def bad(reason: str) -> DamagedSlotError:
         return DamagedSlotError(slot, reason, url=url, key=key)
 
+    if is_tombstone(data):
+        raise TrimmedSlotError(slot, tombstone_of(data, slot, url=url, key=key).snap, url)
     try:
         doc: Any = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -263,6 +295,22 @@ def decode_record(
     return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease)
 
 
+def tombstone_of(data: bytes, slot: int, *, url: str = "", key: str | None = None) -> Tombstone:
+    """Parse the tombstone ``trim`` left at ``slot``; damage is a ``DamagedSlotError``."""
+    try:
+        return decode_tombstone(data, slot)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedSlotError(slot, f"bad tombstone ({exc})", url=url, key=key) from None
+
+
+def chain_hash(data: bytes, slot: int) -> str:
+    """The hash the record of ``slot + 1`` must name: sha256 of slot ``slot``'s record,
+    kept in the tombstone once the slot is trimmed."""
+    if is_tombstone(data):
+        return tombstone_of(data, slot).hash
+    return record_hash(data)
+
+
 # -- reports -------------------------------------------------------------------------------
 
 
@@ -274,6 +322,9 @@ class VerifyReport:
     bad_slot: int | None = None
     reason: str | None = None
     error: str | None = None  # the full one-line error for a damaged slot
+    snapshot: int | None = None  # the newest snapshot's slot (checked), if any
+    trimmed: bool = False  # slots up to ``snapshot`` were checked through the snapshot
+    bad_snapshot: int | None = None  # a damaged snapshot object's slot
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -284,7 +335,20 @@ class VerifyReport:
             "bad_slot": self.bad_slot,
             "reason": self.reason,
             "error": self.error,
+            "snapshot": self.snapshot,
+            "trimmed": self.trimmed,
+            "bad_snapshot": self.bad_snapshot,
         }
+
+
+@dataclass(frozen=True)
+class TrimResult:
+    trimmed: int  # slot objects replaced by tombstones by this call
+    before: int
+    snapshot: int  # the covering snapshot's slot
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trimmed": self.trimmed, "before": self.before, "snapshot": self.snapshot}
 
 
 @dataclass
@@ -584,7 +648,7 @@ class Log:
     def _learned(self, slot: int, data: bytes) -> None:
         with self._state:
             if self._known is None or slot > self._known[0]:
-                self._known = (slot, record_hash(data))
+                self._known = (slot, chain_hash(data, slot))
                 self._known_data = data
                 self._watch.saw(slot, self._clock())
 
@@ -699,6 +763,10 @@ class Log:
             self.slot_writes += 1
             started = self._clock()
             decided = self._decide(slot, rec.encode(), frame_wid)
+            if is_tombstone(decided):
+                self._stale_at_tombstone(slot, decided, wid)
+                self._wrote(slot, epoch, meta, started)  # our own write, landed then trimmed
+                return slot
             winner = self._decode(decided, slot, prev)
             self._learned(slot, decided)
             if winner.wid == wid:
@@ -715,10 +783,25 @@ class Log:
             if losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
                 last, data = self._discover(slot)
                 if data is not None and last > slot:
-                    slot, prev = last + 1, record_hash(data)
+                    slot, prev = last + 1, chain_hash(data, last)
                     state = self._state_of(last, data)
                     continue
             slot, prev, state = slot + 1, record_hash(decided), won
+
+    def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:
+        """Our create of ``slot`` found a tombstone: the slot was decided long ago and then
+        trimmed. Return only if the trimmed record was our own (an earlier ambiguous attempt
+        of this very append, its entries are in the snapshot); otherwise forget the stale
+        view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
+        url, key = self._where(slot)
+        t = tombstone_of(data, slot, url=url, key=key)
+        if t.wid == wid:
+            return
+        with self._state:
+            self._known = None
+            self._known_data = None
+            self._lease = None
+        raise TrimmedSlotError(slot, t.snap, self.url)
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
 
@@ -729,7 +812,7 @@ class Log:
             known, data = self._known, self._known_data
         if known is None:
             last, data = self._discover()
-            known = (last, GENESIS if data is None else record_hash(data))
+            known = (last, GENESIS if data is None else chain_hash(data, last))
         prev = known[1] if known[0] >= 0 else GENESIS
         return known[0] + 1, prev, self._state_of(known[0], data)
 
@@ -740,6 +823,9 @@ class Log:
             lease = self._lease
         if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
             return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
+        if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
+            url, key = self._where(slot)
+            return tombstone_of(data, slot, url=url, key=key).lease_state
         return self._decode(data, slot, None).lease_state
 
     def _plan(
@@ -912,12 +998,16 @@ class Log:
 
     def read(self, from_slot: int = 0, limit: int | None = None) -> Iterator[Entry]:
         """Entries from slot ``from_slot`` to the current end, in order; ``limit`` caps the
-        number of entries. Fetches ``fetch_ahead`` slots concurrently; validates each."""
+        number of entries. Slots up to the newest snapshot's slot ``s`` are served from the
+        snapshot (one LIST of ``snapshot/`` and one GET); slots ``s+1..`` are fetched
+        ``fetch_ahead`` at a time and validated, the chain checked from the snapshot's
+        anchor. Raises ``CompactedError`` for ``from_slot <= s`` when the snapshot holds
+        application state instead of entries."""
         count = 0
         if limit is not None and limit <= 0:
             return
-        for slot, rec in self._records(from_slot, follow=False):
-            for i, v in enumerate(rec.entries):
+        for slot, entries in self._slot_entries(from_slot, follow=False):
+            for i, v in enumerate(entries):
                 yield Entry(slot, i, v)
                 count += 1
                 if limit is not None and count >= limit:
@@ -933,11 +1023,61 @@ class Log:
     ) -> Iterator[Entry]:
         """Like :meth:`read`, then keep polling for new slots (backoff ``poll_min`` doubling
         to ``poll_max``, reset on progress) until ``stop`` is set."""
-        for slot, rec in self._records(
+        for slot, entries in self._slot_entries(
             from_slot, follow=True, poll=(poll_min, poll_max), stop=stop
         ):
-            for i, v in enumerate(rec.entries):
+            for i, v in enumerate(entries):
                 yield Entry(slot, i, v)
+
+    def _slot_entries(
+        self,
+        from_slot: int,
+        *,
+        follow: bool,
+        poll: tuple[float, float] = (0.05, 2.0),
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+        """(slot, entries) from ``from_slot`` on: from the newest snapshot while it covers
+        the slot, then from the log. A tombstone met on the way (trimmed meanwhile) restarts
+        from the (re-listed) newest snapshot, which must cover it."""
+        if from_slot < 0:
+            raise ConfigError("--from must be a slot number >= 0")
+        slot = from_slot
+        slots = self.snapshot_slots()
+        snap = self._load_snapshot(slots[-1]) if slots and slot <= slots[-1] + 1 else None
+        while True:
+            start_prev: str | None = None
+            if snap is not None and slot <= snap.slot:
+                if snap.slots is None:
+                    raise CompactedError(slot, snap.slot, self.url)
+                for s in range(slot, snap.slot + 1):
+                    yield s, snap.slots[s]
+                slot = snap.slot + 1
+            if snap is not None and slot == snap.slot + 1:
+                start_prev = snap.hash
+            try:
+                for s, rec, _ in self._raw_records(
+                    slot, follow=follow, poll=poll, stop=stop, start_prev=start_prev
+                ):
+                    yield s, rec.entries
+                    slot = s + 1
+                return
+            except TrimmedSlotError as exc:
+                snap = self._covering_snapshot(exc.slot)
+
+    def _covering_snapshot(self, slot: int) -> SnapshotInfo:
+        """The newest snapshot, which must cover trimmed slot ``slot``."""
+        newest = self.newest_snapshot()
+        if newest is None or newest.slot < slot:
+            url, key = self._where(slot)
+            raise DamagedSlotError(
+                slot,
+                "trimmed, but no snapshot covers it"
+                + ("" if newest is None else f" (newest snapshot: slot {newest.slot})"),
+                url=url,
+                key=key,
+            )
+        return newest
 
     def _prev_of(self, from_slot: int) -> str | None:
         """The hash the record of ``from_slot`` must name; ``None`` (not checked) when
@@ -947,6 +1087,9 @@ class Log:
         data = self._fetch(from_slot - 1)
         if data is None:
             return None
+        if is_tombstone(data):
+            url, key = self._where(from_slot - 1)
+            return tombstone_of(data, from_slot - 1, url=url, key=key).hash
         self._decode(data, from_slot - 1, None)
         return record_hash(data)
 
@@ -959,9 +1102,26 @@ class Log:
         stop: threading.Event | None = None,
         on_slot: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[int, Record]]:
+        """(slot, record) from the log itself (no snapshot; a tombstone raises
+        ``TrimmedSlotError``)."""
+        for slot, rec, _ in self._raw_records(
+            from_slot, follow=follow, poll=poll, stop=stop, on_slot=on_slot
+        ):
+            yield slot, rec
+
+    def _raw_records(
+        self,
+        from_slot: int,
+        *,
+        follow: bool,
+        poll: tuple[float, float] = (0.05, 2.0),
+        stop: threading.Event | None = None,
+        on_slot: Callable[[int], None] | None = None,
+        start_prev: str | None = None,
+    ) -> Iterator[tuple[int, Record, bytes]]:
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
-        prev = self._prev_of(from_slot)
+        prev = self._prev_of(from_slot) if start_prev is None else start_prev
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
         delay = poll[0]
@@ -996,7 +1156,7 @@ class Log:
                 self._learned(slot, data)
                 if on_slot is not None:
                     on_slot(slot)
-                yield slot, rec
+                yield slot, rec, data
                 prev = record_hash(data)
                 slot += 1
         finally:
@@ -1032,14 +1192,55 @@ class Log:
     # -- verification ----------------------------------------------------------------------
 
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Walk the whole chain from slot 0. Damage gives ``ok=False`` with the first bad
-        slot and the reason; a store failure (cannot check) raises. ``progress`` is called
-        with each slot number checked."""
+        """Check the newest snapshot (checksum; its anchor against slot ``s``'s record and,
+        for an entries snapshot, its entries against the log's slots while they are not
+        trimmed) and walk the chain: from slot 0, or, once a tombstone is met, from the
+        snapshot's anchor at ``s+1``. Damage gives ``ok=False`` with the first bad slot (or
+        snapshot) and the reason; a store failure (cannot check) raises. ``progress`` is
+        called with each slot number checked."""
         report = VerifyReport(ok=True)
         try:
-            for slot, rec in self._records(0, follow=False, on_slot=progress):
-                report.slots = slot + 1
-                report.entries += len(rec.entries)
+            snap = self.newest_snapshot()
+            report.snapshot = None if snap is None else snap.slot
+            start, prev = 0, GENESIS
+            collected: list[tuple[bytes, ...]] | None = []  # the log's entries of 0..s
+            while True:
+                try:
+                    for slot, rec, data in self._raw_records(
+                        start, follow=False, on_slot=progress, start_prev=prev
+                    ):
+                        report.slots = slot + 1
+                        report.entries += len(rec.entries)
+                        if snap is not None and collected is not None and slot <= snap.slot:
+                            collected.append(rec.entries)
+                        if snap is not None and slot == snap.slot:
+                            self._check_anchor(snap, data)
+                    break
+                except TrimmedSlotError as exc:
+                    snap = self._covering_snapshot(exc.slot)
+                    report.snapshot, report.trimmed, collected = snap.slot, True, None
+                    report.slots, report.entries = snap.slot + 1, snap.entries
+                    if progress is not None:
+                        progress(snap.slot)
+                    start, prev = snap.slot + 1, snap.hash
+                    anchor = self._fetch(snap.slot)
+                    if anchor is not None and not is_tombstone(anchor):
+                        self._check_anchor(snap, anchor)
+            if snap is not None and report.slots <= snap.slot:
+                url, key = self._where(report.slots)
+                raise DamagedSlotError(
+                    report.slots,
+                    f"missing while the snapshot at slot {snap.slot} exists",
+                    url=url,
+                    key=key,
+                )
+            if (
+                snap is not None
+                and snap.slots is not None
+                and collected is not None
+                and tuple(collected) != snap.slots
+            ):
+                raise self._bad_snapshot(snap, "its entries differ from the log's")
             # a damaged tail could hide behind a missing slot: look beyond the end
             end = report.slots
             hint = self._read_hint()
@@ -1060,8 +1261,242 @@ class Log:
                 bad_slot=exc.slot,
                 reason=exc.reason,
                 error=str(exc),
+                snapshot=report.snapshot,
+                trimmed=report.trimmed,
+            )
+        except DamagedSnapshotError as exc:
+            return VerifyReport(
+                ok=False,
+                slots=report.slots,
+                entries=report.entries,
+                reason=exc.reason,
+                error=str(exc),
+                snapshot=report.snapshot,
+                trimmed=report.trimmed,
+                bad_snapshot=exc.slot,
             )
         return report
+
+    def _check_anchor(self, snap: SnapshotInfo, data: bytes) -> None:
+        if record_hash(data) != snap.hash:
+            raise self._bad_snapshot(
+                snap, f"its anchor hash does not match slot {snap.slot}'s record"
+            )
+
+    def _bad_snapshot(self, snap: SnapshotInfo, reason: str) -> DamagedSnapshotError:
+        url = self.stores[0].url if len(self.stores) == 1 else self.url
+        return DamagedSnapshotError(snap.slot, reason, url=url, key=snap.key)
+
+    # -- snapshots and trim (see passivepaxos.snapshot) -------------------------------------
+
+    def snapshot_slots(self) -> list[int]:
+        """The slots of the snapshot objects, ascending: one LIST of the small ``snapshot/``
+        prefix per store (never of the log). On a quorum: the union over the stores that
+        answer; a majority must answer."""
+        if len(self.stores) == 1:
+            metas = [list(self.stores[0].list(SNAPSHOT_PREFIX))]
+        else:
+            assert self._fanout is not None
+            futs = [
+                self._fanout.submit(lambda st: list(st.list(SNAPSHOT_PREFIX)), s)
+                for s in self.stores
+            ]
+            metas, errors = [], []
+            for f in futs:
+                try:
+                    metas.append(f.result())
+                except StoreError as exc:
+                    errors.append(str(exc))
+            if len(metas) < len(self.stores) // 2 + 1:
+                raise QuorumError(
+                    f"cannot list the snapshots of {self.url}: no majority of stores "
+                    f"answered: {'; '.join(errors)}"
+                )
+        found = {snapshot_slot_of(m.key) for ms in metas for m in ms}
+        return sorted(s for s in found if s is not None)
+
+    def newest_snapshot(self) -> SnapshotInfo | None:
+        """The newest snapshot (highest slot), validated; ``None`` if there is none. A
+        damaged newest snapshot raises ``DamagedSnapshotError`` naming it (never skipped)."""
+        slots = self.snapshot_slots()
+        return self._load_snapshot(slots[-1]) if slots else None
+
+    def _load_snapshot(self, slot: int) -> SnapshotInfo:
+        key = snapshot_key(slot)
+        errors: list[str] = []
+        for store in self.stores:
+            try:
+                got = store.get(key)
+            except InvalidObjectError as exc:
+                raise DamagedSnapshotError(
+                    slot, f"unreadable object ({_bare(exc)})", url=store.url, key=key
+                ) from None
+            except StoreError as exc:
+                if len(self.stores) == 1:
+                    raise
+                errors.append(str(exc))
+                continue
+            if got is not None:
+                return decode_snapshot(got[0], slot, url=store.url, key=key)
+        url = self.stores[0].url if len(self.stores) == 1 else self.url
+        raise DamagedSnapshotError(
+            slot,
+            "listed but could not be read" + (f": {'; '.join(errors)}" if errors else ""),
+            url=url,
+            key=key,
+        )
+
+    def snapshot(self, state: bytes | None = None, *, slot: int | None = None) -> SnapshotInfo:
+        """Write the snapshot ``snapshot/<s:020d>`` and return it.
+
+        ``state=None``: an entries snapshot at the current head slot ``s`` holding every
+        entry of slots 0..s, built from the newest snapshot plus the slots after it (so it
+        costs reading only those). ``state``: the application's state after slot ``slot``
+        (default: the current head; pass the slot your state has applied). Written with
+        create-if-absent where the store has it; an existing snapshot at the same slot with
+        the same anchor is returned instead (first writer wins). On a quorum it is written
+        to every store and a majority must succeed (``QuorumError`` otherwise)."""
+        if state is None:
+            if slot is not None:
+                raise ConfigError("slot= is only for application-state snapshots")
+            base = self.newest_snapshot()
+            if base is not None and base.slots is None:
+                raise ConfigError(
+                    f"{self.url}: the newest snapshot (slot {base.slot}) holds application "
+                    "state: an entries snapshot cannot be built from it; pass state="
+                )
+            acc: list[tuple[bytes, ...]] = [] if base is None else list(base.slots or ())
+            last, anchor = (-1, GENESIS) if base is None else (base.slot, base.hash)
+            for s, rec, data in self._raw_records(last + 1, follow=False, start_prev=anchor):
+                acc.append(rec.entries)
+                last, anchor = s, record_hash(data)
+            if last < 0:
+                raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
+            if base is not None and last == base.slot:
+                return base
+            blob = encode_snapshot(last, anchor, slots=acc, state=None)
+        else:
+            last = self.head() if slot is None else slot
+            if last < 0:
+                raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
+            got = self._fetch(last)
+            if got is None:
+                raise ConfigError(f"{self.url}: slot {last} does not exist (head is {self.head()})")
+            if not is_tombstone(got):
+                self._decode(got, last, None)
+            anchor = chain_hash(got, last)
+            blob = encode_snapshot(last, anchor, slots=None, state=bytes(state))
+        return self._put_snapshot(last, anchor, blob)
+
+    def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
+        key = snapshot_key(slot)
+
+        def one(store: Store) -> SnapshotInfo:
+            mode = PutMode.CREATE if store.capabilities.create else PutMode.OVERWRITE
+            try:
+                store.put(key, blob, mode)
+            except AlreadyExistsError as exc:
+                if exc.current is None:
+                    raise
+                there = decode_snapshot(exc.current[0], slot, url=store.url, key=key)
+                if there.hash != anchor:
+                    raise DamagedSnapshotError(
+                        slot, "its anchor hash differs from slot's record", url=store.url, key=key
+                    ) from None
+                return there
+            return decode_snapshot(blob, slot, url=store.url, key=key)
+
+        if len(self.stores) == 1:
+            return one(self.stores[0])
+        assert self._fanout is not None
+        futs = [self._fanout.submit(one, s) for s in self.stores]
+        done: list[SnapshotInfo] = []
+        errors: list[str] = []
+        for f in futs:
+            try:
+                done.append(f.result())
+            except (StoreError, QuorumError) as exc:
+                errors.append(str(exc))
+        if len(done) < len(self.stores) // 2 + 1:
+            raise QuorumError(
+                f"snapshot at slot {slot} of {self.url}: written to {len(done)} of "
+                f"{len(self.stores)} stores, a majority is needed: {'; '.join(errors)}"
+            )
+        return done[0]
+
+    def trim(self, before: int) -> TrimResult:
+        """Trim slots ``0..before-1``: OVERWRITE each slot object with a tombstone (never
+        delete it: the name stays taken, so a stale writer's create of it fails and is never
+        acknowledged). Refuses (``TrimRefusedError``) unless a snapshot at slot
+        ``>= before - 1`` exists; checks, before destroying a slot, that its record chains
+        correctly and (for an entries snapshot) that its entries equal the snapshot's.
+        Only on one store in create mode (``UnsupportedError`` otherwise). Costs about
+        log2(before) GETs to find the first untrimmed slot, then a GET and a PUT per slot
+        trimmed."""
+        if not self._single_create:
+            raise UnsupportedError(
+                f"{self.url}: trim needs a single store in create mode (this log is "
+                f"{'a quorum of ' + str(len(self.stores)) + ' stores' if len(self.stores) > 1 else 'in ' + self.mode.value + ' mode'}): "
+                "a slot there is a consensus instance of several objects, which cannot be "
+                "tombstoned safely yet (a slow proposer could complete it again). Snapshots "
+                "work here; only trim does not",
+                capability="trim",
+            )
+        if before < 0:
+            raise ConfigError("--before must be a slot number >= 0")
+        snap = self.newest_snapshot()
+        if snap is None or snap.slot < before - 1:
+            have = "no snapshot" if snap is None else f"the newest snapshot is at slot {snap.slot}"
+            raise TrimRefusedError(
+                f"{self.url}: refusing to trim before slot {before}: {have}; a snapshot at "
+                f"slot >= {before - 1} must exist first (run `passivepaxos snapshot`), so that "
+                "no entry is lost"
+            )
+        if before == 0:
+            return TrimResult(0, before, snap.slot)
+        store = self.stores[0]
+        # tombstones form a prefix (each trim goes up in order): find its end
+        lo, lo_data, hi = -1, b"", before
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            got = self._fetch(mid)
+            if got is None:
+                url, key = self._where(mid)
+                raise DamagedSlotError(mid, "missing below a snapshot (a gap)", url=url, key=key)
+            if is_tombstone(got):
+                lo, lo_data = mid, got
+            else:
+                hi = mid
+        prev = GENESIS if lo < 0 else chain_hash(lo_data, lo)
+        count = 0
+        futs = {
+            i: self._pool.submit(self._fetch, i)
+            for i in range(lo + 1, min(before, lo + 1 + self.fetch_ahead))
+        }
+        for i in range(lo + 1, before):
+            nxt = i + self.fetch_ahead
+            if nxt < before:
+                futs[nxt] = self._pool.submit(self._fetch, nxt)
+            data = futs.pop(i).result()
+            if data is None:
+                url, key = self._where(i)
+                raise DamagedSlotError(i, "missing below a snapshot (a gap)", url=url, key=key)
+            if is_tombstone(data):  # a concurrent trim got here first
+                prev = chain_hash(data, i)
+                continue
+            rec = self._decode(data, i, prev)
+            h = record_hash(data)
+            if snap.slots is not None and snap.slots[i] != rec.entries:
+                raise self._bad_snapshot(snap, f"its entries of slot {i} differ from the log's")
+            if i == snap.slot and h != snap.hash:
+                raise self._bad_snapshot(
+                    snap, f"its anchor hash does not match slot {snap.slot}'s record"
+                )
+            t = Tombstone(i, snap.slot, h, rec.writer, rec.epoch, rec.wid, rec.lease)
+            store.put(slot_instance(i), t.encode(), PutMode.OVERWRITE)
+            count += 1
+            prev = h
+        return TrimResult(count, before, snap.slot)
 
 
 def _bare(exc: StoreError) -> str:
