@@ -8,10 +8,11 @@ Errors are one line on stderr naming the URL/object at fault; ``--debug`` adds t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from passivepaxos.capabilities import BACKENDS, TABLE_COLUMNS, table_rows
@@ -150,15 +151,37 @@ def cmd_append(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _slot_progress(enabled: bool, label: str) -> Iterator[Callable[[int], None]]:
+    """A transient spinner on stderr counting slots, or a no-op when ``enabled`` is false."""
+    if not enabled:
+        yield lambda _slot: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn(label + " {task.completed}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda slot: bar.update(task, completed=slot)
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     from passivepaxos.log import Log
 
-    with Log.open(args.log) as log:
+    # a long read redirected to a file shows its progress on the terminal (stderr)
+    show = not args.follow and sys.stderr.isatty() and not sys.stdout.isatty()
+    with Log.open(args.log) as log, _slot_progress(show, "reading slot") as tick:
         if args.follow:
             entries = log.follow(args.from_slot)
         else:
             entries = log.read(args.from_slot, args.limit)
         for shown, e in enumerate(entries, start=1):
+            tick(e.slot)
             if args.json:
                 _print_json(_values_json(e.slot, e.index, e.value))
             else:
@@ -259,17 +282,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from passivepaxos.log import Log
 
     try:
-        with Log.open(args.log) as log:
-            if not args.json and sys.stderr.isatty():
-                from rich.progress import Progress, SpinnerColumn, TextColumn
-
-                with Progress(
-                    SpinnerColumn(), TextColumn("verifying slot {task.completed}"), transient=True
-                ) as bar:
-                    task = bar.add_task("verify", total=None)
-                    report = log.verify(lambda s: bar.update(task, completed=s))
-            else:
-                report = log.verify()
+        show = not args.json and sys.stderr.isatty()
+        with Log.open(args.log) as log, _slot_progress(show, "verifying slot") as tick:
+            report = log.verify(tick)
     except (ConfigError, UnsupportedError) as exc:
         return _fail(args, exc, EXIT_USAGE)
     except PassivePaxosError as exc:
