@@ -331,6 +331,227 @@ def cmd_trim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- kv and lock (passivepaxos.recipes; docs/recipes.md) -----------------------------------
+
+
+def _value_fields(prefix: str, value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        return {prefix: None}
+    try:
+        return {prefix: value.decode()}
+    except UnicodeDecodeError:
+        import base64
+
+        return {f"{prefix}_b64": base64.b64encode(value).decode()}
+
+
+def _show(value: bytes | None) -> None:
+    sys.stdout.buffer.write((b"(absent)" if value is None else value) + b"\n")
+    sys.stdout.flush()
+
+
+def cmd_kv(args: argparse.Namespace) -> int:
+    """``kv put|get|del|cas|list LOG ...``: the replicated KV store (recipes.kv)."""
+    import os
+
+    from passivepaxos.log import Log
+    from passivepaxos.recipes.kv import KV
+
+    with Log.open(args.log) as log:
+        kv = KV(log)
+        op = args.kv_command
+        if op == "put":
+            value = os.fsencode(args.value)
+            pos = kv.put(args.key, value)
+            if args.json:
+                _print_json(
+                    {
+                        "key": args.key,
+                        **_value_fields("value", value),
+                        "slot": pos.slot,
+                        "index": pos.index,
+                    }
+                )
+            else:
+                print(f"put {args.key} (slot {pos.slot})")
+            return EXIT_OK
+        if op == "get":
+            got = kv.get(args.key)
+            if got is None:
+                print(
+                    f"passivepaxos: error: {args.log}: key {args.key!r} not found", file=sys.stderr
+                )
+                return EXIT_FAIL
+            if args.json:
+                _print_json({"key": args.key, **_value_fields("value", got)})
+            else:
+                _show(got)
+            return EXIT_OK
+        if op == "del":
+            existed = kv.delete(args.key)
+            if args.json:
+                _print_json({"key": args.key, "deleted": existed})
+            else:
+                print(f"deleted {args.key}" if existed else f"{args.key} was absent")
+            return EXIT_OK
+        if op == "cas":
+            if args.absent == (args.expected is not None):
+                raise ConfigError("cas: give either EXPECTED or --absent (expected absent)")
+            expected = None if args.absent else os.fsencode(args.expected)
+            new = os.fsencode(args.new)
+            res = kv.cas(args.key, expected, new)
+            if args.json:
+                _print_json(
+                    {
+                        "key": args.key,
+                        **_value_fields("value", new),
+                        "ok": res.ok,
+                        **_value_fields("current", res.current),
+                    }
+                )
+            elif res.ok:
+                print(f"cas {args.key}: ok (slot {res.position.slot})")
+            else:
+                _show(res.current)
+            if not res.ok:
+                print(
+                    f"passivepaxos: error: {args.log}: cas of {args.key!r} failed: the value "
+                    "is not the expected one (current value printed)",
+                    file=sys.stderr,
+                )
+                return EXIT_FAIL
+            return EXIT_OK
+        for key, value in kv.list(args.prefix):  # list
+            if args.json:
+                _print_json({"key": key, **_value_fields("value", value)})
+            else:
+                sys.stdout.buffer.write(key.encode() + b"\t" + value + b"\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _default_owner() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "user"
+    return f"{user}@{socket.gethostname()}"
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    """``lock acquire|release|status LOG NAME``: locks with fencing tokens (recipes.lock)."""
+    from passivepaxos.log import Log
+    from passivepaxos.recipes.lock import LockHeldError, Locks
+
+    with Log.open(args.log) as log:
+        locks = Locks(log, owner=args.owner or _default_owner())
+        op = args.lock_command
+        if op == "acquire":
+            try:
+                token = locks.acquire(args.name, args.ttl, wait=args.wait)
+            except LockHeldError as exc:
+                if args.json:
+                    _print_json(
+                        {
+                            "name": args.name,
+                            "acquired": False,
+                            "holder": exc.holder,
+                            "token": exc.token,
+                        }
+                    )
+                print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)
+                return EXIT_FAIL
+            if args.json:
+                _print_json(
+                    {
+                        "name": args.name,
+                        "acquired": True,
+                        "holder": locks.owner,
+                        "token": token,
+                        "ttl": args.ttl,
+                    }
+                )
+            else:
+                print(f"acquired {args.name}: token {token} (owner {locks.owner}, ttl {args.ttl}s)")
+            return EXIT_OK
+        if op == "release":
+            ok = locks.release(args.name, args.token)
+            if args.json:
+                _print_json({"name": args.name, "released": ok, "owner": locks.owner})
+            elif ok:
+                print(f"released {args.name}")
+            if not ok:
+                print(
+                    f"passivepaxos: error: {args.log}: lock {args.name!r} is not held by "
+                    f"{locks.owner}" + (f" with token {args.token}" if args.token else ""),
+                    file=sys.stderr,
+                )
+                return EXIT_FAIL
+            return EXIT_OK
+        st = locks.status(args.name)
+        if args.json:
+            _print_json(st.to_json())
+        elif st.holder is None:
+            print(f"{args.name}: free" + (f" (last token {st.token})" if st.token else ""))
+        else:
+            from passivepaxos.lease import format_wall
+
+            print(
+                f"{args.name}: held by {st.holder}, token {st.token}, ttl {st.ttl}s, "
+                f"expires about {format_wall(st.expires)} (estimate)"
+            )
+    return EXIT_OK
+
+
+def _add_recipe_commands(sub: Any) -> None:
+    p = sub.add_parser("kv", help="a replicated key-value store on a log (docs/recipes.md)")
+    ksub = p.add_subparsers(dest="kv_command", metavar="ACTION")
+    ksub.required = True
+    k = ksub.add_parser("put", help="set KEY to VALUE")
+    k.add_argument("log", metavar="LOG")
+    k.add_argument("key", metavar="KEY")
+    k.add_argument("value", metavar="VALUE")
+    k = ksub.add_parser("get", help="print KEY's value (exit 1 if absent)")
+    k.add_argument("log", metavar="LOG")
+    k.add_argument("key", metavar="KEY")
+    k = ksub.add_parser("del", help="delete KEY")
+    k.add_argument("log", metavar="LOG")
+    k.add_argument("key", metavar="KEY")
+    k = ksub.add_parser("cas", help="set KEY to NEW iff it is EXPECTED (exit 1 if not)")
+    k.add_argument("log", metavar="LOG")
+    k.add_argument("key", metavar="KEY")
+    k.add_argument("expected", metavar="EXPECTED", nargs="?")
+    k.add_argument("new", metavar="NEW")
+    k.add_argument("--absent", action="store_true", help="expect KEY to be absent")
+    k = ksub.add_parser("list", help="keys and values, optionally under PREFIX")
+    k.add_argument("log", metavar="LOG")
+    k.add_argument("prefix", metavar="PREFIX", nargs="?", default="")
+    for action in ksub.choices.values():
+        action.add_argument("--json", action="store_true")
+        action.set_defaults(func=cmd_kv)
+
+    p = sub.add_parser("lock", help="named locks with fencing tokens on a log")
+    lsub = p.add_subparsers(dest="lock_command", metavar="ACTION")
+    lsub.required = True
+    a = lsub.add_parser("acquire", help="acquire NAME; print its fencing token (exit 1 if held)")
+    a.add_argument("--ttl", type=float, default=30.0, metavar="S", help="lock time (default 30)")
+    a.add_argument(
+        "--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds if held"
+    )
+    r = lsub.add_parser("release", help="release NAME (exit 1 if not held by OWNER)")
+    r.add_argument("--token", type=int, default=None, help="only if it still has this token")
+    s = lsub.add_parser("status", help="holder, token and expiry estimate of NAME")
+    for action in (a, r, s):
+        action.add_argument("log", metavar="LOG")
+        action.add_argument("name", metavar="NAME")
+        action.add_argument("--owner", default=None, help="lock owner id (default: USER@HOST)")
+        action.add_argument("--json", action="store_true")
+        action.set_defaults(func=cmd_lock)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
@@ -408,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ttl", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_writer)
+
+    _add_recipe_commands(sub)
 
     from passivepaxos.demo import DEFAULT_COUNT, DEFAULT_PROCS, cmd_demo
 

@@ -1,0 +1,457 @@
+"""Named locks with fencing tokens, decided in log order.
+
+Every operation is a log entry (UTF-8 JSON)::
+
+    {"ppx": "lock", "ns": "locks", "op": "acquire"|"refresh"|"release", "name": "...",
+     "owner": "...", "ttl": 10.0, "over": [slot, index]|null, "token": 3|null,
+     "wall": <sender's wall clock, display only>, "id": "<request id>"}
+
+Each process replays the entries with the same rules (:class:`LockState`), so all agree who
+holds each lock and what its token is. The sender learns its outcome by applying the log up
+to its own entry (like a KV cas).
+
+Rules, applied in log order (``renewed`` = position of the holder's last acquire or refresh)
+-----------------------------------------------------------------------------------------
+- ``acquire`` of a free lock is granted: ``token = previous token + 1`` (tokens start at 1).
+  An ``acquire`` by the current holder renews it (same token).
+- ``acquire`` of a lock held by someone else is granted (a *takeover*, token + 1) only if
+  its ``over`` equals the lock's current ``renewed``; otherwise it is refused.
+- ``refresh`` / ``release`` apply only if ``owner`` and ``token`` match the holder's.
+
+So tokens strictly increase across holders of a lock, and an entry's outcome depends on the
+log alone: no replica ever consults a clock to apply an entry.
+
+Expiry without trusting clocks (the same argument as the log's writer lease)
+--------------------------------------------------------------------------
+A lock is held until released or taken over. A process may send a takeover only after it
+has observed the lock with the *same* ``renewed`` position for ``ttl`` seconds of its *own*
+monotonic clock, and names that position in ``over``. If the holder refreshed meanwhile,
+``renewed`` moved, the takeover is refused in log order, whatever any clock said. The holder
+considers itself the holder (:meth:`Locks.valid`) only until ``0.75 x ttl`` of its own clock
+after *starting* its last successful acquire/refresh. Let that start be true time ``s``:
+the taker first saw ``renewed`` after it was written (after ``s``) and then waited ``ttl`` of
+its clock, so the takeover lands after ``s + ttl / r_t`` (``r``: clock rate); the holder
+stopped believing at ``s + 0.75 ttl / r_h``. No overlap of *beliefs* iff ``r_t / r_h <=
+4/3``: up to 33% faster taker clocks are safe. Beyond that bound (a paused holder, a
+frozen VM, a wild clock) two processes may both *believe* they hold the lock for a while:
+that is why every grant carries a fencing token. A resource that remembers the highest
+token it has seen and rejects lower ones (:class:`FencedResource`) is safe with any clocks:
+the taker's token is strictly higher than the stale holder's, so once the new holder has
+used it, the old holder's requests are refused.
+
+Failures: a store outage makes acquire/refresh/release fail (an ambiguous append is
+retried with the same request id); a holder that cannot refresh loses the lock after its
+ttl (someone else may take it over), which is what :meth:`Locks.valid` and fencing are for.
+While another process holds the log's writer lease, lock operations raise
+``LeaseHeldError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from passivepaxos.errors import (
+    AmbiguousWriteError,
+    ConfigError,
+    PassivePaxosError,
+    QuorumError,
+    TransientError,
+)
+from passivepaxos.lease import READ_FRACTION, format_wall
+from passivepaxos.log import Entry, Log, Position
+from passivepaxos.recipes.rsm import StateMachine, new_id
+
+__all__ = [
+    "FencedResource",
+    "LockHeldError",
+    "LockLostError",
+    "LockRecord",
+    "LockState",
+    "LockStatus",
+    "Locks",
+    "StaleTokenError",
+]
+
+_RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
+OPS = ("acquire", "refresh", "release")
+
+
+class LockHeldError(PassivePaxosError):
+    """The lock is held by someone else (and could not be taken over in time)."""
+
+    def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
+        super().__init__(
+            f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
+            f"after it stays unrefreshed for {remaining:.1f}s more of our own clock"
+        )
+        self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
+
+
+class LockLostError(PassivePaxosError):
+    """Our refresh/release was refused: the lock was taken over (or released) meanwhile."""
+
+    def __init__(self, name: str, token: int, now: LockRecord) -> None:
+        who = "nobody" if now.holder is None else f"{now.holder} (token {now.token})"
+        super().__init__(f"lock {name!r} with token {token} was lost: now held by {who}")
+        self.name, self.token, self.holder = name, token, now.holder
+
+
+class StaleTokenError(PassivePaxosError):
+    """A fenced resource refused a request carrying a token lower than one it has seen."""
+
+    def __init__(self, token: int, highest: int) -> None:
+        super().__init__(f"stale fencing token {token}: token {highest} was already used")
+        self.token, self.highest = token, highest
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    holder: str | None = None
+    token: int = 0  # the last token granted (0: never held)
+    ttl: float = 0.0
+    renewed: Position | None = None  # the holder's last acquire/refresh entry
+    wall: float | None = None  # the holder's wall clock at that entry (display only)
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    name: str
+    holder: str | None
+    token: int
+    ttl: float | None
+    renewed: Position | None
+    expires: float | None  # ESTIMATE from the holder's wall clock
+    mine: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "held": self.holder is not None,
+            "holder": self.holder,
+            "token": self.token if self.token else None,
+            "ttl": self.ttl,
+            "renewed": None if self.renewed is None else [self.renewed.slot, self.renewed.index],
+            "expires": format_wall(self.expires) if self.expires is not None else None,
+            "expires_is_estimate": True,
+            "mine": self.mine,
+        }
+
+
+@dataclass(frozen=True)
+class Op:
+    op: str
+    name: str
+    owner: str
+    ttl: float
+    over: Position | None
+    token: int | None
+    wall: float
+    rid: str
+
+
+def encode_op(ns: str, o: Op) -> bytes:
+    doc = {
+        "ppx": "lock",
+        "ns": ns,
+        "op": o.op,
+        "name": o.name,
+        "owner": o.owner,
+        "ttl": o.ttl,
+        "over": None if o.over is None else [o.over.slot, o.over.index],
+        "token": o.token,
+        "wall": o.wall,
+        "id": o.rid,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_op(value: bytes, ns: str) -> Op | None:
+    if not value.startswith(b"{"):
+        return None
+    try:
+        d = json.loads(value)
+        if not isinstance(d, dict) or d.get("ppx") != "lock" or d.get("ns") != ns:
+            return None
+        over = None if d["over"] is None else Position(int(d["over"][0]), int(d["over"][1]))
+        token = None if d["token"] is None else int(d["token"])
+        o = Op(
+            d["op"], d["name"], d["owner"], float(d["ttl"]), over, token, float(d["wall"]), d["id"]
+        )
+        if o.op not in OPS or not all(isinstance(x, str) for x in (o.name, o.owner, o.rid)):
+            return None
+        return o
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+class LockState:
+    """The deterministic lock table and its rules (module docstring)."""
+
+    def __init__(self) -> None:
+        self.locks: dict[str, LockRecord] = {}
+        self.seen: set[str] = set()
+
+    def get(self, name: str) -> LockRecord:
+        return self.locks.get(name, LockRecord())
+
+    def apply(self, o: Op, pos: Position) -> bool | None:
+        """Apply ``o`` (at ``pos``): whether it took effect; ``None``: a duplicate id."""
+        if o.rid in self.seen:
+            return None
+        self.seen.add(o.rid)
+        cur = self.get(o.name)
+        if o.op == "acquire":
+            if cur.holder is None:
+                new = LockRecord(o.owner, cur.token + 1, o.ttl, pos, o.wall)
+            elif cur.holder == o.owner:
+                new = LockRecord(o.owner, cur.token, o.ttl, pos, o.wall)
+            elif o.over is not None and o.over == cur.renewed:
+                new = LockRecord(o.owner, cur.token + 1, o.ttl, pos, o.wall)
+            else:
+                return False
+        elif cur.holder != o.owner or cur.holder is None or o.token not in (None, cur.token):
+            return False
+        elif o.op == "refresh":
+            new = replace(cur, ttl=o.ttl, renewed=pos, wall=o.wall)
+        else:
+            new = LockRecord(None, cur.token)
+        self.locks[o.name] = new
+        return True
+
+
+@dataclass
+class _Held:
+    token: int
+    ttl: float
+    started: float  # own monotonic clock at the start of the last successful write
+
+
+class Locks:
+    """Locks on ``log`` for ``owner`` (default: the log's writer id). See the module
+    docstring for the rules; ``clock`` is this process's monotonic clock."""
+
+    def __init__(
+        self,
+        log: Log,
+        *,
+        owner: str | None = None,
+        namespace: str = "locks",
+        poll: float = 0.05,
+        retries: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = log
+        self.owner = owner or log.writer_id
+        self.ns = namespace
+        self.poll = poll
+        self.retries = retries
+        self._clock = clock
+        self._wall = wall
+        self._state = LockState()
+        self._mu = threading.Lock()
+        self._waiting: dict[str, bool | None] = {}
+        self._watch: dict[str, tuple[Position | None, float]] = {}
+        self._held: dict[str, _Held] = {}
+        self.sm = StateMachine(log, self._apply)
+
+    def _apply(self, e: Entry) -> None:
+        o = decode_op(e.value, self.ns)
+        if o is None:
+            return
+        ok = self._state.apply(o, Position(e.slot, e.index))
+        if ok is not None:
+            with self._mu:
+                if o.rid in self._waiting:
+                    self._waiting[o.rid] = ok
+
+    def _submit(
+        self, op: str, name: str, ttl: float, over: Position | None, token: int | None
+    ) -> tuple[bool, LockRecord, float]:
+        """Append the op, apply through it; (took effect, record after, start time)."""
+        o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
+        data = encode_op(self.ns, o)
+        with self._mu:
+            self._waiting[o.rid] = None
+        try:
+            attempt = 0
+            started = self._clock()
+            while True:
+                try:
+                    (pos,) = self.log.append_positions([data])
+                    break
+                except _RETRYABLE:
+                    attempt += 1
+                    if attempt > self.retries:
+                        raise
+                    time.sleep(0.05 * attempt)
+            self.sm.catch_up(through=pos)
+            with self._mu:
+                ok = self._waiting[o.rid]
+            assert ok is not None, f"entry {pos} was not applied"
+            with self.sm._mutex:
+                return ok, self._state.get(name), started
+        finally:
+            with self._mu:
+                self._waiting.pop(o.rid, None)
+
+    def _observe(self, name: str) -> tuple[LockRecord, float]:
+        """Sync (linearizable) and return the lock and how long (own clock) we have seen its
+        current ``renewed`` unchanged."""
+        self.sm.sync()
+        with self.sm._mutex:
+            rec = self._state.get(name)
+        now = self._clock()
+        with self._mu:
+            seen = self._watch.get(name)
+            if seen is None or seen[0] != rec.renewed:
+                seen = (rec.renewed, now)  # conservative: first learned after the read
+                self._watch[name] = seen
+        return rec, now - seen[1]
+
+    def acquire(self, name: str, ttl: float, *, wait: float = 0.0) -> int:
+        """Acquire ``name`` for ``ttl`` seconds; return its fencing token. A lock held by
+        someone else is waited for (up to ``wait`` seconds) until it is released or has
+        stayed unrefreshed for its holder's ttl of our own clock, then taken over; else
+        ``LockHeldError`` naming the holder. Acquiring a lock we hold renews it."""
+        if not (0 < ttl < float("inf")):
+            raise ConfigError(f"--ttl must be a positive number of seconds, not {ttl}")
+        deadline = self._clock() + wait
+        while True:
+            rec, unchanged = self._observe(name)
+            over = None
+            if rec.holder is not None and rec.holder != self.owner:
+                remaining = rec.ttl - unchanged
+                if remaining > 0:
+                    now = self._clock()
+                    if now >= deadline:
+                        raise LockHeldError(name, rec.holder, rec.token, remaining)
+                    time.sleep(max(0.001, min(self.poll, remaining, deadline - now)))
+                    continue
+                over = rec.renewed
+            ok, after, started = self._submit("acquire", name, ttl, over, None)
+            if ok:
+                with self._mu:
+                    self._held[name] = _Held(after.token, ttl, started)
+                return after.token
+            if self._clock() >= deadline and after.holder is not None:
+                raise LockHeldError(name, after.holder, after.token, after.ttl)
+
+    def refresh(self, name: str, ttl: float | None = None) -> int:
+        """Renew our hold of ``name`` (optionally with a new ttl); ``LockLostError`` if it
+        was taken over or released meanwhile."""
+        with self._mu:
+            held = self._held.get(name)
+        if held is None:
+            raise ConfigError(f"refresh: this process does not hold lock {name!r}")
+        new_ttl = held.ttl if ttl is None else ttl
+        ok, after, started = self._submit("refresh", name, new_ttl, None, held.token)
+        with self._mu:
+            if not ok:
+                self._held.pop(name, None)
+                raise LockLostError(name, held.token, after)
+            self._held[name] = _Held(held.token, new_ttl, started)
+        return held.token
+
+    def release(self, name: str, token: int | None = None) -> bool:
+        """Release ``name`` if ``owner`` holds it (with ``token``, if given); whether it did."""
+        with self._mu:
+            held = self._held.pop(name, None)
+        tok = token if token is not None else (held.token if held is not None else None)
+        ok, _, _ = self._submit("release", name, 0.0, None, tok)
+        return ok
+
+    def valid(self, name: str) -> bool:
+        """Whether we may still act as the holder: we hold ``name`` and less than 0.75 x ttl
+        of our own clock has passed since we started our last successful acquire/refresh."""
+        with self._mu:
+            held = self._held.get(name)
+        return held is not None and self._clock() < held.started + READ_FRACTION * held.ttl
+
+    def token(self, name: str) -> int | None:
+        with self._mu:
+            held = self._held.get(name)
+        return None if held is None else held.token
+
+    def status(self, name: str) -> LockStatus:
+        """The lock as of now (linearizable: a read through the log)."""
+        rec, _ = self._observe(name)
+        expires = None if rec.holder is None or rec.wall is None else rec.wall + rec.ttl
+        return LockStatus(
+            name,
+            rec.holder,
+            rec.token,
+            rec.ttl if rec.holder is not None else None,
+            rec.renewed if rec.holder is not None else None,
+            expires,
+            rec.holder == self.owner,
+        )
+
+    @contextlib.contextmanager
+    def hold(
+        self, name: str, ttl: float, *, wait: float = 0.0, keepalive: bool = True
+    ) -> Iterator[int]:
+        """``with locks.hold(name, ttl) as token:`` acquire, refresh every ttl/3 in a
+        background thread (``keepalive``), release on exit."""
+        token = self.acquire(name, ttl, wait=wait)
+        stop = threading.Event()
+        thread = None
+        if keepalive:
+            thread = threading.Thread(target=self._keepalive, args=(name, ttl, stop), daemon=True)
+            thread.start()
+        try:
+            yield token
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
+            with contextlib.suppress(PassivePaxosError):
+                self.release(name, token)
+
+    def _keepalive(self, name: str, ttl: float, stop: threading.Event) -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                self.refresh(name)
+            except LockLostError:
+                return
+            except PassivePaxosError:
+                continue  # an outage: try again; valid() turns False after 0.75 ttl
+
+    def follow_lock(
+        self, name: str, *, stop: threading.Event | None = None, poll_max: float = 0.5
+    ) -> Iterator[LockRecord]:
+        """Every change of ``name``'s holder or token, in log order (its own replay)."""
+        state = LockState()
+        last: tuple[str | None, int] | None = None
+        for e in self.log.follow(0, stop=stop, poll_max=poll_max):
+            o = decode_op(e.value, self.ns)
+            if o is None or o.name != name:
+                continue
+            state.apply(o, Position(e.slot, e.index))
+            rec = state.get(name)
+            if (rec.holder, rec.token) != last:
+                last = (rec.holder, rec.token)
+                yield rec
+
+
+class FencedResource:
+    """An example resource guarded by a lock: it remembers the highest fencing token it has
+    seen and refuses requests with a lower one (``StaleTokenError``)."""
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.writes: list[tuple[int, bytes]] = []
+        self._mu = threading.Lock()
+
+    def write(self, token: int, data: bytes) -> None:
+        with self._mu:
+            if token < self.highest:
+                raise StaleTokenError(token, self.highest)
+            self.highest = token
+            self.writes.append((token, bytes(data)))

@@ -1,0 +1,149 @@
+"""Total order broadcast on the log.
+
+``Broadcast(log).broadcast(msg)`` appends one entry
+``{"ppx": "tob", "t": topic, "id": <message id>, "from": sender, "m": <base64>}``;
+``deliver()`` follows the log and yields each message of the topic.
+
+Guarantees (every process delivering from the start of the log):
+
+- **Total order / agreement**: every process delivers the same messages in the same order,
+  the log's order (slot, index): the log decides one slot at a time with no gaps, and all
+  readers read the same hash-chained records.
+- **Integrity (each once)**: a message is delivered once, at its *first* occurrence in log
+  order. Duplicates can exist: when an append's outcome is unknown (``AmbiguousWriteError``,
+  a timeout, a crash before the answer), the application retries it, and the first attempt
+  may have landed too. ``broadcast`` retries such failures itself with the *same* message
+  id, and ``deliver`` drops every later entry with an id already delivered. (The log also
+  removes its own internal duplicates by write id; this covers retries above it.)
+- **Validity**: once ``broadcast`` returns, the message is in the log and every
+  ``deliver`` that follows far enough yields it.
+
+Delivering from a later position (``from_position``) skips the messages before it, and
+only deduplicates among what it has seen: a duplicate whose first copy lies before
+``from_position`` is delivered. Start every replica from the same position (0, or the
+position after a snapshot) to keep them identical.
+
+Failures: a store outage makes ``broadcast`` fail (after its retries) and ``deliver`` pause
+(it retries with backoff while following); nothing delivered is ever taken back. While
+another process holds the log's writer lease, ``broadcast`` raises ``LeaseHeldError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
+from passivepaxos.log import Log, Position
+from passivepaxos.recipes.rsm import new_id
+
+__all__ = ["Broadcast", "Delivery", "decode_message", "encode_message"]
+
+_RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    position: Position
+    msg_id: str
+    sender: str
+    payload: bytes
+
+
+def encode_message(topic: str, msg_id: str, sender: str, payload: bytes) -> bytes:
+    doc = {
+        "ppx": "tob",
+        "t": topic,
+        "id": msg_id,
+        "from": sender,
+        "m": base64.b64encode(payload).decode("ascii"),
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_message(value: bytes, topic: str) -> tuple[str, str, bytes] | None:
+    """(id, sender, payload) of a message of ``topic``; ``None`` for any other entry."""
+    if not value.startswith(b"{"):
+        return None
+    try:
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or doc.get("ppx") != "tob" or doc.get("t") != topic:
+            return None
+        msg_id, sender, m = doc["id"], doc["from"], doc["m"]
+        if not (isinstance(msg_id, str) and isinstance(sender, str) and isinstance(m, str)):
+            return None
+        return msg_id, sender, base64.b64decode(m, validate=True)
+    except (ValueError, KeyError, binascii.Error):
+        return None
+
+
+class Broadcast:
+    """Total order broadcast over ``log`` for one ``topic`` (module docstring)."""
+
+    def __init__(
+        self,
+        log: Log,
+        *,
+        topic: str = "tob",
+        sender: str | None = None,
+        retries: int = 5,
+        retry_delay: float = 0.05,
+    ) -> None:
+        self.log = log
+        self.topic = topic
+        self.sender = sender or log.writer_id
+        self.retries = retries
+        self.retry_delay = retry_delay
+
+    def broadcast(self, msg: bytes, *, msg_id: str | None = None) -> Position:
+        """Append ``msg``; return the position of the acknowledged entry. An ambiguous or
+        transient failure is retried (``retries`` times) with the same message id, so the
+        message is delivered once even if several attempts landed; then the delivered copy
+        is the first one and may sit before the returned position."""
+        mid = msg_id or new_id()
+        value = encode_message(self.topic, mid, self.sender, bytes(msg))
+        attempt = 0
+        while True:
+            try:
+                (pos,) = self.log.append_positions([value])
+                return pos
+            except _RETRYABLE:
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+                time.sleep(self.retry_delay * attempt)
+
+    def deliver(
+        self,
+        from_position: Position | None = None,
+        *,
+        follow: bool = True,
+        stop: threading.Event | None = None,
+        poll_min: float = 0.05,
+        poll_max: float = 1.0,
+    ) -> Iterator[Delivery]:
+        """Yield the topic's messages in log order, each message id once, from
+        ``from_position`` (default: the start). ``follow``: keep polling for new ones until
+        ``stop`` is set; else stop at the current end."""
+        start = from_position or Position(0, 0)
+        seen: set[str] = set()
+        if follow:
+            entries = self.log.follow(start.slot, poll_min=poll_min, poll_max=poll_max, stop=stop)
+        else:
+            entries = self.log.read(start.slot)
+        for e in entries:
+            if (e.slot, e.index) < (start.slot, start.index):
+                continue
+            got = decode_message(e.value, self.topic)
+            if got is None:
+                continue
+            mid, sender, payload = got
+            if mid in seen:
+                continue
+            seen.add(mid)
+            yield Delivery(Position(e.slot, e.index), mid, sender, payload)

@@ -1,0 +1,227 @@
+"""Locks with fencing tokens and leader election (recipes.lock, recipes.election): on
+memory and file:// with threads; a second acquirer does not get a held lock; expiry is
+decided in log order (a refresh that lands first defeats a takeover); a FencedResource
+rejects the stale holder's token after expiry + takeover; the ``passivepaxos lock`` CLI;
+the requests per acquire."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from passivepaxos.cli import main
+from passivepaxos.log import Log, Position
+from passivepaxos.manifest import init_log, open_log
+from passivepaxos.recipes.election import Election
+from passivepaxos.recipes.lock import (
+    FencedResource,
+    LockHeldError,
+    LockLostError,
+    Locks,
+    LockState,
+    Op,
+    StaleTokenError,
+)
+from passivepaxos.store import Store
+from passivepaxos.wrappers import CountingBackend
+
+
+def _url(kind: str, tmp_path: Path) -> str:
+    url = f"memory://lock-{uuid.uuid4().hex[:8]}" if kind == "memory" else tmp_path.as_uri()
+    init_log(url)
+    return url
+
+
+def test_rules_in_log_order() -> None:
+    st = LockState()
+
+    def op(kind: str, owner: str, over: Position | None = None, token: int | None = None) -> Op:
+        return Op(kind, "L", owner, 1.0, over, token, 0.0, uuid.uuid4().hex)
+
+    assert st.apply(op("acquire", "a"), Position(0, 0)) is True
+    assert st.get("L").token == 1
+    assert st.apply(op("acquire", "b"), Position(1, 0)) is False  # held, no takeover
+    assert st.apply(op("acquire", "b", over=Position(0, 0)), Position(2, 0)) is True
+    assert st.get("L").holder == "b" and st.get("L").token == 2
+    assert st.apply(op("refresh", "a", token=1), Position(3, 0)) is False  # lost
+    assert st.apply(op("refresh", "b", token=2), Position(4, 0)) is True
+    # a takeover naming the old renewal loses to the refresh that landed before it
+    assert st.apply(op("acquire", "c", over=Position(2, 0)), Position(5, 0)) is False
+    assert st.apply(op("release", "b", token=2), Position(6, 0)) is True
+    assert st.apply(op("acquire", "c"), Position(7, 0)) is True
+    assert st.get("L").token == 3  # strictly increasing across holders
+    dup = op("release", "c")
+    assert st.apply(dup, Position(8, 0)) is True
+    assert st.apply(dup, Position(9, 0)) is None  # a retried request: ignored
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_mutual_exclusion_with_threads(kind: str, tmp_path: Path) -> None:
+    url = _url(kind, tmp_path)
+    logs = [Log.open(url) for _ in range(4)]
+    try:
+        inside: list[int] = []
+        tokens: list[int] = []
+        overlap = threading.Event()
+
+        def worker(i: int) -> None:
+            locks = Locks(logs[i], owner=f"p{i}", poll=0.01)
+            for _ in range(3):
+                with locks.hold("L", 5.0, wait=30.0) as token:
+                    inside.append(i)
+                    if len(inside) > 1:
+                        overlap.set()
+                    tokens.append(token)
+                    time.sleep(0.01)
+                    inside.remove(i)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not overlap.is_set()
+        assert tokens == list(range(1, 13))  # strictly increasing, one per grant
+        st = Locks(logs[0]).status("L")
+        assert st.holder is None and st.token == 12
+    finally:
+        for lg in logs:
+            lg.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_second_acquirer_refused_then_takes_over_after_expiry(kind: str, tmp_path: Path) -> None:
+    url = _url(kind, tmp_path)
+    with Log.open(url) as la, Log.open(url) as lb:
+        a, b = Locks(la, owner="A"), Locks(lb, owner="B", poll=0.01)
+        resource = FencedResource()
+        ta = a.acquire("db", 0.3)
+        assert ta == 1 and a.valid("db")
+        resource.write(ta, b"from A")
+        t0 = time.monotonic()  # before B first observes the lock
+        with pytest.raises(LockHeldError) as held:
+            b.acquire("db", 0.3)
+        assert held.value.holder == "A" and held.value.token == 1
+        assert b.status("db").holder == "A" and a.status("db").mine
+        # A stops refreshing (paused). B takes over once it saw no refresh for 0.3 s.
+        tb = b.acquire("db", 0.3, wait=5.0)
+        assert time.monotonic() - t0 >= 0.3 * 0.9
+        assert tb == 2 > ta
+        assert not a.valid("db")  # A's own clock says its belief ended (0.75 x ttl)
+        resource.write(tb, b"from B")
+        with pytest.raises(StaleTokenError):
+            resource.write(ta, b"stale A")  # the paused holder wakes up: fenced
+        with pytest.raises(LockLostError):
+            a.refresh("db")
+        assert resource.writes == [(1, b"from A"), (2, b"from B")]
+        assert a.release("db", ta) is False  # not ours any more
+        assert b.release("db") is True
+        assert a.acquire("db", 1.0) == 3
+
+
+def test_refresh_keeps_the_lock() -> None:
+    url = _url("memory", Path())
+    with Log.open(url) as la, Log.open(url) as lb:
+        a, b = Locks(la, owner="A"), Locks(lb, owner="B", poll=0.01)
+        with a.hold("x", 0.6) as token:  # refreshed every 0.2 s in the background
+            with pytest.raises(LockHeldError):
+                b.acquire("x", 0.6, wait=1.0)
+            assert a.valid("x") and a.token("x") == token
+        assert b.acquire("x", 0.3) == token + 1  # released on exit: no wait
+
+
+def test_election() -> None:
+    url = _url("memory", Path())
+    with Log.open(url) as l1, Log.open(url) as l2, Log.open(url) as l3:
+        e1 = Election(l1, "leader", ttl=0.6, candidate="n1")
+        e2 = Election(l2, "leader", ttl=0.6, candidate="n2")
+        stop = threading.Event()
+        seen: list[tuple[str | None, int]] = []
+        watcher = Election(l3, "leader", ttl=0.3, candidate="w")
+
+        def observe() -> None:
+            for change in watcher.observe(stop=stop):
+                seen.append(change)
+
+        t = threading.Thread(target=observe)
+        t.start()
+        assert e1.campaign() == 1 and e1.is_leader()
+        got: list[int] = []
+        c2 = threading.Thread(target=lambda: got.append(e2.campaign(timeout=10)))
+        c2.start()
+        time.sleep(0.8)
+        assert not got and e1.is_leader()  # e1 keeps refreshing: e2 waits
+        assert e2.leader().holder == "n1"
+        e1.resign()
+        c2.join(10)
+        assert got == [2] and e2.is_leader()
+        e2.resign()
+        deadline = time.monotonic() + 5
+        while len(seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+        t.join(5)
+        assert seen == [("n1", 1), (None, 1), ("n2", 2), (None, 2)]
+
+
+def test_requests_per_acquire() -> None:
+    url = _url("memory", Path())
+    _, manifest = open_log(url)
+    counting = CountingBackend(open_log(url)[0][0].backend)
+    with Log([Store(counting)], manifest.mode, hint_every=10**9) as log:
+        locks = Locks(log, owner="me")
+        locks.release("warm")
+        n = 10
+        counting.reset()
+        for i in range(n):
+            locks.acquire(f"L{i}", 10.0)
+        per_acquire = counting.total / n
+        detail = {k: v / n for k, v in counting.counts.items()}
+        counting.reset()
+        for i in range(n):
+            locks.release(f"L{i}")
+        per_release = counting.total / n
+    print(json.dumps({"per_acquire": per_acquire, "detail": detail, "per_release": per_release}))
+    assert detail.get("put:create") == 1.0
+    assert per_acquire <= 12
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path.as_uri()
+    assert main(["init", log]) == 0
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = run("lock", "acquire", log, "job", "--ttl", "30", "--owner", "A", "--json")
+    assert code == 0
+    got = json.loads(out)
+    assert got["acquired"] is True and got["token"] == 1 and got["holder"] == "A"
+    code, out, err = run("lock", "acquire", log, "job", "--owner", "B")
+    assert code == 1 and out == "" and "held by A" in err and len(err.splitlines()) == 1
+    code, out, _ = run("lock", "acquire", log, "job", "--owner", "B", "--json")
+    assert code == 1 and json.loads(out)["holder"] == "A"
+    code, out, _ = run("lock", "status", log, "job", "--json")
+    st = json.loads(out)
+    assert code == 0 and st["holder"] == "A" and st["token"] == 1 and st["held"] is True
+    assert run("lock", "release", log, "job", "--owner", "B")[0] == 1
+    code, out, _ = run("lock", "release", log, "job", "--owner", "A", "--json")
+    assert code == 0 and json.loads(out)["released"] is True
+    code, out, _ = run("lock", "status", log, "job")
+    assert out.strip() == "job: free (last token 1)"
+    code, out, _ = run("lock", "acquire", log, "job", "--owner", "B", "--json")
+    assert code == 0 and json.loads(out)["token"] == 2
+    # a short-lived holder that never refreshes is taken over with --wait
+    assert run("lock", "acquire", log, "short", "--ttl", "0.2", "--owner", "A")[0] == 0
+    code, out, _ = run(
+        "lock", "acquire", log, "short", "--ttl", "5", "--owner", "B", "--wait", "3", "--json"
+    )
+    assert code == 0 and json.loads(out)["token"] == 2
