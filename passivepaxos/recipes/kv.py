@@ -45,6 +45,7 @@ from typing import Any
 
 from passivepaxos.errors import AmbiguousWriteError, ConfigError, QuorumError, TransientError
 from passivepaxos.log import Entry, Log, Position
+from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
 
@@ -83,26 +84,22 @@ def _b64(v: bytes | None) -> str | None:
 
 
 def encode_command(ns: str, cmd: Command) -> bytes:
-    doc = {
-        "ppx": "kv",
-        "ns": ns,
+    fields = {
         "op": cmd.op,
         "key": cmd.key,
         "v": _b64(cmd.value),
         "e": _b64(cmd.expected),
         "id": cmd.rid,
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return encode_entry("kv", "ns", ns, fields)
 
 
 def decode_command(value: bytes, ns: str) -> Command | None:
     """The command in an entry of namespace ``ns``; ``None`` for any other entry."""
-    if not value.startswith(b"{"):
+    doc = decode_entry(value, "kv", "ns", ns)
+    if doc is None:
         return None
     try:
-        doc = json.loads(value)
-        if not isinstance(doc, dict) or doc.get("ppx") != "kv" or doc.get("ns") != ns:
-            return None
         op, key, rid, v, e = doc["op"], doc["key"], doc["id"], doc.get("v"), doc.get("e")
         if op not in OPS or not isinstance(key, str) or not isinstance(rid, str):
             return None

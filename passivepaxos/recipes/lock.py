@@ -49,7 +49,6 @@ While another process holds the log's writer lease, lock operations raise
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +64,7 @@ from passivepaxos.errors import (
 )
 from passivepaxos.lease import READ_FRACTION, format_wall
 from passivepaxos.log import Entry, Log, Position
+from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
 
 __all__ = [
@@ -156,9 +156,7 @@ class Op:
 
 
 def encode_op(ns: str, o: Op) -> bytes:
-    doc = {
-        "ppx": "lock",
-        "ns": ns,
+    fields = {
         "op": o.op,
         "name": o.name,
         "owner": o.owner,
@@ -168,16 +166,14 @@ def encode_op(ns: str, o: Op) -> bytes:
         "wall": o.wall,
         "id": o.rid,
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return encode_entry("lock", "ns", ns, fields)
 
 
 def decode_op(value: bytes, ns: str) -> Op | None:
-    if not value.startswith(b"{"):
+    d = decode_entry(value, "lock", "ns", ns)
+    if d is None:
         return None
     try:
-        d = json.loads(value)
-        if not isinstance(d, dict) or d.get("ppx") != "lock" or d.get("ns") != ns:
-            return None
         over = None if d["over"] is None else Position(int(d["over"][0]), int(d["over"][1]))
         token = None if d["token"] is None else int(d["token"])
         o = Op(

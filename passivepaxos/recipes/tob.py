@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 
 from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
 from passivepaxos.log import Log, Position
+from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import new_id
 
 __all__ = ["Broadcast", "Delivery", "decode_message", "encode_message"]
@@ -56,24 +56,16 @@ class Delivery:
 
 
 def encode_message(topic: str, msg_id: str, sender: str, payload: bytes) -> bytes:
-    doc = {
-        "ppx": "tob",
-        "t": topic,
-        "id": msg_id,
-        "from": sender,
-        "m": base64.b64encode(payload).decode("ascii"),
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    fields = {"id": msg_id, "from": sender, "m": base64.b64encode(payload).decode("ascii")}
+    return encode_entry("tob", "t", topic, fields)
 
 
 def decode_message(value: bytes, topic: str) -> tuple[str, str, bytes] | None:
     """(id, sender, payload) of a message of ``topic``; ``None`` for any other entry."""
-    if not value.startswith(b"{"):
+    doc = decode_entry(value, "tob", "t", topic)
+    if doc is None:
         return None
     try:
-        doc = json.loads(value)
-        if not isinstance(doc, dict) or doc.get("ppx") != "tob" or doc.get("t") != topic:
-            return None
         msg_id, sender, m = doc["id"], doc["from"], doc["m"]
         if not (isinstance(msg_id, str) and isinstance(sender, str) and isinstance(m, str)):
             return None
