@@ -632,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_recipe_commands(sub)
 
+    from passivepaxos.membership import add_cli as _add_members_commands
+
+    _add_members_commands(sub)  # members add|remove|list (passivepaxos.membership)
+
     from passivepaxos.demo import DEFAULT_COUNT, DEFAULT_PROCS, cmd_demo
 
     p = sub.add_parser("demo", help="three processes append to a log on local disk; show it")

@@ -33,6 +33,11 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
   unchanged): ``{"op": "claim"|"hold", "ttl": s, "wall": t}`` or ``{"op": "release"}``.
   The writer lease (ClaimWriter / WriterStatus / lease reads) is described in
   :mod:`passivepaxos.lease` and docs/log.md.
+- ``cfg`` / ``conf`` (optional, absent until the log's first store membership change):
+  a configuration record (one store added or removed: slots after it are decided on the
+  new set) and, on every later record, the slot of the newest one before it. Design and
+  safety argument: :mod:`passivepaxos.membership`; the reading side is ``_fetch`` /
+  ``_walk_to`` (records learned in order, each slot with its own slot's store set).
 - ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
   own earlier (ambiguous) write landed, and its entries are counted once.
 
@@ -104,6 +109,7 @@ from passivepaxos.lease import (
     WriterStatus,
 )
 from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
 from passivepaxos.snapshot import (
     SNAPSHOT_PREFIX,
     CompactedError,
@@ -119,7 +125,7 @@ from passivepaxos.snapshot import (
     snapshot_key,
     snapshot_slot_of,
 )
-from passivepaxos.store import Store
+from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode
 
 __all__ = [
@@ -193,6 +199,8 @@ class Record:
     entries: tuple[bytes, ...]
     format: int = RECORD_FORMAT
     lease: LeaseMeta | None = None
+    config: ConfigChange | None = None  # a membership change (passivepaxos.membership)
+    conf: int | None = None  # the newest configuration record's slot before this one
 
     @property
     def lease_state(self) -> LeaseState:
@@ -212,6 +220,10 @@ class Record:
         }
         if self.lease is not None:
             body["lease"] = self.lease.to_json()
+        if self.config is not None:
+            body["cfg"] = self.config.to_json()
+        if self.conf is not None:
+            body["conf"] = self.conf
         return body
 
     def encode(self) -> bytes:
@@ -279,6 +291,12 @@ def decode_record(
             raise TypeError("field types")
         entries = tuple(base64.b64decode(e, validate=True) for e in raw_entries)
         lease = None if body.get("lease") is None else LeaseMeta.from_json(body["lease"])
+        config = None if body.get("cfg") is None else ConfigChange.from_json(body["cfg"])
+        conf = body.get("conf")
+        if conf is not None and not (
+            isinstance(conf, int) and not isinstance(conf, bool) and 0 <= conf < rec_slot
+        ):
+            raise ValueError("bad conf")
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise bad("malformed record fields") from None
     if rec_slot != slot:
@@ -292,7 +310,7 @@ def decode_record(
         )
     if epoch < 0:
         raise bad(f"negative epoch {epoch}")
-    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease)
+    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease, config, conf)
 
 
 def tombstone_of(data: bytes, slot: int, *, url: str = "", key: str | None = None) -> Tombstone:
@@ -432,6 +450,18 @@ class Log:
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._leading = False
+        # membership changes (passivepaxos.membership; guarded by _ms_lock). _ms: None =
+        # not looked yet, False = no change known, True = read slot by slot with the set
+        # each slot's predecessors define (_cfgs), walked in order up to _walked
+        self._ms_lock = threading.RLock()
+        self._ms: bool | None = False if self._single_create else None
+        self._base = list(self.stores)
+        self._origin: tuple[str, ...] = tuple(s.url for s in self.stores)
+        self._cfgs: list[tuple[int, list[Store]]] = []  # (first slot, its store set)
+        self._changes: list[tuple[int, ConfigChange]] = []  # (config slot, change)
+        self._walked = -1
+        self._walked_hash = GENESIS
+        self._opened: dict[str, Store] = {s.url: s for s in self.stores}
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
@@ -478,7 +508,14 @@ class Log:
                     f"slot {slot}: create refused but no record found", url=store.url, key=instance
                 )
             return got
-        return driver.propose(self.stores, instance, data, self.writer_id, self.mode)
+        stores = self.stores
+        if self._membership():
+            if not self._walk_to(slot - 1):
+                raise QuorumError(
+                    f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
+                )
+            stores = self._stores_for(slot)
+        return driver.propose(stores, instance, data, self.writer_id, self.mode)
 
     def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
         """After an unclear create: read back; resend the identical bytes while the slot is
@@ -515,27 +552,209 @@ class Log:
                     slot, f"unreadable object ({_bare(exc)})", url=self.stores[0].url, key=key
                 ) from None
             return None if got is None else got[0]
-        return self._learn(slot)
+        if not self._membership():
+            data = self._learn(slot, self.stores)
+            if data is None or not _names_config(data):
+                return data
+            self._switch_on()  # read beyond a change we did not know: read again, in order
+        if not self._walk_to(slot - 1):
+            return None
+        return self._learn(slot, self._stores_for(slot))
 
-    def _learn(self, slot: int) -> bytes | None:
+    # -- membership (passivepaxos.membership has the design and the safety argument) -------
+
+    @property
+    def single_create(self) -> bool:
+        return self._single_create
+
+    def _membership(self) -> bool:
+        """Whether the log has had a membership change (looked up once: a LIST of
+        ``members/`` per store; later changes are noticed through the records)."""
+        if self._ms is None:
+            with self._ms_lock:
+                if self._ms is None:
+                    found = read_markers(self._base)
+                    if found:
+                        self._enable(found)
+                    else:
+                        self._ms = False
+        return bool(self._ms)
+
+    def _switch_on(self) -> None:
+        with self._ms_lock:
+            if self._ms:
+                return
+            found = read_markers(self._base)
+            if not found:
+                raise ConfigError(
+                    f"{self.url}: the log has had a store membership change but no "
+                    "membership marker was found on these stores; open it with its current "
+                    "store list"
+                )
+            self._enable(found)
+
+    def _enable(self, found: list[tuple[tuple[str, ...], ConfigChange]]) -> None:
+        origins = {o for o, _ in found}
+        if len(origins) != 1:
+            raise InvalidObjectError(f"{self.url}: membership markers disagree on the origin")
+        self._origin = next(iter(origins))
+        for _, cfg in found:  # open every store ever named (needed to read old slots)
+            self._stores_of((*cfg.from_, *cfg.to))
+        self._cfgs = [(0, self._stores_of(self._origin))]
+        self._changes = []
+        self._walked, self._walked_hash = -1, GENESIS
+        self.stores = self._cfgs[0][1]
+        self._ms = True
+
+    def _stores_of(self, urls: Sequence[str]) -> list[Store]:
+        out = []
+        for u in urls:
+            if u not in self._opened:
+                self._opened[u] = open_store(u)
+            out.append(self._opened[u])
+        return out
+
+    def _stores_for(self, slot: int) -> list[Store]:
+        with self._ms_lock:
+            for first, stores in reversed(self._cfgs):
+                if first <= slot:
+                    return stores
+        raise AssertionError("no configuration")  # pragma: no cover
+
+    def _walk_to(self, target: int) -> bool:
+        """Learn records in order up to ``target`` (each with its own slot's store set),
+        following configuration records; ``False`` if the log ends before ``target``."""
+        with self._ms_lock:
+            while self._walked < target:
+                s = self._walked + 1
+                stores = self._stores_for(s)
+                data = self._learn(s, stores)
+                if data is None:
+                    return False
+                rec = self._decode(data, s, self._walked_hash)
+                expect = self._changes[-1][0] if self._changes else None
+                if rec.conf != expect:
+                    url, key = self._where(s)
+                    raise DamagedSlotError(
+                        s, f"names configuration slot {rec.conf}, not {expect}", url=url, key=key
+                    )
+                if rec.config is not None:
+                    if rec.config.from_ != tuple(x.url for x in stores):
+                        url, key = self._where(s)
+                        raise DamagedSlotError(
+                            s,
+                            "its membership change does not start from the stores in effect",
+                            url=url,
+                            key=key,
+                        )
+                    self._cfgs.append((s + 1, self._stores_of(rec.config.to)))
+                    self._changes.append((s, rec.config))
+                    self.stores = self._cfgs[-1][1]
+                self._walked, self._walked_hash = s, record_hash(data)
+            return True
+
+    def _config_at(self, slot: int) -> tuple[tuple[str, ...], int | None]:
+        """(the store set deciding ``slot``, the ``conf`` its record must carry)."""
+        if not self._membership():
+            return tuple(s.url for s in self.stores), None
+        if not self._walk_to(slot - 1):
+            raise QuorumError(
+                f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
+            )
+        with self._ms_lock:
+            conf = max((c for c, _ in self._changes if c < slot), default=None)
+            return tuple(s.url for s in self._stores_for(slot)), conf
+
+    def _note(self, data: bytes) -> None:
+        """A record obtained outside ``_fetch`` (a lost race's winner)."""
+        if not self._ms and _names_config(data):
+            self._switch_on()
+
+    def members(self) -> tuple[str, ...]:
+        """The log's current store set, read through the log to its tail."""
+        if not self._membership():
+            self.head()
+        if self._membership():
+            self._walk_to(1 << 62)
+            with self._ms_lock:
+                return tuple(s.url for s in self._cfgs[-1][1])
+        return tuple(s.url for s in self.stores)
+
+    def origin(self) -> tuple[str, ...]:
+        """The store set slot 0 was decided on."""
+        return self._origin
+
+    def known_stores(self) -> list[Store]:
+        return list(self._opened.values())
+
+    def config_history(self) -> list[tuple[int, ConfigChange]]:
+        with self._ms_lock:
+            return list(self._changes)
+
+    def append_config(self, change: ConfigChange) -> int:
+        """Append a configuration record (see :mod:`passivepaxos.membership`); its slot.
+        Raises ``MembershipConflictError`` when the store set changed meanwhile."""
+        with self._lead():
+            self._observe()
+            return self._commit([], config=change)
+
+    def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
+        """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
+        of them per slot, else ``QuorumError``); returns the markers written."""
+        written = 0
+
+        def one(slot: int) -> int:
+            key = core.decided_key(slot_instance(slot))
+            have: dict[str, bytes | None] = {}
+            for t in targets:
+                try:
+                    got = t.get(key)
+                    have[t.url] = None if got is None else got[0]
+                except StoreError:
+                    have[t.url] = None
+            marker = next((d for d in have.values() if d is not None), None)
+            if marker is None:
+                value = self._learn(slot, self._stores_for(slot))
+                if value is None:
+                    url, k = self._where(slot)
+                    raise DamagedSlotError(slot, "cannot be learned", url=url, key=k)
+                marker = core.Msg("D", core.ZERO, value).encode()
+            n = 0
+            ok = sum(1 for d in have.values() if d is not None)
+            for t in targets:
+                if have[t.url] is None:
+                    try:
+                        t.put(key, marker, PutMode.OVERWRITE)
+                        n, ok = n + 1, ok + 1
+                    except StoreError:
+                        pass
+            if ok < len(targets) // 2 + 1:
+                raise QuorumError(f"slot {slot}: DECIDED marker on {ok} of {len(targets)} stores")
+            return n
+
+        self._walk_to(upto)
+        for n in self._pool.map(one, range(upto + 1)):
+            written += n
+        return written
+
+    def _learn(self, slot: int, stores: Sequence[Store]) -> bytes | None:
         """``core.learner`` on the slot's instance, keeping track of store failures so that
         "not decided" and "could not tell" are not confused."""
         instance = slot_instance(slot)
-        gen = core.learner([s.url for s in self.stores], instance, self.mode.value)
+        gen = core.learner([s.url for s in stores], instance, self.mode.value)
         errors: dict[int, StoreError] = {}
-        n = len(self.stores)
+        n = len(stores)
         try:
             batch = next(gen)
             while True:
                 ops = list(batch)
                 if self._fanout is not None and len(ops) > 1:
                     futs = [
-                        self._fanout.submit(driver.execute, self.stores, op, self._sleep)
-                        for op in ops
+                        self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops
                     ]
                     results = [f.result() for f in futs]
                 else:
-                    results = [driver.execute(self.stores, op, self._sleep) for op in ops]
+                    results = [driver.execute(stores, op, self._sleep) for op in ops]
                 for op, r in zip(ops, results, strict=True):
                     if isinstance(r, StoreError) and isinstance(op, core.Get | core.Put):
                         errors[op.store] = r
@@ -741,7 +960,13 @@ class Log:
         self._maybe_write_hint()
 
     def _commit(
-        self, entries: list[bytes], *, op: str | None = None, ttl: float = 0.0, wait: bool = True
+        self,
+        entries: list[bytes],
+        *,
+        op: str | None = None,
+        ttl: float = 0.0,
+        wait: bool = True,
+        config: ConfigChange | None = None,
     ) -> int:
         """Write one slot holding ``entries``; return its number. Retries on the next slot
         after losing a race; a winner carrying our write id is our own earlier write.
@@ -759,7 +984,23 @@ class Log:
                 slot, prev, state = self._tail_for_write()
                 continue
             epoch, meta = plan
-            rec = Record(slot, prev, self.writer_id, epoch, wid, tuple(entries), lease=meta)
+            current, conf = self._config_at(slot)
+            if config is not None and config.from_ != current:
+                raise MembershipConflictError(
+                    f"{self.url}: the stores changed meanwhile (now {','.join(current)}): "
+                    "another membership change was committed first; one change at a time"
+                )
+            rec = Record(
+                slot,
+                prev,
+                self.writer_id,
+                epoch,
+                wid,
+                tuple(entries),
+                lease=meta,
+                config=config,
+                conf=conf,
+            )
             self.slot_writes += 1
             started = self._clock()
             decided = self._decide(slot, rec.encode(), frame_wid)
@@ -767,6 +1008,7 @@ class Log:
                 self._stale_at_tombstone(slot, decided, wid)
                 self._wrote(slot, epoch, meta, started)  # our own write, landed then trimmed
                 return slot
+            self._note(decided)
             winner = self._decode(decided, slot, prev)
             self._learned(slot, decided)
             if winner.wid == wid:
@@ -1497,6 +1739,18 @@ class Log:
             count += 1
             prev = h
         return TrimResult(count, before, snap.slot)
+
+
+def _names_config(data: bytes) -> bool:
+    """Whether a record carries a membership field (cheap test first; keys are sorted
+    canonical JSON, values cannot contain an unescaped quote)."""
+    if b'"cfg":' not in data and b'"conf":' not in data:
+        return False
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and ("cfg" in doc or "conf" in doc)
 
 
 def _bare(exc: StoreError) -> str:

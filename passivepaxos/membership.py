@@ -1,0 +1,389 @@
+"""Store membership changes of a quorum log, through the log itself: one change at a time.
+
+What is supported
+-----------------
+A log on a quorum of at least two stores (any list mode: ``create``, ``cas`` or
+``blocks``) can gain one store or lose one store per change, while appends continue. The
+log keeps at least two stores. A single-store log is refused (``UnsupportedError``): a
+single store in ``create`` mode decides a slot with ONE create-if-absent of ``log/<i>``, a
+different object layout from a quorum's consensus instances, so it cannot grow without
+converting the log; re-create it as a quorum instead. Changing two stores at once is
+refused (``ConfigError``): two majorities of sets that differ by two stores need not
+intersect.
+
+The configuration record
+------------------------
+A change is a slot record like any other, carrying ``cfg``::
+
+    "cfg": {"op": "add"|"remove", "url": "<the store>", "from": [S...], "to": [S'...]}
+
+appended at some slot ``c`` with the ordinary append path. It says "slots > c are decided
+on S'" (slots <= c, including c itself, on S). Every record after the first change also
+carries ``"conf": c``, the slot of the newest configuration record before it, so a client
+that meets a record naming an unknown configuration notices at once. A configuration
+record is valid only if its ``from`` is the configuration in effect at its slot: a
+proposer re-checks this on every retry, so of two racing changes the second one finds
+``from`` stale and is refused (``MembershipConflictError``) instead of being appended on
+top of the first: there is never more than one change between two consecutive
+configurations, and a second change can only be decided after the first is committed
+(decided in an earlier slot).
+
+Why it is safe (the argument; docs/log.md "Membership changes" says the same)
+---------------------------------------------------------------------------
+1. Configuration of a slot. The record of slot ``i`` names the hash of slot ``i-1``'s
+   record, so it can only be built by a proposer that knows record ``i-1``. A client
+   (``Log``) learns records sequentially from a point whose configuration it knows
+   (slot 0 with the origin set, see 4), and the configuration of slot ``i`` is a function
+   of records ``0..i-1`` (the last ``cfg`` among them). So every proposer of slot ``i``
+   runs consensus on exactly the same store set, the one records ``0..i-1`` define:
+   proposers of slots <= c use S, proposers of slots > c use S'. Consensus on one
+   instance with one store set is the ordinary (safe) Paxos of :mod:`consensus.core`.
+2. Reading. A reader reads slot ``i`` with the set of slot ``i`` as well (it learns the
+   records in order), so "a majority" always means a majority of the configuration that
+   decided the slot: for an old slot after a store was removed, a majority of the OLD set
+   (the removed store may be gone: see 5). The union of the sets over time is what a
+   reader needs, one set per range of slots.
+3. Clients that do not know yet. A client that has never seen a change reads with its
+   base set; any record at a slot > c carries ``conf`` or ``cfg`` (its proposer knew
+   record c), so the first record such a client reads beyond c switches it to
+   configuration-aware reading (and the value it read that way is discarded and read
+   again with the right set). A client that has seen record ``i-1`` without ``cfg`` or
+   ``conf`` knows that no change happened before ``i``, so its proposal for ``i`` on the
+   base set is right. Even a client many changes behind, idle for hours, reads the next
+   slot after its known tail with that slot's own set (point 1), so staleness never leads
+   to consensus on a wrong set. One change at a time also means any majority of S and any
+   majority of S' intersect (|S'| = |S| +- 1), so a proposer that is one configuration
+   behind at the boundary could not break agreement either (the classic single-server
+   change argument); point 1 makes even that unnecessary.
+4. Discovery. Before proposing the configuration record, the changer writes a marker
+   ``members/<id>`` (origin set, from, to) to every store of S and S' (a majority of each
+   must succeed). A client opening the log (with the old list, the new list, or any list
+   that shares a majority with some configuration) LISTs ``members/``; if a marker exists
+   it reads the log from slot 0 with the origin set and follows the configuration
+   records. Adding a store writes the manifest (with S') to the new store before the
+   configuration record is proposed, so a client can open the log from the new list.
+5. Removal. After the removal record at slot c is decided, the changer copies the
+   DECIDED marker of every slot <= c onto every remaining store (a DECIDED marker names
+   only a decided value, so a reader may trust it from any store). Only then does
+   ``remove`` return; from then on the removed store may be deleted (``rm -rf``): slots
+   > c never touch it and slots <= c are readable from the remaining members of their
+   own (old) set. Delete a store only after ``members remove`` has returned success.
+
+Not supported (yet): logs with a trimmed prefix (trim is single-store only anyway),
+checkpoints that would spare a fresh client the walk from slot 0 on a log that has had a
+change (it costs one learner round per slot, once per ``Log`` object), replacing EVERY
+store of an old configuration (slots of that configuration then have no surviving member
+to read them from; keep at least one original store, or snapshot first), and clients of
+earlier versions, which ignore ``cfg`` (do not mix them with membership changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    InvalidObjectError,
+    QuorumError,
+    StoreError,
+    UnsupportedError,
+)
+from passivepaxos.manifest import MANIFEST_KEY, Manifest, open_log
+from passivepaxos.store import Store, open_store
+from passivepaxos.types import PutMode
+from passivepaxos.urls import split_urls
+
+if TYPE_CHECKING:
+    from passivepaxos.log import Log
+
+__all__ = [
+    "MEMBERS_PREFIX",
+    "ConfigChange",
+    "MembershipConflictError",
+    "add_store",
+    "change",
+    "list_members",
+    "remove_store",
+]
+
+MEMBERS_PREFIX = "members/"
+
+
+class MembershipConflictError(ConfigError):
+    """The configuration changed under a membership change (another change won)."""
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """The ``cfg`` field of a configuration record."""
+
+    op: str  # "add" | "remove"
+    url: str
+    from_: tuple[str, ...]
+    to: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "url": self.url, "from": list(self.from_), "to": list(self.to)}
+
+    @staticmethod
+    def from_json(obj: Any) -> ConfigChange:
+        if not isinstance(obj, dict):
+            raise ValueError("cfg is not an object")
+        op, url, frm, to = obj.get("op"), obj.get("url"), obj.get("from"), obj.get("to")
+        if op not in ("add", "remove") or not isinstance(url, str):
+            raise ValueError("bad cfg op or url")
+        if not (isinstance(frm, list) and isinstance(to, list)):
+            raise ValueError("bad cfg store lists")
+        if not all(isinstance(u, str) for u in [*frm, *to]):
+            raise ValueError("bad cfg store lists")
+        change = ConfigChange(op, url, tuple(frm), tuple(to))
+        change.check()
+        return change
+
+    def check(self) -> None:
+        """One store added or removed, nothing else (ValueError otherwise)."""
+        a, b = set(self.from_), set(self.to)
+        if len(a) != len(self.from_) or len(b) != len(self.to):
+            raise ValueError("duplicate store in cfg")
+        if self.op == "add" and not (b - a == {self.url} and a <= b):
+            raise ValueError("cfg add must add exactly its url")
+        if self.op == "remove" and not (a - b == {self.url} and b <= a):
+            raise ValueError("cfg remove must remove exactly its url")
+        if len(b) < 2:
+            raise ValueError("cfg leaves fewer than two stores")
+
+
+def marker_key() -> str:
+    return f"{MEMBERS_PREFIX}{uuid.uuid4().hex}"
+
+
+def encode_marker(origin: Sequence[str], change: ConfigChange) -> bytes:
+    doc = {"kind": "ppx-members", "origin": list(origin), **change.to_json()}
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def decode_marker(data: bytes) -> tuple[tuple[str, ...], ConfigChange] | None:
+    try:
+        doc: Any = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("kind") != "ppx-members":
+            return None
+        origin = doc.get("origin")
+        if not isinstance(origin, list) or not all(isinstance(u, str) for u in origin):
+            return None
+        return tuple(origin), ConfigChange.from_json(doc)
+    except ValueError:
+        return None
+
+
+def read_markers(stores: Sequence[Store]) -> list[tuple[tuple[str, ...], ConfigChange]]:
+    """Every membership marker found on ``stores``; a majority must answer the LIST
+    (``QuorumError`` otherwise)."""
+    found: dict[str, bytes] = {}
+    answered, errors = 0, []
+    for store in stores:
+        try:
+            metas = list(store.list(MEMBERS_PREFIX))
+            for m in metas:
+                if m.key not in found:
+                    got = store.get(m.key)
+                    if got is not None:
+                        found[m.key] = got[0]
+            answered += 1
+        except (StoreError, InvalidObjectError) as exc:
+            errors.append(str(exc))
+    if answered < len(stores) // 2 + 1:
+        raise QuorumError(
+            "cannot look for membership changes: no majority of stores answered: "
+            + "; ".join(errors)
+        )
+    out = []
+    for data in found.values():
+        marker = decode_marker(data)
+        if marker is not None:
+            out.append(marker)
+    return out
+
+
+def _need_majority(what: str, stores: Iterable[str], ok: set[str], errors: list[str]) -> None:
+    urls = list(stores)
+    got = sum(1 for u in urls if u in ok)
+    if got < len(urls) // 2 + 1:
+        raise QuorumError(
+            f"{what}: reached {got} of {len(urls)} stores of {','.join(urls)}, a majority is "
+            f"needed: {'; '.join(errors)}"
+        )
+
+
+def change(log: Log, op: str, url: str) -> dict[str, Any]:
+    """Add (``op="add"``) or remove (``"remove"``) store ``url`` of ``log``'s quorum; return
+    ``{"slot": c, "op", "url", "from", "to"}``. See the module docstring."""
+    from passivepaxos.log import Log as _Log
+
+    assert isinstance(log, _Log)
+    if op not in ("add", "remove"):
+        raise ConfigError(f"unknown membership operation {op!r}")
+    url = url.strip()
+    if not url or "," in url:
+        raise ConfigError("give exactly one store URL to add or remove (one change at a time)")
+    url = open_store(url).url
+    current = tuple(log.members())
+    if log.single_create or len(current) < 2:
+        raise UnsupportedError(
+            f"{log.url}: membership changes need a log on a quorum of at least two stores; "
+            "a single-store log (create mode: one create-if-absent per slot, not consensus "
+            "instances) cannot grow without converting it: create a quorum log instead",
+            capability="membership",
+        )
+    if op == "add":
+        if url in current:
+            raise ConfigError(f"{url} is already a store of {log.url}")
+        to = (*current, url)
+    else:
+        if url not in current:
+            raise ConfigError(f"{url} is not a store of {log.url} (stores: {','.join(current)})")
+        to = tuple(u for u in current if u != url)
+        if len(to) < 2:
+            raise UnsupportedError(
+                f"{log.url}: removing {url} would leave one store; a membership-changed log "
+                "keeps at least two (add another store first)",
+                capability="membership",
+            )
+    if not log.config_history():
+        # no change yet: the set in effect is the one the log was created on, whatever
+        # list the caller gave (a subset would make a wrong "from" and origin)
+        _, manifest = open_log(log.url)
+        if set(manifest.stores) != set(current):
+            raise ConfigError(
+                f"{log.url}: the log was created on {','.join(manifest.stores)}; give its "
+                "full store list to change its membership"
+            )
+    cfg = ConfigChange(op, url, current, to)
+    cfg.check()
+    stores = {s.url: s for s in log.known_stores()}
+    if url not in stores:
+        stores[url] = open_store(url)
+    if op == "add":
+        _prepare_new_store(stores[url], Manifest(log.mode, to), log.mode.value)
+    # the marker, on every store of S and S' (a majority of each): readers discover changes
+    key, data = marker_key(), encode_marker(log.origin(), cfg)
+    ok: set[str] = set()
+    errors: list[str] = []
+    for u in dict.fromkeys((*current, *to)):
+        try:
+            stores[u].put(key, data, PutMode.OVERWRITE)
+            ok.add(u)
+        except StoreError as exc:
+            errors.append(str(exc))
+    _need_majority("membership marker", current, ok, errors)
+    _need_majority("membership marker", to, ok, errors)
+    slot = log.append_config(cfg)
+    if op == "remove":
+        log.copy_decided_markers(slot, [stores[u] for u in to])
+    # informational: the manifests name the current store list (open_log only uses the mode)
+    blob = Manifest(log.mode, to).encode()
+    for u in to:
+        with contextlib.suppress(StoreError):
+            stores[u].put(MANIFEST_KEY, blob, PutMode.OVERWRITE)
+    return {"slot": slot, **cfg.to_json()}
+
+
+def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
+    """Write the manifest to a store being added (before its configuration record is
+    proposed: clients may open the log from it as soon as the change is decided)."""
+    try:
+        got = store.get(MANIFEST_KEY)
+    except InvalidObjectError:
+        got = None
+    if next(iter(store.list("log/")), None) is not None:
+        raise ConfigError(f"{store.url} already holds log slots: add an empty store")
+    if got is not None:
+        there = Manifest.decode(got[0], store.url)
+        if there.mode is not manifest.mode:
+            raise ConfigError(
+                f"{store.url} already holds a log in mode {there.mode.value!r}, not {mode!r}"
+            )
+        return
+    try:
+        if store.capabilities.create:
+            store.put(MANIFEST_KEY, manifest.encode(), PutMode.CREATE)
+        else:
+            store.put(MANIFEST_KEY, manifest.encode(), PutMode.OVERWRITE)
+    except AlreadyExistsError:
+        pass
+
+
+def add_store(log_url: str, url: str) -> dict[str, Any]:
+    from passivepaxos.log import Log
+
+    with Log.open(log_url) as log:
+        return change(log, "add", url)
+
+
+def remove_store(log_url: str, url: str) -> dict[str, Any]:
+    from passivepaxos.log import Log
+
+    with Log.open(log_url) as log:
+        return change(log, "remove", url)
+
+
+def list_members(log_url: str) -> dict[str, Any]:
+    """The log's current stores (read through the log to its tail) and its changes."""
+    from passivepaxos.log import Log
+
+    with Log.open(log_url) as log:
+        members = log.members()
+        return {
+            "stores": list(members),
+            "origin": list(log.origin()),
+            "changes": [{"slot": c, **cfg.to_json()} for c, cfg in log.config_history()],
+            "given": split_urls(log_url),
+        }
+
+
+# -- CLI: passivepaxos members add|remove|list LOG [URL] -----------------------------------
+
+
+def cmd_members(args: Any) -> int:
+    """``members add|remove LOG URL`` / ``members list LOG``."""
+    op = args.members_command
+    if op == "list":
+        out = list_members(args.log)
+        if args.json:
+            print(json.dumps(out, sort_keys=True), flush=True)
+        else:
+            for u in out["stores"]:
+                print(u)
+            for c in out["changes"]:
+                print(f"# slot {c['slot']}: {c['op']} {c['url']}")
+        return 0
+    if not args.url:
+        raise ConfigError(f"members {op} needs a store URL")
+    out = (add_store if op == "add" else remove_store)(args.log, args.url)
+    if args.json:
+        print(json.dumps(out, sort_keys=True), flush=True)
+    else:
+        print(f"{op} {out['url']}: committed at slot {out['slot']}; stores: {','.join(out['to'])}")
+    return 0
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("members", help="add or remove a store of a quorum log (through the log)")
+    msub = p.add_subparsers(dest="members_command", metavar="ACTION")
+    msub.required = True
+    for name, text in (
+        ("add", "add store URL (one change at a time; appends may continue)"),
+        ("remove", "remove store URL; it may be deleted once this returns"),
+        ("list", "the log's current stores and its membership changes"),
+    ):
+        m = msub.add_parser(name, help=text)
+        m.add_argument("log", metavar="LOG")
+        if name != "list":
+            m.add_argument("url", metavar="URL")
+        m.add_argument("--json", action="store_true")
+        m.set_defaults(func=cmd_members)
