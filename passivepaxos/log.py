@@ -70,6 +70,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -1496,26 +1497,12 @@ class Log:
                         key=key,
                     )
         except DamagedSlotError as exc:
-            return VerifyReport(
-                ok=False,
-                slots=report.slots,
-                entries=report.entries,
-                bad_slot=exc.slot,
-                reason=exc.reason,
-                error=str(exc),
-                snapshot=report.snapshot,
-                trimmed=report.trimmed,
+            return dataclasses.replace(
+                report, ok=False, bad_slot=exc.slot, reason=exc.reason, error=str(exc)
             )
         except DamagedSnapshotError as exc:
-            return VerifyReport(
-                ok=False,
-                slots=report.slots,
-                entries=report.entries,
-                reason=exc.reason,
-                error=str(exc),
-                snapshot=report.snapshot,
-                trimmed=report.trimmed,
-                bad_snapshot=exc.slot,
+            return dataclasses.replace(
+                report, ok=False, bad_snapshot=exc.slot, reason=exc.reason, error=str(exc)
             )
         return report
 
