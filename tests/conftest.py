@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -361,3 +361,24 @@ def get_harness(request: pytest.FixtureRequest, name: str) -> Harness:
 @pytest.fixture(params=BACKENDS)
 def harness(request: pytest.FixtureRequest) -> Harness:
     return get_harness(request, request.param)
+
+
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, CliRun]:
+    """An initialised file:// log and an in-process ``passivepaxos`` runner returning
+    (exit code, stdout, stderr)."""
+    from passivepaxos.cli import main
+
+    log = tmp_path.as_uri()
+    assert main(["init", log]) == 0
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return log, run

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from passivepaxos.cli import main
 from passivepaxos.log import Entry, Log
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.recipes.kv import KV, Command, encode_command
 from passivepaxos.recipes.rsm import StateMachine
 from passivepaxos.store import Store
 from passivepaxos.wrappers import CountingBackend
+from tests.conftest import CliRun
 
 
 def _url(kind: str, tmp_path: Path) -> str:
@@ -205,15 +205,8 @@ def test_requests_per_put() -> None:
     assert per_put <= 6
 
 
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path.as_uri()
-    assert main(["init", log]) == 0
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
+def test_cli(cli_log: tuple[str, CliRun]) -> None:
+    log, run = cli_log
 
     assert run("kv", "put", log, "a", "hello")[0] == 0
     code, out, _ = run("kv", "get", log, "a", "--json")

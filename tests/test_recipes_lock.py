@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from passivepaxos.cli import main
 from passivepaxos.log import Log, Position
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.recipes.election import Election
@@ -29,6 +28,7 @@ from passivepaxos.recipes.lock import (
 )
 from passivepaxos.store import Store
 from passivepaxos.wrappers import CountingBackend
+from tests.conftest import CliRun
 
 
 def _url(kind: str, tmp_path: Path) -> str:
@@ -191,15 +191,8 @@ def test_requests_per_acquire() -> None:
     assert per_acquire <= 12
 
 
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path.as_uri()
-    assert main(["init", log]) == 0
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
+def test_cli(cli_log: tuple[str, CliRun]) -> None:
+    log, run = cli_log
 
     code, out, _ = run("lock", "acquire", log, "job", "--ttl", "30", "--owner", "A", "--json")
     assert code == 0
