@@ -170,7 +170,7 @@ class S3Harness(Harness):
 
     @contextlib.contextmanager
     def wired(self) -> Iterator[tuple[Store, Injector]]:
-        from tests.servers.faultproxy import FaultProxy
+        from passivepaxos.bench.proxy import FaultProxy
 
         with FaultProxy(self.moto.url) as proxy, env(AWS_ENDPOINT_URL=proxy.url):
             yield self.store(), _ProxyInjector(proxy, throttle=(503, _S3_SLOWDOWN))
@@ -228,7 +228,7 @@ class GCSHarness(Harness):
     def denied_error(self) -> str:
         # fake-gcs-server has no IAM: the 403 that real GCS sends is injected by the proxy
         # (real HTTP, real SDK, real error body); the mapping is what is under test.
-        from tests.servers.faultproxy import FaultProxy
+        from passivepaxos.bench.proxy import FaultProxy
 
         with FaultProxy(self.gcs.url) as proxy, env(STORAGE_EMULATOR_HOST=proxy.url):
             proxy.fail_next(100, 403, _GCS_403, headers={"Content-Type": "application/json"})
@@ -237,7 +237,7 @@ class GCSHarness(Harness):
 
     @contextlib.contextmanager
     def wired(self) -> Iterator[tuple[Store, Injector]]:
-        from tests.servers.faultproxy import FaultProxy
+        from passivepaxos.bench.proxy import FaultProxy
 
         with FaultProxy(self.gcs.url) as proxy, env(STORAGE_EMULATOR_HOST=proxy.url):
             yield self.store(), _ProxyInjector(proxy, throttle=(429, _GCS_429))
@@ -285,7 +285,7 @@ class DropboxHarness(Harness):
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Any]:
-    from tests.servers.s3_server import MotoServer
+    from passivepaxos.bench.moto import MotoServer
 
     with MotoServer() as srv:
         os.environ.update(srv.env())
@@ -296,7 +296,7 @@ class _DeniedMoto:
     """A second moto_server that enforces IAM, with a user allowed only to read."""
 
     def __init__(self) -> None:
-        from tests.servers.s3_server import MotoServer
+        from passivepaxos.bench.moto import MotoServer
 
         self.server = MotoServer(auth_actions=4).start()
         self.bucket = fresh("locked")

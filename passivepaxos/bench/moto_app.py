@@ -6,7 +6,7 @@ race saw two winners in one round out of ~100 (real S3 evaluates the condition a
 This runs moto's own WSGI app, exactly as ``moto_server`` does, with one lock around every
 mutating request, so that conditional writes are atomic as on S3. Reads stay concurrent.
 
-Usage: python tests/servers/moto_serialized.py HOST PORT
+Usage: python -m passivepaxos.bench.moto_app HOST PORT
 """
 
 from __future__ import annotations
