@@ -636,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_members_commands(sub)  # members add|remove|list (passivepaxos.membership)
 
+    from passivepaxos.bench.cli import add_cli as _add_bench_command
+
+    _add_bench_command(sub)  # bench (passivepaxos.bench)
+
     from passivepaxos.demo import DEFAULT_COUNT, DEFAULT_PROCS, cmd_demo
 
     p = sub.add_parser("demo", help="three processes append to a log on local disk; show it")

@@ -1,0 +1,403 @@
+"""From a ``BenchRun`` to what people read: targets (met or not), ratios against the peers,
+dollars per million operations from the capability table, markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from passivepaxos.bench.runner import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
+from passivepaxos.bench.workloads import Result, pct
+from passivepaxos.capabilities import capabilities_for
+
+if TYPE_CHECKING:
+    from passivepaxos.bench.runner import BenchRun
+
+__all__ = ["costs", "markdown", "plots", "ratios", "targets"]
+
+PRICED = ("s3", "gcs", "azure")  # backends with request prices in the capability table
+
+
+def find(run: BenchRun, store: str, case: str, system: str = "passivepaxos") -> Result | None:
+    for r in run.results:
+        if r.system == system and r.store == store and r.case == case:
+            return r
+    return None
+
+
+def usd_per_million(r: Result, backend: str) -> float:
+    """LIST is billed with writes (class A), GET/HEAD as reads, DELETE is free."""
+    c = capabilities_for(backend)
+    writes = r.requests.get("write", 0) + r.requests.get("list", 0)
+    reads = r.requests.get("read", 0)
+    per_op = (writes * c.usd_per_1000_writes + reads * c.usd_per_1000_reads) / 1000
+    return per_op / r.ops * 1e6 if r.ops else 0.0
+
+
+def costs(run: BenchRun) -> list[dict[str, Any]]:
+    """Every case measured on s3 (ours and the peers), priced on each priced backend: the
+    create-mode protocol makes the same requests on S3, GCS and Azure."""
+    out = []
+    for r in run.results:
+        if r.store != "s3" or not r.ops or r.case.startswith(("failover", "cpu")):
+            continue
+        row: dict[str, Any] = {
+            "system": r.system,
+            "case": r.case,
+            "requests_per_op": round(r.requests_per_op, 3),
+        }
+        for b in PRICED:
+            row[b] = round(usd_per_million(r, b), 4)
+        out.append(row)
+    return out
+
+
+PAIRS = [  # (peer system, peer case, our case)
+    ("deltalake", DELTA, "append (lease holder)"),
+    ("deltalake", DELTA_FRESH, "append (fresh process)"),
+    ("slatedb", SLATE_PUT, "kv put"),
+    ("slatedb", SLATE_GET, "kv get (lease read)"),
+    ("slatedb", SLATE_GET, "kv get (through the log)"),
+]
+
+
+def ratios(run: BenchRun) -> list[dict[str, Any]]:
+    """Peer / passivepaxos for each comparable pair measured on the same moto_server:
+    > 1 means we make fewer requests, take less time, do more ops/s."""
+    out = []
+    for system, peer_case, ours_case in PAIRS:
+        peer = next((r for r in run.results if r.system == system and r.case == peer_case), None)
+        ours = find(run, peer.store if peer else "s3", ours_case)
+        if peer is None or ours is None:
+            continue
+
+        def div(a: float, b: float) -> float | None:
+            return round(a / b, 2) if b > 0 else None
+
+        out.append(
+            {
+                "peer": f"{system}: {peer_case}",
+                "ours": ours_case,
+                "store": peer.store,
+                "requests_per_op": [round(peer.requests_per_op, 2), round(ours.requests_per_op, 2)],
+                "requests_ratio": div(peer.requests_per_op, ours.requests_per_op),
+                "ms_per_op": [
+                    round(peer.wall / peer.ops * 1000, 2),
+                    round(ours.wall / ours.ops * 1000, 2),
+                ],
+                "time_ratio": div(peer.wall / peer.ops, ours.wall / ours.ops),
+                "ops_per_s": [round(peer.ops_per_s, 1), round(ours.ops_per_s, 1)],
+                "throughput_ratio": div(ours.ops_per_s, peer.ops_per_s),
+                "p99_ms": [
+                    round(pct(peer.latencies, 0.99) * 1000, 2),
+                    round(pct(ours.latencies, 0.99) * 1000, 2),
+                ],
+                "p99_ratio": div(pct(peer.latencies, 0.99), pct(ours.latencies, 0.99)),
+            }
+        )
+    return out
+
+
+def _target(name: str, goal: str, value: float | None, ok: bool | None, how: str) -> dict[str, Any]:
+    return {
+        "target": name,
+        "goal": goal,
+        "measured": None if value is None else round(value, 3),
+        "met": ok,
+        "how": how,
+    }
+
+
+def targets(run: BenchRun) -> list[dict[str, Any]]:
+    """The issue's six targets, each with the measured figure; ``met`` None = not measured."""
+    out = []
+    holder = find(run, "s3", "append (lease holder)") or find(
+        run, "memory", "append (lease holder)"
+    )
+    if holder:
+        slot_reqs = (sum(holder.requests.values()) - holder.hint_writes) / holder.ops
+        out.append(
+            _target(
+                "requests per entry, lease holder",
+                "<= 1.0",
+                slot_reqs,
+                slot_reqs <= 1.0,
+                f"{holder.store}: {holder.requests_per_op:.3f} incl. {holder.hint_writes} tail-hint "
+                f"overwrites in {holder.ops} appends",
+            )
+        )
+        if holder.rtt > 0:
+            p50 = pct(holder.latencies, 0.5) / holder.rtt
+            out.append(
+                _target(
+                    "append p50, lease holder",
+                    "<= 1.2 round trips",
+                    p50,
+                    p50 <= 1.2,
+                    f"{holder.store}: p50 {pct(holder.latencies, 0.5) * 1000:.2f} ms, "
+                    f"round trip {holder.rtt * 1000:.2f} ms",
+                )
+            )
+    for store in ("s3", "file"):
+        cs = sorted(
+            (r for r in run.results if r.store == store and r.case.startswith("contended append")),
+            key=lambda r: r.ops,
+        )
+        one = find(run, store, "contended append, 1 processes")
+        many = find(run, store, "contended append, 16 processes")
+        if one and many and cs:
+            share = many.ops_per_s / one.ops_per_s if one.ops_per_s else 0.0
+            out.append(
+                _target(
+                    f"16 contending appenders vs one ({store})",
+                    ">= 70%",
+                    share,
+                    share >= 0.7,
+                    f"{many.ops_per_s:.1f} vs {one.ops_per_s:.1f} entries/s",
+                )
+            )
+    cpu = [r for r in run.results if r.case.startswith("cpu:") and r.cpu]
+    if cpu:
+        best = max(cpu, key=lambda r: (r.entries or 0) / (r.cpu or 1))
+        rate = (best.entries or 0) / (best.cpu or 1)
+        out.append(
+            _target(
+                "client CPU throughput, memory, batching",
+                ">= 50,000 entries/s",
+                rate,
+                rate >= 50_000,
+                best.case,
+            )
+        )
+    cu = [r for r in run.results if r.store == "s3" and r.case.startswith("catch-up")]
+    if cu:
+        r = cu[0]
+        ok = r.wall <= 10.0 if (r.entries or 0) >= 100_000 else None
+        out.append(
+            _target(
+                f"catch-up of {r.entries:,} entries from moto_server",
+                "<= 10 s for 100,000",
+                r.wall,
+                ok,
+                f"{r.ops} slots, {r.requests_per_op:.2f} requests/slot",
+            )
+        )
+    dl = next((x for x in run.results if x.system == "deltalake" and x.case == DELTA), None)
+    if dl and holder and holder.store == dl.store:
+        f = dl.requests_per_op / holder.requests_per_op
+        out.append(
+            _target(
+                "fewer requests per append than deltalake",
+                ">= 5x",
+                f,
+                f >= 5,
+                f"{dl.requests_per_op:.2f} vs {holder.requests_per_op:.2f}",
+            )
+        )
+    return out
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def result_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
+    head = [
+        "system",
+        "store",
+        "case",
+        "ops",
+        "ops/s",
+        "requests/op",
+        "p50 ms",
+        "p99 ms",
+        "p50 RTT",
+        "note",
+    ]
+    rows = []
+    for r in run.results:
+        if r.case.startswith("cpu:"):
+            continue
+        rate = r.entries / r.wall if r.entries and r.wall else r.ops_per_s
+        lat = r.latencies
+        rows.append(
+            [
+                r.system,
+                r.store,
+                r.case,
+                f"{r.entries or r.ops:,}",
+                f"{rate:,.1f}",
+                f"{r.requests_per_op:.2f}",
+                f"{pct(lat, 0.5) * 1000:.2f}" if lat else "",
+                f"{pct(lat, 0.99) * 1000:.2f}" if lat else "",
+                f"{pct(lat, 0.5) / r.rtt:.2f}" if lat and r.rtt > 0 else "",
+                r.note,
+            ]
+        )
+    return head, rows
+
+
+def markdown(run: BenchRun, img: str | None = None) -> str:
+    """The generated part of docs/performance.md (``img``: plot directory, relative)."""
+    m = run.machine
+    cfg = run.config
+    parts = [
+        f"Measured {m['date']} on {m['platform']} ({m['cpus']} CPUs), Python {m['python']}, "
+        f"moto {m['moto']}, boto3 {m['boto3']}, deltalake {m['deltalake']}, slatedb "
+        f"{m['slatedb']}. Injected round trip {cfg.rtt * 1000:g} ms on every request of every "
+        f"system; the s3 round trip through proxy + moto_server measured "
+        f"{run.round_trips.get('s3', 0) * 1000:.2f} ms (median small GET). "
+        f"Whole run {run.seconds:.0f} s.",
+        "### Targets",
+        _table(
+            ["target", "goal", "measured", "met", "how"],
+            [
+                [
+                    t["target"],
+                    t["goal"],
+                    "" if t["measured"] is None else f"{t['measured']:,}",
+                    {True: "yes", False: "**no**", None: "not measured"}[t["met"]],
+                    t["how"],
+                ]
+                for t in targets(run)
+            ],
+        ),
+        "### Side by side on the same moto_server",
+        "Ratios are peer / passivepaxos (time, requests, p99) and passivepaxos / peer "
+        "(ops/s): above 1 favours passivepaxos.",
+        _table(
+            [
+                "peer",
+                "passivepaxos",
+                "requests/op (peer, ours)",
+                "x fewer requests",
+                "ms/op (peer, ours)",
+                "x faster",
+                "ops/s (peer, ours)",
+                "p99 ms (peer, ours)",
+            ],
+            [
+                [
+                    x["peer"],
+                    x["ours"],
+                    f"{x['requests_per_op'][0]} / {x['requests_per_op'][1]}",
+                    str(x["requests_ratio"]),
+                    f"{x['ms_per_op'][0]} / {x['ms_per_op'][1]}",
+                    str(x["time_ratio"]),
+                    f"{x['ops_per_s'][0]} / {x['ops_per_s'][1]}",
+                    f"{x['p99_ms'][0]} / {x['p99_ms'][1]}",
+                ]
+                for x in ratios(run)
+            ],
+        ),
+        "### Cost per million operations",
+        "From the requests counted on moto_server and the capability table's prices "
+        "(`passivepaxos backends`): LIST billed with writes, GET with reads, DELETE free.",
+        _table(
+            ["system", "case", "requests/op", *(f"{b} $/M ops" for b in PRICED)],
+            [
+                [
+                    c["system"],
+                    c["case"],
+                    f"{c['requests_per_op']:.2f}",
+                    *(f"{c[b]:.2f}" for b in PRICED),
+                ]
+                for c in costs(run)
+            ],
+        ),
+        "### Client CPU (memory://, no injected latency)",
+        _table(
+            ["case", "entries", "CPU s", "entries per CPU second"],
+            [
+                [r.case, f"{r.entries:,}", f"{r.cpu:.3f}", f"{(r.entries or 0) / r.cpu:,.0f}"]
+                for r in run.results
+                if r.case.startswith("cpu:") and r.cpu
+            ],
+        ),
+        "### Every case",
+        _table(*result_rows(run)),
+    ]
+    if run.skipped:
+        parts.append("Skipped: " + "; ".join(f"{s['case']} ({s['reason']})" for s in run.skipped))
+    if img is not None:
+        parts.append("### Plots")
+        parts += [f"![{name}]({img}/{name}.png)" for name in PLOTS]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+PLOTS = ("contention", "peers-latency", "peers-requests", "cpu")
+
+
+def plots(run: BenchRun, out_dir: Path) -> list[Path]:
+    """PNGs of contention scaling, peers' latency and requests, CPU per batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for store in ("file", "s3"):
+        cs = sorted(
+            (r for r in run.results if r.store == store and r.case.startswith("contended append")),
+            key=lambda r: int(r.case.split(", ")[1].split()[0]),
+        )
+        if cs:
+            xs = [int(r.case.split(", ")[1].split()[0]) for r in cs]
+            ax.plot(xs, [r.ops_per_s for r in cs], marker="o", label=f"{store}: entries/s")
+            ax.axhline(
+                0.7 * cs[0].ops_per_s,
+                ls=":",
+                lw=1,
+                color=ax.lines[-1].get_color(),
+                label=f"{store}: 70% of one appender",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("contending appender processes (no lease)")
+    ax.set_ylabel("committed entries/s")
+    ax.legend(fontsize=7)
+    save(fig, "contention")
+
+    pairs = ratios(run)
+    labels = [f"{p['peer']}\nvs {p['ours']}" for p in pairs]
+    for name, key, ylabel in (
+        ("peers-latency", "ms_per_op", "ms per operation"),
+        ("peers-requests", "requests_per_op", "storage requests per op"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        xs = list(range(len(pairs)))
+        ax.bar([x - 0.2 for x in xs], [p[key][0] for p in pairs], 0.4, label="peer")
+        ax.bar([x + 0.2 for x in xs], [p[key][1] for p in pairs], 0.4, label="passivepaxos")
+        ax.set_xticks(list(xs), labels, fontsize=6)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        save(fig, name)
+
+    cpu = [r for r in run.results if r.case.startswith("cpu:") and r.cpu]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(
+        [r.case.removeprefix("cpu: append ") for r in cpu],
+        [(r.entries or 0) / (r.cpu or 1) for r in cpu],
+    )
+    ax.axhline(50_000, ls=":", color="red", label="target 50,000")
+    ax.set_ylabel("entries per CPU second")
+    ax.set_xlabel("entries per append call (memory://)")
+    ax.legend(fontsize=7)
+    save(fig, "cpu")
+    return made

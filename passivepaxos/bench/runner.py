@@ -1,0 +1,310 @@
+"""Plans and runs a benchmark: our workloads on each store, the peers on the same moto_server,
+with one progress callback; ``report.py`` turns the results into tables, targets and plots."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from passivepaxos.bench import workloads as w
+from passivepaxos.bench.workloads import Result, Target
+from passivepaxos.errors import ConfigError
+
+__all__ = ["BenchConfig", "S3Env", "run"]
+
+STORES = ("memory", "file", "s3")
+# the peers' case names (report.PAIRS pairs each with ours)
+DELTA = "append, 1 row/commit"
+DELTA_FRESH = "append, 1 row/commit, fresh process"
+SLATE_PUT = "put + durable"
+SLATE_GET = "get"
+
+
+@dataclass
+class BenchConfig:
+    """What to run. ``rtt`` (seconds) is added to every request of every system under test:
+    by ``LatencyBackend`` on memory/file, by the proxy in front of moto_server on s3."""
+
+    stores: tuple[str, ...] = STORES
+    rtt: float = 0.01
+    n: int = 200  # operations per latency case
+    peer_n: int = 50  # operations per peer case (deltalake commits are slow)
+    seconds: float = 5.0  # per contended / group-commit case
+    appenders: tuple[int, ...] = (1, 2, 4, 8, 16)
+    catchup: int = 100_000  # entries for the catch-up read
+    per_slot: int = 100  # entries per append when writing them
+    cpu_entries: int = 100_000
+    ttl: float = 1.0  # lease ttl for failover
+    peers: bool = True
+
+    @classmethod
+    def quick(cls, **kw: Any) -> BenchConfig:
+        """A run of seconds, for tests and a first look."""
+        base: dict[str, Any] = dict(
+            n=20,
+            peer_n=5,
+            seconds=1.0,
+            appenders=(1, 2),
+            catchup=2_000,
+            per_slot=100,
+            cpu_entries=5_000,
+            ttl=0.3,
+        )
+        base.update(kw)
+        return cls(**base)
+
+    def validate(self) -> None:
+        for s in self.stores:
+            if s not in STORES:
+                raise ConfigError(f"bench: unknown store {s!r} (choose from {', '.join(STORES)})")
+        if self.rtt < 0 or self.n < 1 or self.seconds <= 0 or self.catchup < self.per_slot:
+            raise ConfigError(
+                "bench: --rtt must be >= 0, --n >= 1, --seconds > 0, --catchup >= --per-slot"
+            )
+        if any(a < 1 for a in self.appenders):
+            raise ConfigError("bench: --appenders must be positive integers")
+
+
+@dataclass
+class S3Env:
+    """A moto_server with the counting/delaying proxy in front and one bucket."""
+
+    server: Any
+    proxy: Any
+    bucket: str
+    env: dict[str, str]
+
+    @classmethod
+    def start(cls, rtt: float) -> S3Env:
+        try:
+            from passivepaxos.bench.moto import CREDS, MotoServer
+            from passivepaxos.bench.proxy import FaultProxy
+
+            server = MotoServer().start()
+        except ImportError as exc:
+            raise ConfigError(
+                f"bench: the s3 store needs moto_server ({exc}); "
+                "install the bench extra: pip install 'passivepaxos[bench]'"
+            ) from exc
+        proxy = FaultProxy(server.url).start()
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        server.client().create_bucket(Bucket=bucket)
+        proxy.delay = rtt
+        return cls(server, proxy, bucket, {**CREDS, "AWS_ENDPOINT_URL": proxy.url})
+
+    def round_trip(self, samples: int = 30) -> float:
+        """Median time of one small GET through the proxy: the round trip on this s3."""
+        import boto3
+
+        c = boto3.client(
+            "s3",
+            endpoint_url=self.proxy.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        c.put_object(Bucket=self.bucket, Key="rtt-probe", Body=b"x")
+        times = []
+        for _ in range(samples):
+            t = time.perf_counter()
+            c.get_object(Bucket=self.bucket, Key="rtt-probe")["Body"].read()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.server.stop()
+
+
+@dataclass
+class Step:
+    label: str
+    run: Callable[[], list[Result]]
+
+
+@dataclass
+class BenchRun:
+    config: BenchConfig
+    machine: dict[str, Any]
+    round_trips: dict[str, float]
+    results: list[Result] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        from passivepaxos.bench import report
+
+        cfg = asdict(self.config)
+        return {
+            "config": cfg,
+            "machine": self.machine,
+            "round_trips_ms": {k: round(v * 1000, 3) for k, v in self.round_trips.items()},
+            "results": [r.to_json() for r in self.results],
+            "skipped": self.skipped,
+            "targets": report.targets(self),
+            "ratios": report.ratios(self),
+            "cost_usd_per_million_ops": report.costs(self),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "passivepaxos": _version("passivepaxos"),
+        "moto": _version("moto"),
+        "boto3": _version("boto3"),
+        "deltalake": _version("deltalake"),
+        "slatedb": _version("slatedb"),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _many(fn: Callable[..., list[Result]], *args: Any) -> Callable[[], list[Result]]:
+    return lambda: fn(*args)
+
+
+def _one(fn: Callable[..., Result], *args: Any) -> Callable[[], list[Result]]:
+    return lambda: [fn(*args)]
+
+
+def _plan(
+    cfg: BenchConfig, targets: dict[str, Target], s3: S3Env | None, run: BenchRun
+) -> list[Step]:
+    steps = [
+        Step(f"cpu: append {b}/call (memory)", _one(w.cpu_throughput, b, cfg.cpu_entries))
+        for b in (1, 10, 100, 1000)
+    ]
+    for name, t in targets.items():
+        steps += [
+            Step(f"append, lease holder ({name})", _one(w.append_holder, t, cfg.n)),
+            Step(f"append, fresh process ({name})", _one(w.append_fresh, t, max(1, cfg.n // 4))),
+            Step(f"group commit, 16 threads ({name})", _one(w.group_commit, t, 16, cfg.seconds)),
+            Step(f"kv put/get ({name})", _many(w.kv_cases, t, cfg.n)),
+            Step(f"lock acquire/release ({name})", _one(w.lock_cycle, t, max(1, cfg.n // 2))),
+            Step(
+                f"catch-up of {cfg.catchup:,} entries ({name})",
+                _many(w.catch_up, t, cfg.catchup, cfg.per_slot),
+            ),
+            Step(f"failover ({name})", _one(w.failover, t, cfg.ttl)),
+        ]
+        if name == "memory":
+            run.skipped.append(
+                {"case": "contended append (memory)", "reason": "memory:// lives in one process"}
+            )
+            continue
+        steps += [
+            Step(f"contended append, {k} processes ({name})", _one(w.contended, t, k, cfg.seconds))
+            for k in cfg.appenders
+        ]
+    if s3 is not None and cfg.peers:
+        steps += _peer_steps(cfg, s3, run)
+    return steps
+
+
+def _peer_steps(cfg: BenchConfig, s3: S3Env, run: BenchRun) -> list[Step]:
+    from passivepaxos.bench import peers
+
+    missing = peers.available()
+    endpoint = s3.proxy.url
+    rtt = run.round_trips.get("s3", 0.0)
+
+    def peer(case: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> list[Result]:
+        """One peer run; requests are those between its ready and done hooks."""
+        counted: list[Any] = []
+        prefix = uuid.uuid4().hex[:10]
+        pr = fn(
+            endpoint,
+            s3.bucket,
+            prefix,
+            *args,
+            on_ready=s3.proxy.reset,
+            on_done=lambda: counted.append(s3.proxy.counts()),
+            **kw,
+        )
+        store = "s3" if pr.where.startswith("s3") else "file"
+        return [
+            Result(
+                pr.system,
+                store,
+                case,
+                pr.ops,
+                pr.wall,
+                list(pr.latencies),
+                counted[0] if counted else s3.proxy.counts(),
+                rtt=rtt,
+                note=pr.note,
+            )
+        ]
+
+    steps: list[Step] = []
+    if missing.get("deltalake") is None:
+        steps += [
+            Step(
+                "deltalake append, long-lived writer (s3)",
+                lambda: peer(DELTA, peers.delta_append, cfg.peer_n),
+            ),
+            Step(
+                "deltalake append, fresh process (s3)",
+                lambda: peer(DELTA_FRESH, peers.delta_append, max(1, cfg.peer_n // 2), fresh=True),
+            ),
+        ]
+    else:
+        run.skipped.append({"case": "deltalake", "reason": str(missing["deltalake"])})
+    if missing.get("slatedb") is None:
+        steps += [
+            Step(
+                "slatedb put + durable (s3)", lambda: peer(SLATE_PUT, peers.slatedb_put, cfg.peer_n)
+            ),
+            Step("slatedb get (s3)", lambda: peer(SLATE_GET, peers.slatedb_get, cfg.peer_n)),
+        ]
+    else:
+        run.skipped.append({"case": "slatedb", "reason": str(missing["slatedb"])})
+    return steps
+
+
+Progress = Callable[[str, int, int], None]  # (label of the step starting, done, total)
+
+
+def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchRun:
+    cfg.validate()
+    s3 = S3Env.start(cfg.rtt) if "s3" in cfg.stores else None
+    targets = {name: Target(name, cfg.rtt, s3=s3 if name == "s3" else None) for name in cfg.stores}
+    round_trips = {name: cfg.rtt for name in cfg.stores if name != "s3"}
+    try:
+        if s3 is not None:
+            round_trips["s3"] = s3.round_trip()
+            targets["s3"].rtt = round_trips["s3"]
+        out = BenchRun(cfg, machine(), round_trips)
+        steps = _plan(cfg, targets, s3, out)
+        t0 = time.perf_counter()
+        for i, step in enumerate(steps):
+            if progress is not None:
+                progress(step.label, i, len(steps))
+            out.results.extend(step.run())
+        if progress is not None:
+            progress("done", len(steps), len(steps))
+        out.seconds = time.perf_counter() - t0
+        return out
+    finally:
+        for t in targets.values():
+            t.close()
+        if s3 is not None:
+            s3.stop()

@@ -1,0 +1,478 @@
+"""passivepaxos's own benchmark workloads, each run against one ``Target`` (a store plus the
+way its requests are counted and delayed).
+
+Requests are counted where they leave the client: ``CountingBackend`` for memory:// and
+file:// (with ``LatencyBackend`` adding the injected round trip), and the counting proxy in
+front of moto_server for s3:// -- the same proxy the peers (``peers.py``) go through, so every
+system is counted and delayed alike. Each workload returns a ``Result``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from passivepaxos.log import Log
+from passivepaxos.manifest import init_log
+from passivepaxos.store import Store
+from passivepaxos.urls import open_backend, use_source_backends
+from passivepaxos.wrappers import CountingBackend, LatencyBackend
+
+__all__ = ["Result", "Target", "TargetSpec"]
+
+# CountingBackend's operation names -> the billing classes of ``proxy.request_kind``
+_KIND = {"get": "read", "list": "list", "delete": "delete"}
+
+
+def billing_kinds(counts: Counter[str]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for op, n in counts.items():
+        out[_KIND.get(op, "write")] += n
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of ``xs``; 0.0 for no samples."""
+    if not xs:
+        return 0.0
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+@dataclass
+class Result:
+    """One measured case. ``ops`` operations (appends, puts...) in ``wall`` seconds;
+    ``requests`` by billing class (write, list, read, delete) for those operations only."""
+
+    system: str
+    store: str
+    case: str
+    ops: int
+    wall: float
+    latencies: list[float] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    entries: int | None = None  # entries committed, when it differs from ops (batches)
+    cpu: float | None = None  # client CPU seconds, for the CPU-bound cases
+    hint_writes: int = 0  # of the write requests, tail-hint overwrites (a reader aid)
+    rtt: float = 0.0
+    note: str = ""
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def requests_per_op(self) -> float:
+        return sum(self.requests.values()) / self.ops if self.ops else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        lat = self.latencies
+        out: dict[str, Any] = {
+            "system": self.system,
+            "store": self.store,
+            "case": self.case,
+            "ops": self.ops,
+            "wall_s": round(self.wall, 4),
+            "ops_per_s": round(self.ops_per_s, 2),
+            "requests": dict(self.requests),
+            "requests_per_op": round(self.requests_per_op, 3),
+            "hint_writes": self.hint_writes,
+            "p50_ms": round(pct(lat, 0.5) * 1000, 3) if lat else None,
+            "p99_ms": round(pct(lat, 0.99) * 1000, 3) if lat else None,
+            "mean_ms": round(statistics.fmean(lat) * 1000, 3) if lat else None,
+            "rtt_ms": round(self.rtt * 1000, 3),
+            "note": self.note,
+        }
+        if self.entries is not None:
+            out["entries"] = self.entries
+            out["entries_per_s"] = round(self.entries / self.wall, 1) if self.wall else 0.0
+        if self.cpu is not None:
+            out["cpu_s"] = round(self.cpu, 4)
+            out["entries_per_cpu_s"] = round((self.entries or self.ops) / self.cpu, 1)
+        if self.rtt > 0 and lat:
+            out["p50_rtt"] = round(pct(lat, 0.5) / self.rtt, 3)
+            out["p99_rtt"] = round(pct(lat, 0.99) / self.rtt, 3)
+        return out
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a worker process needs to reach a target: picklable."""
+
+    kind: str  # memory | file | s3
+    url: str
+    rtt: float
+    env: tuple[tuple[str, str], ...] = ()
+
+
+class Target:
+    """One store under test. ``log()`` opens a Log whose requests are counted and delayed;
+    ``counts()``/``reset()`` read and clear the counter for this target."""
+
+    def __init__(self, kind: str, rtt: float, *, s3: Any = None) -> None:
+        self.kind = kind
+        self.rtt = rtt
+        self.s3 = s3  # an S3Env for kind == "s3"
+        self._counter: CountingBackend | None = None
+        self._tmp: str | None = None
+        self.url = ""
+
+    def fresh(self) -> str:
+        """A new, initialized, empty log on this target; later ``log()`` calls open it."""
+        if self.kind == "memory":
+            self.url = f"memory://bench-{uuid.uuid4().hex[:10]}"
+        elif self.kind == "file":
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="ppx-bench-")
+            path = os.path.join(self._tmp, uuid.uuid4().hex[:10])
+            os.makedirs(path)
+            self.url = f"file://{path}"
+        else:
+            self.url = f"s3://{self.s3.bucket}/{uuid.uuid4().hex[:10]}"
+        with self.environment():
+            init_log(self.url)
+        if self.kind != "s3":
+            self._counter = CountingBackend(LatencyBackend(open_backend(self.url), self.rtt))
+        self.reset()
+        return self.url
+
+    def spec(self) -> TargetSpec:
+        env = tuple(self.s3.env.items()) if self.s3 is not None else ()
+        return TargetSpec(self.kind, self.url, self.rtt, env)
+
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """The SDK environment (endpoint = the counting proxy) while opening s3 logs."""
+        if self.s3 is None:
+            yield
+            return
+        saved = {k: os.environ.get(k) for k in self.s3.env}
+        os.environ.update(self.s3.env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def log(self, writer_id: str, **kwargs: Any) -> Log:
+        if self._counter is None:
+            with self.environment():
+                return Log.open(self.url, writer_id=writer_id, **kwargs)
+        return Log([Store(self._counter)], "create", url=self.url, writer_id=writer_id, **kwargs)
+
+    def counts(self) -> Counter[str]:
+        if self._counter is None:
+            counts: Counter[str] = self.s3.proxy.counts()
+            return counts
+        with self._counter._lock:
+            return billing_kinds(Counter(self._counter.counts))
+
+    def hint_writes(self) -> int:
+        """Tail-hint overwrites among the counted writes (the only overwrites a log does
+        outside trim and snapshots)."""
+        if self._counter is None:
+            return sum(
+                1 for m, p in list(self.s3.proxy.requests) if "tail-hint" in p and m == "PUT"
+            )
+        with self._counter._lock:
+            return self._counter.counts["put:overwrite"]
+
+    def reset(self) -> None:
+        if self._counter is not None:
+            self._counter.reset()
+        elif self.s3 is not None:
+            self.s3.proxy.reset()
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _loop(n: int, op: Callable[[int], object]) -> tuple[float, list[float]]:
+    """Run ``op(i)`` for i < n; (total wall seconds, per-call latencies)."""
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        op(i)
+        lat.append(time.perf_counter() - t)
+    return time.perf_counter() - t0, lat
+
+
+def _result(t: Target, case: str, ops: int, wall: float, lat: list[float], **kw: Any) -> Result:
+    return Result(
+        "passivepaxos",
+        t.kind,
+        case,
+        ops,
+        wall,
+        lat,
+        t.counts(),
+        rtt=t.rtt,
+        hint_writes=t.hint_writes(),
+        **kw,
+    )
+
+
+# -- single process ---------------------------------------------------------------------------
+
+
+def append_holder(t: Target, n: int) -> Result:
+    """A lease holder appending one 100-byte entry per call: the WALLE fast path."""
+    t.fresh()
+    with t.log("holder") as log:
+        log.claim_writer(300)
+        t.reset()
+        wall, lat = _loop(n, lambda i: log.append([b"%07d" % i + b"x" * 93]))
+        return _result(t, "append (lease holder)", n, wall, lat)
+
+
+def append_fresh(t: Target, n: int) -> Result:
+    """A new Log object per append, as one CLI call or one Lambda invocation does: it must
+    find the tail first (hint object + probing)."""
+    t.fresh()
+    with t.log("seed") as seed:
+        for i in range(40):  # a log with history, so tail discovery has work to do
+            seed.append([f"s{i}".encode()])
+    t.reset()
+
+    def one(i: int) -> None:
+        with t.log(f"p{i}") as log:
+            log.append([b"%07d" % i + b"x" * 93])
+
+    wall, lat = _loop(n, one)
+    return _result(t, "append (fresh process)", n, wall, lat)
+
+
+def kv_cases(t: Target, n: int) -> list[Result]:
+    """KV put (durable when it returns), get by lease read, get through the log."""
+    from passivepaxos.recipes.kv import KV
+
+    t.fresh()
+    out: list[Result] = []
+    with t.log("kv") as log:
+        log.claim_writer(300)
+        kv = KV(log)
+        t.reset()
+        wall, lat = _loop(n, lambda i: kv.put(f"k{i % 100}", b"v" * 100))
+        out.append(_result(t, "kv put", n, wall, lat))
+        for via_lease in (True, False):
+            kv.lease_reads = via_lease
+            t.reset()
+            wall, lat = _loop(n, lambda i: kv.get(f"k{i % 100}"))
+            name = "kv get (lease read)" if via_lease else "kv get (through the log)"
+            out.append(_result(t, name, n, wall, lat))
+    return out
+
+
+def lock_cycle(t: Target, n: int) -> Result:
+    """Acquire then release one lock: one op = the pair."""
+    from passivepaxos.recipes.lock import Locks
+
+    t.fresh()
+    with t.log("locker") as log:
+        locks = Locks(log)
+        locks.acquire("warm", 30)
+        locks.release("warm")
+        t.reset()
+
+        def cycle(i: int) -> None:
+            locks.acquire(f"job-{i % 10}", 30)
+            locks.release(f"job-{i % 10}")
+
+        wall, lat = _loop(n, cycle)
+        return _result(t, "lock acquire+release", n, wall, lat)
+
+
+def catch_up(t: Target, entries: int, per_slot: int) -> list[Result]:
+    """A lease holder writes ``entries`` in appends of ``per_slot``; then a new reader
+    reads them all (hash chain and checksums verified, as every read does)."""
+    t.fresh()
+    out: list[Result] = []
+    value = b"y" * 100
+    with t.log("bulk") as log:
+        log.claim_writer(600)
+        t.reset()
+        t0 = time.perf_counter()
+        for _ in range(entries // per_slot):
+            log.append([value] * per_slot)
+        wall = time.perf_counter() - t0
+        out.append(
+            _result(
+                t, f"bulk append ({per_slot}/slot)", entries // per_slot, wall, [], entries=entries
+            )
+        )
+    t.reset()
+    t0 = time.perf_counter()
+    with t.log("reader") as reader:
+        got = sum(1 for _ in reader.read())
+    wall = time.perf_counter() - t0
+    if got != entries:
+        raise AssertionError(f"catch-up read {got} entries, expected {entries}")
+    out.append(
+        _result(
+            t, f"catch-up read ({per_slot}/slot)", entries // per_slot, wall, [], entries=entries
+        )
+    )
+    return out
+
+
+def cpu_throughput(batch: int, entries: int) -> Result:
+    """Client CPU per entry on memory:// (no injected latency): the library's own cost."""
+    t = Target("memory", 0.0)
+    t.fresh()
+    with t.log("cpu") as log:
+        log.claim_writer(300)
+        vals = [b"z" * 100] * batch
+        t.reset()
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(entries // batch):
+            log.append(vals)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        n = entries // batch
+        return _result(t, f"cpu: append {batch}/call", n, wall, [], entries=n * batch, cpu=cpu)
+
+
+def group_commit(t: Target, threads: int, seconds: float) -> Result:
+    """``threads`` threads appending one entry each call through one Log: group commit
+    batches what queues up behind a slot write."""
+    t.fresh()
+    with t.log("gc") as log:
+        log.claim_writer(300)
+        t.reset()
+        lat: list[float] = []
+        mu = threading.Lock()
+        stop = time.monotonic() + seconds
+
+        def run() -> None:
+            mine: list[float] = []
+            while time.monotonic() < stop:
+                t1 = time.perf_counter()
+                log.append([b"g" * 100])
+                mine.append(time.perf_counter() - t1)
+            with mu:
+                lat.extend(mine)
+
+        ths = [threading.Thread(target=run) for _ in range(threads)]
+        t0 = time.perf_counter()
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        wall = time.perf_counter() - t0
+        r = _result(t, f"group commit, {threads} threads", len(lat), wall, lat)
+        r.entries = len(lat)
+        return r
+
+
+def failover(t: Target, ttl: float) -> Result:
+    """A holder stops without releasing; the time from the start of its last successful
+    write to a waiting claimant's granted claim (``ops`` = 1, ``wall`` = that time)."""
+    t.fresh()
+    with t.log("h") as h, t.log("c") as c:
+        h.claim_writer(ttl)
+        got: dict[str, float] = {}
+
+        def claim() -> None:
+            c.claim_writer(ttl)
+            got["at"] = time.perf_counter()
+
+        th = threading.Thread(target=claim)
+        th.start()
+        last = 0.0
+        for i in range(10):
+            last = time.perf_counter()
+            h.append([f"h{i}".encode()])
+            time.sleep(ttl / 25)
+        th.join()
+        took = got["at"] - last
+        return _result(t, f"failover (ttl {ttl:g} s)", 1, took, [took])
+
+
+# -- several OS processes ---------------------------------------------------------------------
+
+
+def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, q: Any) -> None:
+    """One contending appender process: appends one entry per call for ``seconds``."""
+    use_source_backends()
+    os.environ.update(dict(spec.env))
+    counter: CountingBackend | None = None
+    if spec.kind == "s3":
+        log = Log.open(spec.url, writer_id=name)
+    else:
+        counter = CountingBackend(LatencyBackend(open_backend(spec.url), spec.rtt))
+        log = Log([Store(counter)], "create", url=spec.url, writer_id=name)
+    log.head()  # find the tail before the clock starts, like a warm worker
+    if counter is not None:
+        counter.reset()
+    ready.put(name)
+    go.wait()
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+    while (t1 := time.perf_counter()) < stop:
+        log.append([f"{name}-{len(lat):07d}".encode().ljust(100, b".")])
+        lat.append(time.perf_counter() - t1)
+    log.close()
+    q.put((name, lat, dict(billing_kinds(counter.counts)) if counter else None))
+
+
+def contended(t: Target, processes: int, seconds: float) -> Result:
+    """``processes`` OS processes appending concurrently without a lease (closed loop, one
+    entry per call): aggregate committed entries/s, requests/entry, fairness."""
+    if t.kind == "memory":
+        raise ValueError("memory:// lives in one process: contended appenders need file or s3")
+    t.fresh()
+    ctx = multiprocessing.get_context("spawn")
+    ready, q, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=_appender, args=(t.spec(), f"w{j}", seconds, ready, go, q))
+        for j in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=120)
+        t.reset()
+        go.set()
+        results = [q.get(timeout=120 + seconds) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    lat = [x for _, lats, _ in results for x in lats]
+    per = sorted(len(lats) for _, lats, _ in results)
+    counts: Counter[str] = Counter()
+    if t.kind == "s3":
+        counts = t.counts()
+    else:
+        for _, _, c in results:
+            counts.update(c or {})
+    return Result(
+        "passivepaxos",
+        t.kind,
+        f"contended append, {processes} processes",
+        len(lat),
+        seconds,
+        lat,
+        counts,
+        entries=len(lat),
+        rtt=t.rtt,
+        note=f"acks per process min {per[0]} / max {per[-1]}",
+    )
