@@ -335,6 +335,15 @@ def markdown(run: BenchRun, img: str | None = None) -> str:
 PLOTS = ("contention", "peers-latency", "peers-requests", "cpu")
 
 
+def _legend_or_note(ax: Any, note: str, fig: Any = None) -> None:
+    """A legend when something was plotted, else a note saying why the plot is empty."""
+    target = ax if ax is not None else fig.axes[0]
+    if ax is not None and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        target.text(0.5, 0.5, note, ha="center", va="center", transform=target.transAxes)
+
+
 def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     """PNGs of contention scaling, peers' latency and requests, CPU per batch size."""
     import matplotlib
@@ -371,7 +380,7 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("contending appender processes (no lease)")
     ax.set_ylabel("committed entries/s")
-    ax.legend(fontsize=7)
+    _legend_or_note(ax, "no contended runs (needs file or s3)")
     save(fig, "contention")
 
     pairs = ratios(run)
@@ -386,7 +395,7 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
         ax.bar([x + 0.2 for x in xs], [p[key][1] for p in pairs], 0.4, label="passivepaxos")
         ax.set_xticks(list(xs), labels, fontsize=6)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        _legend_or_note(ax if pairs else None, "no peer runs (needs s3 and the peers)", fig)
         save(fig, name)
 
     cpu = [r for r in run.results if r.case.startswith("cpu:") and r.cpu]

@@ -81,23 +81,26 @@ class S3Env:
     bucket: str
     env: dict[str, str]
 
+    owned: bool = True  # stop the server with the proxy
+
     @classmethod
-    def start(cls, rtt: float) -> S3Env:
+    def start(cls, rtt: float, server: Any = None) -> S3Env:
+        """Start moto_server (unless ``server``, a running ``MotoServer``, is given)."""
         try:
             from passivepaxos.bench.moto import CREDS, MotoServer
             from passivepaxos.bench.proxy import FaultProxy
-
-            server = MotoServer().start()
         except ImportError as exc:
             raise ConfigError(
                 f"bench: the s3 store needs moto_server ({exc}); "
                 "install the bench extra: pip install 'passivepaxos[bench]'"
             ) from exc
-        proxy = FaultProxy(server.url).start()
+        owned = server is None
+        if server is None:
+            server = MotoServer().start()
+        proxy = FaultProxy(server.url, delay=rtt).start()
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         server.client().create_bucket(Bucket=bucket)
-        proxy.delay = rtt
-        return cls(server, proxy, bucket, {**CREDS, "AWS_ENDPOINT_URL": proxy.url})
+        return cls(server, proxy, bucket, {**CREDS, "AWS_ENDPOINT_URL": proxy.url}, owned)
 
     def round_trip(self, samples: int = 30) -> float:
         """Median time of one small GET through the proxy: the round trip on this s3."""
@@ -120,7 +123,8 @@ class S3Env:
 
     def stop(self) -> None:
         self.proxy.stop()
-        self.server.stop()
+        if self.owned:
+            self.server.stop()
 
 
 @dataclass
@@ -283,9 +287,10 @@ def _peer_steps(cfg: BenchConfig, s3: S3Env, run: BenchRun) -> list[Step]:
 Progress = Callable[[str, int, int], None]  # (label of the step starting, done, total)
 
 
-def run(cfg: BenchConfig, progress: Progress | None = None) -> BenchRun:
+def run(cfg: BenchConfig, progress: Progress | None = None, *, moto: Any = None) -> BenchRun:
+    """Run every planned step; ``moto``: a running ``MotoServer`` to use for s3."""
     cfg.validate()
-    s3 = S3Env.start(cfg.rtt) if "s3" in cfg.stores else None
+    s3 = S3Env.start(cfg.rtt, moto) if "s3" in cfg.stores else None
     targets = {name: Target(name, cfg.rtt, s3=s3 if name == "s3" else None) for name in cfg.stores}
     round_trips = {name: cfg.rtt for name in cfg.stores if name != "s3"}
     try:

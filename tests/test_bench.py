@@ -1,0 +1,185 @@
+"""``passivepaxos bench``: the counting proxy, the workloads' request counts, the report
+(targets, ratios, cost, markdown, plots) and the CLI contract. Figures are not asserted
+against targets here (BRIEF section 7: reported by the benchmark, never a timed test); what
+is asserted is that the counting is exact where the protocol fixes the count."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from passivepaxos.bench import report
+from passivepaxos.bench.proxy import FaultProxy, request_kind
+from passivepaxos.bench.runner import BenchConfig, run
+from passivepaxos.bench.workloads import Result
+from passivepaxos.cli import main
+
+
+def test_request_kind_follows_the_billing_classes() -> None:
+    assert request_kind("PUT", "/b/log/00000001") == "write"
+    assert request_kind("POST", "/upload/storage/v1/b/b/o?uploadType=multipart") == "write"
+    assert request_kind("GET", "/b/log/00000001") == "read"
+    assert request_kind("HEAD", "/b/x") == "read"
+    assert request_kind("GET", "/b?list-type=2&prefix=snapshot%2F") == "list"
+    assert request_kind("GET", "/storage/v1/b/bkt/o?prefix=log") == "list"
+    assert request_kind("GET", "/storage/v1/b/bkt/o/log%2F1?alt=media") == "read"
+    assert request_kind("DELETE", "/b/x") == "delete"
+
+
+def test_proxy_counts_every_request_and_adds_the_round_trip(moto_server: Any) -> None:
+    c0 = moto_server.client()
+    c0.create_bucket(Bucket="proxy-count")
+    with FaultProxy(moto_server.url, delay=0.05) as proxy:
+        import boto3
+
+        c = boto3.client(
+            "s3",
+            endpoint_url=proxy.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        proxy.reset()
+        c.put_object(Bucket="proxy-count", Key="a", Body=b"1")
+        t = time.perf_counter()
+        assert c.get_object(Bucket="proxy-count", Key="a")["Body"].read() == b"1"
+        took = time.perf_counter() - t
+        c.list_objects_v2(Bucket="proxy-count", Prefix="a")
+        c.delete_object(Bucket="proxy-count", Key="a")
+        assert proxy.counts() == {"write": 1, "read": 1, "list": 1, "delete": 1}
+        assert 0.05 <= took < 0.5  # the delay, and no Nagle stall on top (it was +40 ms)
+
+
+def _by_case(results: list[Result], store: str) -> dict[str, Result]:
+    return {r.case: r for r in results if r.store == store and r.system == "passivepaxos"}
+
+
+def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
+    cfg = BenchConfig.quick(stores=("memory", "file"), rtt=0.002, appenders=(1, 2), peers=False)
+    steps: list[str] = []
+    out = run(cfg, lambda label, done, total: steps.append(label))
+    assert steps[-1] == "done" and len(steps) > 10
+    for store in ("memory", "file"):
+        cases = _by_case(out.results, store)
+        holder = cases["append (lease holder)"]
+        assert holder.ops == cfg.n and len(holder.latencies) == cfg.n
+        assert dict(holder.requests) == {"write": cfg.n}  # one create per entry, no read
+        bulk = cases[f"bulk append ({cfg.per_slot}/slot)"]
+        assert bulk.entries == cfg.catchup and bulk.requests["write"] == bulk.ops
+        read = cases[f"catch-up read ({cfg.per_slot}/slot)"]
+        assert read.entries == cfg.catchup and read.requests["read"] >= read.ops
+        assert cases["kv get (lease read)"].requests_per_op < 1  # served from the lease
+        assert cases["failover (ttl 0.3 s)"].wall >= 0.3  # never before the ttl ran out
+    file_cases = _by_case(out.results, "file")
+    two = file_cases["contended append, 2 processes"]
+    assert two.ops == len(two.latencies) > 0 and "acks per process" in two.note
+    assert not any(r.case.startswith("contended") for r in out.results if r.store == "memory")
+    assert out.skipped == [
+        {"case": "contended append (memory)", "reason": "memory:// lives in one process"}
+    ]
+    names = {t["target"] for t in report.targets(out)}
+    assert "requests per entry, lease holder" in names
+    assert "client CPU throughput, memory, batching" in names
+    md = report.markdown(out, img="img")
+    assert "### Targets" in md and "![cpu](img/cpu.png)" in md
+    pngs = report.plots(out, tmp_path)
+    assert pngs and all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_quick_run_on_s3_side_by_side_with_the_peers(moto_server: Any) -> None:
+    pytest.importorskip("deltalake")
+    pytest.importorskip("slatedb")
+    cfg = BenchConfig.quick(
+        stores=("s3",), rtt=0.0, n=10, peer_n=3, appenders=(1,), catchup=500, seconds=0.5
+    )
+    out = run(cfg, moto=moto_server)
+    cases = _by_case(out.results, "s3")
+    # counted by the proxy, at the HTTP level: still exactly one PUT per entry
+    assert dict(cases["append (lease holder)"].requests) == {"write": 10}
+    systems = {r.system for r in out.results}
+    assert {"passivepaxos", "deltalake", "slatedb"} <= systems
+    ratios = {(x["peer"], x["ours"]): x for x in report.ratios(out)}
+    delta = ratios[("deltalake: append, 1 row/commit", "append (lease holder)")]
+    assert delta["requests_per_op"][1] == 1.0 and delta["requests_per_op"][0] > 1.0
+    assert delta["requests_ratio"] == round(delta["requests_per_op"][0] / 1.0, 2)
+    costs = {(c["system"], c["case"]): c for c in report.costs(out)}
+    holder_cost = costs[("passivepaxos", "append (lease holder)")]
+    assert holder_cost["s3"] == pytest.approx(5.0)  # 1 PUT/op at $0.005 per 1000
+    assert out.round_trips["s3"] > 0
+
+
+def test_cli_bench_json_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "performance.md").write_text("# Performance\n\nHand-written intro.\n")
+    code = main(
+        [
+            "bench",
+            "--quick",
+            "--stores",
+            "memory",
+            "--no-peers",
+            "--rtt-ms",
+            "1",
+            "--json",
+            "--docs",
+            str(docs),
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    data = json.loads(out.out)
+    assert {
+        "config",
+        "machine",
+        "results",
+        "targets",
+        "ratios",
+        "cost_usd_per_million_ops",
+        "round_trips_ms",
+        "skipped",
+        "seconds",
+    } <= set(data)
+    assert data["config"]["stores"] == ["memory"]
+    r = next(x for x in data["results"] if x["case"] == "append (lease holder)")
+    assert r["requests_per_op"] == 1.0 and r["p50_rtt"] > 0
+    page = (docs / "performance.md").read_text()
+    assert page.startswith("# Performance\n\nHand-written intro.")
+    assert "bench:begin" in page and "### Targets" in page
+    assert (docs / "img" / "bench" / "cpu.png").is_file()
+    # a second run replaces the generated block instead of appending another
+    assert (
+        main(
+            ["bench", "--quick", "--stores", "memory", "--no-peers", "--json", "--docs", str(docs)]
+        )
+        == 0
+    )
+    assert (docs / "performance.md").read_text().count("bench:begin") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--stores", "memory,nope"], "'nope'"),
+        (["--rtt-ms", "-1"], "--rtt"),
+        (["--docs", "/nonexistent/dir"], "/nonexistent/dir"),
+    ],
+)
+def test_cli_bench_bad_input(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    assert main(["bench", "--quick", "--no-peers", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("passivepaxos: error:") and needle in err
+
+
+def test_cli_bench_bad_appenders_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--appenders", "1,x"])
+    assert exc.value.code == 2
+    assert "1,x" in capsys.readouterr().err
