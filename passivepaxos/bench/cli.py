@@ -122,48 +122,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    _table(
-        "targets",
-        ["target", "goal", "measured", "met", "how"],
-        [
+    tables = [
+        (
+            "targets",
+            ["target", "goal", "measured", "met", "how"],
             [
-                t["target"],
-                t["goal"],
-                str(t["measured"]),
-                {True: "yes", False: "NO", None: "not measured"}[t["met"]],
-                t["how"],
-            ]
-            for t in data["targets"]
-        ],
-    )
-    _table(
-        "peer / passivepaxos on the same moto_server",
-        ["peer", "passivepaxos", "requests/op", "x fewer requests", "ms/op", "x faster"],
-        [
+                [t["target"], t["goal"], _num(t["measured"]), _MET[t["met"]], t["how"]]
+                for t in data["targets"]
+            ],
+        ),
+        (
+            "peer / passivepaxos on the same moto_server",
+            ["peer", "passivepaxos", "requests/op", "x fewer requests", "ms/op", "x faster"],
             [
-                x["peer"],
-                x["ours"],
-                f"{x['requests_per_op'][0]} / {x['requests_per_op'][1]}",
-                str(x["requests_ratio"]),
-                f"{x['ms_per_op'][0]} / {x['ms_per_op'][1]}",
-                str(x["time_ratio"]),
-            ]
-            for x in data["ratios"]
-        ],
-    )
-    _table(
-        "USD per million operations",
-        ["system", "case", *report.PRICED],
-        [
-            [c["system"], c["case"], *(f"{c[b]:.2f}" for b in report.PRICED)]
-            for c in data["cost_usd_per_million_ops"]
-        ],
-    )
+                [
+                    x["peer"],
+                    x["ours"],
+                    f"{x['requests_per_op'][0]} / {x['requests_per_op'][1]}",
+                    _num(x["requests_ratio"]),
+                    f"{x['ms_per_op'][0]} / {x['ms_per_op'][1]}",
+                    _num(x["time_ratio"]),
+                ]
+                for x in data["ratios"]
+            ],
+        ),
+        (
+            "USD per million operations (request prices from the capability table)",
+            ["system", "case", "counted on", *report.PRICED],
+            [
+                [c["system"], c["case"], c["counted_on"], *(f"{c[b]:.2f}" for b in report.PRICED)]
+                for c in data["cost_usd_per_million_ops"]
+            ],
+        ),
+    ]
+    for title, head, rows in tables:
+        if rows:
+            _table(title, head, rows)
     head, rows = report.result_rows(run)
     _table("every case", head, rows)
     for s in run.skipped:
         print(f"skipped: {s['case']}: {s['reason']}", file=sys.stderr)
     return 0
+
+
+_MET = {True: "yes", False: "NO", None: "not measured"}
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".")
 
 
 def _stderr_console() -> Any:
