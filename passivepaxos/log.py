@@ -68,6 +68,7 @@ lease state; a reader meeting one restarts from the newest snapshot.
 from __future__ import annotations
 
 import binascii
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -80,7 +81,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from passivepaxos.capabilities import ListMode
@@ -415,10 +416,19 @@ class TrimResult:
         return {"trimmed": self.trimmed, "before": self.before, "snapshot": self.snapshot}
 
 
-@dataclass
 class _Pending:
-    values: list[bytes]
-    future: Future[list[Position]] = field(default_factory=Future)
+    """One ``append`` call waiting in the group-commit queue (fields guarded by the log's
+    ``_glock``). ``wake`` exists only while the caller waits for another leader."""
+
+    __slots__ = ("done", "error", "lead", "result", "values", "wake")
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self.result: list[Position] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False  # leadership handed to this caller by the previous leader
+        self.wake: threading.Condition | None = None
 
 
 class _NotYet(Exception):
@@ -492,10 +502,15 @@ class Log:
         self._hint_last_write = float("-inf")
         self._hint_inflight = False
         self.slot_writes = 0  # slot decisions attempted by this object (stats)
-        # group commit (guarded by _cond)
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
+        # group commit (guarded by _glock): one leader at a time commits the queue; a
+        # waiting caller sleeps on its own condition, woken once (its result, or the
+        # leadership handed on to it); _lead() callers (claim, renew, ...) wait on _cond
+        self._glock = threading.Lock()
+        self._cond = threading.Condition(self._glock)
+        self._queue: collections.deque[_Pending] = collections.deque()
         self._leading = False
+        self._lead_waiters = 0
+        self._tls = threading.local()
         # membership changes (passivepaxos.membership; guarded by _ms_lock). _ms: None =
         # not looked yet, False = no change known, True = read slot by slot with the set
         # each slot's predecessors define (_cfgs), walked in order up to _walked
@@ -964,48 +979,99 @@ class Log:
         if not vals:
             return []
         p = _Pending(vals)
-        with self._cond:
+        with self._glock:
             self._queue.append(p)
-            while not p.future.done() and self._leading:
-                self._cond.wait()
-            if p.future.done():
-                return p.future.result()
-            self._leading = True
+            if self._leading:
+                p.wake = self._waker()
+                try:
+                    while not p.done and not p.lead:
+                        p.wake.wait()
+                except BaseException:  # interrupted while waiting: withdraw
+                    p.wake = None
+                    if not p.done:
+                        self._queue.remove(p)
+                        if p.lead:
+                            self._hand_on()
+                    raise
+                p.wake = None
+            else:
+                self._leading = True
+        if not p.done:  # we lead (taken, or handed on to us): commit until ours is done
+            try:
+                while not p.done:
+                    self._lead_round()
+            finally:
+                with self._glock:
+                    if not p.done:  # interrupted: never commit it later for a gone caller
+                        with contextlib.suppress(ValueError):
+                            self._queue.remove(p)
+                    self._hand_on()
+        if p.error is not None:
+            raise p.error
+        assert p.result is not None
+        return p.result
+
+    def _waker(self) -> threading.Condition:
+        """This thread's condition on ``_glock`` (made once per thread, not per append)."""
         try:
-            while not p.future.done():
-                self._lead_round()
-        finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
-        return p.future.result()
+            cv: threading.Condition = self._tls.cv
+        except AttributeError:
+            cv = self._tls.cv = threading.Condition(self._glock)
+        return cv
+
+    def _hand_on(self) -> None:
+        """Give up leadership (``_glock`` held): to a waiting ``_lead()`` caller first (it
+        would starve under a steady stream of appends otherwise), else to the oldest queued
+        append (woken alone, no thundering herd), else to nobody."""
+        if self._lead_waiters:
+            self._leading = False
+            self._cond.notify_all()
+            return
+        for q in self._queue:
+            if q.wake is not None:
+                self._leading = True
+                q.lead = True
+                q.wake.notify()
+                return
+        self._leading = False
 
     def _lead_round(self) -> None:
-        with self._cond:
+        with self._glock:
             batch: list[_Pending] = []
             n = size = 0
-            while self._queue:
-                nxt = self._queue[0]
-                k, b = len(nxt.values), sum(len(v) for v in nxt.values)
+            queue = self._queue
+            while queue:
+                nxt = queue[0]
+                k, b = len(nxt.values), sum(map(len, nxt.values))
                 if batch and (n + k > self.max_batch_entries or size + b > self.max_batch_bytes):
                     break
-                batch.append(self._queue.pop(0))
+                batch.append(queue.popleft())
                 n, size = n + k, size + b
         if not batch:
             return
         try:
-            slot = self._commit([v for q in batch for v in q.values])
+            slot = self._commit(
+                batch[0].values if len(batch) == 1 else [v for q in batch for v in q.values]
+            )
         except BaseException as exc:
-            for q in batch:
-                q.future.set_exception(exc)
+            self._settle(batch, None, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        index = 0
-        for q in batch:
-            q.future.set_result([Position(slot, index + i) for i in range(len(q.values))])
-            index += len(q.values)
+        self._settle(batch, slot, None)
         self._maybe_write_hint()
+
+    def _settle(self, batch: list[_Pending], slot: int | None, exc: BaseException | None) -> None:
+        index = 0
+        with self._glock:
+            for q in batch:
+                if slot is not None:
+                    q.result = [Position(slot, i) for i in range(index, index + len(q.values))]
+                    index += len(q.values)
+                q.error = exc
+                q.done = True
+                if q.wake is not None:
+                    q.wake.notify()
 
     def _commit(
         self,
@@ -1209,16 +1275,23 @@ class Log:
     @contextlib.contextmanager
     def _lead(self) -> Iterator[None]:
         """Be the group-commit leader (no append of this object runs meanwhile)."""
-        with self._cond:
-            while self._leading:
-                self._cond.wait()
+        with self._glock:
+            self._lead_waiters += 1
+            try:
+                while self._leading:
+                    self._cond.wait()
+            except BaseException:  # interrupted: do not leave queued appends asleep
+                self._lead_waiters -= 1
+                if not self._leading:
+                    self._hand_on()
+                raise
+            self._lead_waiters -= 1
             self._leading = True
         try:
             yield
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+            with self._glock:
+                self._hand_on()
 
     def claim_writer(self, ttl: float, *, wait: bool = True) -> ClaimResult:
         """ClaimWriter: append a claim record (epoch + 1, the fencing token) once nobody
