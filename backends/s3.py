@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -81,6 +82,10 @@ _TRANSIENT = {
 }
 
 
+def _raw_timestamp(value: str) -> str:
+    return value
+
+
 class S3Backend:
     def __init__(self, bucket: str, prefix: str = "", *, conditional: bool = True) -> None:
         self.bucket = bucket
@@ -93,9 +98,19 @@ class S3Backend:
             connect_timeout=float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
             read_timeout=float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
             max_pool_connections=32,
+            # our requests are built here from fixed shapes: skip botocore's validation
+            parameter_validation=False,
         )
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self._s3 = boto3.session.Session().client("s3", region_name=region, config=config)
+        core = botocore.session.get_session()
+        # Timestamps in responses (LastModified) are never used here; botocore parses each
+        # one with dateutil, a good part of a GET's client CPU. Keep them as strings.
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_raw_timestamp
+        )
+        self._s3 = boto3.session.Session(botocore_session=core).client(
+            "s3", region_name=region, config=config
+        )
 
     # -- error translation: the one place native errors become ours -------------------------
 
