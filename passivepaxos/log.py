@@ -716,7 +716,7 @@ class Log:
     def _config_at(self, slot: int) -> tuple[tuple[str, ...], int | None]:
         """(the store set deciding ``slot``, the ``conf`` its record must carry)."""
         if not self._membership():
-            return tuple(s.url for s in self.stores), None
+            return self._origin, None  # no change ever: the stores the log was opened on
         if not self._walk_to(slot - 1):
             raise QuorumError(
                 f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
