@@ -152,6 +152,7 @@ RECORD_KIND = "ppx-slot"
 GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()
 HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
+_RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -495,6 +496,13 @@ class Log:
         self._state = threading.Lock()
         self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self._known_data: bytes | None = None  # that slot's record
+        # the newest decided records seen (slot -> (chain hash, record)), so a state
+        # machine's next read needs neither its start slot's predecessor nor our own writes
+        # again: decided slots never change (a trimmed one only becomes a tombstone)
+        self._recent: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
+        self._recent_bytes = 0
+        self._snap_slots: list[int] | None = None  # snapshot listing (see _slot_entries)
+        self._end_probed = -1  # highest end slot a read probed past (see _raw_records)
         self._watch = TailWatch()  # when the known tail was first learned (lease expiry)
         self._lease: HolderLease | None = None  # set while this object holds the lease
         self._hint_seen = -1  # the hint value last read or written
@@ -927,11 +935,30 @@ class Log:
     def _learned(self, slot: int, data: bytes, digest: str | None = None) -> None:
         """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
         caller has it and ``data`` is a record, not a tombstone)."""
+        digest = digest or chain_hash(data, slot)
         with self._state:
             if self._known is None or slot > self._known[0]:
-                self._known = (slot, digest or chain_hash(data, slot))
+                self._known = (slot, digest)
                 self._known_data = data
                 self._watch.saw(slot, self._clock())
+            if slot not in self._recent:
+                self._recent[slot] = (digest, data)
+                self._recent_bytes += len(data)
+                while len(self._recent) > 1 and (
+                    len(self._recent) > _RECENT_SLOTS or self._recent_bytes > _RECENT_BYTES
+                ):
+                    _, (_, old) = self._recent.popitem(last=False)
+                    self._recent_bytes -= len(old)
+
+    def _cached(self, slot: int) -> tuple[str, bytes] | None:
+        with self._state:
+            return self._recent.get(slot)
+
+    def _fetch_reuse(self, slot: int) -> bytes | None:
+        """``_fetch``, served from the records this object has seen when it can: for reads
+        only (verify and trim must see the stored bytes)."""
+        hit = self._cached(slot)
+        return hit[1] if hit is not None else self._fetch(slot)
 
     def _maybe_write_hint(self) -> None:
         with self._state:
@@ -1163,6 +1190,9 @@ class Log:
             self._known = None
             self._known_data = None
             self._lease = None
+            self._recent.clear()
+            self._recent_bytes = 0
+            self._snap_slots = None
         raise TrimmedSlotError(slot, t.snap, self.url)
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
@@ -1365,17 +1395,21 @@ class Log:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, from_slot: int = 0, limit: int | None = None) -> Iterator[Entry]:
-        """Entries from slot ``from_slot`` to the current end, in order; ``limit`` caps the
-        number of entries. Slots up to the newest snapshot's slot ``s`` are served from the
-        snapshot (one LIST of ``snapshot/`` and one GET); slots ``s+1..`` are fetched
-        ``fetch_ahead`` at a time and validated, the chain checked from the snapshot's
-        anchor. Raises ``CompactedError`` for ``from_slot <= s`` when the snapshot holds
-        application state instead of entries."""
+    def read(
+        self, from_slot: int = 0, limit: int | None = None, *, to_slot: int | None = None
+    ) -> Iterator[Entry]:
+        """Entries from slot ``from_slot`` to the current end (or through slot ``to_slot``,
+        fetching nothing beyond it), in order; ``limit`` caps the number of entries. Slots
+        up to the newest snapshot's slot ``s`` are served from the snapshot (one LIST of
+        ``snapshot/`` on this object's first read, one GET); slots ``s+1..`` are fetched
+        up to ``fetch_ahead`` at a time and validated, the chain checked from the
+        snapshot's anchor; records this object already holds (its own writes, its recent
+        reads) are not fetched again. Raises ``CompactedError`` for ``from_slot <= s``
+        when the snapshot holds application state instead of entries."""
         count = 0
         if limit is not None and limit <= 0:
             return
-        for slot, entries in self._slot_entries(from_slot, follow=False):
+        for slot, entries in self._slot_entries(from_slot, follow=False, to_slot=to_slot):
             for i, v in enumerate(entries):
                 yield Entry(slot, i, v)
                 count += 1
@@ -1405,6 +1439,7 @@ class Log:
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
         stop: threading.Event | None = None,
+        to_slot: int | None = None,
     ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
         """(slot, entries) from ``from_slot`` on: from the newest snapshot while it covers
         the slot, then from the log. A tombstone met on the way (trimmed meanwhile) restarts
@@ -1412,8 +1447,18 @@ class Log:
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
         slot = from_slot
-        slots = self.snapshot_slots()
-        snap = self._load_snapshot(slots[-1]) if slots and slot <= slots[-1] + 1 else None
+        # the listing is cached per object: a snapshot written since only matters for
+        # slots trimmed since, and those read as tombstones, which re-list (below)
+        with self._state:
+            slots = self._snap_slots
+        if slots is None:
+            slots = self.snapshot_slots()
+            with self._state:
+                self._snap_slots = slots
+        covered = bool(slots) and (
+            slot <= slots[-1] or (slot == slots[-1] + 1 and self._cached(slot - 1) is None)
+        )
+        snap = self._load_snapshot(slots[-1]) if covered else None
         while True:
             start_prev: str | None = None
             if snap is not None and slot <= snap.slot:
@@ -1426,12 +1471,20 @@ class Log:
                 start_prev = snap.hash
             try:
                 for s, rec, _ in self._raw_records(
-                    slot, follow=follow, poll=poll, stop=stop, start_prev=start_prev
+                    slot,
+                    follow=follow,
+                    poll=poll,
+                    stop=stop,
+                    start_prev=start_prev,
+                    reuse=True,
+                    to_slot=to_slot,
                 ):
                     yield s, rec.entries
                     slot = s + 1
                 return
             except TrimmedSlotError as exc:
+                with self._state:
+                    self._snap_slots = None
                 snap = self._covering_snapshot(exc.slot)
 
     def _covering_snapshot(self, slot: int) -> SnapshotInfo:
@@ -1448,11 +1501,14 @@ class Log:
             )
         return newest
 
-    def _prev_of(self, from_slot: int) -> str | None:
+    def _prev_of(self, from_slot: int, *, reuse: bool = False) -> str | None:
         """The hash the record of ``from_slot`` must name; ``None`` (not checked) when
         slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
         if from_slot <= 0:
             return GENESIS
+        hit = self._cached(from_slot - 1) if reuse else None
+        if hit is not None:
+            return hit[0]
         data = self._fetch(from_slot - 1)
         if data is None:
             return None
@@ -1487,10 +1543,19 @@ class Log:
         stop: threading.Event | None = None,
         on_slot: Callable[[int], None] | None = None,
         start_prev: str | None = None,
+        reuse: bool = False,
+        to_slot: int | None = None,
     ) -> Iterator[tuple[int, Record, bytes]]:
+        """``reuse`` (reads, not verify): records this object has already seen (written,
+        read) are not fetched again, and once it has probed past an end of the log (the
+        slot after a missing one is missing too: no gap), a later read that stops at a
+        missing slot beyond that end does not probe again; a slot deleted there would
+        still show as a broken chain at the next write, and ``verify`` always probes."""
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
-        prev = self._prev_of(from_slot) if start_prev is None else start_prev
+        prev = self._prev_of(from_slot, reuse=reuse) if start_prev is None else start_prev
+        fetch = self._fetch_reuse if reuse else self._fetch
+        # (``to_slot``: stop after that slot, and never fetch beyond it)
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
         delay = poll[0]
@@ -1502,13 +1567,30 @@ class Log:
         run = 0  # slots read since the last time the end was reached
         try:
             while True:
-                for s in range(slot, slot + window):
+                if to_slot is not None and slot > to_slot:
+                    return
+                hit = self._cached(slot) if reuse else None
+                if hit is not None:  # seen already: no request, and no read-ahead growth
+                    ahead.pop(slot, None)
+                    rec = self._decode(hit[1], slot, prev)
+                    prev = hit[0]
+                    if on_slot is not None:
+                        on_slot(slot)
+                    yield slot, rec, hit[1]
+                    slot += 1
+                    continue
+                last = slot + window if to_slot is None else min(slot + window, to_slot + 1)
+                for s in range(slot, last):
                     if s not in ahead:
-                        ahead[s] = self._pool.submit(self._fetch, s)
+                        ahead[s] = self._pool.submit(fetch, s)
                 data = ahead.pop(slot).result()
                 if data is None:
-                    data = self._confirm_end(slot, ahead, probe=first_end)
+                    probe = first_end and not (reuse and 0 <= self._end_probed <= slot)
+                    data = self._confirm_end(slot, ahead, probe=probe)
                     first_end = False
+                    if data is None and probe:
+                        with self._state:
+                            self._end_probed = max(self._end_probed, slot)
                 if data is None:
                     if not follow or (stop is not None and stop.is_set()):
                         return
@@ -1753,6 +1835,8 @@ class Log:
 
     def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
         key = snapshot_key(slot)
+        with self._state:
+            self._snap_slots = None  # our next read lists again and finds this one
 
         def one(store: Store) -> SnapshotInfo:
             mode = PutMode.CREATE if store.capabilities.create else PutMode.OVERWRITE

@@ -187,8 +187,11 @@ def test_requests_per_acquire() -> None:
             locks.release(f"L{i}")
         per_release = counting.total / n
     print(json.dumps({"per_acquire": per_acquire, "detail": detail, "per_release": per_release}))
+    # one create, and one linearizable status read (one GET of the slot after the tail, +
+    # a probe past the end on this Log's first read); a release is its create (before:
+    # 8.9 and 6.0, docs/recipes.md)
     assert detail.get("put:create") == 1.0
-    assert per_acquire <= 12
+    assert per_acquire <= 2.1 and per_release == 1.0
 
 
 def test_cli(cli_log: tuple[str, CliRun]) -> None:

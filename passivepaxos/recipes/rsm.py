@@ -116,7 +116,8 @@ class StateMachine:
 
     def _run(self, through: Position | None, through_slot: int | None) -> None:
         last_slot = None
-        for e in self.log.read(self._next_slot):
+        bound = through.slot if through is not None else through_slot  # fetch nothing past it
+        for e in self.log.read(self._next_slot, to_slot=bound):
             if through_slot is not None and e.slot > through_slot:
                 self._done_slot = max(self._done_slot, through_slot)
                 self._next_slot = max(self._next_slot, through_slot + 1)
