@@ -74,6 +74,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
 import socket
 import threading
@@ -467,6 +468,7 @@ class Log:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         wait_expired_lease: bool = True,
+        backoff_max: float = 2.0,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
@@ -484,6 +486,10 @@ class Log:
         self._clock = clock  # monotonic: hint rate limit and all writer-lease timing
         self._wall = wall  # wall clock: only written into lease records for display
         self.wait_expired_lease = wait_expired_lease
+        # contention without a lease: a loser sleeps a random share of its last attempt's
+        # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
+        self.backoff_max = backoff_max
+        self._rng = random.Random()
         self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
         self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
         self._fanout = (
@@ -903,7 +909,10 @@ class Log:
         guess = max(known, self._read_hint() if start is None else start)
         lo, lo_data = -1, None  # lo: a slot known to exist (-1: virtual)
         hi: int | None = None  # a slot known to be missing
-        if guess >= 0:
+        hit = self._cached(known) if known >= 0 else None
+        if hit is not None:  # a slot we hold bounds the search from below: no GET for it
+            lo, lo_data = known, hit[1]
+        if guess > lo:
             got = self._exists(guess)
             if got is None:
                 hi = guess
@@ -1169,7 +1178,23 @@ class Log:
             if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
                 raise LeaseLostError(self.url, slot, winner.writer, won, lease.epoch)
             losses += 1
-            if losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
+            if self.backoff_max > 0 and op is None:
+                # Contention: racing again at once for the next slot loses again to the
+                # winner, who learns its own hash one round trip earlier; every loss costs
+                # a create and a read. Back off (randomized, exponential in the losses of
+                # this append) and then jump to the tail, so the slots go to one writer at
+                # a time and the losers spend few requests meanwhile.
+                took = max(self._clock() - started, 1e-4)
+                cap = min(self.backoff_max, took * 2 ** min(losses, 8))
+                pause = self._rng.uniform(0.5, 1.0) * cap
+                self._sleep(pause)
+                # the winner went on at about one slot per attempt time: look there first
+                last, data = self._discover(slot + int(pause / took))
+                if data is not None and last > slot:
+                    slot, prev = last + 1, chain_hash(data, last)
+                    state = self._state_of(last, data)
+                    continue
+            elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
                 last, data = self._discover(slot)
                 if data is not None and last > slot:
                     slot, prev = last + 1, chain_hash(data, last)

@@ -337,3 +337,51 @@ def test_hint_is_rate_limited() -> None:
         for i in range(20):
             log.append([bytes([i])])
     assert counting.counts["put:overwrite"] == 1
+
+
+@pytest.mark.parametrize("backoff", [0.0, 2.0])
+def test_contending_appenders_without_a_lease_back_off_and_lose_nothing(backoff: float) -> None:
+    """Appenders racing for the same slots with no lease: every acknowledged entry is in
+    the log exactly once at its acknowledged position, each writer's entries in its own
+    order; with backoff on, a loser sleeps before jumping to the tail (what keeps 16
+    contending processes near one writer's entries/s, docs/performance.md)."""
+    url = f"memory://contend-{uuid.uuid4().hex[:8]}"
+    init_log(url)
+    shared = CountingBackend(LatencyBackend(open_backend(url), 0.002))
+    pauses: list[float] = []
+    mu = threading.Lock()
+
+    def sleep(s: float) -> None:
+        with mu:
+            pauses.append(s)
+        threading.Event().wait(s)
+
+    logs = [
+        Log([Store(shared)], "create", url=url, writer_id=f"w{j}", backoff_max=backoff, sleep=sleep)
+        for j in range(4)
+    ]
+    acks: dict[bytes, tuple[int, int]] = {}
+    barrier = threading.Barrier(4)
+
+    def run(j: int) -> None:
+        barrier.wait()
+        for i in range(15):
+            v = f"w{j}-{i:02d}".encode()
+            (pos,) = logs[j].append_positions([v])
+            with mu:
+                acks[v] = (pos.slot, pos.index)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    got = [(e.slot, e.index, e.value) for e in Log.open(url).read()]
+    assert len(got) == 60 and {v: (s, i) for s, i, v in got} == acks
+    for j in range(4):
+        mine = [v for _, _, v in got if v.startswith(f"w{j}-".encode())]
+        assert mine == sorted(mine)
+    assert bool(pauses) == (backoff > 0 and shared.counts["put:create"] > 60)
+    assert all(0 < p <= backoff for p in pauses)
+    for log in logs:
+        log.close()
