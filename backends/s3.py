@@ -22,7 +22,9 @@ than silently sent as unconditional ones.
 
 from __future__ import annotations
 
+import collections
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,6 +88,58 @@ def _raw_timestamp(value: str) -> str:
     return value
 
 
+# Creating a boto3 client costs 0.3-0.5 s of CPU (a botocore session loads its service
+# models, resolves credentials); a warm Lambda or a long-lived process opening log after
+# log should pay it once. Clients are thread-safe; one per distinct configuration, read
+# from the environment each time, so changed credentials or endpoints get a new client.
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "PASSIVEPAXOS_CONNECT_TIMEOUT",
+    "PASSIVEPAXOS_READ_TIMEOUT",
+)
+_clients: collections.OrderedDict[tuple[str | None, ...], Any] = collections.OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def _client() -> Any:
+    key = tuple(os.environ.get(name) for name in _CLIENT_ENV)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+            return client
+    config = Config(
+        retries={"total_max_attempts": 1},
+        connect_timeout=float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
+        read_timeout=float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
+        max_pool_connections=32,
+        # our requests are built here from fixed shapes: skip botocore's validation
+        parameter_validation=False,
+    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    core = botocore.session.get_session()
+    # Timestamps in responses (LastModified) are never used here; botocore parses each
+    # one with dateutil, a good part of a GET's client CPU. Keep them as strings.
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=_raw_timestamp
+    )
+    client = boto3.session.Session(botocore_session=core).client(
+        "s3", region_name=region, config=config
+    )
+    with _clients_lock:
+        _clients[key] = client
+        while len(_clients) > 8:
+            _clients.popitem(last=False)
+    return client
+
+
 class S3Backend:
     def __init__(self, bucket: str, prefix: str = "", *, conditional: bool = True) -> None:
         self.bucket = bucket
@@ -93,24 +147,7 @@ class S3Backend:
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.capabilities = capabilities_for("s3" if conditional else "s3-compatible")
         self._conditional = conditional
-        config = Config(
-            retries={"total_max_attempts": 1},
-            connect_timeout=float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
-            read_timeout=float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
-            max_pool_connections=32,
-            # our requests are built here from fixed shapes: skip botocore's validation
-            parameter_validation=False,
-        )
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        core = botocore.session.get_session()
-        # Timestamps in responses (LastModified) are never used here; botocore parses each
-        # one with dateutil, a good part of a GET's client CPU. Keep them as strings.
-        core.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=_raw_timestamp
-        )
-        self._s3 = boto3.session.Session(botocore_session=core).client(
-            "s3", region_name=region, config=config
-        )
+        self._s3 = _client()
 
     # -- error translation: the one place native errors become ours -------------------------
 
@@ -243,7 +280,7 @@ class S3Backend:
             kwargs.pop("StartAfter", None)
 
     def close(self) -> None:
-        self._s3.close()
+        """Nothing to release: the client is shared by this process's S3 stores."""
 
 
 def open_backend(url: StoreURL) -> S3Backend:

@@ -37,12 +37,17 @@ def usd_per_million(r: Result, backend: str) -> float:
 
 
 def costs(run: BenchRun) -> list[dict[str, Any]]:
-    """Every counted case (ours and the peers), priced on each priced backend: the
-    create-mode protocol makes the same requests on S3, GCS and Azure, so counts taken on
-    any store price the same; ``counted_on`` says where they were counted."""
+    """Every counted case (ours and the peers; those counted on s3 when there are any),
+    priced on each priced backend: the create-mode protocol makes the same requests on
+    S3, GCS and Azure, so counts taken on any store price the same; ``counted_on`` says
+    where they were counted."""
     out = []
+    counted = {r.store for r in run.results}
+    where = "s3" if "s3" in counted else None  # moto's counts when there are any
     for r in run.results:
         if not r.ops or r.case.startswith(("failover", "cpu")):
+            continue
+        if where is not None and r.store != where:
             continue
         row: dict[str, Any] = {
             "system": r.system,

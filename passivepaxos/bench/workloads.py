@@ -35,6 +35,13 @@ __all__ = ["Result", "Target", "TargetSpec"]
 _KIND = {"get": "read", "list": "list", "delete": "delete"}
 
 
+def _counted(url: str, rtt: float) -> CountingBackend:
+    """The store of ``url`` with ``rtt`` added to each request (none at 0: the CPU cases
+    measure the library, not a sleep(0) per request), counted."""
+    raw = open_backend(url)
+    return CountingBackend(LatencyBackend(raw, rtt) if rtt > 0 else raw)
+
+
 def billing_kinds(counts: Counter[str]) -> Counter[str]:
     out: Counter[str] = Counter()
     for op, n in counts.items():
@@ -143,7 +150,7 @@ class Target:
         with self.environment():
             init_log(self.url)
         if self.kind != "s3":
-            self._counter = CountingBackend(LatencyBackend(open_backend(self.url), self.rtt))
+            self._counter = _counted(self.url, self.rtt)
         self.reset()
         return self.url
 
@@ -415,7 +422,7 @@ def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, 
     if spec.kind == "s3":
         log = Log.open(spec.url, writer_id=name)
     else:
-        counter = CountingBackend(LatencyBackend(open_backend(spec.url), spec.rtt))
+        counter = _counted(spec.url, spec.rtt)
         log = Log([Store(counter)], "create", url=spec.url, writer_id=name)
     log.head()  # find the tail before the clock starts, like a warm worker
     if counter is not None:
