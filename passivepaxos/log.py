@@ -49,7 +49,8 @@ checksum, a broken hash chain, or a slot missing while a later one exists. It ne
 Tail discovery never lists the log: read the hint object ``log/tail-hint`` (an OVERWRITE,
 written rarely, rate-limited to one write per ``hint_min_interval`` seconds per process
 because GCS allows ~1 write/s per object name; never trusted for correctness), then probe
-``h, h+1, h+2, h+4, ...`` until a slot is missing and binary-search back. This is sound
+``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
+narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
 because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
 only be built after slot ``i-1`` was decided.
 
@@ -154,6 +155,7 @@ GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()
 HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
 _RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
+_PROBES = 6  # slots probed at once by tail discovery (see _discover)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -896,9 +898,31 @@ class Log:
     def _exists(self, slot: int) -> bytes | None:
         return self._fetch(slot)
 
+    def _exists_many(self, slots: list[int]) -> dict[int, bytes | None]:
+        """``_exists`` of each slot, in parallel."""
+        if len(slots) == 1:
+            return {slots[0]: self._exists(slots[0])}
+        futs = {s: self._pool.submit(self._exists, s) for s in slots}
+        return {s: f.result() for s, f in futs.items()}
+
+    @staticmethod
+    def _narrow(
+        found: dict[int, bytes | None], lo: int, lo_data: bytes | None, hi: int | None
+    ) -> tuple[int, bytes | None, int | None]:
+        """The search interval after a round of probes: the highest slot seen to exist,
+        and the lowest slot above it seen missing (``hi`` if none)."""
+        for slot in sorted(found):
+            if found[slot] is not None and slot > lo:
+                lo, lo_data = slot, found[slot]
+        above = [slot for slot, data in found.items() if data is None and slot > lo]
+        if above:
+            hi = min(above) if hi is None else min(hi, min(above))
+        return lo, lo_data, hi
+
     def head(self) -> int:
         """The last slot of the log (``-1`` when empty). Reads the hint, then probes
-        ``h, h+1, h+2, h+4, ...`` and binary-searches back; never lists."""
+        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
+        gap found, 6 probes a round; never lists."""
         slot, _ = self._discover()
         return slot
 
@@ -918,23 +942,22 @@ class Log:
                 hi = guess
             else:
                 lo, lo_data = guess, got
-        if hi is None:
-            step = 1
-            while True:
-                probe = lo + step
-                got = self._exists(probe)
-                if got is None:
-                    hi = probe
-                    break
-                lo, lo_data = probe, got
-                step *= 2
+        # Both searches probe several slots at once (one round trip per round instead of
+        # one per probe): a fresh process finds a tail 32 slots past the hint in ~3 round
+        # trips instead of ~10, for a few more GETs. lo stays a slot seen to exist and hi
+        # one seen missing (slots appearing meanwhile only move the answer forward).
+        base = 1
+        while hi is None:
+            found = self._exists_many([lo + base * (1 << k) for k in range(_PROBES)])
+            lo, lo_data, hi = self._narrow(found, lo, lo_data, None)
+            base <<= _PROBES
+        assert hi is not None
         while hi - lo > 1:
-            mid = (lo + hi) // 2
-            got = self._exists(mid)
-            if got is None:
-                hi = mid
-            else:
-                lo, lo_data = mid, got
+            gap = hi - lo
+            points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
+            found = self._exists_many([p for p in points if lo < p < hi])
+            lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
+            hi = hi if narrowed is None else narrowed
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self._fetch(lo)
         if lo >= 0 and lo_data is not None:
