@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from passivepaxos.bench import environ  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
 from passivepaxos.urls import open_backend, use_source_backends  # noqa: E402
 
@@ -33,19 +34,9 @@ def fresh(name: str = "t") -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 
 
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
+def env(**values: str) -> contextlib.AbstractContextManager[None]:
     """Temporarily set environment variables (backends read them when opened)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return environ(values)
 
 
 class Injector:

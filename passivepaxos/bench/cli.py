@@ -122,40 +122,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    tables = [
-        (
-            "targets",
-            ["target", "goal", "measured", "met", "how"],
-            [
-                [t["target"], t["goal"], _num(t["measured"]), _MET[t["met"]], t["how"]]
-                for t in data["targets"]
-            ],
-        ),
-        (
-            "peer / passivepaxos on the same moto_server",
-            ["peer", "passivepaxos", "requests/op", "x fewer requests", "ms/op", "x faster"],
-            [
-                [
-                    x["peer"],
-                    x["ours"],
-                    f"{x['requests_per_op'][0]} / {x['requests_per_op'][1]}",
-                    _num(x["requests_ratio"]),
-                    f"{x['ms_per_op'][0]} / {x['ms_per_op'][1]}",
-                    _num(x["time_ratio"]),
-                ]
-                for x in data["ratios"]
-            ],
-        ),
-        (
-            "USD per million operations (request prices from the capability table)",
-            ["system", "case", "counted on", *report.PRICED],
-            [
-                [c["system"], c["case"], c["counted_on"], *(f"{c[b]:.2f}" for b in report.PRICED)]
-                for c in data["cost_usd_per_million_ops"]
-            ],
-        ),
-    ]
-    for title, head, rows in tables:
+    for title, _, head, rows in report.summary_tables(run):
         if rows:
             _table(title, head, rows)
     head, rows = report.result_rows(run)
@@ -163,13 +130,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for s in run.skipped:
         print(f"skipped: {s['case']}: {s['reason']}", file=sys.stderr)
     return 0
-
-
-_MET = {True: "yes", False: "NO", None: "not measured"}
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".")
 
 
 def _stderr_console() -> Any:

@@ -25,13 +25,13 @@ count the requests of the loop alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from passivepaxos.bench import environ
 
 __all__ = [
     "PeerRun",
@@ -206,26 +206,10 @@ def slatedb_env(endpoint: str) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """Set variables while the store is built (the builder copies them), then restore.
-    Not thread-safe, like any environment change: the bench runs peers one at a time."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _slatedb_store(endpoint: str, bucket: str) -> Any:
     from slatedb.uniffi import ObjectStore  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    with _environ(slatedb_env(endpoint)):
+    with environ(slatedb_env(endpoint)):
         return ObjectStore.resolve(f"s3://{bucket}")  # a path in the URL is refused
 
 

@@ -251,63 +251,63 @@ def result_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def markdown(run: BenchRun, img: str | None = None) -> str:
-    """The generated part of docs/performance.md (``img``: plot directory, relative)."""
-    m = run.machine
-    cfg = run.config
-    parts = [
-        f"Measured {m['date']} on {m['platform']} ({m['cpus']} CPUs), Python {m['python']}, "
-        f"moto {m['moto']}, boto3 {m['boto3']}, deltalake {m['deltalake']}, slatedb "
-        f"{m['slatedb']}. Injected round trip {cfg.rtt * 1000:g} ms on every request of every "
-        f"system; the s3 round trip through proxy + moto_server measured "
-        f"{run.round_trips.get('s3', 0) * 1000:.2f} ms (median small GET). "
-        f"Whole run {run.seconds:.0f} s.",
-        "### Targets",
-        _table(
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".")
+
+
+def _pair(v: list[float]) -> str:
+    return f"{_num(v[0])} / {_num(v[1])}"
+
+
+MET = {True: "yes", False: "no", None: "not measured"}
+
+Table = tuple[str, str, list[str], list[list[str]]]  # (title, note, head, rows)
+
+
+def summary_tables(run: BenchRun) -> list[Table]:
+    """Targets, peer ratios, cost, client CPU: the tables both the CLI and the docs show."""
+    return [
+        (
+            "Targets",
+            "",
             ["target", "goal", "measured", "met", "how"],
             [
-                [
-                    t["target"],
-                    t["goal"],
-                    "" if t["measured"] is None else f"{t['measured']:,}",
-                    {True: "yes", False: "**no**", None: "not measured"}[t["met"]],
-                    t["how"],
-                ]
+                [t["target"], t["goal"], _num(t["measured"]), MET[t["met"]], t["how"]]
                 for t in targets(run)
             ],
         ),
-        "### Side by side on the same moto_server",
-        "Ratios are peer / passivepaxos (time, requests, p99) and passivepaxos / peer "
-        "(ops/s): above 1 favours passivepaxos.",
-        _table(
+        (
+            "Side by side on the same moto_server",
+            "Ratios are peer / passivepaxos (requests, time): above 1 favours passivepaxos.",
             [
                 "peer",
                 "passivepaxos",
-                "requests/op (peer, ours)",
+                "requests/op (peer / ours)",
                 "x fewer requests",
-                "ms/op (peer, ours)",
+                "ms/op (peer / ours)",
                 "x faster",
-                "ops/s (peer, ours)",
-                "p99 ms (peer, ours)",
+                "ops/s (peer / ours)",
+                "p99 ms (peer / ours)",
             ],
             [
                 [
                     x["peer"],
                     x["ours"],
-                    f"{x['requests_per_op'][0]} / {x['requests_per_op'][1]}",
-                    str(x["requests_ratio"]),
-                    f"{x['ms_per_op'][0]} / {x['ms_per_op'][1]}",
-                    str(x["time_ratio"]),
-                    f"{x['ops_per_s'][0]} / {x['ops_per_s'][1]}",
-                    f"{x['p99_ms'][0]} / {x['p99_ms'][1]}",
+                    _pair(x["requests_per_op"]),
+                    _num(x["requests_ratio"]),
+                    _pair(x["ms_per_op"]),
+                    _num(x["time_ratio"]),
+                    _pair(x["ops_per_s"]),
+                    _pair(x["p99_ms"]),
                 ]
                 for x in ratios(run)
             ],
         ),
-        "### Cost per million operations",
-        "From the requests counted on moto_server and the capability table's prices "
-        "(`passivepaxos backends`): LIST billed with writes, GET with reads, DELETE free.",
-        _table(
+        (
+            "Cost per million operations",
+            "From the counted requests and the capability table's prices (`passivepaxos "
+            "backends`): LIST billed with writes, GET with reads, DELETE free; per entry for "
+            "the bulk cases.",
             ["system", "case", "counted on", "requests/op", *(f"{b} $/M ops" for b in PRICED)],
             [
                 [
@@ -320,8 +320,9 @@ def markdown(run: BenchRun, img: str | None = None) -> str:
                 for c in costs(run)
             ],
         ),
-        "### Client CPU (memory://, no injected latency)",
-        _table(
+        (
+            "Client CPU (memory://, no injected latency)",
+            "",
             ["case", "entries", "CPU s", "entries per CPU second"],
             [
                 [r.case, f"{r.entries:,}", f"{r.cpu:.3f}", f"{(r.entries or 0) / r.cpu:,.0f}"]
@@ -329,9 +330,24 @@ def markdown(run: BenchRun, img: str | None = None) -> str:
                 if r.case.startswith("cpu:") and r.cpu
             ],
         ),
-        "### Every case",
-        _table(*result_rows(run)),
     ]
+
+
+def markdown(run: BenchRun, img: str | None = None) -> str:
+    """The generated part of docs/performance.md (``img``: plot directory, relative)."""
+    m = run.machine
+    cfg = run.config
+    parts = [
+        f"Measured {m['date']} on {m['platform']} ({m['cpus']} CPUs), Python {m['python']}, "
+        f"moto {m['moto']}, boto3 {m['boto3']}, deltalake {m['deltalake']}, slatedb "
+        f"{m['slatedb']}. Injected round trip {cfg.rtt * 1000:g} ms on every request of every "
+        f"system; the s3 round trip through proxy + moto_server measured "
+        f"{run.round_trips.get('s3', 0) * 1000:.2f} ms (median small GET). "
+        f"Whole run {run.seconds:.0f} s."
+    ]
+    for title, note, head, rows in summary_tables(run):
+        parts += [f"### {title}", *([note] if note else []), _table(head, rows)]
+    parts += ["### Every case", _table(*result_rows(run))]
     if run.skipped:
         parts.append("Skipped: " + "; ".join(f"{s['case']} ({s['reason']})" for s in run.skipped))
     if img is not None:

@@ -9,6 +9,7 @@ system is counted and delayed alike. Each workload returns a ``Result``.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -18,11 +19,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from passivepaxos.bench import environ
 from passivepaxos.log import Log
 from passivepaxos.manifest import init_log
 from passivepaxos.store import Store
@@ -158,22 +159,9 @@ class Target:
         env = tuple(self.s3.env.items()) if self.s3 is not None else ()
         return TargetSpec(self.kind, self.url, self.rtt, env)
 
-    @contextmanager
-    def environment(self) -> Iterator[None]:
+    def environment(self) -> contextlib.AbstractContextManager[None]:
         """The SDK environment (endpoint = the counting proxy) while opening s3 logs."""
-        if self.s3 is None:
-            yield
-            return
-        saved = {k: os.environ.get(k) for k in self.s3.env}
-        os.environ.update(self.s3.env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        return environ(self.s3.env) if self.s3 is not None else contextlib.nullcontext()
 
     def log(self, writer_id: str, **kwargs: Any) -> Log:
         if self._counter is None:
