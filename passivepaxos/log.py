@@ -156,6 +156,9 @@ HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
 _RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
 _PROBES = 6  # slots probed at once by tail discovery (see _discover)
+# an append backs off after its first _BACKOFFS lost races, then races every slot (so it
+# cannot be kept out forever by writers that keep winning); see _commit
+_BACKOFFS = 6
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -1201,7 +1204,7 @@ class Log:
             if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
                 raise LeaseLostError(self.url, slot, winner.writer, won, lease.epoch)
             losses += 1
-            if self.backoff_max > 0 and op is None:
+            if self.backoff_max > 0 and op is None and config is None and losses <= _BACKOFFS:
                 # Contention: racing again at once for the next slot loses again to the
                 # winner, who learns its own hash one round trip earlier; every loss costs
                 # a create and a read. Back off (randomized, exponential in the losses of
@@ -1211,8 +1214,16 @@ class Log:
                 cap = min(self.backoff_max, took * 2 ** min(losses, 8))
                 pause = self._rng.uniform(0.5, 1.0) * cap
                 self._sleep(pause)
-                # the winner went on at about one slot per attempt time: look there first
-                last, data = self._discover(slot + int(pause / took))
+                # The winner went on at about one slot per attempt time: read the slot it
+                # should have reached and try right after it (one GET; a wrong guess costs
+                # one lost race, cheaper than searching for the exact tail every time).
+                guess = slot + max(1, int(pause / took))
+                got = self._exists(guess)
+                if got is not None:
+                    self._learned(guess, got)
+                    last, data = guess, got
+                else:
+                    last, data = self._discover(slot)
                 if data is not None and last > slot:
                     slot, prev = last + 1, chain_hash(data, last)
                     state = self._state_of(last, data)
