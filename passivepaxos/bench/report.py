@@ -3,6 +3,7 @@ dollars per million operations from the capability table, markdown tables and PN
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -410,12 +411,12 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     save(fig, "contention")
 
     pairs = ratios(run)
-    labels = [f"{p['peer']}\nvs {p['ours']}" for p in pairs]
+    labels = [textwrap.fill(f"{p['peer']} vs {p['ours']}", 24) for p in pairs]
     for name, key, ylabel in (
         ("peers-latency", "ms_per_op", "ms per operation"),
         ("peers-requests", "requests_per_op", "storage requests per op"),
     ):
-        fig, ax = plt.subplots(figsize=(7, 3.8))
+        fig, ax = plt.subplots(figsize=(9, 4.2))
         xs = list(range(len(pairs)))
         ax.bar([x - 0.2 for x in xs], [p[key][0] for p in pairs], 0.4, label="peer")
         ax.bar([x + 0.2 for x in xs], [p[key][1] for p in pairs], 0.4, label="passivepaxos")
