@@ -1221,19 +1221,17 @@ class Log:
                 got = self._exists(guess)
                 if got is not None:
                     self._learned(guess, got)
-                    last, data = guess, got
+                    ahead: tuple[int, bytes | None] = (guess, got)
                 else:
-                    last, data = self._discover(slot)
-                if data is not None and last > slot:
-                    slot, prev = last + 1, chain_hash(data, last)
-                    state = self._state_of(last, data)
-                    continue
+                    ahead = self._discover(slot)
             elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                last, data = self._discover(slot)
-                if data is not None and last > slot:
-                    slot, prev = last + 1, chain_hash(data, last)
-                    state = self._state_of(last, data)
-                    continue
+                ahead = self._discover(slot)
+            else:
+                ahead = (slot, None)
+            last, found = ahead
+            if found is not None and last > slot:
+                slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
+                continue
             slot, prev, state = slot + 1, record_hash(decided), won
 
     def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:

@@ -343,7 +343,7 @@ def markdown(run: BenchRun, img: str | None = None) -> str:
         f"moto {m['moto']}, boto3 {m['boto3']}, deltalake {m['deltalake']}, slatedb "
         f"{m['slatedb']}. Injected round trip {cfg.rtt * 1000:g} ms on every request of every "
         f"system; the s3 round trip through proxy + moto_server measured "
-        f"{run.round_trips.get('s3', 0) * 1000:.2f} ms (median small GET). "
+        f"{run.round_trips.get('s3', 0) * 1000:.2f} ms (median small conditional PUT). "
         f"Whole run {run.seconds:.0f} s."
     ]
     for title, note, head, rows in summary_tables(run):
