@@ -183,3 +183,35 @@ def test_cli_bench_bad_appenders_is_a_usage_error(capsys: pytest.CaptureFixture[
         main(["bench", "--appenders", "1,x"])
     assert exc.value.code == 2
     assert "1,x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("missing", "args"),
+    [
+        ("moto", ["--stores", "memory,s3"]),
+        ("matplotlib", ["--stores", "memory", "--docs", "."]),
+    ],
+)
+def test_cli_bench_missing_extra_is_refused_up_front(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    missing: str,
+    args: list[str],
+) -> None:
+    """Without the bench extra: one line naming what to install, exit 2, before any work
+    (not a traceback minutes into a run, as a fresh install once showed)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
+    started: list[str] = []
+    monkeypatch.setattr(
+        "passivepaxos.bench.workloads.Target.fresh", lambda self: started.append("x")
+    )
+    assert main(["bench", "--quick", "--no-peers", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("passivepaxos: error:") and missing in err
+    assert "passivepaxos[bench]" in err and len(err.strip().splitlines()) == 1
+    assert started == []

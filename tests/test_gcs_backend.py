@@ -25,6 +25,7 @@ if str(_ROOT) not in sys.path:  # the repository root, for `passivepaxos` and `t
 from google.api_core import exceptions as gexc  # noqa: E402
 from google.cloud import storage  # noqa: E402
 
+from passivepaxos.bench.proxy import FaultProxy  # noqa: E402
 from passivepaxos.errors import (  # noqa: E402
     AlreadyExistsError,
     ConfigError,
@@ -39,7 +40,6 @@ from passivepaxos.errors import (  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
 from passivepaxos.types import Backend, PutMode, Version  # noqa: E402
 from passivepaxos.urls import open_backend  # noqa: E402
-from passivepaxos.bench.proxy import FaultProxy  # noqa: E402
 from tests.servers.gcs_server import FakeGCS  # noqa: E402
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"

@@ -98,8 +98,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from passivepaxos.cli import _print_json, _table
 
     cfg = _config(args)
-    if args.docs and not Path(args.docs).is_dir():
-        raise ConfigError(f"bench: --docs {args.docs}: not a directory")
+    if args.docs:
+        if not Path(args.docs).is_dir():
+            raise ConfigError(f"bench: --docs {args.docs}: not a directory")
+        runner.require("matplotlib", what="--docs (the plots)")
+    if "s3" in cfg.stores:  # checked again by the runner; here before the progress bar
+        runner.require("moto", "boto3", what="the s3 store (moto_server)")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -4,6 +4,7 @@ with one progress callback; ``report.py`` turns the results into tables, targets
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import statistics
@@ -17,7 +18,7 @@ from passivepaxos.bench import workloads as w
 from passivepaxos.bench.workloads import Result, Target
 from passivepaxos.errors import ConfigError
 
-__all__ = ["BenchConfig", "S3Env", "run"]
+__all__ = ["BenchConfig", "S3Env", "require", "run"]
 
 STORES = ("memory", "file", "s3")
 # the peers' case names (report.PAIRS pairs each with ours)
@@ -72,6 +73,17 @@ class BenchConfig:
             raise ConfigError("bench: --appenders must be positive integers")
 
 
+def require(*modules: str, what: str) -> None:
+    """Refuse up front (exit 2, one line) when an optional dependency is missing, instead
+    of a traceback minutes into a run."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"bench: {what} needs {', '.join(missing)}, which is not installed; "
+            "install the bench extra: pip install 'passivepaxos[bench]'"
+        )
+
+
 @dataclass
 class S3Env:
     """A moto_server with the counting/delaying proxy in front and one bucket."""
@@ -86,14 +98,10 @@ class S3Env:
     @classmethod
     def start(cls, rtt: float, server: Any = None) -> S3Env:
         """Start moto_server (unless ``server``, a running ``MotoServer``, is given)."""
-        try:
-            from passivepaxos.bench.moto import CREDS, MotoServer
-            from passivepaxos.bench.proxy import FaultProxy
-        except ImportError as exc:
-            raise ConfigError(
-                f"bench: the s3 store needs moto_server ({exc}); "
-                "install the bench extra: pip install 'passivepaxos[bench]'"
-            ) from exc
+        require("moto", "boto3", what="the s3 store (moto_server)")
+        from passivepaxos.bench.moto import CREDS, MotoServer
+        from passivepaxos.bench.proxy import FaultProxy
+
         owned = server is None
         if server is None:
             server = MotoServer().start()
