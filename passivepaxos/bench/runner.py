@@ -79,7 +79,7 @@ def require(*modules: str, what: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
-            f"bench: {what} needs {', '.join(missing)}, which is not installed; "
+            f"bench: {what} needs {' and '.join(missing)} (not installed); "
             "install the bench extra: pip install 'passivepaxos[bench]'"
         )
 
