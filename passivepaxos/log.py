@@ -1221,14 +1221,14 @@ class Log:
                 got = self._exists(guess)
                 if got is not None:
                     self._learned(guess, got)
-                    ahead: tuple[int, bytes | None] = (guess, got)
+                    jump: tuple[int, bytes | None] = (guess, got)
                 else:
-                    ahead = self._discover(slot)
+                    jump = self._discover(slot)
             elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                ahead = self._discover(slot)
+                jump = self._discover(slot)
             else:
-                ahead = (slot, None)
-            last, found = ahead
+                jump = (slot, None)
+            last, found = jump
             if found is not None and last > slot:
                 slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
                 continue

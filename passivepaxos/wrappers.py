@@ -66,6 +66,11 @@ class CountingBackend(_Wrapper):
         with self._lock:
             self.counts.clear()
 
+    def snapshot(self) -> Counter[str]:
+        """A copy of the counts, consistent while other threads keep counting."""
+        with self._lock:
+            return Counter(self.counts)
+
     def get(self, key: str) -> tuple[bytes, Version] | None:
         self._count("get")
         return self.inner.get(key)

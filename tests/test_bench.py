@@ -34,15 +34,7 @@ def test_proxy_counts_every_request_and_adds_the_round_trip(moto_server: Any) ->
     c0 = moto_server.client()
     c0.create_bucket(Bucket="proxy-count")
     with FaultProxy(moto_server.url, delay=0.05) as proxy:
-        import boto3
-
-        c = boto3.client(
-            "s3",
-            endpoint_url=proxy.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        c = moto_server.client(endpoint_url=proxy.url)
         proxy.reset()
         c.put_object(Bucket="proxy-count", Key="a", Body=b"1")
         t = time.perf_counter()

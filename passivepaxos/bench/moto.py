@@ -71,12 +71,14 @@ class MotoServer:
         return {**CREDS, "AWS_ENDPOINT_URL": self.url}
 
     def client(self, service: str = "s3", **kwargs: Any) -> Any:
+        """A boto3 client of this server (``endpoint_url=``: reach it another way, e.g.
+        through a proxy in front of it)."""
         import boto3
 
         make: Any = boto3.client  # the stubs' per-service overloads do not take a str
         return make(
             service,
-            endpoint_url=self.url,
+            endpoint_url=kwargs.pop("endpoint_url", self.url),
             region_name="us-east-1",
             aws_access_key_id=kwargs.pop("key", "testing"),
             aws_secret_access_key=kwargs.pop("secret", "testing"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from passivepaxos.bench.runner import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
-from passivepaxos.bench.workloads import Result, pct
+from passivepaxos.bench.workloads import Result, contended_case, pct
 from passivepaxos.capabilities import capabilities_for
 
 if TYPE_CHECKING:
@@ -149,13 +149,9 @@ def targets(run: BenchRun) -> list[dict[str, Any]]:
                 )
             )
     for store in ("s3", "file"):
-        cs = sorted(
-            (r for r in run.results if r.store == store and r.case.startswith("contended append")),
-            key=lambda r: r.ops,
-        )
-        one = find(run, store, "contended append, 1 processes")
-        many = find(run, store, "contended append, 16 processes")
-        if one and many and cs:
+        one = find(run, store, contended_case(1))
+        many = find(run, store, contended_case(16))
+        if one and many:
             share = many.ops_per_s / one.ops_per_s if one.ops_per_s else 0.0
             out.append(
                 _target(
@@ -390,15 +386,13 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for store in ("file", "s3"):
-        cs = sorted(
-            (r for r in run.results if r.store == store and r.case.startswith("contended append")),
-            key=lambda r: int(r.case.split(", ")[1].split()[0]),
-        )
+        found = [(k, find(run, store, contended_case(k))) for k in sorted(run.config.appenders)]
+        cs = [(k, r) for k, r in found if r is not None]
         if cs:
-            xs = [int(r.case.split(", ")[1].split()[0]) for r in cs]
-            ax.plot(xs, [r.ops_per_s for r in cs], marker="o", label=f"{store}: entries/s")
+            xs = [k for k, _ in cs]
+            ax.plot(xs, [r.ops_per_s for _, r in cs], marker="o", label=f"{store}: entries/s")
             ax.axhline(
-                0.7 * cs[0].ops_per_s,
+                0.7 * cs[0][1].ops_per_s,
                 ls=":",
                 lw=1,
                 color=ax.lines[-1].get_color(),

@@ -113,15 +113,7 @@ class S3Env:
     def round_trip(self, samples: int = 60) -> float:
         """Median time of one small conditional create (PUT ``If-None-Match: *``, the
         request a slot append makes) through the proxy: one round trip on this s3."""
-        import boto3
-
-        c = boto3.client(
-            "s3",
-            endpoint_url=self.proxy.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        c = self.server.client(endpoint_url=self.proxy.url)
         body = b"r" * 300
         times = []
         for i in range(samples):

@@ -173,8 +173,7 @@ class Target:
         if self._counter is None:
             counts: Counter[str] = self.s3.proxy.counts()
             return counts
-        with self._counter._lock:
-            return billing_kinds(Counter(self._counter.counts))
+        return billing_kinds(self._counter.snapshot())
 
     def hint_writes(self) -> int:
         """Tail-hint overwrites among the counted writes (the only overwrites a log does
@@ -183,8 +182,7 @@ class Target:
             return sum(
                 1 for m, p in list(self.s3.proxy.requests) if "tail-hint" in p and m == "PUT"
             )
-        with self._counter._lock:
-            return self._counter.counts["put:overwrite"]
+        return self._counter.snapshot()["put:overwrite"]
 
     def reset(self) -> None:
         if self._counter is not None:
@@ -423,7 +421,12 @@ def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, 
         log.append([f"{name}-{len(lat):07d}".encode().ljust(100, b".")])
         lat.append(time.perf_counter() - t1)
     log.close()
-    q.put((name, lat, dict(billing_kinds(counter.counts)) if counter else None))
+    q.put((name, lat, dict(billing_kinds(counter.snapshot())) if counter else None))
+
+
+def contended_case(processes: int) -> str:
+    """The case name of ``contended(t, processes, ...)`` (the report looks cases up by it)."""
+    return f"contended append, {processes} processes"
 
 
 def contended(t: Target, processes: int, seconds: float) -> Result:
@@ -462,7 +465,7 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
     return Result(
         "passivepaxos",
         t.kind,
-        f"contended append, {processes} processes",
+        contended_case(processes),
         len(lat),
         seconds,
         lat,

@@ -116,12 +116,12 @@ class StateMachine:
 
     def _run(self, through: Position | None, through_slot: int | None) -> None:
         last_slot = None
-        bound = through.slot if through is not None else through_slot  # fetch nothing past it
+        # fetch nothing past the slot we have to reach
+        ends = [
+            b for b in (None if through is None else through.slot, through_slot) if b is not None
+        ]
+        bound = min(ends, default=None)
         for e in self.log.read(self._next_slot, to_slot=bound):
-            if through_slot is not None and e.slot > through_slot:
-                self._done_slot = max(self._done_slot, through_slot)
-                self._next_slot = max(self._next_slot, through_slot + 1)
-                return
             if last_slot is not None and e.slot != last_slot:
                 self._done_slot = max(self._done_slot, e.slot - 1)
             last_slot = e.slot
