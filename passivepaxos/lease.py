@@ -179,24 +179,60 @@ def check_transition(
 @dataclass
 class HolderLease:
     """What the holder knows: its epoch, ttl, its last slot and when it *started* the last
-    successful write (its own monotonic clock)."""
+    successful write (its own monotonic clock).
+
+    Every record the holder *sends* may land, even when its answer never comes back, and
+    a claimant may then count the ``ttl`` *that* record carries. So before sending a record
+    with ttl ``T`` (``0`` for a release) the holder lowers ``cap`` to ``now + 0.75 T``:
+    the read window is the minimum over every record it has sent or may have sent since its
+    last established write. While a sent record's outcome is unknown (``pending``: the
+    highest slot sent to; in flight, or ambiguous after an error) no lease read is served:
+    that record may already be visible to others."""
 
     epoch: int
     ttl: float
     last_slot: int
     write_started: float
     wall: float = 0.0  # wall clock written into the last record (display only)
+    cap: float = math.inf  # read-window bound from records sent but not established
+    pending: int | None = None  # highest slot of a record sent whose outcome is unknown
+    pending_since: float = math.inf  # when the first such send started (own clock)
 
     def read_deadline(self) -> float:
-        return self.write_started + READ_FRACTION * self.ttl
+        return min(self.write_started + READ_FRACTION * self.ttl, self.cap)
 
     def can_read(self, now: float) -> bool:
-        """Lease reads are served while ``now < write_started + 0.75 ttl``."""
-        return now < self.read_deadline()
+        """Lease reads are served while no record of ours is in flight or unresolved and
+        ``now < min(write_started + 0.75 ttl, cap)``."""
+        return self.pending is None and now < self.read_deadline()
 
-    def wrote(self, slot: int, started: float) -> None:
+    def sending(self, slot: int, ttl: float, now: float) -> None:
+        """About to send a record for ``slot`` carrying ``ttl`` (``0``: a release); call
+        *before* the request leaves, with ``now`` read before it."""
+        self.cap = min(self.cap, now + READ_FRACTION * ttl)
+        self.pending = slot if self.pending is None else max(self.pending, slot)
+        self.pending_since = min(self.pending_since, now)
+
+    def wrote(
+        self, slot: int, started: float, ttl: float | None = None, wall: float | None = None
+    ) -> None:
+        """Our record at ``slot`` (send started at ``started``) is established: every slot
+        before it is decided, so no earlier record of ours can land any more and a claimant
+        must watch ``slot`` or a later record."""
         self.last_slot = slot
         self.write_started = max(self.write_started, started)
+        if ttl is not None:
+            self.ttl = ttl
+        if wall is not None:
+            self.wall = wall
+        if self.pending is None or slot >= self.pending:
+            self.cap, self.pending, self.pending_since = math.inf, None, math.inf
+
+    def settle(self, slot: int, ttl: float, wall: float) -> None:
+        """``slot`` (the highest we sent to) turned out to hold our own ``hold`` record,
+        learned by a read: it was sent no earlier than ``pending_since``."""
+        assert self.pending == slot
+        self.wrote(slot, self.pending_since, ttl, wall)
 
 
 @dataclass(frozen=True)
