@@ -38,19 +38,33 @@ only after it has seen the log's tail unchanged for a full TTL of its *own* elap
 (monotonic) time: :class:`TailWatch` remembers when this process first learned the
 current tail. The holder answers *lease reads* (the current head, no I/O) only while
 ``READ_FRACTION x TTL`` (0.75) of its own elapsed time has not passed since it *started*
-its last successful write (:class:`HolderLease`).
+its last successful write (:class:`HolderLease`), with two more rules, because a record
+the holder sends may land although its answer is lost (an ambiguous write) and a
+claimant then watches *that* record and counts *its* TTL:
 
-Why that is enough: let the holder start its last successful write (slot ``t``) at true
-time ``s``. A claimant's watch of tail ``t`` starts after it read record ``t``, so after
-``s``; it waits ``TTL`` on its clock, which runs at rate ``r_c`` (clock seconds per true
-second), so its claim lands at true time ``>= s + TTL / r_c``. The holder stops serving
-lease reads at ``s + 0.75 TTL / r_h``. Every write by someone else (the claim, and all
-that follow it) lands after the holder stopped answering iff ``TTL / r_c >= 0.75 TTL /
-r_h``, i.e. ``r_c / r_h <= 1 / 0.75 = 4/3``: the claimant's clock may run up to 33% faster
-than the holder's (any slower is fine), which covers a relative drift of +/-25%. Outside
-that bound only lease reads can be stale (a claimant whose clock runs 1.5x the holder's
-claims after 0.667 TTL of the holder's time while the holder still answers until 0.75
-TTL); writes and fencing stay exact because they never consult a clock.
+- before sending a record with TTL ``T'`` (a renewal with a new TTL; ``0`` for a
+  release), the window is lowered to ``now + 0.75 T'`` if that is earlier: the window is
+  the minimum over every record sent or possibly sent since the last established one;
+- while a record of its own is in flight, or its outcome is unknown after an error, no
+  lease read is served at all (that record may be visible to readers already, and the
+  head the holder knows would miss it); the next established write, or a read that
+  reaches that slot, settles it.
+
+Why that is enough: let the holder start sending the record a claimant watches (slot
+``t``) at true time ``s``. The claimant's watch of tail ``t`` starts after it read record
+``t``, so after ``s``; it waits that record's ``TTL`` on its clock, which runs at rate
+``r_c`` (clock seconds per true second), so its claim lands at true time ``>= s + TTL /
+r_c``. The holder stops serving lease reads at ``s + 0.75 TTL / r_h`` at the latest (a
+record of ours after ``t`` would be the watched one instead). Every write by someone else
+(the claim, and all that follow it) lands after the holder stopped answering iff ``TTL /
+r_c >= 0.75 TTL / r_h``, i.e. ``r_c / r_h <= 1 / 0.75 = 4/3``: the claimant's clock may run
+up to 33% faster than the holder's (any slower is fine), which covers a relative drift of
++/-25%. "Rate" includes stops: the holder's monotonic clock must keep counting while its
+process is paused (it does for SIGSTOP and scheduling stalls; Linux's CLOCK_MONOTONIC does
+not count a suspended machine). Outside that bound only lease reads can be stale (a
+claimant whose clock runs 1.5x the holder's claims after 0.667 TTL of the holder's time
+while the holder still answers until 0.75 TTL); writes and fencing stay exact because they
+never consult a clock.
 
 ``expires`` (``wall + ttl`` of the tail record) is a wall-clock *estimate* for people; no
 decision depends on it except one convenience: a non-holder's ``append`` waits out (with
