@@ -474,9 +474,14 @@ class Locks:
         """Whether we may still act as the holder: we hold ``name`` and less than 0.75 x ttl
         of our own clock has passed since we started our last successful acquire/refresh
         (the ttl of any acquire/refresh sent since whose outcome is unknown, if shorter)."""
+        return self._clock() < self.valid_until(name)
+
+    def valid_until(self, name: str) -> float:
+        """When (our own ``clock``) :meth:`valid` turns False, as things stand now;
+        ``-inf`` if we do not hold ``name``."""
         with self._mu:
             held = self._held.get(name)
-            return held is not None and self._clock() < held.until()
+            return -math.inf if held is None else held.until()
 
     def token(self, name: str) -> int | None:
         with self._mu:
