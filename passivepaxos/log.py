@@ -1471,7 +1471,10 @@ class Log:
             slot = known[0]
             if slot != lease.pending:
                 return
-        state = self._state_of(slot, data, fast=False)
+        try:
+            state = self._state_of(slot, data, fast=False)
+        except PassivePaxosError:  # unreadable: stay unsettled (lease reads refused)
+            return
         if (state.holder, state.epoch) != (self.writer_id, lease.epoch) or state.ttl is None:
             return  # not ours (lost, or released): lease_read refuses; a write will tell
         with self._state:
