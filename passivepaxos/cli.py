@@ -431,14 +431,20 @@ def cmd_kv(args: argparse.Namespace) -> int:
 
 
 def _default_owner() -> str:
+    """An owner id unique to this process (``USER@HOST-PID-RANDOM``): an acquire by the
+    holder renews the lock, so a shared default would hand one lock to two processes."""
     import getpass
+    import os
+    import re
     import socket
+    import uuid
 
     try:
         user = getpass.getuser()
     except Exception:
         user = "user"
-    return f"{user}@{socket.gethostname()}"
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    return f"{user}@{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -446,9 +452,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from passivepaxos.log import Log
     from passivepaxos.recipes.lock import LockHeldError, Locks
 
+    op = args.lock_command
+    if op == "release" and not args.owner:
+        raise ConfigError(
+            "lock release: give --owner OWNER (the holder printed by `lock acquire`; "
+            "without --owner each process is an owner of its own)"
+        )
     with Log.open(args.log) as log:
         locks = Locks(log, owner=args.owner or _default_owner())
-        op = args.lock_command
         if op == "acquire":
             try:
                 token = locks.acquire(args.name, args.ttl, wait=args.wait)
@@ -458,8 +469,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
                         {
                             "name": args.name,
                             "acquired": False,
+                            "mine": False,
+                            "token": None,  # we got no token: the holder's is below
                             "holder": exc.holder,
-                            "token": exc.token,
+                            "holder_token": exc.token,
+                            "owner": locks.owner,
                         }
                     )
                 print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)
@@ -469,7 +483,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
                     {
                         "name": args.name,
                         "acquired": True,
+                        "mine": True,
                         "holder": locks.owner,
+                        "owner": locks.owner,
                         "token": token,
                         "ttl": args.ttl,
                     }
@@ -547,7 +563,12 @@ def _add_recipe_commands(sub: Any) -> None:
     for action in (a, r, s):
         action.add_argument("log", metavar="LOG")
         action.add_argument("name", metavar="NAME")
-        action.add_argument("--owner", default=None, help="lock owner id (default: USER@HOST)")
+        action.add_argument(
+            "--owner",
+            default=None,
+            help="lock owner id (default: unique to this process; acquiring again with the "
+            "same owner renews the lock; release needs it)",
+        )
         action.add_argument("--json", action="store_true")
         action.set_defaults(func=cmd_lock)
 

@@ -38,19 +38,33 @@ only after it has seen the log's tail unchanged for a full TTL of its *own* elap
 (monotonic) time: :class:`TailWatch` remembers when this process first learned the
 current tail. The holder answers *lease reads* (the current head, no I/O) only while
 ``READ_FRACTION x TTL`` (0.75) of its own elapsed time has not passed since it *started*
-its last successful write (:class:`HolderLease`).
+its last successful write (:class:`HolderLease`), with two more rules, because a record
+the holder sends may land although its answer is lost (an ambiguous write) and a
+claimant then watches *that* record and counts *its* TTL:
 
-Why that is enough: let the holder start its last successful write (slot ``t``) at true
-time ``s``. A claimant's watch of tail ``t`` starts after it read record ``t``, so after
-``s``; it waits ``TTL`` on its clock, which runs at rate ``r_c`` (clock seconds per true
-second), so its claim lands at true time ``>= s + TTL / r_c``. The holder stops serving
-lease reads at ``s + 0.75 TTL / r_h``. Every write by someone else (the claim, and all
-that follow it) lands after the holder stopped answering iff ``TTL / r_c >= 0.75 TTL /
-r_h``, i.e. ``r_c / r_h <= 1 / 0.75 = 4/3``: the claimant's clock may run up to 33% faster
-than the holder's (any slower is fine), which covers a relative drift of +/-25%. Outside
-that bound only lease reads can be stale (a claimant whose clock runs 1.5x the holder's
-claims after 0.667 TTL of the holder's time while the holder still answers until 0.75
-TTL); writes and fencing stay exact because they never consult a clock.
+- before sending a record with TTL ``T'`` (a renewal with a new TTL; ``0`` for a
+  release), the window is lowered to ``now + 0.75 T'`` if that is earlier: the window is
+  the minimum over every record sent or possibly sent since the last established one;
+- while a record of its own is in flight, or its outcome is unknown after an error, no
+  lease read is served at all (that record may be visible to readers already, and the
+  head the holder knows would miss it); the next established write, or a read that
+  reaches that slot, settles it.
+
+Why that is enough: let the holder start sending the record a claimant watches (slot
+``t``) at true time ``s``. The claimant's watch of tail ``t`` starts after it read record
+``t``, so after ``s``; it waits that record's ``TTL`` on its clock, which runs at rate
+``r_c`` (clock seconds per true second), so its claim lands at true time ``>= s + TTL /
+r_c``. The holder stops serving lease reads at ``s + 0.75 TTL / r_h`` at the latest (a
+record of ours after ``t`` would be the watched one instead). Every write by someone else
+(the claim, and all that follow it) lands after the holder stopped answering iff ``TTL /
+r_c >= 0.75 TTL / r_h``, i.e. ``r_c / r_h <= 1 / 0.75 = 4/3``: the claimant's clock may run
+up to 33% faster than the holder's (any slower is fine), which covers a relative drift of
++/-25%. "Rate" includes stops: the holder's monotonic clock must keep counting while its
+process is paused (it does for SIGSTOP and scheduling stalls; Linux's CLOCK_MONOTONIC does
+not count a suspended machine). Outside that bound only lease reads can be stale (a
+claimant whose clock runs 1.5x the holder's claims after 0.667 TTL of the holder's time
+while the holder still answers until 0.75 TTL); writes and fencing stay exact because they
+never consult a clock.
 
 ``expires`` (``wall + ttl`` of the tail record) is a wall-clock *estimate* for people; no
 decision depends on it except one convenience: a non-holder's ``append`` waits out (with
@@ -179,24 +193,60 @@ def check_transition(
 @dataclass
 class HolderLease:
     """What the holder knows: its epoch, ttl, its last slot and when it *started* the last
-    successful write (its own monotonic clock)."""
+    successful write (its own monotonic clock).
+
+    Every record the holder *sends* may land, even when its answer never comes back, and
+    a claimant may then count the ``ttl`` *that* record carries. So before sending a record
+    with ttl ``T`` (``0`` for a release) the holder lowers ``cap`` to ``now + 0.75 T``:
+    the read window is the minimum over every record it has sent or may have sent since its
+    last established write. While a sent record's outcome is unknown (``pending``: the
+    highest slot sent to; in flight, or ambiguous after an error) no lease read is served:
+    that record may already be visible to others."""
 
     epoch: int
     ttl: float
     last_slot: int
     write_started: float
     wall: float = 0.0  # wall clock written into the last record (display only)
+    cap: float = math.inf  # read-window bound from records sent but not established
+    pending: int | None = None  # highest slot of a record sent whose outcome is unknown
+    pending_since: float = math.inf  # when the first such send started (own clock)
 
     def read_deadline(self) -> float:
-        return self.write_started + READ_FRACTION * self.ttl
+        return min(self.write_started + READ_FRACTION * self.ttl, self.cap)
 
     def can_read(self, now: float) -> bool:
-        """Lease reads are served while ``now < write_started + 0.75 ttl``."""
-        return now < self.read_deadline()
+        """Lease reads are served while no record of ours is in flight or unresolved and
+        ``now < min(write_started + 0.75 ttl, cap)``."""
+        return self.pending is None and now < self.read_deadline()
 
-    def wrote(self, slot: int, started: float) -> None:
+    def sending(self, slot: int, ttl: float, now: float) -> None:
+        """About to send a record for ``slot`` carrying ``ttl`` (``0``: a release); call
+        *before* the request leaves, with ``now`` read before it."""
+        self.cap = min(self.cap, now + READ_FRACTION * ttl)
+        self.pending = slot if self.pending is None else max(self.pending, slot)
+        self.pending_since = min(self.pending_since, now)
+
+    def wrote(
+        self, slot: int, started: float, ttl: float | None = None, wall: float | None = None
+    ) -> None:
+        """Our record at ``slot`` (send started at ``started``) is established: every slot
+        before it is decided, so no earlier record of ours can land any more and a claimant
+        must watch ``slot`` or a later record."""
         self.last_slot = slot
         self.write_started = max(self.write_started, started)
+        if ttl is not None:
+            self.ttl = ttl
+        if wall is not None:
+            self.wall = wall
+        if self.pending is None or slot >= self.pending:
+            self.cap, self.pending, self.pending_since = math.inf, None, math.inf
+
+    def settle(self, slot: int, ttl: float, wall: float) -> None:
+        """``slot`` (the highest we sent to) turned out to hold our own ``hold`` record,
+        learned by a read: it was sent no earlier than ``pending_since``."""
+        assert self.pending == slot
+        self.wrote(slot, self.pending_since, ttl, wall)
 
 
 @dataclass(frozen=True)

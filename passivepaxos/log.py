@@ -1293,10 +1293,17 @@ class Log:
         if lease is not None:
             if lost:
                 raise LeaseLostError(self.url, tail + 1, state.holder, state, lease.epoch)
-            if op == "release":
-                return lease.epoch, LeaseMeta("release")
-            new_ttl = ttl if op == "claim" else lease.ttl
-            return lease.epoch, LeaseMeta("hold", new_ttl, self._wall())
+            meta = (
+                LeaseMeta("release")
+                if op == "release"
+                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self._wall())
+            )
+            # The record may land even if we never learn it did, and a claimant may then
+            # count its ttl: shrink the read window to it *before* sending, and serve no
+            # lease read until its outcome is known (lease.HolderLease).
+            with self._state:
+                lease.sending(tail + 1, meta.ttl, self._clock())
+            return lease.epoch, meta
         if op == "release":  # pragma: no cover - release_writer checks first
             raise ConfigError("release: this process does not hold the writer lease")
         if op == "claim":
@@ -1355,8 +1362,7 @@ class Log:
             elif meta.op == "release":
                 self._lease = None
             elif self._lease is not None:
-                self._lease.wrote(slot, started)
-                self._lease.ttl, self._lease.wall = meta.ttl, meta.wall
+                self._lease.wrote(slot, started, meta.ttl, meta.wall)
 
     @contextlib.contextmanager
     def _lead(self) -> Iterator[None]:
@@ -1438,9 +1444,14 @@ class Log:
         return WriterStatus(state.holder, state.epoch, state.ttl, state.expires, mine, head)
 
     def lease_read(self) -> LeaseRead | None:
-        """A lease read: the current head without I/O, served only by the holder and only
-        while 0.75 x TTL of its own time has not passed since it started its last
-        successful write; ``None`` otherwise (use :meth:`head`)."""
+        """A lease read: the current head without I/O, served only by the holder, only
+        while no record of its own is in flight or of unknown outcome (it may be visible
+        to others already), and only while 0.75 x TTL of its own time has not passed since
+        it started its last successful write (the TTL of the shortest record it has sent
+        since, if lower); ``None`` otherwise (use :meth:`head`). A record of unknown
+        outcome is resolved once this object learns its slot (a read that reaches it, or
+        the next write)."""
+        self._settle_pending()
         with self._state:
             lease = self._lease
             now = self._clock()
@@ -1449,6 +1460,26 @@ class Log:
             if self._known is None or self._known[0] != lease.last_slot:
                 return None  # we learned of someone else's record: not exclusive any more
             return LeaseRead(lease.last_slot, lease.epoch, lease.read_deadline() - now)
+
+    def _settle_pending(self) -> None:
+        """If our last record of unknown outcome was for the tail we have learned since,
+        and it is ours, take it as our last write (no I/O: the tail is already read)."""
+        with self._state:
+            lease, known, data = self._lease, self._known, self._known_data
+            if lease is None or lease.pending is None or known is None or data is None:
+                return
+            slot = known[0]
+            if slot != lease.pending:
+                return
+        try:
+            state = self._state_of(slot, data, fast=False)
+        except PassivePaxosError:  # unreadable: stay unsettled (lease reads refused)
+            return
+        if (state.holder, state.epoch) != (self.writer_id, lease.epoch) or state.ttl is None:
+            return  # not ours (lost, or released): lease_read refuses; a write will tell
+        with self._state:
+            if self._lease is lease and lease.pending == slot:
+                lease.settle(slot, state.ttl, state.wall or 0.0)
 
     # -- reading ---------------------------------------------------------------------------
 

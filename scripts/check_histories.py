@@ -13,7 +13,8 @@ with ``checker.Recorder`` on one shared monotonic clock (true time). Then:
   ``check_holders`` (a hold runs from the acquire's return until the holder stops
   believing it holds the lock: the release call or, if earlier, the end of
   ``Locks.valid()``, i.e. 0.75 x ttl after the start of its last successful
-  acquire / refresh).
+  acquire / refresh, or earlier after a refresh with a shorter ttl whose outcome is
+  unknown; after such an ``info`` refresh the client acts on until ``valid()`` ends).
 
 Status rules: ``ok`` when the call returned (a cas that did not swap is ``ok`` with
 output False; a refused acquire, ``LockHeldError``, is ``ok`` with output None; a refresh
@@ -21,7 +22,9 @@ refused with ``LockLostError`` is ``ok`` with output False); ``fail`` only for a
 refusal that changed nothing (``ConfigError``); every other exception (AmbiguousWriteError,
 TransientError, QuorumError, ...) is ``info``: it may or may not have happened. After an
 ``info`` lock operation the client continues under a fresh owner id (a restarted client),
-since its old owner may still hold the lock.
+since its old owner may still hold the lock; an ``info`` refresh keeps that lock's hold
+until its ``valid()`` ends (the ambiguous-shorter-refresh shape of issue 10, finding 7:
+``RunConfig.refresh_ttl`` makes refreshes shorter than acquires).
 
 Threads make a run's interleaving depend on the OS scheduler: the seed fixes the faults
 plan, the operation mix and the values, not the exact interleaving.
@@ -60,7 +63,6 @@ from passivepaxos.checker import (  # noqa: E402
     check_holders,
 )
 from passivepaxos.errors import ConfigError  # noqa: E402
-from passivepaxos.lease import READ_FRACTION  # noqa: E402
 from passivepaxos.log import Log  # noqa: E402
 from passivepaxos.manifest import init_log, open_log  # noqa: E402
 from passivepaxos.recipes.kv import KV  # noqa: E402
@@ -83,6 +85,8 @@ class RunConfig:
     locks: int = 1
     lock_share: float = 0.35  # fraction of operations that are lock operations
     ttl: tuple[float, float] = (0.02, 0.06)
+    # refresh ttls (None: drawn like acquire ttls); shorter ones exercise finding 7
+    refresh_ttl: tuple[float, float] | None = None
     plan: FaultPlan = field(default_factory=lambda: PLAN)
 
 
@@ -235,7 +239,8 @@ def _client(
                         if kind == "release":
                             out: Any = locks.release(name, token)
                         else:
-                            locks.refresh(name, ttl)
+                            rttl = rng.uniform(*cfg.refresh_ttl) if cfg.refresh_ttl else ttl
+                            locks.refresh(name, rttl)
                             out = True
                     except ConfigError:
                         lock_rec.fail(h)
@@ -245,9 +250,16 @@ def _client(
                             lock_rec.ok(h, False)
                         else:
                             lock_rec.info(h)
-                        if name in held:  # a refresh that lost: the belief ends here
+                        if name in held:
+                            if isinstance(exc, LockLostError):  # lost: the belief ends here
+                                end = min(now, valid_until)
+                            else:
+                                # outcome unknown (maybe landed with its shorter ttl): the
+                                # client acts on as long as valid() says so (issue 10,
+                                # finding 7), then continues as a new owner
+                                end = _valid_until(locks, name)
                             with mu:
-                                holds.append(_hold(name, owner, token, begun, now, valid_until))
+                                holds.append(_hold(name, owner, token, begun, end, end))
                             del held[name]
                         if not isinstance(exc, LockLostError):
                             # our old owner may still hold locks: continue as a new client
@@ -329,10 +341,9 @@ def _hold(name: str, owner: str, token: int, start: float, now: float, valid: fl
 
 
 def _valid_until(locks: Locks, name: str) -> float:
-    """The end of ``locks.valid(name)``: 0.75 x ttl after the last successful write began."""
-    with locks._mu:
-        h = locks._held.get(name)
-    return float("-inf") if h is None else h.started + READ_FRACTION * h.ttl
+    """The end of ``locks.valid(name)``: 0.75 x ttl after the last successful write began,
+    or earlier after an acquire/refresh with a shorter ttl whose outcome is unknown."""
+    return locks.valid_until(name)
 
 
 def run_once(

@@ -7,8 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,12 +24,18 @@ from passivepaxos.checker import (
     KVModel,
     LockModel,
     Op,
+    Recorder,
     check,
     check_fencing,
     check_holders,
 )
-from passivepaxos.manifest import init_log
+from passivepaxos.errors import AmbiguousWriteError
+from passivepaxos.log import Log
+from passivepaxos.manifest import init_log, open_log
 from passivepaxos.recipes.kv import KV
+from passivepaxos.recipes.lock import Locks
+from passivepaxos.store import RetryPolicy, Store
+from passivepaxos.wrappers import FaultPlan, FaultyBackend
 from tests.conftest import get_harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,3 +165,93 @@ def test_multi_process_kv_and_locks_on_moto(request: pytest.FixtureRequest) -> N
     assert fencing == [], fencing[0]
     assert overlaps == [], overlaps[0]
     assert len(granted) >= 3 and len(holds) >= 3, (granted, holds)
+
+
+# -- issue 10, finding 7: an ambiguous refresh with a shorter ttl, then takeovers ------------
+
+
+def _shorter_refresh_run(seed: int, *, planted: bool = False) -> list[str]:
+    """A holder acquires with a long ttl and refreshes with a short one; the refresh lands
+    but its answer is lost and nothing can be read back (outcome unknown); the holder acts
+    on while ``valid()`` says so. Three takers poll, take over, work a little and release.
+    Returns the violations of the holds (no overlap), the lock history (linearizable,
+    expiring) and fencing. ``planted``: the holder's validity ignores the ttl of the
+    refresh in flight (the bug of finding 7), which the checks must catch."""
+    rng = random.Random(seed)
+    url = f"memory://hist-short-{uuid.uuid4().hex[:10]}"
+    init_log(url)
+    stores, manifest = open_log(url)
+    faulty = FaultyBackend(stores[0].backend, FaultPlan(), seed=seed)
+    quick = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, resolve_attempts=1)
+    rec = Recorder(time.monotonic)
+    holds: list[Hold] = []
+    mu = threading.Lock()
+    ttl, short = rng.uniform(3.0, 5.0), rng.uniform(0.1, 0.25)
+    with Log([Store(faulty, retry=quick)], manifest.mode, sleep=lambda _: None) as hlog:
+        h = Locks(hlog, owner="H", retries=0)
+        if planted:
+            h._sending = lambda name, ttl: None  # type: ignore[method-assign,assignment]
+        hop = rec.invoke("H", "acquire", "L", "H")
+        token = h.acquire("L", ttl)
+        begun = rec.ok(hop, token).ret
+        assert begun is not None
+        start = threading.Barrier(4)
+
+        def taker(i: int) -> None:
+            trng = random.Random(seed * 10 + i)
+            with Log.open(url) as log:
+                t = Locks(log, owner=f"T{i}", poll=0.005)
+                t.status("L")  # watch H's acquire from now
+                start.wait()
+                op = rec.invoke(i, "acquire", "L", t.owner)
+                try:
+                    tok = t.acquire("L", 1.0, wait=30.0)
+                except Exception:
+                    rec.info(op)
+                    return
+                ret = rec.ok(op, tok).ret
+                assert ret is not None
+                time.sleep(trng.uniform(0.0, 0.02))
+                now = time.monotonic()
+                with mu:
+                    holds.append(
+                        Hold("L", t.owner, tok, ret, max(ret, min(now, t.valid_until("L"))))
+                    )
+                op = rec.invoke(i, "release", "L", (t.owner, tok))
+                rec.ok(op, t.release("L", tok))
+
+        threads = [threading.Thread(target=taker, args=(i,)) for i in range(3)]
+        for th in threads:
+            th.start()
+        start.wait()
+        time.sleep(rng.uniform(0.0, 0.05))
+        faulty.script("after")  # the refresh lands; its answer is lost ...
+        faulty.plan = FaultPlan(before=1.0)  # ... and nothing can be read back
+        op = rec.invoke("H", "refresh", "L", ("H", token))
+        try:
+            h.refresh("L", short)
+        except AmbiguousWriteError:
+            rec.info(op)
+        faulty.plan = FaultPlan()
+        end = h.valid_until("L")  # H acts on until valid() turns false
+        holds.append(Hold("L", "H", token, begun, max(begun, end)))
+        for th in threads:
+            th.join(60)
+    history = rec.close()
+    res = check(history, LockModel(expiring=True), timeout=30)
+    out = [str(v) for v in check_holders(holds)] + [str(v) for v in check_fencing(history)]
+    if not res.ok:
+        out.append(res.describe())
+    grants = [o for o in history if o.kind == "acquire" and isinstance(o.output, int)]
+    assert len(grants) == 4, history  # H and every taker got the lock once
+    return out
+
+
+def test_ambiguous_shorter_refresh_then_takeovers_never_overlap() -> None:
+    for seed in range(3):
+        assert _shorter_refresh_run(seed) == [], seed
+
+
+def test_planted_validity_ignoring_the_refresh_in_flight_is_caught() -> None:
+    found = _shorter_refresh_run(0, planted=True)
+    assert any("holders overlap" in v for v in found), found

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from passivepaxos.errors import AmbiguousWriteError
 from passivepaxos.lease import (
     READ_FRACTION,
     HolderLease,
@@ -29,7 +30,9 @@ from passivepaxos.lease import (
 )
 from passivepaxos.log import GENESIS, DamagedSlotError, Log, Record, decode_record
 from passivepaxos.manifest import init_log, open_log
+from passivepaxos.recipes.kv import KV
 from passivepaxos.store import RetryPolicy, Store
+from passivepaxos.types import Backend, PutKind, PutMode, Version
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend
 from tests.test_cli import run
@@ -407,6 +410,161 @@ def test_lease_reads_break_outside_drift_bound() -> None:
     (writes stay exact: lease_sim also checks that no stale write is acknowledged)."""
     violations = [v for seed in range(5) for v in lease_sim(seed, 1.5, holder_rate=1.0)]
     assert violations, "expected stale lease reads at a relative clock rate of 1.5"
+
+
+# -- lease reads vs the holder's own records of unknown outcome ------------------------------
+
+
+class AnswerGate(CountingBackend):
+    """Creates land at once; while ``armed``, the answer of the next one is held back
+    until ``release`` is set (``landed`` tells the test it is stored)."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.landed = threading.Event()
+        self.release = threading.Event()
+
+    def put(self, key: str, data: bytes, mode: PutMode) -> Version:
+        version = super().put(key, data, mode)
+        if self.armed and mode.kind is PutKind.CREATE:
+            self.armed = False
+            self.landed.set()
+            assert self.release.wait(30)
+        return version
+
+
+def faulty_holder(url: str, world: World, name: str) -> tuple[Log, FaultyBackend]:
+    """A virtual-time Log on one memory store behind a FaultyBackend (no real sleeps)."""
+    _, manifest = open_log(url)
+    faulty = FaultyBackend(open_backend(url), FaultPlan())
+    quick = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, resolve_attempts=1)
+    log = Log(
+        [Store(faulty, retry=quick, sleep=lambda _: None)],
+        manifest.mode,
+        writer_id=name,
+        clock=world.clock(),
+        sleep=world.sleeper(),
+        wall=world.wall,
+        hint_every=10**9,
+    )
+    return log, faulty
+
+
+def ambiguous(faulty: FaultyBackend, call: Callable[[], object]) -> None:
+    """Run ``call`` with its create landing, its answer lost and nothing readable back."""
+    faulty.script("after")
+    faulty.plan = FaultPlan(before=1.0)
+    try:
+        with pytest.raises(AmbiguousWriteError):
+            call()
+    finally:
+        faulty.plan = FaultPlan()
+
+
+def test_finding_4_ambiguous_shorter_renewal_shrinks_the_read_window() -> None:
+    """Finding 4 (perfect clocks): H holds with TTL 100 and renews with TTL 1; the record
+    lands but the answer is lost. C reads TTL 1 from the tail, waits 1 s, claims and
+    writes k=new. H must not serve a lease read any more (it served 71 s of stale reads)."""
+    world = World()
+    url = mem()
+    init_log(url)
+    h, faulty = faulty_holder(url, world, "H")
+    with h, vlog(url, world, "C") as c:
+        kv_h = KV(h)
+        h.claim_writer(100)
+        kv_h.put("k", b"old")
+        world.t = 1.0
+        ambiguous(faulty, lambda: h.claim_writer(1))
+        assert not c.claim_writer(1, wait=False).granted  # C sees H's TTL-1 record
+        world.t += 1.0
+        assert c.claim_writer(1, wait=False).granted
+        KV(c).put("k", b"new")
+        assert h.lease_read() is None
+        assert kv_h.get("k") == b"new" and kv_h.last_read == "log"
+        assert h.lease_read() is None  # it learned C's records: not the holder any more
+
+
+def test_finding_4_window_is_the_minimum_over_records_that_may_have_landed() -> None:
+    """An ambiguous renewal with a shorter TTL: once H learns its record did land, the
+    window runs from the renewal's start with the shorter TTL, never the old one; a
+    shorter-TTL renewal that succeeds shrinks it too."""
+    world = World()
+    url = mem()
+    init_log(url)
+    h, faulty = faulty_holder(url, world, "H")
+    with h:
+        h.claim_writer(100)
+        world.t = 1.0
+        ambiguous(faulty, lambda: h.claim_writer(10))
+        assert h.lease_read() is None  # outcome unknown: no lease read
+        assert h.head() == 1  # the renewal did land (slot 1): learned by a read
+        got = h.lease_read()
+        assert got is not None and got.head == 1
+        assert got.valid_for <= 1.0 + READ_FRACTION * 10 - world.t + 1e-9
+        world.t = 1.0 + READ_FRACTION * 10
+        assert h.lease_read() is None  # the old TTL-100 window would still be open
+        h.claim_writer(100)
+        world.t += 1.0
+        h.claim_writer(0.5)  # established: the window is 0.375 s from its start
+        got = h.lease_read()
+        assert got is not None and got.valid_for == READ_FRACTION * 0.5
+    lease = HolderLease(epoch=1, ttl=100.0, last_slot=0, write_started=0.0)
+    lease.sending(1, 2.0, 10.0)
+    assert lease.read_deadline() == 11.5 and not lease.can_read(10.0)  # in flight
+    lease.wrote(1, 10.0, 2.0, 0.0)
+    assert lease.can_read(11.0) and not lease.can_read(11.5)
+
+
+def test_finding_5_lease_read_refused_while_own_append_is_in_flight() -> None:
+    """Finding 5: H's put k=new is stored but its answer is delayed; reader R reads new
+    through the log; H's lease read must not answer the old head afterwards."""
+    url = mem()
+    init_log(url)
+    _, manifest = open_log(url)
+    gate = AnswerGate(open_backend(url))
+    h = Log([Store(gate)], manifest.mode, writer_id="H", hint_every=10**9)
+    with h, Log.open(url, writer_id="R") as r:
+        h.claim_writer(100)
+        kv_h, kv_r = KV(h), KV(r)
+        kv_h.put("k", b"old")
+        assert kv_h.get("k") == b"old" and kv_h.last_read == "lease"
+        gate.armed = True
+        put = threading.Thread(target=kv_h.put, args=("k", b"new"))
+        put.start()
+        try:
+            assert gate.landed.wait(30)
+            assert kv_r.get("k") == b"new"  # R reads it through the log
+            assert h.lease_read() is None  # H's own append is in flight
+            assert kv_h.get("k") == b"new" and kv_h.last_read == "log"
+        finally:
+            gate.release.set()
+            put.join(30)
+        assert kv_h.get("k") == b"new" and kv_h.last_read == "lease"
+
+
+def test_finding_5_ambiguous_append_refuses_lease_reads_until_learned() -> None:
+    """After an append of unknown outcome the holder serves no lease read until it has
+    learned that slot (here by a read; a later write settles it too)."""
+    world = World()
+    url = mem()
+    init_log(url)
+    h, faulty = faulty_holder(url, world, "H")
+    with h, Log.open(url, writer_id="R") as r:
+        h.claim_writer(100)
+        h.append([b"a"])
+        ambiguous(faulty, lambda: h.append([b"maybe"]))
+        assert values(r) == [b"a", b"maybe"]  # it did land, and R sees it
+        assert h.lease_read() is None
+        assert h.head() == 2
+        got = h.lease_read()
+        assert got is not None and got.head == 2
+        ambiguous(faulty, lambda: h.append([b"again"]))
+        assert h.lease_read() is None
+        assert h.append([b"b"]) == [4]  # the next write settles it
+        got = h.lease_read()
+        assert got is not None and got.head == 4
+        assert values(r) == [b"a", b"maybe", b"again", b"b"]
 
 
 # -- failover and racing claimants ----------------------------------------------------------

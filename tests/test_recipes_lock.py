@@ -7,13 +7,18 @@ the requests per acquire."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from passivepaxos.errors import AmbiguousWriteError
 from passivepaxos.log import Log, Position
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.recipes.election import Election
@@ -26,9 +31,12 @@ from passivepaxos.recipes.lock import (
     Op,
     StaleTokenError,
 )
-from passivepaxos.store import Store
-from passivepaxos.wrappers import CountingBackend
+from passivepaxos.store import RetryPolicy, Store
+from passivepaxos.urls import open_backend
+from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend
 from tests.conftest import CliRun
+from tests.test_cli import ROOT
+from tests.test_cli import run as cli_run
 
 
 def _url(kind: str, tmp_path: Path) -> str:
@@ -221,3 +229,177 @@ def test_cli(cli_log: tuple[str, CliRun]) -> None:
         "lock", "acquire", log, "short", "--ttl", "5", "--owner", "B", "--wait", "3", "--json"
     )
     assert code == 0 and json.loads(out)["token"] == 2
+
+
+# -- finding 7: an ambiguous refresh with a shorter ttl ---------------------------------------
+
+
+class Clock:
+    """Virtual monotonic time shared by the processes of a test (perfect clocks)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_finding_7_ambiguous_shorter_refresh_leaves_validity_at_the_minimum() -> None:
+    """Finding 7: H holds with ttl 100 and refreshes with ttl 0.3; the refresh lands but its
+    answer is lost. T sees the 0.3 s refresh, waits 0.3 s and takes over with token 2. H
+    must not believe it still holds the lock (it did: valid() stayed true with token 1)."""
+    url = _url("memory", Path())
+    clock = Clock()
+    _, manifest = open_log(url)
+    faulty = FaultyBackend(open_backend(url), FaultPlan())
+    quick = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, resolve_attempts=1)
+    hl = Log(
+        [Store(faulty, retry=quick, sleep=lambda _: None)], manifest.mode, sleep=lambda _: None
+    )
+    with hl, Log.open(url) as tl:
+        h = Locks(hl, owner="H", clock=clock, retries=0)
+        t = Locks(tl, owner="T", clock=clock)
+        resource = FencedResource()
+        assert h.acquire("L", 100.0) == 1
+        resource.write(1, b"H")
+        clock.t = 1.0
+        assert h.valid("L")
+        faulty.script("after")  # the refresh lands; its answer is lost ...
+        faulty.plan = FaultPlan(before=1.0)  # ... and nothing can be read back
+        with pytest.raises(AmbiguousWriteError):
+            h.refresh("L", ttl=0.3)
+        faulty.plan = FaultPlan()
+        clock.t = 1.0 + 0.75 * 0.3 - 1e-6
+        assert h.valid("L")  # inside the window the shorter ttl allows (perfect clocks)
+        with pytest.raises(LockHeldError):
+            t.acquire("L", 1.0)  # T first sees the 0.3 s refresh now
+        clock.t = 1.0 + 0.75 * 0.3
+        assert not h.valid("L")
+        clock.t += 0.3
+        assert t.acquire("L", 1.0) == 2
+        assert not h.valid("L")  # never two believers with perfect clocks
+        resource.write(2, b"T")
+        with pytest.raises(StaleTokenError):
+            resource.write(1, b"H again")
+        with pytest.raises(LockLostError):
+            h.refresh("L")
+
+
+def test_finding_7_shorter_refresh_shortens_validity_before_it_is_sent() -> None:
+    """While a refresh with a shorter ttl is in flight, validity already follows it; a
+    refresh that succeeds later (with a longer ttl) restores the window it establishes."""
+    url = _url("memory", Path())
+    clock = Clock()
+    with Log.open(url) as log:
+        h = Locks(log, owner="H", clock=clock)
+        h.acquire("L", 100.0)
+        seen: list[bool] = []
+        real_submit = h._submit
+
+        def spy(*args: Any) -> Any:
+            clock.t += 1.0  # 1 s into the send, before the answer
+            seen.append(h.valid("L"))
+            return real_submit(*args)
+
+        h._submit = spy  # type: ignore[method-assign]
+        clock.t = 10.0
+        h.refresh("L", ttl=1.0)
+        assert seen == [False]  # sent at 10 s with ttl 1: over at 10.75 s, not at 75 s
+        clock.t = 20.0
+        h.refresh("L", ttl=100.0)
+        assert h.valid("L")
+
+
+# -- finding 8: lock owners are unique unless named ------------------------------------------
+
+
+def test_finding_8_unnamed_owners_are_unique_per_object() -> None:
+    """Two Locks / Election objects on one Log without an explicit owner are two holders:
+    the second is refused (it used to renew the first's grant and get token 1 too)."""
+    url = _url("memory", Path())
+    with Log.open(url) as log:
+        a, b = Locks(log), Locks(log)
+        assert a.owner != b.owner
+        assert a.acquire("job", 30.0) == 1
+        with pytest.raises(LockHeldError) as held:
+            b.acquire("job", 30.0)
+        assert held.value.holder == a.owner and held.value.token == 1
+        named = Locks(log, owner=a.owner)  # naming the same owner: the same holder, renews
+        assert named.acquire("job", 30.0) == 1
+        e1, e2 = Election(log, "leader", ttl=30.0), Election(log, "leader", ttl=30.0)
+        assert e1.candidate != e2.candidate
+        assert e1.campaign() == 1
+        try:
+            with pytest.raises(LockHeldError):
+                e2.campaign(timeout=0)
+            assert e1.is_leader() and not e2.is_leader()
+        finally:
+            e1.resign()
+    res = FencedResource()
+    res.write(1, b"a", owner="A")
+    res.write(1, b"a again", owner="A")
+    with pytest.raises(StaleTokenError, match="another owner"):
+        res.write(1, b"b", owner="B")  # an equal token from a different owner
+    res.write(2, b"b", owner="B")
+    with pytest.raises(StaleTokenError):
+        res.write(1, b"a late", owner="A")
+
+
+def _acquire_twice_at_once(log: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Two ``passivepaxos lock acquire LOG job --json`` processes started together."""
+    cmd = [sys.executable, "-m", "passivepaxos", "lock", "acquire", log, "job", "--json"]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        for _ in range(2)
+    ]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        outs.append({"code": p.returncode, **json.loads(out), "err": err})
+    return outs
+
+
+def _check_one_winner(outs: list[dict[str, Any]]) -> None:
+    won = [o for o in outs if o["acquired"]]
+    lost = [o for o in outs if not o["acquired"]]
+    assert len(won) == 1 and len(lost) == 1, outs
+    (w,), (lo,) = won, lost
+    assert w["code"] == 0 and w["token"] == 1 and w["mine"] is True and w["holder"] == w["owner"]
+    assert lo["code"] == 1 and lo["token"] is None and lo["mine"] is False
+    assert lo["holder"] == w["owner"] != lo["owner"] and lo["holder_token"] == 1
+    assert "held by" in lo["err"] and len(lo["err"].splitlines()) == 1
+
+
+def test_finding_8_cli_concurrent_acquires_on_one_host(tmp_path: Path) -> None:
+    """Finding 8: two concurrent ``lock acquire`` processes on one host without --owner:
+    exactly one gets the lock (both printed acquired, token 1 before); the refused one's
+    JSON carries no token of its own."""
+    log = tmp_path.as_uri()
+    assert cli_run("init", log).returncode == 0
+    _check_one_winner(_acquire_twice_at_once(log))
+    rel = cli_run("lock", "release", log, "job")
+    assert rel.returncode == 2 and "--owner" in rel.stderr and len(rel.stderr.splitlines()) == 1
+
+
+def test_finding_8_cli_concurrent_acquires_on_s3(moto_server: Any) -> None:
+    bucket = f"lock-{uuid.uuid4().hex[:10]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    log = f"s3://{bucket}/locks"
+    init = cli_run("init", log, env=moto_server.env())
+    assert init.returncode == 0, init.stderr
+    outs = _acquire_twice_at_once(log, moto_server.env())
+    _check_one_winner(outs)
+    owner = next(o["owner"] for o in outs if o["acquired"])
+    again = cli_run(
+        "lock", "acquire", log, "job", "--owner", owner, "--json", env=moto_server.env()
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["token"] == 1  # renews
+    rel = cli_run("lock", "release", log, "job", "--owner", owner, env=moto_server.env())
+    assert rel.returncode == 0, rel.stderr

@@ -5,7 +5,9 @@ token, which strictly increases from leader to leader. ``campaign`` acquires the
 (waiting while another leader is alive) and keeps it refreshed in a background thread;
 ``resign`` releases it. ``is_leader`` is the *local* belief, valid only within 0.75 x ttl of
 our own clock after the last successful refresh (see the lock module for the clock-drift
-argument); a leader that acts on shared resources must pass its term as a fencing token.
+argument and its clock assumptions); a leader that acts on shared resources must pass its
+term as a fencing token. Each ``Election`` object is a candidate of its own unless
+``candidate`` names one (two objects naming the same candidate are one leader).
 
 Failures: a leader that cannot refresh (crash, partition, store outage) is replaced by a
 campaigner after the ttl of that campaigner's own clock; its refreshes then fail

@@ -18,7 +18,8 @@ Guarantees
 - Writes are linearizable: each takes effect at its log position, inside its call.
 - Reads (``get``, ``list``) are linearizable by default: served after a read barrier,
   the lease path when this process holds the log's writer lease inside its read window
-  (no request), else a read to a tail discovered after the read began
+  and has no write of its own in flight or of unknown outcome (no request), else a read
+  to a tail discovered after the read began
   (:meth:`StateMachine.sync`). ``consistent=False`` serves the local replica (stale).
 - ``watch`` yields every change in log order, the same sequence on every process.
 
@@ -27,9 +28,9 @@ Failures
 A store outage: writes fail (``StoreError``; an ambiguous one is retried with the same
 request id); reads through the log fail; nothing acknowledged is lost. While another process
 holds the log's writer lease, writes raise ``LeaseHeldError`` (reads still work). A lease
-holder whose clock runs more than 4/3 as fast as a taker's could serve a stale *lease*
-read (see :mod:`passivepaxos.lease`); pass ``lease_reads=False`` to always read through the
-log. Writes never depend on clocks.
+holder could serve a stale *lease* read if a taker's clock runs more than 4/3 as fast as
+the holder's (see :mod:`passivepaxos.lease` for the exact clock assumption); pass
+``lease_reads=False`` to always read through the log. Writes never depend on clocks.
 """
 
 from __future__ import annotations

@@ -25,19 +25,38 @@ Expiry without trusting clocks (the same argument as the log's writer lease)
 --------------------------------------------------------------------------
 A lock is held until released or taken over. A process may send a takeover only after it
 has observed the lock with the *same* ``renewed`` position for ``ttl`` seconds of its *own*
-monotonic clock, and names that position in ``over``. If the holder refreshed meanwhile,
-``renewed`` moved, the takeover is refused in log order, whatever any clock said. The holder
-considers itself the holder (:meth:`Locks.valid`) only until ``0.75 x ttl`` of its own clock
-after *starting* its last successful acquire/refresh. Let that start be true time ``s``:
-the taker first saw ``renewed`` after it was written (after ``s``) and then waited ``ttl`` of
-its clock, so the takeover lands after ``s + ttl / r_t`` (``r``: clock rate); the holder
-stopped believing at ``s + 0.75 ttl / r_h``. No overlap of *beliefs* iff ``r_t / r_h <=
-4/3``: up to 33% faster taker clocks are safe. Beyond that bound (a paused holder, a
-frozen VM, a wild clock) two processes may both *believe* they hold the lock for a while:
-that is why every grant carries a fencing token. A resource that remembers the highest
-token it has seen and rejects lower ones (:class:`FencedResource`) is safe with any clocks:
-the taker's token is strictly higher than the stale holder's, so once the new holder has
-used it, the old holder's requests are refused.
+monotonic clock (the ``ttl`` that entry carries), and names that position in ``over``. If
+the holder refreshed meanwhile, ``renewed`` moved, the takeover is refused in log order,
+whatever any clock said.
+
+The holder considers itself the holder (:meth:`Locks.valid`) only until ``0.75 x ttl`` of
+its own clock after *starting* its last successful acquire/refresh, and never longer than
+``0.75 x ttl'`` after starting to send any acquire/refresh (ttl ``ttl'``) whose outcome it
+does not know: such an entry may have landed although its answer was lost, and a taker
+then counts *its* ttl. So a shorter ttl shortens validity *before* the entry is sent, and
+an ambiguous refresh (an error) leaves validity at that minimum until a later entry of
+ours is established. A release ends validity before it is sent.
+
+Let the start of the send of the entry a taker watched be true time ``s``: the taker first
+saw it after it was written (after ``s``) and then waited its ``ttl`` on its clock, so the
+takeover lands after ``s + ttl / r_t`` (``r``: a clock's rate, its seconds per true
+second); the holder's ``valid()`` turned false at ``s + 0.75 ttl / r_h`` at the latest.
+So ``valid()`` never answers True after a takeover of that grant has landed iff ``r_t / r_h
+<= 4/3`` over that interval (a taker clock up to 33% faster is safe; a relative drift
+within +/-25% is inside the bound), *and* the holder's monotonic clock keeps counting
+while the process is paused (it does for SIGSTOP and scheduling stalls; Linux's
+CLOCK_MONOTONIC does not count a suspended machine). That is a statement about the
+*answers* of ``valid()``: a holder that got True and then stalls before it acts may act
+after a takeover. Outside the bound, and for such stalls, two processes may both *act* as
+holder for a while: that is why every grant carries a fencing token. A resource that
+remembers the highest token it has seen and rejects lower ones (:class:`FencedResource`)
+is safe with any clocks: the taker's token is strictly higher than the stale holder's, so
+once the new holder has used it, the old holder's requests are refused.
+
+Owners: ``Locks(log)`` without ``owner`` is an owner of its own (unique per object); two
+objects or processes that *name* the same owner are one holder to the log (an acquire by
+the holder renews it, same token), and each keeps its own ``valid()`` bookkeeping: name an
+owner to resume a lock after a restart, never to share it between live processes.
 
 Failures: a store outage makes acquire/refresh/release fail (an ambiguous append is
 retried with the same request id); a holder that cannot refresh loses the lock after its
@@ -49,8 +68,10 @@ While another process holds the log's writer lease, lock operations raise
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -103,10 +124,15 @@ class LockLostError(PassivePaxosError):
 
 
 class StaleTokenError(PassivePaxosError):
-    """A fenced resource refused a request carrying a token lower than one it has seen."""
+    """A fenced resource refused a request carrying a token lower than one it has seen, or
+    the token it has seen last but from another owner."""
 
-    def __init__(self, token: int, highest: int) -> None:
-        super().__init__(f"stale fencing token {token}: token {highest} was already used")
+    def __init__(self, token: int, highest: int, *, used_by: str | None = None) -> None:
+        if used_by is None:
+            msg = f"stale fencing token {token}: token {highest} was already used"
+        else:
+            msg = f"fencing token {token} was already used by another owner ({used_by})"
+        super().__init__(msg)
         self.token, self.highest = token, highest
 
 
@@ -223,14 +249,28 @@ class LockState:
 
 @dataclass
 class _Held:
+    """Our belief that we hold a lock: it rests on our acquire/refresh entry at ``at``
+    (sent at ``started``, own monotonic clock, carrying ``ttl``). ``cap`` bounds it further
+    by every acquire/refresh we have sent since whose outcome we do not know (in flight,
+    or ambiguous): such an entry may have landed with its own, maybe shorter, ttl, and a
+    taker may count that one. ``inflight`` counts those still being sent."""
+
     token: int
     ttl: float
-    started: float  # own monotonic clock at the start of the last successful write
+    started: float
+    at: Position
+    cap: float = math.inf
+    inflight: int = 0
+
+    def until(self) -> float:
+        return min(self.started + READ_FRACTION * self.ttl, self.cap)
 
 
 class Locks:
-    """Locks on ``log`` for ``owner`` (default: the log's writer id). See the module
-    docstring for the rules; ``clock`` is this process's monotonic clock."""
+    """Locks on ``log`` for ``owner`` (default: unique to this object: the log's writer id
+    plus a random suffix). Objects, or processes, that pass the same ``owner`` are one
+    holder to the lock: an acquire by the holder renews it. See the module docstring for
+    the rules; ``clock`` is this process's monotonic clock."""
 
     def __init__(
         self,
@@ -244,7 +284,9 @@ class Locks:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.log = log
-        self.owner = owner or log.writer_id
+        # unique per object unless named: an acquire by the holder renews it, so a shared
+        # default would let two independent holders both get the lock (and its token)
+        self.owner = owner or f"{log.writer_id}.{uuid.uuid4().hex[:8]}"
         self.ns = namespace
         self.poll = poll
         self.retries = retries
@@ -269,8 +311,9 @@ class Locks:
 
     def _submit(
         self, op: str, name: str, ttl: float, over: Position | None, token: int | None
-    ) -> tuple[bool, LockRecord, float]:
-        """Append the op, apply through it; (took effect, record after, start time)."""
+    ) -> tuple[bool, LockRecord, float, Position]:
+        """Append the op, apply through it; (took effect, record after, start time, the
+        op's position)."""
         o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
         data = encode_op(self.ns, o)
         with self._mu:
@@ -292,7 +335,7 @@ class Locks:
                 ok = self._waiting[o.rid]
             assert ok is not None, f"entry {pos} was not applied"
             with self.sm._mutex:
-                return ok, self._state.get(name), started
+                return ok, self._state.get(name), started, pos
         finally:
             with self._mu:
                 self._waiting.pop(o.rid, None)
@@ -315,7 +358,8 @@ class Locks:
         """Acquire ``name`` for ``ttl`` seconds; return its fencing token. A lock held by
         someone else is waited for (up to ``wait`` seconds) until it is released or has
         stayed unrefreshed for its holder's ttl of our own clock, then taken over; else
-        ``LockHeldError`` naming the holder. Acquiring a lock we hold renews it."""
+        ``LockHeldError`` naming the holder. Acquiring a lock our ``owner`` holds renews
+        it (same token): two objects or processes naming the same owner share the lock."""
         if not (0 < ttl < float("inf")):
             raise ConfigError(f"--ttl must be a positive number of seconds, not {ttl}")
         deadline = self._clock() + wait
@@ -331,44 +375,113 @@ class Locks:
                     time.sleep(max(0.001, min(self.poll, remaining, deadline - now)))
                     continue
                 over = rec.renewed
-            ok, after, started = self._submit("acquire", name, ttl, over, None)
+            counted = self._sending(name, ttl)
+            try:
+                ok, after, started, pos = self._submit("acquire", name, ttl, over, None)
+            except BaseException:
+                self._unsettled(counted)
+                raise
             if ok:
-                with self._mu:
-                    self._held[name] = _Held(after.token, ttl, started)
+                self._granted(name, counted, after.token, ttl, started, pos)
                 return after.token
+            self._refused(name, counted)  # an acquire by the holder always applies
             if self._clock() >= deadline and after.holder is not None:
                 raise LockHeldError(name, after.holder, after.token, after.ttl)
 
     def refresh(self, name: str, ttl: float | None = None) -> int:
         """Renew our hold of ``name`` (optionally with a new ttl); ``LockLostError`` if it
-        was taken over or released meanwhile."""
+        was taken over or released meanwhile. A shorter ttl shortens :meth:`valid` before
+        the refresh is sent, and for good if its outcome stays unknown (an error)."""
         with self._mu:
             held = self._held.get(name)
         if held is None:
             raise ConfigError(f"refresh: this process does not hold lock {name!r}")
         new_ttl = held.ttl if ttl is None else ttl
-        ok, after, started = self._submit("refresh", name, new_ttl, None, held.token)
-        with self._mu:
-            if not ok:
-                self._held.pop(name, None)
-                raise LockLostError(name, held.token, after)
-            self._held[name] = _Held(held.token, new_ttl, started)
+        if not (0 < new_ttl < float("inf")):
+            raise ConfigError(f"--ttl must be a positive number of seconds, not {new_ttl}")
+        counted = self._sending(name, new_ttl)
+        try:
+            ok, after, started, pos = self._submit("refresh", name, new_ttl, None, held.token)
+        except BaseException:
+            self._unsettled(counted)
+            raise
+        if not ok:
+            self._refused(name, counted)
+            raise LockLostError(name, held.token, after)
+        self._granted(name, counted, held.token, new_ttl, started, pos)
         return held.token
 
+    # Validity bookkeeping. An acquire/refresh entry we send may land even if we never
+    # learn it did (an ambiguous append), and a taker then counts *its* ttl from when it
+    # saw it: so before sending, our validity is capped at now + 0.75 x its ttl, and the
+    # cap stays until an entry of ours at a later position is established with nothing of
+    # ours in flight (every entry sent before it is then decided at an earlier position,
+    # and takers must watch the newer one).
+
+    def _sending(self, name: str, ttl: float) -> _Held | None:
+        with self._mu:
+            held = self._held.get(name)
+            if held is not None:
+                held.cap = min(held.cap, self._clock() + READ_FRACTION * ttl)
+                held.inflight += 1
+            return held
+
+    def _unsettled(self, counted: _Held | None) -> None:
+        """The entry's outcome is unknown: the cap it set stays."""
+        if counted is not None:
+            with self._mu:
+                counted.inflight -= 1
+
+    def _refused(self, name: str, counted: _Held | None) -> None:
+        """Our acquire/refresh was applied and refused: we do not hold the lock."""
+        with self._mu:
+            if counted is not None:
+                counted.inflight -= 1
+            if self._held.get(name) is counted:
+                self._held.pop(name, None)
+
+    def _granted(
+        self,
+        name: str,
+        counted: _Held | None,
+        token: int,
+        ttl: float,
+        started: float,
+        pos: Position,
+    ) -> None:
+        with self._mu:
+            if counted is not None:
+                counted.inflight -= 1
+            cur = self._held.get(name)
+            if cur is None or cur.token != token:
+                self._held[name] = _Held(token, ttl, started, pos)
+                return
+            if pos > cur.at:
+                cur.ttl, cur.started, cur.at = ttl, started, pos
+            if cur.inflight == 0:
+                cur.cap = math.inf
+
     def release(self, name: str, token: int | None = None) -> bool:
-        """Release ``name`` if ``owner`` holds it (with ``token``, if given); whether it did."""
+        """Release ``name`` if ``owner`` holds it (with ``token``, if given); whether it did.
+        We stop considering ourselves the holder before the release is sent."""
         with self._mu:
             held = self._held.pop(name, None)
         tok = token if token is not None else (held.token if held is not None else None)
-        ok, _, _ = self._submit("release", name, 0.0, None, tok)
+        ok, _, _, _ = self._submit("release", name, 0.0, None, tok)
         return ok
 
     def valid(self, name: str) -> bool:
         """Whether we may still act as the holder: we hold ``name`` and less than 0.75 x ttl
-        of our own clock has passed since we started our last successful acquire/refresh."""
+        of our own clock has passed since we started our last successful acquire/refresh
+        (the ttl of any acquire/refresh sent since whose outcome is unknown, if shorter)."""
+        return self._clock() < self.valid_until(name)
+
+    def valid_until(self, name: str) -> float:
+        """When (our own ``clock``) :meth:`valid` turns False, as things stand now;
+        ``-inf`` if we do not hold ``name``."""
         with self._mu:
             held = self._held.get(name)
-        return held is not None and self._clock() < held.started + READ_FRACTION * held.ttl
+            return -math.inf if held is None else held.until()
 
     def token(self, name: str) -> int | None:
         with self._mu:
@@ -438,16 +551,23 @@ class Locks:
 
 class FencedResource:
     """An example resource guarded by a lock: it remembers the highest fencing token it has
-    seen and refuses requests with a lower one (``StaleTokenError``)."""
+    seen, and the owner that used it, and refuses requests with a lower token, or with that
+    token from a different owner (``StaleTokenError``): one grant has one owner, so an
+    equal token from someone else is not a grant it was given. Pass ``owner`` (the
+    ``Locks.owner`` that got the token) to have that check; callers that never pass it are
+    compared on tokens alone."""
 
     def __init__(self) -> None:
         self.highest = 0
+        self.owner: str | None = None  # who used ``highest``
         self.writes: list[tuple[int, bytes]] = []
         self._mu = threading.Lock()
 
-    def write(self, token: int, data: bytes) -> None:
+    def write(self, token: int, data: bytes, *, owner: str | None = None) -> None:
         with self._mu:
             if token < self.highest:
                 raise StaleTokenError(token, self.highest)
-            self.highest = token
+            if token == self.highest and owner != self.owner:
+                raise StaleTokenError(token, self.highest, used_by=self.owner or "unnamed")
+            self.highest, self.owner = token, owner
             self.writes.append((token, bytes(data)))

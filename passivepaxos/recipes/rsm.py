@@ -24,9 +24,10 @@ log's writer lease: a marker append by a non-holder is refused with ``LeaseHeldE
 Lease reads: :meth:`StateMachine.lease_sync`
 -------------------------------------------
 While *this* process holds the log's writer lease and :meth:`Log.lease_read` answers (the
-read window, 0.75 x TTL of our own clock after the start of our last write), nobody else
-can have appended after the head it reports, so applying up to that head is enough: no
-request at all once we have applied it. Outside the window it returns ``False`` and the
+read window, 0.75 x TTL of our own clock after the start of our last write, or less after
+a shorter renewal; never while a record of ours is in flight or of unknown outcome),
+nobody else can have appended after the head it reports, so applying up to that head is
+enough: no request at all once we have applied it. Otherwise it returns ``False`` and the
 caller falls back to :meth:`sync`.
 
 Snapshots (the hook)
