@@ -57,8 +57,8 @@ Why it is safe (the argument; docs/log.md "Membership changes" says the same)
    change argument); point 1 makes even that unnecessary.
 4. Discovery. Before proposing the configuration record, the changer writes a marker
    ``members/<id>`` (origin set, from, to) to every store of S and S' (a majority of each
-   must succeed). A client opening the log (with the old list, the new list, or any list
-   that shares a majority with some configuration) LISTs ``members/``; if a marker exists
+   must succeed). A client opening the log (with the old list or the new list: exactly a
+   configuration, see ``manifest.open_log``) LISTs ``members/``; if a marker exists
    it reads the log from slot 0 with the origin set and follows the configuration
    records. Adding a store writes the manifest (with S') to the new store before the
    configuration record is proposed, so a client can open the log from the new list.

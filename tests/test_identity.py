@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from passivepaxos.errors import ConfigError, QuorumError
-from passivepaxos.log import Log, slot_instance
-from passivepaxos.manifest import MANIFEST_KEY, init_log, open_log
+from passivepaxos.log import GENESIS, Log, slot_instance
+from passivepaxos.manifest import MANIFEST_KEY, Manifest, init_log, open_log
 from passivepaxos.store import open_store
 from passivepaxos.types import PutMode
 from tests.test_cli import run
@@ -258,3 +258,28 @@ def test_finding_12_init_is_idempotent_and_completes_a_fresh_log(tmp_path: Path)
     assert init_log(quorum) == (again, False)
     with pytest.raises(ConfigError, match="full store list"):
         init_log(",".join(d.as_uri() for d in (da, db)))
+
+
+def test_format_1_log_keeps_working(tmp_path: Path) -> None:
+    """A log created before identities (format-1 manifest, chain from the old constant)
+    is still read, appended to and verified; its members are the stores holding a
+    format-1 manifest of its mode."""
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    manifest, _ = init_log(quorum)
+    old = Manifest(manifest.mode, manifest.stores, 1, None).encode()
+    assert b'"id"' not in old and b'"format": 1' in old
+    for d in (da, db, dc):
+        open_store(d.as_uri()).put(MANIFEST_KEY, old, PutMode.OVERWRITE)
+    with Log.open(quorum) as log:
+        assert log.genesis == GENESIS
+        assert log.append([b"x"]) == [0]
+    with Log.open(quorum) as log:
+        assert [e.value for e in log.read()] == [b"x"]
+        assert log.verify().ok
+    _wipe(db)
+    with Log.open(quorum) as log:  # a wiped store does not count here either
+        gone = _away(dc)
+        with pytest.raises(QuorumError, match="holds no manifest"):
+            log.append([b"y"])
+        _back(gone, dc)
