@@ -352,7 +352,12 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
         if errors:
             raise QuorumError("no manifest found; unreachable: " + "; ".join(errors.values()))
         raise ConfigError(f"{log}: no log here; create it with: passivepaxos init {log}")
-    ident = Counter(m.ident for m in found.values()).most_common(1)[0][0]
+    (ident, count), *rest = Counter(m.ident for m in found.values()).most_common()
+    if rest and rest[0][1] == count:
+        raise InvalidObjectError(
+            f"{log}: the stores hold manifests of different logs: "
+            + "; ".join(f"{u}: {m.describe()}" for u, m in found.items())
+        )
     members = {u: m for u, m in found.items() if m.ident == ident}
     modes = Counter(m.mode for m in members.values())
     if len(modes) > 1:
@@ -360,6 +365,18 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
             f"{log}: stores disagree on the list mode ({dict((k.value, v) for k, v in modes.items())})"
         )
     manifest = Counter(members.values()).most_common(1)[0][0]
+    given = tuple(s.url for s in stores)
+    match = next((c for c in manifest_lists(members) if _same_list(given, c)), None)
+    if match is None:
+        match = next(
+            (c for c in _configurations(stores, list(members.values())) if _same_list(given, c)),
+            None,
+        )
+    if match is None:
+        raise ConfigError(
+            f"{log} is not the store list of this log; its stores are "
+            f"{','.join(manifest.stores)}: give its full store list"
+        )
     if len(members) < need:
         problems = [f"{u}: unreachable ({e})" for u, e in errors.items()]
         problems += [f"{u}: holds no manifest (wiped or re-created empty?)" for u in missing]
@@ -372,18 +389,6 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
             f"{log}: only {len(members)} of {len(stores)} stores hold this log's manifest "
             f"({manifest.describe()}), a majority is {need}; a store that lost its state never "
             "counts until re-added by `members remove` + `members add`: " + "; ".join(problems)
-        )
-    given = tuple(s.url for s in stores)
-    match = next((c for c in manifest_lists(members) if _same_list(given, c)), None)
-    if match is None:
-        match = next(
-            (c for c in _configurations(stores, list(members.values())) if _same_list(given, c)),
-            None,
-        )
-    if match is None:
-        raise ConfigError(
-            f"{log} is not the store list of this log; its stores are "
-            f"{','.join(manifest.stores)}: give its full store list"
         )
     if manifest.mode not in IMPLEMENTED_MODES:
         raise UnsupportedError(

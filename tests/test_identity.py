@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from passivepaxos.errors import ConfigError, QuorumError
+from passivepaxos.errors import ConfigError, InvalidObjectError, QuorumError
 from passivepaxos.log import GENESIS, Log, slot_instance
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, init_log, open_log
 from passivepaxos.store import open_store
@@ -160,9 +160,14 @@ def test_finding_9_open_does_not_count_a_store_without_the_manifest(tmp_path: Pa
     # another log's manifest on b does not count either
     init_log(db.as_uri())
     gone = _away(dc)
-    with pytest.raises(QuorumError, match="another log"):
-        open_log(quorum)
+    with pytest.raises(InvalidObjectError, match="manifests of different logs"):
+        open_log(quorum)  # one store each: which log is it?
     _back(gone, dc)
+    with Log.open(quorum) as log:  # a and c: a majority of members; b is not counted
+        gone = _away(dc)
+        with pytest.raises(QuorumError, match="holds another log"):
+            log.append([b"x"])
+        _back(gone, dc)
     assert open_log(quorum)[1].ident is not None
 
 

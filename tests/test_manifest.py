@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from passivepaxos.errors import ConfigError, InvalidObjectError, QuorumError
+from passivepaxos.errors import ConfigError, InvalidObjectError
 from passivepaxos.manifest import MANIFEST_KEY, init_log, open_log
 from passivepaxos.store import open_store
 
@@ -44,6 +44,6 @@ def test_quorum_disagreeing_on_mode_is_refused(tmp_path: Path) -> None:
         d.mkdir()
     init_log(f"file://{dirs[0]}", "create")
     init_log(f"file://{dirs[1]}", "blocks")
-    # two separate inits: two logs (identities); neither is held by a majority
-    with pytest.raises(QuorumError, match="another log's manifest"):
+    # two separate inits: two logs (identities), which also disagree on the mode
+    with pytest.raises(InvalidObjectError, match="manifests of different logs"):
         open_log(",".join(f"file://{d}" for d in dirs))
