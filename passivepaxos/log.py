@@ -23,12 +23,13 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
      "writer": "host-123-ab12cd34", "epoch": 0, "wid": "<32 hex: unique write id>",
      "entries": ["<base64>", ...], "sum": "<sha256 hex of this object without 'sum'>"}
 
-- ``prev`` of slot 0 is the log's chain start :func:`genesis_of` its identity (sha256 of
+- ``prev`` of slot 0 is :func:`genesis_of` the log's identity (sha256 of
   ``b"passivepaxos-log-genesis:" + id``, the ``id`` of the manifest, see
   :mod:`passivepaxos.manifest`), so a record of another log is foreign everywhere in the
   chain; a log whose manifest has no identity (format 1, created before identities) keeps
-  :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``). The hash of a record is sha256 over its exact stored bytes (the Store frame's payload),
-  so the chain covers every byte, ``sum`` included.
+  :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``). The hash of a record is
+  sha256 over its exact stored bytes (the Store frame's payload), so the chain covers
+  every byte, ``sum`` included.
 - ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
   record through consensus (the Store frame's crc32 covers only one object on one store).
 - ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
@@ -55,7 +56,10 @@ because GCS allows ~1 write/s per object name; never trusted for correctness), t
 ``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
 narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
 because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
-only be built after slot ``i-1`` was decided.
+only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
+discovery checks, as reads do, that the slot after the first missing one is missing too
+(``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
+found this way names its predecessor's hash before building on it (``_check_chained``).
 
 Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
 -----------------------------------------------------------------------
@@ -660,6 +664,8 @@ class Log:
         for s in stores:
             m = self._members.get(s.url)
             if m is None or m.inner is not s:
+                if m is not None:
+                    m.close()
                 m = self._members[s.url] = MemberStore(s, self.manifest)
             out.append(m)
         return out
