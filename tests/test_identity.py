@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +75,28 @@ def test_finding_2_one_url_of_a_quorum_log_is_refused(tmp_path: Path) -> None:
     # the same stores in another order are the same configuration
     assert run("append", f"{c},{a},{b}", "q1").returncode == 0
     assert _values(quorum) == ["q0", "q1"]
+
+
+def test_finding_2_one_prefix_of_an_s3_quorum_is_refused(moto_server: Any) -> None:
+    """The issue's case on S3: ``append s3://bkt/qa SOLO`` on one prefix of a 3-prefix log
+    (on d26dea1: printed 0, exit 0, and the quorum never showed it)."""
+    bucket = f"ident-{uuid.uuid4().hex[:8]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    env = moto_server.env()
+    qa, qb, qc = (f"s3://{bucket}/q{n}" for n in "abc")
+    quorum = f"{qa},{qb},{qc}"
+    assert run("init", quorum, env=env).returncode == 0
+    assert run("append", quorum, "q0", env=env).returncode == 0
+    out = run("append", qa, "SOLO", env=env)
+    assert out.returncode == 2 and quorum in out.stderr, (out.stdout, out.stderr)
+    for mode in ("create", "cas"):
+        inst = f"{quorum.replace('/q', f'/{mode}-q')}"
+        assert run("init", inst, "--mode", mode, env=env).returncode == 0
+        assert run("propose", inst, "i", "one", env=env).stdout == "one\n"
+        solo = run("propose", inst.split(",")[0], "i", "two", env=env)
+        assert solo.returncode == 2 and inst in solo.stderr, (solo.stdout, solo.stderr)
+    got = run("log", quorum, env=env)
+    assert got.returncode == 0 and got.stdout == "0\t0\tq0\n", got.stderr
 
 
 @pytest.mark.parametrize("mode", ["create", "cas"])
