@@ -81,7 +81,9 @@ class Manifest:
         return Manifest(self.mode, stores, self.format, self.ident)
 
     def same_log(self, other: Manifest) -> bool:
-        return (self.ident, self.mode, self.format) == (other.ident, other.mode, other.format)
+        """Whether ``other`` is a manifest of this log (identity and mode; a format-1
+        manifest has no identity, and all format-1 manifests of one mode match)."""
+        return (self.ident, self.mode) == (other.ident, other.mode)
 
     def describe(self) -> str:
         return f"id {self.ident}" if self.ident else "format 1, no id"
@@ -226,7 +228,7 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
                 f"{u}: holds objects (e.g. {key!r}) but no log manifest: refusing to create "
                 "a log over them (a deleted manifest would hide the log they belong to)"
             )
-    logs = {(m.ident, m.mode, m.format) for m in found.values()}
+    logs = {(m.ident, m.mode) for m in found.values()}
     if len(logs) > 1:
         raise ConfigError(
             f"{log}: the stores hold manifests of different logs: "
