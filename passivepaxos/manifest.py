@@ -211,6 +211,8 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
         try:
             there[store.url] = _read_manifest(store)
             first = _first_object(store)
+        except InvalidObjectError:
+            raise  # a damaged or unknown manifest: never written over
         except StoreError as exc:
             errors[store.url] = str(exc)
             continue
@@ -260,7 +262,7 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
             return existing, False
     else:
         wanted = Manifest.new(chosen, urls)
-    created, ok = False, sum(1 for m in found.values() if m is not None)
+    created, ok = False, len(found)
     for store in stores:
         if store.url not in there or there[store.url] is not None:
             continue
