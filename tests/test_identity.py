@@ -151,12 +151,13 @@ def test_finding_9_wiped_store_never_votes_cli(tmp_path: Path) -> None:
     assert again.returncode == 2 and db.as_uri() in again.stderr, again.stderr
 
 
-def test_finding_9_store_wiped_under_a_running_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["create", "cas", "blocks"])
+def test_finding_9_store_wiped_under_a_running_process(tmp_path: Path, mode: str) -> None:
     """A ``Log`` opened before the wipe re-checks membership per slot: its proposal for
     slot 1 does not count the wiped store (on d26dea1 it decided a second value there)."""
     da, db, dc = _dirs(tmp_path, "abc")
     quorum = ",".join(d.as_uri() for d in (da, db, dc))
-    init_log(quorum)
+    init_log(quorum, mode)
     with Log.open(quorum) as stale, Log.open(quorum) as other:
         assert stale.append([b"v0"]) == [0]
         gone = _away(dc)
