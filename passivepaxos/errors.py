@@ -15,6 +15,8 @@ same on S3, GCS, Dropbox, local disk and memory::
     │   │   └── PreconditionFailedError compare-and-swap lost: the version moved
     │   ├── InvalidObjectError      the bytes are not a valid passivepaxos object (checksum,
     │   │                           truncation, foreign or future format)
+    │   ├── NotAMemberError         the store does not hold this log's manifest (lost its
+    │   │                           state, or another log's): its answers are not counted
     │   ├── TransientError          worth retrying: throttling, 5xx, timeouts, connection loss
     │   │   ├── ThrottledError      the service asked us to slow down; .retry_after seconds
     │   │   └── StragglerError      a quorum went on without this store's answer
@@ -40,6 +42,7 @@ __all__ = [
     "ConflictError",
     "ContainerNotFoundError",
     "InvalidObjectError",
+    "NotAMemberError",
     "NotFoundError",
     "PassivePaxosError",
     "PermissionDeniedError",
@@ -127,6 +130,12 @@ class PreconditionFailedError(ConflictError):
 
 class InvalidObjectError(StoreError):
     """The bytes at a key are not a valid passivepaxos object (never silently skipped)."""
+
+
+class NotAMemberError(StoreError):
+    """The store does not hold the manifest with this log's identity: it was wiped or
+    re-created empty (amnesia), or belongs to another log. Its answers never count toward a
+    majority; it votes again only once re-added through a membership change."""
 
 
 class TransientError(StoreError):

@@ -23,9 +23,13 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
      "writer": "host-123-ab12cd34", "epoch": 0, "wid": "<32 hex: unique write id>",
      "entries": ["<base64>", ...], "sum": "<sha256 hex of this object without 'sum'>"}
 
-- ``prev`` of slot 0 is :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``);
-  the hash of a record is sha256 over its exact stored bytes (the Store frame's payload),
-  so the chain covers every byte, ``sum`` included.
+- ``prev`` of slot 0 is :func:`genesis_of` the log's identity (sha256 of
+  ``b"passivepaxos-log-genesis:" + id``, the ``id`` of the manifest, see
+  :mod:`passivepaxos.manifest`), so a record of another log is foreign everywhere in the
+  chain; a log whose manifest has no identity (format 1, created before identities) keeps
+  :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``). The hash of a record is
+  sha256 over its exact stored bytes (the Store frame's payload), so the chain covers
+  every byte, ``sum`` included.
 - ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
   record through consensus (the Store frame's crc32 covers only one object on one store).
 - ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
@@ -52,7 +56,10 @@ because GCS allows ~1 write/s per object name; never trusted for correctness), t
 ``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
 narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
 because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
-only be built after slot ``i-1`` was decided.
+only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
+discovery checks, as reads do, that the slot after the first missing one is missing too
+(``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
+found this way names its predecessor's hash before building on it (``_check_chained``).
 
 Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
 -----------------------------------------------------------------------
@@ -111,7 +118,7 @@ from passivepaxos.lease import (
     TailWatch,
     WriterStatus,
 )
-from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
 from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
 from passivepaxos.snapshot import (
     SNAPSHOT_PREFIX,
@@ -145,13 +152,24 @@ __all__ = [
     "TrimmedSlotError",
     "VerifyReport",
     "decode_record",
+    "genesis_of",
     "record_hash",
     "slot_instance",
 ]
 
 RECORD_FORMAT = 1
 RECORD_KIND = "ppx-slot"
-GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()
+GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()  # format-1 logs
+
+
+def genesis_of(ident: str | None) -> str:
+    """The ``prev`` of slot 0 of the log with identity ``ident`` (``None``: a log created
+    before identities, which starts from :data:`GENESIS`)."""
+    if ident is None:
+        return GENESIS
+    return hashlib.sha256(b"passivepaxos-log-genesis:" + ident.encode()).hexdigest()
+
+
 HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
 _RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
@@ -160,6 +178,13 @@ _PROBES = 6  # slots probed at once by tail discovery (see _discover)
 # cannot be kept out forever by writers that keep winning); see _commit
 _BACKOFFS = 6
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# the objects under log/ a log makes (see _check_layout), besides the hint
+_SINGLE_SLOT = re.compile(r"^log/\d{20}$")
+_QUORUM_SLOT = {
+    ListMode.CREATE: re.compile(r"^log/\d{20}/(\d{20}|decided)$"),
+    ListMode.CAS: re.compile(r"^log/\d{20}/(list|decided)$"),
+    ListMode.BLOCKS: re.compile(r"^log/\d{20}/(blocks/.+|decided)$"),
+}
 
 
 def slot_instance(slot: int) -> str:
@@ -474,11 +499,18 @@ class Log:
         wall: Callable[[], float] = time.time,
         wait_expired_lease: bool = True,
         backoff_max: float = 2.0,
+        manifest: Manifest | None = None,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
         self.stores = list(stores)
         self.mode = ListMode(mode)
+        # the manifest read at open (None: stores given directly, no identity checks); its
+        # identity starts the hash chain and is what a store must hold to vote (_decide)
+        self.manifest = manifest
+        self.ident = None if manifest is None else manifest.ident
+        self._genesis = None if manifest is None else genesis_of(manifest.ident)
+        self._members: dict[str, MemberStore] = {}
         self.url = url or ",".join(s.url for s in self.stores)
         self.writer_id = writer_id or default_writer_id()
         self.fetch_ahead = max(1, fetch_ahead)
@@ -507,6 +539,7 @@ class Log:
         self._state = threading.Lock()
         self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self._known_data: bytes | None = None  # that slot's record
+        self._known_chained = False  # that record was checked to chain to its predecessor
         # the newest decided records seen (slot -> (chain hash, record)), so a state
         # machine's next read needs neither its start slot's predecessor nor our own writes
         # again: decided slots never change (a trimmed one only becomes a tombstone)
@@ -539,19 +572,44 @@ class Log:
         self._cfgs: list[tuple[int, list[Store]]] = []  # (first slot, its store set)
         self._changes: list[tuple[int, ConfigChange]] = []  # (config slot, change)
         self._walked = -1
-        self._walked_hash = GENESIS
+        self._walked_hash = ""  # the hash of record _walked (unused while it is -1)
         self._opened: dict[str, Store] = {s.url: s for s in self.stores}
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
         stores, manifest = open_log(log_url)
-        return cls(stores, manifest.mode, url=log_url, **kwargs)
+        return cls(stores, manifest.mode, url=log_url, manifest=manifest, **kwargs)
 
     @classmethod
     def from_manifest(cls, stores: Sequence[Store], manifest: Manifest, **kwargs: Any) -> Log:
-        return cls(stores, manifest.mode, **kwargs)
+        return cls(stores, manifest.mode, manifest=manifest, **kwargs)
+
+    @property
+    def genesis(self) -> str:
+        """The ``prev`` of slot 0: from the identity of the manifest this log was opened
+        with; a ``Log`` built from stores directly reads it once from its stores (a log
+        with no manifest at all starts from :data:`GENESIS`)."""
+        if self._genesis is None:
+            self._genesis = genesis_of(self._read_ident())
+        return self._genesis
+
+    def _read_ident(self) -> str | None:
+        errors: list[str] = []
+        for store in self._base:
+            try:
+                got = store.get(MANIFEST_KEY)
+            except StoreError as exc:
+                errors.append(str(exc))
+                continue
+            if got is not None:
+                return Manifest.decode(got[0], store.url).ident
+        if errors:  # never guess the chain start: a wrong one reads as damage
+            raise QuorumError(f"cannot read the manifest of {self.url}: {'; '.join(errors)}")
+        return None
 
     def close(self) -> None:
+        for m in list(self._members.values()):
+            m.close()
         self._hint_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         if self._fanout is not None:
@@ -594,7 +652,23 @@ class Log:
                     f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
                 )
             stores = self._stores_for(slot)
-        return driver.propose(stores, instance, data, self.writer_id, self.mode)
+        return driver.propose(self._voters(stores), instance, data, self.writer_id, self.mode)
+
+    def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
+        """The stores a proposal counts, each checked to still hold this log's manifest
+        (:class:`MemberStore`: one GET per store and slot, in parallel with the slot's
+        first message) when the log was opened from its manifest and is a quorum."""
+        if self.manifest is None or len(stores) < 2:
+            return stores
+        out = []
+        for s in stores:
+            m = self._members.get(s.url)
+            if m is None or m.inner is not s:
+                if m is not None:
+                    m.close()
+                m = self._members[s.url] = MemberStore(s, self.manifest)
+            out.append(m)
+        return out
 
     def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
         """After an unclear create: read back; resend the identical bytes while the slot is
@@ -681,7 +755,7 @@ class Log:
             self._stores_of((*cfg.from_, *cfg.to))
         self._cfgs = [(0, self._stores_of(self._origin))]
         self._changes = []
-        self._walked, self._walked_hash = -1, GENESIS
+        self._walked, self._walked_hash = -1, ""
         self.stores = self._cfgs[0][1]
         self._ms = True
 
@@ -710,7 +784,7 @@ class Log:
                 data = self._learn(s, stores)
                 if data is None:
                     return False
-                rec = self._decode(data, s, self._walked_hash)
+                rec = self._decode(data, s, self._walked_hash if s > 0 else self.genesis)
                 expect = self._changes[-1][0] if self._changes else None
                 if rec.conf != expect:
                     url, key = self._where(s)
@@ -939,8 +1013,9 @@ class Log:
         hit = self._cached(known) if known >= 0 else None
         if hit is not None:  # a slot we hold bounds the search from below: no GET for it
             lo, lo_data = known, hit[1]
+        seen: dict[int, bytes | None] = {}  # every probe's answer
         if guess > lo:
-            got = self._exists(guess)
+            got = seen[guess] = self._exists(guess)
             if got is None:
                 hi = guess
             else:
@@ -949,33 +1024,57 @@ class Log:
         # one per probe): a fresh process finds a tail 32 slots past the hint in ~3 round
         # trips instead of ~10, for a few more GETs. lo stays a slot seen to exist and hi
         # one seen missing (slots appearing meanwhile only move the answer forward).
-        base = 1
-        while hi is None:
-            found = self._exists_many([lo + base * (1 << k) for k in range(_PROBES)])
-            lo, lo_data, hi = self._narrow(found, lo, lo_data, None)
-            base <<= _PROBES
-        assert hi is not None
-        while hi - lo > 1:
-            gap = hi - lo
-            points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
-            found = self._exists_many([p for p in points if lo < p < hi])
-            lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
-            hi = hi if narrowed is None else narrowed
+        while True:
+            base = 1
+            while hi is None:
+                found = self._exists_many([lo + base * (1 << k) for k in range(_PROBES)])
+                seen.update(found)
+                lo, lo_data, hi = self._narrow(found, lo, lo_data, None)
+                base <<= _PROBES
+            while hi - lo > 1:
+                gap = hi - lo
+                points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
+                found = self._exists_many([p for p in points if lo < p < hi])
+                seen.update(found)
+                lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
+                hi = hi if narrowed is None else narrowed
+            # slot lo+1 is missing: the one after it must be missing too, as reads check
+            # (a deleted middle slot is damage; filling it would break the chain there and
+            # erase the evidence). The first search round usually probed it already.
+            after = seen[lo + 2] if lo + 2 in seen else self._exists(lo + 2)
+            if after is None:
+                break
+            if self._exists(lo + 1) is None:
+                url, key = self._where(lo + 1)
+                raise DamagedSlotError(
+                    lo + 1,
+                    f"missing while slot {lo + 2} exists (a gap in the log)",
+                    url=url,
+                    key=key,
+                )
+            lo, lo_data, hi = lo + 2, after, None  # both decided meanwhile: search on
+            seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self._fetch(lo)
         if lo >= 0 and lo_data is not None:
             self._learned(lo, lo_data)
         return lo, lo_data
 
-    def _learned(self, slot: int, data: bytes, digest: str | None = None) -> None:
+    def _learned(
+        self, slot: int, data: bytes, digest: str | None = None, *, chained: bool = False
+    ) -> None:
         """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
-        caller has it and ``data`` is a record, not a tombstone)."""
+        caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
+        checked that it names its predecessor's hash, see ``_check_chained``)."""
         digest = digest or chain_hash(data, slot)
         with self._state:
             if self._known is None or slot > self._known[0]:
                 self._known = (slot, digest)
                 self._known_data = data
+                self._known_chained = chained
                 self._watch.saw(slot, self._clock())
+            elif chained and slot == self._known[0]:
+                self._known_chained = True
             if slot not in self._recent:
                 self._recent[slot] = (digest, data)
                 self._recent_bytes += len(data)
@@ -1183,7 +1282,7 @@ class Log:
             if decided is mine or decided == mine:
                 # our own bytes were decided: nothing to parse (we built them), no race
                 self._note(decided)
-                self._learned(slot, decided, record_hash(decided))
+                self._learned(slot, decided, record_hash(decided), chained=True)
                 self._wrote(slot, epoch, meta, started)
                 return slot
             if is_tombstone(decided):
@@ -1192,7 +1291,7 @@ class Log:
                 return slot
             self._note(decided)
             winner = self._decode(decided, slot, prev)
-            self._learned(slot, decided)
+            self._learned(slot, decided, chained=True)
             if winner.wid == wid:
                 self._wrote(slot, epoch, meta, started)
                 return slot
@@ -1230,6 +1329,7 @@ class Log:
                 jump = (slot, None)
             last, found = jump
             if found is not None and last > slot:
+                self._check_chained(last, found)
                 slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
                 continue
             slot, prev, state = slot + 1, record_hash(decided), won
@@ -1258,12 +1358,43 @@ class Log:
         """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
         discovers the tail only when nothing is known."""
         with self._state:
-            known, data = self._known, self._known_data
+            known, data, chained = self._known, self._known_data, self._known_chained
         if known is None:
             last, data = self._discover()
-            known = (last, GENESIS if data is None else chain_hash(data, last))
-        prev = known[1] if known[0] >= 0 else GENESIS
+            known = (last, self.genesis if data is None else chain_hash(data, last))
+            chained = False
+        if known[0] >= 0 and data is not None and not chained:
+            self._check_chained(known[0], data)
+        prev = known[1] if known[0] >= 0 else self.genesis
         return known[0] + 1, prev, self._state_of(known[0], data)
+
+    def _check_chained(self, slot: int, data: bytes) -> None:
+        """Before building on record ``data`` of ``slot`` (found by discovery, not read in
+        order): check that it names its predecessor's hash (the chain start for slot 0), so
+        a record copied from another log or rewritten is never appended to (an entry acked
+        there could never be read). Costs one read of slot ``slot - 1`` unless held.
+        Raises ``DamagedSlotError`` naming the slot."""
+        if is_tombstone(data):
+            return
+        if slot == 0:
+            prev = self.genesis
+        else:
+            hit = self._cached(slot - 1)
+            if hit is not None:
+                prev = hit[0]
+            else:
+                before = self._fetch(slot - 1)
+                if before is None:
+                    url, key = self._where(slot - 1)
+                    raise DamagedSlotError(
+                        slot - 1,
+                        f"missing while slot {slot} exists (a gap in the log)",
+                        url=url,
+                        key=key,
+                    )
+                prev = chain_hash(before, slot - 1)
+        self._decode(data, slot, prev)
+        self._learned(slot, data, chained=True)
 
     def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
         if slot < 0 or data is None:
@@ -1593,7 +1724,7 @@ class Log:
         """The hash the record of ``from_slot`` must name; ``None`` (not checked) when
         slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
         if from_slot <= 0:
-            return GENESIS
+            return self.genesis
         hit = self._cached(from_slot - 1) if reuse else None
         if hit is not None:
             return hit[0]
@@ -1701,7 +1832,7 @@ class Log:
                 )
                 rec = self._decode(data, slot, prev)
                 prev = record_hash(data)
-                self._learned(slot, data, prev)
+                self._learned(slot, data, prev, chained=True)
                 if on_slot is not None:
                     on_slot(slot)
                 yield slot, rec, data
@@ -1749,7 +1880,7 @@ class Log:
         try:
             snap = self.newest_snapshot()
             report.snapshot = None if snap is None else snap.slot
-            start, prev = 0, GENESIS
+            start, prev = 0, self.genesis
             collected: list[tuple[bytes, ...]] | None = []  # the log's entries of 0..s
             while True:
                 try:
@@ -1800,6 +1931,7 @@ class Log:
                         url=url,
                         key=key,
                     )
+            self._check_layout(report.slots)
         except DamagedSlotError as exc:
             return dataclasses.replace(
                 report, ok=False, bad_slot=exc.slot, reason=exc.reason, error=str(exc)
@@ -1809,6 +1941,34 @@ class Log:
                 report, ok=False, bad_snapshot=exc.slot, reason=exc.reason, error=str(exc)
             )
         return report
+
+    def _check_layout(self, end: int) -> None:
+        """Every object under ``log/`` on the log's stores must be one this log's layout
+        makes (its mode, one store or a quorum); anything else (another mode's slots after
+        the manifest was rewritten, a log re-created over an old one) is damage, raised as
+        ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store; a
+        store that cannot be listed is skipped (the walk above already needed a majority)."""
+        if self._single_create:
+            pattern, layout = _SINGLE_SLOT, "single-store create"
+        else:
+            pattern, layout = _QUORUM_SLOT[self.mode], f"{self.mode.value}-mode quorum"
+        for store in list(self._opened.values()):
+            try:
+                metas = list(store.list("log/"))
+            except StoreError:
+                continue
+            for m in metas:
+                if m.key == HINT_KEY or pattern.match(m.key):
+                    continue
+                digits = re.match(r"^log/(\d{20})", m.key)
+                slot = int(digits.group(1)) if digits else end
+                raise DamagedSlotError(
+                    slot,
+                    f"object {m.key!r} on {store.url} is not part of a {layout} log (its "
+                    "manifest names another mode, or another log's objects are here)",
+                    url=store.url,
+                    key=m.key,
+                )
 
     def _check_anchor(self, snap: SnapshotInfo, data: bytes) -> None:
         if record_hash(data) != snap.hash:
@@ -1899,7 +2059,7 @@ class Log:
                     "state: an entries snapshot cannot be built from it; pass state="
                 )
             acc: list[tuple[bytes, ...]] = [] if base is None else list(base.slots or ())
-            last, anchor = (-1, GENESIS) if base is None else (base.slot, base.hash)
+            last, anchor = (-1, self.genesis) if base is None else (base.slot, base.hash)
             for s, rec, data in self._raw_records(last + 1, follow=False, start_prev=anchor):
                 acc.append(rec.entries)
                 last, anchor = s, record_hash(data)
@@ -2002,7 +2162,7 @@ class Log:
                 lo, lo_data = mid, got
             else:
                 hi = mid
-        prev = GENESIS if lo < 0 else chain_hash(lo_data, lo)
+        prev = self.genesis if lo < 0 else chain_hash(lo_data, lo)
         count = 0
         futs = {
             i: self._pool.submit(self._fetch, i)

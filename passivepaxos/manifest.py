@@ -1,35 +1,54 @@
-"""A log's manifest: the list mode and format chosen at ``init``, stored on every store.
+"""A log's manifest: the list mode, format and identity chosen at ``init``, stored on
+every store.
 
 Every client must simulate the append-only list the same way, so the choice is made once
 (from the capability table, or forced with ``--mode``) and recorded; a client refuses a
 manifest whose format or mode it does not know rather than guess.
+
+Identity (manifest format 2): ``init`` draws a random ``id`` (32 hex digits) and writes it
+into every store's manifest; a membership change copies it to the store it adds. A store
+is a member of the log only while it holds the manifest with this identity: a store that
+lost its state (wiped, re-created empty, or holding another log's manifest) is never
+counted toward a majority, neither by :func:`open_log` nor, for a process that opened the
+log before the loss, by the proposer (:class:`MemberStore`). The log's hash chain starts
+from the identity (``passivepaxos.log.genesis_of``), so a record of another log is foreign.
+A format-1 manifest (written before identities existed) has no ``id``: such a log keeps
+the old constant chain start and is still read and written; its members are the stores
+holding a format-1 manifest of its mode.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import re
+import threading
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from passivepaxos.capabilities import Capabilities, ListMode, choose_mode
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
     InvalidObjectError,
+    NotAMemberError,
     QuorumError,
     StoreError,
     UnsupportedError,
 )
 from passivepaxos.store import Store, open_store
-from passivepaxos.types import PutMode
+from passivepaxos.types import ObjectMeta, PutMode, Version
 from passivepaxos.urls import split_urls
 
 __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_KEY",
     "Manifest",
+    "MemberStore",
     "check_instance",
     "init_log",
     "open_log",
@@ -37,10 +56,12 @@ __all__ = [
 ]
 
 MANIFEST_KEY = "manifest"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: with the log's identity ("id"); 1: before identities
 _KIND = "passivepaxos-log"
 _INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_IDENT = re.compile(r"^[0-9a-f]{32}$")
 IMPLEMENTED_MODES = (ListMode.CREATE, ListMode.CAS, ListMode.BLOCKS)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,14 +69,34 @@ class Manifest:
     mode: ListMode
     stores: tuple[str, ...]
     format: int = MANIFEST_FORMAT
+    ident: str | None = None  # the log's identity (format 2); None for a format-1 log
+
+    @staticmethod
+    def new(mode: ListMode, stores: tuple[str, ...]) -> Manifest:
+        """The manifest of a new log: the current format and a fresh random identity."""
+        return Manifest(mode, stores, MANIFEST_FORMAT, uuid.uuid4().hex)
+
+    def with_stores(self, stores: tuple[str, ...]) -> Manifest:
+        """The same log (mode, format, identity) naming another store list."""
+        return Manifest(self.mode, stores, self.format, self.ident)
+
+    def same_log(self, other: Manifest) -> bool:
+        """Whether ``other`` is a manifest of this log (identity and mode; a format-1
+        manifest has no identity, and all format-1 manifests of one mode match)."""
+        return (self.ident, self.mode) == (other.ident, other.mode)
+
+    def describe(self) -> str:
+        return f"id {self.ident}" if self.ident else "format 1, no id"
 
     def encode(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "kind": _KIND,
-            "format": self.format,
+            "format": self.format if self.ident is not None else 1,
             "mode": self.mode.value,
             "stores": list(self.stores),
         }
+        if self.ident is not None:
+            doc["id"] = self.ident
         return json.dumps(doc, sort_keys=True).encode()
 
     @staticmethod
@@ -80,11 +121,26 @@ class Manifest:
             raise InvalidObjectError(
                 f"manifest names unknown list mode {doc.get('mode')!r}", url=where, key=MANIFEST_KEY
             ) from None
-        return Manifest(mode, tuple(doc.get("stores", ())), fmt)
+        ident = doc.get("id")
+        if fmt >= 2 and not (isinstance(ident, str) and _IDENT.match(ident)):
+            raise InvalidObjectError(
+                f"manifest format {fmt} without a valid log id", url=where, key=MANIFEST_KEY
+            )
+        if fmt < 2:
+            ident = None
+        return Manifest(mode, tuple(doc.get("stores", ())), fmt, ident)
 
 
 def open_stores(log: str) -> list[Store]:
-    return [open_store(url) for url in split_urls(log)]
+    """The stores of a comma-separated list; a store named twice is refused (each store
+    must count once toward a majority)."""
+    stores = [open_store(url) for url in split_urls(log)]
+    seen: set[str] = set()
+    for s in stores:
+        if s.url in seen:
+            raise ConfigError(f"{log}: store {s.url} is named twice; each store counts once")
+        seen.add(s.url)
+    return stores
 
 
 def _combined(stores: list[Store]) -> Capabilities:
@@ -111,8 +167,25 @@ def _majority(n: int) -> int:
     return n // 2 + 1
 
 
+def _first_object(store: Store) -> str | None:
+    """The first key on ``store`` other than the manifest (one LIST, stopped early)."""
+    for meta in store.list(""):
+        if meta.key != MANIFEST_KEY:
+            return meta.key
+    return None
+
+
+def _read_manifest(store: Store) -> Manifest | None:
+    got = store.get(MANIFEST_KEY)
+    return None if got is None else Manifest.decode(got[0], store.url)
+
+
 def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
-    """Create the manifest on every store; (manifest, created). Idempotent for the same mode."""
+    """Create the manifest on every store; (manifest, created). Idempotent for the same
+    mode. Refuses (``ConfigError``) where log objects already exist without this log's
+    manifest (a deleted manifest must not hide a log, nor a wiped store rejoin it), and
+    never writes a manifest onto a store of a log that already holds objects: a store
+    that lost its state rejoins only through ``members remove`` / ``members add``."""
     stores = open_stores(log)
     combined = _combined(stores)
     chosen = choose_mode(combined, None if mode == "auto" else mode)
@@ -129,27 +202,87 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
             f"object), which backend {combined.name!r} does not have; use blocks",
             capability="create-if-absent",
         )
-    wanted = Manifest(chosen, tuple(s.url for s in stores))
-    created, ok, errors = False, 0, {}
+    urls = tuple(s.url for s in stores)
+    need = _majority(len(stores))
+    errors: dict[str, str] = {}
+    there: dict[str, Manifest | None] = {}
+    objects: dict[str, str] = {}
     for store in stores:
+        try:
+            there[store.url] = _read_manifest(store)
+            first = _first_object(store)
+        except InvalidObjectError:
+            raise  # a damaged or unknown manifest: never written over
+        except StoreError as exc:
+            errors[store.url] = str(exc)
+            continue
+        if first is not None:
+            objects[store.url] = first
+    if len(there) < need:
+        raise QuorumError(
+            f"init reached {len(there)} of {len(stores)} stores, a majority is {need}; "
+            "unreachable: " + "; ".join(errors.values())
+        )
+    found = {u: m for u, m in there.items() if m is not None}
+    for u, key in objects.items():
+        if found.get(u) is None:
+            raise ConfigError(
+                f"{u}: holds objects (e.g. {key!r}) but no log manifest: refusing to create "
+                "a log over them (a deleted manifest would hide the log they belong to)"
+            )
+    logs = {(m.ident, m.mode) for m in found.values()}
+    if len(logs) > 1:
+        raise ConfigError(
+            f"{log}: the stores hold manifests of different logs: "
+            + "; ".join(f"{u}: {m.describe()}, mode {m.mode.value}" for u, m in found.items())
+        )
+    if found:
+        existing = next(iter(found.values()))
+        if existing.mode is not chosen and mode != "auto":
+            u = next(iter(found))
+            raise ConfigError(
+                f"{u}: already initialised with mode {existing.mode.value!r}, not {chosen.value!r}"
+            )
+        lists = {frozenset(m.stores) for m in found.values()}
+        if frozenset(urls) not in lists:
+            raise ConfigError(
+                f"{log}: these stores belong to a log on {','.join(existing.stores)}; "
+                "give its full store list"
+            )
+        wanted = existing.with_stores(urls)
+        if objects:
+            bare = [u for u in urls if u in there and there[u] is None]
+            if bare:
+                raise ConfigError(
+                    f"{bare[0]}: holds no manifest while the log already holds objects (e.g. "
+                    f"{next(iter(objects.values()))!r} on {next(iter(objects))}): a store "
+                    "that lost its state must not rejoin by init; use `passivepaxos members "
+                    "remove` and then `members add` to re-add it empty"
+                )
+            return existing, False
+    else:
+        wanted = Manifest.new(chosen, urls)
+    created, ok = False, len(found)
+    for store in stores:
+        if store.url not in there or there[store.url] is not None:
+            continue
         try:
             _create_manifest(store, wanted)
             created, ok = True, ok + 1
-        except AlreadyExistsError as exc:
-            existing = Manifest.decode(exc.current[0], store.url) if exc.current else None
-            if existing is None or (existing.mode is not wanted.mode and mode != "auto"):
+        except AlreadyExistsError as exc:  # another init raced us to this store
+            other = Manifest.decode(exc.current[0], store.url) if exc.current else None
+            if other is None or not (other.same_log(wanted) or (not created and not found)):
                 raise ConfigError(
-                    f"{store.url}: already initialised with mode "
-                    f"{existing.mode.value if existing else '?'!r}, not {wanted.mode.value!r}"
+                    f"{store.url}: another init created a different log here meanwhile "
+                    f"({other.describe() if other else '?'}); run init again"
                 ) from None
-            if existing.mode is not wanted.mode:
-                wanted = existing
+            wanted = other.with_stores(urls)  # the first manifest written wins
             ok += 1
         except StoreError as exc:
             errors[store.url] = str(exc)
-    if ok < _majority(len(stores)):
+    if ok < need:
         raise QuorumError(
-            f"init reached {ok} of {len(stores)} stores, a majority is {_majority(len(stores))}; "
+            f"init reached {ok} of {len(stores)} stores, a majority is {need}; "
             "unreachable: " + "; ".join(errors.values())
         )
     return wanted, created
@@ -168,22 +301,54 @@ def _create_manifest(store: Store, manifest: Manifest) -> None:
     store.put(MANIFEST_KEY, manifest.encode())
 
 
+def _configurations(stores: list[Store], members: list[Manifest]) -> list[tuple[str, ...]]:
+    """The store lists that are (or were) a configuration of the log: the lists its
+    manifests name, and those of its membership markers (``members/``)."""
+    from passivepaxos.membership import read_markers
+
+    out = [m.stores for m in members]
+    try:
+        for origin, cfg in read_markers(stores):
+            out.extend((origin, cfg.from_, cfg.to))
+    except QuorumError:
+        pass
+    return out
+
+
+def _same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
+    if set(given) == set(listed):
+        return True
+    if len(given) != len(listed):
+        return False
+    try:  # a list written before URL normalisation changed: compare normalised forms
+        return set(given) == {open_store(u).url for u in listed}
+    except (ConfigError, UnsupportedError, StoreError):
+        return False
+
+
 def open_log(log: str) -> tuple[list[Store], Manifest]:
-    """Open the stores of ``log`` and the manifest a majority of them agree on."""
+    """Open the stores of ``log`` and the manifest a majority of them hold.
+
+    ``log`` must be exactly a configuration of the log (the list it was created on, or
+    one a membership change made), else ``ConfigError`` naming the full list: a subset
+    would run another protocol (a single store takes the one-store path) on the same
+    objects. Only stores holding the manifest with the log's identity count toward the
+    majority; one without (wiped, re-created empty, another log's) is reported, never
+    counted. The stores come back in the order of the matching configuration."""
     stores = open_stores(log)
-    found: list[Manifest] = []
+    found: dict[str, Manifest] = {}
     errors: dict[str, str] = {}
     missing: list[str] = []
     for store in stores:
         try:
-            got = store.get(MANIFEST_KEY)
+            raw = store.get(MANIFEST_KEY)
         except (StoreError, InvalidObjectError) as exc:
             errors[store.url] = str(exc)
             continue
-        if got is None:
+        if raw is None:
             missing.append(store.url)
         else:
-            found.append(Manifest.decode(got[0], store.url))
+            found[store.url] = Manifest.decode(raw[0], store.url)
     need = _majority(len(stores))
     if not found:
         if errors and not missing:
@@ -191,22 +356,143 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
         if errors:
             raise QuorumError("no manifest found; unreachable: " + "; ".join(errors.values()))
         raise ConfigError(f"{log}: no log here; create it with: passivepaxos init {log}")
-    modes = Counter(m.mode for m in found)
+    (ident, count), *rest = Counter(m.ident for m in found.values()).most_common()
+    if rest and rest[0][1] == count:
+        raise InvalidObjectError(
+            f"{log}: the stores hold manifests of different logs: "
+            + "; ".join(f"{u}: {m.describe()}" for u, m in found.items())
+        )
+    members = {u: m for u, m in found.items() if m.ident == ident}
+    modes = Counter(m.mode for m in members.values())
     if len(modes) > 1:
         raise InvalidObjectError(
             f"{log}: stores disagree on the list mode ({dict((k.value, v) for k, v in modes.items())})"
         )
-    if len(found) + len(missing) < need:
-        raise QuorumError(
-            f"only {len(found) + len(missing)} of {len(stores)} stores answered, a majority is "
-            f"{need}; unreachable: " + "; ".join(errors.values())
+    manifest = Counter(members.values()).most_common(1)[0][0]
+    given = tuple(s.url for s in stores)
+    match = next((c for c in manifest_lists(members) if _same_list(given, c)), None)
+    if match is None:
+        match = next(
+            (c for c in _configurations(stores, list(members.values())) if _same_list(given, c)),
+            None,
         )
-    manifest = found[0]
+    if match is None:
+        raise ConfigError(
+            f"{log} is not the store list of this log; its stores are "
+            f"{','.join(manifest.stores)}: give its full store list"
+        )
+    if len(members) < need:
+        problems = [f"{u}: unreachable ({e})" for u, e in errors.items()]
+        problems += [f"{u}: holds no manifest (wiped or re-created empty?)" for u in missing]
+        problems += [
+            f"{u}: holds another log's manifest ({m.describe()})"
+            for u, m in found.items()
+            if u not in members
+        ]
+        raise QuorumError(
+            f"{log}: only {len(members)} of {len(stores)} stores hold this log's manifest "
+            f"({manifest.describe()}), a majority is {need}; a store that lost its state never "
+            "counts until re-added by `members remove` + `members add`: " + "; ".join(problems)
+        )
     if manifest.mode not in IMPLEMENTED_MODES:
         raise UnsupportedError(
             f"{log}: list mode {manifest.mode.value!r} is not supported by this client"
         )
+    order = {u: i for i, u in enumerate(match)}
+    stores.sort(key=lambda s: order.get(s.url, len(order)))
     return stores, manifest
+
+
+def manifest_lists(members: dict[str, Manifest]) -> list[tuple[str, ...]]:
+    return list(dict.fromkeys(m.stores for m in members.values()))
+
+
+class MemberStore(Store):
+    """A store whose answers count for one log only while it holds that log's manifest.
+
+    A process that opened the log before a store lost its state (wiped, or its directory
+    re-created empty) would otherwise count that store's fresh "nothing here" state as a
+    vote and decide a slot a second time. So the proposer wraps each store of a quorum in
+    this class: the first operation on a consensus instance (a slot) also GETs the
+    manifest, in parallel (no extra round trip), and the operation's answer is replaced by
+    ``NotAMemberError`` unless the manifest has the log's identity and mode. A failed check
+    sticks for that instance (the proposer's read-backs cannot count the store either); a
+    check that could not be made (store error) is repeated by the next operation.
+    Residual window: a store wiped between the check's GET and the operation's request
+    still answers once for that slot."""
+
+    _KEEP = 64  # instances whose check result is kept
+
+    def __init__(self, inner: Store, manifest: Manifest) -> None:
+        super().__init__(inner.backend, retry=inner.retry)
+        self.inner = inner
+        self.manifest = manifest
+        self._lock = threading.Lock()
+        self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ppx-member")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _check(self) -> None:
+        try:
+            got = _read_manifest(self.inner)
+        except InvalidObjectError as exc:
+            raise NotAMemberError(
+                f"unreadable manifest ({exc}): not counted as a member",
+                url=self.url,
+                key=MANIFEST_KEY,
+            ) from None
+        if got is None or not got.same_log(self.manifest):
+            what = "holds no manifest" if got is None else f"holds another log ({got.describe()})"
+            raise NotAMemberError(
+                f"{what}, not this log's ({self.manifest.describe()}): a store that lost its "
+                "state is not counted; re-add it with `members remove` + `members add`",
+                url=self.url,
+                key=MANIFEST_KEY,
+            )
+
+    def _started(self, key: str) -> Future[None]:
+        instance = "/".join(key.split("/")[:2])
+        with self._lock:
+            fut = self._checks.get(instance)
+            if fut is not None and fut.done():
+                exc = fut.exception()
+                if exc is not None and not isinstance(exc, NotAMemberError):
+                    fut = None  # could not check: check again
+            if fut is None:
+                fut = self._pool.submit(self._check)
+                self._checks[instance] = fut
+                while len(self._checks) > self._KEEP:
+                    self._checks.popitem(last=False)
+            return fut
+
+    def _guard(self, key: str, op: Callable[[], T]) -> T:
+        fut = self._started(key)
+        try:
+            out = op()
+        except StoreError:
+            fut.result()  # a failed check hides what the store said
+            raise
+        fut.result()
+        return out
+
+    def get(self, key: str) -> tuple[bytes, Version] | None:
+        return self._guard(key, lambda: self.inner.get(key))
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        mode: PutMode = PutMode.OVERWRITE,
+        *,
+        write_id: bytes | None = None,
+    ) -> Version:
+        return self._guard(key, lambda: self.inner.put(key, data, mode, write_id=write_id))
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
+        metas = self._guard(prefix, lambda: [*self.inner.list(prefix, start_after)])
+        return iter(metas)
 
 
 def check_instance(name: str) -> str:

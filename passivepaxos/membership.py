@@ -57,8 +57,8 @@ Why it is safe (the argument; docs/log.md "Membership changes" says the same)
    change argument); point 1 makes even that unnecessary.
 4. Discovery. Before proposing the configuration record, the changer writes a marker
    ``members/<id>`` (origin set, from, to) to every store of S and S' (a majority of each
-   must succeed). A client opening the log (with the old list, the new list, or any list
-   that shares a majority with some configuration) LISTs ``members/``; if a marker exists
+   must succeed). A client opening the log (with the old list or the new list: exactly a
+   configuration, see ``manifest.open_log``) LISTs ``members/``; if a marker exists
    it reads the log from slot 0 with the origin set and follows the configuration
    records. Adding a store writes the manifest (with S') to the new store before the
    configuration record is proposed, so a client can open the log from the new list.
@@ -269,7 +269,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     if url not in stores:
         stores[url] = open_store(url)
     if op == "add":
-        _prepare_new_store(stores[url], Manifest(log.mode, to), log.mode.value)
+        _prepare_new_store(stores[url], _manifest_of(log).with_stores(to), log.mode.value)
     # the marker, on every store of S and S' (a majority of each): readers discover changes
     key, data = marker_key(), encode_marker(log.origin(), cfg)
     ok: set[str] = set()
@@ -285,17 +285,28 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     slot = log.append_config(cfg)
     if op == "remove":
         log.copy_decided_markers(slot, [stores[u] for u in to])
-    # informational: the manifests name the current store list (open_log only uses the mode)
-    blob = Manifest(log.mode, to).encode()
+    # the manifests name the current store list (open_log accepts it, or any list of a
+    # configuration; the identity is what makes a store a member)
+    blob = _manifest_of(log).with_stores(to).encode()
     for u in to:
         with contextlib.suppress(StoreError):
             stores[u].put(MANIFEST_KEY, blob, PutMode.OVERWRITE)
     return {"slot": slot, **cfg.to_json()}
 
 
+def _manifest_of(log: Log) -> Manifest:
+    """The log's manifest (identity included), read at open; for a ``Log`` built from
+    stores directly, read from them now."""
+    if log.manifest is not None:
+        return log.manifest
+    _, manifest = open_log(log.url)
+    return manifest
+
+
 def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
-    """Write the manifest to a store being added (before its configuration record is
-    proposed: clients may open the log from it as soon as the change is decided)."""
+    """Write the manifest (with the log's identity: from now on the store counts as a
+    member) to a store being added (before its configuration record is proposed:
+    clients may open the log from it as soon as the change is decided)."""
     try:
         got = store.get(MANIFEST_KEY)
     except InvalidObjectError:
@@ -307,6 +318,11 @@ def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
         if there.mode is not manifest.mode:
             raise ConfigError(
                 f"{store.url} already holds a log in mode {there.mode.value!r}, not {mode!r}"
+            )
+        if not there.same_log(manifest):
+            raise ConfigError(
+                f"{store.url} already holds the manifest of another log ({there.describe()}): "
+                "add an empty store"
             )
         return
     try:

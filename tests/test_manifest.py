@@ -44,5 +44,6 @@ def test_quorum_disagreeing_on_mode_is_refused(tmp_path: Path) -> None:
         d.mkdir()
     init_log(f"file://{dirs[0]}", "create")
     init_log(f"file://{dirs[1]}", "blocks")
-    with pytest.raises(InvalidObjectError, match="disagree on the list mode"):
+    # two separate inits: two logs (identities), which also disagree on the mode
+    with pytest.raises(InvalidObjectError, match="manifests of different logs"):
         open_log(",".join(f"file://{d}" for d in dirs))

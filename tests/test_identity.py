@@ -1,0 +1,315 @@
+"""Issue 10, findings 2, 9, 11 and 12: a log's identity, its store list and its objects.
+
+Each test is a scenario from the issue, run through the CLI on real directories (and, for
+a store wiped under a running process, through the library), and fails on d26dea1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from passivepaxos.errors import ConfigError, InvalidObjectError, QuorumError
+from passivepaxos.log import GENESIS, Log, slot_instance
+from passivepaxos.manifest import MANIFEST_KEY, Manifest, init_log, open_log
+from passivepaxos.store import open_store
+from passivepaxos.types import PutMode
+from tests.test_cli import run
+
+
+def _dirs(tmp_path: Path, names: str) -> list[Path]:
+    out = []
+    for n in names:
+        (tmp_path / n).mkdir()
+        out.append(tmp_path / n)
+    return out
+
+
+def _values(log: str) -> list[str]:
+    out = run("log", log)
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t")[2] for line in out.stdout.splitlines()]
+
+
+def _away(d: Path) -> Path:
+    """Make a store unreachable the way the issue did: rename its directory away."""
+    gone = d.with_name(d.name + ".away")
+    d.rename(gone)
+    return gone
+
+
+def _back(gone: Path, d: Path) -> None:
+    if d.exists():  # a writer may have re-created the root meanwhile (finding 10)
+        shutil.rmtree(d)
+    gone.rename(d)
+
+
+def _wipe(d: Path) -> None:
+    shutil.rmtree(d)
+    d.mkdir()
+
+
+# -- finding 2: a URL list that is not the log's ------------------------------------------
+
+
+def test_finding_2_one_url_of_a_quorum_log_is_refused(tmp_path: Path) -> None:
+    """``append`` / ``log`` / ``verify`` naming one store (or two) of a 3-store log are
+    refused with the full list, instead of running the one-store layout on it (on d26dea1
+    ``append a SOLO`` printed 0 and exited 0, and the quorum never showed it)."""
+    a, b, c = (d.as_uri() for d in _dirs(tmp_path, "abc"))
+    quorum = f"{a},{b},{c}"
+    assert run("init", quorum).returncode == 0
+    assert run("append", quorum, "q0").returncode == 0
+    for partial in (a, f"{a},{b}", f"{a},{b},{c},{(tmp_path / 'abc').as_uri()}"):
+        for cmd in (("append", partial, "SOLO"), ("log", partial), ("verify", partial)):
+            out = run(*cmd)
+            assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+            assert "not the store list of this log" in out.stderr
+            assert quorum in out.stderr  # names the full list
+    assert not (tmp_path / "a" / slot_instance(1)).exists()
+    # the same stores in another order are the same configuration
+    assert run("append", f"{c},{a},{b}", "q1").returncode == 0
+    assert _values(quorum) == ["q0", "q1"]
+
+
+def test_finding_2_one_prefix_of_an_s3_quorum_is_refused(moto_server: Any) -> None:
+    """The issue's case on S3: ``append s3://bkt/qa SOLO`` on one prefix of a 3-prefix log
+    (on d26dea1: printed 0, exit 0, and the quorum never showed it)."""
+    bucket = f"ident-{uuid.uuid4().hex[:8]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    env = moto_server.env()
+    qa, qb, qc = (f"s3://{bucket}/q{n}" for n in "abc")
+    quorum = f"{qa},{qb},{qc}"
+    assert run("init", quorum, env=env).returncode == 0
+    assert run("append", quorum, "q0", env=env).returncode == 0
+    out = run("append", qa, "SOLO", env=env)
+    assert out.returncode == 2 and quorum in out.stderr, (out.stdout, out.stderr)
+    for mode in ("create", "cas"):
+        inst = f"{quorum.replace('/q', f'/{mode}-q')}"
+        assert run("init", inst, "--mode", mode, env=env).returncode == 0
+        assert run("propose", inst, "i", "one", env=env).stdout == "one\n"
+        solo = run("propose", inst.split(",")[0], "i", "two", env=env)
+        assert solo.returncode == 2 and inst in solo.stderr, (solo.stdout, solo.stderr)
+    got = run("log", quorum, env=env)
+    assert got.returncode == 0 and got.stdout == "0\t0\tq0\n", got.stderr
+
+
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_finding_2_propose_on_one_url_of_a_quorum_is_refused(tmp_path: Path, mode: str) -> None:
+    """The consensus CLI on one store of a 3-store instance: refused (on d26dea1 it took
+    the one-store fast path and decided a second value for the instance)."""
+    a, b, c = (d.as_uri() for d in _dirs(tmp_path, "abc"))
+    quorum = f"{a},{b},{c}"
+    assert run("init", quorum, "--mode", mode).returncode == 0
+    first = run("propose", quorum, "inst", "one")
+    assert first.returncode == 0 and first.stdout.strip() == "one", first.stderr
+    out = run("propose", a, "inst", "two")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert quorum in out.stderr
+    assert run("propose", quorum, "inst", "three").stdout.strip() == "one"
+
+
+def test_finding_2_init_refuses_a_store_named_twice(tmp_path: Path) -> None:
+    x = (tmp_path / "x").as_uri()
+    (tmp_path / "x").mkdir()
+    out = run("init", f"{x},{x},{x}")
+    assert out.returncode == 2 and "named twice" in out.stderr, (out.stdout, out.stderr)
+    assert not (tmp_path / "x" / MANIFEST_KEY).exists()
+
+
+# -- finding 9: store amnesia -------------------------------------------------------------
+
+
+def test_finding_9_wiped_store_never_votes_cli(tmp_path: Path) -> None:
+    """Slot 1 acknowledged while c was away; b wiped (re-created empty); c back, a away:
+    ``append`` must not acknowledge another value at slot 1 (on d26dea1 it did, and
+    readers disagreed depending on the stores they reached)."""
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    assert run("init", quorum).returncode == 0
+    assert run("append", quorum, "v0").stdout == "0\n"
+    gone = _away(dc)
+    assert run("append", quorum, "v1").stdout == "1\n"  # on {a, b}
+    _back(gone, dc)
+    _wipe(db)
+    gone = _away(da)
+    out = run("append", quorum, "v2")
+    assert out.returncode == 1, (out.stdout, out.stderr)  # never acknowledged
+    assert db.as_uri() in out.stderr and "no manifest" in out.stderr
+    _back(gone, da)
+    assert _values(quorum) == ["v0", "v1"]
+    # every reader agrees: with b wiped, a and c are the members that answer
+    assert run("verify", quorum).returncode == 0
+    assert not (db / MANIFEST_KEY).exists()
+    # and re-running init does not readmit the wiped store behind the log's back
+    again = run("init", quorum)
+    assert again.returncode == 2 and db.as_uri() in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("mode", ["create", "cas", "blocks"])
+def test_finding_9_store_wiped_under_a_running_process(tmp_path: Path, mode: str) -> None:
+    """A ``Log`` opened before the wipe re-checks membership per slot: its proposal for
+    slot 1 does not count the wiped store (on d26dea1 it decided a second value there)."""
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    init_log(quorum, mode)
+    with Log.open(quorum) as stale, Log.open(quorum) as other:
+        assert stale.append([b"v0"]) == [0]
+        gone = _away(dc)
+        assert other.append([b"v1"]) == [1]  # decided on {a, b}
+        _back(gone, dc)
+        _wipe(db)
+        gone = _away(da)
+        with pytest.raises(QuorumError, match="holds no manifest") as err:
+            stale.append([b"v2"])  # its tail is still slot 0: it proposes slot 1
+        assert db.as_uri() in str(err.value)
+        _back(gone, da)
+    with Log.open(quorum) as reader:
+        assert [e.value for e in reader.read()] == [b"v0", b"v1"]
+
+
+def test_finding_9_open_does_not_count_a_store_without_the_manifest(tmp_path: Path) -> None:
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    init_log(quorum)
+    _wipe(db)
+    gone = _away(dc)
+    with pytest.raises(QuorumError, match="only 1 of 3 stores hold this log's manifest"):
+        open_log(quorum)
+    _back(gone, dc)
+    # another log's manifest on b does not count either
+    init_log(db.as_uri())
+    gone = _away(dc)
+    with pytest.raises(InvalidObjectError, match="manifests of different logs"):
+        open_log(quorum)  # one store each: which log is it?
+    _back(gone, dc)
+    with Log.open(quorum) as log:  # a and c: a majority of members; b is not counted
+        gone = _away(dc)
+        with pytest.raises(QuorumError, match="holds another log"):
+            log.append([b"x"])
+        _back(gone, dc)
+    assert open_log(quorum)[1].ident is not None
+
+
+# -- finding 11: foreign and deleted records ----------------------------------------------
+
+
+def _fill(tmp_path: Path, name: str, n: int) -> tuple[Path, str]:
+    d = tmp_path / name
+    d.mkdir()
+    assert run("init", d.as_uri()).returncode == 0
+    for i in range(n):
+        assert run("append", d.as_uri(), f"{name}{i}").returncode == 0
+    return d, d.as_uri()
+
+
+def test_finding_11_slot_0_of_another_log_is_foreign(tmp_path: Path) -> None:
+    """Each log's chain starts from its identity: another log's slot 0 copied into an
+    empty log is damage (on d26dea1 it was read as ours and built on)."""
+    y, _ = _fill(tmp_path, "y", 1)
+    x, xu = _fill(tmp_path, "x", 0)
+    (x / "log").mkdir(exist_ok=True)
+    shutil.copy(y / slot_instance(0), x / slot_instance(0))
+    out = run("append", xu, "mine")
+    assert out.returncode == 1 and "slot 0" in out.stderr, (out.stdout, out.stderr)
+    assert not (x / slot_instance(1)).exists()
+    bad = run("verify", xu)
+    assert bad.returncode == 1 and "broken hash chain" in bad.stdout
+
+
+def test_finding_11_foreign_record_on_the_tail_is_not_built_on(tmp_path: Path) -> None:
+    """A slot object copied from another log onto the tail: ``append`` refuses (on
+    d26dea1 it was acknowledged at the next slot, where no reader could reach it)."""
+    y, _ = _fill(tmp_path, "y", 4)
+    x, xu = _fill(tmp_path, "x", 3)
+    shutil.copy(y / slot_instance(3), x / slot_instance(3))
+    out = run("append", xu, "after")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "slot 3 is damaged" in out.stderr and "broken hash chain" in out.stderr
+    assert not (x / slot_instance(4)).exists()
+
+
+def test_finding_11_deleted_middle_slot_is_not_filled(tmp_path: Path) -> None:
+    """Tail discovery landing on a deleted middle slot checks the slot after it, as reads
+    do (on d26dea1 ``append`` filled the gap, breaking the chain and erasing the evidence)."""
+    x, xu = _fill(tmp_path, "x", 4)
+    (x / slot_instance(2)).unlink()
+    out = run("append", xu, "filler")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "slot 2 is damaged" in out.stderr and "slot 3 exists" in out.stderr
+    assert not (x / slot_instance(2)).exists()  # the evidence is kept
+    assert run("verify", xu).returncode == 1
+
+
+# -- finding 12: manifest deleted or rewritten --------------------------------------------
+
+
+def test_finding_12_init_refuses_over_existing_log_objects(tmp_path: Path) -> None:
+    """Manifest deleted: ``init --mode blocks`` is refused and names an object (on
+    d26dea1 it succeeded and the 4-slot log read as empty and intact)."""
+    x, xu = _fill(tmp_path, "x", 4)
+    (x / MANIFEST_KEY).unlink()
+    out = run("init", xu, "--mode", "blocks")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert slot_instance(0) in out.stderr and "no log manifest" in out.stderr
+    assert not (x / MANIFEST_KEY).exists()
+
+
+def test_finding_12_verify_flags_objects_its_mode_does_not_explain(tmp_path: Path) -> None:
+    """A valid manifest whose mode was edited: ``verify`` exits 1 naming an object the
+    mode does not make (on d26dea1: "intact: 0 slot(s)", exit 0)."""
+    _, xu = _fill(tmp_path, "x", 4)
+    store = open_store(xu)
+    got = store.get(MANIFEST_KEY)
+    assert got is not None
+    doc = json.loads(got[0])
+    doc["mode"] = "blocks"
+    store.put(MANIFEST_KEY, json.dumps(doc, sort_keys=True).encode(), PutMode.OVERWRITE)
+    out = run("verify", xu)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "damage found" in out.stdout and slot_instance(0) in out.stdout
+
+
+def test_finding_12_init_is_idempotent_and_completes_a_fresh_log(tmp_path: Path) -> None:
+    """What still works: init twice, and init completing a store an earlier init missed
+    while the log holds nothing yet (same identity everywhere)."""
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    first, created = init_log(quorum)
+    assert created and first.ident is not None
+    (dc / MANIFEST_KEY).unlink()
+    again, created = init_log(quorum)
+    assert created and again.ident == first.ident
+    assert init_log(quorum) == (again, False)
+    with pytest.raises(ConfigError, match="full store list"):
+        init_log(",".join(d.as_uri() for d in (da, db)))
+
+
+def test_format_1_log_keeps_working(tmp_path: Path) -> None:
+    """A log created before identities (format-1 manifest, chain from the old constant)
+    is still read, appended to and verified; its members are the stores holding a
+    format-1 manifest of its mode."""
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    manifest, _ = init_log(quorum)
+    old = Manifest(manifest.mode, manifest.stores, 1, None).encode()
+    assert b'"id"' not in old and b'"format": 1' in old
+    for d in (da, db, dc):
+        open_store(d.as_uri()).put(MANIFEST_KEY, old, PutMode.OVERWRITE)
+    with Log.open(quorum) as log:
+        assert log.genesis == GENESIS
+        assert log.append([b"x"]) == [0]
+    with Log.open(quorum) as log:
+        assert [e.value for e in log.read()] == [b"x"]
+        assert log.verify().ok
+    _wipe(db)
+    with Log.open(quorum) as log:  # a wiped store does not count here either
+        gone = _away(dc)
+        with pytest.raises(QuorumError, match="holds no manifest"):
+            log.append([b"y"])
+        _back(gone, dc)
