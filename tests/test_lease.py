@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from passivepaxos import lease as lease_module
 from passivepaxos.errors import AmbiguousWriteError
 from passivepaxos.lease import (
     READ_FRACTION,
@@ -685,3 +686,14 @@ def test_cli_writer_claim_status_and_refusal(tmp_path: Path) -> None:
     assert [json.loads(x)["value"] for x in run("log", log, "--json").stdout.splitlines()] == [
         "free"
     ]
+
+
+def test_drift_bound_is_tight_and_a_wider_read_window_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/log.md's figures: the bound is r_c / r_h <= 4/3, so relative 1.3 stays
+    linearizable and 1.4 does not; a planted read window of 0.85 x TTL is caught at 1.25."""
+    assert [v for seed in range(24) for v in lease_sim(seed, 1.3, holder_rate=1.0)] == []
+    assert [v for seed in range(24) for v in lease_sim(seed, 1.4, holder_rate=1.0)]
+    monkeypatch.setattr(lease_module, "READ_FRACTION", 0.85)
+    assert [v for seed in range(24) for v in lease_sim(seed, 1.25, holder_rate=1.0)]
