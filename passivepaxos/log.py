@@ -132,7 +132,7 @@ from passivepaxos.snapshot import (
     snapshot_slot_of,
 )
 from passivepaxos.store import Store, open_store
-from passivepaxos.types import PutMode
+from passivepaxos.types import PutMode, require_bytes
 
 __all__ = [
     "GENESIS",
@@ -1041,8 +1041,21 @@ class Log:
         return [p.slot for p in self.append_positions(values)]
 
     def append_positions(self, values: Sequence[bytes]) -> list[Position]:
-        """Append ``values``; return each one's ``Position(slot, index)``, established."""
-        vals = [bytes(v) for v in values]
+        """Append ``values``; return each one's ``Position(slot, index)``, established.
+        ``values`` is a sequence of bytes-like values, one per entry; anything else raises
+        ``TypeError`` before any request."""
+        if isinstance(values, bytes | bytearray | memoryview | str):
+            raise TypeError(
+                "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
+                f"not a single {type(values).__name__}"
+            )
+        try:
+            items = list(values)
+        except TypeError:
+            raise TypeError(
+                f"values must be a sequence of bytes values, not {type(values).__name__}"
+            ) from None
+        vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
         if not vals:
             return []
         p = _Pending(vals)
@@ -2052,7 +2065,7 @@ class Log:
             if not is_tombstone(got):
                 self._decode(got, last, None)
             anchor = chain_hash(got, last)
-            blob = encode_snapshot(last, anchor, slots=None, state=bytes(state))
+            blob = encode_snapshot(last, anchor, slots=None, state=require_bytes(state, "state"))
         return self._put_snapshot(last, anchor, blob)
 
     def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:

@@ -66,6 +66,7 @@ from passivepaxos.lease import READ_FRACTION, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
+from passivepaxos.types import require_name
 
 __all__ = [
     "FencedResource",
@@ -271,6 +272,7 @@ class Locks:
         self, op: str, name: str, ttl: float, over: Position | None, token: int | None
     ) -> tuple[bool, LockRecord, float]:
         """Append the op, apply through it; (took effect, record after, start time)."""
+        require_name(name, "a lock name")  # an int would be written and then never applied
         o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
         data = encode_op(self.ns, o)
         with self._mu:
