@@ -1858,10 +1858,11 @@ class Log:
         is damage: every slot up to it was decided, and trim never deletes."""
         ahead: dict[int, Future[bytes | None]] = {}
         slot = start
+        window = 1  # doubles while tombstones are found (an untrimmed log costs no extra GET)
         try:
             while True:
                 # read ahead while tombstones may follow (only slots <= the snapshot's)
-                top = slot + 1 if snap is None else min(slot + self.fetch_ahead, snap.slot + 1)
+                top = slot + 1 if snap is None else min(slot + window, snap.slot + 1)
                 for s in range(slot, max(top, slot + 1)):
                     if s not in ahead:
                         ahead[s] = self._pool.submit(self._fetch, s)
@@ -1917,6 +1918,7 @@ class Log:
                 if progress is not None:
                     progress(slot)
                 slot += 1
+                window = min(self.fetch_ahead, window * 2)
         finally:
             for f in ahead.values():
                 f.cancel()
