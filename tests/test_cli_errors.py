@@ -189,3 +189,25 @@ def test_closed_pipe_is_exit_0(tmp_path: Path, args: tuple[str, ...]) -> None:
         os.close(w)
     assert out.returncode == 0, out.stderr
     assert out.stderr == b""
+
+
+def test_invalid_bucket_name_is_a_configuration_error() -> None:
+    """On d26dea1: "create outcome unknown ... ParamValidationError", exit 1 (and with exit 3
+    for unknown outcomes it would have read as "maybe written"). botocore refuses the name
+    before sending anything, so no server is needed."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # never contacted
+    }
+    for args in (("init", "s3://bad_bucket!/x"), ("append", "s3://bad_bucket!/x", "a")):
+        out = subprocess.run(
+            [sys.executable, "-m", "passivepaxos", *args],
+            capture_output=True,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+        assert out.returncode == 2, out.stderr
+        assert 'not a valid S3 request: Invalid bucket name "bad_bucket!"' in one_line(out.stderr)
