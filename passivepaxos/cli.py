@@ -753,12 +753,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, *, prefix: str = "") -> int:
-    if getattr(args, "debug", False):
+    debug = getattr(args, "debug", False)
+    if debug:
         traceback.print_exc()
     message = " ".join(str(exc).split()) or type(exc).__name__
     if prefix and prefix not in message:
         message = f"{prefix}: {message}"
-    if code == EXIT_FAIL and prefix.startswith("unexpected"):
+    if prefix.startswith("unexpected") and not debug:
         message += " (run with --debug for the traceback)"
     print(f"passivepaxos: error: {message}", file=sys.stderr)
     return code
