@@ -202,3 +202,20 @@ def test_tombstones_keep_the_chain(tmp_path: Path) -> None:
         assert got is not None
         ts.append(decode_tombstone(got[0], i))
     assert ts[1].prev == ts[0].hash and ts[2].prev == ts[1].hash
+
+
+def test_finding_13_fresh_append_to_a_log_whose_only_tombstone_was_deleted(
+    tmp_path: Path,
+) -> None:
+    """A one-slot log, snapshotted and trimmed, its tombstone deleted: the log looks empty.
+    On d26dea1 `append` wrote slot 0 (printed 0, exit 0), a value no reader ever shows (slot
+    0 is served from the snapshot). A fresh process that finds the log empty lists the
+    snapshots once and refuses."""
+    url = trimmed_log(tmp_path, 1)
+    slot_file(tmp_path, 0).unlink()
+    out = cli("append", url, "STALE")
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert "slot 0 is damaged: missing below the snapshot at slot 0" in out.stderr
+    assert not slot_file(tmp_path, 0).exists()
+    code, rep = verify_json(url)
+    assert code == 1 and rep["bad_slot"] == 0
