@@ -38,6 +38,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 
@@ -198,6 +199,9 @@ class S3Backend:
             (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError),
         ):
             return TransientError(f"connection problem: {exc}", url=self.url, key=key)
+        if isinstance(exc, ParamValidationError):  # refused before sending: a bad name
+            detail = " ".join(str(exc).split()).removeprefix("Parameter validation failed: ")
+            return ConfigError(f"{self.url}: not a valid S3 request: {detail}")
         if isinstance(exc, BotoCoreError):
             return TransientError(f"{type(exc).__name__}: {exc}", url=self.url, key=key)
         return exc

@@ -1,8 +1,13 @@
 """The ``passivepaxos`` command (contract: BRIEF section 5; docs/cli.md).
 
 Exit codes: 0 success; 1 the operation failed (store error, conflict, damage found);
-2 usage or configuration error (bad URL, unknown option, unsupported mode).
-Errors are one line on stderr naming the URL/object at fault; ``--debug`` adds the traceback.
+2 usage or configuration error (bad URL, unknown option, unsupported mode, a ``memory://``
+store); 3 outcome unknown (a write that may or may not have taken effect:
+``AmbiguousWriteError``). Errors are one line on stderr naming the URL/object at fault;
+``--debug`` adds the traceback. Output: text goes out with the argument's own bytes (a
+non-UTF-8 argument is printed as given); JSON is always valid UTF-8, bytes that are not
+UTF-8 travel as base64 (``value_b64``, ``key_b64``, ...). A reader that closes the pipe
+early (``| head``) ends the command quietly with exit 0.
 """
 
 from __future__ import annotations
@@ -10,25 +15,63 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from passivepaxos.capabilities import BACKENDS, TABLE_COLUMNS, table_rows
-from passivepaxos.errors import ConfigError, PassivePaxosError, UnsupportedError
+from passivepaxos.errors import (
+    AmbiguousWriteError,
+    ConfigError,
+    PassivePaxosError,
+    UnsupportedError,
+)
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from rich.console import Console
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNKNOWN", "EXIT_USAGE", "console", "main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
 def _print_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, ensure_ascii=False, sort_keys=True), flush=True)
+    """One JSON object per line, always valid UTF-8: a str that cannot be UTF-8 (a lone
+    surrogate from a non-UTF-8 argument that no caller turned into ``*_b64``) is escaped
+    instead of breaking the encoding."""
+    line = json.dumps(obj, ensure_ascii=False, sort_keys=True)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(obj, ensure_ascii=True, sort_keys=True)
+    print(line, flush=True)
+
+
+def _arg_bytes(text: str) -> bytes:
+    """The bytes a command-line argument (or a key stored from one) stood for: Python
+    decodes argv with ``surrogateescape``, so ``$'\\xff'`` arrives as ``'\\udcff'``."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def console(**kwargs: Any) -> Console:
+    """A rich ``Console`` whose broken pipe (``| head``) raises ``BrokenPipeError`` for
+    :func:`main` to end quietly with exit 0 (rich's default exits 1)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(**kwargs)
 
 
 def _table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -36,7 +79,7 @@ def _table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console().print(table)
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -103,20 +146,15 @@ def cmd_propose(args: argparse.Namespace) -> int:
 
     instance = check_instance(args.instance)
     stores, manifest = open_log(args.log)
-    value = args.value.encode()
+    value = _arg_bytes(args.value)  # a non-UTF-8 argument is proposed as its bytes
     decided = propose(stores, instance, value, _proposer_id(), manifest.mode)
     if args.json:
         out: dict[str, Any] = {
             "instance": args.instance,
-            "proposed": args.value,
+            **_value_fields("proposed", value),
             "won": decided == value,
+            **_value_fields("value", decided),
         }
-        try:
-            out["value"] = decided.decode()
-        except UnicodeDecodeError:
-            import base64
-
-            out["value_b64"] = base64.b64encode(decided).decode()
         _print_json(out)
     else:
         sys.stdout.buffer.write(decided + b"\n")
@@ -366,7 +404,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(
                     {
-                        "key": args.key,
+                        **_value_fields("key", _arg_bytes(args.key)),
                         **_value_fields("value", value),
                         "slot": pos.slot,
                         "index": pos.index,
@@ -383,14 +421,16 @@ def cmd_kv(args: argparse.Namespace) -> int:
                 )
                 return EXIT_FAIL
             if args.json:
-                _print_json({"key": args.key, **_value_fields("value", got)})
+                _print_json(
+                    {**_value_fields("key", _arg_bytes(args.key)), **_value_fields("value", got)}
+                )
             else:
                 _show(got)
             return EXIT_OK
         if op == "del":
             existed = kv.delete(args.key)
             if args.json:
-                _print_json({"key": args.key, "deleted": existed})
+                _print_json({**_value_fields("key", _arg_bytes(args.key)), "deleted": existed})
             else:
                 print(f"deleted {args.key}" if existed else f"{args.key} was absent")
             return EXIT_OK
@@ -403,7 +443,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(
                     {
-                        "key": args.key,
+                        **_value_fields("key", _arg_bytes(args.key)),
                         **_value_fields("value", new),
                         "ok": res.ok,
                         **_value_fields("current", res.current),
@@ -423,9 +463,12 @@ def cmd_kv(args: argparse.Namespace) -> int:
             return EXIT_OK
         for key, value in kv.list(args.prefix):  # list
             if args.json:
-                _print_json({"key": key, **_value_fields("value", value)})
+                _print_json(
+                    {**_value_fields("key", _arg_bytes(key)), **_value_fields("value", value)}
+                )
             else:
-                sys.stdout.buffer.write(key.encode() + b"\t" + value + b"\n")
+                sys.stdout.flush()
+                sys.stdout.buffer.write(_arg_bytes(key) + b"\t" + value + b"\n")
         sys.stdout.flush()
     return EXIT_OK
 
@@ -671,25 +714,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_memory(args: argparse.Namespace) -> None:
+    """``memory://`` lives inside one process; every command is a new process, so a log
+    there would be gone when the command ends (the next one would say "no log here")."""
+    for name in ("log", "url"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and any(
+            u.strip().lower().startswith("memory:") for u in value.split(",")
+        ):
+            raise ConfigError(
+                f"{value}: a memory:// store lives inside one process and is gone when this "
+                "command exits; the CLI needs a store that outlives it (file:///path, "
+                "s3://bucket/prefix, ...); memory:// is for library use and tests"
+            )
+
+
+def _stdout_to_devnull() -> None:
+    """The reader closed the pipe: point our stdout at /dev/null, so that the interpreter's
+    final flush of what is still buffered does not fail again (that made exit 1)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (in-process use): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # text output carries an argument's own bytes back out (a non-UTF-8 key is printed as
+    # given, not a traceback); stderr already escapes what it cannot encode
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     try:
-        code: int = args.func(args)
-        return code
-    except (ConfigError, UnsupportedError) as exc:
-        return _fail(args, exc, EXIT_USAGE)
-    except PassivePaxosError as exc:
-        return _fail(args, exc, EXIT_FAIL)
-    except KeyboardInterrupt:
-        return 130
+        try:
+            _refuse_memory(args)
+            code: int = args.func(args)
+            sys.stdout.flush()  # now, not at exit, so that a closed pipe is handled here
+            return code
+        except BrokenPipeError:
+            raise
+        except (ConfigError, UnsupportedError) as exc:
+            return _fail(args, exc, EXIT_USAGE)
+        except AmbiguousWriteError as exc:
+            return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
+        except PassivePaxosError as exc:
+            return _fail(args, exc, EXIT_FAIL)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # a bug or an unmapped error: still one line
+            return _fail(args, exc, EXIT_FAIL, prefix=f"unexpected {type(exc).__name__}")
     except BrokenPipeError:
+        _stdout_to_devnull()
         return EXIT_OK
 
 
-def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
-    if getattr(args, "debug", False):
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, *, prefix: str = "") -> int:
+    debug = getattr(args, "debug", False)
+    if debug:
         traceback.print_exc()
     message = " ".join(str(exc).split()) or type(exc).__name__
+    if prefix and prefix not in message:
+        message = f"{prefix}: {message}"
+    if prefix.startswith("unexpected") and not debug:
+        message += " (run with --debug for the traceback)"
     print(f"passivepaxos: error: {message}", file=sys.stderr)
     return code

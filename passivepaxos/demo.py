@@ -104,6 +104,19 @@ def _go(w: _Worker) -> None:
         pass  # it died already; its stderr says why
 
 
+def _demo_dir(directory: str) -> Path:
+    """``DIR`` made ready for the demo's log: created if missing; a path that is not a
+    directory (or cannot be made one) is a ``ConfigError`` naming it (exit 2)."""
+    path = Path(directory).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"demo: {path} exists and is not a directory; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"demo: cannot create the directory {path}: {exc.strerror}") from None
+    return path
+
+
 def run_demo(
     directory: str | None,
     *,
@@ -113,21 +126,20 @@ def run_demo(
 ) -> int:
     """Run the demo; return the exit code (0: verified and every acknowledged value found
     exactly once at its position; 1 otherwise)."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from passivepaxos.cli import console as make_console
     from passivepaxos.log import Log
     from passivepaxos.manifest import init_log
 
-    console = Console(file=out or sys.stdout, highlight=False)
+    console = make_console(file=out or sys.stdout, highlight=False)
     t0 = time.monotonic()
     if directory is None:
         path = Path(tempfile.mkdtemp(prefix="passivepaxos-demo-"))
         console.print(f"demo directory (new, temporary): {path}", markup=False, soft_wrap=True)
     else:
-        path = Path(directory).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        path = _demo_dir(directory)
         console.print(f"demo directory: {path}", markup=False, soft_wrap=True)
     url = path.as_uri()
     _, created = init_log(url)

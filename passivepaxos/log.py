@@ -70,7 +70,10 @@ chain from its anchor. ``Log.trim`` (one create-mode store only) OVERWRITES each
 slot object with a tombstone instead of deleting it, so a slot name is never free again: a
 stale writer's create fails and its append raises :class:`TrimmedSlotError`, never
 acknowledged. A tombstone keeps the trimmed record's hash (``prev`` of the next slot) and
-lease state; a reader meeting one restarts from the newest snapshot.
+lease state; a reader meeting one restarts from the newest snapshot. Tombstones must never
+be deleted: ``verify`` checks every one (and names a missing one), and a writer refuses to
+write a slot at or below a snapshot it has seen unless the slot is there (see ``_commit``);
+a writer that never saw the snapshot cannot tell (docs/log.md, "Trim").
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ from passivepaxos.snapshot import (
     snapshot_slot_of,
 )
 from passivepaxos.store import Store, open_store
-from passivepaxos.types import PutMode
+from passivepaxos.types import PutMode, require_bytes
 
 __all__ = [
     "GENESIS",
@@ -546,6 +549,9 @@ class Log:
         self._recent: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
         self._recent_bytes = 0
         self._snap_slots: list[int] | None = None  # snapshot listing (see _slot_entries)
+        # the highest snapshot slot this object has seen (listed, written, or named by a
+        # tombstone): every slot up to it was decided, so a write there is refused (_commit)
+        self._snap_seen = -1
         self._end_probed = -1  # highest end slot a read probed past (see _raw_records)
         self._watch = TailWatch()  # when the known tail was first learned (lease expiry)
         self._lease: HolderLease | None = None  # set while this object holds the lease
@@ -1134,8 +1140,21 @@ class Log:
         return [p.slot for p in self.append_positions(values)]
 
     def append_positions(self, values: Sequence[bytes]) -> list[Position]:
-        """Append ``values``; return each one's ``Position(slot, index)``, established."""
-        vals = [bytes(v) for v in values]
+        """Append ``values``; return each one's ``Position(slot, index)``, established.
+        ``values`` is a sequence of bytes-like values, one per entry; anything else raises
+        ``TypeError`` before any request."""
+        if isinstance(values, bytes | bytearray | memoryview | str):
+            raise TypeError(
+                "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
+                f"not a single {type(values).__name__}"
+            )
+        try:
+            items = list(values)
+        except TypeError:
+            raise TypeError(
+                f"values must be a sequence of bytes values, not {type(values).__name__}"
+            ) from None
+        vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
         if not vals:
             return []
         p = _Pending(vals)
@@ -1253,6 +1272,18 @@ class Log:
         slot, prev, state = self._tail_for_write()
         losses = 0
         while True:
+            with self._state:
+                seen = self._snap_seen
+            if slot <= seen:
+                # Our view of the tail is older than a snapshot we know of (slot 0..seen
+                # were all decided), or the tail we found is inside the trimmed prefix:
+                # never write there (one GET, only on this path; see _below_snapshot).
+                if self._below_snapshot(slot, seen, wid) is not None:
+                    return slot  # our own earlier attempt, landed and then trimmed
+                last, found = self._discover(slot)
+                assert found is not None  # slot exists (_below_snapshot checked it)
+                slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
+                continue
             plan = self._plan(slot - 1, state, op, ttl, wait)
             if plan is None:  # waited for a lease to expire: the tail may have moved
                 slot, prev, state = self._tail_for_write()
@@ -1334,6 +1365,30 @@ class Log:
                 continue
             slot, prev, state = slot + 1, record_hash(decided), won
 
+    def _below_snapshot(self, slot: int, seen: int, wid: str) -> int | None:
+        """``_commit`` is about to write ``slot`` although a snapshot at slot ``seen >=
+        slot`` exists. Read the slot: a record (our view was stale: the caller jumps to the
+        tail) returns ``None``; a tombstone is ``_stale_at_tombstone`` (raises
+        ``TrimmedSlotError``, or returns ``slot`` when it was our own write); a missing
+        slot is damage (a deleted tombstone or record): ``DamagedSlotError``, nothing
+        written, since a record created there would be acknowledged and never read."""
+        data = self._fetch(slot)
+        if data is None:
+            url, key = self._where(slot)
+            raise DamagedSlotError(
+                slot,
+                f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone, or "
+                "a record, was deleted): nothing was written; tombstones must never be "
+                "deleted (run `passivepaxos verify`)",
+                url=url,
+                key=key,
+            )
+        if is_tombstone(data):
+            self._stale_at_tombstone(slot, data, wid)
+            return slot
+        self._learned(slot, data)
+        return None
+
     def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:
         """Our create of ``slot`` found a tombstone: the slot was decided long ago and then
         trimmed. Return only if the trimmed record was our own (an earlier ambiguous attempt
@@ -1341,6 +1396,7 @@ class Log:
         view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
         url, key = self._where(slot)
         t = tombstone_of(data, slot, url=url, key=key)
+        self._saw_snapshot(t.snap)
         if t.wid == wid:
             return
         with self._state:
@@ -1363,6 +1419,13 @@ class Log:
             last, data = self._discover()
             known = (last, self.genesis if data is None else chain_hash(data, last))
             chained = False
+            if last < 0:
+                # The log looks empty: once per fresh process, list the snapshots (one
+                # LIST): a snapshot means slot 0 was decided, so its name being free is a
+                # deleted tombstone, and _commit refuses to write there (finding 13).
+                # Best effort: a writer not allowed to list is no worse off than before.
+                with contextlib.suppress(StoreError, QuorumError):
+                    self.snapshot_slots()
         if known[0] >= 0 and data is not None and not chained:
             self._check_chained(known[0], data)
         prev = known[1] if known[0] >= 0 else self.genesis
@@ -1405,7 +1468,9 @@ class Log:
             return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
         if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
             url, key = self._where(slot)
-            return tombstone_of(data, slot, url=url, key=key).lease_state
+            t = tombstone_of(data, slot, url=url, key=key)
+            self._saw_snapshot(t.snap)
+            return t.lease_state
         return self._decode(data, slot, None).lease_state
 
     def _plan(
@@ -1870,40 +1935,47 @@ class Log:
     # -- verification ----------------------------------------------------------------------
 
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Check the newest snapshot (checksum; its anchor against slot ``s``'s record and,
-        for an entries snapshot, its entries against the log's slots while they are not
-        trimmed) and walk the chain: from slot 0, or, once a tombstone is met, from the
-        snapshot's anchor at ``s+1``. Damage gives ``ok=False`` with the first bad slot (or
-        snapshot) and the reason; a store failure (cannot check) raises. ``progress`` is
-        called with each slot number checked."""
+        """Check the newest snapshot (checksum, its anchor, and for an entries snapshot its
+        entries against every untrimmed slot up to it) and walk the whole chain from slot 0:
+        first the tombstones ``trim`` left (a prefix of the log: format, checksum, slot
+        number, a covering snapshot, the chain through each one's ``hash`` / ``prev``),
+        then the records. A slot missing below the newest snapshot (a deleted tombstone or
+        record), a tombstone after a record that is still there (a slot written again after
+        its tombstone was deleted) and a gap are damage. Damage gives ``ok=False`` with the
+        first bad slot (or snapshot) and the reason; a store failure (cannot check) raises.
+        ``progress`` is called with each slot number checked. Costs one GET per slot,
+        tombstones included."""
         report = VerifyReport(ok=True)
         try:
             snap = self.newest_snapshot()
             report.snapshot = None if snap is None else snap.slot
             start, prev = 0, self.genesis
-            collected: list[tuple[bytes, ...]] | None = []  # the log's entries of 0..s
+            differs: int | None = None  # the first slot whose entries the snapshot differs in
             while True:
+                start, prev, snap = self._verify_tombstones(start, prev, snap, report, progress)
+                last: tuple[int, str] | None = None  # the last record checked: slot, hash
                 try:
                     for slot, rec, data in self._raw_records(
                         start, follow=False, on_slot=progress, start_prev=prev
                     ):
                         report.slots = slot + 1
                         report.entries += len(rec.entries)
-                        if snap is not None and collected is not None and slot <= snap.slot:
-                            collected.append(rec.entries)
-                        if snap is not None and slot == snap.slot:
-                            self._check_anchor(snap, data)
+                        if snap is not None and slot <= snap.slot:
+                            if snap.slots is not None and snap.slots[slot] != rec.entries:
+                                # reported after the walk: a record written into a deleted
+                                # tombstone's slot differs too, and that is the record's fault
+                                differs = slot if differs is None else differs
+                            if slot == snap.slot:
+                                self._check_anchor(snap, data)
+                        last = (slot, record_hash(data))
                     break
                 except TrimmedSlotError as exc:
-                    snap = self._covering_snapshot(exc.slot)
-                    report.snapshot, report.trimmed, collected = snap.slot, True, None
-                    report.slots, report.entries = snap.slot + 1, snap.entries
-                    if progress is not None:
-                        progress(snap.slot)
-                    start, prev = snap.slot + 1, snap.hash
-                    anchor = self._fetch(snap.slot)
-                    if anchor is not None and not is_tombstone(anchor):
-                        self._check_anchor(snap, anchor)
+                    # a tombstone after the records checked: a trim running meanwhile (the
+                    # record before it is a tombstone now), else damage
+                    if last is not None:
+                        start, prev = self._after_record(last, exc.slot)
+                    else:
+                        start = exc.slot  # the slot became a tombstone since phase 1 read it
             if snap is not None and report.slots <= snap.slot:
                 url, key = self._where(report.slots)
                 raise DamagedSlotError(
@@ -1912,13 +1984,6 @@ class Log:
                     url=url,
                     key=key,
                 )
-            if (
-                snap is not None
-                and snap.slots is not None
-                and collected is not None
-                and tuple(collected) != snap.slots
-            ):
-                raise self._bad_snapshot(snap, "its entries differ from the log's")
             # a damaged tail could hide behind a missing slot: look beyond the end
             end = report.slots
             hint = self._read_hint()
@@ -1931,6 +1996,10 @@ class Log:
                         url=url,
                         key=key,
                     )
+            if snap is not None and differs is not None:
+                raise self._bad_snapshot(
+                    snap, f"its entries of slot {differs} differ from the log's"
+                )
             self._check_layout(report.slots)
         except DamagedSlotError as exc:
             return dataclasses.replace(
@@ -1970,6 +2039,116 @@ class Log:
                     key=m.key,
                 )
 
+    def _verify_tombstones(
+        self,
+        start: int,
+        prev: str,
+        snap: SnapshotInfo | None,
+        report: VerifyReport,
+        progress: Callable[[int], None] | None,
+    ) -> tuple[int, str, SnapshotInfo | None]:
+        """``verify``'s walk over the tombstones from slot ``start`` (whose ``prev`` must
+        be ``prev``): each one valid, for its own slot, covered by a snapshot, chained (its
+        ``prev``, when it has one, is the previous slot's hash; at the snapshot's slot its
+        ``hash`` is the anchor). Returns the first slot that is not a tombstone, the hash
+        its record must name and the newest snapshot (re-listed if a tombstone names a
+        newer one: a trim ran meanwhile). A slot missing at or below the snapshot's slot
+        is damage: every slot up to it was decided, and trim never deletes."""
+        ahead: dict[int, Future[bytes | None]] = {}
+        slot = start
+        window = 1  # doubles while tombstones are found (an untrimmed log costs no extra GET)
+        try:
+            while True:
+                # read ahead while tombstones may follow (only slots <= the snapshot's)
+                top = slot + 1 if snap is None else min(slot + window, snap.slot + 1)
+                for s in range(slot, max(top, slot + 1)):
+                    if s not in ahead:
+                        ahead[s] = self._pool.submit(self._fetch, s)
+                data = ahead.pop(slot).result()
+                url, key = self._where(slot)
+                if data is None:
+                    if snap is not None and slot <= snap.slot:
+                        raise DamagedSlotError(
+                            slot,
+                            f"missing below the snapshot at slot {snap.slot} (a trimmed "
+                            "slot's tombstone, or a record, was deleted; tombstones must "
+                            "never be deleted)",
+                            url=url,
+                            key=key,
+                        )
+                    return slot, prev, snap
+                if not is_tombstone(data):
+                    return slot, prev, snap
+                t = tombstone_of(data, slot, url=url, key=key)
+                if snap is None or t.snap > snap.slot:
+                    snap = self.newest_snapshot()
+                    report.snapshot = None if snap is None else snap.slot
+                if snap is None or t.snap > snap.slot:
+                    raise DamagedSlotError(
+                        slot,
+                        f"trimmed against the snapshot at slot {t.snap}, but "
+                        + (
+                            "there is no snapshot"
+                            if snap is None
+                            else f"the newest snapshot is at slot {snap.slot}"
+                        ),
+                        url=url,
+                        key=key,
+                    )
+                if t.prev is not None and t.prev != prev:
+                    raise DamagedSlotError(
+                        slot,
+                        "broken hash chain: the tombstone's previous hash does not match "
+                        + ("the genesis value" if slot == 0 else f"slot {slot - 1}'s record"),
+                        url=url,
+                        key=key,
+                    )
+                if slot == snap.slot and t.hash != snap.hash:
+                    raise self._bad_snapshot(
+                        snap,
+                        f"its anchor hash does not match slot {slot}'s record (kept by its "
+                        "tombstone)",
+                    )
+                prev = t.hash
+                report.trimmed = True
+                report.slots = slot + 1
+                report.entries += 0 if snap.slots is None else len(snap.slots[slot])
+                if progress is not None:
+                    progress(slot)
+                slot += 1
+                window = min(self.fetch_ahead, window * 2)
+        finally:
+            for f in ahead.values():
+                f.cancel()
+
+    def _after_record(self, last: tuple[int, str], slot: int) -> tuple[int, str]:
+        """``verify`` met a tombstone at ``slot`` right after the record it checked at
+        ``last[0]`` (hash ``last[1]``). Trim replaces a prefix in slot order, so the
+        record's slot must be a tombstone by now (a trim running meanwhile; go on from
+        ``slot``); a record still there is a slot written again after its tombstone was
+        deleted (for example by a stale writer): damage, named."""
+        rslot, digest = last
+        url, key = self._where(rslot)
+        data = self._fetch(rslot)
+        if data is None or not is_tombstone(data):
+            raise DamagedSlotError(
+                rslot,
+                f"a record below the trimmed slot {slot}: trim replaces a prefix of the log, "
+                "so this slot's tombstone was deleted (or never written) and the slot "
+                "written again, by a writer whose view of the log was stale: a record no "
+                "reader sees (tombstones must never be deleted)",
+                url=url,
+                key=key,
+            )
+        if tombstone_of(data, rslot, url=url, key=key).hash != digest:
+            raise DamagedSlotError(
+                rslot,
+                "its tombstone does not keep the hash of the record trimmed",
+                url=url,
+                key=key,
+            )
+        return slot, digest
+
     def _check_anchor(self, snap: SnapshotInfo, data: bytes) -> None:
         if record_hash(data) != snap.hash:
             raise self._bad_snapshot(
@@ -2006,7 +2185,15 @@ class Log:
                     f"answered: {'; '.join(errors)}"
                 )
         found = {snapshot_slot_of(m.key) for ms in metas for m in ms}
-        return sorted(s for s in found if s is not None)
+        slots = sorted(s for s in found if s is not None)
+        if slots:
+            self._saw_snapshot(slots[-1])
+        return slots
+
+    def _saw_snapshot(self, slot: int) -> None:
+        """A snapshot at ``slot`` exists (or existed): slots ``0..slot`` were decided."""
+        with self._state:
+            self._snap_seen = max(self._snap_seen, slot)
 
     def newest_snapshot(self) -> SnapshotInfo | None:
         """The newest snapshot (highest slot), validated; ``None`` if there is none. A
@@ -2078,13 +2265,14 @@ class Log:
             if not is_tombstone(got):
                 self._decode(got, last, None)
             anchor = chain_hash(got, last)
-            blob = encode_snapshot(last, anchor, slots=None, state=bytes(state))
+            blob = encode_snapshot(last, anchor, slots=None, state=require_bytes(state, "state"))
         return self._put_snapshot(last, anchor, blob)
 
     def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
         key = snapshot_key(slot)
         with self._state:
             self._snap_slots = None  # our next read lists again and finds this one
+        self._saw_snapshot(slot)
 
         def one(store: Store) -> SnapshotInfo:
             mode = PutMode.CREATE if store.capabilities.create else PutMode.OVERWRITE
@@ -2187,7 +2375,7 @@ class Log:
                 raise self._bad_snapshot(
                     snap, f"its anchor hash does not match slot {snap.slot}'s record"
                 )
-            t = Tombstone(i, snap.slot, h, rec.writer, rec.epoch, rec.wid, rec.lease)
+            t = Tombstone(i, snap.slot, h, rec.writer, rec.epoch, rec.wid, rec.lease, rec.prev)
             store.put(slot_instance(i), t.encode(), PutMode.OVERWRITE)
             count += 1
             prev = h

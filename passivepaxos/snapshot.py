@@ -14,13 +14,17 @@ Tombstone (format 1), written by ``trim`` OVER a trimmed slot object so that the
 is never free again (a stale writer's create-if-absent of it fails)::
 
     {"kind": "ppx-trimmed", "f": 1, "slot": i, "snap": s, "hash": "<sha256 of slot i's
-     record>", "writer": ..., "epoch": ..., "wid": ..., "lease": {...} (optional),
-     "sum": "..."}
+     record>", "prev": "<the trimmed record's prev>" (optional), "writer": ...,
+     "epoch": ..., "wid": ..., "lease": {...} (optional), "sum": "..."}
 
 ``hash`` keeps the chain continuous for writers (a writer whose tail is a trimmed slot
-still builds ``prev`` correctly); ``writer`` / ``epoch`` / ``lease`` keep the writer-lease
+still builds ``prev`` correctly); ``prev`` (written since issue 10; older tombstones lack
+it) lets ``verify`` check the chain across consecutive tombstones, so a tombstone or record
+put in from elsewhere is found; ``writer`` / ``epoch`` / ``lease`` keep the writer-lease
 state after slot ``i``; ``wid`` lets an appender whose ambiguous write landed and was then
 trimmed recognise it.
+
+Tombstones must never be deleted: a deleted one reopens its slot name (docs/log.md, "Trim").
 """
 
 from __future__ import annotations
@@ -234,6 +238,7 @@ class Tombstone:
     epoch: int
     wid: str
     lease: LeaseMeta | None = None
+    prev: str | None = None  # the trimmed record's ``prev`` (None: an older tombstone)
 
     @property
     def lease_state(self) -> LeaseState:
@@ -252,6 +257,8 @@ class Tombstone:
         }
         if self.lease is not None:
             body["lease"] = self.lease.to_json()
+        if self.prev is not None:
+            body["prev"] = self.prev
         body["sum"] = _checksum(body)
         return _canonical(body)
 
@@ -281,16 +288,24 @@ def decode_tombstone(data: bytes, slot: int) -> Tombstone:
             body["epoch"],
             body["wid"],
             None if body.get("lease") is None else LeaseMeta.from_json(body["lease"]),
+            body.get("prev"),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError("malformed tombstone fields") from exc
+
+    def count(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    def digest(x: object) -> bool:
+        return isinstance(x, str) and _HEX64.match(x) is not None
+
     if not (
-        isinstance(t.slot, int)
-        and isinstance(t.snap, int)
-        and isinstance(t.hash, str)
-        and _HEX64.match(t.hash)
+        count(t.slot)
+        and count(t.snap)
+        and digest(t.hash)
+        and (t.prev is None or digest(t.prev))
         and isinstance(t.writer, str)
-        and isinstance(t.epoch, int)
+        and count(t.epoch)
         and isinstance(t.wid, str)
     ):
         raise ValueError("malformed tombstone fields")

@@ -22,6 +22,8 @@ __all__ = [
     "PutKind",
     "PutMode",
     "Version",
+    "require_bytes",
+    "require_name",
 ]
 
 
@@ -111,3 +113,29 @@ class Backend(Protocol):
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]: ...
 
     def close(self) -> None: ...
+
+
+def require_bytes(value: object, what: str) -> bytes:
+    """``value`` as ``bytes`` if it is bytes-like, else ``TypeError`` naming ``what``.
+
+    Public entry points take values through this instead of ``bytes(value)``, which turns
+    an int ``n`` into ``n`` NUL bytes and a str into an unnamed error; nothing is written
+    for a value of the wrong type."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    hint = ": encode text first, e.g. value.encode()" if isinstance(value, str) else ""
+    raise TypeError(
+        f"{what} must be bytes (or bytearray / memoryview), not {type(value).__name__}{hint}"
+    )
+
+
+def require_name(value: object, what: str) -> str:
+    """``value`` if it is a non-empty ``str``; ``TypeError`` (wrong type) or ``ValueError``
+    (empty) naming ``what`` otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return value

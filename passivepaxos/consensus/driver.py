@@ -17,6 +17,7 @@ from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
 from passivepaxos.errors import StoreError, StragglerError, UnsupportedError
 from passivepaxos.store import Store
+from passivepaxos.types import require_bytes
 
 __all__ = ["execute", "learn", "propose", "run"]
 
@@ -136,7 +137,9 @@ def propose(
 ) -> bytes:
     """Propose ``value`` for ``instance``; return the decided value (maybe another's).
 
-    Raises ``QuorumError`` naming the unreachable stores when no majority answers."""
+    Raises ``QuorumError`` naming the unreachable stores when no majority answers, and
+    ``TypeError`` (nothing written) when ``value`` is not bytes-like."""
+    value = require_bytes(value, "value")
     m = _mode(stores, mode)
     names = [s.url for s in stores]
     rng = rng or random.Random()

@@ -49,6 +49,7 @@ from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
+from passivepaxos.types import require_bytes
 
 __all__ = ["KV", "CasResult", "Change", "KVState", "decode_command", "encode_command"]
 
@@ -199,9 +200,13 @@ class KV:
     # -- writes ---------------------------------------------------------------------------
 
     def _submit(self, op: str, key: str, value: bytes | None, expected: bytes | None) -> CasResult:
-        if not isinstance(key, str) or not key:
+        if not isinstance(key, str):
+            raise TypeError(f"a key must be a str, not {type(key).__name__}")
+        if not key:
             raise ConfigError("a key must be a non-empty string")
-        cmd = Command(op, key, None if value is None else bytes(value), expected, new_id())
+        if value is not None:
+            value = require_bytes(value, "the value")
+        cmd = Command(op, key, value, expected, new_id())
         data = encode_command(self.ns, cmd)
         with self._mu:
             self._waiting[cmd.rid] = None
@@ -237,7 +242,8 @@ class KV:
         """Set ``key`` to ``new`` (``None``: delete it) iff its value is ``expected``
         (``None``: absent) at the command's place in the log. ``ok`` says whether it
         applied; ``current`` is the value right after it."""
-        return self._submit("cas", key, new, None if expected is None else bytes(expected))
+        exp = None if expected is None else require_bytes(expected, "the expected value")
+        return self._submit("cas", key, new, exp)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ from passivepaxos.lease import READ_FRACTION, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
+from passivepaxos.types import require_name
 
 __all__ = [
     "FencedResource",
@@ -314,6 +315,7 @@ class Locks:
     ) -> tuple[bool, LockRecord, float, Position]:
         """Append the op, apply through it; (took effect, record after, start time, the
         op's position)."""
+        require_name(name, "a lock name")  # an int would be written and then never applied
         o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
         data = encode_op(self.ns, o)
         with self._mu:

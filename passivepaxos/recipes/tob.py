@@ -41,6 +41,7 @@ from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
 from passivepaxos.log import Log, Position
 from passivepaxos.recipes._entry import decode_entry, encode_entry
 from passivepaxos.recipes.rsm import new_id
+from passivepaxos.types import require_bytes, require_name
 
 __all__ = ["Broadcast", "Delivery", "decode_message", "encode_message"]
 
@@ -97,8 +98,11 @@ class Broadcast:
         transient failure is retried (``retries`` times) with the same message id, so the
         message is delivered once even if several attempts landed; then the delivered copy
         is the first one and may sit before the returned position."""
+        payload = require_bytes(msg, "msg")
+        if msg_id is not None:
+            require_name(msg_id, "msg_id")
         mid = msg_id or new_id()
-        value = encode_message(self.topic, mid, self.sender, bytes(msg))
+        value = encode_message(self.topic, mid, self.sender, payload)
         attempt = 0
         while True:
             try:
