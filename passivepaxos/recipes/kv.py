@@ -39,21 +39,19 @@ import base64
 import binascii
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import AmbiguousWriteError, ConfigError, QuorumError, TransientError
+from passivepaxos.errors import ConfigError
 from passivepaxos.log import Entry, Log, Position
-from passivepaxos.recipes._entry import decode_entry, encode_entry
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
 from passivepaxos.types import require_bytes
 
 __all__ = ["KV", "CasResult", "Change", "KVState", "decode_command", "encode_command"]
 
-_RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
 OPS = ("put", "del", "cas")
 
 
@@ -211,16 +209,7 @@ class KV:
         with self._mu:
             self._waiting[cmd.rid] = None
         try:
-            attempt = 0
-            while True:
-                try:
-                    (pos,) = self.log.append_positions([data])
-                    break
-                except _RETRYABLE:
-                    attempt += 1
-                    if attempt > self.retries:
-                        raise
-                    time.sleep(self.retry_delay * attempt)
+            pos = append_retrying(self.log, data, retries=self.retries, delay=self.retry_delay)
             self.sm.catch_up(through=pos)
             with self._mu:
                 out = self._waiting[cmd.rid]

@@ -77,15 +77,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from passivepaxos.errors import (
-    AmbiguousWriteError,
     ConfigError,
     PassivePaxosError,
-    QuorumError,
-    TransientError,
 )
 from passivepaxos.lease import READ_FRACTION, format_wall
 from passivepaxos.log import Entry, Log, Position
-from passivepaxos.recipes._entry import decode_entry, encode_entry
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.types import require_name
 
@@ -100,7 +97,6 @@ __all__ = [
     "StaleTokenError",
 ]
 
-_RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
 OPS = ("acquire", "refresh", "release")
 
 
@@ -321,17 +317,8 @@ class Locks:
         with self._mu:
             self._waiting[o.rid] = None
         try:
-            attempt = 0
             started = self._clock()
-            while True:
-                try:
-                    (pos,) = self.log.append_positions([data])
-                    break
-                except _RETRYABLE:
-                    attempt += 1
-                    if attempt > self.retries:
-                        raise
-                    time.sleep(0.05 * attempt)
+            pos = append_retrying(self.log, data, retries=self.retries, delay=0.05)
             self.sm.catch_up(through=pos)
             with self._mu:
                 ok = self._waiting[o.rid]

@@ -33,19 +33,16 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
 from passivepaxos.log import Log, Position
-from passivepaxos.recipes._entry import decode_entry, encode_entry
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
 from passivepaxos.recipes.rsm import new_id
 from passivepaxos.types import require_bytes, require_name
 
 __all__ = ["Broadcast", "Delivery", "decode_message", "encode_message"]
 
-_RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
 
 
 @dataclass(frozen=True)
@@ -103,16 +100,7 @@ class Broadcast:
             require_name(msg_id, "msg_id")
         mid = msg_id or new_id()
         value = encode_message(self.topic, mid, self.sender, payload)
-        attempt = 0
-        while True:
-            try:
-                (pos,) = self.log.append_positions([value])
-                return pos
-            except _RETRYABLE:
-                attempt += 1
-                if attempt > self.retries:
-                    raise
-                time.sleep(self.retry_delay * attempt)
+        return append_retrying(self.log, value, retries=self.retries, delay=self.retry_delay)
 
     def deliver(
         self,
