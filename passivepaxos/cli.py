@@ -58,6 +58,16 @@ def _arg_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
+def _text_arg(text: str, what: str) -> str:
+    """A name argument that must be text (it is stored in JSON and printed back as is):
+    a non-UTF-8 one is a usage error naming it, not a surrogate written to the log."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} {_arg_bytes(text)!r} is not UTF-8 text") from None
+    return text
+
+
 def console(**kwargs: Any) -> Console:
     """A rich ``Console`` whose broken pipe (``| head``) raises ``BrokenPipeError`` for
     :func:`main` to end quietly with exit 0 (rich's default exits 1)."""
@@ -496,6 +506,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from passivepaxos.recipes.lock import LockHeldError, Locks
 
     op = args.lock_command
+    _text_arg(args.name, "lock name")
+    if args.owner:
+        _text_arg(args.owner, "owner")
     if op == "release" and not args.owner:
         raise ConfigError(
             "lock release: give --owner OWNER (the holder printed by `lock acquire`; "

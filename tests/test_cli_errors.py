@@ -87,6 +87,14 @@ def test_kv_list_with_a_non_utf8_key(log: str) -> None:
     assert out.returncode == 0 and out.stdout == b"v\n"
 
 
+def test_lock_name_that_is_not_utf8_is_a_usage_error(log: str) -> None:
+    """Lock names are stored in JSON and printed back: a non-UTF-8 one wrote a lone
+    surrogate into the log and printed ``"name": "\\udcff"``; now it is refused."""
+    out = cli("lock", "acquire", log, b"\xff", "--json")
+    assert out.returncode == 2 and out.stdout == b""
+    assert "lock name" in one_line(out.stderr) and "not UTF-8" in one_line(out.stderr)
+
+
 def test_demo_path_is_a_file(tmp_path: Path) -> None:
     """On d26dea1: a FileExistsError traceback, exit 1."""
     f = tmp_path / "afile"

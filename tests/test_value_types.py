@@ -99,3 +99,13 @@ def test_snapshot_state_and_propose_wrong_types(counted: tuple[Log, CountingBack
     with pytest.raises(TypeError, match=r"value must be bytes.*not str"):
         propose(log.stores, "inst", "text", "me")  # type: ignore[arg-type]
     assert counting.total == 0
+
+
+def test_fenced_resource_refuses_an_int_and_keeps_its_state() -> None:
+    """``FencedResource.write(1, 5)`` stored five NUL bytes (``bytes(int)``)."""
+    from passivepaxos.recipes.lock import FencedResource
+
+    res = FencedResource()
+    with pytest.raises(TypeError, match="bytes"):
+        res.write(1, 5)  # type: ignore[arg-type]
+    assert (res.highest, res.writes) == (0, [])

@@ -84,7 +84,7 @@ from passivepaxos.lease import READ_FRACTION, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
 from passivepaxos.recipes.rsm import StateMachine, new_id
-from passivepaxos.types import require_name
+from passivepaxos.types import require_bytes, require_name
 
 __all__ = [
     "FencedResource",
@@ -553,10 +553,11 @@ class FencedResource:
         self._mu = threading.Lock()
 
     def write(self, token: int, data: bytes, *, owner: str | None = None) -> None:
+        payload = require_bytes(data, "data")  # before any state changes
         with self._mu:
             if token < self.highest:
                 raise StaleTokenError(token, self.highest)
             if token == self.highest and owner != self.owner:
                 raise StaleTokenError(token, self.highest, used_by=self.owner or "unnamed")
             self.highest, self.owner = token, owner
-            self.writes.append((token, bytes(data)))
+            self.writes.append((token, payload))
