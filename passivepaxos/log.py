@@ -15,7 +15,17 @@ How a slot is decided (:meth:`Log._decide`, the only place that knows)
   ``AlreadyExistsError.current`` (no extra request);
 - a quorum of stores, or ``blocks`` / ``cas`` mode: ``consensus.driver.propose`` on
   instance ``log/<i:020d>``; the decided bytes are the slot's record. Reading a slot uses
-  ``core.learner`` on the same instance.
+  ``core.learner`` on the same instance: a slot is *missing* only when it is provably
+  undecided (a majority of its stores answered in full and hold no marker and nothing
+  accepted); when the learner cannot tell, the reader finishes the instance
+  (``core.finisher``: adopt the highest accepted value, invent none) or raises
+  ``QuorumError``, never "absent" (see ``Log._learn``).
+
+An append whose record may have been decided but could not be established raises
+``AppendOutcomeUnknownError`` (never ``QuorumError``, which means "not written"); its
+token ``<slot>:<index>:<wid>`` resumes it exactly once (``append(values, resume=token)``),
+because the record names its slot and its predecessor's hash: it can only ever be decided
+at that slot, and the resumed append keeps its write id.
 
 Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
 

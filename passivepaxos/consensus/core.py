@@ -43,7 +43,9 @@ Invariants, and why they hold:
   choosing majority in a list where ACCEPT(b, v) precedes the PREPARE (else it would not
   have been accepted) and thus reports a pair of ballot >= b.
 
-"Chosen" is exactly computable by any reader (:func:`chosen`), so ``learn`` is exact.
+"Chosen" is exactly computable from the lists a reader could read (:func:`chosen`): a
+value it finds chosen is decided (L1); finding none is only conclusive under the rule of
+"Learning" below.
 
 Passive Paxos (cas lists)
 -------------------------
@@ -137,6 +139,60 @@ list it is resolved by reading the slot back, for a cas list by looking for the 
 uid in the list object; for a block it just does not count (its unique key
 means it cannot do harm if it lands later). Nothing is ever assumed failed and replaced by
 a different value in the same ballot.
+
+The same holds for the proposer's own outcome: once it has sent an ACCEPT (or a phase-2
+block) carrying its own value, that value may be accepted by a majority even if no answer
+came back, and any later proposer may adopt and decide it. Losing the majority after that
+point is therefore ``OutcomeUnknownError`` (an ``AmbiguousWriteError``), never
+``QuorumError``, whose meaning stays "not decided": the proposer's value was in no
+ACCEPT / phase-2 block, and no one invents another's value.
+
+DECIDED markers (M1, M2)
+------------------------
+After deciding, a proposer overwrites ``<instance>/decided`` on every store with
+``D(ballot, v)`` (best effort). ``Log.copy_decided_markers`` writes them too, with the
+value it learned, when a store is removed from a log's configuration.
+
+- M1 (a marker is a fact) a marker names ``v`` only if ``v`` is decided: it is written
+  after a decision by its decider, or from a value a learner found decided; never by a
+  proposer before its own decision. So any reader may trust a marker found on any store,
+  alone, and every proposer does: phase 1 reads every store's marker in the same batch as
+  its PREPARE (Disk Paxos: its phase-1 block write), at no extra round trip and one GET per
+  store, and returns a marked value at once (mutation ``ignore_markers``).
+- M2 (a store counts in phase 1 only with its marker read) a store's phase-1 answer is its
+  list (blocks) *and* its marker; a failed marker read leaves the store uncounted. Hence:
+  if markers are on a set ``M`` of stores that meets every majority, every phase 1 that
+  starts after they were written sees one. That is what a membership removal relies on
+  (it copies the markers of all slots up to its record to a majority of the remaining
+  stores, which meets every majority of the old set, as the sets differ by one store):
+  the removed store can then be emptied without the lists that chose a value being
+  needed to protect it from a stale proposer that starts afterwards. A proposer already
+  past its marker reads when the markers are copied is protected only by those lists
+  (P2c), so emptying a store under such a proposer needs the separate rule that a store
+  which lost its state does not vote (issue 10, findings 1 and 9: store identity).
+
+Learning (L3)
+-------------
+:func:`learner` is read-only and answers one of three things (:class:`Learned`), never
+"absent" for "could not tell":
+
+- ``DECIDED`` with the value: a marker on any store (M1), or a value :func:`chosen` in the
+  lists read (create, cas);
+- ``UNDECIDED``: a majority of the stores answered *in full* (marker read: absent; list
+  read to its end, or every owner's latest block read) and none of them holds a marker or
+  an accepted value (for blocks: a block with an input). Why that proves nothing was
+  decided before the read: a decision needs its value accepted by a majority (for blocks:
+  the decider's phase-2 block written to a majority, and every later block of that
+  processor keeps its input); that majority meets the one read in a store where the
+  acceptance happened before the read, and an acceptance never disappears from a list
+  (L1) or a block sequence (monotone ``seq``). A value decided *during* the read is
+  linearized after it, as for any read;
+- ``UNKNOWN`` otherwise (a store did not answer, or a value is accepted but not seen
+  chosen). The caller then finishes the instance with :func:`finisher`, a proposer without
+  a value of its own: its phase 1 (with markers) either adopts the highest accepted value
+  and decides it, as Paxos recovery does, or finds nothing accepted on a majority, which
+  proves the instance undecided at that point (and no lower ballot can be decided after
+  it); without a majority it raises ``QuorumError``. Or the caller reports the failure.
 
 ``MUTATIONS`` plants bugs for the mutation tests only; it is empty in normal use.
 """
