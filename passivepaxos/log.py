@@ -632,7 +632,9 @@ class Log:
         ) from cause
 
     def _fetch(self, slot: int) -> bytes | None:
-        """The raw record of ``slot``, or ``None`` if it is not decided (yet)."""
+        """The raw record of ``slot``, or ``None`` only if it is provably not decided (yet):
+        on one create store the object is absent; on a quorum see :meth:`_learn` (a slot
+        the learner cannot tell about is finished, or ``QuorumError`` raised)."""
         key = slot_instance(slot)
         if self._single_create:
             try:
