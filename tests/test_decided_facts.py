@@ -32,7 +32,7 @@ from passivepaxos.errors import (
     QuorumError,
     TransientError,
 )
-from passivepaxos.log import Log
+from passivepaxos.log import Log, Position, _Pending
 from passivepaxos.manifest import init_log
 from passivepaxos.membership import change
 from passivepaxos.recipes.kv import KV
@@ -313,12 +313,44 @@ def test_finding_6_resume_appends_when_the_record_did_not_land(mode: str) -> Non
     assert [e.value for e in client(urls, mode)[0].read()] == [b"v"]
 
 
+def test_finding_6_one_store_resume() -> None:
+    """One create store: the create lands, its answer and the read-backs are lost; the
+    error carries a token and resuming finds the record (nothing written twice)."""
+    urls = quorum("create", "a")
+    w, links = client(urls, "create")
+    assert w.append([b"zero"]) == [0]
+    links[0].lose_after = links[0].log_puts
+    with pytest.raises(AppendOutcomeUnknownError) as info:
+        w.append([b"one"])
+    assert info.value.slot == 1
+    r, _ = client(urls, "create")
+    assert r.append([b"one"], resume=info.value.token) == [1]
+    assert [e.value for e in r.read()] == [b"zero", b"one"]
+
+
 def test_finding_6_group_commit_callers_get_their_own_token() -> None:
-    err = AppendOutcomeUnknownError(
-        "x (resume with token 4:0:" + "a" * 32 + ")", slot=4, index=0, wid="a" * 32
-    )
-    assert err.at(3).token == "4:3:" + "a" * 32
-    assert "token 4:3:" in str(err.at(3))
+    """Two callers share one ambiguous slot: each gets a token with its own index and
+    resumes exactly its own values, once."""
+    urls = quorum("create")
+    w, links = client(urls, "create")
+    w.head()
+    for link in links:
+        link.lose_after = link.log_puts + 1
+    first, second = _Pending([b"a"]), _Pending([b"b", b"c"])
+    w._queue.extend([first, second])
+    w._leading = True
+    w._lead_round()
+    assert isinstance(first.error, AppendOutcomeUnknownError)
+    assert isinstance(second.error, AppendOutcomeUnknownError)
+    assert (first.error.index, second.error.index) == (0, 1)
+    assert first.error.wid == second.error.wid and "token 0:1:" in str(second.error)
+    r, _ = client(urls, "create")
+    assert r.append_positions([b"b", b"c"], resume=second.error.token) == [
+        Position(0, 1),
+        Position(0, 2),
+    ]
+    assert r.append_positions([b"a"], resume=first.error.token) == [Position(0, 0)]
+    assert [e.value for e in r.read()] == [b"a", b"b", b"c"]
 
 
 def test_finding_6_cli_resume_round_trip(
