@@ -745,8 +745,10 @@ def _check_quorum(
 
 
 def _write_marker(instance: str, n: int, value: bytes, ballot: Ballot) -> Proc[None]:
-    """Best effort: the value is already decided; the marker only makes ``learn`` cheap
-    (and, for blocks, possible). Failed stores are retried a few times, then given up."""
+    """Best effort: the value is already decided. The marker makes learning cheap (for
+    blocks, possible without finishing) and, as a fact every phase 1 reads (M1, M2), what
+    carries the decision once a removed store's lists are gone. Failed stores are retried
+    a few times, then given up."""
     data = Msg("D", ballot, value).encode()
     todo = list(range(n))
     for _ in range(MARKER_ROUNDS):
