@@ -93,6 +93,11 @@ class SimResult:
             f"passivepaxos.consensus.sim --seed {self.seed} --mode {c.mode} "
             f"--stores {c.stores} --proposers {c.proposers} --fault-rate {c.fault_rate} "
             f"--partition {c.partition}"
+            + "".join(
+                f" --{name.replace('_', '-')} {getattr(c, name)}"
+                for name in ("marker_loss", "delay", "readers", "wipe", "late")
+                if getattr(c, name) != getattr(SimConfig, name)
+            )
             + "".join(f" --mutation {m}" for m in sorted(core.MUTATIONS))
         )
 
@@ -467,10 +472,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proposers", type=int, default=3)
     ap.add_argument("--fault-rate", type=float, default=0.15)
     ap.add_argument("--partition", type=float, default=SimConfig.partition)
+    ap.add_argument("--marker-loss", type=float, default=SimConfig.marker_loss)
+    ap.add_argument("--delay", type=float, default=SimConfig.delay)
+    ap.add_argument("--readers", type=int, default=SimConfig.readers)
+    ap.add_argument("--wipe", type=float, default=SimConfig.wipe)
+    ap.add_argument("--late", type=int, default=SimConfig.late)
     ap.add_argument("--mutation", action="append", default=[], help="plant a bug (tests)")
     args = ap.parse_args(argv)
     cfg = SimConfig(
-        args.mode, args.stores, args.proposers, args.fault_rate, partition=args.partition
+        args.mode,
+        args.stores,
+        args.proposers,
+        args.fault_rate,
+        partition=args.partition,
+        marker_loss=args.marker_loss,
+        delay=args.delay,
+        readers=args.readers,
+        wipe=args.wipe,
+        late=args.late,
     )
     saved = set(core.MUTATIONS)
     core.MUTATIONS.update(args.mutation)
