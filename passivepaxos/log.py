@@ -836,10 +836,20 @@ class Log:
         (a store down, a value accepted but not seen chosen) the slot is *finished*:
         ``core.finisher`` runs a proposer phase that adopts the highest accepted value and
         invents none, so it returns the record or proves the slot empty; without a
-        majority it raises ``QuorumError``. Never "absent" for "could not tell"."""
+        majority it raises ``QuorumError``. Never "absent" for "could not tell". (Before
+        finishing it reads once more, about one round trip later: a decision in flight
+        usually completes meanwhile, and a finisher's PREPARE would cost its writer a
+        round.)"""
         instance = slot_instance(slot)
         names = [s.url for s in stores]
+        started = self._clock()
         got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
+        if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
+            # Most often a decision in flight (its ACCEPTs landing one by one): read once
+            # more after about one round trip before finishing the instance, whose PREPARE
+            # would cost that writer a round. Only liveness depends on this pause.
+            self._sleep(min(0.25, max(0.005, self._clock() - started)))
+            got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
         if got.state == core.DECIDED:
             return got.value
         invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
