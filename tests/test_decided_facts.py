@@ -39,6 +39,7 @@ from passivepaxos.recipes.kv import KV
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import Backend, ObjectMeta, PutMode, Version
 from passivepaxos.urls import open_backend
+from passivepaxos.wrappers import FaultPlan, FaultyBackend
 
 MODES = ["create", "cas", "blocks"]
 _n = itertools.count()
@@ -311,6 +312,28 @@ def test_finding_6_resume_appends_when_the_record_did_not_land(mode: str) -> Non
     w2, _ = client(urls, mode)
     assert w2.append([b"v"], resume=info.value.token) == [0]
     assert [e.value for e in client(urls, mode)[0].read()] == [b"v"]
+
+
+@pytest.mark.parametrize(("mode", "phase1"), [("create", 2), ("cas", 2), ("blocks", 3)])
+def test_finding_6_faultybackend_script(mode: str, phase1: int) -> None:
+    """The same with ``FaultyBackend`` scripts: on every store the phase-1 requests go
+    through (``phase1`` of them: the PREPARE or block write, the marker read, for blocks
+    the LIST of the blocks), the ACCEPT / phase-2 block takes effect and its answer is lost ("after"),
+    then every request fails. Raised ``QuorumError`` on d26dea1."""
+    urls = quorum(mode)
+    faulty = [FaultyBackend(open_backend(u), FaultPlan()) for u in urls]
+    stores = [Store(f, retry=FAST, sleep=lambda _: None) for f in faulty]
+    w = Log(stores, mode, sleep=lambda _: None, backoff_max=0.0)
+    assert w.append([b"first"]) == [0]  # W knows its tail: the next append reads nothing
+    for f in faulty:
+        f.script(*[None] * phase1, "after", *["before"] * 400)
+    with pytest.raises(AppendOutcomeUnknownError) as info:
+        w.append([b"landed"])
+    assert info.value.slot == 1
+    r, _ = client(urls, mode)  # other links: the stores themselves are fine
+    assert [e.value for e in r.read()] == [b"first", b"landed"]
+    assert r.append([b"landed"], resume=info.value.token) == [1]
+    assert [e.value for e in r.read()] == [b"first", b"landed"]
 
 
 def test_finding_6_one_store_resume() -> None:
