@@ -190,7 +190,7 @@ def cmd_append(args: argparse.Namespace) -> int:
 
     values = [os.fsencode(v) for v in args.values]
     with Log.open(args.log) as log:
-        positions = log.append_positions(values)
+        positions = log.append_positions(values, resume=args.resume)
     for pos, value in zip(positions, values, strict=True):
         if args.json:
             _print_json(_values_json(pos.slot, pos.index, value))
@@ -661,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", metavar="LOG")
     p.add_argument("values", metavar="VALUE", nargs="+")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--resume",
+        metavar="TOKEN",
+        help="finish an append whose outcome was unknown (exit 3), with the token it printed "
+        "and the same values: prints its slots without writing twice",
+    )
     p.set_defaults(func=cmd_append)
 
     p = sub.add_parser("log", help="print a log's entries")

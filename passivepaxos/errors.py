@@ -21,6 +21,8 @@ same on S3, GCS, Dropbox, local disk and memory::
     │   │   ├── ThrottledError      the service asked us to slow down; .retry_after seconds
     │   │   └── StragglerError      a quorum went on without this store's answer
     │   └── AmbiguousWriteError     a conditional write whose outcome could not be established
+    │       ├── OutcomeUnknownError        a proposal whose value may be accepted, unconfirmed
+    │       └── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
     └── QuorumError                 (later layers) no majority of stores answered
 
 A ``TransientError`` raised by a *conditional* write means "outcome unknown" at the backend
@@ -38,12 +40,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyExistsError",
     "AmbiguousWriteError",
+    "AppendOutcomeUnknownError",
     "ConfigError",
     "ConflictError",
     "ContainerNotFoundError",
     "InvalidObjectError",
     "NotAMemberError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PassivePaxosError",
     "PermissionDeniedError",
     "PreconditionFailedError",
@@ -168,3 +172,50 @@ class AmbiguousWriteError(StoreError):
 
 class QuorumError(PassivePaxosError):
     """No majority of the stores of a quorum answered."""
+
+
+class OutcomeUnknownError(AmbiguousWriteError):
+    """A consensus proposal whose own value may have been accepted (an ACCEPT, or a Disk
+    Paxos phase-2 block, carrying it was sent) could not establish the outcome: no majority
+    answered afterwards. The value may be decided, or may be decided later by whoever
+    finishes the instance; it is never "not written"."""
+
+
+class AppendOutcomeUnknownError(AmbiguousWriteError):
+    """An append whose record may have been decided at ``slot`` could not establish it.
+
+    ``token`` (``"<slot>:<index>:<wid>"``) resumes it exactly once:
+    ``Log.append(values, resume=token)`` / ``passivepaxos append --resume TOKEN``. Exact
+    because the record names its predecessor's hash and its slot, so it can only ever be
+    decided at ``slot``, and a resumed append reuses its write id ``wid``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        slot: int,
+        index: int,
+        wid: str,
+        url: str = "",
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url, key=key)
+        self.slot, self.index, self.wid = slot, index, wid
+
+    @property
+    def token(self) -> str:
+        return f"{self.slot}:{self.index}:{self.wid}"
+
+    def at(self, index: int) -> AppendOutcomeUnknownError:
+        """The same error for the caller whose values start at ``index`` of the batch."""
+        base = PassivePaxosError.__str__(self).split(" (resume with", 1)[0]
+        out = AppendOutcomeUnknownError(
+            f"{base} (resume with token {self.slot}:{index}:{self.wid})",
+            slot=self.slot,
+            index=index,
+            wid=self.wid,
+            url=self.url,
+            key=self.key,
+        )
+        out.__cause__ = self.__cause__
+        return out

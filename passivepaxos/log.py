@@ -15,7 +15,17 @@ How a slot is decided (:meth:`Log._decide`, the only place that knows)
   ``AlreadyExistsError.current`` (no extra request);
 - a quorum of stores, or ``blocks`` / ``cas`` mode: ``consensus.driver.propose`` on
   instance ``log/<i:020d>``; the decided bytes are the slot's record. Reading a slot uses
-  ``core.learner`` on the same instance.
+  ``core.learner`` on the same instance: a slot is *missing* only when it is provably
+  undecided (a majority of its stores answered in full and hold no marker and nothing
+  accepted); when the learner cannot tell, the reader finishes the instance
+  (``core.finisher``: adopt the highest accepted value, invent none) or raises
+  ``QuorumError``, never "absent" (see ``Log._learn``).
+
+An append whose record may have been decided but could not be established raises
+``AppendOutcomeUnknownError`` (never ``QuorumError``, which means "not written"); its
+token ``<slot>:<index>:<wid>`` resumes it exactly once (``append(values, resume=token)``),
+because the record names its slot and its predecessor's hash: it can only ever be decided
+at that slot, and the resumed append keeps its write id.
 
 Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
 
@@ -101,6 +111,7 @@ from passivepaxos.consensus import core, driver
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
+    AppendOutcomeUnknownError,
     ConfigError,
     InvalidObjectError,
     PassivePaxosError,
@@ -701,7 +712,9 @@ class Log:
         ) from cause
 
     def _fetch(self, slot: int) -> bytes | None:
-        """The raw record of ``slot``, or ``None`` if it is not decided (yet)."""
+        """The raw record of ``slot``, or ``None`` only if it is provably not decided (yet):
+        on one create store the object is absent; on a quorum see :meth:`_learn` (a slot
+        the learner cannot tell about is finished, or ``QuorumError`` raised)."""
         key = slot_instance(slot)
         if self._single_create:
             try:
@@ -897,12 +910,54 @@ class Log:
         return written
 
     def _learn(self, slot: int, stores: Sequence[Store]) -> bytes | None:
-        """``core.learner`` on the slot's instance, keeping track of store failures so that
-        "not decided" and "could not tell" are not confused."""
+        """The record decided at ``slot``, or ``None`` only when the slot is provably
+        undecided: ``core.learner`` found a majority of its stores answering in full and
+        holding nothing for it (no marker, nothing accepted). When the learner cannot tell
+        (a store down, a value accepted but not seen chosen) the slot is *finished*:
+        ``core.finisher`` runs a proposer phase that adopts the highest accepted value and
+        invents none, so it returns the record or proves the slot empty; without a
+        majority it raises ``QuorumError``. Never "absent" for "could not tell". (Before
+        finishing it reads once more, about one round trip later: a decision in flight
+        usually completes meanwhile, and a finisher's PREPARE would cost its writer a
+        round.)"""
         instance = slot_instance(slot)
-        gen = core.learner([s.url for s in stores], instance, self.mode.value)
-        errors: dict[int, StoreError] = {}
+        names = [s.url for s in stores]
+        started = self._clock()
+        got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
+        if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
+            # Most often a decision in flight (its ACCEPTs landing one by one): read once
+            # more after about one round trip before finishing the instance, whose PREPARE
+            # would cost that writer a round. Only liveness depends on this pause.
+            self._sleep(min(0.25, max(0.005, self._clock() - started)))
+            got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
+        if got.state == core.DECIDED:
+            return got.value
+        invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
+        if invalid:
+            raise DamagedSlotError(
+                slot, f"unreadable object ({_bare(invalid[0])})", url=invalid[0].url, key=instance
+            )
+        if got.state == core.UNDECIDED:
+            return None
         n = len(stores)
+        if n - len(errors) < n // 2 + 1:
+            bad = "; ".join(str(e) for e in errors.values())
+            raise QuorumError(
+                f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
+            )
+        finish = core.finisher(names, instance, self.mode.value, self.writer_id, self._rng)
+        try:
+            value: bytes | None = driver.run(finish, stores, sleep=self._sleep)
+        except QuorumError as exc:
+            raise QuorumError(f"cannot read slot {slot} of {self.url}: {exc}") from None
+        return value
+
+    def _run_core(
+        self, gen: core.Proc[core.R], stores: Sequence[Store]
+    ) -> tuple[core.R, dict[int, StoreError]]:
+        """Drive a core generator over ``stores`` (batches in parallel on the fan-out
+        pool); its result and the last error of each store that failed."""
+        errors: dict[int, StoreError] = {}
         try:
             batch = next(gen)
             while True:
@@ -915,24 +970,14 @@ class Log:
                 else:
                     results = [driver.execute(stores, op, self._sleep) for op in ops]
                 for op, r in zip(ops, results, strict=True):
-                    if isinstance(r, StoreError) and isinstance(op, core.Get | core.Put):
+                    if isinstance(r, StoreError) and isinstance(
+                        op, core.Get | core.Put | core.List
+                    ):
                         errors[op.store] = r
                 batch = gen.send(results)
         except StopIteration as stop:
-            value: bytes | None = stop.value
-        if value is not None:
-            return value
-        invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
-        if invalid:
-            raise DamagedSlotError(
-                slot, f"unreadable object ({_bare(invalid[0])})", url=invalid[0].url, key=instance
-            )
-        if n - len(errors) < n // 2 + 1:
-            bad = "; ".join(str(e) for e in errors.values())
-            raise QuorumError(
-                f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
-            )
-        return None
+            result: core.R = stop.value
+        return result, errors
 
     def _where(self, slot: int) -> tuple[str, str]:
         return (self.stores[0].url if len(self.stores) == 1 else self.url, slot_instance(slot))
@@ -1134,15 +1179,27 @@ class Log:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, values: Sequence[bytes]) -> list[int]:
+    def append(self, values: Sequence[bytes], *, resume: str | None = None) -> list[int]:
         """Append ``values`` (one slot, maybe shared with concurrent calls); return one slot
-        number per value, in order."""
-        return [p.slot for p in self.append_positions(values)]
+        number per value, in order. An append whose outcome cannot be established raises
+        ``AppendOutcomeUnknownError``; pass its ``token`` as ``resume`` (with the same
+        values) to finish it exactly once (see :meth:`append_positions`)."""
+        return [p.slot for p in self.append_positions(values, resume=resume)]
 
-    def append_positions(self, values: Sequence[bytes]) -> list[Position]:
+    def append_positions(
+        self, values: Sequence[bytes], *, resume: str | None = None
+    ) -> list[Position]:
         """Append ``values``; return each one's ``Position(slot, index)``, established.
         ``values`` is a sequence of bytes-like values, one per entry; anything else raises
-        ``TypeError`` before any request."""
+        ``TypeError`` before any request.
+
+        ``resume``: the token of an ``AppendOutcomeUnknownError`` from an earlier append of
+        the same ``values``. The slot it names is established first (finishing its
+        consensus instance if need be): if the earlier record was decided there, its
+        positions are returned and nothing is written; otherwise the values are appended
+        now under the same write id, so a late landing of the earlier record is still
+        recognised as this append (a record names its slot and its predecessor's hash, so
+        it can land nowhere else): the values end up in the log exactly once."""
         if isinstance(values, bytes | bytearray | memoryview | str):
             raise TypeError(
                 "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
@@ -1155,6 +1212,8 @@ class Log:
                 f"values must be a sequence of bytes values, not {type(values).__name__}"
             ) from None
         vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
+        if resume is not None:
+            return self._resume(vals, resume)
         if not vals:
             return []
         p = _Pending(vals)
@@ -1246,8 +1305,10 @@ class Log:
             for q in batch:
                 if slot is not None:
                     q.result = [Position(slot, i) for i in range(index, index + len(q.values))]
-                    index += len(q.values)
                 q.error = exc
+                if isinstance(exc, AppendOutcomeUnknownError):
+                    q.error = exc.at(index)  # each caller resumes its own values
+                index += len(q.values)
                 q.done = True
                 if q.wake is not None:
                     q.wake.notify()
@@ -1260,6 +1321,7 @@ class Log:
         ttl: float = 0.0,
         wait: bool = True,
         config: ConfigChange | None = None,
+        wid: str | None = None,
     ) -> int:
         """Write one slot holding ``entries``; return its number. Retries on the next slot
         after losing a race; a winner carrying our write id is our own earlier write.
@@ -1267,7 +1329,8 @@ class Log:
         record and raises ``LeaseLostError`` (entries not written) when that slot goes to
         anyone else; others refuse, or wait out an apparently expired lease, while the tail
         says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
-        wid = os.urandom(16).hex()  # 128 random bits, as uuid4 gave (minus 6 fixed ones)
+        # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
+        wid = wid or os.urandom(16).hex()
         frame_wid = os.urandom(16)
         slot, prev, state = self._tail_for_write()
         losses = 0
@@ -1309,7 +1372,10 @@ class Log:
             self.slot_writes += 1
             started = self._clock()
             mine = rec.encode()
-            decided = self._decide(slot, mine, frame_wid)
+            try:
+                decided = self._decide(slot, mine, frame_wid)
+            except AmbiguousWriteError as exc:
+                raise self._unknown(slot, wid, exc) from exc
             if decided is mine or decided == mine:
                 # our own bytes were decided: nothing to parse (we built them), no race
                 self._note(decided)
@@ -1388,6 +1454,69 @@ class Log:
             return slot
         self._learned(slot, data)
         return None
+
+    def _unknown(
+        self, slot: int, wid: str, cause: AmbiguousWriteError
+    ) -> AppendOutcomeUnknownError:
+        """The record aimed at ``slot`` may be decided there (its ACCEPT or create may have
+        landed) and it could not be established: never "not written" (``QuorumError``)."""
+        url, key = self._where(slot)
+        return AppendOutcomeUnknownError(
+            f"slot {slot}: append outcome unknown ({_bare(cause)}); the entries may be in "
+            f"the log (resume with token {slot}:0:{wid})",
+            slot=slot,
+            index=0,
+            wid=wid,
+            url=url,
+            key=key,
+        )
+
+    def _resume(self, values: list[bytes], token: str) -> list[Position]:
+        """``append_positions(values, resume=token)``: see there."""
+        m = re.fullmatch(r"(\d+):(\d+):([0-9a-f]{32})", token.strip())
+        if m is None:
+            raise ConfigError(
+                f"bad resume token {token!r}: expected SLOT:INDEX:WID as printed by the "
+                "append whose outcome was unknown"
+            )
+        slot, index, wid = int(m[1]), int(m[2]), m[3]
+        if not values:
+            raise ConfigError("resume: give the same values as the append being resumed")
+        with self._lead():
+            got = self._fetch(slot)  # established: decided, or provably empty (finished)
+            if got is not None:
+                self._learned(slot, got)
+                if is_tombstone(got):
+                    url, key = self._where(slot)
+                    if tombstone_of(got, slot, url=url, key=key).wid == wid:
+                        return [Position(slot, index + i) for i in range(len(values))]
+                else:
+                    rec = self._decode(got, slot, None)
+                    if rec.wid == wid:
+                        return self._resumed_at(slot, rec, values, index)
+            # our record was not decided at its slot (another was, or none yet): append
+            # now under the same write id (a late landing there is still recognised)
+            self._observe()
+            new = self._commit(list(values), wid=wid)
+        at = index if new == slot else 0
+        hit = self._cached(new)
+        if hit is None or is_tombstone(hit[1]):  # ours, landed and trimmed since
+            return [Position(new, at + i) for i in range(len(values))]
+        return self._resumed_at(new, self._decode(hit[1], new, None), values, at)
+
+    def _resumed_at(
+        self, slot: int, rec: Record, values: list[bytes], index: int
+    ) -> list[Position]:
+        """Positions of ``values`` in ``rec`` (ours): at ``index`` in the earlier record,
+        at 0 in a record written by the resume itself."""
+        k = len(values)
+        for at in (index, 0):
+            if list(rec.entries[at : at + k]) == values:
+                return [Position(slot, at + i) for i in range(k)]
+        raise ConfigError(
+            f"resume: slot {slot} holds this append's record, but not these values; give "
+            "the same values as the append being resumed"
+        )
 
     def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:
         """Our create of ``slot`` found a tombstone: the slot was decided long ago and then

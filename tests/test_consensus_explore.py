@@ -5,7 +5,7 @@ Scopes run here (kept fast): 2 stores x 2 rounds for create lists, 2 and 3 store
 round for both protocols, and one-fault scopes (a store operation failing before or after
 its effect). The larger scopes (3 stores x 2 rounds for create lists, 2 stores x 2 rounds
 for blocks, 2 stores x 2 rounds x 1 fault for create lists, and the ``ambiguous_as_failed``
-mutant, which needs that last scope) take 30-70 s each; set ``PASSIVEPAXOS_EXPLORE_FULL=1``
+mutant, which needs that last scope) take 40-110 s each; set ``PASSIVEPAXOS_EXPLORE_FULL=1``
 to run them too, or ``python -m passivepaxos.consensus.explore --rounds 2``.
 """
 
@@ -28,7 +28,7 @@ SCOPES = [
     ("blocks", 2, 1, 1),
 ]
 
-# about 1 min each on one core; blocks x 3 stores x 2 rounds exceeds 5M states (not run)
+# 40-110 s each on one core; blocks x 3 stores x 2 rounds exceeds 5M states (not run)
 FULL = [("create", 3, 2, 0), ("blocks", 2, 2, 0), ("create", 2, 2, 1)]
 SLOW = not os.environ.get("PASSIVEPAXOS_EXPLORE_FULL")
 

@@ -43,7 +43,9 @@ Invariants, and why they hold:
   choosing majority in a list where ACCEPT(b, v) precedes the PREPARE (else it would not
   have been accepted) and thus reports a pair of ballot >= b.
 
-"Chosen" is exactly computable by any reader (:func:`chosen`), so ``learn`` is exact.
+"Chosen" is exactly computable from the lists a reader could read (:func:`chosen`): a
+value it finds chosen is decided (L1); finding none is only conclusive under the rule of
+"Learning" below.
 
 Passive Paxos (cas lists)
 -------------------------
@@ -138,6 +140,60 @@ uid in the list object; for a block it just does not count (its unique key
 means it cannot do harm if it lands later). Nothing is ever assumed failed and replaced by
 a different value in the same ballot.
 
+The same holds for the proposer's own outcome: once it has sent an ACCEPT (or a phase-2
+block) carrying its own value, that value may be accepted by a majority even if no answer
+came back, and any later proposer may adopt and decide it. Losing the majority after that
+point is therefore ``OutcomeUnknownError`` (an ``AmbiguousWriteError``), never
+``QuorumError``, whose meaning stays "not decided": the proposer's value was in no
+ACCEPT / phase-2 block, and no one invents another's value.
+
+DECIDED markers (M1, M2)
+------------------------
+After deciding, a proposer overwrites ``<instance>/decided`` on every store with
+``D(ballot, v)`` (best effort). ``Log.copy_decided_markers`` writes them too, with the
+value it learned, when a store is removed from a log's configuration.
+
+- M1 (a marker is a fact) a marker names ``v`` only if ``v`` is decided: it is written
+  after a decision by its decider, or from a value a learner found decided; never by a
+  proposer before its own decision. So any reader may trust a marker found on any store,
+  alone, and every proposer does: phase 1 reads every store's marker in the same batch as
+  its PREPARE (Disk Paxos: its phase-1 block write), at no extra round trip and one GET per
+  store, and returns a marked value at once (mutation ``ignore_markers``).
+- M2 (a store counts in phase 1 only with its marker read) a store's phase-1 answer is its
+  list (blocks) *and* its marker; a failed marker read leaves the store uncounted. Hence:
+  if markers are on a set ``M`` of stores that meets every majority, every phase 1 that
+  starts after they were written sees one. That is what a membership removal relies on
+  (it copies the markers of all slots up to its record to a majority of the remaining
+  stores, which meets every majority of the old set, as the sets differ by one store):
+  the removed store can then be emptied without the lists that chose a value being
+  needed to protect it from a stale proposer that starts afterwards. A proposer already
+  past its marker reads when the markers are copied is protected only by those lists
+  (P2c), so emptying a store under such a proposer needs the separate rule that a store
+  which lost its state does not vote (issue 10, findings 1 and 9: store identity).
+
+Learning (L3)
+-------------
+:func:`learner` is read-only and answers one of three things (:class:`Learned`), never
+"absent" for "could not tell":
+
+- ``DECIDED`` with the value: a marker on any store (M1), or a value :func:`chosen` in the
+  lists read (create, cas);
+- ``UNDECIDED``: a majority of the stores answered *in full* (marker read: absent; list
+  read to its end, or every owner's latest block read) and none of them holds a marker or
+  an accepted value (for blocks: a block with an input). Why that proves nothing was
+  decided before the read: a decision needs its value accepted by a majority (for blocks:
+  the decider's phase-2 block written to a majority, and every later block of that
+  processor keeps its input); that majority meets the one read in a store where the
+  acceptance happened before the read, and an acceptance never disappears from a list
+  (L1) or a block sequence (monotone ``seq``). A value decided *during* the read is
+  linearized after it, as for any read;
+- ``UNKNOWN`` otherwise (a store did not answer, or a value is accepted but not seen
+  chosen). The caller then finishes the instance with :func:`finisher`, a proposer without
+  a value of its own: its phase 1 (with markers) either adopts the highest accepted value
+  and decides it, as Paxos recovery does, or finds nothing accepted on a majority, which
+  proves the instance undecided at that point (and no lower ballot can be decided after
+  it); without a majority it raises ``QuorumError``. Or the caller reports the failure.
+
 ``MUTATIONS`` plants bugs for the mutation tests only; it is empty in normal use.
 """
 
@@ -153,6 +209,7 @@ from typing import Any, TypeVar
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConflictError,
+    OutcomeUnknownError,
     QuorumError,
     StoreError,
     StragglerError,
@@ -160,11 +217,15 @@ from passivepaxos.errors import (
 from passivepaxos.types import PutMode, Version
 
 __all__ = [
+    "DECIDED",
     "MUTATIONS",
+    "UNDECIDED",
+    "UNKNOWN",
     "ZERO",
     "Ballot",
     "Block",
     "Get",
+    "Learned",
     "List",
     "Msg",
     "Op",
@@ -175,8 +236,10 @@ __all__ = [
     "decode_cas_list",
     "disk_proposer",
     "encode_cas_list",
+    "finisher",
     "learner",
     "list_key",
+    "marker_value",
     "msg_from_obj",
     "passive_proposer",
     "replay",
@@ -660,22 +723,37 @@ def _make_lists(
     raise ValueError(f"passive Paxos runs on create or cas lists, not {mode!r}")
 
 
-def _check_quorum(names: Sequence[str], answered: int, errors: dict[int, str]) -> None:
+def _check_quorum(
+    names: Sequence[str], answered: int, errors: dict[int, str], *, maybe_accepted: bool = False
+) -> None:
+    """Raise unless ``answered`` is a majority: ``QuorumError`` when the caller's own value
+    cannot have been accepted anywhere (nothing of it was written: "not decided" is exact),
+    ``OutcomeUnknownError`` once it may have been (``maybe_accepted``)."""
     if answered >= len(names) // 2 + 1:
         return
     bad = ", ".join(f"{names[i]} ({errors.get(i, 'no answer')})" for i in sorted(errors))
-    raise QuorumError(
+    what = (
         f"no majority of stores answered: {answered} of {len(names)} reachable; "
         f"unreachable: {bad or 'unknown'}"
     )
+    if maybe_accepted:
+        raise OutcomeUnknownError(
+            f"outcome unknown: the value was sent for acceptance, then {what}; it may be "
+            "decided (now or when the instance is finished)"
+        )
+    raise QuorumError(what)
 
 
 def _write_marker(instance: str, n: int, value: bytes, ballot: Ballot) -> Proc[None]:
-    """Best effort: the value is already decided; the marker only makes ``learn`` cheap
-    (and, for blocks, possible). Failed stores are retried a few times, then given up."""
+    """Best effort: the value is already decided. The marker makes learning cheap (for
+    blocks, possible without finishing) and, as a fact every phase 1 reads (M1, M2), what
+    carries the decision once a removed store's lists are gone. Failed stores are retried
+    a few times, then given up."""
     data = Msg("D", ballot, value).encode()
     todo = list(range(n))
     for _ in range(MARKER_ROUNDS):
+        if _mut("marker_lost"):
+            return  # planted: markers never land (learners must not read that as "missing")
         results = yield [Put(s, decided_key(instance), data, PutMode.OVERWRITE) for s in todo]
         # a straggler's write is still in flight: resending would only wait for it
         todo = [
@@ -685,6 +763,33 @@ def _write_marker(instance: str, n: int, value: bytes, ballot: Ballot) -> Proc[N
         ]
         if not todo:
             return
+
+
+def marker_value(r: object) -> bytes | None:
+    """The value of a DECIDED marker read (a ``Get`` result), or ``None``."""
+    if isinstance(r, tuple):
+        m = decode_msg(r[0])
+        if m is not None and m.kind == "D" and m.value is not None:
+            return m.value
+    return None
+
+
+def _read_marker(instance: str, s: int) -> Sub[object]:
+    """One store's DECIDED marker, read in the same batch as a phase's first write."""
+    r = yield Get(s, decided_key(instance))
+    return r
+
+
+def _with_markers(
+    instance: str, subs: dict[int, Sub[R]], n: int
+) -> Proc[tuple[dict[int, R], list[object]]]:
+    """Run ``subs`` (keyed by store) and read every store's marker in their first batch:
+    no extra round trip, one GET per store."""
+    both: dict[int, Sub[Any]] = dict(subs)
+    for s in range(n):
+        both[n + s] = _read_marker(instance, s)
+    out = yield from _parallel(both)
+    return {s: out[s] for s in subs}, [out[n + s] for s in range(n)]
 
 
 def passive_proposer(
@@ -703,7 +808,60 @@ def passive_proposer(
     returns the decided value.
 
     ``stores`` names the stores (for errors); operation ``store`` fields index it.
-    Raises ``QuorumError`` after ``max_unreachable_rounds`` rounds without a majority."""
+    Raises ``QuorumError`` after ``max_unreachable_rounds`` rounds without a majority while
+    ``value`` cannot have been accepted anywhere, ``OutcomeUnknownError`` once it may."""
+    got = yield from _passive(
+        stores, instance, value, proposer_id, rng, fast, backoff, max_unreachable_rounds, mode
+    )
+    assert got is not None
+    return got
+
+
+def finisher(
+    stores: Sequence[str],
+    instance: str,
+    mode: str,
+    proposer_id: str,
+    rng: random.Random,
+    *,
+    backoff: Backoff | None = None,
+    max_unreachable_rounds: int = 3,
+) -> Proc[bytes | None]:
+    """Finish an instance a learner could not tell about, inventing no value: a proposer
+    without a value of its own. Returns the decided value, or ``None`` when its phase 1
+    found nothing accepted on a majority (so nothing was decided before it ran, and no
+    ballot below its own can be decided any more). ``QuorumError`` without a majority."""
+    if mode in ("create", "cas"):
+        return (
+            yield from _passive(
+                stores,
+                instance,
+                None,
+                proposer_id,
+                rng,
+                False,
+                backoff,
+                max_unreachable_rounds,
+                mode,
+            )
+        )
+    return (
+        yield from _disk(stores, instance, None, proposer_id, rng, backoff, max_unreachable_rounds)
+    )
+
+
+def _passive(
+    stores: Sequence[str],
+    instance: str,
+    value: bytes | None,
+    proposer_id: str,
+    rng: random.Random,
+    fast: bool,
+    backoff: Backoff | None,
+    max_unreachable_rounds: int,
+    mode: str,
+) -> Proc[bytes | None]:
+    """The passive Paxos proposer; ``value=None``: a finisher (see :func:`finisher`)."""
     _check_id(proposer_id)
     # A per-call nonce makes ballots unique even when callers reuse an id: two calls
     # sharing a ballot would send byte-identical PREPAREs, each take the other's as its
@@ -713,8 +871,10 @@ def passive_proposer(
     majority = n // 2 + 1
     lists = _make_lists(mode, instance, n, proposer_id, rng)
     backoff = backoff or Backoff()
+    sent_own = False  # an ACCEPT carrying our own value was sent: failure is "unknown"
 
-    if fast and n == 1:
+    if fast and n == 1 and value is not None:
+        sent_own = True
         slot = yield from _parallel({0: lists.append(0, Msg("A", ZERO, value), only_slot=0)})
         if slot[0] == 0:
             return value  # our ACCEPT(ZERO) is slot 0 of the only list: chosen
@@ -730,13 +890,22 @@ def passive_proposer(
             seen = max(seen, _max_ballot(entries))
         ballot = (seen[0] + 1, proposer_id)
 
-        # phase 1
-        slots = yield from _parallel({s: lists.append(s, Msg("P", ballot)) for s in range(n)})
-        answered = [s for s in range(n) if slots[s] is not None]
+        # phase 1: PREPARE to every list and, in the same batch, read every marker
+        slots, marks = yield from _with_markers(
+            instance, {s: lists.append(s, Msg("P", ballot)) for s in range(n)}, n
+        )
+        decided = [m for m in map(marker_value, marks) if m is not None]
+        if decided and not _mut("ignore_markers"):
+            return decided[0]  # a DECIDED marker is a fact (M1 in the module docstring)
+        for s in range(n):
+            if _is_err(marks[s]) and s not in lists.errors:
+                lists.errors[s] = f"marker: {marks[s]}"
+        # a store counts only with its whole phase-1 answer: its list AND its marker
+        answered = [s for s in range(n) if slots[s] is not None and not _is_err(marks[s])]
         if len(answered) < majority:
             unreachable += 1
             if unreachable >= max_unreachable_rounds:
-                _check_quorum(stores, len(answered), lists.errors)
+                _check_quorum(stores, len(answered), lists.errors, maybe_accepted=sent_own)
         else:
             unreachable = 0
         won = chosen(lists.known, n)
@@ -756,9 +925,12 @@ def passive_proposer(
             prior = [r for r in reports if r is not None]
             if prior and not _mut("ignore_accepted_value"):
                 v = max(prior, key=lambda r: r[0])[1]
+            elif value is None:
+                return None  # a finisher: nothing accepted on a majority, nothing decided
             else:
                 v = value
             accept = Msg("A", ballot, v)
+            sent_own = sent_own or v == value
             slots = yield from _parallel({s: lists.append(s, accept) for s in range(n)})
             oks = 0
             for s in range(n):
@@ -769,7 +941,7 @@ def passive_proposer(
             if oks >= need:
                 yield from _write_marker(instance, n, v, ballot)
                 return v
-            if _mut("ambiguous_as_failed") and v != value:
+            if _mut("ambiguous_as_failed") and value is not None and v != value:
                 # planted bug: the unclear ACCEPT is taken as failed and the same ballot
                 # is reused for a different value
                 again = Msg("A", ballot, value)
@@ -785,24 +957,79 @@ def passive_proposer(
         yield [Sleep(backoff.delay(rng, attempt))]
 
 
-def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[bytes | None]:
-    """Read-only: the decided value, or ``None`` when none is known to be decided.
+DECIDED, UNDECIDED, UNKNOWN = "decided", "undecided", "unknown"
 
-    Reads the DECIDED markers; for create and cas lists, also replays the lists (exact,
-    by L1)."""
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """A learner's answer, three-valued (never "absent" when it cannot tell):
+
+    - ``DECIDED``: ``value`` is the decided value (a DECIDED marker, or a value chosen in
+      the lists read, which is exact by L1);
+    - ``UNDECIDED``: a majority of the stores answered in full and none of them holds a
+      marker or an accepted value, so nothing was decided before the read (any choosing
+      majority meets this one in a store that would show the ACCEPT or phase-2 block);
+    - ``UNKNOWN``: neither could be shown (stores unreachable, or a value accepted but not
+      seen chosen). Finish the instance (:func:`finisher`) or report the failure."""
+
+    state: str
+    value: bytes | None = None
+
+
+def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[Learned]:
+    """Read-only: what is known of the instance's decision (see :class:`Learned`).
+
+    Reads the DECIDED markers (one batch); without one, reads every list (create, cas)
+    or every owner's latest block (blocks)."""
     n = len(stores)
+    majority = n // 2 + 1
     results = yield [Get(s, decided_key(instance)) for s in range(n)]
     for r in results:
-        if isinstance(r, tuple):
-            m = decode_msg(r[0])
-            if m is not None and m.kind == "D" and m.value is not None:
-                return m.value
-    if mode not in ("create", "cas"):
+        m = marker_value(r)
+        if m is not None:
+            return Learned(DECIDED, m)
+    # stores that answered "no marker" (a marker object we cannot read is not "nothing")
+    clean = [s for s, r in enumerate(results) if r is None]
+    if mode in ("create", "cas"):
+        lists = _make_lists(mode, instance, n)
+        ok = yield from _parallel({s: lists.read_all(s) for s in range(n)})
+        won = chosen([lists.known[s] if ok[s] else None for s in range(n)], n)
+        if won:
+            return Learned(DECIDED, next(iter(won))[1])
+        empty = [s for s in clean if ok[s] and not accepted_pairs(lists.known[s])]
+    else:
+        reads = yield from _parallel({s: _latest_blocks(instance, s) for s in clean})
+        empty = [
+            s for s, got in reads.items() if got is not None and all(b.inp is None for b in got)
+        ]
+    if len(empty) >= majority or _mut("unknown_as_undecided"):  # planted: "cannot tell"
+        return Learned(UNDECIDED)  # read as "missing"
+    return Learned(UNKNOWN)
+
+
+def _latest_blocks(instance: str, s: int) -> Sub[list[Block] | None]:
+    """Every owner's latest block on disk ``s``; ``None`` if it cannot be read in full."""
+    keys = yield List(s, blocks_prefix(instance))
+    if not isinstance(keys, list):
         return None
-    lists = _make_lists(mode, instance, n)
-    ok = yield from _parallel({s: lists.read_all(s) for s in range(n)})
-    won = chosen([lists.known[s] if ok[s] else None for s in range(n)], n)
-    return next(iter(won))[1] if won else None
+    latest: dict[str, str] = {}
+    plen = len(blocks_prefix(instance))
+    for k in keys:
+        who, _, seq = str(k)[plen:].partition("/")
+        if seq:
+            latest[who] = max(latest.get(who, ""), str(k))
+    out: list[Block] = []
+    for who in sorted(latest):
+        got = yield Get(s, latest[who])
+        if not isinstance(got, tuple):
+            return None
+        b = decode_block(got[0])
+        if b is None:
+            return None
+        out.append(b)
+        if b.inp is not None:
+            break  # one value is enough to show this disk is not empty
+    return out
 
 
 def _check_id(proposer_id: str) -> None:
@@ -860,7 +1087,26 @@ def disk_proposer(
     backoff: Backoff | None = None,
     max_unreachable_rounds: int = 3,
 ) -> Proc[bytes]:
-    """DiskSynod over single-writer blocks; returns the decided value."""
+    """DiskSynod over single-writer blocks; returns the decided value. ``QuorumError``
+    without a majority while ``value`` was in no phase-2 block, ``OutcomeUnknownError``
+    once it was."""
+    got = yield from _disk(
+        stores, instance, value, proposer_id, rng, backoff, max_unreachable_rounds
+    )
+    assert got is not None
+    return got
+
+
+def _disk(
+    stores: Sequence[str],
+    instance: str,
+    value: bytes | None,
+    proposer_id: str,
+    rng: random.Random,
+    backoff: Backoff | None,
+    max_unreachable_rounds: int,
+) -> Proc[bytes | None]:
+    """The DiskSynod processor; ``value=None``: a finisher (see :func:`finisher`)."""
     _check_id(proposer_id)
     n = len(stores)
     majority = n // 2 + 1
@@ -872,20 +1118,30 @@ def disk_proposer(
     attempt = 0
     unreachable = 0
     errors: dict[int, str] = {}
+    sent_own = False  # a phase-2 block carrying our own value was sent
+    marked: list[bytes] = []  # DECIDED markers read in phase 1
 
-    def phase(block: Block) -> Proc[tuple[bool, list[Block]]]:
+    def phase(block: Block, markers: bool) -> Proc[tuple[bool, list[Block]]]:
         nonlocal seq, seen, unreachable
         seq += 1
         key = f"{blocks_prefix(instance)}{owner}/{seq:012d}"
-        outs = yield from _parallel(
-            {s: _disk_phase(instance, owner, s, key, block) for s in range(n)}
-        )
-        good = [o for o in outs.values() if o.ok]
+        subs = {s: _disk_phase(instance, owner, s, key, block) for s in range(n)}
+        marks: list[object] = [None] * n
+        if markers:
+            outs, marks = yield from _with_markers(instance, subs, n)
+            marked.extend(m for m in map(marker_value, marks) if m is not None)
+            if marked and not _mut("ignore_markers"):
+                return False, []
+        else:
+            outs = yield from _parallel(subs)
         for s, o in outs.items():
+            if o.error is None and _is_err(marks[s]):
+                o = outs[s] = _PhaseOutcome(False, [], error=f"marker: {marks[s]}")
             if o.error is not None:
                 errors[s] = o.error
             else:
                 errors.pop(s, None)
+        good = [o for o in outs.values() if o.ok]
         higher = [o.higher for o in outs.values() if o.higher is not None]
         if higher:
             seen = max(seen, *higher)
@@ -894,7 +1150,7 @@ def disk_proposer(
         if answered < majority:
             unreachable += 1
             if unreachable >= max_unreachable_rounds:
-                _check_quorum(stores, answered, errors)
+                _check_quorum(stores, answered, errors, maybe_accepted=sent_own)
         else:
             unreachable = 0
         if len(good) < majority:
@@ -904,12 +1160,20 @@ def disk_proposer(
     while True:
         seen = max(seen, dblock.mbal)
         dblock = Block((seen[0] + 1, owner), dblock.bal, dblock.inp)
-        ok, read = yield from phase(dblock)
+        ok, read = yield from phase(dblock, True)
+        if marked and not _mut("ignore_markers"):
+            return marked[0]  # a DECIDED marker is a fact (M1)
         if ok:
             with_inp = [b for b in [*read, dblock] if b.inp is not None]
-            inp = max(with_inp, key=lambda b: b.bal).inp if with_inp else value
+            if with_inp:
+                inp = max(with_inp, key=lambda b: b.bal).inp
+            elif value is None:
+                return None  # a finisher: no value on a majority of disks, none decided
+            else:
+                inp = value
             dblock = Block(dblock.mbal, dblock.mbal, inp)
-            ok, _ = yield from phase(dblock)
+            sent_own = sent_own or inp == value
+            ok, _ = yield from phase(dblock, False)
             if ok:
                 assert dblock.inp is not None
                 yield from _write_marker(instance, n, dblock.inp, dblock.bal)

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
-from passivepaxos.errors import StoreError, StragglerError, UnsupportedError
+from passivepaxos.errors import QuorumError, StoreError, StragglerError, UnsupportedError
 from passivepaxos.store import Store
 from passivepaxos.types import require_bytes
 
@@ -137,7 +137,9 @@ def propose(
 ) -> bytes:
     """Propose ``value`` for ``instance``; return the decided value (maybe another's).
 
-    Raises ``QuorumError`` naming the unreachable stores when no majority answers, and
+    Raises ``QuorumError`` naming the unreachable stores when no majority answers before
+    ``value`` was sent for acceptance (it is then not decided), ``OutcomeUnknownError``
+    (an ``AmbiguousWriteError``) when that happens after: it may be decided; and
     ``TypeError`` (nothing written) when ``value`` is not bytes-like."""
     value = require_bytes(value, "value")
     m = _mode(stores, mode)
@@ -154,8 +156,35 @@ def propose(
 
 
 def learn(
-    stores: Sequence[Store], instance: str, mode: ListMode | str = ListMode.CREATE
+    stores: Sequence[Store],
+    instance: str,
+    mode: ListMode | str = ListMode.CREATE,
+    *,
+    finish: bool = False,
+    proposer_id: str = "learner",
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> bytes | None:
-    """Read-only: the decided value of ``instance`` or ``None`` if none is known."""
+    """The decided value of ``instance``, or ``None`` when it is provably undecided (a
+    majority of the stores answered in full and none holds a marker or an accepted value).
+
+    When the read cannot tell (``core.UNKNOWN``: stores unreachable, or a value accepted
+    but not seen chosen), ``finish=True`` finishes the instance with ``core.finisher``
+    (a proposer phase that adopts the highest accepted value and invents none; it writes)
+    and returns its answer; read-only (the default) raises ``QuorumError`` instead. Never
+    ``None`` for "could not tell"."""
     m = _mode(stores, mode)
-    return run(core.learner([s.url for s in stores], instance, m.value), stores)
+    names = [s.url for s in stores]
+    got = run(core.learner(names, instance, m.value), stores, sleep=sleep)
+    if got.state == core.DECIDED:
+        return got.value
+    if got.state == core.UNDECIDED:
+        return None
+    if not finish:
+        raise QuorumError(
+            f"cannot tell whether {instance} was decided: no marker, and no majority of "
+            f"{len(stores)} stores shows it chosen or holds nothing for it; learn with "
+            "finish=True to complete the instance"
+        )
+    gen = core.finisher(names, instance, m.value, proposer_id, rng or random.Random())
+    return run(gen, stores, sleep=sleep)

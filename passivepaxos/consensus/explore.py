@@ -36,7 +36,8 @@ the effect applied (an ambiguous write or read).
 At every terminal state: agreement (all decided values equal; for create lists, at most
 one value is *chosen* in the final lists and it is the decided one; every DECIDED marker
 agrees), validity (decided, chosen, marked and learned values were proposed) and the
-read-only learner returns the decided value (for blocks: whenever a marker exists).
+read-only learner answers exactly: the decided value, "undecided" only when nothing was
+decided, "unknown" only for blocks without a marker.
 
 ``python -m passivepaxos.consensus.explore --mode create --stores 3 --rounds 2``
 """
@@ -50,7 +51,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from passivepaxos.consensus import core
-from passivepaxos.errors import AlreadyExistsError, QuorumError, TransientError
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    AmbiguousWriteError,
+    QuorumError,
+    TransientError,
+)
 from passivepaxos.types import PutKind, Version
 
 __all__ = ["ExploreResult", "explore", "main"]
@@ -160,7 +166,7 @@ class _Proposer:
         except StopIteration as stop:
             node.decided = stop.value
             return node
-        except QuorumError:
+        except (QuorumError, AmbiguousWriteError):  # gave up; "outcome unknown" included
             node.gave_up = True
             return node
         if any(isinstance(op, core.Sleep) for op in batch):
@@ -275,14 +281,14 @@ def _replace(stores: tuple[Store, ...], i: int, store: Store) -> tuple[Store, ..
     return stores if stores[i] is store else (*stores[:i], store, *stores[i + 1 :])
 
 
-def _learn(mode: str, stores: tuple[Store, ...]) -> bytes | None:
+def _learn(mode: str, stores: tuple[Store, ...]) -> core.Learned:
     gen = core.learner([f"s{i}" for i in range(len(stores))], INSTANCE, mode)
     try:
         batch = next(gen)
         while True:
             batch = gen.send([_materialize(_apply(stores[_store(op)], op)[1]) for op in batch])
     except StopIteration as stop:
-        learned: bytes | None = stop.value
+        learned: core.Learned = stop.value
         return learned
 
 
@@ -325,10 +331,16 @@ def _check(mode: str, state: State, procs: Sequence[_Proposer], proposed: set[by
             out.append(f"decided {sorted(values)} but the lists chose {sorted(won)}")
         if not won <= proposed:
             out.append(f"validity: the lists chose unproposed {sorted(won - proposed)}")
-    learned = _learn(mode, stores)
-    exact = mode == "create" or bool(markers)
-    if values and learned not in values and (exact or learned is not None):
+    # three-valued: a decided value must be the one; "undecided" only if nothing was;
+    # "unknown" only where a reader cannot compute it (blocks without a marker)
+    got = _learn(mode, stores)
+    learned = got.value
+    if got.state == core.DECIDED and values and learned not in values:
         out.append(f"learn() returned {learned!r}, decided {sorted(values)}")
+    if got.state == core.UNDECIDED and values:
+        out.append(f"learn() said undecided, decided {sorted(values)}")
+    if got.state == core.UNKNOWN and values and (mode == "create" or markers):
+        out.append(f"learn() could not tell, decided {sorted(values)}")
     if learned is not None and learned not in proposed:
         out.append(f"validity: learn() returned unproposed {learned!r}")
     return out

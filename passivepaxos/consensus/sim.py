@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from passivepaxos import frame
 from passivepaxos.consensus import core
 from passivepaxos.consensus.driver import execute
-from passivepaxos.errors import QuorumError, TransientError
+from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
 from passivepaxos.store import RetryPolicy, Store
+from passivepaxos.types import PutMode
 from passivepaxos.urls import backend_module
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
 
@@ -56,6 +57,12 @@ class SimConfig:
     partition: float = 0.02  # per step: flip one proposer<->store link down/up
     max_steps: int = 50_000
     fast: bool = True
+    marker_loss: float = 0.3  # per proposer and store: its DECIDED marker never lands
+    delay: float = 0.02  # per request: it takes effect, its answer comes late (a pause)
+    readers: int = 2  # learners (finishing when they cannot tell) started during the run
+    wipe: float = 0.3  # per run (3+ stores): at the first decision everyone else stops,
+    # markers are copied, a store that accepted the value is emptied, late proposers run
+    late: int = 2  # proposers started after the wipe, knowing nothing
 
 
 @dataclass
@@ -68,6 +75,8 @@ class SimResult:
     gave_up: list[str] = field(default_factory=list)
     chosen: set[bytes] = field(default_factory=set)
     learned: bytes | None = None
+    read: dict[str, bytes | None] = field(default_factory=dict)  # reader -> its answer
+    wiped: int | None = None  # the store emptied after the run, if any
     steps: int = 0
     ops: int = 0
     faults: int = 0
@@ -78,11 +87,17 @@ class SimResult:
         return (
             f"seed={self.seed} mode={c.mode} stores={c.stores} proposers={c.proposers} "
             f"fault_rate={c.fault_rate}: {'; '.join(self.violations) or 'ok'} "
-            f"(decided={self.decided}, chosen={self.chosen}, crashed={self.crashed}, "
+            f"(decided={self.decided}, chosen={self.chosen}, read={self.read}, "
+            f"wiped={self.wiped}, crashed={self.crashed}, "
             f"gave_up={self.gave_up}, steps={self.steps}) -- replay with: python -m "
             f"passivepaxos.consensus.sim --seed {self.seed} --mode {c.mode} "
             f"--stores {c.stores} --proposers {c.proposers} --fault-rate {c.fault_rate} "
             f"--partition {c.partition}"
+            + "".join(
+                f" --{name.replace('_', '-')} {getattr(c, name)}"
+                for name in ("marker_loss", "delay", "readers", "wipe", "late")
+                if getattr(c, name) != getattr(SimConfig, name)
+            )
             + "".join(f" --mutation {m}" for m in sorted(core.MUTATIONS))
         )
 
@@ -90,11 +105,14 @@ class SimResult:
 @dataclass
 class _Proc:
     pid: str
-    gen: core.Proc[bytes]
+    gen: core.Proc[bytes | None]
     batch: list[core.Op]
     results: list[object]
     todo: list[int]
     wake: float = 0.0
+    reader: bool = False
+    acked_before: tuple[str, ...] = ()  # readers: proposers that had returned at start
+    host: str = ""  # readers: the proposer whose links it shares
 
 
 def _noop(_: float) -> None:
@@ -120,16 +138,88 @@ def run(seed: int, config: SimConfig) -> SimResult:
     urls = [s.url for s in stores]
     instance = "inst"
     try:
-        _simulate(rng, res, config, stores, urls, instance)
+        procs = [
+            _proposer(rng, res, config, urls, instance, f"p{i}") for i in range(config.proposers)
+        ]
+        readers = [(f"r{i}", rng.uniform(0.0, 0.4)) for i in range(config.readers)]
+        wipe = config.stores >= 3 and rng.random() < config.wipe
+        _simulate(rng, res, config, stores, urls, instance, procs, readers, stop=wipe)
+        if wipe and res.decided:
+            # finding 1's schedule: a membership removal copies the decided value's marker
+            # to a majority of the stores that stay; the removed store, one that accepted
+            # the value, is deleted and recreated empty (as a file:// root or an S3 prefix
+            # can be); stale proposers then run on the old set, cut off from the other
+            # stores that accepted it, so only the markers carry the decision to them
+            _flush(faulty)
+            value = next(iter(res.decided.values()))
+            holders = _holders(faulty, instance, config.mode, value)
+            res.wiped = rng.choice(holders or list(range(config.stores)))
+            keep = [i for i in range(config.stores) if i != res.wiped]
+            majority = config.stores // 2 + 1
+            marker = frame.pack(
+                core.Msg("D", core.ZERO, value).encode(), rng.getrandbits(128).to_bytes(16, "big")
+            )
+            for i in rng.sample(keep, majority):
+                faulty[i].inner.put(core.decided_key(instance), marker, PutMode.OVERWRITE)
+            gone = faulty[res.wiped].inner
+            for meta in list(gone.list("")):
+                gone.delete(meta.key)
+            others = [i for i in holders if i != res.wiped]
+            cut = rng.sample(others, min(len(others), config.stores - majority))
+            late = [
+                _proposer(rng, res, config, urls, instance, f"q{i}") for i in range(config.late)
+            ]
+            down = {(q.pid, i) for q in late for i in cut}
+            _simulate(rng, res, config, stores, urls, instance, late, [], down=down)
+        _flush(faulty)
         for fb in faulty:
             res.faults += fb.log.before + fb.log.after + fb.log.late + fb.log.throttled
-            fb.flush_late()
             fb.enabled = False
         _check(res, config, faulty, stores, urls, instance)
     finally:
         for name in names:
             memory.reset(name)
     return res
+
+
+def _flush(faulty: list[FaultyBackend]) -> None:
+    for fb in faulty:
+        fb.flush_late()
+
+
+def _proposer(
+    rng: random.Random, res: SimResult, config: SimConfig, urls: list[str], instance: str, pid: str
+) -> _Proc:
+    value = f"v{pid}-{rng.getrandbits(16)}".encode()
+    res.proposed[pid] = value
+    prng = random.Random(rng.getrandbits(32))
+    gen: core.Proc[bytes]
+    if config.mode in ("create", "cas"):
+        gen = core.passive_proposer(
+            urls,
+            instance,
+            value,
+            pid,
+            prng,
+            fast=config.fast,
+            max_unreachable_rounds=20,
+            mode=config.mode,
+        )
+    else:
+        gen = core.disk_proposer(urls, instance, value, pid, prng, max_unreachable_rounds=20)
+    return _Proc(pid, gen, [], [], [])
+
+
+def _reader(
+    urls: list[str], instance: str, mode: str, pid: str, rng: random.Random
+) -> core.Proc[bytes | None]:
+    """A linearizable read: the learner, and when it cannot tell, a finisher."""
+    got = yield from core.learner(urls, instance, mode)
+    if got.state == core.DECIDED:
+        return got.value
+    if got.state == core.UNDECIDED:
+        return None
+    return (yield from core.finisher(urls, instance, mode, pid, rng, max_unreachable_rounds=20))
 
 
 def _simulate(
@@ -139,58 +229,70 @@ def _simulate(
     stores: list[Store],
     urls: list[str],
     instance: str,
+    procs: list[_Proc],
+    readers: list[tuple[str, float]],
+    *,
+    down: set[tuple[str, int]] | None = None,
+    stop: bool = False,
 ) -> None:
-    procs: list[_Proc] = []
-    for i in range(config.proposers):
-        pid = f"p{i}"
-        value = f"v{i}-{rng.getrandbits(16)}".encode()
-        res.proposed[pid] = value
-        prng = random.Random(rng.getrandbits(32))
-        gen: core.Proc[bytes]
-        if config.mode in ("create", "cas"):
-            gen = core.passive_proposer(
-                urls,
-                instance,
-                value,
-                pid,
-                prng,
-                fast=config.fast,
-                max_unreachable_rounds=20,
-                mode=config.mode,
-            )
-        else:
-            gen = core.disk_proposer(urls, instance, value, pid, prng, max_unreachable_rounds=20)
-        procs.append(_Proc(pid, gen, [], [], []))
+    """Interleave ``procs`` and ``readers`` (started at their times) one operation at a
+    time. ``stop``: at the first decision every other process stops for good (a crash;
+    finding 1's stale writers are fresh proposers started afterwards)."""
 
     def advance(p: _Proc, results: list[object] | None) -> bool:
-        """Feed results, fetch the next batch; False when the proposer finished."""
+        """Feed results, fetch the next batch; False when the process finished."""
         try:
             batch = next(p.gen) if results is None else p.gen.send(results)
         except StopIteration as stop:
-            res.decided[p.pid] = stop.value
+            if p.reader:
+                res.read[p.pid] = stop.value
+                if stop.value is None and p.acked_before:
+                    res.violations.append(
+                        f"linearizability: reader {p.pid} found the instance undecided "
+                        f"after {list(p.acked_before)} had returned"
+                    )
+            else:
+                res.decided[p.pid] = stop.value
             return False
-        except QuorumError:
+        except (QuorumError, AmbiguousWriteError):  # "outcome unknown" is giving up too
             res.gave_up.append(p.pid)
             return False
         p.batch, p.results, p.todo = batch, [None] * len(batch), list(range(len(batch)))
         return True
 
     clock = 0.0
-    down: set[tuple[str, int]] = set()
+    down = set() if down is None else down
+    marker_fate: dict[tuple[str, int], bool] = {}
+    waiting = sorted(readers, key=lambda r: r[1])
     active = [p for p in procs if advance(p, None)]
-    while active and res.steps < config.max_steps:
+    pids = [p.pid for p in procs]
+    while (active or waiting) and res.steps < config.max_steps:
         res.steps += 1
         clock += 0.001
+        while waiting and (waiting[0][1] <= clock or not active):
+            if int(waiting[0][0][1:]) % 2 and not res.decided and active:
+                break  # an odd reader starts only after a proposer returned
+            rid, _ = waiting.pop(0)
+            gen = _reader(urls, instance, config.mode, rid, random.Random(rng.getrandbits(32)))
+            # a reader runs next to a proposer: it shares that proposer's links
+            host = pids[int(rid[1:]) % len(pids)] if pids else ""
+            r = _Proc(rid, gen, [], [], [], reader=True, acked_before=tuple(sorted(res.decided)))
+            r.host = host
+            if advance(r, None):
+                active.append(r)
+        if not active:
+            continue
         ready = [p for p in active if p.wake <= clock]
         if not ready:
             clock = min(p.wake for p in active)
             continue
         p = rng.choice(ready)
         if rng.random() < config.partition:
-            link = (rng.choice(procs).pid, rng.randrange(config.stores))
+            link = (rng.choice(pids), rng.randrange(config.stores))
             down ^= {link}
         roll = rng.random()
-        if roll < config.crash and len(active) > 1:
+        proposers = sum(not q.reader for q in active)  # the last proposer never crashes
+        if roll < config.crash and proposers > 1 and not p.reader:
             active.remove(p)
             res.crashed.append(p.pid)
             continue
@@ -203,16 +305,29 @@ def _simulate(
             p.wake = max(p.wake, clock + op.seconds)
         else:
             res.ops += 1
-            if (p.pid, op.store) in down:
+            lost_marker = False
+            if isinstance(op, core.Put) and op.key == core.decided_key(instance):
+                link = (p.pid, op.store)  # lost once: lost on every retry of this writer
+                if link not in marker_fate:
+                    marker_fate[link] = rng.random() < config.marker_loss
+                lost_marker = marker_fate[link]
+            if (p.host or p.pid, op.store) in down:
                 # a partitioned link: the request is lost before or after taking effect
                 if rng.random() < 0.5:
                     execute(stores, op, _noop)
                 p.results[i] = TransientError("partitioned (sim)", url=urls[op.store])
+            elif lost_marker:  # the marker write is lost on its way: it never lands
+                p.results[i] = TransientError("marker lost (sim)", url=urls[op.store])
             else:
                 p.results[i] = execute(stores, op, _noop)
+                if rng.random() < config.delay:  # the answer comes late: others run first
+                    p.wake = clock + rng.uniform(0.0, 0.3)
         if not p.todo and not advance(p, p.results):
             active.remove(p)
-    if active:
+            if stop and res.decided:
+                res.crashed.extend(q.pid for q in active)
+                active, waiting = [], []
+    if active or waiting:
         res.violations.append(
             f"no termination after {res.steps} steps: {[p.pid for p in active]} undecided"
         )
@@ -232,6 +347,9 @@ def _check(
     for v in values:
         if v not in res.proposed.values():
             res.violations.append(f"validity: {v!r} was never proposed")
+    read = {v for v in res.read.values() if v is not None}
+    if len(read | values) > 1:
+        res.violations.append(f"agreement: readers read {sorted(read)} vs decided {sorted(values)}")
     markers: set[bytes] = set()
     for fb in faulty:
         got = fb.inner.get(core.decided_key(instance))
@@ -248,18 +366,60 @@ def _check(
             else _cas_lists(res, faulty, instance)
         )
         res.chosen = {v for _, v in core.chosen(lists, config.stores)}
-        if len(res.chosen) > 1:
-            res.violations.append(f"agreement: the lists chose {sorted(res.chosen)}")
-        if values and not values <= res.chosen:
+        if len(res.chosen | markers) > 1:
+            res.violations.append(
+                f"agreement: the lists chose {sorted(res.chosen)}, markers {sorted(markers)}"
+            )
+        # an emptied store may have held part of the choosing majority: the markers copied
+        # before it was emptied are then what carries the decision
+        if values and not values <= res.chosen and (res.wiped is None or not values <= markers):
             res.violations.append(f"decided {sorted(values)} but lists chose {sorted(res.chosen)}")
-    res.learned = _drive(core.learner(urls, instance, config.mode), stores)
-    # create and cas lists are learned exactly (replay); blocks only through a DECIDED
-    # marker, which is best effort, so there None is allowed when no store holds a marker
-    exact = config.mode in ("create", "cas") or bool(markers)
-    if values and res.learned not in values and (exact or res.learned is not None):
+    ans = _drive(core.learner(urls, instance, config.mode), stores)
+    res.learned = ans.value
+    # create and cas lists are learned exactly (replay); blocks through a DECIDED marker,
+    # or else "unknown" (then the finisher below must find the value)
+    if ans.state == core.DECIDED and values and res.learned not in values:
         res.violations.append(f"learn() returned {res.learned!r}, decided {sorted(values)}")
+    if ans.state == core.UNDECIDED and values:
+        res.violations.append(f"learn() said undecided, decided {sorted(values)}")
+    if ans.state == core.UNKNOWN and values and (config.mode != "blocks" or markers):
+        res.violations.append(f"learn() could not tell, decided {sorted(values)}")
     if res.learned is not None and res.learned not in res.proposed.values():
         res.violations.append(f"validity: learn() returned unproposed {res.learned!r}")
+    if ans.state == core.UNKNOWN:
+        done = _drive(core.finisher(urls, instance, config.mode, "fin", random.Random(0)), stores)
+        if values and done not in values:
+            res.violations.append(f"finish() returned {done!r}, decided {sorted(values)}")
+        if done is not None and done not in res.proposed.values():
+            res.violations.append(f"validity: finish() returned unproposed {done!r}")
+
+
+def _holders(faulty: list[FaultyBackend], instance: str, mode: str, value: bytes) -> list[int]:
+    """The stores whose list accepted ``value`` (blocks: that hold a block with it)."""
+    out = []
+    for i, fb in enumerate(faulty):
+        if mode == "blocks":
+            found = False
+            for meta in fb.inner.list(core.blocks_prefix(instance)):
+                got = fb.inner.get(meta.key)
+                b = None if got is None else core.decode_block(frame.unpack(got[0]).payload)
+                found = found or (b is not None and b.inp == value)
+        else:
+            lists = (
+                _create_lists([fb], instance)
+                if mode == "create"
+                else [[core.msg_from_obj(e) for e in _cas_raw(fb, instance)]]
+            )
+            found = any(v == value for _, v in core.accepted_pairs(lists[0]))
+        if found:
+            out.append(i)
+    return out
+
+
+def _cas_raw(fb: FaultyBackend, instance: str) -> list[object]:
+    got = fb.inner.get(core.list_key(instance))
+    raw = None if got is None else core.decode_cas_list(frame.unpack(got[0]).payload)
+    return raw or []
 
 
 def _create_lists(faulty: list[FaultyBackend], instance: str) -> list[list[core.Msg | None]]:
@@ -312,10 +472,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proposers", type=int, default=3)
     ap.add_argument("--fault-rate", type=float, default=0.15)
     ap.add_argument("--partition", type=float, default=SimConfig.partition)
+    ap.add_argument("--marker-loss", type=float, default=SimConfig.marker_loss)
+    ap.add_argument("--delay", type=float, default=SimConfig.delay)
+    ap.add_argument("--readers", type=int, default=SimConfig.readers)
+    ap.add_argument("--wipe", type=float, default=SimConfig.wipe)
+    ap.add_argument("--late", type=int, default=SimConfig.late)
     ap.add_argument("--mutation", action="append", default=[], help="plant a bug (tests)")
     args = ap.parse_args(argv)
     cfg = SimConfig(
-        args.mode, args.stores, args.proposers, args.fault_rate, partition=args.partition
+        args.mode,
+        args.stores,
+        args.proposers,
+        args.fault_rate,
+        partition=args.partition,
+        marker_loss=args.marker_loss,
+        delay=args.delay,
+        readers=args.readers,
+        wipe=args.wipe,
+        late=args.late,
     )
     saved = set(core.MUTATIONS)
     core.MUTATIONS.update(args.mutation)
