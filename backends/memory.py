@@ -117,11 +117,12 @@ def reset(name: str | None = None) -> None:
     """Delete one named space (or all): tests use it to start clean, and to delete a store
     under its users (who then get ``ContainerNotFoundError``)."""
     with _spaces_lock:
-        gone = list(_spaces.values()) if name is None else [s for s in [_spaces.get(name)] if s]
         if name is None:
+            gone = list(_spaces.values())
             _spaces.clear()
         else:
-            _spaces.pop(name, None)
+            one = _spaces.pop(name, None)
+            gone = [] if one is None else [one]
     for space in gone:
         with space.lock:
             space.deleted = True
@@ -131,3 +132,14 @@ def exists(name: str) -> bool:
     """Whether the space ``name`` exists in this process (opened and not deleted since)."""
     with _spaces_lock:
         return name in _spaces
+
+
+def wipe(name: str) -> None:
+    """Empty the space ``name`` in place, as if its directory were deleted and re-created
+    empty by someone else: open backends keep working and see an empty store (the amnesia
+    that only the log layer's store identity check can catch). Unlike :func:`reset`."""
+    with _spaces_lock:
+        space = _spaces.get(name)
+    if space is not None:
+        with space.lock:
+            space.objects.clear()

@@ -449,6 +449,29 @@ def test_finding_14_store_retry_loop_stops_at_the_deadline(hung: HungEndpoint) -
         assert time.monotonic() - started < 2.5
 
 
+@pytest.mark.parametrize("scheme", ["gs", "dropbox"])
+def test_finding_14_gcs_and_dropbox_requests_end_at_the_deadline(
+    hung: HungEndpoint, scheme: str
+) -> None:
+    """The same deadline cuts the GCS and Dropbox SDK timeouts (60 s / 30 s configured)."""
+    host = hung.url.split("//", 1)[1]
+    env = {
+        "STORAGE_EMULATOR_HOST": hung.url,
+        "DROPBOX_TOKEN": "t",
+        "DROPBOX_API_HOST": host,
+        "DROPBOX_API_CONTENT_HOST": host,
+        "DROPBOX_CA_BUNDLE": "",
+    }
+    url = "gs://bkt/x" if scheme == "gs" else "dropbox:///x"
+    with _environ(env):
+        store = open_store(url)
+        for call in (lambda: store.get("k"), lambda: store.put("k", b"v", PutMode.CREATE)):
+            started = time.monotonic()
+            with deadline(1.5), pytest.raises(DeadlineExceededError):
+                call()
+            assert time.monotonic() - started < 3.5
+
+
 def test_finding_14_deadline_reaches_worker_threads_of_stores_opened_under_it(
     hung: HungEndpoint,
 ) -> None:
