@@ -33,11 +33,15 @@ The SDK's own retries are switched off (``max_retries_on_error=0``,
 would come back "conflict" although the first attempt won. Retries and read-back happen
 once, in ``passivepaxos.store.Store``.
 
-The root folder is never created implicitly (an upload would create it): its existence is
-checked once per backend with ``get_metadata`` and cached; a missing root is
-``ContainerNotFoundError``. (Only a missing root is cached as nothing: a root deleted
-after the check looks empty to ``get`` and is recreated by the next ``put``; ``list``
-still reports it.)
+The root folder is never created on purpose, but ``files_upload`` creates missing parent
+folders and has no flag against it, so this adapter can only check: the root's existence
+is checked with ``get_metadata`` before the first request of a backend and cached; a
+missing root is ``ContainerNotFoundError``. Every *miss* checks again (one more request per
+``get`` of an absent key, per refused update or delete), so a root deleted later never
+reads as empty, and ``list`` reports it. A write, though, trusts the cached check: a root
+deleted after it is re-created by the next upload, holding only that object. That gap
+cannot be closed on Dropbox (a check before each upload would still race the deletion);
+the log layer's store identity check (the manifest) is what catches such a store.
 
 Environment, read each time a client is made (``open_backend``):
 
@@ -50,7 +54,9 @@ Environment, read each time a client is made (``open_backend``):
   ``DROPBOX_DOMAIN``), as the SDK spells them. The SDK reads these only once, when
   ``dropbox`` is first imported; this adapter re-reads them per client and sets the
   client's host map, so they may be set (e.g. by a test fixture) after the import.
-- ``PASSIVEPAXOS_CONNECT_TIMEOUT`` / ``PASSIVEPAXOS_READ_TIMEOUT`` (seconds, 5 / 30).
+- ``PASSIVEPAXOS_CONNECT_TIMEOUT`` / ``PASSIVEPAXOS_READ_TIMEOUT`` (seconds, 5 / 30); under
+  a deadline (``passivepaxos.deadline``) each request uses a copy of the client whose
+  timeouts are cut to the time left.
 
 Values are limited to 150 MiB, what one ``files_upload`` request may carry.
 """
@@ -79,6 +85,7 @@ from dropbox.exceptions import (
 from dropbox.stone_validators import ValidationError
 
 from passivepaxos.capabilities import capabilities_for
+from passivepaxos.deadline import request_timeout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -315,11 +322,35 @@ class DropboxBackend:
             raise ConfigError(f"{self.url}: version {version} was not issued by a dropbox store")
         return version.token
 
+    def _c(self) -> Any:
+        """The client for the request being made now: under a deadline, a copy (same
+        session and connections) whose timeouts do not exceed the time left."""
+        timeout = getattr(self._client, "_timeout", None)
+        if isinstance(timeout, int | float):
+            timeout = (timeout, timeout)
+        if not (isinstance(timeout, tuple) and len(timeout) == 2):
+            return self._client
+        connect, read = (float(t) for t in timeout)
+        left = request_timeout(max(connect, read))
+        if left >= max(connect, read):
+            return self._client
+        clone = self._client.clone(timeout=(min(connect, left), min(read, left)))
+        hosts, cloned = getattr(self._client, "_host_map", None), getattr(clone, "_host_map", None)
+        if isinstance(hosts, dict) and isinstance(cloned, dict):
+            cloned.update(hosts)  # the SDK resets it from import-time values
+        return clone
+
+    def _missing_root(self) -> None:
+        """After a miss: raise ``ContainerNotFoundError`` if the root itself is gone."""
+        if self._root:
+            self._root_ok = False
+            self._ensure_root()
+
     def _ensure_root(self) -> None:
         if self._root_ok:
             return
         try:
-            md = self._call(lambda: self._client.files_get_metadata(self._root), None)
+            md = self._call(lambda: self._c().files_get_metadata(self._root), None)
         except NotFoundError:
             raise ContainerNotFoundError(
                 f"folder {self._root!r} does not exist in this Dropbox", url=self.url
@@ -331,7 +362,7 @@ class DropboxBackend:
     def _stat(self, path: str, key: str) -> Any:
         """The metadata at ``path`` or ``None`` when nothing is there."""
         try:
-            return self._call(lambda: self._client.files_get_metadata(path), key)
+            return self._call(lambda: self._c().files_get_metadata(path), key)
         except NotFoundError:
             return None
 
@@ -350,8 +381,9 @@ class DropboxBackend:
         path = self._path(key)
         self._ensure_root()
         try:
-            md, resp = self._call(lambda: self._client.files_download(path), key)
+            md, resp = self._call(lambda: self._c().files_download(path), key)
         except NotFoundError:
+            self._missing_root()
             return None
         try:
             with contextlib.closing(resp):
@@ -382,7 +414,7 @@ class DropboxBackend:
         body = bytes(data)
         try:
             md = self._call(
-                lambda: self._client.files_upload(
+                lambda: self._c().files_upload(
                     body, path, mode=write_mode, autorename=False, mute=True, strict_conflict=strict
                 ),
                 key,
@@ -391,6 +423,7 @@ class DropboxBackend:
         except PreconditionFailedError:
             # A stale rev and a vanished file get the same conflict; look which it was.
             if not isinstance(self._stat(path, key), dbx_files.FileMetadata):
+                self._missing_root()
                 raise NotFoundError("object does not exist", url=self.url, key=key) from None
             raise
         return Version(_NAME, str(md.rev))
@@ -402,7 +435,7 @@ class DropboxBackend:
             rev = self._rev(if_version)
             try:
                 self._call(
-                    lambda: self._client.files_delete_v2(path, parent_rev=rev),
+                    lambda: self._c().files_delete_v2(path, parent_rev=rev),
                     key,
                     PutMode.update(if_version),
                 )
@@ -410,17 +443,20 @@ class DropboxBackend:
                 # Dropbox may report a rev mismatch as not_found too; look which it was.
                 if isinstance(self._stat(path, key), dbx_files.FileMetadata):
                     raise PreconditionFailedError("version moved", url=self.url, key=key) from None
+                self._missing_root()
                 raise
             return
         # Unconditional: delete the file we see, by rev, so a folder is never removed.
         for _ in range(_UNDELETE_ROUNDS):
             md = self._stat(path, key)
             if not isinstance(md, dbx_files.FileMetadata):
+                if md is None:
+                    self._missing_root()
                 return
             current = Version(_NAME, str(md.rev))
             try:
                 self._call(
-                    functools.partial(self._client.files_delete_v2, path, parent_rev=current.token),
+                    functools.partial(self._c().files_delete_v2, path, parent_rev=current.token),
                     key,
                     PutMode.update(current),
                 )
@@ -440,6 +476,7 @@ class DropboxBackend:
             entries = self._list_files(folder)
         except (NotFoundError, ContainerNotFoundError) as exc:
             if folder_key:
+                self._missing_root()
                 return iter(())  # the root exists; nothing under this prefix
             raise ContainerNotFoundError(
                 f"folder {self._root!r} does not exist in this Dropbox", url=self.url
@@ -457,7 +494,7 @@ class DropboxBackend:
         return iter(items)
 
     def _list_files(self, folder: str) -> builtins.list[Any]:
-        client = self._client
+        client = self._c()
         res = self._call(
             lambda: client.files_list_folder(folder, recursive=True, limit=self._page_size), None
         )
@@ -479,4 +516,4 @@ def _valid_path(key: str) -> bool:
 
 
 def open_backend(url: StoreURL) -> DropboxBackend:
-    return DropboxBackend(url.prefix, url=url.raw)
+    return DropboxBackend(url.prefix, url=url.canonical)

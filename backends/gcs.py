@@ -17,8 +17,9 @@ Mapping (see ``passivepaxos.types.Backend`` for the contract):
   fake-gcs-server <= 1.54 ignores ``ifGenerationMatch`` on DELETE (fsouza/fake-gcs-server
   #1282): against it a conditional delete is unconditional.
 - a 404 on an object request is "no such object" or "no such bucket": real GCS says which
-  in the message; when it does not (fake-gcs-server) the adapter asks once whether the
-  bucket exists and remembers a yes, so ``ContainerNotFoundError`` names a missing bucket.
+  in the message; when it does not (fake-gcs-server) the adapter asks whether the bucket
+  exists, each time (a remembered yes would make a bucket deleted later read as empty), so
+  ``ContainerNotFoundError`` names a missing bucket.
 - list = ``objects.list`` with ``prefix`` and ``startOffset`` (inclusive, so the key equal
   to ``start_after`` is skipped); GCS lists in ascending UTF-8 byte order and the adapter
   checks that instead of trusting it (an out-of-order listing raises ``StoreError``).
@@ -33,7 +34,9 @@ honoured: the client library itself points its endpoint there; we add anonymous 
 and project ``test`` so that no Google credentials are looked up.
 
 URL options: ``?project=...`` (billing/quota project for the client), ``?timeout=SECONDS``
-(per request, default 60). Other options are ignored by this adapter.
+(per request, default 60; under a deadline cut to the time left). Other options are ignored
+by this adapter. The bucket is never created here; uploads and listings into a missing
+bucket are ``ContainerNotFoundError``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from passivepaxos.capabilities import capabilities_for
+from passivepaxos.deadline import request_timeout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -165,6 +169,12 @@ class GCSBackend:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    def _request_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for the request being made: ``?timeout=`` cut to the
+        time the current deadline leaves (``passivepaxos.deadline``)."""
+        t = request_timeout(self._timeout)
+        return (t, t)
+
     def _generation(self, version: Version) -> int:
         if version.backend != _NAME:
             raise ConfigError(f"{self.url}: a {version.backend!r} version cannot be used on GCS")
@@ -176,12 +186,12 @@ class GCSBackend:
     def _version(self, generation: Any) -> Version:
         return Version(_NAME, str(int(generation)))
 
-    def _bucket_exists(self) -> bool:
-        """Whether the bucket exists; a positive answer is remembered (one request, once)."""
-        if self._bucket_seen:
+    def _bucket_exists(self, *, fresh: bool = False) -> bool:
+        """Whether the bucket exists; a positive answer is remembered unless ``fresh``."""
+        if self._bucket_seen and not fresh:
             return True
         try:
-            exists = bool(self._bucket.exists(timeout=self._timeout, retry=None))
+            exists = bool(self._bucket.exists(timeout=self._request_timeout(), retry=None))
         except Exception as exc:
             raise self._translate(exc, None, _HEAD) from exc
         if exists:
@@ -190,17 +200,20 @@ class GCSBackend:
 
     def _object_exists(self, name: str) -> bool:
         try:
-            return self._bucket.get_blob(name, timeout=self._timeout, retry=None) is not None
+            return (
+                self._bucket.get_blob(name, timeout=self._request_timeout(), retry=None) is not None
+            )
         except Exception as exc:
             raise self._translate(exc, None, _HEAD) from exc
 
     def _missing(self, exc: BaseException, key: str | None) -> StoreError:
         """A 404 on an object request: the object or the whole bucket? Real GCS says which
-        in the message; fake-gcs-server only says "Not Found", so ask (once) otherwise."""
+        in the message; fake-gcs-server only says "Not Found", so ask otherwise (every time:
+        the bucket may have been deleted since it was last seen)."""
         text = str(exc).lower()  # the key inside it is URL-encoded, so it cannot fake these
         if "no such object" in text:
             return NotFoundError("object does not exist", url=self.url, key=key)
-        if "bucket does not exist" not in text and self._bucket_exists():
+        if "bucket does not exist" not in text and self._bucket_exists(fresh=True):
             return NotFoundError("object does not exist", url=self.url, key=key)
         return ContainerNotFoundError(f"bucket {self._bucket_name!r} does not exist", url=self.url)
 
@@ -263,7 +276,9 @@ class GCSBackend:
         try:
             # One media GET; the SDK copies x-goog-generation from this response into
             # blob.generation, so the bytes and the version come from the same request.
-            data = blob.download_as_bytes(raw_download=True, timeout=self._timeout, retry=None)
+            data = blob.download_as_bytes(
+                raw_download=True, timeout=self._request_timeout(), retry=None
+            )
         except Exception as exc:
             err = self._translate(exc, key, _GET)
             if type(err) is NotFoundError:
@@ -280,12 +295,12 @@ class GCSBackend:
         name = self._k(key)
         for _ in range(2):
             try:
-                meta = self._bucket.get_blob(name, timeout=self._timeout, retry=None)
+                meta = self._bucket.get_blob(name, timeout=self._request_timeout(), retry=None)
                 if meta is None:
                     return None
                 pinned = self._bucket.blob(name, generation=meta.generation)
                 data = pinned.download_as_bytes(
-                    raw_download=True, timeout=self._timeout, retry=None
+                    raw_download=True, timeout=self._request_timeout(), retry=None
                 )
             except gexc.NotFound:
                 continue
@@ -307,7 +322,7 @@ class GCSBackend:
             blob.upload_from_string(
                 bytes(data),
                 content_type="application/octet-stream",
-                timeout=self._timeout,
+                timeout=self._request_timeout(),
                 retry=None,  # never let the SDK retry a (conditional) write: see module doc
                 **kwargs,
             )
@@ -324,7 +339,7 @@ class GCSBackend:
         if if_version is not None:
             kwargs["if_generation_match"] = self._generation(if_version)
         try:
-            blob.delete(timeout=self._timeout, retry=None, **kwargs)
+            blob.delete(timeout=self._request_timeout(), retry=None, **kwargs)
         except Exception as exc:
             err = self._translate(exc, key, _DELETE if if_version is None else _DELETE_IF)
             if type(err) is NotFoundError and if_version is None:
@@ -343,7 +358,7 @@ class GCSBackend:
                 start_offset=start,
                 fields="items(name,generation,size),nextPageToken",
                 page_size=_PAGE_SIZE,
-                timeout=self._timeout,
+                timeout=self._request_timeout(),
                 retry=None,
             )
             for blob in blobs:
@@ -380,7 +395,9 @@ def open_backend(url: StoreURL) -> GCSBackend:
             raise ConfigError(f"{url.raw}: timeout must be a number of seconds") from None
     client = _make_client(url)
     try:
-        return GCSBackend(url.container, url.prefix, client=client, url=url.raw, timeout=timeout)
+        return GCSBackend(
+            url.container, url.prefix, client=client, url=url.canonical, timeout=timeout
+        )
     except ValueError as exc:  # the SDK's bucket-name check
         client.close()
         raise ConfigError(f"{url.raw}: {exc}") from None

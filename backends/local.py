@@ -5,6 +5,13 @@
 - overwrite / update / delete: under an ``flock`` stripe for the key, check the version,
   then temp file + fsync + ``os.replace`` + fsync of the directory.
 
+The root directory is never created here: ``file:///abs/dir`` must exist (``init`` does not
+make it), and a root that disappears later is ``ContainerNotFoundError`` for every read,
+write and listing, like a deleted bucket, never silently re-created and filled (a store
+that lost its state must not look like an empty one). Sub-directories of the root (the
+reserved ``.ppx-tmp``/``.ppx-locks`` and those of keys with ``/``) are created as needed.
+A failed write leaves no temp file behind.
+
 Each file starts with ``PPXL`` and a random 16-byte generation id, which is the version.
 Inode numbers and timestamps are not used: inodes are reused after a delete and mtimes
 are coarse, so an (inode, mtime, size) version could repeat and let a stale CAS through
@@ -18,6 +25,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,22 +61,44 @@ class LocalBackend:
         self.url = f"file://{self.root}"
         self._tmp = self.root / f"{_RESERVED}tmp"
         self._locks = self.root / f"{_RESERVED}locks"
-        self._ready = False
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _root_error(self) -> StoreError | None:
+        """Why the root is unusable (missing, not a directory, not searchable), or ``None``.
+        Asked after a failure or a miss, so that a vanished root never reads as empty."""
+        try:
+            st = os.stat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            return ContainerNotFoundError("directory does not exist", url=self.url)
+        except PermissionError as exc:
+            return PermissionDeniedError(f"permission denied ({exc.strerror})", url=self.url)
+        except OSError as exc:
+            return StoreError(f"{exc.strerror or exc}", url=self.url)
+        if not stat.S_ISDIR(st.st_mode):
+            return ContainerNotFoundError("not a directory", url=self.url)
+        return None
+
     def _check_root(self) -> None:
-        if self._ready:
+        err = self._root_error()
+        if err is not None:
+            raise err
+
+    def _mkdir(self, d: Path) -> None:
+        """Create ``d`` and missing parents below the root; never the root itself (a missing
+        root makes ``os.mkdir`` of its child fail with ENOENT)."""
+        if d == self.root:
             return
         try:
-            if not self.root.is_dir():
-                raise ContainerNotFoundError(
-                    "directory does not exist" if not self.root.exists() else "not a directory",
-                    url=self.url,
-                )
-        except PermissionError as exc:
-            raise PermissionDeniedError(str(exc), url=self.url) from None
-        self._ready = True
+            os.mkdir(d)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            if d.parent == self.root:
+                raise
+            self._mkdir(d.parent)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d)
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -82,6 +112,10 @@ class LocalBackend:
         return self.root.joinpath(*parts)
 
     def _translate(self, exc: OSError, key: str | None) -> StoreError:
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | PermissionError):
+            root = self._root_error()
+            if root is not None:
+                return root
         if isinstance(exc, PermissionError):
             return PermissionDeniedError(
                 f"permission denied ({exc.strerror})", url=self.url, key=key
@@ -94,7 +128,7 @@ class LocalBackend:
     def _locked(self, key: str) -> Iterator[None]:
         stripe = hashlib.blake2b(key.encode(), digest_size=4).digest()
         name = f"{int.from_bytes(stripe, 'big') % _STRIPES:02d}"
-        self._locks.mkdir(exist_ok=True)
+        self._mkdir(self._locks)
         fd = os.open(self._locks / name, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -119,17 +153,24 @@ class LocalBackend:
         return raw[_HEAD:], Version(_NAME, raw[4:_HEAD].hex())
 
     def _write_temp(self, data: bytes) -> tuple[Path, Version]:
+        """A complete, fsynced temp file; on any failure (a full disk, typically) it is
+        removed again, so failed attempts leave nothing in ``.ppx-tmp``."""
         gen = uuid.uuid4().bytes
-        self._tmp.mkdir(exist_ok=True)
+        self._mkdir(self._tmp)
         tmp = self._tmp / uuid.uuid4().hex
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            with os.fdopen(fd, "wb", closefd=False) as f:
-                f.write(_MAGIC + gen)
-                f.write(data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                with os.fdopen(fd, "wb", closefd=False) as f:
+                    f.write(_MAGIC + gen)
+                    f.write(data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return tmp, Version(_NAME, gen.hex())
 
     @staticmethod
@@ -143,19 +184,20 @@ class LocalBackend:
     # -- Backend ---------------------------------------------------------------------------
 
     def get(self, key: str) -> tuple[bytes, Version] | None:
-        self._check_root()
         path = self._path(key)
         try:
-            return self._read(path, key)
+            got = self._read(path, key)
         except OSError as exc:
             raise self._translate(exc, key) from None
+        if got is None:
+            self._check_root()  # a vanished root is an error, not an empty store
+        return got
 
     def put(self, key: str, data: bytes, mode: PutMode) -> Version:
-        self._check_root()
         path = self._path(key)
         tmp: Path | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdir(path.parent)
             tmp, version = self._write_temp(data)
             if mode.kind is PutKind.CREATE:
                 try:
@@ -169,6 +211,7 @@ class LocalBackend:
                     if mode.kind is PutKind.UPDATE:
                         current = self._read(path, key)
                         if current is None:
+                            self._check_root()
                             raise NotFoundError("object does not exist", url=self.url, key=key)
                         if current[1] != mode.version:
                             raise PreconditionFailedError("version moved", url=self.url, key=key)
@@ -190,19 +233,20 @@ class LocalBackend:
                     os.unlink(tmp)
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
-        self._check_root()
         path = self._path(key)
         try:
             with self._locked(key):
                 if if_version is not None:
                     current = self._read(path, key)
                     if current is None:
+                        self._check_root()
                         raise NotFoundError("object does not exist", url=self.url, key=key)
                     if current[1] != if_version:
                         raise PreconditionFailedError("version moved", url=self.url, key=key)
                 try:
                     os.unlink(path)
                 except (FileNotFoundError, NotADirectoryError):
+                    self._check_root()
                     return
             self._fsync_dir(path.parent)
         except OSError as exc:
@@ -211,8 +255,13 @@ class LocalBackend:
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
         self._check_root()
         found: list[tuple[bytes, str, Path]] = []
+
+        def walk_error(exc: OSError) -> None:
+            if Path(exc.filename or "") == self.root or self._root_error() is not None:
+                raise exc  # the root itself vanished: not an empty listing
+
         try:
-            for dirpath, dirnames, filenames in os.walk(self.root):
+            for dirpath, dirnames, filenames in os.walk(self.root, onerror=walk_error):
                 here = Path(dirpath)
                 if here == self.root:
                     dirnames[:] = [d for d in dirnames if not d.startswith(_RESERVED)]

@@ -2,6 +2,12 @@
 
 It is the reference implementation of the backend contract, for tests, the deterministic
 simulator and client-CPU benchmarks.
+
+A name's space comes into being when the name is first opened in the process (there is no
+separate create step) and is deleted by :func:`reset`. A backend opened before the deletion
+then raises ``ContainerNotFoundError`` for everything, like a store whose bucket or
+directory was deleted: it never re-creates the space or writes into a detached copy. Opening
+the name again afterwards makes a new, empty space.
 """
 
 from __future__ import annotations
@@ -11,7 +17,12 @@ import threading
 from collections.abc import Iterator
 
 from passivepaxos.capabilities import capabilities_for
-from passivepaxos.errors import AlreadyExistsError, NotFoundError, PreconditionFailedError
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    ContainerNotFoundError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from passivepaxos.types import ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL
 
@@ -25,6 +36,7 @@ class _Space:
         self.lock = threading.Lock()
         self.objects: dict[str, tuple[bytes, Version]] = {}
         self.counter = itertools.count(1)
+        self.deleted = False
 
 
 _spaces: dict[str, _Space] = {}
@@ -43,13 +55,20 @@ class MemoryBackend:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    def _live(self) -> _Space:
+        """The space, checked under its lock by the caller: deleted means missing."""
+        if self._space.deleted:
+            raise ContainerNotFoundError("memory space was deleted (reset)", url=self.url)
+        return self._space
+
     def get(self, key: str) -> tuple[bytes, Version] | None:
         with self._space.lock:
-            return self._space.objects.get(self._k(key))
+            return self._live().objects.get(self._k(key))
 
     def put(self, key: str, data: bytes, mode: PutMode) -> Version:
         space = self._space
         with space.lock:
+            self._live()
             current = space.objects.get(self._k(key))
             if mode.kind is PutKind.CREATE and current is not None:
                 raise AlreadyExistsError("object already exists", url=self.url, key=key)
@@ -64,7 +83,7 @@ class MemoryBackend:
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
         with self._space.lock:
-            current = self._space.objects.get(self._k(key))
+            current = self._live().objects.get(self._k(key))
             if if_version is not None:
                 if current is None:
                     raise NotFoundError("object does not exist", url=self.url, key=key)
@@ -77,7 +96,7 @@ class MemoryBackend:
         with self._space.lock:
             items = [
                 (k[len(self._prefix) :], v)
-                for k, v in self._space.objects.items()
+                for k, v in self._live().objects.items()
                 if k.startswith(full)
             ]
         items.sort(key=lambda kv: kv[0].encode())
@@ -95,9 +114,32 @@ def open_backend(url: StoreURL) -> MemoryBackend:
 
 
 def reset(name: str | None = None) -> None:
-    """Forget one named space (or all): tests use it to start clean."""
+    """Delete one named space (or all): tests use it to start clean, and to delete a store
+    under its users (who then get ``ContainerNotFoundError``)."""
     with _spaces_lock:
         if name is None:
+            gone = list(_spaces.values())
             _spaces.clear()
         else:
-            _spaces.pop(name, None)
+            one = _spaces.pop(name, None)
+            gone = [] if one is None else [one]
+    for space in gone:
+        with space.lock:
+            space.deleted = True
+
+
+def exists(name: str) -> bool:
+    """Whether the space ``name`` exists in this process (opened and not deleted since)."""
+    with _spaces_lock:
+        return name in _spaces
+
+
+def wipe(name: str) -> None:
+    """Empty the space ``name`` in place, as if its directory were deleted and re-created
+    empty by someone else: open backends keep working and see an empty store (the amnesia
+    that only the log layer's store identity check can catch). Unlike :func:`reset`."""
+    with _spaces_lock:
+        space = _spaces.get(name)
+    if space is not None:
+        with space.lock:
+            space.objects.clear()

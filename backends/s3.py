@@ -15,6 +15,16 @@ retrying and read-back happens once, in ``passivepaxos.store.Store``.
 ETags are content MD5s, so two writes of identical bytes share one; every passivepaxos
 frame carries a fresh write id, which keeps versions unique per write.
 
+Timeouts: ``PASSIVEPAXOS_CONNECT_TIMEOUT`` / ``PASSIVEPAXOS_READ_TIMEOUT`` (5 / 30 s) are the
+client's; under a deadline (``passivepaxos.deadline``) each request's read timeout is cut to
+the time left, through botocore's per-request ``read_timeout`` override (boto/botocore#3770;
+a botocore without it ignores the override, and the configured read timeout then applies
+to the one attempt in flight). The connect timeout cannot be set per request: a
+connection opened just before the deadline may take up to the connect timeout.
+
+A bucket name is checked when the URL is parsed (``passivepaxos.urls``); what botocore
+still refuses (``ParamValidationError``) is a ``ConfigError``, never retried as transient.
+
 ``?conditional=off`` declares an S3-compatible store without conditional PUT (B2, older
 MinIO/Ceph): it runs in blocks mode only, and conditional requests are refused here rather
 than silently sent as unconditional ones.
@@ -43,6 +53,7 @@ from botocore.exceptions import (
 )
 
 from passivepaxos.capabilities import capabilities_for
+from passivepaxos.deadline import request_timeout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -109,6 +120,14 @@ _clients: collections.OrderedDict[tuple[str | None, ...], Any] = collections.Ord
 _clients_lock = threading.Lock()
 
 
+def _clip_read_timeout(context: dict[str, Any], **_: Any) -> None:
+    """botocore ``before-call`` hook: this request's read timeout, cut to the deadline."""
+    configured = context["client_config"].read_timeout
+    clipped = request_timeout(configured)
+    if clipped < configured:
+        context["read_timeout"] = clipped
+
+
 def _client() -> Any:
     key = tuple(os.environ.get(name) for name in _CLIENT_ENV)
     with _clients_lock:
@@ -134,6 +153,7 @@ def _client() -> Any:
     client = boto3.session.Session(botocore_session=core).client(
         "s3", region_name=region, config=config
     )
+    client.meta.events.register("before-call.s3", _clip_read_timeout)
     with _clients_lock:
         _clients[key] = client
         while len(_clients) > 8:
@@ -189,6 +209,8 @@ class S3Backend:
             if code in _TRANSIENT or status >= 500 or status == 409:
                 return TransientError(f"{code or status}: {msg}", url=self.url, key=key)
             return StoreError(f"{code or status}: {msg}", url=self.url, key=key)
+        if isinstance(exc, ParamValidationError):
+            return ConfigError(f"{self.url}: botocore refused the request: {exc}")
         if isinstance(exc, NoCredentialsError):
             return ConfigError(
                 f"{self.url}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"

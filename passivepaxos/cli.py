@@ -7,7 +7,9 @@ store); 3 outcome unknown (a write that may or may not have taken effect:
 ``--debug`` adds the traceback. Output: text goes out with the argument's own bytes (a
 non-UTF-8 argument is printed as given); JSON is always valid UTF-8, bytes that are not
 UTF-8 travel as base64 (``value_b64``, ``key_b64``, ...). A reader that closes the pipe
-early (``| head``) ends the command quietly with exit 0.
+early (``| head``) ends the command quietly with exit 0. ``--timeout`` /
+``PASSIVEPAXOS_TIMEOUT`` bound the store work of a command (``passivepaxos.deadline``;
+docs/cli.md says which commands it bounds in total and which per store request).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNKNOWN", "EXIT_USAGE", "console", "main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+DEFAULT_TIMEOUT = 30.0
+TIMEOUT_ENV = "PASSIVEPAXOS_TIMEOUT"
 
 
 def _print_json(obj: dict[str, Any]) -> None:
@@ -629,12 +633,72 @@ def _add_recipe_commands(sub: Any) -> None:
         action.set_defaults(func=cmd_lock)
 
 
+def _seconds(text: str) -> float:
+    """A ``--timeout`` value: seconds > 0, or 0 for no deadline."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds > 0, or 0 for no deadline")
+    return value
+
+
+def _timeout_of(args: argparse.Namespace) -> float | None:
+    """The ``--timeout`` in force: the option, else ``PASSIVEPAXOS_TIMEOUT``, else 30 s;
+    ``None`` for 0 or ``inf`` (no deadline)."""
+    import math
+    import os
+
+    value = args.timeout
+    if value is None:
+        text = os.environ.get(TIMEOUT_ENV, "").strip()
+        if not text:
+            return DEFAULT_TIMEOUT
+        try:
+            value = _seconds(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{TIMEOUT_ENV}: {exc}") from None
+    return None if value == 0 or math.isinf(value) else float(value)
+
+
+def _deadline_for(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
+    """The deadline a command runs under. Commands that do a bounded amount of work get a
+    total deadline (plus any wait the user asked for); commands that wait or walk a whole
+    log by design get the timeout for each store request instead."""
+    from passivepaxos.deadline import deadline
+
+    timeout = _timeout_of(args)
+    if timeout is None:
+        return deadline()
+    command = args.command
+    open_ended = command in ("log", "verify", "snapshot", "trim", "members", "bench", "demo") or (
+        command == "writer" and args.writer_command == "claim" and not args.no_wait
+    )
+    if command == "log" and not args.follow and args.limit is not None:
+        open_ended = False  # a bounded read
+    if open_ended:
+        return deadline(per_request=timeout)
+    extra = float(getattr(args, "wait", 0.0) or 0.0) if command == "lock" else 0.0
+    return deadline(timeout + max(0.0, extra))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
         description="Consensus, a shared log, leases and locks on storage you already have.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"give up on store work after SECONDS (default: ${TIMEOUT_ENV}, else "
+        f"{DEFAULT_TIMEOUT:g}; 0: never); see docs/cli.md",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -772,7 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             _refuse_memory(args)
-            code: int = args.func(args)
+            with _deadline_for(args):
+                code: int = args.func(args)
             sys.stdout.flush()  # now, not at exit, so that a closed pipe is handled here
             return code
         except BrokenPipeError:

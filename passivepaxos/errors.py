@@ -20,7 +20,9 @@ same on S3, GCS, Dropbox, local disk and memory::
     │   ├── TransientError          worth retrying: throttling, 5xx, timeouts, connection loss
     │   │   ├── ThrottledError      the service asked us to slow down; .retry_after seconds
     │   │   └── StragglerError      a quorum went on without this store's answer
+    │   ├── DeadlineExceededError   the operation's deadline passed (nothing left in doubt)
     │   └── AmbiguousWriteError     a conditional write whose outcome could not be established
+    │       ├── DeadlineAmbiguousError  the deadline passed after a write was sent
     │       ├── OutcomeUnknownError        a proposal whose value may be accepted, unconfirmed
     │       └── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
     └── QuorumError                 (later layers) no majority of stores answered
@@ -44,6 +46,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ContainerNotFoundError",
+    "DeadlineAmbiguousError",
+    "DeadlineExceededError",
     "InvalidObjectError",
     "NotAMemberError",
     "NotFoundError",
@@ -168,6 +172,17 @@ class StragglerError(TransientError):
 
 class AmbiguousWriteError(StoreError):
     """A conditional write may or may not have taken effect and reading back could not tell."""
+
+
+class DeadlineExceededError(StoreError):
+    """The operation's deadline (``passivepaxos.deadline``) passed before this request was
+    sent or answered, and no write of the operation is in doubt: a plain failure. Not a
+    ``TransientError``: nothing should retry past a deadline."""
+
+
+class DeadlineAmbiguousError(AmbiguousWriteError, DeadlineExceededError):
+    """The deadline passed after a write of the operation had been sent and before its
+    outcome was established: "outcome unknown"."""
 
 
 class QuorumError(PassivePaxosError):

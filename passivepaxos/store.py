@@ -4,7 +4,7 @@ Adapters (``passivepaxos.types.Backend``) only translate; this module decides. R
 
 - Every object written is framed (``passivepaxos.frame``) with a fresh 16-byte write id.
 - Reads, listings, overwrites and unconditional deletes are retried on ``TransientError``
-  with tenacity (bounded attempts, jittered exponential backoff, honouring Retry-After).
+  (bounded attempts, jittered exponential backoff, honouring Retry-After).
 - A conditional write is never retried blindly. When its outcome is unclear (timeout,
   5xx, S3 409, a conflict that may follow an SDK-internal retry) the store reads the key
   back: our write id there means it took effect; the precondition still holding means it
@@ -12,24 +12,30 @@ Adapters (``passivepaxos.types.Backend``) only translate; this module decides. R
   never both, since they share the precondition); someone else's object there is a
   definite loss for a create, and ``AmbiguousWriteError`` for an update, whose success
   could have been overwritten since.
+- Every call honours the deadline of the operation (``passivepaxos.deadline``): no
+  attempt, read-back or backoff sleep goes past it, and each request's socket timeouts
+  are cut to the time left. Out of time, a call raises ``DeadlineExceededError``, or
+  ``DeadlineAmbiguousError`` once a write of the operation may have been sent.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
-
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from passivepaxos import frame
 from passivepaxos.capabilities import Capabilities
+from passivepaxos.deadline import Deadline, current, request_budget
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
     ConflictError,
+    DeadlineAmbiguousError,
+    DeadlineExceededError,
     NotFoundError,
     PreconditionFailedError,
     ThrottledError,
@@ -49,6 +55,9 @@ class RetryPolicy:
     base_delay: float = 0.05
     max_delay: float = 2.0
     resolve_attempts: int = 6  # read-back rounds for one ambiguous conditional write
+    # seconds one Store call may take, its retries and read-backs included (None: no limit
+    # beyond the SDK timeouts and any ``passivepaxos.deadline`` in force)
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +67,31 @@ class StoredObject:
     write_id: bytes
 
 
+@dataclass
+class _Window:
+    """The time one Store call has: until ``until`` (monotonic), because of ``what``."""
+
+    until: float
+    what: str
+    scopes: list[Deadline] = field(default_factory=list)
+    wrote: bool = False  # this call sent a write
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
+
+    def note_write(self) -> None:
+        self.wrote = True
+        for d in self.scopes:
+            d.note_write()
+
+    def in_doubt(self) -> bool:
+        return self.wrote or any(d.wrote for d in self.scopes)
+
+
 class Store:
     """A backend plus the rules above. ``sleep`` and ``rng`` are injectable so that the
-    deterministic simulator can run the same code on a virtual clock."""
+    deterministic simulator can run the same code on a virtual clock. ``deadline`` bounds
+    every call (see ``passivepaxos.deadline`` for the deadlines honoured without it)."""
 
     def __init__(
         self,
@@ -69,11 +100,15 @@ class Store:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.backend = backend
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.deadline = deadline
+        # the deadline block this store was opened in: honoured from any thread while it lasts
+        self._opened_under = current()
 
     @property
     def url(self) -> str:
@@ -83,30 +118,81 @@ class Store:
     def capabilities(self) -> Capabilities:
         return self.backend.capabilities
 
-    # -- retries ---------------------------------------------------------------------------
+    # -- deadlines -------------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        exp = min(self.retry.max_delay, self.retry.base_delay * 2 ** (state.attempt_number - 1))
+    def _window(self) -> _Window | None:
+        """The deadline this call must end by (the earliest that applies), if any."""
+        scopes: list[Deadline] = []
+        for d in (self.deadline, self._opened_under, current()):
+            if d is not None and not d.closed and all(d is not s for s in scopes):
+                scopes.append(d)
+        now = time.monotonic()
+        ends: list[tuple[float, str]] = []
+        for d in scopes:
+            if d.at is not None:
+                ends.append((d.at, d.describe()))
+            if d.per_request is not None:
+                ends.append((now + d.per_request, d.describe()))
+        if self.retry.timeout is not None:
+            ends.append((now + self.retry.timeout, f"the {self.retry.timeout:g}s store timeout"))
+        if not ends:
+            return None
+        until, what = min(ends)
+        return _Window(until, what, scopes)
+
+    def _expired(self, w: _Window, key: str | None) -> DeadlineExceededError:
+        if w.in_doubt():
+            return DeadlineAmbiguousError(
+                f"outcome unknown: {w.what} passed after a write of this operation was sent",
+                url=self.url,
+                key=key,
+            )
+        return DeadlineExceededError(f"timed out: {w.what} passed", url=self.url, key=key)
+
+    def _send(self, w: _Window | None, fn: Callable[[], T], key: str | None, write: bool) -> T:
+        """One backend request, refused once the deadline has passed, with its socket
+        timeouts cut to the time left."""
+        if w is None:
+            return fn()
+        left = w.left()
+        if left <= 0:
+            raise self._expired(w, key)
+        if write:
+            w.note_write()
+        with request_budget(left):
+            return fn()
+
+    def _retrying(
+        self, fn: Callable[[], T], key: str | None, *, write: bool = False, w: _Window | None
+    ) -> T:
+        """``fn`` retried on ``TransientError``: bounded attempts, full-jitter backoff (at
+        least a throttling answer's Retry-After), never past the deadline."""
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return self._send(w, fn, key, write)
+            except TransientError as exc:
+                if attempt == self.retry.attempts:
+                    raise
+                delay = self._backoff(attempt, exc)
+                if w is not None and w.left() <= delay:
+                    raise self._expired(w, key) from exc
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, exc: Exception) -> float:
+        exp = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
         delay = self._rng.uniform(0, exp)  # full jitter
-        exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ThrottledError) and exc.retry_after:
             delay = max(delay, exc.retry_after)
         return delay
 
-    def _retrying(self, fn: Callable[[], T]) -> T:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(TransientError),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(fn)
-
     # -- reads -----------------------------------------------------------------------------
 
     def get_object(self, key: str) -> StoredObject | None:
-        got = self._retrying(lambda: self.backend.get(key))
+        return self._get_object(key, self._window())
+
+    def _get_object(self, key: str, w: _Window | None) -> StoredObject | None:
+        got = self._retrying(lambda: self.backend.get(key), key, w=w)
         if got is None:
             return None
         raw, version = got
@@ -120,24 +206,27 @@ class Store:
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
         """Listing is paged by the adapter; a transient failure restarts after the last key
         already yielded, so nothing is repeated or skipped."""
+        w = self._window()
         last = start_after
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                for meta in self.backend.list(prefix, last):
+                # each page is fetched inside ``_send``, never while the caller holds a meta
+                start = functools.partial(self.backend.list, prefix, last)
+                pages = iter(self._send(w, start, None, False))
+                step: Callable[[], ObjectMeta | None] = functools.partial(next, pages, None)
+                while True:
+                    meta = self._send(w, step, None, False)
+                    if meta is None:
+                        return
                     last = meta.key
                     yield meta
-                return
             except TransientError as exc:
                 if attempt == self.retry.attempts:
                     raise
-                self._sleep(self._backoff(attempt, exc))
-
-    def _backoff(self, attempt: int, exc: Exception) -> float:
-        exp = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
-        delay = self._rng.uniform(0, exp)
-        if isinstance(exc, ThrottledError) and exc.retry_after:
-            delay = max(delay, exc.retry_after)
-        return delay
+                delay = self._backoff(attempt, exc)
+                if w is not None and w.left() <= delay:
+                    raise self._expired(w, None) from exc
+                self._sleep(delay)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -152,41 +241,53 @@ class Store:
         """Write ``data`` framed with a write id; return the new version, established."""
         wid = write_id or frame.new_write_id()
         raw = frame.pack(data, wid)
+        w = self._window()
         if mode.kind is PutKind.OVERWRITE:
-            return self._retrying(lambda: self.backend.put(key, raw, mode))
-        return self._conditional_put(key, raw, wid, mode)
+            return self._retrying(lambda: self.backend.put(key, raw, mode), key, write=True, w=w)
+        return self._conditional_put(key, raw, wid, mode, w)
 
-    def _conditional_put(self, key: str, raw: bytes, wid: bytes, mode: PutMode) -> Version:
+    def _conditional_put(
+        self, key: str, raw: bytes, wid: bytes, mode: PutMode, w: _Window | None
+    ) -> Version:
         unclear: TransientError | None = None
         for attempt in range(1, self.retry.resolve_attempts + 1):
             try:
-                return self.backend.put(key, raw, mode)
+                return self._send(w, lambda: self.backend.put(key, raw, mode), key, True)
+            except DeadlineExceededError as exc:
+                if unclear is None:
+                    raise  # nothing of this call was sent
+                raise self._ambiguous(key, mode, unclear, None, exc) from exc
             except ConflictError as exc:
                 # Definite for this request, but an earlier attempt (ours, or the SDK's own
                 # retry) may be what the condition tripped on: read back before reporting.
                 try:
-                    current = self._read_back(key)
-                except TransientError as read_exc:
+                    current = self._read_back(key, w)
+                except (TransientError, DeadlineExceededError) as read_exc:
                     if unclear is None:
                         raise exc from read_exc  # one attempt, refused: definite
-                    raise self._ambiguous(key, mode, unclear, None) from read_exc
+                    raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
                     return current.version
                 exc.current = None if current is None else (current.data, current.version)
                 if unclear is not None and isinstance(exc, PreconditionFailedError):
                     raise self._ambiguous(key, mode, unclear, current) from exc
                 raise
-            except NotFoundError:
-                current = self._read_back(key)
+            except NotFoundError as exc:
+                try:
+                    current = self._read_back(key, w)
+                except DeadlineExceededError as read_exc:
+                    if unclear is None:
+                        raise exc from read_exc
+                    raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
                     return current.version
                 raise
             except TransientError as exc:
                 unclear = exc
                 try:
-                    current = self._read_back(key)
-                except TransientError as read_exc:
-                    raise self._ambiguous(key, mode, exc, None) from read_exc
+                    current = self._read_back(key, w)
+                except (TransientError, DeadlineExceededError) as read_exc:
+                    raise self._ambiguous(key, mode, exc, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
                     return current.version
                 still_open = (
@@ -210,7 +311,11 @@ class Store:
                             key=key,
                         ) from exc
                     raise self._ambiguous(key, mode, exc, current) from exc
-                self._sleep(self._backoff(attempt, exc))
+                delay = self._backoff(attempt, exc)
+                if w is not None and w.left() <= delay:
+                    late = self._expired(w, key)
+                    raise self._ambiguous(key, mode, exc, None, late) from late
+                self._sleep(delay)
         assert unclear is not None
         raise AmbiguousWriteError(
             f"{mode} outcome unknown after {self.retry.resolve_attempts} attempts: {unclear}",
@@ -219,32 +324,53 @@ class Store:
         ) from unclear
 
     def _ambiguous(
-        self, key: str, mode: PutMode, cause: Exception, current: StoredObject | None
+        self,
+        key: str,
+        mode: PutMode,
+        cause: Exception,
+        current: StoredObject | None,
+        late: Exception | None = None,
     ) -> AmbiguousWriteError:
+        """``late``: why the outcome could not be established, when that was the deadline."""
         why = (
             "the object could not be read back"
             if current is None
             else "the object now holds another writer's data, which may have replaced ours"
         )
+        if isinstance(late, DeadlineExceededError):
+            return DeadlineAmbiguousError(
+                f"{mode} outcome unknown: an attempt failed unclearly ({cause}) and the "
+                f"deadline passed before the outcome was established ({late})",
+                url=self.url,
+                key=key,
+            )
         return AmbiguousWriteError(
             f"{mode} outcome unknown: an attempt failed unclearly ({cause}) and {why}",
             url=self.url,
             key=key,
         )
 
-    def _read_back(self, key: str) -> StoredObject | None:
-        return self.get_object(key)
+    def _read_back(self, key: str, w: _Window | None) -> StoredObject | None:
+        return self._get_object(key, w)
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
+        w = self._window()
         if if_version is None:
-            self._retrying(lambda: self.backend.delete(key))
+            self._retrying(lambda: self.backend.delete(key), key, write=True, w=w)
             return
         for attempt in range(1, self.retry.resolve_attempts + 1):
             try:
-                self.backend.delete(key, if_version)
+                self._send(w, lambda: self.backend.delete(key, if_version), key, True)
                 return
             except TransientError as exc:
-                got = self._retrying(lambda: self.backend.get(key))
+                try:
+                    got = self._retrying(lambda: self.backend.get(key), key, w=w)
+                except DeadlineExceededError as read_exc:
+                    raise DeadlineAmbiguousError(
+                        f"conditional delete outcome unknown: {exc}; {read_exc}",
+                        url=self.url,
+                        key=key,
+                    ) from exc
                 if got is None:
                     return  # gone: ours or someone's delete, either way the goal holds
                 if got[1] != if_version:
@@ -253,7 +379,14 @@ class Store:
                         url=self.url,
                         key=key,
                     ) from exc
-                self._sleep(self._backoff(attempt, exc))
+                delay = self._backoff(attempt, exc)
+                if w is not None and w.left() <= delay:
+                    raise DeadlineAmbiguousError(
+                        f"conditional delete outcome unknown: {exc}; {w.what} passed",
+                        url=self.url,
+                        key=key,
+                    ) from exc
+                self._sleep(delay)
         raise AmbiguousWriteError(
             "conditional delete outcome unknown after retries", url=self.url, key=key
         )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import posixpath
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from passivepaxos.errors import ConfigError, UnsupportedError
 
@@ -28,6 +31,7 @@ __all__ = [
     "backend_module",
     "open_backend",
     "parse_url",
+    "parse_urls",
     "split_urls",
     "use_source_backends",
 ]
@@ -43,10 +47,18 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
 _PLANNED = {"az": "Azure Blob"}
 
 
+# S3: today's rules (3-63 of a-z 0-9 . -) plus what legacy us-east-1 buckets may still
+# have (upper case, '_', up to 255) and botocore accepts; anything else cannot be a bucket.
+_S3_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]\Z")
+# GCS: lower case, digits, '-', '_', '.', 3-222 characters, alphanumeric at both ends.
+_GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]\Z")
+
+
 @dataclass(frozen=True)
 class StoreURL:
-    """A parsed storage URL. ``container`` is the bucket / memory name; ``prefix`` has no
-    leading or trailing slash (for file:// and dropbox:// it is the absolute path)."""
+    """A parsed, normalised storage URL. ``container`` is the bucket / memory name;
+    ``prefix`` has no leading or trailing slash (for file:// and dropbox:// it is the
+    normalised absolute path: no ``.``, ``..``, repeated or trailing slashes)."""
 
     raw: str
     scheme: str
@@ -57,13 +69,51 @@ class StoreURL:
     def __str__(self) -> str:
         return self.raw
 
+    @property
+    def canonical(self) -> str:
+        """The normalised spelling of this URL (options sorted): equal for URLs that differ
+        only in trailing slashes, ``.``/``..``, repeated slashes or scheme case."""
+        if self.scheme in ("file", "dropbox"):
+            base = f"{self.scheme}://{self.prefix}"
+        else:
+            base = f"{self.scheme}://{self.container}" + (f"/{self.prefix}" if self.prefix else "")
+        return base + (f"?{urlencode(sorted(self.options.items()))}" if self.options else "")
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes two URLs the same store: options ignored, Dropbox paths case-folded
+        (Dropbox is case-insensitive), file paths with symlinks resolved as far as they
+        exist."""
+        if self.scheme == "file":
+            return (self.scheme, "", os.path.realpath(self.prefix))
+        if self.scheme == "dropbox":
+            return (self.scheme, "", self.prefix.casefold())
+        return (self.scheme, self.container, self.prefix)
+
 
 def split_urls(log: str) -> list[str]:
-    """Split a quorum spec ``url1,url2,...`` into its URLs."""
+    """Split a quorum spec ``url1,url2,...`` into its URLs, refusing two URLs that name the
+    same store (a quorum of copies of one store is one store: ``ConfigError``)."""
     parts = [p.strip() for p in log.split(",")]
     if not log.strip() or any(not p for p in parts):
         raise ConfigError(f"empty storage URL in {log!r}")
+    parse_urls(parts)
     return parts
+
+
+def parse_urls(urls: list[str]) -> list[StoreURL]:
+    """Parse the URLs of one quorum; ``ConfigError`` naming any that repeats a store."""
+    parsed = [parse_url(u) for u in urls]
+    seen: dict[tuple[str, str, str], StoreURL] = {}
+    for p in parsed:
+        first = seen.setdefault(p.identity, p)
+        if first is not p:
+            same = "" if first.raw == p.raw else f" ({first.raw})"
+            raise ConfigError(
+                f"{p.raw}: the same store is named twice in {','.join(urls)}{same}; "
+                "each store of a quorum must be a different one"
+            )
+    return parsed
 
 
 def parse_url(raw: str) -> StoreURL:
@@ -86,19 +136,44 @@ def parse_url(raw: str) -> StoreURL:
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     path = unquote(parts.path)
     if scheme in ("file", "dropbox"):
-        if parts.netloc not in ("", "localhost"):
+        if parts.netloc.lower() not in ("", "localhost"):
             raise ConfigError(
                 f"{raw}: {scheme}:// URLs take an absolute path with three slashes, "
                 f"e.g. {scheme}:///data/mylog"
             )
         if not path.startswith("/"):
-            raise ConfigError(f"{raw}: the path must be absolute")
-        prefix = path.rstrip("/") or "/"
+            raise ConfigError(f"{raw}: the path must be absolute, e.g. {scheme}:///data/mylog")
+        if "\0" in path:
+            raise ConfigError(f"{raw}: the path contains a NUL character")
+        # one spelling per directory: no '.', '..', repeated or trailing slashes
+        prefix = posixpath.normpath(re.sub("/+", "/", path))
         return StoreURL(raw, scheme, "", prefix, options)
     container = parts.netloc
     if not container:
         raise ConfigError(f"{raw}: missing bucket name, e.g. {scheme}://my-bucket/prefix")
-    return StoreURL(raw, scheme, container, path.strip("/"), options)
+    prefix = path.strip("/")
+    if scheme == "s3" and not _S3_BUCKET.match(container):
+        raise ConfigError(
+            f"{raw}: {container!r} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, "
+            "'.', '-', starting and ending with a letter or digit)"
+        )
+    if scheme == "gs" and not _GCS_BUCKET.match(container):
+        raise ConfigError(
+            f"{raw}: {container!r} is not a valid GCS bucket name (3-63 characters: a-z, "
+            "0-9, '-', '_', '.', starting and ending with a letter or digit)"
+        )
+    if (
+        scheme in ("s3", "gs")
+        and prefix
+        and any(part in ("", ".", "..") for part in prefix.split("/"))
+    ):
+        # object stores take these literally, so 'a/./b' and 'a/b' would be two stores that
+        # look like one: refuse rather than guess
+        raise ConfigError(
+            f"{raw}: the prefix {prefix!r} has an empty, '.' or '..' component; "
+            f"write it as {scheme}://{container}/a/b"
+        )
+    return StoreURL(raw, scheme, container, prefix, options)
 
 
 def backend_module(name: str) -> ModuleType:

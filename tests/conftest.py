@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from passivepaxos.bench import environ  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
-from passivepaxos.urls import open_backend, use_source_backends  # noqa: E402
+from passivepaxos.urls import backend_module, open_backend, use_source_backends  # noqa: E402
 
 use_source_backends()  # test the backends/ beside these tests, never a stale installed copy
 from passivepaxos.wrappers import FaultPlan, FaultyBackend  # noqa: E402
@@ -84,6 +85,18 @@ class Harness:
     def missing_container_url(self) -> str | None:
         return None
 
+    def new_container_url(self) -> str:
+        """A URL inside a container (bucket, directory, folder, memory space) of its own,
+        which :meth:`remove_container` may delete."""
+        raise NotImplementedError
+
+    def remove_container(self, url: str) -> None:
+        """Delete the container of ``url`` with everything in it (``rm -rf``)."""
+        raise NotImplementedError
+
+    def container_exists(self, url: str) -> bool:
+        raise NotImplementedError
+
     def denied_error(self) -> str | None:
         """Run one write with credentials/permissions that forbid it; the error's class."""
         return None
@@ -100,6 +113,15 @@ class MemoryHarness(Harness):
     def url(self) -> str:
         return f"memory://{fresh('conf')}"
 
+    def new_container_url(self) -> str:
+        return self.url()
+
+    def remove_container(self, url: str) -> None:
+        backend_module("memory").reset(url.split("://", 1)[1])
+
+    def container_exists(self, url: str) -> bool:
+        return bool(backend_module("memory").exists(url.split("://", 1)[1]))
+
 
 class LocalHarness(Harness):
     name = "local"
@@ -114,6 +136,15 @@ class LocalHarness(Harness):
 
     def missing_container_url(self) -> str:
         return f"file:///nonexistent-{fresh()}/log"
+
+    def new_container_url(self) -> str:
+        return self.url()
+
+    def remove_container(self, url: str) -> None:
+        shutil.rmtree(url.removeprefix("file://"))
+
+    def container_exists(self, url: str) -> bool:
+        return Path(url.removeprefix("file://")).exists()
 
     def denied_error(self) -> str:
         path = Path(self._tmp.name) / fresh("ro")
@@ -148,6 +179,22 @@ class S3Harness(Harness):
 
     def missing_container_url(self) -> str:
         return f"s3://{fresh('nobucket')}/log"
+
+    def new_container_url(self) -> str:
+        bucket = fresh("own")
+        self.moto.client().create_bucket(Bucket=bucket)
+        return f"s3://{bucket}/log"
+
+    def remove_container(self, url: str) -> None:
+        bucket = url.split("/")[2]
+        client = self.moto.client()
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+    def container_exists(self, url: str) -> bool:
+        bucket = url.split("/")[2]
+        return bucket in [b["Name"] for b in self.moto.client().list_buckets()["Buckets"]]
 
     def denied_error(self) -> str:
         key, secret = self.denied_moto()
@@ -216,6 +263,17 @@ class GCSHarness(Harness):
     def missing_container_url(self) -> str:
         return f"gs://{fresh('nobucket')}/log"
 
+    def new_container_url(self) -> str:
+        bucket = fresh("own")
+        self.gcs.create_bucket(bucket)
+        return f"gs://{bucket}/log"
+
+    def remove_container(self, url: str) -> None:
+        self.gcs.delete_bucket(url.split("/")[2])
+
+    def container_exists(self, url: str) -> bool:
+        return url.split("/")[2] in self.gcs.buckets()
+
     def denied_error(self) -> str:
         # fake-gcs-server has no IAM: the 403 that real GCS sends is injected by the proxy
         # (real HTTP, real SDK, real error body); the mapping is what is under test.
@@ -259,6 +317,15 @@ class DropboxHarness(Harness):
 
     def missing_container_url(self) -> str:
         return f"dropbox:///{fresh('nofolder')}"
+
+    def new_container_url(self) -> str:
+        return self.url()
+
+    def remove_container(self, url: str) -> None:
+        self.server.remove(url.removeprefix("dropbox://"))
+
+    def container_exists(self, url: str) -> bool:
+        return bool(self.server.exists(url.removeprefix("dropbox://")))
 
     def denied_error(self) -> str:
         url = self.url()

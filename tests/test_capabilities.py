@@ -56,6 +56,8 @@ def test_bad_urls_are_named(url: str, message: str) -> None:
 def test_quorum_spec_splits() -> None:
     from passivepaxos.urls import split_urls
 
-    assert split_urls("file:///a, s3://b/c") == ["file:///a", "s3://b/c"]
+    assert split_urls("file:///a, s3://bkt/c") == ["file:///a", "s3://bkt/c"]
     with pytest.raises(ConfigError):
-        split_urls("file:///a,,s3://b")
+        split_urls("file:///a,,s3://bkt")
+    with pytest.raises(ConfigError, match="same store"):
+        split_urls("file:///a,s3://bkt/c,file:///a/")

@@ -195,6 +195,49 @@ def test_missing_container_is_a_clear_error(harness: Harness) -> None:
         assert _container_name(url) in str(info.value)
 
 
+def test_finding_10_missing_root_is_an_error_and_is_not_recreated(
+    harness: Harness, request: pytest.FixtureRequest
+) -> None:
+    """Findings 10 and 1 (storage half): a store whose root directory / bucket / folder /
+    memory space was deleted under it answers every read, write and listing with
+    ``ContainerNotFoundError`` and never re-creates the root: a re-created empty store
+    would vote as if it had never promised or accepted anything."""
+    if harness.name == "dropbox":
+        # files_upload creates missing parent folders and has no flag against it; the
+        # adapter only checks the root once per backend before writing (docs/storage.md)
+        request.applymarker(
+            pytest.mark.xfail(reason="Dropbox uploads re-create a deleted root folder", strict=True)
+        )
+    url = harness.new_container_url()
+    s = harness.store(url)
+    v = s.put("a/k", b"v", PutMode.CREATE)
+    s.put("top", b"t", PutMode.CREATE)
+    assert [m.key for m in s.list()] == ["a/k", "top"]
+    harness.remove_container(url)
+    ops = {  # writes first: nothing has told the store yet that its root is gone
+        "create": lambda: s.put("a/new", b"n", PutMode.CREATE),
+        "create at top": lambda: s.put("new", b"n", PutMode.CREATE),
+        "overwrite": lambda: s.put("b/c/d", b"o"),
+        "update": lambda: s.put("a/k", b"w", PutMode.update(v)),
+        "delete if version": lambda: s.delete("a/k", if_version=v),
+        "delete": lambda: s.delete("top"),
+        "get existing": lambda: s.get("a/k"),
+        "get missing": lambda: s.get("never/written"),
+        "list": lambda: list(s.list()),
+        "list prefix": lambda: list(s.list("a/")),
+    }
+    answers = {}
+    for name, op in ops.items():
+        try:
+            answers[name] = f"answered {op()!r}"
+        except ContainerNotFoundError:
+            answers[name] = "ContainerNotFoundError"
+        except Exception as exc:  # any other answer is a failure too
+            answers[name] = f"{type(exc).__name__}: {exc}"
+    assert answers == dict.fromkeys(ops, "ContainerNotFoundError")
+    assert not harness.container_exists(url), "the store re-created its own root"
+
+
 def _container_name(url: str) -> str:
     rest = url.split("://", 1)[1]
     return rest.strip("/").split("/")[0]

@@ -583,8 +583,8 @@ def _raw_bucket(gcs: FakeGCS, name: str) -> storage.Bucket:
 
 def test_emulator_404_does_not_say_bucket_or_object(gcs: FakeGCS, bucket: str) -> None:
     """Real GCS answers 'No such object: b/k' vs 'The specified bucket does not exist.';
-    fake-gcs-server says 'Not Found' for both, so the adapter asks once whether the bucket
-    exists (a positive answer is remembered)."""
+    fake-gcs-server says 'Not Found' for both, so the adapter asks whether the bucket
+    exists (each time: a bucket deleted later must not read as empty)."""
     messages = []
     for name in (bucket, "pp-no-such-bucket"):
         with pytest.raises(gexc.NotFound) as ei:

@@ -296,6 +296,17 @@ class DropboxTestServer:
 
     mkdir = make_folder
 
+    def remove(self, path: str) -> None:
+        """Delete a file or folder with everything below it (like ``rm -rf``)."""
+        lower = path.lower()
+        with self._lock:
+            for key in [k for k in self._state.nodes if k == lower or k.startswith(lower + "/")]:
+                del self._state.nodes[key]
+
+    def exists(self, path: str) -> bool:
+        with self._lock:
+            return path.lower() in self._state.nodes
+
     def files(self) -> dict[str, bytes]:
         """Every file as ``path_display -> bytes`` (for assertions)."""
         with self._lock:

@@ -1,0 +1,127 @@
+"""Deadlines: how long an operation may take in total, honoured in one place (``Store``).
+
+A hung endpoint must not hold a command for the SDK's read timeout times the retry
+attempts. So every ``Store`` call checks one :class:`Deadline`: no attempt or read-back
+starts after it, backoff sleeps are cut to it, and the backend's socket timeouts are
+clipped to the time left (backends read that with :func:`request_timeout`). Nothing else
+in the library needs to know about it.
+
+Where a ``Store`` finds its deadline, the earliest of:
+
+- ``Store(..., deadline=...)`` given explicitly;
+- the :func:`deadline` block that was active *when the store was opened* (so the worker
+  threads of a log, which do not inherit context variables, honour it too), while that
+  block lasts;
+- the :func:`deadline` block active in the calling thread;
+- ``RetryPolicy.timeout``: a budget for each single ``Store`` call (its retries and
+  read-backs included).
+
+A deadline can bound a whole block (``total``) or each store call inside it
+(``per_request``): the CLI uses the first for commands that do a bounded amount of work and
+the second for those that wait or walk a whole log by design (``log --follow``, ...).
+
+When time runs out the store raises ``DeadlineExceededError`` (a plain failure: nothing of
+the operation is in doubt), or ``DeadlineAmbiguousError`` (an ``AmbiguousWriteError``) as
+soon as a write of the operation may have been sent without its outcome being established.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+__all__ = ["Deadline", "current", "deadline", "request_budget", "request_timeout"]
+
+
+class Deadline:
+    """A point in time by which an operation must end, and whether a
+    write of that operation has been sent (which makes running out of time ambiguous).
+
+    Times are ``time.monotonic()`` seconds. ``total`` bounds everything done under it; ``per_request`` bounds each ``Store`` call
+    separately. Either may be ``None``. ``close()`` ends it: a store that captured it stops
+    honouring it (a block's deadline must not outlive the block)."""
+
+    def __init__(
+        self,
+        total: float | None = None,
+        *,
+        per_request: float | None = None,
+    ) -> None:
+        for name, value in (("total", total), ("per_request", per_request)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"deadline {name} must be a positive number of seconds")
+        self.total = total
+        self.per_request = per_request
+        self.at = None if total is None else time.monotonic() + total
+        self.closed = False
+        self._wrote = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"Deadline(total={self.total}, per_request={self.per_request})"
+
+    @property
+    def wrote(self) -> bool:
+        """Whether a write was sent under this deadline (its outcome may be unknown)."""
+        return self._wrote.is_set()
+
+    def note_write(self) -> None:
+        self._wrote.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def describe(self) -> str:
+        if self.total is not None:
+            return f"the {self.total:g}s deadline"
+        return f"the {self.per_request:g}s per-request deadline"
+
+
+_ambient: ContextVar[Deadline | None] = ContextVar("passivepaxos_deadline", default=None)
+_budget: ContextVar[float | None] = ContextVar("passivepaxos_request_budget", default=None)
+
+
+def current() -> Deadline | None:
+    """The deadline of the innermost :func:`deadline` block of this thread, if any."""
+    got = _ambient.get()
+    return None if got is None or got.closed else got
+
+
+@contextlib.contextmanager
+def deadline(
+    total: float | None = None, *, per_request: float | None = None
+) -> Iterator[Deadline | None]:
+    """Run a block under a deadline (``None`` for both: no deadline, a no-op). Stores opened
+    inside the block keep honouring it from any thread until the block ends."""
+    if total is None and per_request is None:
+        yield None
+        return
+    d = Deadline(total, per_request=per_request)
+    token = _ambient.set(d)
+    try:
+        yield d
+    finally:
+        d.close()
+        _ambient.reset(token)
+
+
+@contextlib.contextmanager
+def request_budget(seconds: float | None) -> Iterator[None]:
+    """Set by ``Store`` around each backend request: the seconds left for it."""
+    token = _budget.set(seconds)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def request_timeout(default: float) -> float:
+    """A backend's socket timeout for the request being made now: its configured
+    ``default``, cut to the time the current deadline leaves (never below 1 ms)."""
+    left = _budget.get()
+    if left is None:
+        return default
+    return max(0.001, min(default, left))
