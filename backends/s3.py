@@ -209,8 +209,6 @@ class S3Backend:
             if code in _TRANSIENT or status >= 500 or status == 409:
                 return TransientError(f"{code or status}: {msg}", url=self.url, key=key)
             return StoreError(f"{code or status}: {msg}", url=self.url, key=key)
-        if isinstance(exc, ParamValidationError):
-            return ConfigError(f"{self.url}: botocore refused the request: {exc}")
         if isinstance(exc, NoCredentialsError):
             return ConfigError(
                 f"{self.url}: no AWS credentials found (set AWS_ACCESS_KEY_ID/"

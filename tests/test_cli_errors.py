@@ -218,4 +218,4 @@ def test_invalid_bucket_name_is_a_configuration_error() -> None:
             timeout=120,
         )
         assert out.returncode == 2, out.stderr
-        assert 'not a valid S3 request: Invalid bucket name "bad_bucket!"' in one_line(out.stderr)
+        assert "'bad_bucket!' is not a valid S3 bucket name" in one_line(out.stderr)
