@@ -508,7 +508,7 @@ def test_cli_timeout_option_is_validated(capsys: pytest.CaptureFixture[str]) -> 
     assert info.value.code == 2
     os.environ["PASSIVEPAXOS_TIMEOUT"] = "-1"
     try:
-        code, _, err = cli(capsys, "status", "memory://x")
+        code, _, err = cli(capsys, "status", "file:///nonexistent-ppx-dir")
     finally:
         del os.environ["PASSIVEPAXOS_TIMEOUT"]
     assert code == 2 and "PASSIVEPAXOS_TIMEOUT" in err
