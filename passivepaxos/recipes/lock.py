@@ -34,8 +34,11 @@ its own clock after *starting* its last successful acquire/refresh, and never lo
 ``0.75 x ttl'`` after starting to send any acquire/refresh (ttl ``ttl'``) whose outcome it
 does not know: such an entry may have landed although its answer was lost, and a taker
 then counts *its* ttl. So a shorter ttl shortens validity *before* the entry is sent, and
-an ambiguous refresh (an error) leaves validity at that minimum until a later entry of
-ours is established. A release ends validity before it is sent.
+an ambiguous refresh (an error) leaves validity at that minimum until an entry of ours is
+established at a slot beyond every slot the ambiguous one may occupy, with nothing of ours
+in flight (concurrent refreshes of one object are accounted together). A release ends
+validity before it is sent, and no answer to an acquire/refresh sent before it brings it
+back (a per-lock generation). Ttls are at most ``MAX_TTL`` (one day).
 
 Let the start of the send of the entry a taker watched be true time ``s``: the taker first
 saw it after it was written (after ``s``) and then waited its ``ttl`` on its clock, so the
@@ -59,8 +62,8 @@ the holder renews it, same token), and each keeps its own ``valid()`` bookkeepin
 owner to resume a lock after a restart, never to share it between live processes.
 
 Failures: a store outage makes acquire/refresh/release fail (an ambiguous append is
-retried with the same request id); a holder that cannot refresh loses the lock after its
-ttl (someone else may take it over), which is what :meth:`Locks.valid` and fencing are for.
+retried with the same request id; once an attempt was ambiguous the call ends in
+``AmbiguousWriteError``); a holder that cannot refresh loses the lock after its ttl (someone else may take it over), which is what :meth:`Locks.valid` and fencing are for.
 While another process holds the log's writer lease, lock operations raise
 ``LeaseHeldError``.
 """
@@ -363,8 +366,8 @@ class Locks:
             with self._mu:
                 ok = self._waiting[o.rid]
             if ok is None:
-                # a snapshot restored during the catch-up covered our entry: its effect is
-                # in the state but not its outcome
+                # our entry was not applied by us (a state restored during the catch-up
+                # covered it): never assert, the answer is simply unknown
                 raise ResultCompactedError(pos, self.log.url)
             with self.sm._mutex:
                 return ok, self._state.get(name), started, pos
@@ -391,7 +394,9 @@ class Locks:
         someone else is waited for (up to ``wait`` seconds) until it is released or has
         stayed unrefreshed for its holder's ttl of our own clock, then taken over; else
         ``LockHeldError`` naming the holder. Acquiring a lock our ``owner`` holds renews
-        it (same token): two objects or processes naming the same owner share the lock."""
+        it (same token): two objects or processes naming the same owner share the lock.
+        ``ttl`` is at most ``MAX_TTL`` (one day); ``wait`` is seconds >= 0 (``inf``: as long
+        as it takes); anything else raises ``ConfigError`` before anything is sent."""
         check_ttl(ttl)
         check_wait(wait, "wait", forever=True)  # nan would make every comparison False
         deadline = self._clock() + wait
