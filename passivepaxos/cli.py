@@ -292,7 +292,7 @@ def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
 
 def cmd_writer(args: argparse.Namespace) -> int:
     """``writer claim LOG [--ttl S] [--no-wait]`` and ``writer status LOG``."""
-    from passivepaxos.lease import format_wall
+    from passivepaxos.lease import format_seconds, format_wall
     from passivepaxos.log import Log
 
     with Log.open(args.log) as log:
@@ -307,7 +307,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
                 print(
                     f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
                     f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
-                    f"unchanged for {res.remaining:.1f}s more",
+                    f"unchanged for {format_seconds(res.remaining)} more",
                     file=sys.stderr,
                 )
                 return EXIT_FAIL

@@ -96,6 +96,7 @@ __all__ = [
     "check_transition",
     "check_ttl",
     "check_wait",
+    "format_seconds",
     "format_wall",
 ]
 
@@ -127,6 +128,11 @@ def check_wait(wait: float, what: str = "--wait", *, forever: bool = False) -> f
         kind = "number" if forever else "finite number"
         raise ConfigError(f"{what} must be a {kind} of seconds >= 0, not {wait!r}")
     return float(wait)
+
+
+def format_seconds(s: float) -> str:
+    """A duration for messages: ``12.3s``; a huge one (a foreign record's ttl) stays short."""
+    return f"{s:.1f}s" if abs(s) < 1e9 else f"{s:.3g}s"
 
 
 def format_wall(t: float | None) -> str:
@@ -379,7 +385,11 @@ class LeaseHeldError(LeaseError):
     """Someone else holds a live writer lease: this append was refused (nothing written)."""
 
     def __init__(self, log: str, state: LeaseState, *, remaining: float | None = None) -> None:
-        wait = "" if remaining is None else f"; it can be taken over after {remaining:.1f}s more"
+        wait = (
+            ""
+            if remaining is None
+            else f"; it can be taken over after {format_seconds(remaining)} more"
+        )
         msg = (
             f"{log}: the writer lease is held by {state.holder} (epoch {state.epoch}), "
             f"expires about {format_wall(state.expires)} (estimate from its clock){wait}; "

@@ -266,3 +266,6 @@ def test_review3_3_readers_survive_a_huge_ttl_written_by_another_client(log: str
     out = cli("append", log, "x")  # held by "other" for ever: a plain refusal, one line
     assert out.returncode == 1, out.stderr
     assert "unexpected" not in one_line(out.stderr)
+    out = cli("lock", "acquire", log, "db")  # held for 1e308 s: refused, in a short line
+    assert out.returncode == 1, out.stderr
+    assert "1e+308s more" in one_line(out.stderr) and len(out.stderr) < 400

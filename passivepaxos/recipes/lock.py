@@ -85,7 +85,7 @@ from passivepaxos.errors import (
     ConfigError,
     PassivePaxosError,
 )
-from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
+from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_seconds, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
 from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
@@ -111,7 +111,7 @@ class LockHeldError(PassivePaxosError):
     def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
         super().__init__(
             f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
-            f"after it stays unrefreshed for {remaining:.1f}s more of our own clock"
+            f"after it stays unrefreshed for {format_seconds(remaining)} more of our own clock"
         )
         self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
 
