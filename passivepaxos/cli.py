@@ -653,7 +653,11 @@ def _ttl_arg(text: str) -> float:
     from passivepaxos.lease import check_ttl
 
     try:
-        return check_ttl(float(text), f"--ttl {text!r}")
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    try:
+        return check_ttl(value, repr(text))
     except ValueError as exc:  # ConfigError is a ValueError too
         raise argparse.ArgumentTypeError(str(exc) or f"{text!r} is not a number") from None
 
@@ -663,7 +667,11 @@ def _wait_arg(text: str) -> float:
     from passivepaxos.lease import check_wait
 
     try:
-        return check_wait(float(text), f"--wait {text!r}")
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    try:
+        return check_wait(value, repr(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc) or f"{text!r} is not a number") from None
 
