@@ -581,8 +581,8 @@ class Locks:
         while not stop.wait(ttl / 3):
             try:
                 self.refresh(name)
-            except LockLostError:
-                return
+            except (LockLostError, ConfigError):
+                return  # lost, or released meanwhile: nothing left to keep alive
             except PassivePaxosError:
                 continue  # an outage: try again; valid() turns False after 0.75 ttl
 
