@@ -292,7 +292,7 @@ def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
 
 def cmd_writer(args: argparse.Namespace) -> int:
     """``writer claim LOG [--ttl S] [--no-wait]`` and ``writer status LOG``."""
-    from passivepaxos.lease import format_wall
+    from passivepaxos.lease import format_seconds, format_wall
     from passivepaxos.log import Log
 
     with Log.open(args.log) as log:
@@ -307,7 +307,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
                 print(
                     f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
                     f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
-                    f"unchanged for {res.remaining:.1f}s more",
+                    f"unchanged for {format_seconds(res.remaining)} more",
                     file=sys.stderr,
                 )
                 return EXIT_FAIL
@@ -613,9 +613,11 @@ def _add_recipe_commands(sub: Any) -> None:
     lsub = p.add_subparsers(dest="lock_command", metavar="ACTION")
     lsub.required = True
     a = lsub.add_parser("acquire", help="acquire NAME; print its fencing token (exit 1 if held)")
-    a.add_argument("--ttl", type=float, default=30.0, metavar="S", help="lock time (default 30)")
     a.add_argument(
-        "--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds if held"
+        "--ttl", type=_ttl_arg, default=30.0, metavar="S", help="lock time (default 30, max 1 day)"
+    )
+    a.add_argument(
+        "--wait", type=_wait_arg, default=0.0, metavar="S", help="wait up to S seconds if held"
     )
     r = lsub.add_parser("release", help="release NAME (exit 1 if not held by OWNER)")
     r.add_argument("--token", type=int, default=None, help="only if it still has this token")
@@ -644,6 +646,34 @@ def _seconds(text: str) -> float:
     if value < 0 or math.isnan(value):
         raise argparse.ArgumentTypeError(f"{text!r}: give seconds > 0, or 0 for no deadline")
     return value
+
+
+def _ttl_arg(text: str) -> float:
+    """A ``--ttl`` value: seconds in (0, 1 day] (``passivepaxos.lease.MAX_TTL``)."""
+    from passivepaxos.lease import check_ttl
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    try:
+        return check_ttl(value, repr(text))
+    except ValueError as exc:  # ConfigError is a ValueError too
+        raise argparse.ArgumentTypeError(str(exc) or f"{text!r} is not a number") from None
+
+
+def _wait_arg(text: str) -> float:
+    """A ``--wait`` value: a finite number of seconds >= 0."""
+    from passivepaxos.lease import check_wait
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    try:
+        return check_wait(value, repr(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) or f"{text!r} is not a number") from None
 
 
 def _timeout_of(args: argparse.Namespace) -> float | None:
@@ -767,7 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     wsub.required = True
     w = wsub.add_parser("claim", help="claim the writer lease (waits out a live one)")
     w.add_argument("log", metavar="LOG")
-    w.add_argument("--ttl", type=float, default=10.0, metavar="S", help="lease time (default 10)")
+    w.add_argument(
+        "--ttl", type=_ttl_arg, default=10.0, metavar="S", help="lease time (default 10, max 1 day)"
+    )
     w.add_argument("--no-wait", action="store_true", help="say 'not yet' instead of waiting")
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_writer)

@@ -78,9 +78,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import PassivePaxosError
+from passivepaxos.errors import ConfigError, PassivePaxosError
 
 __all__ = [
+    "MAX_TTL",
     "READ_FRACTION",
     "ClaimResult",
     "HolderLease",
@@ -93,6 +94,9 @@ __all__ = [
     "TailWatch",
     "WriterStatus",
     "check_transition",
+    "check_ttl",
+    "check_wait",
+    "format_seconds",
     "format_wall",
 ]
 
@@ -100,13 +104,49 @@ READ_FRACTION = 0.75
 OPS = ("claim", "hold", "release")
 
 
+MAX_TTL = 86400.0
+"""The longest lease or lock ttl this library sends (one day). The ttl is how long others
+must wait after a holder crashes, so anything longer is almost surely a mistake (a typo,
+or a unit mix-up), and a bound keeps ``wall + ttl`` and every wait computed from it an
+ordinary number. Records written by other clients are still read whatever their ttl."""
+
+
+def check_ttl(ttl: float, what: str = "--ttl") -> float:
+    """``ttl`` if it is a number of seconds in ``(0, MAX_TTL]``; else ``ConfigError``."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL:
+        raise ConfigError(
+            f"{what} must be a number of seconds > 0 and at most {MAX_TTL:g} (one day), not {ttl!r}"
+        )
+    return float(ttl)
+
+
+def check_wait(wait: float, what: str = "--wait", *, forever: bool = False) -> float:
+    """``wait`` if it is a number of seconds ``>= 0`` (finite unless ``forever``: ``inf``
+    then means "wait as long as it takes"); else ``ConfigError``."""
+    ok = isinstance(wait, int | float) and not isinstance(wait, bool) and wait >= 0
+    if not ok or (not forever and not math.isfinite(wait)):
+        kind = "number" if forever else "finite number"
+        raise ConfigError(f"{what} must be a {kind} of seconds >= 0, not {wait!r}")
+    return float(wait)
+
+
+def format_seconds(s: float) -> str:
+    """A duration for messages: ``12.3s``; a huge one (a foreign record's ttl) stays short."""
+    return f"{s:.1f}s" if abs(s) < 1e9 else f"{s:.3g}s"
+
+
 def format_wall(t: float | None) -> str:
-    """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``."""
+    """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``. Never raises: the value
+    may come from a record another client wrote (any ttl), and display must not break a
+    reader; a time no calendar date can show is written as seconds since the epoch."""
     if t is None:
         return "-"
     import datetime as _dt
 
-    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
+    try:
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return f"{t:.6g}s after 1970-01-01 (out of calendar range)"
 
 
 # -- what a record says ----------------------------------------------------------------
@@ -345,7 +385,11 @@ class LeaseHeldError(LeaseError):
     """Someone else holds a live writer lease: this append was refused (nothing written)."""
 
     def __init__(self, log: str, state: LeaseState, *, remaining: float | None = None) -> None:
-        wait = "" if remaining is None else f"; it can be taken over after {remaining:.1f}s more"
+        wait = (
+            ""
+            if remaining is None
+            else f"; it can be taken over after {format_seconds(remaining)} more"
+        )
         msg = (
             f"{log}: the writer lease is held by {state.holder} (epoch {state.epoch}), "
             f"expires about {format_wall(state.expires)} (estimate from its clock){wait}; "

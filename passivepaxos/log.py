@@ -131,6 +131,7 @@ from passivepaxos.lease import (
     LeaseState,
     TailWatch,
     WriterStatus,
+    check_ttl,
 )
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
 from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
@@ -1716,8 +1717,7 @@ class Log:
         own monotonic time. ``wait=False``: return at once with ``granted=False`` and the
         remaining time instead of waiting. Claiming while holding renews (same epoch, new
         ttl)."""
-        if not (ttl > 0 and ttl < float("inf")):
-            raise ConfigError(f"--ttl must be a positive number of seconds, not {ttl}")
+        check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
         with self._lead():
             with self._state:
                 holding = self._lease is not None

@@ -219,3 +219,53 @@ def test_invalid_bucket_name_is_a_configuration_error() -> None:
         )
         assert out.returncode == 2, out.stderr
         assert "'bad_bucket!' is not a valid S3 bucket name" in one_line(out.stderr)
+
+
+def test_review3_3_huge_ttl_and_bad_wait_refused_with_exit_2(log: str, tmp_path: Path) -> None:
+    """Review 3 #3: `writer claim --ttl 1e308` wrote the claim and then failed with
+    "unexpected OverflowError"; `lock acquire --wait inf` failed with "unexpected
+    ValueError", `--wait nan` was taken as "do not wait". Now all refused up front (exit 2),
+    nothing written."""
+    for args in (
+        ("writer", "claim", log, "--ttl", "1e308", "--no-wait"),
+        ("writer", "claim", log, "--ttl", "86401"),
+        ("writer", "claim", log, "--ttl", "inf"),
+        ("lock", "acquire", log, "db", "--ttl", "1e308"),
+        ("lock", "acquire", log, "db", "--ttl", "nan"),
+        ("lock", "acquire", log, "db", "--wait", "inf"),
+        ("lock", "acquire", log, "db", "--wait", "nan"),
+        ("lock", "acquire", log, "db", "--wait", "-1"),
+    ):
+        out = cli(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert b"--ttl" in out.stderr or b"--wait" in out.stderr, out.stderr
+        assert b"Traceback" not in out.stderr and b"unexpected" not in out.stderr
+    assert sorted(p.name for p in (tmp_path / "log").glob("*")) == [], "something was written"
+
+
+def test_review3_3_readers_survive_a_huge_ttl_written_by_another_client(log: str) -> None:
+    """A lease claim and a lock entry with ttl 1e308, as an older or foreign client could
+    write them: status, writer status, lock status and log still answer (no crash)."""
+    from passivepaxos.log import Log
+    from passivepaxos.recipes.lock import Op, encode_op
+
+    with Log.open(log, writer_id="other") as other:
+        other.append([encode_op("locks", Op("acquire", "db", "o", 1e308, None, None, 1.7e9, "r1"))])
+        other._commit([], op="claim", ttl=1e308, wait=False)  # bypasses claim_writer's bound
+    for args in (
+        ("status", log),
+        ("writer", "status", log, "--json"),
+        ("lock", "status", log, "db", "--json"),
+        ("lock", "status", log, "db"),
+        ("log", log, "--json"),
+    ):
+        out = cli(*args)
+        assert out.returncode == 0, (args, out.stderr)
+    out = cli("writer", "status", log, "--json")
+    assert "out of calendar range" in json.loads(out.stdout)["expires"]
+    out = cli("append", log, "x")  # held by "other" for ever: a plain refusal, one line
+    assert out.returncode == 1, out.stderr
+    assert "unexpected" not in one_line(out.stderr)
+    out = cli("lock", "acquire", log, "db")  # held for 1e308 s: refused, in a short line
+    assert out.returncode == 1, out.stderr
+    assert "1e+308s more" in one_line(out.stderr) and len(out.stderr) < 400

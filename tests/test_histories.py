@@ -189,8 +189,9 @@ def _shorter_refresh_run(seed: int, *, planted: bool = False) -> list[str]:
     ttl, short = rng.uniform(3.0, 5.0), rng.uniform(0.1, 0.25)
     with Log([Store(faulty, retry=quick)], manifest.mode, sleep=lambda _: None) as hlog:
         h = Locks(hlog, owner="H", retries=0)
-        if planted:
-            h._sending = lambda name, ttl: None  # type: ignore[method-assign,assignment]
+        if planted:  # the bookkeeping goes on, but an entry in flight never caps validity
+            real_sending = h._sending
+            h._sending = lambda name, ttl: real_sending(name, float("inf"))  # type: ignore[method-assign]
         hop = rec.invoke("H", "acquire", "L", "H")
         token = h.acquire("L", ttl)
         begun = rec.ok(hop, token).ret

@@ -8,16 +8,24 @@ never an error, since many recipes and raw appenders may share one log.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from passivepaxos.errors import AmbiguousWriteError, QuorumError, TransientError
+from passivepaxos.deadline import current as current_deadline
+from passivepaxos.errors import (
+    AmbiguousWriteError,
+    AppendOutcomeUnknownError,
+    PassivePaxosError,
+    QuorumError,
+    TransientError,
+)
 
 if TYPE_CHECKING:
     from passivepaxos.log import Log, Position
 
-__all__ = ["append_retrying", "decode_entry", "encode_entry"]
+__all__ = ["RetriedAmbiguousError", "append_retrying", "decode_entry", "encode_entry"]
 
 RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
 
@@ -40,6 +48,22 @@ def decode_entry(value: bytes, kind: str, scope_field: str, scope: str) -> dict[
     return doc
 
 
+class RetriedAmbiguousError(AmbiguousWriteError):
+    """An attempt of a retried recipe append had an unknown outcome and the retries did not
+    settle it: the entry may be in the log (maybe more than once; its request id makes the
+    copies one). ``max_slot``: the highest slot a copy may occupy (``inf``: unknown)."""
+
+    def __init__(self, message: str, *, max_slot: float, url: str = "", key: str | None = None):
+        super().__init__(message, url=url, key=key)
+        self.max_slot = max_slot
+
+
+def _past_deadline() -> bool:
+    """Whether the operation's deadline (``passivepaxos.deadline``) has passed."""
+    d = current_deadline()
+    return d is not None and d.at is not None and time.monotonic() >= d.at
+
+
 def append_retrying(
     log: Log,
     data: bytes,
@@ -49,27 +73,35 @@ def append_retrying(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Position:
     """Append one recipe entry, retrying an unclear or transient failure ``retries`` times
-    (the entry carries its own request id, so a copy that landed twice is applied once).
+    (the entry carries its own request id, so a copy that landed twice is applied once),
+    and never once the operation's deadline has passed.
 
-    Giving up after an attempt whose outcome was unknown raises ``AmbiguousWriteError``
-    whatever the last attempt said: an earlier attempt may have landed, and a plain
-    failure would read as "not written"."""
+    Once an attempt's outcome was unknown, every later failure, whatever it says (even a
+    "not written" one such as ``LeaseLostError``), ends in ``AmbiguousWriteError``: the
+    earlier attempt may have landed. A single unclear attempt is raised as is; after
+    several, ``RetriedAmbiguousError`` keeps the first unclear error's message (its resume
+    token, if any) and the last failure as its cause."""
     unclear: AmbiguousWriteError | None = None
+    max_slot = -math.inf
     attempt = 0
     while True:
         try:
             (pos,) = log.append_positions([data])
             return pos
-        except RETRYABLE as exc:
+        except PassivePaxosError as exc:
             if isinstance(exc, AmbiguousWriteError):
-                unclear = exc
+                if unclear is None:
+                    unclear = exc
+                slot = exc.slot if isinstance(exc, AppendOutcomeUnknownError) else math.inf
+                max_slot = max(max_slot, float(slot))
             attempt += 1
-            if attempt > retries:
+            if not isinstance(exc, RETRYABLE) or attempt > retries or _past_deadline():
                 if unclear is None or unclear is exc:
                     raise
-                raise AmbiguousWriteError(
+                raise RetriedAmbiguousError(
                     f"outcome unknown: an earlier attempt may have landed ({unclear}); "
                     f"the last attempt failed: {exc}",
+                    max_slot=max_slot,
                     url=unclear.url,
                     key=unclear.key,
                 ) from exc

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from passivepaxos.errors import PassivePaxosError
+from passivepaxos.errors import ConfigError, PassivePaxosError
 from passivepaxos.log import Log
 from passivepaxos.recipes.lock import LockLostError, Locks, LockStatus
 
@@ -41,6 +41,7 @@ class Election:
         """Become the leader (waiting up to ``timeout`` seconds); return the term (token).
         ``LockHeldError`` if another leader stayed alive that long."""
         self.term = self.locks.acquire(self.name, self.ttl, wait=timeout)
+        self._stop_keepalive()  # campaigning again: one keepalive thread, never two
         self.lost.clear()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keepalive, args=(self._stop,), daemon=True)
@@ -51,21 +52,27 @@ class Election:
         while not stop.wait(self.ttl / 3):
             try:
                 self.locks.refresh(self.name)
-            except LockLostError:
+            except (LockLostError, ConfigError):
+                # lost, or no longer held by this object (released / refused): nothing
+                # left to keep alive
                 self.lost.set()
                 return
             except PassivePaxosError:
                 continue
+
+    def _stop_keepalive(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            if self._thread is not threading.current_thread():
+                self._thread.join()
+            self._thread = None
 
     def is_leader(self) -> bool:
         return not self.lost.is_set() and self.locks.valid(self.name)
 
     def resign(self) -> None:
         """Stop refreshing and release the lock (if still ours)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._stop_keepalive()
         if self.term is not None:
             self.locks.release(self.name, self.term)
             self.term = None

@@ -46,7 +46,7 @@ from typing import Any
 from passivepaxos.errors import ConfigError
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
-from passivepaxos.recipes.rsm import StateMachine, new_id
+from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
 from passivepaxos.types import require_bytes
 
@@ -213,7 +213,13 @@ class KV:
             self.sm.catch_up(through=pos)
             with self._mu:
                 out = self._waiting[cmd.rid]
-            assert out is not None, f"entry {pos} was not applied"
+            if out is None:
+                # a snapshot restored during the catch-up covered our entry (another
+                # process snapshotted and trimmed through it): its effect is in the state,
+                # its answer is not. A put always takes effect; anything else is unknown.
+                if op == "put":
+                    return CasResult(True, value, pos)
+                raise ResultCompactedError(pos, self.log.url)
             return CasResult(out[0], out[1], pos)
         finally:
             with self._mu:

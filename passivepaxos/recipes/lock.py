@@ -34,8 +34,11 @@ its own clock after *starting* its last successful acquire/refresh, and never lo
 ``0.75 x ttl'`` after starting to send any acquire/refresh (ttl ``ttl'``) whose outcome it
 does not know: such an entry may have landed although its answer was lost, and a taker
 then counts *its* ttl. So a shorter ttl shortens validity *before* the entry is sent, and
-an ambiguous refresh (an error) leaves validity at that minimum until a later entry of
-ours is established. A release ends validity before it is sent.
+an ambiguous refresh (an error) leaves validity at that minimum until an entry of ours is
+established at a slot beyond every slot the ambiguous one may occupy, with nothing of ours
+in flight (concurrent refreshes of one object are accounted together). A release ends
+validity before it is sent, and no answer to an acquire/refresh sent before it brings it
+back (a per-lock generation). Ttls are at most ``MAX_TTL`` (one day).
 
 Let the start of the send of the entry a taker watched be true time ``s``: the taker first
 saw it after it was written (after ``s``) and then waited its ``ttl`` on its clock, so the
@@ -59,8 +62,8 @@ the holder renews it, same token), and each keeps its own ``valid()`` bookkeepin
 owner to resume a lock after a restart, never to share it between live processes.
 
 Failures: a store outage makes acquire/refresh/release fail (an ambiguous append is
-retried with the same request id); a holder that cannot refresh loses the lock after its
-ttl (someone else may take it over), which is what :meth:`Locks.valid` and fencing are for.
+retried with the same request id; once an attempt was ambiguous the call ends in
+``AmbiguousWriteError``); a holder that cannot refresh loses the lock after its ttl (someone else may take it over), which is what :meth:`Locks.valid` and fencing are for.
 While another process holds the log's writer lease, lock operations raise
 ``LeaseHeldError``.
 """
@@ -77,13 +80,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from passivepaxos.errors import (
+    AmbiguousWriteError,
+    AppendOutcomeUnknownError,
     ConfigError,
     PassivePaxosError,
 )
-from passivepaxos.lease import READ_FRACTION, format_wall
+from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_seconds, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
-from passivepaxos.recipes.rsm import StateMachine, new_id
+from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
 from passivepaxos.types import require_bytes, require_name
 
 __all__ = [
@@ -106,7 +111,7 @@ class LockHeldError(PassivePaxosError):
     def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
         super().__init__(
             f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
-            f"after it stays unrefreshed for {remaining:.1f}s more of our own clock"
+            f"after it stays unrefreshed for {format_seconds(remaining)} more of our own clock"
         )
         self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
 
@@ -247,20 +252,49 @@ class LockState:
 @dataclass
 class _Held:
     """Our belief that we hold a lock: it rests on our acquire/refresh entry at ``at``
-    (sent at ``started``, own monotonic clock, carrying ``ttl``). ``cap`` bounds it further
-    by every acquire/refresh we have sent since whose outcome we do not know (in flight,
-    or ambiguous): such an entry may have landed with its own, maybe shorter, ttl, and a
-    taker may count that one. ``inflight`` counts those still being sent."""
+    (sent at ``started``, own monotonic clock, carrying ``ttl``)."""
 
     token: int
     ttl: float
     started: float
     at: Position
-    cap: float = math.inf
+
+
+@dataclass
+class _Book:
+    """Per lock name: what we believe we hold (``held``) and what bounds it.
+
+    ``cap`` bounds validity by every acquire/refresh we have sent whose outcome we do not
+    know (in flight, or ambiguous): such an entry may have landed with its own, maybe
+    shorter, ttl, and a taker may count that one. ``inflight`` counts those still being
+    sent (their position is unknown), ``pending`` is the highest slot an unsettled one may
+    occupy (``inf`` if unknown). ``gen`` changes whenever we stop holding (release,
+    refusal): an answer to an entry sent before that must not bring the hold back."""
+
+    held: _Held | None = None
+    gen: int = 0
     inflight: int = 0
+    pending: float = -math.inf
+    cap: float = math.inf
 
     def until(self) -> float:
-        return min(self.started + READ_FRACTION * self.ttl, self.cap)
+        if self.held is None:
+            return -math.inf
+        return min(self.held.started + READ_FRACTION * self.held.ttl, self.cap)
+
+
+def _possible_slot(exc: BaseException, landed: Position | None) -> float:
+    """The highest slot the entry of a failed submit may occupy (``inf``: unknown)."""
+    if landed is not None:
+        return float(landed.slot)
+    slot = getattr(exc, "max_slot", None)
+    if isinstance(slot, (int, float)):
+        return float(slot)
+    if isinstance(exc, AppendOutcomeUnknownError):
+        return float(exc.slot)
+    if isinstance(exc, PassivePaxosError) and not isinstance(exc, AmbiguousWriteError):
+        return -math.inf  # "not written"
+    return math.inf
 
 
 class Locks:
@@ -293,7 +327,7 @@ class Locks:
         self._mu = threading.Lock()
         self._waiting: dict[str, bool | None] = {}
         self._watch: dict[str, tuple[Position | None, float]] = {}
-        self._held: dict[str, _Held] = {}
+        self._books: dict[str, _Book] = {}
         self.sm = StateMachine(log, self._apply)
 
     def _apply(self, e: Entry) -> None:
@@ -307,10 +341,17 @@ class Locks:
                     self._waiting[o.rid] = ok
 
     def _submit(
-        self, op: str, name: str, ttl: float, over: Position | None, token: int | None
+        self,
+        op: str,
+        name: str,
+        ttl: float,
+        over: Position | None,
+        token: int | None,
+        landed: list[Position] | None = None,
     ) -> tuple[bool, LockRecord, float, Position]:
         """Append the op, apply through it; (took effect, record after, start time, the
-        op's position)."""
+        op's position). The position is also put in ``landed`` as soon as it is known (an
+        error after that still tells the caller where the entry is)."""
         require_name(name, "a lock name")  # an int would be written and then never applied
         o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
         data = encode_op(self.ns, o)
@@ -319,10 +360,15 @@ class Locks:
         try:
             started = self._clock()
             pos = append_retrying(self.log, data, retries=self.retries, delay=0.05)
+            if landed is not None:
+                landed.append(pos)
             self.sm.catch_up(through=pos)
             with self._mu:
                 ok = self._waiting[o.rid]
-            assert ok is not None, f"entry {pos} was not applied"
+            if ok is None:
+                # our entry was not applied by us (a state restored during the catch-up
+                # covered it): never assert, the answer is simply unknown
+                raise ResultCompactedError(pos, self.log.url)
             with self.sm._mutex:
                 return ok, self._state.get(name), started, pos
         finally:
@@ -348,9 +394,11 @@ class Locks:
         someone else is waited for (up to ``wait`` seconds) until it is released or has
         stayed unrefreshed for its holder's ttl of our own clock, then taken over; else
         ``LockHeldError`` naming the holder. Acquiring a lock our ``owner`` holds renews
-        it (same token): two objects or processes naming the same owner share the lock."""
-        if not (0 < ttl < float("inf")):
-            raise ConfigError(f"--ttl must be a positive number of seconds, not {ttl}")
+        it (same token): two objects or processes naming the same owner share the lock.
+        ``ttl`` is at most ``MAX_TTL`` (one day); ``wait`` is seconds >= 0 (``inf``: as long
+        as it takes); anything else raises ``ConfigError`` before anything is sent."""
+        check_ttl(ttl)
+        check_wait(wait, "wait", forever=True)  # nan would make every comparison False
         deadline = self._clock() + wait
         while True:
             rec, unchanged = self._observe(name)
@@ -364,16 +412,17 @@ class Locks:
                     time.sleep(max(0.001, min(self.poll, remaining, deadline - now)))
                     continue
                 over = rec.renewed
-            counted = self._sending(name, ttl)
+            gen = self._sending(name, ttl)
+            landed: list[Position] = []
             try:
-                ok, after, started, pos = self._submit("acquire", name, ttl, over, None)
-            except BaseException:
-                self._unsettled(counted)
+                ok, after, started, pos = self._submit("acquire", name, ttl, over, None, landed)
+            except BaseException as exc:
+                self._unsettled(name, _possible_slot(exc, landed[0] if landed else None))
                 raise
             if ok:
-                self._granted(name, counted, after.token, ttl, started, pos)
+                self._granted(name, gen, after.token, ttl, started, pos)
                 return after.token
-            self._refused(name, counted)  # an acquire by the holder always applies
+            self._refused(name)  # an acquire by the holder always applies
             if self._clock() >= deadline and after.holder is not None:
                 raise LockHeldError(name, after.holder, after.token, after.ttl)
 
@@ -382,79 +431,94 @@ class Locks:
         was taken over or released meanwhile. A shorter ttl shortens :meth:`valid` before
         the refresh is sent, and for good if its outcome stays unknown (an error)."""
         with self._mu:
-            held = self._held.get(name)
+            book = self._books.get(name)
+            held = None if book is None else book.held
         if held is None:
             raise ConfigError(f"refresh: this process does not hold lock {name!r}")
-        new_ttl = held.ttl if ttl is None else ttl
-        if not (0 < new_ttl < float("inf")):
-            raise ConfigError(f"--ttl must be a positive number of seconds, not {new_ttl}")
-        counted = self._sending(name, new_ttl)
+        new_ttl = held.ttl if ttl is None else check_ttl(ttl)
+        gen = self._sending(name, new_ttl)
+        landed: list[Position] = []
         try:
-            ok, after, started, pos = self._submit("refresh", name, new_ttl, None, held.token)
-        except BaseException:
-            self._unsettled(counted)
+            ok, after, started, pos = self._submit(
+                "refresh", name, new_ttl, None, held.token, landed
+            )
+        except BaseException as exc:
+            self._unsettled(name, _possible_slot(exc, landed[0] if landed else None))
             raise
         if not ok:
-            self._refused(name, counted)
+            self._refused(name)
             raise LockLostError(name, held.token, after)
-        self._granted(name, counted, held.token, new_ttl, started, pos)
+        self._granted(name, gen, held.token, new_ttl, started, pos)
         return held.token
 
     # Validity bookkeeping. An acquire/refresh entry we send may land even if we never
     # learn it did (an ambiguous append), and a taker then counts *its* ttl from when it
     # saw it: so before sending, our validity is capped at now + 0.75 x its ttl, and the
-    # cap stays until an entry of ours at a later position is established with nothing of
-    # ours in flight (every entry sent before it is then decided at an earlier position,
-    # and takers must watch the newer one).
+    # cap stays until an entry of ours is established at a slot beyond every slot an
+    # unsettled entry of ours may occupy, with nothing of ours in flight (every entry sent
+    # before it is then decided at an earlier position, and takers must watch the newer
+    # one). Concurrent callers (threads, a keepalive) share this per lock name.
 
-    def _sending(self, name: str, ttl: float) -> _Held | None:
+    def _book(self, name: str) -> _Book:
+        book = self._books.get(name)
+        if book is None:
+            book = self._books[name] = _Book()
+        return book
+
+    def _sending(self, name: str, ttl: float) -> int:
+        """Before sending an acquire/refresh: cap validity; the generation it is sent in."""
         with self._mu:
-            held = self._held.get(name)
-            if held is not None:
-                held.cap = min(held.cap, self._clock() + READ_FRACTION * ttl)
-                held.inflight += 1
-            return held
+            book = self._book(name)
+            book.cap = min(book.cap, self._clock() + READ_FRACTION * ttl)
+            book.inflight += 1
+            return book.gen
 
-    def _unsettled(self, counted: _Held | None) -> None:
-        """The entry's outcome is unknown: the cap it set stays."""
-        if counted is not None:
-            with self._mu:
-                counted.inflight -= 1
+    def _unsettled(self, name: str, slot: float) -> None:
+        """The entry's outcome is unknown (it may occupy a slot up to ``slot``): the cap it
+        set stays until an established entry of ours lies beyond ``slot``."""
+        with self._mu:
+            book = self._book(name)
+            book.inflight -= 1
+            book.pending = max(book.pending, slot)
 
-    def _refused(self, name: str, counted: _Held | None) -> None:
+    def _refused(self, name: str) -> None:
         """Our acquire/refresh was applied and refused: we do not hold the lock."""
         with self._mu:
-            if counted is not None:
-                counted.inflight -= 1
-            if self._held.get(name) is counted:
-                self._held.pop(name, None)
+            book = self._book(name)
+            book.inflight -= 1
+            book.held = None
+            book.gen += 1
 
     def _granted(
         self,
         name: str,
-        counted: _Held | None,
+        gen: int,
         token: int,
         ttl: float,
         started: float,
         pos: Position,
     ) -> None:
         with self._mu:
-            if counted is not None:
-                counted.inflight -= 1
-            cur = self._held.get(name)
+            book = self._book(name)
+            book.inflight -= 1
+            if book.gen != gen:
+                return  # released or refused since we sent it: the grant is not ours to use
+            cur = book.held
             if cur is None or cur.token != token:
-                self._held[name] = _Held(token, ttl, started, pos)
-                return
-            if pos > cur.at:
+                book.held = _Held(token, ttl, started, pos)
+            elif pos > cur.at:
                 cur.ttl, cur.started, cur.at = ttl, started, pos
-            if cur.inflight == 0:
-                cur.cap = math.inf
+            if book.inflight == 0 and pos.slot > book.pending:
+                book.cap, book.pending = math.inf, -math.inf
 
     def release(self, name: str, token: int | None = None) -> bool:
         """Release ``name`` if ``owner`` holds it (with ``token``, if given); whether it did.
-        We stop considering ourselves the holder before the release is sent."""
+        We stop considering ourselves the holder before the release is sent, and no answer
+        to an acquire/refresh sent before it brings the hold back."""
         with self._mu:
-            held = self._held.pop(name, None)
+            book = self._book(name)
+            held, book.held = book.held, None
+            book.gen += 1
         tok = token if token is not None else (held.token if held is not None else None)
         ok, _, _, _ = self._submit("release", name, 0.0, None, tok)
         return ok
@@ -469,12 +533,13 @@ class Locks:
         """When (our own ``clock``) :meth:`valid` turns False, as things stand now;
         ``-inf`` if we do not hold ``name``."""
         with self._mu:
-            held = self._held.get(name)
-            return -math.inf if held is None else held.until()
+            book = self._books.get(name)
+            return -math.inf if book is None else book.until()
 
     def token(self, name: str) -> int | None:
         with self._mu:
-            held = self._held.get(name)
+            book = self._books.get(name)
+            held = None if book is None else book.held
         return None if held is None else held.token
 
     def status(self, name: str) -> LockStatus:
@@ -516,8 +581,8 @@ class Locks:
         while not stop.wait(ttl / 3):
             try:
                 self.refresh(name)
-            except LockLostError:
-                return
+            except (LockLostError, ConfigError):
+                return  # lost, or released meanwhile: nothing left to keep alive
             except PassivePaxosError:
                 continue  # an outage: try again; valid() turns False after 0.75 ttl
 

@@ -13,7 +13,9 @@ Guarantees (every process delivering from the start of the log):
   order. Duplicates can exist: when an append's outcome is unknown (``AmbiguousWriteError``,
   a timeout, a crash before the answer), the application retries it, and the first attempt
   may have landed too. ``broadcast`` retries such failures itself with the *same* message
-  id, and ``deliver`` drops every later entry with an id already delivered. (The log also
+  id, and ``deliver`` drops every later entry with a (sender, id) already delivered: a
+  message is named by its sender and its id, so two senders that happen to pick the same
+  ``msg_id`` are two messages. (The log also
   removes its own internal duplicates by write id; this covers retries above it.)
 - **Validity**: once ``broadcast`` returns, the message is in the log and every
   ``deliver`` that follows far enough yields it.
@@ -111,11 +113,11 @@ class Broadcast:
         poll_min: float = 0.05,
         poll_max: float = 1.0,
     ) -> Iterator[Delivery]:
-        """Yield the topic's messages in log order, each message id once, from
+        """Yield the topic's messages in log order, each (sender, message id) once, from
         ``from_position`` (default: the start). ``follow``: keep polling for new ones until
         ``stop`` is set; else stop at the current end."""
         start = from_position or Position(0, 0)
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()  # (sender, id): ids are unique per sender
         if follow:
             entries = self.log.follow(start.slot, poll_min=poll_min, poll_max=poll_max, stop=stop)
         else:
@@ -127,7 +129,7 @@ class Broadcast:
             if got is None:
                 continue
             mid, sender, payload = got
-            if mid in seen:
+            if (sender, mid) in seen:
                 continue
-            seen.add(mid)
+            seen.add((sender, mid))
             yield Delivery(Position(e.slot, e.index), mid, sender, payload)
