@@ -201,6 +201,8 @@ def cmd_append(args: argparse.Namespace) -> int:
         parse_resume_token(args.resume)  # a bad token is bad input, before any request
         try:
             log = Log.open(args.log)
+        except (ConfigError, UnsupportedError):  # bad input (a malformed URL): exit 2
+            raise
         except PassivePaxosError as exc:  # the resumed append is as unknown as before
             raise resume_unknown(args.resume, exc) from exc
         with log:

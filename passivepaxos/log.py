@@ -1235,12 +1235,13 @@ class Log:
         ``TypeError`` before any request.
 
         ``resume``: the token of an ``AppendOutcomeUnknownError`` from an earlier append of
-        the same ``values``. The slot it names is established first (finishing its
-        consensus instance if need be): if the earlier record was decided there, its
-        positions are returned and nothing is written; otherwise the values are appended
-        now under the same write id, so a late landing of the earlier record is still
-        recognised as this append (a record names its slot and its predecessor's hash, so
-        it can land nowhere else): the values end up in the log exactly once."""
+        the same ``values``. The slot it names is established first, the resume proposing
+        its own record of ``values`` there if it is free: if the earlier record (or a
+        resume's) is decided there, its positions are returned and nothing more is written;
+        if another record is, the earlier one can never be decided there (a record names
+        its slot and its predecessor's hash) and the values are appended now: they end up
+        in the log exactly once. A resume that cannot establish the outcome raises
+        ``AppendOutcomeUnknownError`` again (docs/log.md)."""
         if isinstance(values, bytes | bytearray | memoryview | str):
             raise TypeError(
                 "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
