@@ -345,3 +345,25 @@ def test_review3_13_outcome_unknown_text_is_one_sentence() -> None:
     text = str(info.value)
     assert text.count("outcome unknown") == 1 and text.count(info.value.token) == 1, text
     assert isinstance(info.value, PassivePaxosError)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_review1_C_resume_unknown_at_a_new_slot_names_that_slot(mode: str) -> None:
+    """B's resume finds slot 0 taken by A's record and sends its values to slot 1, whose
+    answers are lost: the error names slot 1 (resumable exactly once from there), and
+    B's original token also finds that record instead of appending again."""
+    urls = quorum(mode)
+    ta, tb = _shared_slot_never_landed(urls, mode, [b"A"], [b"B"])
+    assert client(urls, mode)[0].append_positions([b"A"], resume=ta) == [Position(0, 0)]
+    r, links = client(urls, mode)
+    r.head()
+    for link in links:
+        link.lose_after = link.log_puts + (0 if len(urls) == 1 else 1)
+    with pytest.raises(AppendOutcomeUnknownError) as info:
+        r.append_positions([b"B"], resume=tb)
+    assert info.value.slot == 1 and info.value.token != tb
+    assert str(info.value).count(info.value.token) == 1
+    again = client(urls, mode)[0].append_positions([b"B"], resume=info.value.token)
+    assert again == [Position(1, 0)]
+    assert client(urls, mode)[0].append_positions([b"B"], resume=tb) == [Position(1, 0)]
+    assert _values(urls, mode) == [(0, b"A"), (1, b"B")]
