@@ -228,7 +228,7 @@ class _AnswerLostThenFailing:
 
     def _after(self, key: str | None) -> None:
         if self.bad:
-            time.sleep(0.1)
+            time.sleep(0.15)
             raise TransientError("failing (test)", url=self.url, key=key)
 
     def get(self, key: str) -> tuple[bytes, Version] | None:
