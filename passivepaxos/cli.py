@@ -190,11 +190,23 @@ def _values_json(slot: int, index: int, value: bytes) -> dict[str, Any]:
 def cmd_append(args: argparse.Namespace) -> int:
     import os
 
-    from passivepaxos.log import Log
+    from passivepaxos.errors import PassivePaxosError
+    from passivepaxos.log import Log, parse_resume_token, resume_unknown
 
     values = [os.fsencode(v) for v in args.values]
-    with Log.open(args.log) as log:
-        positions = log.append_positions(values, resume=args.resume)
+    if args.resume is None:
+        with Log.open(args.log) as log:
+            positions = log.append_positions(values)
+    else:
+        parse_resume_token(args.resume)  # a bad token is bad input, before any request
+        try:
+            log = Log.open(args.log)
+        except (ConfigError, UnsupportedError):  # bad input (a malformed URL): exit 2
+            raise
+        except PassivePaxosError as exc:  # the resumed append is as unknown as before
+            raise resume_unknown(args.resume, exc) from exc
+        with log:
+            positions = log.append_positions(values, resume=args.resume)
     for pos, value in zip(positions, values, strict=True):
         if args.json:
             _print_json(_values_json(pos.slot, pos.index, value))

@@ -202,7 +202,8 @@ class AppendOutcomeUnknownError(AmbiguousWriteError):
     ``token`` (``"<slot>:<index>:<wid>"``) resumes it exactly once:
     ``Log.append(values, resume=token)`` / ``passivepaxos append --resume TOKEN``. Exact
     because the record names its predecessor's hash and its slot, so it can only ever be
-    decided at ``slot``, and a resumed append reuses its write id ``wid``."""
+    decided at ``slot``: a resume first establishes that slot (proposing its own record
+    there), and appends anew only once another record is decided there."""
 
     def __init__(
         self,
@@ -223,9 +224,9 @@ class AppendOutcomeUnknownError(AmbiguousWriteError):
 
     def at(self, index: int) -> AppendOutcomeUnknownError:
         """The same error for the caller whose values start at ``index`` of the batch."""
-        base = PassivePaxosError.__str__(self).split(" (resume with", 1)[0]
+        token = f"{self.slot}:{index}:{self.wid}"
         out = AppendOutcomeUnknownError(
-            f"{base} (resume with token {self.slot}:{index}:{self.wid})",
+            PassivePaxosError.__str__(self).replace(self.token, token),
             slot=self.slot,
             index=index,
             wid=self.wid,

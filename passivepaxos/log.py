@@ -207,6 +207,40 @@ def slot_instance(slot: int) -> str:
     return f"log/{slot:020d}"
 
 
+def parse_resume_token(token: str) -> tuple[int, int, str]:
+    """``(slot, index, wid)`` of an ``AppendOutcomeUnknownError`` token; ``ConfigError``
+    naming the token when it is not one."""
+    m = re.fullmatch(r"(\d+):(\d+):([0-9a-f]{32})", token.strip())
+    if m is None:
+        raise ConfigError(
+            f"bad resume token {token!r}: expected SLOT:INDEX:WID as printed by the "
+            "append whose outcome was unknown"
+        )
+    return int(m[1]), int(m[2]), m[3]
+
+
+def resume_wid(wid: str, index: int) -> str:
+    """The write id a resume of token ``*:index:wid`` writes its values under: its own
+    (two callers that shared one group-commit record share ``wid``, never this) and
+    deterministic (a second resume of the same token recognises the first one's record)."""
+    return hashlib.sha256(f"resume:{wid}:{index}".encode()).hexdigest()[:32]
+
+
+def resume_unknown(token: str, cause: PassivePaxosError) -> AppendOutcomeUnknownError:
+    """A resume that failed before establishing anything (e.g. the log could not even be
+    opened): its outcome is as unknown as before, with the same token."""
+    slot, index, wid = parse_resume_token(token)
+    return AppendOutcomeUnknownError(
+        f"append outcome unknown: the entries may be in the log at slot {slot} "
+        f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
+        slot=slot,
+        index=index,
+        wid=wid,
+        url=getattr(cause, "url", ""),
+        key=getattr(cause, "key", None),
+    )
+
+
 def record_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -690,11 +724,18 @@ class Log:
 
     def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
         """After an unclear create: read back; resend the identical bytes while the slot is
-        free (they can only land on this slot); give up with ``AmbiguousWriteError``."""
+        free (they can only land on this slot); give up with ``AmbiguousWriteError``. The
+        create was sent, so *any* store failure from here on (a plain deadline or transient
+        error of a read-back included) leaves the outcome unknown, never "not written"; the
+        pauses between read-backs are cut to the time the store's deadline leaves."""
         store = self.stores[0]
         key = slot_instance(slot)
+        window = store._window()  # the deadline the create ran under, if any
         for attempt in range(1, 6):
-            self._sleep(min(1.0, 0.02 * 2**attempt))
+            pause = min(1.0, 0.02 * 2**attempt)
+            if window is not None and window.left() <= pause:
+                break  # no time left for another read-back
+            self._sleep(pause)
             try:
                 got = self._fetch(slot)
                 if got is not None:
@@ -704,10 +745,10 @@ class Log:
             except AlreadyExistsError as exc:
                 if exc.current is not None:
                     return exc.current[0]
-            except (AmbiguousWriteError, TransientError) as exc:
+            except StoreError as exc:
                 cause = exc
         raise AmbiguousWriteError(
-            f"slot {slot}: append outcome unknown ({cause}); the entries may appear later",
+            f"the create was sent but not confirmed: {_why_unknown(cause)}",
             url=store.url,
             key=key,
         ) from cause
@@ -1195,12 +1236,13 @@ class Log:
         ``TypeError`` before any request.
 
         ``resume``: the token of an ``AppendOutcomeUnknownError`` from an earlier append of
-        the same ``values``. The slot it names is established first (finishing its
-        consensus instance if need be): if the earlier record was decided there, its
-        positions are returned and nothing is written; otherwise the values are appended
-        now under the same write id, so a late landing of the earlier record is still
-        recognised as this append (a record names its slot and its predecessor's hash, so
-        it can land nowhere else): the values end up in the log exactly once."""
+        the same ``values``. The slot it names is established first, the resume proposing
+        its own record of ``values`` there if it is free: if the earlier record (or a
+        resume's) is decided there, its positions are returned and nothing more is written;
+        if another record is, the earlier one can never be decided there (a record names
+        its slot and its predecessor's hash) and the values are appended now: they end up
+        in the log exactly once. A resume that cannot establish the outcome raises
+        ``AppendOutcomeUnknownError`` again (docs/log.md)."""
         if isinstance(values, bytes | bytearray | memoryview | str):
             raise TypeError(
                 "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
@@ -1385,13 +1427,14 @@ class Log:
                 return slot
             if is_tombstone(decided):
                 self._stale_at_tombstone(slot, decided, wid)
-                self._wrote(slot, epoch, meta, started)  # our own write, landed then trimmed
+                # our own write, landed then trimmed: maybe an earlier send's
+                self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
             self._note(decided)
             winner = self._decode(decided, slot, prev)
             self._learned(slot, decided, chained=True)
-            if winner.wid == wid:
-                self._wrote(slot, epoch, meta, started)
+            if winner.wid == wid:  # our write id, other bytes: an earlier send landed
+                self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
             won = winner.lease_state
             with self._state:
@@ -1457,67 +1500,180 @@ class Log:
         return None
 
     def _unknown(
-        self, slot: int, wid: str, cause: AmbiguousWriteError
+        self, slot: int, wid: str, cause: PassivePaxosError, *, index: int = 0
     ) -> AppendOutcomeUnknownError:
         """The record aimed at ``slot`` may be decided there (its ACCEPT or create may have
         landed) and it could not be established: never "not written" (``QuorumError``)."""
         url, key = self._where(slot)
         return AppendOutcomeUnknownError(
-            f"slot {slot}: append outcome unknown ({_bare(cause)}); the entries may be in "
-            f"the log (resume with token {slot}:0:{wid})",
+            f"append outcome unknown: the entries may be in the log at slot {slot} "
+            f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
             slot=slot,
-            index=0,
+            index=index,
             wid=wid,
             url=url,
             key=key,
         )
 
     def _resume(self, values: list[bytes], token: str) -> list[Position]:
-        """``append_positions(values, resume=token)``: see there."""
-        m = re.fullmatch(r"(\d+):(\d+):([0-9a-f]{32})", token.strip())
-        if m is None:
-            raise ConfigError(
-                f"bad resume token {token!r}: expected SLOT:INDEX:WID as printed by the "
-                "append whose outcome was unknown"
-            )
-        slot, index, wid = int(m[1]), int(m[2]), m[3]
+        """``append_positions(values, resume=token)``: see there. Any failure before the
+        outcome is established is ``AppendOutcomeUnknownError`` with the same token (or,
+        once the values were sent to a new slot, that slot's token)."""
+        slot, index, wid = parse_resume_token(token)
         if not values:
             raise ConfigError("resume: give the same values as the append being resumed")
-        with self._lead():
-            got = self._fetch(slot)  # established: decided, or provably empty (finished)
-            if got is not None:
-                self._learned(slot, got)
-                if is_tombstone(got):
-                    url, key = self._where(slot)
-                    if tombstone_of(got, slot, url=url, key=key).wid == wid:
-                        return [Position(slot, index + i) for i in range(len(values))]
-                else:
-                    rec = self._decode(got, slot, None)
-                    if rec.wid == wid:
-                        return self._resumed_at(slot, rec, values, index)
-            # our record was not decided at its slot (another was, or none yet): append
-            # now under the same write id (a late landing there is still recognised)
-            self._observe()
-            new = self._commit(list(values), wid=wid)
-        at = index if new == slot else 0
-        hit = self._cached(new)
-        if hit is None or is_tombstone(hit[1]):  # ours, landed and trimmed since
-            return [Position(new, at + i) for i in range(len(values))]
-        return self._resumed_at(new, self._decode(hit[1], new, None), values, at)
+        try:
+            with self._lead():
+                return self._resume_led(values, slot, index, wid)
+        except (AppendOutcomeUnknownError, ConfigError):
+            raise
+        except PassivePaxosError as exc:
+            raise self._unknown(slot, wid, exc, index=index) from exc
 
-    def _resumed_at(
-        self, slot: int, rec: Record, values: list[bytes], index: int
-    ) -> list[Position]:
-        """Positions of ``values`` in ``rec`` (ours): at ``index`` in the earlier record,
-        at 0 in a record written by the resume itself."""
+    def _resume_led(self, values: list[bytes], slot: int, index: int, wid: str) -> list[Position]:
+        """Establish slot ``slot`` by proposing there a record of ``values`` under the
+        resume's own write id (built on slot ``slot - 1``, like the original): the
+        original record (``wid``, values at ``index``) or the resume's own record decided
+        there is this append; any other record decided there means the original can never
+        be decided (one record per slot, and it names its slot), so the values are appended
+        anew under the resume's write id. Its write id is derived from the token, so that
+        two callers of one group-commit slot never take each other's record as theirs and
+        a second resume of the same token recognises the first one's record."""
+        mine = resume_wid(wid, index)
         k = len(values)
-        for at in (index, 0):
-            if list(rec.entries[at : at + k]) == values:
+        got = self._fetch(slot)
+        while got is None:  # provably free now: decide it (a late landing still wins)
+            got = self._propose_exact(values, slot, index, wid, mine)
+        if is_tombstone(got):
+            url, key = self._where(slot)
+            t = tombstone_of(got, slot, url=url, key=key)
+            self._saw_snapshot(t.snap)
+            if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
+                at = index if t.wid == wid else 0
+                self._found_own(slot, t.lease_state)
                 return [Position(slot, at + i) for i in range(k)]
-        raise ConfigError(
-            f"resume: slot {slot} holds this append's record, but not these values; give "
-            "the same values as the append being resumed"
-        )
+        else:
+            self._learned(slot, got)
+            rec = self._decode(got, slot, None)
+            if rec.wid in (wid, mine):
+                at = index if rec.wid == wid else 0
+                if list(rec.entries[at : at + k]) != values:
+                    raise ConfigError(
+                        f"resume: slot {slot} holds this append's record, but not these "
+                        "values at its position; give the same values as the append being "
+                        "resumed"
+                    )
+                self._found_own(slot, rec.lease_state)
+                return [Position(slot, at + i) for i in range(k)]
+        # another record is decided at the token's slot: the original can never be
+        # decided. An earlier resume of this token may have appended the values after it
+        # (and returned): look for its record up to the tail (reads every slot in between).
+        found = self._find_own(slot + 1, mine)
+        if found is not None:
+            at_slot, state, entries = found
+            if entries is not None and list(entries[:k]) != values:
+                raise ConfigError(
+                    f"resume: slot {at_slot} holds this append's resumed record, but not "
+                    "these values; give the same values as the append being resumed"
+                )
+            self._found_own(at_slot, state)
+            return [Position(at_slot, i) for i in range(k)]
+        # append the values now (an unknown outcome names the new slot's token)
+        new = self._commit(list(values), wid=mine)
+        return [Position(new, i) for i in range(k)]
+
+    def _find_own(
+        self, start: int, mine: str
+    ) -> tuple[int, LeaseState, tuple[bytes, ...] | None] | None:
+        """The first slot from ``start`` to the tail holding a record (or tombstone: no
+        entries) with write id ``mine``; ``None`` when there is none (the tail is then
+        known)."""
+        slot = start
+        while True:
+            slots = list(range(slot, slot + 8))
+            got = self._exists_many(slots)
+            for s in slots:
+                data = got[s]
+                if data is None:
+                    return None
+                if is_tombstone(data):
+                    url, key = self._where(s)
+                    t = tombstone_of(data, s, url=url, key=key)
+                    self._saw_snapshot(t.snap)
+                    if t.wid == mine:
+                        return s, t.lease_state, None
+                    continue
+                self._learned(s, data)
+                rec = self._decode(data, s, None)
+                if rec.wid == mine:
+                    return s, rec.lease_state, rec.entries
+            slot += 8
+
+    def _propose_exact(
+        self, values: list[bytes], slot: int, index: int, wid: str, mine: str
+    ) -> bytes | None:
+        """Propose at exactly ``slot`` (found free) a record of ``values`` with write id
+        ``mine``; return the record decided there (``None``: waited out a lease, look
+        again). Follows the writer lease like ``_commit``."""
+        with self._state:
+            seen = self._snap_seen
+        if slot <= seen:
+            url, key = self._where(slot)
+            raise DamagedSlotError(
+                slot,
+                f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone was "
+                "deleted): nothing was written by the resume",
+                url=url,
+                key=key,
+            )
+        if slot == 0:
+            before: bytes | None = None
+            prev = self.genesis
+        else:
+            before = self._fetch(slot - 1)
+            if before is None:
+                url, key = self._where(slot - 1)
+                raise DamagedSlotError(
+                    slot - 1,
+                    f"missing while the resumed slot {slot} was written to",
+                    url=url,
+                    key=key,
+                )
+            prev = chain_hash(before, slot - 1)
+        plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
+        if plan is None:
+            return self._fetch(slot)
+        epoch, meta = plan
+        _, conf = self._config_at(slot)
+        rec = Record(slot, prev, self.writer_id, epoch, mine, tuple(values), lease=meta, conf=conf)
+        data = rec.encode()
+        self.slot_writes += 1
+        try:
+            return self._decide(slot, data, os.urandom(16))
+        except AmbiguousWriteError as exc:
+            raise self._unknown(slot, wid, exc, index=index) from exc
+
+    def _found_own(self, slot: int, state: LeaseState) -> None:
+        """A decided record at ``slot`` carries this append's write id, but it may be an
+        earlier send's (it landed late), not the bytes just sent: a claimant may have
+        watched it since *that* send. If it holds our lease, count the read window from
+        the earliest send of ours whose outcome was still unknown, never later."""
+        with self._state:
+            lease = self._lease
+            if lease is None or (state.holder, state.epoch) != (self.writer_id, lease.epoch):
+                return
+            if state.ttl is None:  # our release
+                self._lease = None
+                return
+            if lease.pending is not None and slot >= lease.last_slot:
+                lease.wrote(slot, lease.pending_since, state.ttl, state.wall or 0.0)
+
+    def _earliest_send(self, started: float) -> float:
+        """When the earliest send of ours that may have produced a record carrying our
+        write id started: ``started``, or an earlier send still of unknown outcome."""
+        with self._state:
+            lease = self._lease
+            return started if lease is None else min(started, lease.pending_since)
 
     def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:
         """Our create of ``slot`` found a tombstone: the slot was decided long ago and then
@@ -2521,6 +2677,12 @@ def _names_config(data: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and ("cfg" in doc or "conf" in doc)
+
+
+def _why_unknown(exc: PassivePaxosError) -> str:
+    """Why an outcome is unknown, for one sentence: the cause's message without its
+    location prefix and without a leading "... outcome unknown:" of its own."""
+    return re.sub(r"^(\w+ )?outcome unknown: ", "", PassivePaxosError.__str__(exc))
 
 
 def _bare(exc: StoreError) -> str:
