@@ -673,8 +673,9 @@ class Log:
 
     def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
         """The stores a proposal counts, each checked to still hold this log's manifest
-        (:class:`MemberStore`: one GET per store and slot, in parallel with the slot's
-        first message) when the log was opened from its manifest and is a quorum."""
+        (:class:`MemberStore`: one GET per store and phase-1 batch or learner read, in
+        parallel with that batch) when the log was opened from its manifest and is a
+        quorum. Every decision and every learn of a slot goes through here."""
         if self.manifest is None or len(stores) < 2:
             return stores
         out = []
@@ -923,6 +924,10 @@ class Log:
         instance = slot_instance(slot)
         names = [s.url for s in stores]
         started = self._clock()
+        # the learner and the finisher count a store only while it holds this log's
+        # manifest, like a proposal (_voters): a wiped store's empty lists must not read
+        # as "nothing accepted" nor vote in the finisher's rounds
+        stores = self._voters(stores)
         got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
         if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
             # Most often a decision in flight (its ACCEPTs landing one by one): read once
@@ -962,6 +967,7 @@ class Log:
             batch = next(gen)
             while True:
                 ops = list(batch)
+                driver.begin_batch(stores, ops)
                 if self._fanout is not None and len(ops) > 1:
                     futs = [
                         self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops

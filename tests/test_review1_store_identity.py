@@ -1,0 +1,106 @@
+"""Review round 1 (reviewer 1), findings A, B, F and G: store identity, membership and
+tail discovery on a quorum opened from its manifest.
+
+- A: a passed membership check lives for one phase-1 batch only (it was remembered for
+  the whole slot, so a store wiped later voted in a later proposal of that slot);
+- B: a reader's learner and finisher count a store only while it holds the manifest (a
+  reader's finisher decided a second value for an acknowledged slot on a wiped store);
+- F: ``members remove`` of a store whose removal was committed finishes the marker copy;
+- G: appends after two deleted middle slots.
+
+Schedules are scripted on memory:// stores through ``Link`` (tests/test_decided_facts.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from passivepaxos.errors import AppendOutcomeUnknownError, PassivePaxosError
+from passivepaxos.log import Log
+from passivepaxos.manifest import init_log, open_log
+from passivepaxos.store import Store
+from passivepaxos.urls import open_backend
+from tests.test_decided_facts import FAST, Link, wipe
+
+MODES = ["create", "cas", "blocks"]
+_n = itertools.count()
+
+
+def quorum(mode: str, names: str = "abc") -> list[str]:
+    run = next(_n)
+    urls = [f"memory://rev1id{run}-{n}" for n in names]
+    init_log(",".join(urls), mode)
+    return urls
+
+
+def client(urls: list[str], mode: str) -> tuple[Log, list[Link]]:
+    """A client opened from the manifest (identity checks on), with its own links."""
+    links = [Link(open_backend(u)) for u in urls]
+    stores = [Store(link, retry=FAST, sleep=lambda _: None) for link in links]
+    _, manifest = open_log(",".join(urls))
+    log = Log(stores, mode, manifest=manifest, sleep=lambda _: None, backoff_max=0.0)
+    return log, links
+
+
+def values(urls: list[str], mode: str, down: tuple[int, ...] = ()) -> list[bytes]:
+    reader, links = client(urls, mode)
+    for i in down:
+        links[i].down = True
+    with reader:
+        return [e.value for e in reader.read()]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_review1_A_membership_check_does_not_outlive_a_phase_1_batch(mode: str) -> None:
+    """W's check of b for slot 1 (made in its unclear append of w1) must not count the
+    wiped b when W proposes slot 1 again: x1 was acknowledged there (on 5866e2c W's next
+    append decided w1 on {a, b-wiped} and readers saw w1, not x1)."""
+    urls = quorum(mode)
+    w, wl = client(urls, mode)
+    x, xl = client(urls, mode)
+    assert w.append([b"w0"]) == [0]
+    for link in wl[1:]:
+        link.cut_after = link.log_puts + 1  # b, c: W's PREPARE lands, then the link fails
+    with pytest.raises(AppendOutcomeUnknownError):
+        w.append([b"w1"])  # ACCEPT(w1) on a only
+    xl[0].down = True  # X cannot reach a; its marker write to c is lost
+    xl[2].drop_markers = True
+    assert x.append([b"x1"]) == [1]  # acknowledged, decided on {b, c}
+    wipe(urls[1])  # b loses its state
+    for link in wl:
+        link.down, link.cut_after = False, None
+    wl[2].down = True  # W cannot reach c now
+    with pytest.raises(PassivePaxosError):
+        w.append([b"w2"])  # only a counts: no majority
+    assert values(urls, mode) == [b"w0", b"x1"]
+    assert values(urls, mode, down=(1,)) == [b"w0", b"x1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_review1_B_reader_finisher_does_not_count_a_wiped_store(mode: str) -> None:
+    """v is acknowledged at slot 0 on {a, b}; W1's ACCEPT(w1) sits on c only; b is
+    wiped. A reader that cannot reach a must not finish slot 0 with the empty b (on
+    5866e2c it decided w1 on {b, c}, so readers disagreed and verify said intact)."""
+    urls = quorum(mode)
+    w1, l1 = client(urls, mode)
+    w2, l2 = client(urls, mode)
+    w1.head()
+    w2.head()
+    for link in l1[:2]:
+        link.cut_after = link.log_puts + 1  # W1: PREPARE everywhere, ACCEPT only on c
+    with pytest.raises(AppendOutcomeUnknownError):
+        w1.append([b"w1"])
+    l2[2].down = True  # W2 cannot reach c
+    assert w2.append([b"v"]) == [0]
+    wipe(urls[1])
+    r, rl = client(urls, mode)  # a fresh open: a and c hold the manifest
+    rl[0].down = True
+    with pytest.raises(PassivePaxosError):
+        list(r.read())  # b does not count, a is unreachable: no majority, no decision
+    assert values(urls, mode) == [b"v"]
+    with pytest.raises(PassivePaxosError):
+        values(urls, mode, down=(0,))  # only c counts
+    with pytest.raises(PassivePaxosError):
+        values(urls, mode, down=(2,))  # only a counts: the end of the log is not known
