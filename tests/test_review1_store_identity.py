@@ -14,12 +14,21 @@ Schedules are scripted on memory:// stores through ``Link`` (tests/test_decided_
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
-from passivepaxos.errors import AppendOutcomeUnknownError, PassivePaxosError
-from passivepaxos.log import Log
+from passivepaxos.cli import main
+from passivepaxos.consensus import core
+from passivepaxos.errors import (
+    AmbiguousWriteError,
+    AppendOutcomeUnknownError,
+    PassivePaxosError,
+    QuorumError,
+)
+from passivepaxos.log import Log, slot_instance
 from passivepaxos.manifest import init_log, open_log
+from passivepaxos.membership import MembershipIncompleteError, change
 from passivepaxos.store import Store
 from passivepaxos.urls import open_backend
 from tests.test_decided_facts import FAST, Link, wipe
@@ -104,3 +113,58 @@ def test_review1_B_reader_finisher_does_not_count_a_wiped_store(mode: str) -> No
         values(urls, mode, down=(0,))  # only c counts
     with pytest.raises(PassivePaxosError):
         values(urls, mode, down=(2,))  # only a counts: the end of the log is not known
+
+
+def _markers_on(url: str, upto: int) -> int:
+    backend = open_backend(url)
+    return sum(backend.get(core.decided_key(slot_instance(s))) is not None for s in range(upto + 1))
+
+
+def test_review1_F_remove_after_commit_finishes_the_marker_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The removal record is committed but b refuses the DECIDED marker copy: the error
+    says the change is committed and how to finish; `members remove` again completes the
+    copy (on 5866e2c: "QuorumError: DECIDED marker on 1 of 2 stores", then "is not a
+    store", and the copy could never be finished)."""
+    for n in "abr":
+        (tmp_path / f"s-{n}").mkdir()
+    a, b, r = urls = [f"file://{tmp_path}/s-{n}" for n in "abr"]
+    init_log(",".join(urls), "create")
+    admin, links = client(urls, "create")
+    assert admin.append([b"zero"]) == [0]
+    links[1].drop_markers = True  # b stops taking marker writes mid-change
+    with pytest.raises(MembershipIncompleteError) as info:
+        change(admin, "remove", r)
+    assert isinstance(info.value, QuorumError)
+    msg = str(info.value)
+    assert "committed at slot 1" in msg and "members remove" in msg and "do not delete" in msg
+    assert _markers_on(b, 1) < 2
+    # the CLI, a new process: reports the earlier commit and completes the copy
+    assert main(["members", "remove", ",".join(urls), r]) == 0
+    out = capsys.readouterr().out
+    assert "committed earlier at slot 1; DECIDED markers complete" in out
+    assert _markers_on(a, 1) == 2 and _markers_on(b, 1) == 2
+    fresh, _ = client([a, b], "create")
+    assert fresh.members() == (a, b)
+    # again: nothing left to copy, still success
+    again, _ = client(urls, "create")
+    assert change(again, "remove", r)["markers_written"] == 0
+
+
+def test_review1_F_remove_whose_record_outcome_is_unknown_is_finished_by_a_rerun() -> None:
+    """The removal record's ACCEPTs land but their answers are lost: outcome unknown,
+    saying how to finish; the rerun settles the record (it was decided) and copies the
+    markers instead of answering "not a store"."""
+    a, b, r = urls = quorum("create", "abr")
+    admin, links = client(urls, "create")
+    assert admin.append([b"zero"]) == [0]
+    for link in links:
+        link.lose_after = link.log_puts + 1  # PREPARE answered; ACCEPT lands, answer lost
+    with pytest.raises(AmbiguousWriteError) as info:
+        change(admin, "remove", r)
+    assert "run `members remove` with the same arguments again" in str(info.value)
+    rerun, _ = client(urls, "create")
+    out = change(rerun, "remove", r)
+    assert out["slot"] == 1 and out["resumed"] and out["to"] == [a, b]
+    assert _markers_on(a, 1) == 2 and _markers_on(b, 1) == 2
