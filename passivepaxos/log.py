@@ -1095,21 +1095,27 @@ class Log:
                 seen.update(found)
                 lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
                 hi = hi if narrowed is None else narrowed
-            # slot lo+1 is missing: the one after it must be missing too, as reads check
-            # (a deleted middle slot is damage; filling it would break the chain there and
-            # erase the evidence). The first search round usually probed it already.
-            after = seen[lo + 2] if lo + 2 in seen else self._exists(lo + 2)
-            if after is None:
+            # slot lo+1 is missing: slots lo+2 and lo+4 must be missing too, as verify
+            # checks (a deleted middle slot, or two or three consecutive ones, is damage;
+            # filling it would break the chain there and erase the evidence). The first
+            # search round usually probed them already; the rest go out in one batch.
+            beyond = (lo + 2, lo + 4)
+            todo = [p for p in beyond if p not in seen]
+            if todo:
+                seen.update(self._exists_many(todo))
+            later = next((p for p in beyond if seen[p] is not None), None)
+            if later is None:
                 break
-            if self._exists(lo + 1) is None:
+            first = self._exists(lo + 1)
+            if first is None:
                 url, key = self._where(lo + 1)
                 raise DamagedSlotError(
                     lo + 1,
-                    f"missing while slot {lo + 2} exists (a gap in the log)",
+                    f"missing while slot {later} exists (a gap in the log)",
                     url=url,
                     key=key,
                 )
-            lo, lo_data, hi = lo + 2, after, None  # both decided meanwhile: search on
+            lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
             seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self._fetch(lo)

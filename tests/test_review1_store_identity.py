@@ -26,7 +26,7 @@ from passivepaxos.errors import (
     PassivePaxosError,
     QuorumError,
 )
-from passivepaxos.log import Log, slot_instance
+from passivepaxos.log import DamagedSlotError, Log, slot_instance
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.membership import MembershipIncompleteError, change
 from passivepaxos.store import Store
@@ -168,3 +168,23 @@ def test_review1_F_remove_whose_record_outcome_is_unknown_is_finished_by_a_rerun
     out = change(rerun, "remove", r)
     assert out["slot"] == 1 and out["resumed"] and out["to"] == [a, b]
     assert _markers_on(a, 1) == 2 and _markers_on(b, 1) == 2
+
+
+@pytest.mark.parametrize("deleted", [(2, 3), (2, 3, 4)])
+def test_review1_G_two_or_three_deleted_middle_slots_are_not_filled(
+    tmp_path: Path, deleted: tuple[int, ...]
+) -> None:
+    """Tail discovery landing on the first of several deleted middle slots finds the
+    later slot (it probes lo+2 and lo+4, as verify does) and refuses (on 5866e2c the
+    append with slots 2 and 3 deleted was acknowledged at slot 2, erasing the evidence)."""
+    url = f"file://{tmp_path}"
+    init_log(url, "create")
+    with Log.open(url) as log:
+        for i in range(6):
+            assert log.append([f"e{i}".encode()]) == [i]
+    for s in deleted:
+        (tmp_path / slot_instance(s)).unlink()
+    with Log.open(url) as log, pytest.raises(DamagedSlotError) as info:
+        log.append([b"NEW"])
+    assert info.value.slot == 2
+    assert not (tmp_path / slot_instance(2)).exists()  # the evidence is kept
