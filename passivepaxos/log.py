@@ -525,6 +525,7 @@ class Log:
         self.ident = None if manifest is None else manifest.ident
         self._genesis = None if manifest is None else genesis_of(manifest.ident)
         self._members: dict[str, MemberStore] = {}
+        self._members_lock = threading.Lock()  # _voters runs on the read-ahead threads too
         self.url = url or ",".join(s.url for s in self.stores)
         self.writer_id = writer_id or default_writer_id()
         self.fetch_ahead = max(1, fetch_ahead)
@@ -679,13 +680,14 @@ class Log:
         if self.manifest is None or len(stores) < 2:
             return stores
         out = []
-        for s in stores:
-            m = self._members.get(s.url)
-            if m is None or m.inner is not s:
-                if m is not None:
-                    m.close()
-                m = self._members[s.url] = MemberStore(s, self.manifest)
-            out.append(m)
+        with self._members_lock:
+            for s in stores:
+                m = self._members.get(s.url)
+                if m is None or m.inner is not s:
+                    if m is not None:
+                        m.close()
+                    m = self._members[s.url] = MemberStore(s, self.manifest)
+                out.append(m)
         return out
 
     def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:

@@ -442,7 +442,8 @@ class MemberStore(Store):
         self.manifest = manifest
         self._lock = threading.Lock()
         self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ppx-member")
+        # checks of parallel reads (read-ahead) and writes run at once: a few threads
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ppx-member")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
