@@ -468,7 +468,14 @@ class MemberStore(Store):
 
     @staticmethod
     def _instance(key: str) -> str:
-        return "/".join(key.split("/")[:2])
+        """The consensus instance of an object key (``<instance>/<slot>``, ``/list``,
+        ``/decided``, ``/blocks/...``); any instance name, not only two-part ones."""
+        if key.endswith("/blocks/"):  # the LIST prefix of a Disk Paxos instance
+            return key[: -len("/blocks/")]
+        parts = key.split("/")
+        if len(parts) >= 4 and parts[-3] == "blocks":  # <instance>/blocks/<owner>/<seq>
+            return "/".join(parts[:-3])
+        return key.rsplit("/", 1)[0]
 
     def new_phase(self, key: str) -> None:
         """A phase-1 batch (or a learner's read) of the instance of ``key`` starts: forget

@@ -27,7 +27,7 @@ from passivepaxos.errors import (
     QuorumError,
 )
 from passivepaxos.log import DamagedSlotError, Log, slot_instance
-from passivepaxos.manifest import init_log, open_log
+from passivepaxos.manifest import close_members, init_log, member_stores, open_log
 from passivepaxos.membership import MembershipIncompleteError, change
 from passivepaxos.store import Store
 from passivepaxos.urls import open_backend
@@ -188,3 +188,30 @@ def test_review1_G_two_or_three_deleted_middle_slots_are_not_filled(
         log.append([b"NEW"])
     assert info.value.slot == 2
     assert not (tmp_path / slot_instance(2)).exists()  # the evidence is kept
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_review1_B_propose_through_member_stores_does_not_count_a_wiped_store(
+    mode: str,
+) -> None:
+    """``propose`` (what ``cli propose`` runs) with stores wrapped by
+    ``manifest.member_stores``: "first" is decided on {a, r} (b unreachable, so no
+    marker on b), r is wiped, then a proposal reaching only b and r must not decide a
+    second value (on the raw stores it decided "second")."""
+    from passivepaxos.consensus import driver
+
+    urls = quorum(mode, "abr")
+    _, manifest = open_log(",".join(urls))
+    links = [Link(open_backend(u)) for u in urls]
+    raw = [Store(link, retry=FAST, sleep=lambda _: None) for link in links]
+    stores = member_stores(raw, manifest)  # instance "i": a one-part name
+    try:
+        links[1].down = True
+        assert driver.propose(stores, "i", b"first", "w", mode, sleep=lambda _: None) == b"first"
+        links[1].down = False
+        wipe(urls[2])
+        links[0].down = True
+        with pytest.raises(PassivePaxosError):
+            driver.propose(stores, "i", b"second", "x", mode, sleep=lambda _: None)
+    finally:
+        close_members(stores)
