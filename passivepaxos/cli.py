@@ -156,12 +156,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_propose(args: argparse.Namespace) -> int:
     from passivepaxos.consensus.driver import propose
-    from passivepaxos.manifest import check_instance, open_log
+    from passivepaxos.manifest import check_instance, close_members, member_stores, open_log
 
     instance = check_instance(args.instance)
     stores, manifest = open_log(args.log)
     value = _arg_bytes(args.value)  # a non-UTF-8 argument is proposed as its bytes
-    decided = propose(stores, instance, value, _proposer_id(), manifest.mode)
+    # a store counts only while it holds the manifest (checked with every phase 1), as
+    # for the log: one wiped after open_log must not vote
+    voters = member_stores(stores, manifest)
+    try:
+        decided = propose(voters, instance, value, _proposer_id(), manifest.mode)
+    finally:
+        close_members(voters)
     if args.json:
         out: dict[str, Any] = {
             "instance": args.instance,

@@ -560,6 +560,7 @@ class Log:
         self.ident = None if manifest is None else manifest.ident
         self._genesis = None if manifest is None else genesis_of(manifest.ident)
         self._members: dict[str, MemberStore] = {}
+        self._members_lock = threading.Lock()  # _voters runs on the read-ahead threads too
         self.url = url or ",".join(s.url for s in self.stores)
         self.writer_id = writer_id or default_writer_id()
         self.fetch_ahead = max(1, fetch_ahead)
@@ -708,18 +709,20 @@ class Log:
 
     def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
         """The stores a proposal counts, each checked to still hold this log's manifest
-        (:class:`MemberStore`: one GET per store and slot, in parallel with the slot's
-        first message) when the log was opened from its manifest and is a quorum."""
+        (:class:`MemberStore`: one GET per store and phase-1 batch or learner read, in
+        parallel with that batch) when the log was opened from its manifest and is a
+        quorum. Every decision and every learn of a slot goes through here."""
         if self.manifest is None or len(stores) < 2:
             return stores
         out = []
-        for s in stores:
-            m = self._members.get(s.url)
-            if m is None or m.inner is not s:
-                if m is not None:
-                    m.close()
-                m = self._members[s.url] = MemberStore(s, self.manifest)
-            out.append(m)
+        with self._members_lock:
+            for s in stores:
+                m = self._members.get(s.url)
+                if m is None or m.inner is not s:
+                    if m is not None:
+                        m.close()
+                    m = self._members[s.url] = MemberStore(s, self.manifest)
+                out.append(m)
         return out
 
     def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
@@ -965,6 +968,10 @@ class Log:
         instance = slot_instance(slot)
         names = [s.url for s in stores]
         started = self._clock()
+        # the learner and the finisher count a store only while it holds this log's
+        # manifest, like a proposal (_voters): a wiped store's empty lists must not read
+        # as "nothing accepted" nor vote in the finisher's rounds
+        stores = self._voters(stores)
         got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
         if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
             # Most often a decision in flight (its ACCEPTs landing one by one): read once
@@ -1004,6 +1011,7 @@ class Log:
             batch = next(gen)
             while True:
                 ops = list(batch)
+                driver.begin_batch(stores, ops)
                 if self._fanout is not None and len(ops) > 1:
                     futs = [
                         self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops
@@ -1131,21 +1139,27 @@ class Log:
                 seen.update(found)
                 lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
                 hi = hi if narrowed is None else narrowed
-            # slot lo+1 is missing: the one after it must be missing too, as reads check
-            # (a deleted middle slot is damage; filling it would break the chain there and
-            # erase the evidence). The first search round usually probed it already.
-            after = seen[lo + 2] if lo + 2 in seen else self._exists(lo + 2)
-            if after is None:
+            # slot lo+1 is missing: slots lo+2 and lo+4 must be missing too, as verify
+            # checks (a deleted middle slot, or two or three consecutive ones, is damage;
+            # filling it would break the chain there and erase the evidence). The first
+            # search round usually probed them already; the rest go out in one batch.
+            beyond = (lo + 2, lo + 4)
+            todo = [p for p in beyond if p not in seen]
+            if todo:
+                seen.update(self._exists_many(todo))
+            later = next((p for p in beyond if seen[p] is not None), None)
+            if later is None:
                 break
-            if self._exists(lo + 1) is None:
+            first = self._exists(lo + 1)
+            if first is None:
                 url, key = self._where(lo + 1)
                 raise DamagedSlotError(
                     lo + 1,
-                    f"missing while slot {lo + 2} exists (a gap in the log)",
+                    f"missing while slot {later} exists (a gap in the log)",
                     url=url,
                     key=key,
                 )
-            lo, lo_data, hi = lo + 2, after, None  # both decided meanwhile: search on
+            lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
             seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self._fetch(lo)

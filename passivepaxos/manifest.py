@@ -25,12 +25,13 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from passivepaxos.capabilities import Capabilities, ListMode, choose_mode
+from passivepaxos.consensus.core import decided_key
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -50,12 +51,15 @@ __all__ = [
     "Manifest",
     "MemberStore",
     "check_instance",
+    "close_members",
     "init_log",
+    "member_stores",
     "open_log",
     "open_stores",
 ]
 
 MANIFEST_KEY = "manifest"
+MARKER_SUFFIX = decided_key("")  # "/decided": the end of every DECIDED marker key
 MANIFEST_FORMAT = 2  # 2: with the log's identity ("id"); 1: before identities
 _KIND = "passivepaxos-log"
 _INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -418,8 +422,17 @@ class MemberStore(Store):
     ``NotAMemberError`` unless the manifest has the log's identity and mode. A failed check
     sticks for that instance (the proposer's read-backs cannot count the store either); a
     check that could not be made (store error) is repeated by the next operation.
-    Residual window: a store wiped between the check's GET and the operation's request
-    still answers once for that slot."""
+
+    A check (passed or failed) lives for one phase-1 batch only: the consensus driver
+    calls :meth:`new_phase` before every batch that reads the instance's DECIDED markers
+    (each proposer round's phase 1, each learner read), and the next operation starts a
+    fresh check in parallel with it (same round trip). So a store wiped after a check
+    counts at most until the end of that round (its phase 2), never in a later round,
+    proposal, retry or read of the slot. Residual window: a store wiped between the
+    check's GET and the round's last request still answers within that one round.
+    DECIDED-marker GETs are not checked: a marker is a fact wherever it is found (one is
+    only written after a decision by checked members), and reading one costs nothing
+    extra this way."""
 
     _KEEP = 64  # instances whose check result is kept
 
@@ -429,7 +442,8 @@ class MemberStore(Store):
         self.manifest = manifest
         self._lock = threading.Lock()
         self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ppx-member")
+        # checks of parallel reads (read-ahead) and writes run at once: a few threads
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ppx-member")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -452,8 +466,25 @@ class MemberStore(Store):
                 key=MANIFEST_KEY,
             )
 
+    @staticmethod
+    def _instance(key: str) -> str:
+        """The consensus instance of an object key (``<instance>/<slot>``, ``/list``,
+        ``/decided``, ``/blocks/...``); any instance name, not only two-part ones."""
+        if key.endswith("/blocks/"):  # the LIST prefix of a Disk Paxos instance
+            return key[: -len("/blocks/")]
+        parts = key.split("/")
+        if len(parts) >= 4 and parts[-3] == "blocks":  # <instance>/blocks/<owner>/<seq>
+            return "/".join(parts[:-3])
+        return key.rsplit("/", 1)[0]
+
+    def new_phase(self, key: str) -> None:
+        """A phase-1 batch (or a learner's read) of the instance of ``key`` starts: forget
+        its check, so the batch's first checked operation makes a fresh one."""
+        with self._lock:
+            self._checks.pop(self._instance(key), None)
+
     def _started(self, key: str) -> Future[None]:
-        instance = "/".join(key.split("/")[:2])
+        instance = self._instance(key)
         with self._lock:
             fut = self._checks.get(instance)
             if fut is not None and fut.done():
@@ -478,6 +509,8 @@ class MemberStore(Store):
         return out
 
     def get(self, key: str) -> tuple[bytes, Version] | None:
+        if key.endswith(MARKER_SUFFIX):  # a DECIDED marker is a fact (see the class doc)
+            return self.inner.get(key)
         return self._guard(key, lambda: self.inner.get(key))
 
     def put(
@@ -493,6 +526,21 @@ class MemberStore(Store):
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
         metas = self._guard(prefix, lambda: [*self.inner.list(prefix, start_after)])
         return iter(metas)
+
+
+def member_stores(stores: Sequence[Store], manifest: Manifest | None) -> list[Store]:
+    """``stores`` as a proposal or a finishing read must count them: each wrapped in a
+    :class:`MemberStore` when a quorum was opened from its manifest (one store, or no
+    manifest: as given). Close the wrappers with :func:`close_members`."""
+    if manifest is None or len(stores) < 2:
+        return list(stores)
+    return [MemberStore(s, manifest) for s in stores]
+
+
+def close_members(stores: Sequence[Store]) -> None:
+    for s in stores:
+        if isinstance(s, MemberStore):
+            s.close()
 
 
 def check_instance(name: str) -> str:

@@ -65,7 +65,9 @@ Why it is safe (the argument; docs/log.md "Membership changes" says the same)
 5. Removal. After the removal record at slot c is decided, the changer copies the
    DECIDED marker of every slot <= c onto every remaining store (a DECIDED marker names
    only a decided value, so a reader may trust it from any store). Only then does
-   ``remove`` return; from then on the removed store may be deleted (``rm -rf``): slots
+   ``remove`` return (a copy that fails raises ``MembershipIncompleteError``: committed,
+   markers incomplete; ``remove`` of the already removed store finishes the copy); from
+   then on the removed store may be deleted (``rm -rf``): slots
    > c never touch it and slots <= c are readable from the remaining members of their
    own (old) set. Delete a store only after ``members remove`` has returned success.
 
@@ -88,8 +90,10 @@ from typing import TYPE_CHECKING, Any
 
 from passivepaxos.errors import (
     AlreadyExistsError,
+    AmbiguousWriteError,
     ConfigError,
     InvalidObjectError,
+    OutcomeUnknownError,
     QuorumError,
     StoreError,
     UnsupportedError,
@@ -106,6 +110,7 @@ __all__ = [
     "MEMBERS_PREFIX",
     "ConfigChange",
     "MembershipConflictError",
+    "MembershipIncompleteError",
     "add_store",
     "change",
     "list_members",
@@ -117,6 +122,16 @@ MEMBERS_PREFIX = "members/"
 
 class MembershipConflictError(ConfigError):
     """The configuration changed under a membership change (another change won)."""
+
+
+class MembershipIncompleteError(QuorumError):
+    """A removal was committed (the store is no longer a member) but its DECIDED markers
+    are not yet on a majority of the remaining stores: the removed store must not be
+    deleted yet; running the same ``members remove`` again finishes the copy."""
+
+    def __init__(self, message: str, *, slot: int) -> None:
+        super().__init__(message)
+        self.slot = slot
 
 
 @dataclass(frozen=True)
@@ -246,6 +261,9 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
         to = (*current, url)
     else:
         if url not in current:
+            done = _committed_removal(log, url)
+            if done is not None:  # removed earlier: finish (or re-check) its marker copy
+                return _finish_removal(log, *done, resumed=True)
             raise ConfigError(f"{url} is not a store of {log.url} (stores: {','.join(current)})")
         to = tuple(u for u in current if u != url)
         if len(to) < 2:
@@ -282,16 +300,57 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
             errors.append(str(exc))
     _need_majority("membership marker", current, ok, errors)
     _need_majority("membership marker", to, ok, errors)
-    slot = log.append_config(cfg)
+    try:
+        slot = log.append_config(cfg)
+    except AmbiguousWriteError as exc:
+        raise OutcomeUnknownError(
+            f"members {op} {url}: the configuration record's outcome is unknown ({exc}); "
+            f"run `members {op}` with the same arguments again: it reads the log to its end "
+            "(which settles the record) and then completes the change or makes it"
+            + (f"; do not delete {url} before that succeeds" if op == "remove" else ""),
+            url=exc.url,
+            key=exc.key,
+        ) from exc
     if op == "remove":
-        log.copy_decided_markers(slot, [stores[u] for u in to])
-    # the manifests name the current store list (open_log accepts it, or any list of a
-    # configuration; the identity is what makes a store a member)
+        return _finish_removal(log, slot, cfg, resumed=False)
+    _write_manifests(log, to, stores)
+    return {"slot": slot, **cfg.to_json()}
+
+
+def _write_manifests(log: Log, to: tuple[str, ...], stores: dict[str, Store]) -> None:
+    """The manifests name the current store list (open_log accepts it, or any list of a
+    configuration; the identity is what makes a store a member)."""
     blob = _manifest_of(log).with_stores(to).encode()
     for u in to:
         with contextlib.suppress(StoreError):
             stores[u].put(MANIFEST_KEY, blob, PutMode.OVERWRITE)
-    return {"slot": slot, **cfg.to_json()}
+
+
+def _committed_removal(log: Log, url: str) -> tuple[int, ConfigChange] | None:
+    """The committed change that removed ``url`` when it is the last change naming it."""
+    for slot, cfg in reversed(log.config_history()):
+        if cfg.url == url:
+            return (slot, cfg) if cfg.op == "remove" else None
+    return None
+
+
+def _finish_removal(log: Log, slot: int, cfg: ConfigChange, *, resumed: bool) -> dict[str, Any]:
+    """Copy the DECIDED markers of slots ``<= slot`` onto the stores the removal left
+    (only then may the removed store be deleted), then their manifests."""
+    stores = {s.url: s for s in log.known_stores()}
+    targets = [stores[u] if u in stores else open_store(u) for u in cfg.to]
+    try:
+        written = log.copy_decided_markers(slot, targets)
+    except QuorumError as exc:
+        raise MembershipIncompleteError(
+            f"remove {cfg.url}: committed at slot {slot} ({cfg.url} is no longer a member), "
+            f"but the DECIDED markers are not yet on a majority of {','.join(cfg.to)} "
+            f"({exc}); do not delete {cfg.url} yet: run `members remove` with the same "
+            "arguments again to finish the copy",
+            slot=slot,
+        ) from exc
+    _write_manifests(log, cfg.to, {t.url: t for t in targets})
+    return {"slot": slot, **cfg.to_json(), "resumed": resumed, "markers_written": written}
 
 
 def _manifest_of(log: Log) -> Manifest:
@@ -384,7 +443,11 @@ def cmd_members(args: Any) -> int:
     if args.json:
         print(json.dumps(out, sort_keys=True), flush=True)
     else:
-        print(f"{op} {out['url']}: committed at slot {out['slot']}; stores: {','.join(out['to'])}")
+        done = "committed earlier" if out.get("resumed") else "committed"
+        what = "; DECIDED markers complete" if op == "remove" else ""
+        print(
+            f"{op} {out['url']}: {done} at slot {out['slot']}{what}; stores: {','.join(out['to'])}"
+        )
     return 0
 
 

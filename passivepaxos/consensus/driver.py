@@ -19,7 +19,7 @@ from passivepaxos.errors import QuorumError, StoreError, StragglerError, Unsuppo
 from passivepaxos.store import Store
 from passivepaxos.types import require_bytes
 
-__all__ = ["execute", "learn", "propose", "run"]
+__all__ = ["begin_batch", "execute", "learn", "propose", "run"]
 
 
 def execute(stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None]) -> object:
@@ -35,6 +35,21 @@ def execute(stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None]
         return None
     except StoreError as exc:
         return exc
+
+
+_MARKER = core.decided_key("")  # the end of every DECIDED marker key
+
+
+def begin_batch(stores: Sequence[Store], batch: Sequence[core.Op]) -> None:
+    """Call before sending ``batch``: a batch that reads an instance's DECIDED markers
+    starts a proposer's phase 1 or a learner's read, so each store wrapped for a
+    membership check (``manifest.MemberStore.new_phase``) drops its remembered check and
+    checks again with this batch: a check never outlives one phase-1 batch."""
+    for op in batch:
+        if isinstance(op, core.Get) and op.key.endswith(_MARKER):
+            new_phase = getattr(stores[op.store], "new_phase", None)
+            if new_phase is not None:
+                new_phase(op.key)
 
 
 def run(
@@ -55,6 +70,7 @@ def run(
     try:
         batch = next(gen)
         while True:
+            begin_batch(stores, batch)
             if len(batch) == 1:
                 results = [execute(stores, batch[0], sleep)]
             else:
@@ -140,7 +156,8 @@ def propose(
     Raises ``QuorumError`` naming the unreachable stores when no majority answers before
     ``value`` was sent for acceptance (it is then not decided), ``OutcomeUnknownError``
     (an ``AmbiguousWriteError``) when that happens after: it may be decided; and
-    ``TypeError`` (nothing written) when ``value`` is not bytes-like."""
+    ``TypeError`` (nothing written) when ``value`` is not bytes-like. Pass the stores of
+    a manifest-opened quorum through ``manifest.member_stores`` (identity checks)."""
     value = require_bytes(value, "value")
     m = _mode(stores, mode)
     names = [s.url for s in stores]
@@ -172,7 +189,11 @@ def learn(
     but not seen chosen), ``finish=True`` finishes the instance with ``core.finisher``
     (a proposer phase that adopts the highest accepted value and invents none; it writes)
     and returns its answer; read-only (the default) raises ``QuorumError`` instead. Never
-    ``None`` for "could not tell"."""
+    ``None`` for "could not tell".
+
+    Stores of a log opened from its manifest must be passed through
+    ``manifest.member_stores`` (as ``propose`` callers do): a finisher counting a store
+    that lost its state (wiped) can decide a second value."""
     m = _mode(stores, mode)
     names = [s.url for s in stores]
     got = run(core.learner(names, instance, m.value), stores, sleep=sleep)
