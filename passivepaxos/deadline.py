@@ -58,18 +58,32 @@ class Deadline:
         self.per_request = per_request
         self.at = None if total is None else time.monotonic() + total
         self.closed = False
-        self._wrote = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = 0  # writes sent and not answered (yet)
+        self._landed = False  # a write of the operation took effect
 
     def __repr__(self) -> str:
         return f"Deadline(total={self.total}, per_request={self.per_request})"
 
     @property
     def wrote(self) -> bool:
-        """Whether a write was sent under this deadline (its outcome may be unknown)."""
-        return self._wrote.is_set()
+        """Whether running out of time now leaves something of the operation in doubt: a
+        write was sent and not answered, or one took effect. A write definitely refused
+        (a lost race) leaves nothing behind and does not count."""
+        with self._lock:
+            return self._landed or self._pending > 0
 
     def note_write(self) -> None:
-        self._wrote.set()
+        """A write is being sent: in doubt until :meth:`settle_write` is told its answer."""
+        with self._lock:
+            self._pending += 1
+
+    def settle_write(self, *, landed: bool) -> None:
+        """The answer to a write noted with :meth:`note_write` arrived: it took effect
+        (``landed``) or it was definitely refused. A write never answered is never settled."""
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+            self._landed = self._landed or landed
 
     def close(self) -> None:
         self.closed = True
