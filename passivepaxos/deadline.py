@@ -29,12 +29,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["Deadline", "current", "deadline", "request_budget", "request_timeout"]
+from passivepaxos.errors import ConfigError
+
+__all__ = [
+    "Deadline",
+    "current",
+    "deadline",
+    "env_seconds",
+    "request_budget",
+    "request_timeout",
+]
 
 
 class Deadline:
@@ -130,6 +140,21 @@ def request_budget(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         _budget.reset(token)
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A backend's configured timeout from environment variable ``name`` (``default`` when
+    unset): a positive, finite number of seconds, else ``ConfigError`` naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name}={raw!r} is not a positive number of seconds")
+    return value
 
 
 def request_timeout(default: float) -> float:

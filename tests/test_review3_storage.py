@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
+import subprocess
 import threading
 import time
 import uuid
@@ -21,12 +23,14 @@ from passivepaxos.deadline import deadline
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
+    ConfigError,
     DeadlineExceededError,
 )
 from passivepaxos.log import Log
 from passivepaxos.manifest import init_log
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import PutKind, PutMode
+from passivepaxos.urls import parse_url, parse_urls
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
 
 
@@ -182,3 +186,131 @@ def test_review3_7_deadline_write_doubt_is_settled_by_answers() -> None:
         with pytest.raises(AmbiguousWriteError):
             s2.put("b", b"3", PutMode.OVERWRITE)
         assert d.wrote  # never answered: in doubt
+
+
+# -- finding 6: S3 (and GCS/Dropbox) configuration errors are exit 2 naming the URL ---------
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"AWS_ENDPOINT_URL": "notaurl"}, "Invalid endpoint"),
+        ({"AWS_PROFILE": "nosuchprofile"}, "ProfileNotFound"),
+        ({"AWS_SECRET_ACCESS_KEY": ""}, "PartialCredentialsError"),
+        ({"AWS_REGION": "us east!"}, "InvalidRegionError"),
+        ({"PASSIVEPAXOS_CONNECT_TIMEOUT": "abc"}, "PASSIVEPAXOS_CONNECT_TIMEOUT='abc'"),
+        ({"PASSIVEPAXOS_READ_TIMEOUT": "inf"}, "PASSIVEPAXOS_READ_TIMEOUT='inf'"),
+    ],
+)
+def test_review3_6_s3_configuration_errors_are_exit_2_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = cli(capsys, "status", "s3://pbkt/l1")
+    assert code == 2, err  # was 1, "unexpected <Type>"
+    assert "s3://pbkt/l1" in err and says in err and "unexpected" not in err
+
+
+def test_review3_6_non_utf8_prefix_is_refused_when_parsed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = cli(capsys, "init", "s3://pbkt/x\udcff")
+    assert code == 2 and "not valid UTF-8" in err and "UnicodeEncodeError" not in err
+
+
+def test_review3_6_gcs_and_dropbox_configuration_errors_are_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "notaurl")
+    code, _, err = cli(capsys, "status", "gs://pbkt/l1")
+    assert code == 2 and "gs://pbkt/l1" in err and "STORAGE_EMULATOR_HOST" in err, err
+    code, _, err = cli(capsys, "status", "gs://pbkt/l1?timeout=-1")
+    assert code == 2 and "timeout must be a positive number" in err, err
+    monkeypatch.setenv("DROPBOX_TOKEN", "x")
+    monkeypatch.setenv("PASSIVEPAXOS_READ_TIMEOUT", "abc")
+    code, _, err = cli(capsys, "status", "dropbox:///l1")
+    assert code == 2 and "PASSIVEPAXOS_READ_TIMEOUT='abc'" in err, err
+
+
+# -- finding 5: one directory under two paths; URL parts that were silently dropped ---------
+
+
+@pytest.fixture
+def bind_mount(tmp_path: Path) -> Any:
+    a, a2 = tmp_path / "a", tmp_path / "a2"
+    a.mkdir()
+    a2.mkdir()
+    try:
+        done = subprocess.run(["mount", "--bind", str(a), str(a2)], capture_output=True)
+    except OSError:
+        pytest.skip("no mount(8)")
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr!r}")
+    try:
+        yield a, a2
+    finally:
+        subprocess.run(["umount", str(a2)], check=True)
+
+
+def test_review3_5_bind_mounted_directory_twice_in_a_quorum_is_refused(
+    bind_mount: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, a2 = bind_mount
+    b = tmp_path / "b"
+    b.mkdir()
+    spec = f"file://{a},file://{a2},file://{b}"
+    code, _, err = cli(capsys, "init", spec)
+    assert code == 2 and "same store" in err and f"file://{a2}" in err, err
+    assert os.listdir(a) == []
+
+
+def test_review3_5_symlinked_directory_is_one_store(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ConfigError, match="same store"):
+        parse_urls([f"file://{tmp_path}/real", f"file://{tmp_path}/link"])
+    # missing directories still compare by path
+    assert len(parse_urls([f"file://{tmp_path}/x", f"file://{tmp_path}/y"])) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("file:///tmp/dir#frag", "fragment"),
+        ("s3://bkt/p?conditonal=off", "unknown option 'conditonal'"),
+        ("file:///tmp/d?mode=x", "unknown option 'mode'"),
+        ("gs://bkt/p?timout=3", "unknown option 'timout'"),
+        ("s3://bkt/%FF", "percent escape"),
+        ("file:///tmp/%FF", "percent escape"),
+    ],
+)
+def test_review3_5_fragments_unknown_options_and_bad_escapes_are_refused(
+    url: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        parse_url(url)
+    code, _, err = cli(capsys, "status", url)
+    assert code == 2 and says in err, err
+
+
+# -- finding 13 (URL part): bucket names the message promises -----------------------------
+
+
+@pytest.mark.parametrize("bucket", ["a..b", "a" * 64, "a" * 70, "Bkt", "bad_name", "1.2.3.4"])
+def test_review3_13_s3_bucket_names_follow_the_stated_rule(bucket: str) -> None:
+    with pytest.raises(ConfigError, match="3-63 characters"):
+        parse_url(f"s3://{bucket}/p")
+
+
+def test_review3_13_valid_s3_bucket_names_still_parse() -> None:
+    for bucket in ("abc", "a" * 63, "my-bucket.v2", "1bucket"):
+        assert parse_url(f"s3://{bucket}/p").container == bucket
