@@ -291,7 +291,7 @@ class LocalBackend:
                 for name in filenames:
                     key = name if rel == "." else f"{rel}/{name}"
                     if key.startswith(prefix):
-                        found.append((key.encode(), key, here / name))
+                        found.append((self._key_bytes(key, here / name), key, here / name))
         except OSError as exc:
             raise self._translate(exc, None) from None
         found.sort()
@@ -307,6 +307,21 @@ class LocalBackend:
                 continue  # deleted since the walk
             version = Version(_NAME, head[4:].hex()) if head[:4] == _MAGIC else None
             yield ObjectMeta(key, version, max(0, size - _HEAD))
+
+    def _key_bytes(self, key: str, path: Path) -> bytes:
+        """A listed key as UTF-8. A file whose name is not UTF-8 (put there by something
+        else: every key of ours is UTF-8) cannot be a key; it is reported, naming its
+        path, rather than skipped, since a store holding foreign files is not what it
+        seems."""
+        try:
+            return key.encode()
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            raise InvalidObjectError(
+                f"{shown}: a file whose name is not UTF-8 is in the store; "
+                "move it away (it cannot be a passivepaxos object)",
+                url=self.url,
+            ) from None
 
     def close(self) -> None:
         pass

@@ -130,6 +130,16 @@ def parse_urls(urls: list[str]) -> list[StoreURL]:
     return parsed
 
 
+def _shown(text: str) -> str:
+    """``text`` for a message, bytes that are not UTF-8 (argv's surrogate escapes) as
+    ``\\xNN``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def parse_url(raw: str) -> StoreURL:
     if "://" not in raw:
         raise ConfigError(
@@ -151,7 +161,7 @@ def parse_url(raw: str) -> StoreURL:
         raw.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigError(
-            f"{raw!r} is not valid UTF-8 (a byte that is not UTF-8 in the name); "
+            f"{_shown(raw)}: not valid UTF-8 (a byte that is not UTF-8 in the name); "
             "storage URLs must be UTF-8"
         ) from None
     if parts.fragment or raw.endswith("#"):

@@ -25,6 +25,7 @@ from passivepaxos.errors import (
     AmbiguousWriteError,
     ConfigError,
     DeadlineExceededError,
+    InvalidObjectError,
 )
 from passivepaxos.log import Log
 from passivepaxos.manifest import init_log
@@ -314,3 +315,67 @@ def test_review3_13_s3_bucket_names_follow_the_stated_rule(bucket: str) -> None:
 def test_review3_13_valid_s3_bucket_names_still_parse() -> None:
     for bucket in ("abc", "a" * 63, "my-bucket.v2", "1bucket"):
         assert parse_url(f"s3://{bucket}/p").container == bucket
+
+
+# -- finding 11: file names that are not UTF-8 ---------------------------------------------
+
+
+def test_review3_11_non_utf8_file_in_a_store_is_named_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / os.fsdecode(b"\xff")).touch()
+    with pytest.raises(InvalidObjectError, match=re.escape(f"{tmp_path}/\\xff")):
+        list(LocalBackend(tmp_path).list())
+    code, _, err = cli(capsys, "init", f"file://{tmp_path}")
+    assert code == 1, err  # was "unexpected UnicodeEncodeError"
+    assert f"{tmp_path}/\\xff" in err and "not UTF-8" in err and "unexpected" not in err
+
+
+def test_review3_11_demo_refuses_a_non_utf8_directory_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / os.fsdecode(b"demo\xff")
+    code, _, err = cli(capsys, "demo", str(target), "--procs", "1", "--count", "1")
+    assert code == 2, err  # was exit 1 after creating it: "directory does not exist"
+    assert "demo\\xff" in err and "UTF-8" in err
+    assert not target.exists()
+
+
+# -- finding 13: --timeout after the command; demo given a URL; non-UTF-8 URLs in JSON -------
+
+
+def test_review3_13_global_options_work_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from passivepaxos.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["status", "u", "--timeout", "5"]).timeout == 5
+    assert p.parse_args(["--timeout", "3", "status", "u"]).timeout == 3
+    assert p.parse_args(["status", "u"]).timeout is None
+    args = p.parse_args(["writer", "claim", "u", "--timeout", "4", "--debug"])
+    assert (args.timeout, args.debug) == (4, True)
+    url = f"file://{tmp_path}"
+    assert cli(capsys, "init", url)[0] == 0
+    code, _, err = cli(capsys, "status", url, "--timeout", "1")
+    assert code == 0, err  # was exit 2, "unrecognized arguments: --timeout 1"
+    with pytest.raises(SystemExit) as bad:
+        main(["status", url, "--timeout", "abc"])
+    assert bad.value.code == 2
+
+
+def test_review3_13_demo_refuses_a_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "demo", "memory://x", "--procs", "1", "--count", "1")
+    assert code == 2 and "demo takes a local directory" in err, err
+    assert os.listdir(tmp_path) == []  # was ./memory:/x
+
+
+def test_review3_13_non_utf8_url_is_refused_not_put_into_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"file://{tmp_path}/" + os.fsdecode(b"u\xff")
+    code, out, err = cli(capsys, "init", url, "--json")
+    assert code == 2 and out == "" and "\\xff: not valid UTF-8" in err, (out, err)
