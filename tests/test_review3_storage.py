@@ -379,3 +379,32 @@ def test_review3_13_non_utf8_url_is_refused_not_put_into_json(
     url = f"file://{tmp_path}/" + os.fsdecode(b"u\xff")
     code, out, err = cli(capsys, "init", url, "--json")
     assert code == 2 and out == "" and "\\xff: not valid UTF-8" in err, (out, err)
+
+
+def test_review3_12_cli_trim_whose_tombstones_land_unanswered_is_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's S3 run: every tombstone PUT applied but answered 500."""
+    from passivepaxos.errors import TransientError
+    from passivepaxos.urls import backend_module
+
+    url = f"file://{tmp_path}"
+    assert cli(capsys, "init", url)[0] == 0
+    for v in "abc":
+        assert cli(capsys, "append", url, v)[0] == 0
+    assert cli(capsys, "snapshot", url)[0] == 0
+    local = backend_module("local").LocalBackend
+    real_put = local.put
+
+    def put(self: Any, key: str, data: bytes, mode: PutMode) -> Any:
+        version = real_put(self, key, data, mode)
+        if key.startswith("log/") and mode.kind is PutKind.OVERWRITE:
+            raise TransientError("InternalError: 500 (injected, after the write)", url=self.url)
+        return version
+
+    monkeypatch.setattr(local, "put", put)
+    code, _, err = cli(capsys, "trim", url, "--before", "2")
+    monkeypatch.undo()
+    assert code == 3 and "outcome unknown" in err, err  # was 1, "InternalError"
+    code, out, _ = cli(capsys, "verify", url)
+    assert code == 0, out
