@@ -21,8 +21,10 @@ A deadline can bound a whole block (``total``) or each store call inside it
 the second for those that wait or walk a whole log by design (``log --follow``, ...).
 
 When time runs out the store raises ``DeadlineExceededError`` (a plain failure: nothing of
-the operation is in doubt), or ``DeadlineAmbiguousError`` (an ``AmbiguousWriteError``) as
-soon as a write of the operation may have been sent without its outcome being established.
+the operation is in doubt), or ``DeadlineAmbiguousError`` (an ``AmbiguousWriteError``)
+while a write of the operation was sent and not answered, or after one took effect. A write
+definitely refused (a lost create race, a failed precondition) is settled by that answer
+and leaves nothing in doubt.
 """
 
 from __future__ import annotations
