@@ -85,7 +85,7 @@ from dropbox.exceptions import (
 from dropbox.stone_validators import ValidationError
 
 from passivepaxos.capabilities import capabilities_for
-from passivepaxos.deadline import request_timeout
+from passivepaxos.deadline import env_seconds, request_timeout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -174,8 +174,8 @@ def make_client(
         session = _PinnedCASession(ca_bundle)
         session.mount("https://", sdk_session.get_adapter("https://"))
     timeout = (
-        float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
-        float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
+        env_seconds("PASSIVEPAXOS_CONNECT_TIMEOUT", 5),
+        env_seconds("PASSIVEPAXOS_READ_TIMEOUT", 30),
     )
     client = dropbox.Dropbox(
         oauth2_access_token=token,

@@ -34,14 +34,15 @@ honoured: the client library itself points its endpoint there; we add anonymous 
 and project ``test`` so that no Google credentials are looked up.
 
 URL options: ``?project=...`` (billing/quota project for the client), ``?timeout=SECONDS``
-(per request, default 60; under a deadline cut to the time left). Other options are ignored
-by this adapter. The bucket is never created here; uploads and listings into a missing
+(per request, default 60; under a deadline cut to the time left). Any other option is
+refused when the URL is parsed (``passivepaxos.urls``). The bucket is never created here; uploads and listings into a missing
 bucket are ``ContainerNotFoundError``.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -217,11 +218,25 @@ class GCSBackend:
             return NotFoundError("object does not exist", url=self.url, key=key)
         return ContainerNotFoundError(f"bucket {self._bucket_name!r} does not exist", url=self.url)
 
-    def _translate(self, exc: BaseException, key: str | None, op: str) -> StoreError:
+    def _translate(
+        self, exc: BaseException, key: str | None, op: str
+    ) -> StoreError | ConfigError:
         """The one place native errors become ``passivepaxos.errors``. ``op`` says what a
         404 or 412 means; callers turn ``NotFoundError`` into ``None`` / a no-op as needed."""
-        if isinstance(exc, StoreError):
+        if isinstance(exc, StoreError | ConfigError):
             return exc
+        if isinstance(
+            exc,
+            requests.exceptions.MissingSchema
+            | requests.exceptions.InvalidSchema
+            | requests.exceptions.InvalidURL,
+        ):
+            # the endpoint itself is malformed (STORAGE_EMULATOR_HOST=notaurl): nothing was
+            # sent, and retrying cannot help
+            return ConfigError(
+                f"{self.url}: the GCS endpoint is not a valid URL (check {EMULATOR_ENV}): "
+                f"{type(exc).__name__}: {exc}"
+            )
         where: dict[str, Any] = {"url": self.url, "key": key}
         if isinstance(exc, gexc.GoogleAPICallError):
             code = exc.code
@@ -392,7 +407,9 @@ def open_backend(url: StoreURL) -> GCSBackend:
         try:
             timeout = float(url.options["timeout"])
         except ValueError:
-            raise ConfigError(f"{url.raw}: timeout must be a number of seconds") from None
+            timeout = math.nan
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigError(f"{url.raw}: timeout must be a positive number of seconds")
     client = _make_client(url)
     try:
         return GCSBackend(

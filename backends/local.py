@@ -4,6 +4,9 @@
   else won: a link never replaces, unlike ``os.rename``), then fsync the directory.
 - overwrite / update / delete: under an ``flock`` stripe for the key, check the version,
   then temp file + fsync + ``os.replace`` + fsync of the directory.
+- A directory fsync that fails after the link/replace/unlink took effect is
+  ``AmbiguousWriteError``: the change is visible but its durability is unknown. Directories
+  created for keys are fsynced into their parent.
 
 The root directory is never created here: ``file:///abs/dir`` must exist (``init`` does not
 make it), and a root that disappears later is ``ContainerNotFoundError`` for every read,
@@ -33,6 +36,7 @@ from pathlib import Path
 from passivepaxos.capabilities import capabilities_for
 from passivepaxos.errors import (
     AlreadyExistsError,
+    AmbiguousWriteError,
     ConfigError,
     ContainerNotFoundError,
     InvalidObjectError,
@@ -86,7 +90,8 @@ class LocalBackend:
 
     def _mkdir(self, d: Path) -> None:
         """Create ``d`` and missing parents below the root; never the root itself (a missing
-        root makes ``os.mkdir`` of its child fail with ENOENT)."""
+        root makes ``os.mkdir`` of its child fail with ENOENT). The parent of each directory
+        created is fsynced, so that a file linked into it later survives a crash."""
         if d == self.root:
             return
         try:
@@ -97,8 +102,11 @@ class LocalBackend:
             if d.parent == self.root:
                 raise
             self._mkdir(d.parent)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(d)
+            except FileExistsError:
+                return
+        self._fsync_dir(d.parent)
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -217,8 +225,6 @@ class LocalBackend:
                             raise PreconditionFailedError("version moved", url=self.url, key=key)
                     os.replace(tmp, path)
                     tmp = None
-            self._fsync_dir(path.parent)
-            return version
         except OSError as exc:
             if isinstance(exc, IsADirectoryError):
                 raise StoreError(
@@ -231,6 +237,22 @@ class LocalBackend:
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+        self._sync_applied(path.parent, key, "write")
+        return version
+
+    def _sync_applied(self, directory: Path, key: str, what: str) -> None:
+        """fsync ``directory`` after a change to it took effect (visible to every reader from
+        now on). A failure here is not "nothing was written": the change is there but may not
+        survive a crash, so the outcome is unknown (``AmbiguousWriteError``)."""
+        try:
+            self._fsync_dir(directory)
+        except OSError as exc:
+            raise AmbiguousWriteError(
+                f"{what} outcome unknown: it took effect but the directory fsync failed "
+                f"({exc.strerror or exc}), so it may not survive a crash",
+                url=self.url,
+                key=key,
+            ) from None
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
         path = self._path(key)
@@ -248,9 +270,9 @@ class LocalBackend:
                 except (FileNotFoundError, NotADirectoryError):
                     self._check_root()
                     return
-            self._fsync_dir(path.parent)
         except OSError as exc:
             raise self._translate(exc, key) from None
+        self._sync_applied(path.parent, key, "delete")
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
         self._check_root()
@@ -269,7 +291,7 @@ class LocalBackend:
                 for name in filenames:
                     key = name if rel == "." else f"{rel}/{name}"
                     if key.startswith(prefix):
-                        found.append((key.encode(), key, here / name))
+                        found.append((self._key_bytes(key, here / name), key, here / name))
         except OSError as exc:
             raise self._translate(exc, None) from None
         found.sort()
@@ -285,6 +307,21 @@ class LocalBackend:
                 continue  # deleted since the walk
             version = Version(_NAME, head[4:].hex()) if head[:4] == _MAGIC else None
             yield ObjectMeta(key, version, max(0, size - _HEAD))
+
+    def _key_bytes(self, key: str, path: Path) -> bytes:
+        """A listed key as UTF-8. A file whose name is not UTF-8 (put there by something
+        else: every key of ours is UTF-8) cannot be a key; it is reported, naming its
+        path, rather than skipped, since a store holding foreign files is not what it
+        seems."""
+        try:
+            return key.encode()
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            raise InvalidObjectError(
+                f"{shown}: a file whose name is not UTF-8 is in the store; "
+                "move it away (it cannot be a passivepaxos object)",
+                url=self.url,
+            ) from None
 
     def close(self) -> None:
         pass

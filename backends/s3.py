@@ -44,16 +44,24 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConfigParseError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    InvalidConfigError,
+    InvalidEndpointConfigurationError,
+    InvalidRegionError,
     NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
+    UnknownCredentialError,
 )
 
 from passivepaxos.capabilities import capabilities_for
-from passivepaxos.deadline import request_timeout
+from passivepaxos.deadline import env_seconds, request_timeout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -128,6 +136,21 @@ def _clip_read_timeout(context: dict[str, Any], **_: Any) -> None:
         context["read_timeout"] = clipped
 
 
+# botocore's answers to a configuration it cannot use (raised when the client is made, or
+# when credentials are first resolved): the user's to fix, never retried as transient.
+_CONFIG_ERRORS = (
+    ProfileNotFound,
+    PartialCredentialsError,
+    InvalidRegionError,
+    NoRegionError,
+    InvalidConfigError,
+    UnknownCredentialError,
+    InvalidEndpointConfigurationError,
+    ConfigParseError,
+    ValueError,
+)
+
+
 def _client() -> Any:
     key = tuple(os.environ.get(name) for name in _CLIENT_ENV)
     with _clients_lock:
@@ -137,8 +160,8 @@ def _client() -> Any:
             return client
     config = Config(
         retries={"total_max_attempts": 1},
-        connect_timeout=float(os.environ.get("PASSIVEPAXOS_CONNECT_TIMEOUT", "5")),
-        read_timeout=float(os.environ.get("PASSIVEPAXOS_READ_TIMEOUT", "30")),
+        connect_timeout=env_seconds("PASSIVEPAXOS_CONNECT_TIMEOUT", 5),
+        read_timeout=env_seconds("PASSIVEPAXOS_READ_TIMEOUT", 30),
         max_pool_connections=32,
         # our requests are built here from fixed shapes: skip botocore's validation
         parameter_validation=False,
@@ -168,7 +191,13 @@ class S3Backend:
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.capabilities = capabilities_for("s3" if conditional else "s3-compatible")
         self._conditional = conditional
-        self._s3 = _client()
+        try:
+            self._s3 = _client()
+        except (*_CONFIG_ERRORS, BotoCoreError) as exc:
+            # making a client sends nothing: whatever fails here is the configuration
+            raise ConfigError(
+                f"{self.url}: cannot set up the S3 client: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # -- error translation: the one place native errors become ours -------------------------
 
@@ -219,6 +248,8 @@ class S3Backend:
             (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError),
         ):
             return TransientError(f"connection problem: {exc}", url=self.url, key=key)
+        if isinstance(exc, _CONFIG_ERRORS):
+            return ConfigError(f"{self.url}: S3 configuration: {type(exc).__name__}: {exc}")
         if isinstance(exc, ParamValidationError):  # refused before sending: a bad name
             detail = " ".join(str(exc).split()).removeprefix("Parameter validation failed: ")
             return ConfigError(f"{self.url}: not a valid S3 request: {detail}")

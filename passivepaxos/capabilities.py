@@ -96,7 +96,9 @@ BACKENDS: tuple[Capabilities, ...] = (
         implemented=True,
         notes=(
             "create = temp file + fsync + os.link (EEXIST loses) + fsync dir; "
-            "CAS/overwrite/delete under flock + os.replace. One host only: not NFS."
+            "CAS/overwrite/delete under flock + os.replace + fsync dir; new sub-directories "
+            "are fsynced into their parent. A directory fsync failing after the change took "
+            "effect is AmbiguousWriteError (visible, durability unknown). One host only: not NFS."
         ),
     ),
     Capabilities(

@@ -733,21 +733,43 @@ def _deadline_for(args: argparse.Namespace) -> contextlib.AbstractContextManager
     return deadline(timeout + max(0.0, extra))
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, command: bool) -> None:
+    """``--debug`` and ``--timeout``, on the top-level parser and (``command``) on every
+    command's parser, so that they work before and after the command name alike. A
+    command's copy has no default (``SUPPRESS``): given there it overrides the top-level
+    value, absent it leaves that value alone."""
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if command else {}
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks on errors",
+        **unset,
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"give up on store work after SECONDS (default: ${TIMEOUT_ENV}, else "
+        f"{DEFAULT_TIMEOUT:g}; 0: never); see docs/cli.md",
+        **(unset or {"default": None}),
+    )
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of a command (and of its sub-commands): takes the global options too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, command=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
         description="Consensus, a shared log, leases and locks on storage you already have.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=None,
-        metavar="SECONDS",
-        help=f"give up on store work after SECONDS (default: ${TIMEOUT_ENV}, else "
-        f"{DEFAULT_TIMEOUT:g}; 0: never); see docs/cli.md",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_global_options(parser, command=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     sub.required = True
 
     p = sub.add_parser("backends", help="print the backend capability table")

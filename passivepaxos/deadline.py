@@ -21,20 +21,32 @@ A deadline can bound a whole block (``total``) or each store call inside it
 the second for those that wait or walk a whole log by design (``log --follow``, ...).
 
 When time runs out the store raises ``DeadlineExceededError`` (a plain failure: nothing of
-the operation is in doubt), or ``DeadlineAmbiguousError`` (an ``AmbiguousWriteError``) as
-soon as a write of the operation may have been sent without its outcome being established.
+the operation is in doubt), or ``DeadlineAmbiguousError`` (an ``AmbiguousWriteError``)
+while a write of the operation was sent and not answered, or after one took effect. A write
+definitely refused (a lost create race, a failed precondition) is settled by that answer
+and leaves nothing in doubt.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["Deadline", "current", "deadline", "request_budget", "request_timeout"]
+from passivepaxos.errors import ConfigError
+
+__all__ = [
+    "Deadline",
+    "current",
+    "deadline",
+    "env_seconds",
+    "request_budget",
+    "request_timeout",
+]
 
 
 class Deadline:
@@ -58,18 +70,32 @@ class Deadline:
         self.per_request = per_request
         self.at = None if total is None else time.monotonic() + total
         self.closed = False
-        self._wrote = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = 0  # writes sent and not answered (yet)
+        self._landed = False  # a write of the operation took effect
 
     def __repr__(self) -> str:
         return f"Deadline(total={self.total}, per_request={self.per_request})"
 
     @property
     def wrote(self) -> bool:
-        """Whether a write was sent under this deadline (its outcome may be unknown)."""
-        return self._wrote.is_set()
+        """Whether running out of time now leaves something of the operation in doubt: a
+        write was sent and not answered, or one took effect. A write definitely refused
+        (a lost race) leaves nothing behind and does not count."""
+        with self._lock:
+            return self._landed or self._pending > 0
 
     def note_write(self) -> None:
-        self._wrote.set()
+        """A write is being sent: in doubt until :meth:`settle_write` is told its answer."""
+        with self._lock:
+            self._pending += 1
+
+    def settle_write(self, *, landed: bool) -> None:
+        """The answer to a write noted with :meth:`note_write` arrived: it took effect
+        (``landed``) or it was definitely refused. A write never answered is never settled."""
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+            self._landed = self._landed or landed
 
     def close(self) -> None:
         self.closed = True
@@ -116,6 +142,21 @@ def request_budget(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         _budget.reset(token)
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A backend's configured timeout from environment variable ``name`` (``default`` when
+    unset): a positive, finite number of seconds, else ``ConfigError`` naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name}={raw!r} is not a positive number of seconds")
+    return value
 
 
 def request_timeout(default: float) -> float:

@@ -106,8 +106,21 @@ def _go(w: _Worker) -> None:
 
 def _demo_dir(directory: str) -> Path:
     """``DIR`` made ready for the demo's log: created if missing; a path that is not a
-    directory (or cannot be made one) is a ``ConfigError`` naming it (exit 2)."""
+    directory (or cannot be made one) is a ``ConfigError`` naming it (exit 2), and so is a
+    storage URL (the demo runs on local disk: ``memory://x`` would become ``./memory:/x``) or
+    a name that is not UTF-8 (it has no ``file://`` URL a log could be opened by)."""
+    if "://" in directory:
+        raise ConfigError(
+            f"demo: {directory!r} is a URL; demo takes a local directory (e.g. /tmp/ppx-demo)"
+        )
     path = Path(directory).expanduser().resolve()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"demo: the directory name {shown} is not valid UTF-8; choose a UTF-8 name"
+        ) from None
     if path.exists() and not path.is_dir():
         raise ConfigError(f"demo: {path} exists and is not a directory; give a directory")
     try:

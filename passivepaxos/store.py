@@ -4,7 +4,9 @@ Adapters (``passivepaxos.types.Backend``) only translate; this module decides. R
 
 - Every object written is framed (``passivepaxos.frame``) with a fresh 16-byte write id.
 - Reads, listings, overwrites and unconditional deletes are retried on ``TransientError``
-  (bounded attempts, jittered exponential backoff, honouring Retry-After).
+  (bounded attempts, jittered exponential backoff, honouring Retry-After). A write whose
+  attempts all failed unclearly ends as ``AmbiguousWriteError`` (it may have been applied),
+  never as a plain ``TransientError``.
 - A conditional write is never retried blindly. When its outcome is unclear (timeout,
   5xx, S3 409, a conflict that may follow an SDK-internal retry) the store reads the key
   back: our write id there means it took effect; the precondition still holding means it
@@ -15,7 +17,8 @@ Adapters (``passivepaxos.types.Backend``) only translate; this module decides. R
 - Every call honours the deadline of the operation (``passivepaxos.deadline``): no
   attempt, read-back or backoff sleep goes past it, and each request's socket timeouts
   are cut to the time left. Out of time, a call raises ``DeadlineExceededError``, or
-  ``DeadlineAmbiguousError`` once a write of the operation may have been sent.
+  ``DeadlineAmbiguousError`` while a write of the operation was sent and never answered, or
+  took effect (a write definitely refused, a lost race, leaves nothing in doubt).
 """
 
 from __future__ import annotations
@@ -74,18 +77,32 @@ class _Window:
     until: float
     what: str
     scopes: list[Deadline] = field(default_factory=list)
-    wrote: bool = False  # this call sent a write
+    pending: int = 0  # writes of this call sent and not answered
+    landed: bool = False  # a write of this call took effect
 
     def left(self) -> float:
         return self.until - time.monotonic()
 
     def note_write(self) -> None:
-        self.wrote = True
+        self.pending += 1
         for d in self.scopes:
             d.note_write()
 
+    def settle_write(self, *, landed: bool) -> None:
+        """A write noted here was answered: it took effect, or was definitely refused (then
+        it no longer makes running out of time ambiguous)."""
+        self.pending = max(0, self.pending - 1)
+        self.landed = self.landed or landed
+        for d in self.scopes:
+            d.settle_write(landed=landed)
+
+    def note_landed(self) -> None:
+        """A read-back found our write id: the write took effect after all."""
+        self.note_write()
+        self.settle_write(landed=True)
+
     def in_doubt(self) -> bool:
-        return self.wrote or any(d.wrote for d in self.scopes)
+        return self.landed or self.pending > 0 or any(d.wrote for d in self.scopes)
 
 
 class Store:
@@ -157,21 +174,42 @@ class Store:
         left = w.left()
         if left <= 0:
             raise self._expired(w, key)
-        if write:
-            w.note_write()
+        if not write:
+            with request_budget(left):
+                return fn()
+        w.note_write()
         with request_budget(left):
-            return fn()
+            try:
+                result = fn()
+            except (ConflictError, NotFoundError):
+                w.settle_write(landed=False)  # definitely refused: nothing of ours landed
+                raise
+        w.settle_write(landed=True)
+        return result
 
     def _retrying(
         self, fn: Callable[[], T], key: str | None, *, write: bool = False, w: _Window | None
     ) -> T:
         """``fn`` retried on ``TransientError``: bounded attempts, full-jitter backoff (at
-        least a throttling answer's Retry-After), never past the deadline."""
+        least a throttling answer's Retry-After), never past the deadline. A write (an
+        overwrite, an unconditional delete) some attempt of which got no clear answer (a
+        timeout, a 5xx: it may have been applied; even a throttling answer may follow an
+        SDK-internal retry of one that was) ends as ``AmbiguousWriteError`` when the attempts
+        run out, never as a plain failure."""
+        unanswered: TransientError | None = None
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return self._send(w, fn, key, write)
             except TransientError as exc:
+                if write:
+                    unanswered = exc
                 if attempt == self.retry.attempts:
+                    if unanswered is not None:
+                        raise AmbiguousWriteError(
+                            f"write outcome unknown after {attempt} attempts: {exc}",
+                            url=self.url,
+                            key=key,
+                        ) from exc
                     raise
                 delay = self._backoff(attempt, exc)
                 if w is not None and w.left() <= delay:
@@ -267,6 +305,8 @@ class Store:
                         raise exc from read_exc  # one attempt, refused: definite
                     raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    if w is not None:
+                        w.note_landed()
                     return current.version
                 exc.current = None if current is None else (current.data, current.version)
                 if unclear is not None and isinstance(exc, PreconditionFailedError):
@@ -280,6 +320,8 @@ class Store:
                         raise exc from read_exc
                     raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    if w is not None:
+                        w.note_landed()
                     return current.version
                 raise
             except TransientError as exc:
@@ -289,6 +331,8 @@ class Store:
                 except (TransientError, DeadlineExceededError) as read_exc:
                     raise self._ambiguous(key, mode, exc, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    if w is not None:
+                        w.note_landed()
                     return current.version
                 still_open = (
                     current is None
@@ -368,6 +412,13 @@ class Store:
                 except DeadlineExceededError as read_exc:
                     raise DeadlineAmbiguousError(
                         f"conditional delete outcome unknown: {exc}; {read_exc}",
+                        url=self.url,
+                        key=key,
+                    ) from exc
+                except TransientError as read_exc:
+                    raise AmbiguousWriteError(
+                        f"conditional delete outcome unknown: {exc}; the object could not "
+                        f"be read back ({read_exc})",
                         url=self.url,
                         key=key,
                     ) from exc

@@ -47,9 +47,18 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
 _PLANNED = {"az": "Azure Blob"}
 
 
-# S3: today's rules (3-63 of a-z 0-9 . -) plus what legacy us-east-1 buckets may still
-# have (upper case, '_', up to 255) and botocore accepts; anything else cannot be a bucket.
-_S3_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]\Z")
+# S3: today's rules: 3-63 of a-z 0-9 . -, a letter or digit at both ends, no "..", not an
+# IP address. (Legacy us-east-1 names with upper case or '_' are not accepted.)
+_S3_BUCKET = re.compile(r"(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+\Z)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+# The URL query options each scheme understands; any other is refused (a misspelt
+# ``?conditonal=off`` silently ignored would run a store in a mode it cannot keep).
+_OPTIONS: dict[str, frozenset[str]] = {
+    "memory": frozenset(),
+    "file": frozenset(),
+    "s3": frozenset({"conditional"}),
+    "gs": frozenset({"project", "timeout"}),
+    "dropbox": frozenset(),
+}
 # GCS: lower case, digits, '-', '_', '.', 3-222 characters, alphanumeric at both ends.
 _GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]\Z")
 
@@ -82,10 +91,15 @@ class StoreURL:
     @property
     def identity(self) -> tuple[str, str, str]:
         """What makes two URLs the same store: options ignored, Dropbox paths case-folded
-        (Dropbox is case-insensitive), file paths with symlinks resolved as far as they
-        exist."""
+        (Dropbox is case-insensitive); an existing file:// directory is its device and
+        inode (one directory under two paths, by a bind mount or a symlink, is one store),
+        a missing one its path with symlinks resolved as far as they exist."""
         if self.scheme == "file":
-            return (self.scheme, "", os.path.realpath(self.prefix))
+            try:
+                st = os.stat(self.prefix)
+            except (OSError, ValueError):
+                return (self.scheme, "", os.path.realpath(self.prefix))
+            return (self.scheme, "inode", f"{st.st_dev}:{st.st_ino}")
         if self.scheme == "dropbox":
             return (self.scheme, "", self.prefix.casefold())
         return (self.scheme, self.container, self.prefix)
@@ -116,6 +130,16 @@ def parse_urls(urls: list[str]) -> list[StoreURL]:
     return parsed
 
 
+def _shown(text: str) -> str:
+    """``text`` for a message, bytes that are not UTF-8 (argv's surrogate escapes) as
+    ``\\xNN``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def parse_url(raw: str) -> StoreURL:
     if "://" not in raw:
         raise ConfigError(
@@ -133,8 +157,31 @@ def parse_url(raw: str) -> StoreURL:
         raise ConfigError(
             f"{raw}: unknown scheme {scheme!r}; known: " + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    path = unquote(parts.path)
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{_shown(raw)}: not valid UTF-8 (a byte that is not UTF-8 in the name); "
+            "storage URLs must be UTF-8"
+        ) from None
+    if parts.fragment or raw.endswith("#"):
+        raise ConfigError(
+            f"{raw}: a storage URL takes no '#' fragment (write '#' in a path as %23)"
+        )
+    try:
+        options = dict(parse_qsl(parts.query, keep_blank_values=True, errors="strict"))
+        path = unquote(parts.path, errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{raw}: a percent escape does not decode to UTF-8 (e.g. %FF); "
+            "storage URLs must be UTF-8"
+        ) from None
+    unknown = sorted(set(options) - _OPTIONS[scheme])
+    if unknown:
+        known = ", ".join(sorted(_OPTIONS[scheme])) or "none"
+        raise ConfigError(
+            f"{raw}: unknown option {unknown[0]!r} for {scheme}:// URLs (known: {known})"
+        )
     if scheme in ("file", "dropbox"):
         if parts.netloc.lower() not in ("", "localhost"):
             raise ConfigError(
@@ -155,12 +202,12 @@ def parse_url(raw: str) -> StoreURL:
     if scheme == "s3" and not _S3_BUCKET.match(container):
         raise ConfigError(
             f"{raw}: {container!r} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, "
-            "'.', '-', starting and ending with a letter or digit)"
+            "'.', '-', starting and ending with a letter or digit, no '..', not an IP address)"
         )
     if scheme == "gs" and not _GCS_BUCKET.match(container):
         raise ConfigError(
-            f"{raw}: {container!r} is not a valid GCS bucket name (3-63 characters: a-z, "
-            "0-9, '-', '_', '.', starting and ending with a letter or digit)"
+            f"{raw}: {container!r} is not a valid GCS bucket name (3-63 characters, up to "
+            "222 with dots: a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)"
         )
     if (
         scheme in ("s3", "gs")
