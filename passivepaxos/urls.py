@@ -48,8 +48,10 @@ _PLANNED = {"az": "Azure Blob"}
 
 
 # S3: today's rules: 3-63 of a-z 0-9 . -, a letter or digit at both ends, no "..", not an
-# IP address. (Legacy us-east-1 names with upper case or '_' are not accepted.)
+# IP address. Buckets made in us-east-1 before March 2018 may still carry legacy names
+# (upper case, '_', up to 255 characters); they exist, so they are accepted as such.
 _S3_BUCKET = re.compile(r"(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+\Z)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_S3_LEGACY_BUCKET = re.compile(r"(?=.*[A-Z_])(?!.*\.\.)[A-Za-z0-9._-]{3,255}\Z")
 # The URL query options each scheme understands; any other is refused (a misspelt
 # ``?conditonal=off`` silently ignored would run a store in a mode it cannot keep).
 _OPTIONS: dict[str, frozenset[str]] = {
@@ -199,10 +201,13 @@ def parse_url(raw: str) -> StoreURL:
     if not container:
         raise ConfigError(f"{raw}: missing bucket name, e.g. {scheme}://my-bucket/prefix")
     prefix = path.strip("/")
-    if scheme == "s3" and not _S3_BUCKET.match(container):
+    if scheme == "s3" and not (
+        _S3_BUCKET.match(container) or _S3_LEGACY_BUCKET.match(container)
+    ):
         raise ConfigError(
             f"{raw}: {container!r} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, "
-            "'.', '-', starting and ending with a letter or digit, no '..', not an IP address)"
+            "'.', '-', starting and ending with a letter or digit, no '..', not an IP address; "
+            "legacy us-east-1 names: 3-255 of A-Z, a-z, 0-9, '.', '_', '-')"
         )
     if scheme == "gs" and not _GCS_BUCKET.match(container):
         raise ConfigError(

@@ -306,7 +306,7 @@ def test_review3_5_fragments_unknown_options_and_bad_escapes_are_refused(
 # -- finding 13 (URL part): bucket names the message promises -----------------------------
 
 
-@pytest.mark.parametrize("bucket", ["a..b", "a" * 64, "a" * 70, "Bkt", "bad_name", "1.2.3.4"])
+@pytest.mark.parametrize("bucket", ["a..b", "a" * 64, "a" * 70, "B..kt", "bad!name", "1.2.3.4"])
 def test_review3_13_s3_bucket_names_follow_the_stated_rule(bucket: str) -> None:
     with pytest.raises(ConfigError, match="3-63 characters"):
         parse_url(f"s3://{bucket}/p")
@@ -314,6 +314,9 @@ def test_review3_13_s3_bucket_names_follow_the_stated_rule(bucket: str) -> None:
 
 def test_review3_13_valid_s3_bucket_names_still_parse() -> None:
     for bucket in ("abc", "a" * 63, "my-bucket.v2", "1bucket"):
+        assert parse_url(f"s3://{bucket}/p").container == bucket
+    # legacy us-east-1 names (before March 2018) exist and stay usable
+    for bucket in ("Bkt", "bad_name", "Legacy_" + "x" * 200):
         assert parse_url(f"s3://{bucket}/p").container == bucket
 
 

@@ -268,8 +268,9 @@ def test_finding_16_library_refuses_duplicate_stores(tmp_path: Path) -> None:
             parse_urls([first, second])
     # different stores stay different
     assert len(parse_urls(["s3://bkt/p", "s3://bkt/q", "s3://other/p", "gs://bkt/p"])) == 4
+    assert parse_url("s3://Bkt/p").container == "Bkt"  # a legacy us-east-1 name
     with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
-        parse_url("s3://Bkt/p")  # legacy upper-case names are refused (review 3, finding 13)
+        parse_url("s3://B..kt/p")
     assert len(parse_urls(["memory://M", "memory://m"])) == 2
     assert parse_url("file:///q//x/./y/../z/").canonical == "file:///q/x/z"
     assert parse_url("FILE://localhost/q/").canonical == "file:///q"
