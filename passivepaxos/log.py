@@ -2169,8 +2169,8 @@ class Log:
         makes (its mode, one store or a quorum); anything else (another mode's slots after
         the manifest was rewritten, a log re-created over an old one) is damage, raised as
         ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store (all
-        at once); returns the stores that could not be listed, URL -> why (the walk above
-        already needed a majority, so the log may still be readable)."""
+        at once); returns the current members that could not be listed, URL -> why (the
+        walk above already needed a majority, so the log may still be readable)."""
         if self._single_create:
             pattern, layout = _SINGLE_SLOT, "single-store create"
         else:
@@ -2181,7 +2181,8 @@ class Log:
             stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
         ):
             if isinstance(metas, StoreError):
-                unchecked[store.url] = _bare(metas)
+                if store in self.stores:  # a store a membership change removed may be gone
+                    unchecked[store.url] = _bare(metas)
                 continue
             for m in metas:
                 if m.key == HINT_KEY or pattern.match(m.key):

@@ -2,7 +2,8 @@
 
 Some S3-compatible stores accept ``If-None-Match``/``If-Match`` headers and ignore them; the
 only way to know is to try. Every key used lives under a throwaway prefix and is deleted
-afterwards, whatever happened.
+afterwards, whatever happened (with a budget of its own, also after the command's deadline
+passed), and `init` ignores them.
 """
 
 from __future__ import annotations
