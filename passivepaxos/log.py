@@ -2358,17 +2358,18 @@ class Log:
     def _load_snapshot(self, slot: int) -> SnapshotInfo:
         key = snapshot_key(slot)
         errors: list[str] = []
-        for store in self.stores:
-            try:
-                got = store.get(key)
-            except InvalidObjectError as exc:
+        # all stores at once: a hung one is not waited for once a majority answered
+        for store, got in zip(
+            self.stores, driver.each_store(self.stores, lambda s: s.get(key)), strict=True
+        ):
+            if isinstance(got, InvalidObjectError):
                 raise DamagedSnapshotError(
-                    slot, f"unreadable object ({_bare(exc)})", url=store.url, key=key
+                    slot, f"unreadable object ({_bare(got)})", url=store.url, key=key
                 ) from None
-            except StoreError as exc:
+            if isinstance(got, StoreError):
                 if len(self.stores) == 1:
-                    raise
-                errors.append(str(exc))
+                    raise got
+                errors.append(str(got))
                 continue
             if got is not None:
                 return decode_snapshot(got[0], slot, url=store.url, key=key)
