@@ -136,21 +136,30 @@ def _proposer_id() -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from passivepaxos.manifest import init_log
+    from passivepaxos.manifest import initialise
 
-    manifest, created = init_log(args.log, args.mode)
+    got = initialise(args.log, args.mode)
+    manifest = got.manifest
     if args.json:
         _print_json(
             {
                 "log": args.log,
                 "mode": manifest.mode.value,
                 "stores": list(manifest.stores),
-                "created": created,
+                "created": got.created,
+                "unreachable": sorted(got.unreachable),
             }
         )
     else:
-        verb = "initialised" if created else "already initialised"
+        verb = "initialised" if got.created else "already initialised"
         print(f"{verb} {args.log} (mode {manifest.mode.value}, {len(manifest.stores)} store(s))")
+    for url, why in got.unreachable.items():
+        print(
+            f"passivepaxos: warning: {url} did not get the manifest ({' '.join(why.split())}); "
+            "it does not count as a member: run init again before the first write, or "
+            "later `members remove` + `members add` it",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -363,12 +372,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_json({"log": args.log, **report.to_json()})
     elif report.ok:
         print(f"intact: {report.slots} slot(s), {report.entries} entries, hash chain ok")
-    else:
+    elif report.damaged:
         print(f"damage found: {report.error}")
+    else:
+        print(
+            f"not checked in full: {report.slots} slot(s), {report.entries} entries read and "
+            f"their hash chain ok (the log is readable), but {report.error}"
+        )
     if not report.ok:
         message = " ".join(str(report.error).split())
         print(f"passivepaxos: error: {message}", file=sys.stderr)
-        return EXIT_FAIL
+        return EXIT_FAIL if report.damaged else EXIT_USAGE  # 2: cannot check
     return EXIT_OK
 
 

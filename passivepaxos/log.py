@@ -117,6 +117,7 @@ from passivepaxos.errors import (
     PassivePaxosError,
     QuorumError,
     StoreError,
+    StragglerError,
     TransientError,
     UnsupportedError,
 )
@@ -470,19 +471,27 @@ class VerifyReport:
     snapshot: int | None = None  # the newest snapshot's slot (checked), if any
     trimmed: bool = False  # slots up to ``snapshot`` were checked through the snapshot
     bad_snapshot: int | None = None  # a damaged snapshot object's slot
+    # stores that could not be checked (URL -> why): ``ok`` is then false with no bad
+    # slot, and the log may still be readable (a majority answered the walk)
+    unchecked: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def damaged(self) -> bool:
+        return self.bad_slot is not None or self.bad_snapshot is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "slots": self.slots,
             "entries": self.entries,
-            "head": self.slots - 1 if self.ok else None,
+            "head": None if self.damaged else self.slots - 1,
             "bad_slot": self.bad_slot,
             "reason": self.reason,
             "error": self.error,
             "snapshot": self.snapshot,
             "trimmed": self.trimmed,
             "bad_snapshot": self.bad_snapshot,
+            "unchecked": sorted(self.unchecked),
         }
 
 
@@ -579,11 +588,9 @@ class Log:
         self._rng = random.Random()
         self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
         self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
-        self._fanout = (
-            None
-            if len(self.stores) == 1
-            else ThreadPoolExecutor(max_workers=4 * len(self.stores), thread_name_prefix="ppx-q")
-        )
+        # quorum requests: daemon threads, so a hung store holds neither a batch (settled
+        # once a majority answered, see driver.settle) nor close() nor the process's exit
+        self._fanout = None if len(self.stores) == 1 else driver.DaemonPool()
         self._hint_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppx-hint")
         # what this process knows of the end of the log (guarded by _state)
         self._state = threading.Lock()
@@ -1016,7 +1023,18 @@ class Log:
                     futs = [
                         self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops
                     ]
-                    results = [f.result() for f in futs]
+                    driver.settle(
+                        futs, [getattr(op, "store", -1) for op in ops], driver.STRAGGLER_GRACE
+                    )
+                    results = [
+                        f.result()
+                        if f.done()
+                        else StragglerError(
+                            "no answer while a majority did",
+                            url=stores[getattr(op, "store", 0)].url,
+                        )
+                        for op, f in zip(ops, futs, strict=True)
+                    ]
                 else:
                     results = [driver.execute(stores, op, self._sleep) for op in ops]
                 for op, r in zip(ops, results, strict=True):
@@ -1056,14 +1074,12 @@ class Log:
         return slot
 
     def _quorum_hint(self) -> tuple[bytes, Any] | None:
+        """The highest hint of the stores that answer (all read at once; a hung minority
+        is not waited for: the hint is only where tail discovery starts)."""
         best: tuple[bytes, Any] | None = None
         best_slot = -1
-        for store in self.stores:
-            try:
-                got = store.get(HINT_KEY)
-            except (StoreError, InvalidObjectError):
-                continue
-            if got is None:
+        for got in driver.each_store(self.stores, lambda s: s.get(HINT_KEY)):
+            if got is None or isinstance(got, StoreError):
                 continue
             try:
                 s = json.loads(got[0]).get("slot")
@@ -1225,10 +1241,8 @@ class Log:
 
     def _write_hint(self, slot: int) -> None:
         data = json.dumps({"slot": slot}).encode()
-        try:
-            for store in self.stores:
-                with contextlib.suppress(StoreError):  # a hint is never relied on
-                    store.put(HINT_KEY, data, PutMode.OVERWRITE)
+        try:  # a hint is never relied on: failures ignored, a hung store not waited for
+            driver.each_store(self.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
         finally:
             with self._state:
                 self._hint_inflight = False
@@ -2241,9 +2255,11 @@ class Log:
         then the records. A slot missing below the newest snapshot (a deleted tombstone or
         record), a tombstone after a record that is still there (a slot written again after
         its tombstone was deleted) and a gap are damage. Damage gives ``ok=False`` with the
-        first bad slot (or snapshot) and the reason; a store failure (cannot check) raises.
-        ``progress`` is called with each slot number checked. Costs one GET per slot,
-        tombstones included."""
+        first bad slot (or snapshot) and the reason; a walk that cannot read a slot (no
+        majority) raises. A store whose objects cannot be listed (unreachable while a
+        majority answered the walk) is not checked: ``ok=False`` with no bad slot and the
+        store named in ``unchecked``, never "intact". ``progress`` is called with each
+        slot number checked. Costs one GET per slot, tombstones included."""
         report = VerifyReport(ok=True)
         try:
             snap = self.newest_snapshot()
@@ -2299,7 +2315,15 @@ class Log:
                 raise self._bad_snapshot(
                     snap, f"its entries of slot {differs} differ from the log's"
                 )
-            self._check_layout(report.slots)
+            report.unchecked = self._check_layout(report.slots)
+            if report.unchecked:
+                names = "; ".join(f"{u} ({e})" for u, e in report.unchecked.items())
+                return dataclasses.replace(
+                    report,
+                    ok=False,
+                    reason="could not check every store",
+                    error=f"could not check {len(report.unchecked)} store(s): {names}",
+                )
         except DamagedSlotError as exc:
             return dataclasses.replace(
                 report, ok=False, bad_slot=exc.slot, reason=exc.reason, error=str(exc)
@@ -2310,20 +2334,25 @@ class Log:
             )
         return report
 
-    def _check_layout(self, end: int) -> None:
+    def _check_layout(self, end: int) -> dict[str, str]:
         """Every object under ``log/`` on the log's stores must be one this log's layout
         makes (its mode, one store or a quorum); anything else (another mode's slots after
         the manifest was rewritten, a log re-created over an old one) is damage, raised as
-        ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store; a
-        store that cannot be listed is skipped (the walk above already needed a majority)."""
+        ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store (all
+        at once); returns the current members that could not be listed, URL -> why (the
+        walk above already needed a majority, so the log may still be readable)."""
         if self._single_create:
             pattern, layout = _SINGLE_SLOT, "single-store create"
         else:
             pattern, layout = _QUORUM_SLOT[self.mode], f"{self.mode.value}-mode quorum"
-        for store in list(self._opened.values()):
-            try:
-                metas = list(store.list("log/"))
-            except StoreError:
+        stores = list(self._opened.values())
+        unchecked: dict[str, str] = {}
+        for store, metas in zip(
+            stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
+        ):
+            if isinstance(metas, StoreError):
+                if store in self.stores:  # a store a membership change removed may be gone
+                    unchecked[store.url] = _bare(metas)
                 continue
             for m in metas:
                 if m.key == HINT_KEY or pattern.match(m.key):
@@ -2337,6 +2366,7 @@ class Log:
                     url=store.url,
                     key=m.key,
                 )
+        return unchecked
 
     def _verify_tombstones(
         self,
@@ -2467,17 +2497,12 @@ class Log:
         if len(self.stores) == 1:
             metas = [list(self.stores[0].list(SNAPSHOT_PREFIX))]
         else:
-            assert self._fanout is not None
-            futs = [
-                self._fanout.submit(lambda st: list(st.list(SNAPSHOT_PREFIX)), s)
-                for s in self.stores
-            ]
             metas, errors = [], []
-            for f in futs:
-                try:
-                    metas.append(f.result())
-                except StoreError as exc:
-                    errors.append(str(exc))
+            for got in driver.each_store(self.stores, lambda st: list(st.list(SNAPSHOT_PREFIX))):
+                if isinstance(got, StoreError):
+                    errors.append(str(got))
+                else:
+                    metas.append(got)
             if len(metas) < len(self.stores) // 2 + 1:
                 raise QuorumError(
                     f"cannot list the snapshots of {self.url}: no majority of stores "
@@ -2503,17 +2528,18 @@ class Log:
     def _load_snapshot(self, slot: int) -> SnapshotInfo:
         key = snapshot_key(slot)
         errors: list[str] = []
-        for store in self.stores:
-            try:
-                got = store.get(key)
-            except InvalidObjectError as exc:
+        # all stores at once: a hung one is not waited for once a majority answered
+        for store, got in zip(
+            self.stores, driver.each_store(self.stores, lambda s: s.get(key)), strict=True
+        ):
+            if isinstance(got, InvalidObjectError):
                 raise DamagedSnapshotError(
-                    slot, f"unreadable object ({_bare(exc)})", url=store.url, key=key
+                    slot, f"unreadable object ({_bare(got)})", url=store.url, key=key
                 ) from None
-            except StoreError as exc:
+            if isinstance(got, StoreError):
                 if len(self.stores) == 1:
-                    raise
-                errors.append(str(exc))
+                    raise got
+                errors.append(str(got))
                 continue
             if got is not None:
                 return decode_snapshot(got[0], slot, url=store.url, key=key)

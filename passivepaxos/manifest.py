@@ -26,21 +26,24 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from passivepaxos.capabilities import Capabilities, ListMode, choose_mode
 from passivepaxos.consensus.core import decided_key
+from passivepaxos.consensus.driver import DaemonPool, each_store
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
     InvalidObjectError,
     NotAMemberError,
+    PassivePaxosError,
     QuorumError,
     StoreError,
     UnsupportedError,
 )
+from passivepaxos.probe import PROBE_PREFIX
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import ObjectMeta, PutMode, Version
 from passivepaxos.urls import split_urls
@@ -48,11 +51,13 @@ from passivepaxos.urls import split_urls
 __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_KEY",
+    "InitResult",
     "Manifest",
     "MemberStore",
     "check_instance",
     "close_members",
     "init_log",
+    "initialise",
     "member_stores",
     "open_log",
     "open_stores",
@@ -172,11 +177,17 @@ def _majority(n: int) -> int:
 
 
 def _first_object(store: Store) -> str | None:
-    """The first key on ``store`` other than the manifest (one LIST, stopped early)."""
+    """The first key on ``store`` other than the manifest and the throwaway keys a
+    ``backends --probe`` may have left (one LIST, stopped early)."""
     for meta in store.list(""):
-        if meta.key != MANIFEST_KEY:
+        if meta.key != MANIFEST_KEY and not meta.key.startswith(PROBE_PREFIX):
             return meta.key
     return None
+
+
+def _bare(exc: StoreError) -> str:
+    """The error's message without the URL and key in front."""
+    return PassivePaxosError.__str__(exc)
 
 
 def _read_manifest(store: Store) -> Manifest | None:
@@ -184,12 +195,32 @@ def _read_manifest(store: Store) -> Manifest | None:
     return None if got is None else Manifest.decode(got[0], store.url)
 
 
+@dataclass(frozen=True)
+class InitResult:
+    """What ``init`` did: the log's manifest, whether this call created it, and the
+    stores that do not hold it afterwards (unreachable, or no answer while a majority
+    answered): such a store gets it from a later ``init`` while the log is still empty,
+    else only through ``members remove`` + ``members add``."""
+
+    manifest: Manifest
+    created: bool
+    unreachable: dict[str, str]  # store URL -> why it did not get the manifest
+
+
 def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
-    """Create the manifest on every store; (manifest, created). Idempotent for the same
-    mode. Refuses (``ConfigError``) where log objects already exist without this log's
-    manifest (a deleted manifest must not hide a log, nor a wiped store rejoin it), and
-    never writes a manifest onto a store of a log that already holds objects: a store
-    that lost its state rejoins only through ``members remove`` / ``members add``."""
+    """:func:`initialise`, as (manifest, created)."""
+    got = initialise(log, mode)
+    return got.manifest, got.created
+
+
+def initialise(log: str, mode: str = "auto") -> InitResult:
+    """Create the manifest on every store it can reach (a majority is required).
+    Idempotent for the same mode. Refuses (``ConfigError``) where log objects already
+    exist without this log's manifest (a deleted manifest must not hide a log, nor a
+    wiped store rejoin it), and never writes a manifest onto a store of a log that
+    already holds objects: a store that lost its state rejoins only through ``members
+    remove`` / ``members add``. The stores are read at once; one that does not answer
+    while a majority did is left out (reported in ``unreachable``), not waited for."""
     stores = open_stores(log)
     combined = _combined(stores)
     chosen = choose_mode(combined, None if mode == "auto" else mode)
@@ -209,17 +240,18 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
     urls = tuple(s.url for s in stores)
     need = _majority(len(stores))
     errors: dict[str, str] = {}
+    why: dict[str, str] = {}  # the same, without the location (InitResult.unreachable)
     there: dict[str, Manifest | None] = {}
     objects: dict[str, str] = {}
-    for store in stores:
-        try:
-            there[store.url] = _read_manifest(store)
-            first = _first_object(store)
-        except InvalidObjectError:
-            raise  # a damaged or unknown manifest: never written over
-        except StoreError as exc:
-            errors[store.url] = str(exc)
+    surveyed = each_store(stores, lambda s: (_read_manifest(s), _first_object(s)))
+    for store, got in zip(stores, surveyed, strict=True):
+        if isinstance(got, InvalidObjectError):
+            raise got  # a damaged or unknown manifest: never written over
+        if isinstance(got, StoreError):
+            errors[store.url] = str(got)
+            why[store.url] = _bare(got)
             continue
+        there[store.url], first = got
         if first is not None:
             objects[store.url] = first
     if len(there) < need:
@@ -263,7 +295,7 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
                     "that lost its state must not rejoin by init; use `passivepaxos members "
                     "remove` and then `members add` to re-add it empty"
                 )
-            return existing, False
+            return InitResult(existing, False, why)
     else:
         wanted = Manifest.new(chosen, urls)
     created, ok = False, len(found)
@@ -284,12 +316,13 @@ def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
             ok += 1
         except StoreError as exc:
             errors[store.url] = str(exc)
+            why[store.url] = _bare(exc)
     if ok < need:
         raise QuorumError(
             f"init reached {ok} of {len(stores)} stores, a majority is {need}; "
             "unreachable: " + "; ".join(errors.values())
         )
-    return wanted, created
+    return InitResult(wanted, created, why)
 
 
 def _create_manifest(store: Store, manifest: Manifest) -> None:
@@ -343,11 +376,10 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
     found: dict[str, Manifest] = {}
     errors: dict[str, str] = {}
     missing: list[str] = []
-    for store in stores:
-        try:
-            raw = store.get(MANIFEST_KEY)
-        except (StoreError, InvalidObjectError) as exc:
-            errors[store.url] = str(exc)
+    # all at once: a hung minority costs a short grace, not the whole deadline
+    for store, raw in zip(stores, each_store(stores, lambda s: s.get(MANIFEST_KEY)), strict=True):
+        if isinstance(raw, StoreError):
+            errors[store.url] = str(raw)
             continue
         if raw is None:
             missing.append(store.url)
@@ -442,8 +474,8 @@ class MemberStore(Store):
         self.manifest = manifest
         self._lock = threading.Lock()
         self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
-        # checks of parallel reads (read-ahead) and writes run at once: a few threads
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ppx-member")
+        # daemon threads: a check hung on this store must not hold the process at exit
+        self._pool = DaemonPool()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

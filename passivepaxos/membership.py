@@ -198,20 +198,28 @@ def decode_marker(data: bytes) -> tuple[tuple[str, ...], ConfigChange] | None:
 
 def read_markers(stores: Sequence[Store]) -> list[tuple[tuple[str, ...], ConfigChange]]:
     """Every membership marker found on ``stores``; a majority must answer the LIST
-    (``QuorumError`` otherwise)."""
+    (``QuorumError`` otherwise). The stores are read at once: one that does not answer
+    while a majority did is not waited for (a marker is written to a majority of the
+    stores, so every majority holds it)."""
+    from passivepaxos.consensus.driver import each_store
+
+    def markers(store: Store) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for m in list(store.list(MEMBERS_PREFIX)):
+            got = store.get(m.key)
+            if got is not None:
+                out[m.key] = got[0]
+        return out
+
     found: dict[str, bytes] = {}
     answered, errors = 0, []
-    for store in stores:
-        try:
-            metas = list(store.list(MEMBERS_PREFIX))
-            for m in metas:
-                if m.key not in found:
-                    got = store.get(m.key)
-                    if got is not None:
-                        found[m.key] = got[0]
-            answered += 1
-        except (StoreError, InvalidObjectError) as exc:
-            errors.append(str(exc))
+    for got in each_store(stores, markers):
+        if isinstance(got, StoreError):
+            errors.append(str(got))
+            continue
+        answered += 1
+        for key, data in got.items():
+            found.setdefault(key, data)
     if answered < len(stores) // 2 + 1:
         raise QuorumError(
             "cannot look for membership changes: no majority of stores answered: "

@@ -2,16 +2,19 @@
 
 Some S3-compatible stores accept ``If-None-Match``/``If-Match`` headers and ignore them; the
 only way to know is to try. Every key used lives under a throwaway prefix and is deleted
-afterwards, whatever happened.
+afterwards, whatever happened (with a budget of its own, also after the command's deadline
+passed), and `init` ignores them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from passivepaxos.deadline import Deadline
 from passivepaxos.errors import (
     AlreadyExistsError,
     PreconditionFailedError,
@@ -21,7 +24,10 @@ from passivepaxos.errors import (
 from passivepaxos.store import Store
 from passivepaxos.types import PutMode
 
-__all__ = ["ProbeResult", "probe"]
+__all__ = ["PROBE_PREFIX", "ProbeResult", "probe"]
+
+PROBE_PREFIX = "ppx-probe-"  # the throwaway keys live under PROBE_PREFIX + a random id
+CLEANUP_SECONDS = 10.0  # the cleanup's own budget, outside the command's deadline
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,23 @@ def _refused(fn: Any, expected: type[Exception]) -> tuple[bool, str]:
     return False, "ignored: the conditional write succeeded although its condition was false"
 
 
+def _cleanup(store: Store, keys: tuple[str, ...]) -> None:
+    """Delete the probe's keys with a budget of their own: the probe may have ended
+    because the command's deadline passed, and a cleanup refused by that same deadline
+    would leave the keys behind. Runs in an empty context (no ambient deadline) on a
+    store over the same backend opened there."""
+
+    def run() -> None:
+        fresh = Store(store.backend, retry=store.retry, deadline=Deadline(CLEANUP_SECONDS))
+        for key in keys:
+            with contextlib.suppress(StoreError):
+                fresh.delete(key)
+
+    contextvars.Context().run(run)
+
+
 def probe(store: Store) -> ProbeResult:
-    base = f"ppx-probe-{uuid.uuid4().hex}"
+    base = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     create_key, cas_key, del_key = f"{base}/create", f"{base}/cas", f"{base}/delete"
     detail: dict[str, str] = {}
     try:
@@ -90,7 +111,5 @@ def probe(store: Store) -> ProbeResult:
         except UnsupportedError as exc:
             delete_if_version, detail["delete_if_version"] = False, f"unsupported: {exc}"
     finally:
-        for key in (create_key, cas_key, del_key):
-            with contextlib.suppress(StoreError):
-                store.delete(key)
+        _cleanup(store, (create_key, cas_key, del_key))
     return ProbeResult(store.url, store.capabilities.name, create, cas, delete_if_version, detail)

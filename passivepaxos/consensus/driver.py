@@ -8,10 +8,13 @@ period, when a majority of its stores have: a slow store does not hold up a deci
 
 from __future__ import annotations
 
+import contextvars
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any, TypeVar
 
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
@@ -19,7 +22,95 @@ from passivepaxos.errors import QuorumError, StoreError, StragglerError, Unsuppo
 from passivepaxos.store import Store
 from passivepaxos.types import require_bytes
 
-__all__ = ["begin_batch", "execute", "learn", "propose", "run"]
+__all__ = [
+    "DaemonPool",
+    "begin_batch",
+    "each_store", "execute", "learn",
+    "propose",
+    "run",
+    "settle",
+]
+
+STRAGGLER_GRACE = 0.25  # seconds a batch waits for its stragglers once a majority answered
+T = TypeVar("T")
+
+
+class DaemonPool:
+    """``submit`` runs each call on a fresh daemon thread (with the caller's context, so
+    an ambient deadline applies). A store that never answers then holds neither the
+    caller (see :func:`settle`) nor the interpreter at exit, as the non-daemon workers of a
+    ``ThreadPoolExecutor`` would (they are joined at exit)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        fut: Future[T] = Future()
+        ctx = contextvars.copy_context()
+
+        def body() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(ctx.run(fn, *args))
+            except BaseException as exc:  # handed to the waiter, like an executor does
+                fut.set_exception(exc)
+
+        threading.Thread(target=body, name="ppx-quorum", daemon=True).start()
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to stop: an unfinished call is a straggler nobody waits for."""
+
+
+def settle(futs: Sequence[Future[Any]], groups: Sequence[int], grace: float) -> None:
+    """Wait until every future is done or, once every future of a majority of the
+    ``groups`` (one group per store) is done, for ``max(grace, 2 x the time that took)``
+    more: a store that is slow or hung then costs at most that grace."""
+    start = time.monotonic()
+    by_group: dict[int, list[Future[Any]]] = {}
+    for g, fut in zip(groups, futs, strict=True):
+        by_group.setdefault(g, []).append(fut)
+    need = len(by_group) // 2 + 1
+    pending = set(futs)
+    until: float | None = None
+    while pending:
+        timeout = None if until is None else max(0.0, until - time.monotonic())
+        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            break  # the grace period is over
+        if until is None:
+            answered = sum(all(f.done() for f in fs) for fs in by_group.values())
+            if answered >= need:
+                took = time.monotonic() - start
+                until = time.monotonic() + max(grace, 2 * took)
+
+
+def each_store(
+    stores: Sequence[Store], fn: Callable[[Store], T], *, grace: float = STRAGGLER_GRACE
+) -> list[T | StoreError]:
+    """``fn(store)`` on every store at once; each store's result or ``StoreError`` (a
+    store with no answer once a majority answered and the grace passed gets a
+    ``StragglerError``). Any other exception propagates. The quorum reads that must
+    not wait for a hung minority (manifests, membership markers, hints) use this."""
+    if len(stores) == 1:
+        try:
+            return [fn(stores[0])]
+        except StoreError as exc:
+            return [exc]
+    pool = DaemonPool()
+    futs = [pool.submit(fn, s) for s in stores]
+    settle(futs, range(len(stores)), grace)
+    out: list[T | StoreError] = []
+    for store, fut in zip(stores, futs, strict=True):
+        if not fut.done():
+            out.append(StragglerError("no answer while a majority did", url=store.url))
+            continue
+        failed = fut.exception()
+        if failed is None:
+            out.append(fut.result())
+        elif isinstance(failed, StoreError):
+            out.append(failed)
+        else:
+            raise failed
+    return out
 
 
 def execute(stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None]) -> object:
@@ -57,7 +148,7 @@ def run(
     stores: Sequence[Store],
     *,
     sleep: Callable[[float], None] = time.sleep,
-    straggler_grace: float = 0.25,
+    straggler_grace: float = STRAGGLER_GRACE,
 ) -> core.R:
     """Drive ``gen`` to completion and return its result.
 
@@ -66,7 +157,7 @@ def run(
     majority took)`` more: a slow store then gets a ``TransientError`` result, which the
     core counts as a lost message (its request may still land later, which the protocols
     already tolerate), so one slow store does not slow every round."""
-    pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(stores)))
+    pool = DaemonPool()  # a hung store's request must not hold the process at exit
     try:
         batch = next(gen)
         while True:
@@ -84,30 +175,14 @@ def run(
 
 
 def _run_batch(
-    pool: ThreadPoolExecutor,
+    pool: DaemonPool,
     stores: Sequence[Store],
     batch: Sequence[core.Op],
     sleep: Callable[[float], None],
     grace: float,
 ) -> list[object]:
-    start = time.monotonic()
     futs = [pool.submit(execute, stores, op, sleep) for op in batch]
-    by_store: dict[int, list[Future[object]]] = {}
-    for op, fut in zip(batch, futs, strict=True):
-        by_store.setdefault(getattr(op, "store", -1), []).append(fut)
-    need = len(by_store) // 2 + 1
-    pending = set(futs)
-    deadline: float | None = None
-    while pending:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        if not done:
-            break  # the grace period is over
-        if deadline is None:
-            answered = sum(all(f.done() for f in fs) for fs in by_store.values())
-            if answered >= need:
-                took = time.monotonic() - start
-                deadline = time.monotonic() + max(grace, 2 * took)
+    settle(futs, [getattr(op, "store", -1) for op in batch], grace)
     results: list[object] = []
     for op, fut in zip(batch, futs, strict=True):
         if fut.done():
