@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,6 +171,35 @@ def test_finding_1_a_decided_marker_is_a_fact_for_a_stale_proposer(mode: str) ->
         got = None  # slots >= 3 are decided on {a, b}: without a, X cannot go on
     assert got != [1], "X's value was decided at slot 1 a second time"
 
+    fresh, _ = client([a, b], mode)
+    assert [e.value for e in fresh.read(to_slot=1)] == [b"x0", b"w1"]
+
+
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_finding_1_on_emptied_s3_prefixes(mode: str, moto_server: Any) -> None:
+    """Finding 1 as the issue saw it on S3: the three stores are prefixes of one bucket on
+    moto_server, and the removed store r is an emptied prefix (an S3 prefix has no
+    existence of its own, so the emptied r is indistinguishable from a new one)."""
+    bucket = f"dfacts3-{next(_n)}-{uuid.uuid4().hex[:6]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    a, b, r = (f"s3://{bucket}/{n}" for n in "abr")
+    init_log(",".join((a, b, r)), mode)
+    x, x_links = client([a, b, r], mode)
+    w, w_links = client([a, b, r], mode)
+    assert x.append([b"x0"]) == [0]
+    w_links[1].down = True
+    assert w.append([b"w1"]) == [1]  # chosen on {a, r}
+    w_links[1].down = False
+    admin, _ = client([a, b, r], mode)
+    assert change(admin, "remove", r)["to"] == [a, b]
+    wipe(r)
+    assert not list(open_backend(r).list(""))  # the prefix is empty
+    x_links[0].down = True
+    try:
+        got = x.append([b"x1"])
+    except QuorumError:
+        got = None
+    assert got != [1], "X's value was decided at slot 1 a second time"
     fresh, _ = client([a, b], mode)
     assert [e.value for e in fresh.read(to_slot=1)] == [b"x0", b"w1"]
 
