@@ -469,7 +469,16 @@ class MemberStore(Store):
     _KEEP = 64  # instances whose check result is kept
 
     def __init__(self, inner: Store, manifest: Manifest) -> None:
-        super().__init__(inner.backend, retry=inner.retry)
+        super().__init__(
+            inner.backend,
+            retry=inner.retry,
+            sleep=inner._sleep,
+            rng=inner._rng,
+            deadline=inner.deadline,
+        )
+        # the wrapper may be made on a worker thread: keep the deadline the store was
+        # opened under, not the (absent) one of the thread that wraps it
+        self._opened_under = inner._opened_under
         self.inner = inner
         self.manifest = manifest
         self._lock = threading.Lock()
