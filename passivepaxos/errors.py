@@ -199,7 +199,7 @@ class OutcomeUnknownError(AmbiguousWriteError):
 class AppendOutcomeUnknownError(AmbiguousWriteError):
     """An append whose record may have been decided at ``slot`` could not establish it.
 
-    ``token`` (``"<slot>:<index>:<wid>"``) resumes it exactly once:
+    ``token`` (``"<slot>:<index>:<wid>"``) resumes it exactly once (one resume at a time):
     ``Log.append(values, resume=token)`` / ``passivepaxos append --resume TOKEN``. Exact
     because the record names its predecessor's hash and its slot, so it can only ever be
     decided at ``slot``: a resume first establishes that slot (proposing its own record

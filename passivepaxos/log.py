@@ -1277,8 +1277,9 @@ class Log:
         resume's) is decided there, its positions are returned and nothing more is written;
         if another record is, the earlier one can never be decided there (a record names
         its slot and its predecessor's hash) and the values are appended now: they end up
-        in the log exactly once. A resume that cannot establish the outcome raises
-        ``AppendOutcomeUnknownError`` again (docs/log.md)."""
+        in the log exactly once, provided resumes of one token run one after another (two
+        at the same time can both append: docs/log.md). A resume that cannot establish the
+        outcome raises ``AppendOutcomeUnknownError`` again (docs/log.md)."""
         if isinstance(values, bytes | bytearray | memoryview | str):
             raise TypeError(
                 "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
