@@ -1667,15 +1667,7 @@ class Log:
             before: bytes | None = None
             prev = self.genesis
         else:
-            before = self._fetch(slot - 1)
-            if before is None:
-                url, key = self._where(slot - 1)
-                raise DamagedSlotError(
-                    slot - 1,
-                    f"missing while the resumed slot {slot} was written to",
-                    url=url,
-                    key=key,
-                )
+            before = self._predecessor(slot, f"missing while the resumed slot {slot} was written to")
             prev = chain_hash(before, slot - 1)
         plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
         if plan is None:
@@ -1769,18 +1761,19 @@ class Log:
             if hit is not None:
                 prev = hit[0]
             else:
-                before = self._fetch(slot - 1)
-                if before is None:
-                    url, key = self._where(slot - 1)
-                    raise DamagedSlotError(
-                        slot - 1,
-                        f"missing while slot {slot} exists (a gap in the log)",
-                        url=url,
-                        key=key,
-                    )
+                before = self._predecessor(slot, f"missing while slot {slot} exists (a gap in the log)")
                 prev = chain_hash(before, slot - 1)
         self._decode(data, slot, prev)
         self._learned(slot, data, chained=True)
+
+    def _predecessor(self, slot: int, missing: str) -> bytes:
+        """The stored record of slot ``slot - 1``, which must exist for ``slot`` to be
+        built on or checked; ``DamagedSlotError`` (reason ``missing``) naming it if not."""
+        before = self._fetch(slot - 1)
+        if before is None:
+            url, key = self._where(slot - 1)
+            raise DamagedSlotError(slot - 1, missing, url=url, key=key)
+        return before
 
     def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
         if slot < 0 or data is None:
