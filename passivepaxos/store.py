@@ -44,6 +44,7 @@ from passivepaxos.errors import (
     ThrottledError,
     TransientError,
 )
+from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.types import Backend, ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL, open_backend
 
@@ -115,14 +116,16 @@ class Store:
         backend: Backend,
         *,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
         deadline: Deadline | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.backend = backend
         self.retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.runtime: Runtime = runtime or REAL
+        self._sleep = sleep or self.runtime.sleep
+        self._rng = rng or self.runtime.rng
         self.deadline = deadline
         # the deadline block this store was opened in: honoured from any thread while it lasts
         self._opened_under = current()
