@@ -129,10 +129,11 @@ def _proposer_id() -> str:
     import os
     import re
     import socket
-    import uuid
+
+    from passivepaxos.runtime import REAL
 
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -526,14 +527,15 @@ def _default_owner() -> str:
     import os
     import re
     import socket
-    import uuid
+
+    from passivepaxos.runtime import REAL
 
     try:
         user = getpass.getuser()
     except Exception:
         user = "user"
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{user}@{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{user}@{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
