@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 the operation failed (store error, conflict, damage found);
 2 usage or configuration error (bad URL, unknown option, unsupported mode, a ``memory://``
-store); 3 outcome unknown (a write that may or may not have taken effect:
-``AmbiguousWriteError``). Errors are one line on stderr naming the URL/object at fault;
+store); 3 outcome unknown (a write that may or may not have taken effect: an error whose
+``outcome_unknown`` flag is set, see ``passivepaxos.errors``). Errors are one line on stderr naming the URL/object at fault;
 ``--debug`` adds the traceback. Output: text goes out with the argument's own bytes (a
 non-UTF-8 argument is printed as given); JSON is always valid UTF-8, bytes that are not
 UTF-8 travel as base64 (``value_b64``, ``key_b64``, ...). A reader that closes the pipe
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from passivepaxos.capabilities import BACKENDS, TABLE_COLUMNS, table_rows
 from passivepaxos.errors import (
-    AmbiguousWriteError,
     ConfigError,
     PassivePaxosError,
     UnsupportedError,
@@ -930,9 +929,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         except (ConfigError, UnsupportedError) as exc:
             return _fail(args, exc, EXIT_USAGE)
-        except AmbiguousWriteError as exc:
-            return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
-        except PassivePaxosError as exc:
+        except PassivePaxosError as exc:  # the taxonomy's flag, not a list of classes
+            if exc.outcome_unknown:
+                return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
             return _fail(args, exc, EXIT_FAIL)
         except KeyboardInterrupt:
             return 130
