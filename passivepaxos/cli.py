@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from passivepaxos.capabilities import BACKENDS, TABLE_COLUMNS, table_rows
 from passivepaxos.errors import (
@@ -29,27 +28,15 @@ from passivepaxos.errors import (
     PassivePaxosError,
     UnsupportedError,
 )
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from passivepaxos.terminal import console, lease_line, print_status
+from passivepaxos.terminal import print_json as _print_json
+from passivepaxos.terminal import table as _table
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNKNOWN", "EXIT_USAGE", "console", "main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 DEFAULT_TIMEOUT = 30.0
 TIMEOUT_ENV = "PASSIVEPAXOS_TIMEOUT"
-
-
-def _print_json(obj: dict[str, Any]) -> None:
-    """One JSON object per line, always valid UTF-8: a str that cannot be UTF-8 (a lone
-    surrogate from a non-UTF-8 argument that no caller turned into ``*_b64``) is escaped
-    instead of breaking the encoding."""
-    line = json.dumps(obj, ensure_ascii=False, sort_keys=True)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        line = json.dumps(obj, ensure_ascii=True, sort_keys=True)
-    print(line, flush=True)
 
 
 def _arg_bytes(text: str) -> bytes:
@@ -69,30 +56,6 @@ def _text_arg(text: str, what: str) -> str:
     except UnicodeEncodeError:
         raise ConfigError(f"{what} {_arg_bytes(text)!r} is not UTF-8 text") from None
     return text
-
-
-def console(**kwargs: Any) -> Console:
-    """A rich ``Console`` whose broken pipe (``| head``) raises ``BrokenPipeError`` for
-    :func:`main` to end quietly with exit 0 (rich's default exits 1)."""
-    from rich.console import Console
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            raise BrokenPipeError
-
-    return _Console(**kwargs)
-
-
-def _table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -273,47 +236,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from passivepaxos.lease import format_wall
-    from passivepaxos.log import Log
-
-    with Log.open(args.log) as log:
-        ws = log.writer_status()
-        head = ws.head
-        snaps = log.snapshot_slots()
-        out: dict[str, Any] = {
-            "log": args.log,
-            "mode": log.mode.value,
-            "stores": [s.url for s in log.stores],
-            "head": head if head >= 0 else None,
-            "slots": head + 1,
-            "writer": ws.holder,
-            "epoch": ws.epoch or None,
-            "lease_expires": format_wall(ws.expires) if ws.expires is not None else None,
-            "snapshot": snaps[-1] if snaps else None,
-        }
-    if args.json:
-        _print_json(out)
-    else:
-        _table(
-            f"status of {args.log}",
-            ["field", "value"],
-            [
-                ["head slot", "(empty)" if head < 0 else str(head)],
-                ["mode", out["mode"]],
-                ["stores", ", ".join(out["stores"])],
-                ["writer lease", _lease_line(ws.holder, ws.epoch, ws.expires)],
-                ["snapshot", "none" if not snaps else f"slot {snaps[-1]}"],
-            ],
-        )
+    print_status(args.log, as_json=args.json)
     return EXIT_OK
-
-
-def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
-    from passivepaxos.lease import format_wall
-
-    if holder is None:
-        return "none" if epoch == 0 else f"none (last epoch {epoch})"
-    return f"{holder}, epoch {epoch}, expires about {format_wall(expires)} (estimate)"
 
 
 def cmd_writer(args: argparse.Namespace) -> int:
@@ -327,7 +251,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(res.to_json())
             elif res.granted:
-                line = _lease_line(res.holder, res.epoch, res.expires)
+                line = lease_line(res.holder, res.epoch, res.expires)
                 print(f"claimed: {line}, slot {res.slot}")
             if not res.granted:
                 print(
