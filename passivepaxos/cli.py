@@ -700,11 +700,32 @@ class _CommandParser(argparse.ArgumentParser):
         _add_global_options(self, command=True)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``passivepaxos <version>`` and exit 0. The version is looked up
+    only when asked for (reading package metadata is not free at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        import passivepaxos
+
+        print(f"passivepaxos {passivepaxos.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
         description="Consensus, a shared log, leases and locks on storage you already have.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     _add_global_options(parser, command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     sub.required = True
