@@ -141,9 +141,9 @@ def run_demo(
     from rich.table import Table
     from rich.text import Text
 
-    from passivepaxos.cli import console as make_console
     from passivepaxos.log import Log
     from passivepaxos.manifest import init_log
+    from passivepaxos.terminal import console as make_console
 
     console = make_console(file=out or sys.stdout, highlight=False)
     rt = REAL  # the demo drives real OS processes: real clock, real threads
@@ -258,14 +258,13 @@ def _print_status(url: str, out: IO[str] | None) -> None:
     """The ``status`` command's own output (whatever it shows, e.g. the writer lease)."""
     from contextlib import redirect_stdout
 
-    from passivepaxos.cli import build_parser
+    from passivepaxos.terminal import print_status
 
-    args = build_parser().parse_args(["status", url])
     if out is None:
-        args.func(args)
+        print_status(url)
     else:
         with redirect_stdout(out):
-            args.func(args)
+            print_status(url)
 
 
 # -- the worker process ------------------------------------------------------------------

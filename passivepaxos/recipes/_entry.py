@@ -17,8 +17,7 @@ from passivepaxos.errors import (
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
     PassivePaxosError,
-    QuorumError,
-    TransientError,
+    RetriedAmbiguousError,
 )
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import REAL, Runtime
@@ -34,8 +33,6 @@ __all__ = [
     "retry_backoff",
     "runtime_of",
 ]
-
-RETRYABLE = (AmbiguousWriteError, TransientError, QuorumError)
 
 
 def runtime_of(log: object) -> Runtime:
@@ -71,16 +68,6 @@ def decode_entry(value: bytes, kind: str, scope_field: str, scope: str) -> dict[
     if not isinstance(doc, dict) or doc.get("ppx") != kind or doc.get(scope_field) != scope:
         return None
     return doc
-
-
-class RetriedAmbiguousError(AmbiguousWriteError):
-    """An attempt of a retried recipe append had an unknown outcome and the retries did not
-    settle it: the entry may be in the log (maybe more than once; its request id makes the
-    copies one). ``max_slot``: the highest slot a copy may occupy (``inf``: unknown)."""
-
-    def __init__(self, message: str, *, max_slot: float, url: str = "", key: str | None = None):
-        super().__init__(message, url=url, key=key)
-        self.max_slot = max_slot
 
 
 def _past_deadline() -> bool:
@@ -126,7 +113,7 @@ def append_retrying(
                 slot = exc.slot if isinstance(exc, AppendOutcomeUnknownError) else math.inf
                 max_slot = max(max_slot, float(slot))
             attempt += 1
-            if not isinstance(exc, RETRYABLE) or attempt > retries or _past_deadline():
+            if not exc.retryable or attempt > retries or _past_deadline():
                 if unclear is None or unclear is exc:
                     raise
                 raise RetriedAmbiguousError(

@@ -43,10 +43,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import ConfigError
+from passivepaxos.errors import ConfigError, ResultCompactedError
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
-from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
+from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
 from passivepaxos.types import require_bytes
 

@@ -78,15 +78,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from passivepaxos.errors import (
-    AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
+    LockHeldError,
+    LockLostError,
     PassivePaxosError,
+    ResultCompactedError,
+    StaleTokenError,
 )
-from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_seconds, format_wall
+from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
-from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
+from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import EventLike
 from passivepaxos.types import require_bytes, require_name
@@ -103,39 +106,6 @@ __all__ = [
 ]
 
 OPS = ("acquire", "refresh", "release")
-
-
-class LockHeldError(PassivePaxosError):
-    """The lock is held by someone else (and could not be taken over in time)."""
-
-    def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
-        super().__init__(
-            f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
-            f"after it stays unrefreshed for {format_seconds(remaining)} more of our own clock"
-        )
-        self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
-
-
-class LockLostError(PassivePaxosError):
-    """Our refresh/release was refused: the lock was taken over (or released) meanwhile."""
-
-    def __init__(self, name: str, token: int, now: LockRecord) -> None:
-        who = "nobody" if now.holder is None else f"{now.holder} (token {now.token})"
-        super().__init__(f"lock {name!r} with token {token} was lost: now held by {who}")
-        self.name, self.token, self.holder = name, token, now.holder
-
-
-class StaleTokenError(PassivePaxosError):
-    """A fenced resource refused a request carrying a token lower than one it has seen, or
-    the token it has seen last but from another owner."""
-
-    def __init__(self, token: int, highest: int, *, used_by: str | None = None) -> None:
-        if used_by is None:
-            msg = f"stale fencing token {token}: token {highest} was already used"
-        else:
-            msg = f"fencing token {token} was already used by another owner ({used_by})"
-        super().__init__(msg)
-        self.token, self.highest = token, highest
 
 
 @dataclass(frozen=True)
@@ -292,7 +262,7 @@ def _possible_slot(exc: BaseException, landed: Position | None) -> float:
         return float(slot)
     if isinstance(exc, AppendOutcomeUnknownError):
         return float(exc.slot)
-    if isinstance(exc, PassivePaxosError) and not isinstance(exc, AmbiguousWriteError):
+    if isinstance(exc, PassivePaxosError) and not exc.outcome_unknown:
         return -math.inf  # "not written"
     return math.inf
 

@@ -44,29 +44,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from passivepaxos.errors import AmbiguousWriteError, ConfigError
+from passivepaxos.errors import ConfigError, ResultCompactedError
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import runtime_of
 from passivepaxos.runtime import Runtime
 from passivepaxos.snapshot import CompactedError, SnapshotInfo
 
 __all__ = ["ResultCompactedError", "StateMachine", "new_id"]
-
-
-class ResultCompactedError(AmbiguousWriteError):
-    """Our entry landed at ``position``, but before this process applied it a snapshot
-    covering it was restored (another process snapshotted and trimmed meanwhile): its
-    effect is in the restored state, its answer (ok or refused) is not. Outcome unknown:
-    read the current state to see what holds now."""
-
-    def __init__(self, position: Position, url: str = "") -> None:
-        super().__init__(
-            f"outcome unknown: our entry landed at slot {position.slot} index "
-            f"{position.index}, but a snapshot covering it was restored before we applied "
-            "it, so its answer is not known here; read the current state",
-            url=url,
-        )
-        self.position = position
 
 
 def new_id(runtime: Runtime) -> str:
