@@ -95,14 +95,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import re
 import socket
-import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +132,8 @@ from passivepaxos.lease import (
 )
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
 from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
+from passivepaxos.retry import Backoff
+from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
 from passivepaxos.snapshot import (
     SNAPSHOT_PREFIX,
     CompactedError,
@@ -193,6 +191,8 @@ _PROBES = 6  # slots probed at once by tail discovery (see _discover)
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see _commit
 _BACKOFFS = 6
+# after an unclear create, read back at 0.04, 0.08, ... 0.64 s (see _resolve_create)
+_READ_BACK = Backoff(0.02, 1.0, floor=1.0)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # the objects under log/ a log makes (see _check_layout), besides the hint
 _SINGLE_SLOT = re.compile(r"^log/\d{20}$")
@@ -517,7 +517,7 @@ class _Pending:
         self.error: BaseException | None = None
         self.done = False
         self.lead = False  # leadership handed to this caller by the previous leader
-        self.wake: threading.Condition | None = None
+        self.wake: ConditionLike | None = None
 
 
 class _NotYet(Exception):
@@ -528,9 +528,9 @@ class _NotYet(Exception):
         self.state, self.tail, self.remaining = state, tail, remaining
 
 
-def default_writer_id() -> str:
+def default_writer_id(runtime: Runtime = REAL) -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{host}-{os.getpid()}-{runtime.token_hex(4)}"
 
 
 # -- the log -------------------------------------------------------------------------------
@@ -552,16 +552,18 @@ class Log:
         hint_every: int = 32,
         hint_interval: float = 5.0,
         hint_min_interval: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
         wait_expired_lease: bool = True,
         backoff_max: float = 2.0,
         manifest: Manifest | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
         self.stores = list(stores)
+        # clocks (monotonic: hint rate limit and all writer-lease timing; wall: only written
+        # into lease records for display), sleep, randomness, ids and concurrency
+        self.runtime: Runtime = runtime or self.stores[0].runtime
+        rt = self.runtime
         self.mode = ListMode(mode)
         # the manifest read at open (None: stores given directly, no identity checks); its
         # identity starts the hash chain and is what a store must hold to vote (_decide)
@@ -569,31 +571,27 @@ class Log:
         self.ident = None if manifest is None else manifest.ident
         self._genesis = None if manifest is None else genesis_of(manifest.ident)
         self._members: dict[str, MemberStore] = {}
-        self._members_lock = threading.Lock()  # _voters runs on the read-ahead threads too
+        self._members_lock = rt.lock()  # _voters runs on the read-ahead threads too
         self.url = url or ",".join(s.url for s in self.stores)
-        self.writer_id = writer_id or default_writer_id()
+        self.writer_id = writer_id or default_writer_id(rt)
         self.fetch_ahead = max(1, fetch_ahead)
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
         self.hint_every = hint_every
         self.hint_interval = hint_interval
         self.hint_min_interval = hint_min_interval
-        self._sleep = sleep
-        self._clock = clock  # monotonic: hint rate limit and all writer-lease timing
-        self._wall = wall  # wall clock: only written into lease records for display
         self.wait_expired_lease = wait_expired_lease
         # contention without a lease: a loser sleeps a random share of its last attempt's
         # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
         self.backoff_max = backoff_max
-        self._rng = random.Random()
         self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
-        self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
+        self._pool = rt.pool(self.fetch_ahead, "ppx-log")
         # quorum requests: daemon threads, so a hung store holds neither a batch (settled
         # once a majority answered, see driver.settle) nor close() nor the process's exit
         self._fanout = None if len(self.stores) == 1 else driver.DaemonPool()
-        self._hint_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppx-hint")
+        self._hint_pool = rt.pool(1, "ppx-hint")
         # what this process knows of the end of the log (guarded by _state)
-        self._state = threading.Lock()
+        self._state = rt.lock()
         self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self._known_data: bytes | None = None  # that slot's record
         self._known_chained = False  # that record was checked to chain to its predecessor
@@ -616,16 +614,15 @@ class Log:
         # group commit (guarded by _glock): one leader at a time commits the queue; a
         # waiting caller sleeps on its own condition, woken once (its result, or the
         # leadership handed on to it); _lead() callers (claim, renew, ...) wait on _cond
-        self._glock = threading.Lock()
-        self._cond = threading.Condition(self._glock)
+        self._glock = rt.lock()
+        self._cond = rt.condition(self._glock)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._leading = False
         self._lead_waiters = 0
-        self._tls = threading.local()
         # membership changes (passivepaxos.membership; guarded by _ms_lock). _ms: None =
         # not looked yet, False = no change known, True = read slot by slot with the set
         # each slot's predecessors define (_cfgs), walked in order up to _walked
-        self._ms_lock = threading.RLock()
+        self._ms_lock = rt.rlock()
         self._ms: bool | None = False if self._single_create else None
         self._base = list(self.stores)
         self._origin: tuple[str, ...] = tuple(s.url for s in self.stores)
@@ -712,7 +709,15 @@ class Log:
                     f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
                 )
             stores = self._stores_for(slot)
-        return driver.propose(self._voters(stores), instance, data, self.writer_id, self.mode)
+        return driver.propose(
+            self._voters(stores),
+            instance,
+            data,
+            self.writer_id,
+            self.mode,
+            rng=self.runtime.rng,
+            sleep=self.runtime.sleep,
+        )
 
     def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
         """The stores a proposal counts, each checked to still hold this log's manifest
@@ -742,10 +747,10 @@ class Log:
         key = slot_instance(slot)
         window = store._window()  # the deadline the create ran under, if any
         for attempt in range(1, 6):
-            pause = min(1.0, 0.02 * 2**attempt)
+            pause = _READ_BACK.delay(attempt, self.runtime.rng)
             if window is not None and window.left() <= pause:
                 break  # no time left for another read-back
-            self._sleep(pause)
+            self.runtime.sleep(pause)
             try:
                 got = self._fetch(slot)
                 if got is not None:
@@ -834,7 +839,7 @@ class Log:
         out = []
         for u in urls:
             if u not in self._opened:
-                self._opened[u] = open_store(u)
+                self._opened[u] = open_store(u, runtime=self.runtime)
             out.append(self._opened[u])
         return out
 
@@ -974,7 +979,7 @@ class Log:
         round.)"""
         instance = slot_instance(slot)
         names = [s.url for s in stores]
-        started = self._clock()
+        started = self.runtime.monotonic()
         # the learner and the finisher count a store only while it holds this log's
         # manifest, like a proposal (_voters): a wiped store's empty lists must not read
         # as "nothing accepted" nor vote in the finisher's rounds
@@ -984,7 +989,8 @@ class Log:
             # Most often a decision in flight (its ACCEPTs landing one by one): read once
             # more after about one round trip before finishing the instance, whose PREPARE
             # would cost that writer a round. Only liveness depends on this pause.
-            self._sleep(min(0.25, max(0.005, self._clock() - started)))
+            took = max(0.005, self.runtime.monotonic() - started)
+            self.runtime.sleep(Backoff(took, 0.25, floor=1.0).delay(0, self.runtime.rng))
             got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
         if got.state == core.DECIDED:
             return got.value
@@ -1001,9 +1007,9 @@ class Log:
             raise QuorumError(
                 f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
             )
-        finish = core.finisher(names, instance, self.mode.value, self.writer_id, self._rng)
+        finish = core.finisher(names, instance, self.mode.value, self.writer_id, self.runtime.rng)
         try:
-            value: bytes | None = driver.run(finish, stores, sleep=self._sleep)
+            value: bytes | None = driver.run(finish, stores, sleep=self.runtime.sleep)
         except QuorumError as exc:
             raise QuorumError(f"cannot read slot {slot} of {self.url}: {exc}") from None
         return value
@@ -1021,7 +1027,8 @@ class Log:
                 driver.begin_batch(stores, ops)
                 if self._fanout is not None and len(ops) > 1:
                     futs = [
-                        self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops
+                        self._fanout.submit(driver.execute, stores, op, self.runtime.sleep)
+                        for op in ops
                     ]
                     # Under a deadline a store with no answer once a majority answered is a
                     # straggler after a grace (waiting for a hung one would only spend the
@@ -1033,7 +1040,7 @@ class Log:
                         groups = [getattr(op, "store", -1) for op in ops]
                         driver.settle(futs, groups, driver.STRAGGLER_GRACE)
                     else:
-                        wait(futs)
+                        self.runtime.wait(futs)
                     results = [
                         f.result()
                         if f.done()
@@ -1044,7 +1051,7 @@ class Log:
                         for op, f in zip(ops, futs, strict=True)
                     ]
                 else:
-                    results = [driver.execute(stores, op, self._sleep) for op in ops]
+                    results = [driver.execute(stores, op, self.runtime.sleep) for op in ops]
                 for op, r in zip(ops, results, strict=True):
                     if isinstance(r, StoreError) and isinstance(
                         op, core.Get | core.Put | core.List
@@ -1203,7 +1210,7 @@ class Log:
                 self._known = (slot, digest)
                 self._known_data = data
                 self._known_chained = chained
-                self._watch.saw(slot, self._clock())
+                self._watch.saw(slot, self.runtime.monotonic())
             elif chained and slot == self._known[0]:
                 self._known_chained = True
             if slot not in self._recent:
@@ -1230,7 +1237,7 @@ class Log:
             if self._known is None or self._hint_inflight:
                 return
             slot = self._known[0]
-            now = self._clock()
+            now = self.runtime.monotonic()
             stale = slot - self._hint_seen
             wrote_before = self._hint_last_write > float("-inf")
             due = stale >= self.hint_every or (
@@ -1300,7 +1307,7 @@ class Log:
         with self._glock:
             self._queue.append(p)
             if self._leading:
-                p.wake = self._waker()
+                p.wake = self.runtime.condition(self._glock)
                 try:
                     while not p.done and not p.lead:
                         p.wake.wait()
@@ -1328,14 +1335,6 @@ class Log:
             raise p.error
         assert p.result is not None
         return p.result
-
-    def _waker(self) -> threading.Condition:
-        """This thread's condition on ``_glock`` (made once per thread, not per append)."""
-        try:
-            cv: threading.Condition = self._tls.cv
-        except AttributeError:
-            cv = self._tls.cv = threading.Condition(self._glock)
-        return cv
 
     def _hand_on(self) -> None:
         """Give up leadership (``_glock`` held): to a waiting ``_lead()`` caller first (it
@@ -1410,8 +1409,8 @@ class Log:
         anyone else; others refuse, or wait out an apparently expired lease, while the tail
         says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
         # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
-        wid = wid or os.urandom(16).hex()
-        frame_wid = os.urandom(16)
+        wid = wid or self.runtime.token_hex(16)
+        frame_wid = self.runtime.token_bytes(16)
         slot, prev, state = self._tail_for_write()
         losses = 0
         while True:
@@ -1450,7 +1449,7 @@ class Log:
                 conf=conf,
             )
             self.slot_writes += 1
-            started = self._clock()
+            started = self.runtime.monotonic()
             mine = rec.encode()
             try:
                 decided = self._decide(slot, mine, frame_wid)
@@ -1487,10 +1486,11 @@ class Log:
                 # a create and a read. Back off (randomized, exponential in the losses of
                 # this append) and then jump to the tail, so the slots go to one writer at
                 # a time and the losers spend few requests meanwhile.
-                took = max(self._clock() - started, 1e-4)
-                cap = min(self.backoff_max, took * 2 ** min(losses, 8))
-                pause = self._rng.uniform(0.5, 1.0) * cap
-                self._sleep(pause)
+                took = max(self.runtime.monotonic() - started, 1e-4)
+                pause = Backoff(took, self.backoff_max, floor=0.5).delay(
+                    min(losses, 8), self.runtime.rng
+                )
+                self.runtime.sleep(pause)
                 # The winner went on at about one slot per attempt time: read the slot it
                 # should have reached and try right after it (one GET; a wrong guess costs
                 # one lost race, cheaper than searching for the exact tail every time).
@@ -1667,7 +1667,9 @@ class Log:
             before: bytes | None = None
             prev = self.genesis
         else:
-            before = self._predecessor(slot, f"missing while the resumed slot {slot} was written to")
+            before = self._predecessor(
+                slot, f"missing while the resumed slot {slot} was written to"
+            )
             prev = chain_hash(before, slot - 1)
         plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
         if plan is None:
@@ -1678,7 +1680,7 @@ class Log:
         data = rec.encode()
         self.slot_writes += 1
         try:
-            return self._decide(slot, data, os.urandom(16))
+            return self._decide(slot, data, self.runtime.token_bytes(16))
         except AmbiguousWriteError as exc:
             raise self._unknown(slot, wid, exc, index=index) from exc
 
@@ -1761,7 +1763,9 @@ class Log:
             if hit is not None:
                 prev = hit[0]
             else:
-                before = self._predecessor(slot, f"missing while slot {slot} exists (a gap in the log)")
+                before = self._predecessor(
+                    slot, f"missing while slot {slot} exists (a gap in the log)"
+                )
                 prev = chain_hash(before, slot - 1)
         self._decode(data, slot, prev)
         self._learned(slot, data, chained=True)
@@ -1808,20 +1812,20 @@ class Log:
             meta = (
                 LeaseMeta("release")
                 if op == "release"
-                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self._wall())
+                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self.runtime.wall())
             )
             # The record may land even if we never learn it did, and a claimant may then
             # count its ttl: shrink the read window to it *before* sending, and serve no
             # lease read until its outcome is known (lease.HolderLease).
             with self._state:
-                lease.sending(tail + 1, meta.ttl, self._clock())
+                lease.sending(tail + 1, meta.ttl, self.runtime.monotonic())
             return lease.epoch, meta
         if op == "release":  # pragma: no cover - release_writer checks first
             raise ConfigError("release: this process does not hold the writer lease")
         if op == "claim":
             plan: tuple[int, LeaseMeta | None] = (
                 state.epoch + 1,
-                LeaseMeta("claim", ttl, self._wall()),
+                LeaseMeta("claim", ttl, self.runtime.wall()),
             )
         else:
             plan = (state.epoch, None)
@@ -1829,14 +1833,16 @@ class Log:
             return plan
         held_ttl = state.ttl if state.ttl is not None else ttl
         with self._state:
-            remaining = self._watch.remaining(tail, held_ttl, self._clock())
+            remaining = self._watch.remaining(tail, held_ttl, self.runtime.monotonic())
         if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
             return plan
         if op == "claim":
             if not wait:
                 raise _NotYet(state, tail, remaining)
         elif not (
-            self.wait_expired_lease and state.expires is not None and self._wall() >= state.expires
+            self.wait_expired_lease
+            and state.expires is not None
+            and self.runtime.wall() >= state.expires
         ):
             raise LeaseHeldError(self.url, state, remaining=remaining)
         self._wait_tail(tail, remaining, held_ttl)
@@ -1845,13 +1851,13 @@ class Log:
     def _wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
         """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
         every ``ttl/10`` so that a change restarts the wait promptly."""
-        step = max(0.002, ttl / 10)
+        poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
         while remaining > 0:
-            self._sleep(min(remaining, step))
+            self.runtime.sleep(min(remaining, poll.delay(0, self.runtime.rng)))
             if self._observe() != tail:
                 return
             with self._state:
-                remaining = self._watch.remaining(tail, ttl, self._clock())
+                remaining = self._watch.remaining(tail, ttl, self.runtime.monotonic())
 
     def _observe(self) -> int:
         """The current tail slot, learned with one read when it has not moved."""
@@ -1965,7 +1971,7 @@ class Log:
         self._settle_pending()
         with self._state:
             lease = self._lease
-            now = self._clock()
+            now = self.runtime.monotonic()
             if lease is None or not lease.can_read(now):
                 return None
             if self._known is None or self._known[0] != lease.last_slot:
@@ -2021,7 +2027,7 @@ class Log:
         *,
         poll_min: float = 0.05,
         poll_max: float = 2.0,
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
     ) -> Iterator[Entry]:
         """Like :meth:`read`, then keep polling for new slots (backoff ``poll_min`` doubling
         to ``poll_max``, reset on progress) until ``stop`` is set."""
@@ -2037,7 +2043,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         to_slot: int | None = None,
     ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
         """(slot, entries) from ``from_slot`` on: from the newest snapshot while it covers
@@ -2123,7 +2129,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         on_slot: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[int, Record]]:
         """(slot, record) from the log itself (no snapshot; a tombstone raises
@@ -2139,7 +2145,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         on_slot: Callable[[int], None] | None = None,
         start_prev: str | None = None,
         reuse: bool = False,
@@ -2157,7 +2163,8 @@ class Log:
         # (``to_slot``: stop after that slot, and never fetch beyond it)
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
-        delay = poll[0]
+        pace = Backoff(poll[0], poll[1], floor=1.0)  # fixed doubling, reset on progress
+        idle = 0  # polls in a row that found nothing new
         first_end = True
         # read-ahead: 1, 2, 4, 8 slots while slots exist, then (a long catch-up) one more
         # per 8 slots read, up to fetch_ahead: the GETs wasted past the end stay within 8
@@ -2197,14 +2204,15 @@ class Log:
                         f.cancel()
                     ahead.clear()
                     window, run = 1, 0
+                    delay = pace.delay(idle, self.runtime.rng)
                     if stop is not None:
                         if stop.wait(delay):
                             return
                     else:
-                        self._sleep(delay)
-                    delay = min(poll[1], delay * 2)
+                        self.runtime.sleep(delay)
+                    idle += 1
                     continue
-                delay = poll[0]
+                idle = 0
                 run += 1
                 window = min(
                     self.fetch_ahead,

@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,6 +98,7 @@ from passivepaxos.errors import (
     UnsupportedError,
 )
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, open_log
+from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import split_urls
@@ -174,8 +174,8 @@ class ConfigChange:
             raise ValueError("cfg leaves fewer than two stores")
 
 
-def marker_key() -> str:
-    return f"{MEMBERS_PREFIX}{uuid.uuid4().hex}"
+def marker_key(runtime: Runtime = REAL) -> str:
+    return f"{MEMBERS_PREFIX}{runtime.token_hex(16)}"
 
 
 def encode_marker(origin: Sequence[str], change: ConfigChange) -> bytes:
@@ -254,7 +254,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     url = url.strip()
     if not url or "," in url:
         raise ConfigError("give exactly one store URL to add or remove (one change at a time)")
-    url = open_store(url).url
+    url = open_store(url, runtime=log.runtime).url
     current = tuple(log.members())
     if log.single_create or len(current) < 2:
         raise UnsupportedError(
@@ -293,11 +293,11 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     cfg.check()
     stores = {s.url: s for s in log.known_stores()}
     if url not in stores:
-        stores[url] = open_store(url)
+        stores[url] = open_store(url, runtime=log.runtime)
     if op == "add":
         _prepare_new_store(stores[url], _manifest_of(log).with_stores(to), log.mode.value)
     # the marker, on every store of S and S' (a majority of each): readers discover changes
-    key, data = marker_key(), encode_marker(log.origin(), cfg)
+    key, data = marker_key(log.runtime), encode_marker(log.origin(), cfg)
     ok: set[str] = set()
     errors: list[str] = []
     for u in dict.fromkeys((*current, *to)):
@@ -346,7 +346,7 @@ def _finish_removal(log: Log, slot: int, cfg: ConfigChange, *, resumed: bool) ->
     """Copy the DECIDED markers of slots ``<= slot`` onto the stores the removal left
     (only then may the removed store be deleted), then their manifests."""
     stores = {s.url: s for s in log.known_stores()}
-    targets = [stores[u] if u in stores else open_store(u) for u in cfg.to]
+    targets = [stores[u] if u in stores else open_store(u, runtime=log.runtime) for u in cfg.to]
     try:
         written = log.copy_decided_markers(slot, targets)
     except QuorumError as exc:

@@ -28,6 +28,7 @@ from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend, LatencyBackend
+from tests.clocked import NO_SLEEP, clocked
 from tests.conftest import FAST, Harness
 
 
@@ -301,7 +302,7 @@ def test_ambiguous_create_that_lands_late_counts_once(monkeypatch: pytest.Monkey
     faulty = FaultyBackend(open_backend(url), FaultPlan(late_after=(2, 2)), seed=3)
     _, manifest = open_log(url)
     one_try = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, resolve_attempts=1)
-    with Log([Store(faulty, retry=one_try)], manifest.mode, sleep=lambda _: None) as log:
+    with Log([Store(faulty, retry=one_try)], manifest.mode, runtime=NO_SLEEP) as log:
         log.append([b"before"])
         faulty.script("late")  # the create times out, then lands on a later request
         assert log.append([b"once"]) == [1]
@@ -362,7 +363,14 @@ def test_contending_appenders_without_a_lease_back_off_and_lose_nothing(backoff:
         threading.Event().wait(s)
 
     logs = [
-        Log([Store(shared)], "create", url=url, writer_id=f"w{j}", backoff_max=backoff, sleep=sleep)
+        Log(
+            [Store(shared)],
+            "create",
+            url=url,
+            writer_id=f"w{j}",
+            backoff_max=backoff,
+            runtime=clocked(sleep=sleep),
+        )
         for j in range(4)
     ]
     acks: dict[bytes, tuple[int, int]] = {}
