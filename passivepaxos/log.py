@@ -109,6 +109,7 @@ from passivepaxos.errors import (
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
+    DamagedSlotError,
     InvalidObjectError,
     PassivePaxosError,
     QuorumError,
@@ -259,15 +260,6 @@ class Entry:
     slot: int
     index: int
     value: bytes
-
-
-class DamagedSlotError(InvalidObjectError):
-    """A slot's record is invalid; ``slot`` and ``reason`` say which and why."""
-
-    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
-        super().__init__(f"slot {slot} is damaged: {reason}", url=url, key=key)
-        self.slot = slot
-        self.reason = reason
 
 
 # -- records -------------------------------------------------------------------------------

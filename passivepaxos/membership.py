@@ -87,11 +87,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# this module's errors live in passivepaxos.errors (re-exported here)
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
     ConfigError,
     InvalidObjectError,
+    MembershipConflictError,
+    MembershipIncompleteError,
     OutcomeUnknownError,
     QuorumError,
     StoreError,
@@ -118,20 +121,6 @@ __all__ = [
 ]
 
 MEMBERS_PREFIX = "members/"
-
-
-class MembershipConflictError(ConfigError):
-    """The configuration changed under a membership change (another change won)."""
-
-
-class MembershipIncompleteError(QuorumError):
-    """A removal was committed (the store is no longer a member) but its DECIDED markers
-    are not yet on a majority of the remaining stores: the removed store must not be
-    deleted yet; running the same ``members remove`` again finishes the copy."""
-
-    def __init__(self, message: str, *, slot: int) -> None:
-        super().__init__(message)
-        self.slot = slot
 
 
 @dataclass(frozen=True)
