@@ -1,98 +1,10 @@
-"""The shared log: an ordered sequence of slots, each holding a batch of entries.
-
-Addressing
-----------
-Slot ``i`` is consensus instance ``log/<i:020d>``. An entry is addressed by
-``(slot, index)``: the slot that holds it and its index inside that slot's batch.
-``Log.append(values)`` puts all ``values`` of one call into one slot (several concurrent
-calls of one process may share a slot: group commit) and returns one slot number per value,
-in order; ``Log.append_positions`` returns the full ``Position(slot, index)`` pairs.
-
-How a slot is decided (:meth:`Log._decide`, the only place that knows)
----------------------------------------------------------------------
-- one store whose manifest mode is ``create``: ONE create-if-absent of the object
-  ``log/<i:020d>``; the first creator wins, a loser finds the winner's record in
-  ``AlreadyExistsError.current`` (no extra request);
-- a quorum of stores, or ``blocks`` / ``cas`` mode: ``consensus.driver.propose`` on
-  instance ``log/<i:020d>``; the decided bytes are the slot's record. Reading a slot uses
-  ``core.learner`` on the same instance: a slot is *missing* only when it is provably
-  undecided (a majority of its stores answered in full and hold no marker and nothing
-  accepted); when the learner cannot tell, the reader finishes the instance
-  (``core.finisher``: adopt the highest accepted value, invent none) or raises
-  ``QuorumError``, never "absent" (see ``Log._learn``).
-
-An append whose record may have been decided but could not be established raises
-``AppendOutcomeUnknownError`` (never ``QuorumError``, which means "not written"); its
-token ``<slot>:<index>:<wid>`` resumes it exactly once (``append(values, resume=token)``),
-because the record names its slot and its predecessor's hash: it can only ever be decided
-at that slot, and the resumed append keeps its write id.
-
-Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
-
-    {"kind": "ppx-slot", "f": 1, "slot": 3, "prev": "<sha256 hex of slot 2's record>",
-     "writer": "host-123-ab12cd34", "epoch": 0, "wid": "<32 hex: unique write id>",
-     "entries": ["<base64>", ...], "sum": "<sha256 hex of this object without 'sum'>"}
-
-- ``prev`` of slot 0 is :func:`genesis_of` the log's identity (sha256 of
-  ``b"passivepaxos-log-genesis:" + id``, the ``id`` of the manifest, see
-  :mod:`passivepaxos.manifest`), so a record of another log is foreign everywhere in the
-  chain; a log whose manifest has no identity (format 1, created before identities) keeps
-  :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``). The hash of a record is
-  sha256 over its exact stored bytes (the Store frame's payload), so the chain covers
-  every byte, ``sum`` included.
-- ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
-  record through consensus (the Store frame's crc32 covers only one object on one store).
-- ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
-- ``lease`` (optional; absent on records written outside a lease, so older records are
-  unchanged): ``{"op": "claim"|"hold", "ttl": s, "wall": t}`` or ``{"op": "release"}``.
-  The writer lease (ClaimWriter / WriterStatus / lease reads) is described in
-  :mod:`passivepaxos.lease` and docs/log.md.
-- ``cfg`` / ``conf`` (optional, absent until the log's first store membership change):
-  a configuration record (one store added or removed: slots after it are decided on the
-  new set) and, on every later record, the slot of the newest one before it. Design and
-  safety argument: :mod:`passivepaxos.membership`; the reading side is ``_fetch`` /
-  ``_walk_to`` (records learned in order, each slot with its own slot's store set).
-- ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
-  own earlier (ambiguous) write landed, and its entries are counted once.
-
-A reader validates every record and raises :class:`DamagedSlotError` (an
-``InvalidObjectError``) naming the slot and URL for: an unreadable frame, bad JSON, a
-record of another kind, an unknown or newer format, the wrong slot number, a bad
-checksum, a broken hash chain, or a slot missing while a later one exists. It never skips.
-
-Tail discovery never lists the log: read the hint object ``log/tail-hint`` (an OVERWRITE,
-written rarely, rate-limited to one write per ``hint_min_interval`` seconds per process
-because GCS allows ~1 write/s per object name; never trusted for correctness), then probe
-``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
-narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
-because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
-only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
-discovery checks, as reads do, that the slot after the first missing one is missing too
-(``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
-found this way names its predecessor's hash before building on it (``_check_chained``).
-
-Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
------------------------------------------------------------------------
-``Log.snapshot`` writes ``snapshot/<s:020d>`` holding slot ``s``'s record hash (the chain's
-anchor) and either every entry of slots ``0..s`` or application state. Readers list the
-small ``snapshot/`` prefix, serve slots ``<= s`` from the newest snapshot and check the
-chain from its anchor. ``Log.trim`` (one create-mode store only) OVERWRITES each trimmed
-slot object with a tombstone instead of deleting it, so a slot name is never free again: a
-stale writer's create fails and its append raises :class:`TrimmedSlotError`, never
-acknowledged. A tombstone keeps the trimmed record's hash (``prev`` of the next slot) and
-lease state; a reader meeting one restarts from the newest snapshot. Tombstones must never
-be deleted: ``verify`` checks every one (and names a missing one), and a writer refuses to
-write a slot at or below a snapshot it has seen unless the slot is there (see ``_commit``);
-a writer that never saw the snapshot cannot tell (docs/log.md, "Trim").
-"""
+"""``Log``: the facade over the log's components (see :mod:`passivepaxos.log`)."""
 
 from __future__ import annotations
 
-import binascii
 import collections
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -111,6 +23,7 @@ from passivepaxos.errors import (
     ConfigError,
     DamagedSlotError,
     InvalidObjectError,
+    MembershipConflictError,
     PassivePaxosError,
     QuorumError,
     StoreError,
@@ -131,8 +44,24 @@ from passivepaxos.lease import (
     WriterStatus,
     check_ttl,
 )
+from passivepaxos.log.record import (
+    Entry,
+    Position,
+    Record,
+    bare,
+    chain_hash,
+    decode_record,
+    genesis_of,
+    names_config,
+    parse_resume_token,
+    record_hash,
+    resume_wid,
+    slot_instance,
+    tombstone_of,
+    why_unknown,
+)
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
-from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
+from passivepaxos.membership_data import ConfigChange, read_markers
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
 from passivepaxos.snapshot import (
@@ -144,7 +73,6 @@ from passivepaxos.snapshot import (
     TrimmedSlotError,
     TrimRefusedError,
     decode_snapshot,
-    decode_tombstone,
     encode_snapshot,
     is_tombstone,
     snapshot_key,
@@ -153,37 +81,7 @@ from passivepaxos.snapshot import (
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode, require_bytes
 
-__all__ = [
-    "GENESIS",
-    "HINT_KEY",
-    "RECORD_FORMAT",
-    "DamagedSlotError",
-    "Entry",
-    "Log",
-    "Position",
-    "Record",
-    "SnapshotInfo",
-    "TrimResult",
-    "TrimmedSlotError",
-    "VerifyReport",
-    "decode_record",
-    "genesis_of",
-    "record_hash",
-    "slot_instance",
-]
-
-RECORD_FORMAT = 1
-RECORD_KIND = "ppx-slot"
-GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()  # format-1 logs
-
-
-def genesis_of(ident: str | None) -> str:
-    """The ``prev`` of slot 0 of the log with identity ``ident`` (``None``: a log created
-    before identities, which starts from :data:`GENESIS`)."""
-    if ident is None:
-        return GENESIS
-    return hashlib.sha256(b"passivepaxos-log-genesis:" + ident.encode()).hexdigest()
-
+__all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
 
 HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
@@ -194,7 +92,6 @@ _PROBES = 6  # slots probed at once by tail discovery (see _discover)
 _BACKOFFS = 6
 # after an unclear create, read back at 0.04, 0.08, ... 0.64 s (see _resolve_create)
 _READ_BACK = Backoff(0.02, 1.0, floor=1.0)
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # the objects under log/ a log makes (see _check_layout), besides the hint
 _SINGLE_SLOT = re.compile(r"^log/\d{20}$")
 _QUORUM_SLOT = {
@@ -202,251 +99,6 @@ _QUORUM_SLOT = {
     ListMode.CAS: re.compile(r"^log/\d{20}/(list|decided)$"),
     ListMode.BLOCKS: re.compile(r"^log/\d{20}/(blocks/.+|decided)$"),
 }
-
-
-def slot_instance(slot: int) -> str:
-    """The consensus instance (and, on a single create store, the object key) of a slot."""
-    return f"log/{slot:020d}"
-
-
-def parse_resume_token(token: str) -> tuple[int, int, str]:
-    """``(slot, index, wid)`` of an ``AppendOutcomeUnknownError`` token; ``ConfigError``
-    naming the token when it is not one."""
-    m = re.fullmatch(r"(\d+):(\d+):([0-9a-f]{32})", token.strip())
-    if m is None:
-        raise ConfigError(
-            f"bad resume token {token!r}: expected SLOT:INDEX:WID as printed by the "
-            "append whose outcome was unknown"
-        )
-    return int(m[1]), int(m[2]), m[3]
-
-
-def resume_wid(wid: str, index: int) -> str:
-    """The write id a resume of token ``*:index:wid`` writes its values under: its own
-    (two callers that shared one group-commit record share ``wid``, never this) and
-    deterministic (a second resume of the same token recognises the first one's record)."""
-    return hashlib.sha256(f"resume:{wid}:{index}".encode()).hexdigest()[:32]
-
-
-def resume_unknown(token: str, cause: PassivePaxosError) -> AppendOutcomeUnknownError:
-    """A resume that failed before establishing anything (e.g. the log could not even be
-    opened): its outcome is as unknown as before, with the same token."""
-    slot, index, wid = parse_resume_token(token)
-    return AppendOutcomeUnknownError(
-        f"append outcome unknown: the entries may be in the log at slot {slot} "
-        f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
-        slot=slot,
-        index=index,
-        wid=wid,
-        url=getattr(cause, "url", ""),
-        key=getattr(cause, "key", None),
-    )
-
-
-def record_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where an entry lives: its slot and its index in that slot's batch."""
-
-    slot: int
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    slot: int
-    index: int
-    value: bytes
-
-
-# -- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Record:
-    slot: int
-    prev: str
-    writer: str
-    epoch: int
-    wid: str
-    entries: tuple[bytes, ...]
-    format: int = RECORD_FORMAT
-    lease: LeaseMeta | None = None
-    config: ConfigChange | None = None  # a membership change (passivepaxos.membership)
-    conf: int | None = None  # the newest configuration record's slot before this one
-
-    @property
-    def lease_state(self) -> LeaseState:
-        """The log's writer-lease state after this record."""
-        return LeaseState.of(self.writer, self.epoch, self.lease)
-
-    def _body(self) -> dict[str, Any]:
-        """Every field but ``sum``, with ``entries`` left empty (``encode`` fills it)."""
-        body = {
-            "kind": RECORD_KIND,
-            "f": self.format,
-            "slot": self.slot,
-            "prev": self.prev,
-            "writer": self.writer,
-            "epoch": self.epoch,
-            "wid": self.wid,
-            "entries": [],
-        }
-        if self.lease is not None:
-            body["lease"] = self.lease.to_json()
-        if self.config is not None:
-            body["cfg"] = self.config.to_json()
-        if self.conf is not None:
-            body["conf"] = self.conf
-        return body
-
-    def encode(self) -> bytes:
-        """The canonical bytes (keys sorted, no whitespace, ASCII) with ``sum``, built
-        without encoding anything twice:
-
-        - base64 text needs no JSON escaping, so the entries are joined straight into the
-          place of the empty list (the first ``"entries":[]``: only ``cfg`` and ``conf``
-          sort before it and neither has such a key; inside a string the quotes would be
-          escaped);
-        - ``sum`` sorts between ``slot`` and ``wid`` and the last two keys are always
-          ``wid`` and ``writer``, so it goes in before the last ``,"wid":``."""
-        head, _, tail = _ENCODER.encode(self._body()).encode().partition(b'"entries":[]')
-        if self.entries:
-            joined = b'","'.join([_b64encode(e, newline=False) for e in self.entries])
-            body = b"".join((head, b'"entries":["', joined, b'"]', tail))
-        else:
-            body = b"".join((head, b'"entries":[]', tail))
-        cut = body.rfind(b',"wid":')
-        digest = hashlib.sha256(body).hexdigest().encode()
-        return b"".join((body[:cut], b',"sum":"', digest, b'"', body[cut:]))
-
-
-# One encoder for the canonical form (json.dumps would build one per call).
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-_b64encode = binascii.b2a_base64
-
-
-def _b64decode(s: Any) -> bytes:
-    """``base64.b64decode(s, validate=True)`` (which is ``a2b_base64(strict_mode=True)``
-    since Python 3.11) without its per-call overhead; the same errors."""
-    return binascii.a2b_base64(s, strict_mode=True)
-
-
-def _canonical(obj: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(obj).encode()
-
-
-def _sum_of_stored(data: bytes, given: str) -> bool:
-    """Whether ``given`` is the sha256 of the stored bytes with the ``"sum"`` member cut
-    out: for a record in canonical form (as every writer makes them) those bytes ARE the
-    canonical encoding of the other fields, so this checks the checksum without parsing
-    and re-encoding the body. ``False`` means "not shown this way": the caller then
-    re-encodes canonically, so a record is refused exactly when its sum matches neither."""
-    cut = data.rfind(b',"sum":"')
-    end = cut + 8 + 64
-    if cut < 0 or len(given) != 64 or data[end : end + 1] != b'"':
-        return False
-    if data[cut + 8 : end] != given.encode("ascii", "replace"):
-        return False
-    h = hashlib.sha256(data[:cut])
-    h.update(memoryview(data)[end + 1 :])
-    return h.hexdigest() == given
-
-
-def _checksum(body: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(body)).hexdigest()
-
-
-def decode_record(
-    data: bytes, slot: int, prev: str | None, *, url: str = "", key: str | None = None
-) -> Record:
-    """Parse and validate slot ``slot``'s record; ``prev`` is the expected hash of slot
-    ``slot-1``'s record (``None``: not checked, the caller does not know it)."""
-
-    def bad(reason: str) -> DamagedSlotError:
-        return DamagedSlotError(slot, reason, url=url, key=key)
-
-    if is_tombstone(data):
-        raise TrimmedSlotError(slot, tombstone_of(data, slot, url=url, key=key).snap, url)
-    try:
-        doc: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise bad("not a slot record (not JSON)") from None
-    if not isinstance(doc, dict) or doc.get("kind") != RECORD_KIND:
-        raise bad("not a passivepaxos slot record")
-    fmt = doc.get("f")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise bad(f"unknown record format {fmt!r}")
-    if fmt > RECORD_FORMAT:
-        raise bad(
-            f"record format {fmt} is newer than this client supports ({RECORD_FORMAT}); "
-            "upgrade passivepaxos"
-        )
-    if fmt != RECORD_FORMAT:
-        raise bad(f"unknown record format {fmt!r}")
-    body = dict(doc)
-    given = body.pop("sum", None)
-    if not isinstance(given, str) or not (_sum_of_stored(data, given) or given == _checksum(body)):
-        raise bad("bad checksum")
-    try:
-        rec_slot, rprev, writer, epoch, wid = (
-            body["slot"],
-            body["prev"],
-            body["writer"],
-            body["epoch"],
-            body["wid"],
-        )
-        raw_entries = body["entries"]
-        if not (
-            isinstance(rec_slot, int)
-            and isinstance(rprev, str)
-            and isinstance(writer, str)
-            and isinstance(epoch, int)
-            and isinstance(wid, str)
-            and isinstance(raw_entries, list)
-        ):
-            raise TypeError("field types")
-        entries = tuple(map(_b64decode, raw_entries))
-        lease = None if body.get("lease") is None else LeaseMeta.from_json(body["lease"])
-        config = None if body.get("cfg") is None else ConfigChange.from_json(body["cfg"])
-        conf = body.get("conf")
-        if conf is not None and not (
-            isinstance(conf, int) and not isinstance(conf, bool) and 0 <= conf < rec_slot
-        ):
-            raise ValueError("bad conf")
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise bad("malformed record fields") from None
-    if rec_slot != slot:
-        raise bad(f"record says it is slot {rec_slot}")
-    if not _HEX64.match(rprev):
-        raise bad("malformed previous-record hash")
-    if prev is not None and rprev != prev:
-        raise bad(
-            "broken hash chain: the record's previous hash does not match "
-            + ("the genesis value" if slot == 0 else f"slot {slot - 1}'s record")
-        )
-    if epoch < 0:
-        raise bad(f"negative epoch {epoch}")
-    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease, config, conf)
-
-
-def tombstone_of(data: bytes, slot: int, *, url: str = "", key: str | None = None) -> Tombstone:
-    """Parse the tombstone ``trim`` left at ``slot``; damage is a ``DamagedSlotError``."""
-    try:
-        return decode_tombstone(data, slot)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DamagedSlotError(slot, f"bad tombstone ({exc})", url=url, key=key) from None
-
-
-def chain_hash(data: bytes, slot: int) -> str:
-    """The hash the record of ``slot + 1`` must name: sha256 of slot ``slot``'s record,
-    kept in the tombstone once the slot is trimmed."""
-    if is_tombstone(data):
-        return tombstone_of(data, slot).hash
-    return record_hash(data)
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -755,7 +407,7 @@ class Log:
             except StoreError as exc:
                 cause = exc
         raise AmbiguousWriteError(
-            f"the create was sent but not confirmed: {_why_unknown(cause)}",
+            f"the create was sent but not confirmed: {why_unknown(cause)}",
             url=store.url,
             key=key,
         ) from cause
@@ -770,12 +422,12 @@ class Log:
                 got = self.stores[0].get(key)
             except InvalidObjectError as exc:
                 raise DamagedSlotError(
-                    slot, f"unreadable object ({_bare(exc)})", url=self.stores[0].url, key=key
+                    slot, f"unreadable object ({bare(exc)})", url=self.stores[0].url, key=key
                 ) from None
             return None if got is None else got[0]
         if not self._membership():
             data = self._learn(slot, self.stores)
-            if data is None or not _names_config(data):
+            if data is None or not names_config(data):
                 return data
             self._switch_on()  # read beyond a change we did not know: read again, in order
         if not self._walk_to(slot - 1):
@@ -888,7 +540,7 @@ class Log:
 
     def _note(self, data: bytes) -> None:
         """A record obtained outside ``_fetch`` (a lost race's winner)."""
-        if not self._ms and _names_config(data):
+        if not self._ms and names_config(data):
             self._switch_on()
 
     def members(self) -> tuple[str, ...]:
@@ -989,7 +641,7 @@ class Log:
         invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
         if invalid:
             raise DamagedSlotError(
-                slot, f"unreadable object ({_bare(invalid[0])})", url=invalid[0].url, key=instance
+                slot, f"unreadable object ({bare(invalid[0])})", url=invalid[0].url, key=instance
             )
         if got.state == core.UNDECIDED:
             return None
@@ -1536,7 +1188,7 @@ class Log:
         url, key = self._where(slot)
         return AppendOutcomeUnknownError(
             f"append outcome unknown: the entries may be in the log at slot {slot} "
-            f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
+            f"({why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
             slot=slot,
             index=index,
             wid=wid,
@@ -2354,7 +2006,7 @@ class Log:
         ):
             if isinstance(metas, StoreError):
                 if store in self.stores:  # a store a membership change removed may be gone
-                    unchecked[store.url] = _bare(metas)
+                    unchecked[store.url] = bare(metas)
                 continue
             for m in metas:
                 if m.key == HINT_KEY or pattern.match(m.key):
@@ -2536,7 +2188,7 @@ class Log:
         ):
             if isinstance(got, InvalidObjectError):
                 raise DamagedSnapshotError(
-                    slot, f"unreadable object ({_bare(got)})", url=store.url, key=key
+                    slot, f"unreadable object ({bare(got)})", url=store.url, key=key
                 ) from None
             if isinstance(got, StoreError):
                 if len(self.stores) == 1:
@@ -2707,26 +2359,3 @@ class Log:
             count += 1
             prev = h
         return TrimResult(count, before, snap.slot)
-
-
-def _names_config(data: bytes) -> bool:
-    """Whether a record carries a membership field (cheap test first; keys are sorted
-    canonical JSON, values cannot contain an unescaped quote)."""
-    if b'"cfg":' not in data and b'"conf":' not in data:
-        return False
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and ("cfg" in doc or "conf" in doc)
-
-
-def _why_unknown(exc: PassivePaxosError) -> str:
-    """Why an outcome is unknown, for one sentence: the cause's message without its
-    location prefix and without a leading "... outcome unknown:" of its own."""
-    return re.sub(r"^(\w+ )?outcome unknown: ", "", PassivePaxosError.__str__(exc))
-
-
-def _bare(exc: StoreError) -> str:
-    """The error's message without its location prefix (the caller adds slot and URL)."""
-    return PassivePaxosError.__str__(exc)
