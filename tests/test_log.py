@@ -23,6 +23,7 @@ from passivepaxos.log import (
     decode_record,
     slot_instance,
 )
+from passivepaxos.log.slots import SlotIO
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import PutMode
@@ -290,13 +291,13 @@ def test_ambiguous_create_that_lands_late_counts_once(monkeypatch: pytest.Monkey
     """The store gives up (AmbiguousWriteError); the log reads back, finds its own record
     (the late write landed) and acknowledges it once."""
     resolved: list[int] = []
-    original = Log._resolve_create
+    original = SlotIO.resolve_create
 
-    def spy(self: Log, slot: int, *rest: object) -> bytes:
+    def spy(self: SlotIO, slot: int, *rest: object) -> bytes:
         resolved.append(slot)
         return original(self, slot, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Log, "_resolve_create", spy)
+    monkeypatch.setattr(SlotIO, "resolve_create", spy)
     url = mem()
     init_log(url)
     faulty = FaultyBackend(open_backend(url), FaultPlan(late_after=(2, 2)), seed=3)

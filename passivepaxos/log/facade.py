@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from passivepaxos.capabilities import ListMode
-from passivepaxos.consensus import core, driver
+from passivepaxos.consensus import driver
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
@@ -27,8 +27,6 @@ from passivepaxos.errors import (
     PassivePaxosError,
     QuorumError,
     StoreError,
-    StragglerError,
-    TransientError,
     UnsupportedError,
 )
 from passivepaxos.lease import (
@@ -44,15 +42,14 @@ from passivepaxos.lease import (
     WriterStatus,
     check_ttl,
 )
+from passivepaxos.log.config import ConfigView
+from passivepaxos.log.context import LogContext
 from passivepaxos.log.record import (
     Entry,
     Position,
     Record,
     bare,
     chain_hash,
-    decode_record,
-    genesis_of,
-    names_config,
     parse_resume_token,
     record_hash,
     resume_wid,
@@ -60,8 +57,9 @@ from passivepaxos.log.record import (
     tombstone_of,
     why_unknown,
 )
-from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
-from passivepaxos.membership_data import ConfigChange, read_markers
+from passivepaxos.log.slots import SlotIO
+from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.membership_data import ConfigChange
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
 from passivepaxos.snapshot import (
@@ -78,7 +76,7 @@ from passivepaxos.snapshot import (
     snapshot_key,
     snapshot_slot_of,
 )
-from passivepaxos.store import Store, open_store
+from passivepaxos.store import Store
 from passivepaxos.types import PutMode, require_bytes
 
 __all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
@@ -203,22 +201,24 @@ class Log:
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
-        self.stores = list(stores)
+        stores = list(stores)
         # clocks (monotonic: hint rate limit and all writer-lease timing; wall: only written
         # into lease records for display), sleep, randomness, ids and concurrency
-        self.runtime: Runtime = runtime or self.stores[0].runtime
-        rt = self.runtime
-        self.mode = ListMode(mode)
-        # the manifest read at open (None: stores given directly, no identity checks); its
-        # identity starts the hash chain and is what a store must hold to vote (_decide)
-        self.manifest = manifest
-        self.ident = None if manifest is None else manifest.ident
-        self._genesis = None if manifest is None else genesis_of(manifest.ident)
-        self._members: dict[str, MemberStore] = {}
-        self._members_lock = rt.lock()  # _voters runs on the read-ahead threads too
-        self.url = url or ",".join(s.url for s in self.stores)
-        self.writer_id = writer_id or default_writer_id(rt)
-        self.fetch_ahead = max(1, fetch_ahead)
+        rt: Runtime = runtime or stores[0].runtime
+        fetch_ahead = max(1, fetch_ahead)
+        self._c = LogContext(
+            stores,
+            ListMode(mode),
+            url=url or ",".join(s.url for s in stores),
+            writer_id=writer_id or default_writer_id(rt),
+            runtime=rt,
+            manifest=manifest,
+            fetch_ahead=fetch_ahead,
+            pool=rt.pool(fetch_ahead, "ppx-log"),
+            fanout=None if len(stores) == 1 else driver.DaemonPool(),
+        )
+        self._io = SlotIO(self._c)
+        self._cfg = ConfigView(self._c, self._io)
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
         self.hint_every = hint_every
@@ -228,14 +228,8 @@ class Log:
         # contention without a lease: a loser sleeps a random share of its last attempt's
         # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
         self.backoff_max = backoff_max
-        self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
-        self._pool = rt.pool(self.fetch_ahead, "ppx-log")
-        # quorum requests: daemon threads, so a hung store holds neither a batch (settled
-        # once a majority answered, see driver.settle) nor close() nor the process's exit
-        self._fanout = None if len(self.stores) == 1 else driver.DaemonPool()
         self._hint_pool = rt.pool(1, "ppx-hint")
-        # what this process knows of the end of the log (guarded by _state)
-        self._state = rt.lock()
+        # what this process knows of the end of the log (guarded by _c.state)
         self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self._known_data: bytes | None = None  # that slot's record
         self._known_chained = False  # that record was checked to chain to its predecessor
@@ -263,18 +257,6 @@ class Log:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._leading = False
         self._lead_waiters = 0
-        # membership changes (passivepaxos.membership; guarded by _ms_lock). _ms: None =
-        # not looked yet, False = no change known, True = read slot by slot with the set
-        # each slot's predecessors define (_cfgs), walked in order up to _walked
-        self._ms_lock = rt.rlock()
-        self._ms: bool | None = False if self._single_create else None
-        self._base = list(self.stores)
-        self._origin: tuple[str, ...] = tuple(s.url for s in self.stores)
-        self._cfgs: list[tuple[int, list[Store]]] = []  # (first slot, its store set)
-        self._changes: list[tuple[int, ConfigChange]] = []  # (config slot, change)
-        self._walked = -1
-        self._walked_hash = ""  # the hash of record _walked (unused while it is -1)
-        self._opened: dict[str, Store] = {s.url: s for s in self.stores}
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
@@ -285,36 +267,53 @@ class Log:
     def from_manifest(cls, stores: Sequence[Store], manifest: Manifest, **kwargs: Any) -> Log:
         return cls(stores, manifest.mode, manifest=manifest, **kwargs)
 
+    # -- what the log is (shared with its components) ---------------------------------------
+
+    @property
+    def stores(self) -> list[Store]:
+        """The store set in effect at the newest slot this object knows of."""
+        return self._c.stores
+
+    @property
+    def mode(self) -> ListMode:
+        return self._c.mode
+
+    @property
+    def url(self) -> str:
+        return self._c.url
+
+    @property
+    def writer_id(self) -> str:
+        return self._c.writer_id
+
+    @property
+    def runtime(self) -> Runtime:
+        """Clocks, sleep, randomness and concurrency (recipes on this log use it too)."""
+        return self._c.runtime
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._c.manifest
+
+    @property
+    def ident(self) -> str | None:
+        return self._c.ident
+
+    @property
+    def fetch_ahead(self) -> int:
+        return self._c.fetch_ahead
+
     @property
     def genesis(self) -> str:
-        """The ``prev`` of slot 0: from the identity of the manifest this log was opened
-        with; a ``Log`` built from stores directly reads it once from its stores (a log
-        with no manifest at all starts from :data:`GENESIS`)."""
-        if self._genesis is None:
-            self._genesis = genesis_of(self._read_ident())
-        return self._genesis
-
-    def _read_ident(self) -> str | None:
-        errors: list[str] = []
-        for store in self._base:
-            try:
-                got = store.get(MANIFEST_KEY)
-            except StoreError as exc:
-                errors.append(str(exc))
-                continue
-            if got is not None:
-                return Manifest.decode(got[0], store.url).ident
-        if errors:  # never guess the chain start: a wrong one reads as damage
-            raise QuorumError(f"cannot read the manifest of {self.url}: {'; '.join(errors)}")
-        return None
+        """The ``prev`` of slot 0 (see ``LogContext.genesis``)."""
+        return self._c.genesis
 
     def close(self) -> None:
-        for m in list(self._members.values()):
-            m.close()
+        self._io.close()
         self._hint_pool.shutdown(wait=True)
-        self._pool.shutdown(wait=True)
-        if self._fanout is not None:
-            self._fanout.shutdown(wait=True)
+        self._c.pool.shutdown(wait=True)
+        if self._c.fanout is not None:
+            self._c.fanout.shutdown(wait=True)
 
     def __enter__(self) -> Log:
         return self
@@ -324,245 +323,34 @@ class Log:
 
     # -- deciding and reading one slot (the only mode-aware code) ---------------------------
 
-    def _key(self, slot: int) -> str:
-        return slot_instance(slot)
-
-    def _decide(self, slot: int, data: bytes, frame_wid: bytes) -> bytes:
-        """Try to make ``data`` the record of ``slot``; return the record decided there."""
-        instance = slot_instance(slot)
-        if self._single_create:
-            store = self.stores[0]
-            try:
-                store.put(instance, data, PutMode.CREATE, write_id=frame_wid)
-                return data
-            except AlreadyExistsError as exc:
-                if exc.current is not None:
-                    return exc.current[0]
-            except (AmbiguousWriteError, TransientError) as exc:
-                return self._resolve_create(slot, data, frame_wid, exc)
-            got = self._fetch(slot)
-            if got is None:  # vanished (trimmed?): never report a result not established
-                raise AmbiguousWriteError(
-                    f"slot {slot}: create refused but no record found", url=store.url, key=instance
-                )
-            return got
-        stores = self.stores
-        if self._membership():
-            if not self._walk_to(slot - 1):
-                raise QuorumError(
-                    f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
-                )
-            stores = self._stores_for(slot)
-        return driver.propose(
-            self._voters(stores),
-            instance,
-            data,
-            self.writer_id,
-            self.mode,
-            rng=self.runtime.rng,
-            sleep=self.runtime.sleep,
-        )
-
-    def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
-        """The stores a proposal counts, each checked to still hold this log's manifest
-        (:class:`MemberStore`: one GET per store and phase-1 batch or learner read, in
-        parallel with that batch) when the log was opened from its manifest and is a
-        quorum. Every decision and every learn of a slot goes through here."""
-        if self.manifest is None or len(stores) < 2:
-            return stores
-        out = []
-        with self._members_lock:
-            for s in stores:
-                m = self._members.get(s.url)
-                if m is None or m.inner is not s:
-                    if m is not None:
-                        m.close()
-                    m = self._members[s.url] = MemberStore(s, self.manifest)
-                out.append(m)
-        return out
-
-    def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
-        """After an unclear create: read back; resend the identical bytes while the slot is
-        free (they can only land on this slot); give up with ``AmbiguousWriteError``. The
-        create was sent, so *any* store failure from here on (a plain deadline or transient
-        error of a read-back included) leaves the outcome unknown, never "not written"; the
-        pauses between read-backs are cut to the time the store's deadline leaves."""
-        store = self.stores[0]
-        key = slot_instance(slot)
-        window = store._window()  # the deadline the create ran under, if any
-        for attempt in range(1, 6):
-            pause = _READ_BACK.delay(attempt, self.runtime.rng)
-            if window is not None and window.left() <= pause:
-                break  # no time left for another read-back
-            self.runtime.sleep(pause)
-            try:
-                got = self._fetch(slot)
-                if got is not None:
-                    return got
-                store.put(key, data, PutMode.CREATE, write_id=frame_wid)
-                return data
-            except AlreadyExistsError as exc:
-                if exc.current is not None:
-                    return exc.current[0]
-            except StoreError as exc:
-                cause = exc
-        raise AmbiguousWriteError(
-            f"the create was sent but not confirmed: {why_unknown(cause)}",
-            url=store.url,
-            key=key,
-        ) from cause
-
-    def _fetch(self, slot: int) -> bytes | None:
-        """The raw record of ``slot``, or ``None`` only if it is provably not decided (yet):
-        on one create store the object is absent; on a quorum see :meth:`_learn` (a slot
-        the learner cannot tell about is finished, or ``QuorumError`` raised)."""
-        key = slot_instance(slot)
-        if self._single_create:
-            try:
-                got = self.stores[0].get(key)
-            except InvalidObjectError as exc:
-                raise DamagedSlotError(
-                    slot, f"unreadable object ({bare(exc)})", url=self.stores[0].url, key=key
-                ) from None
-            return None if got is None else got[0]
-        if not self._membership():
-            data = self._learn(slot, self.stores)
-            if data is None or not names_config(data):
-                return data
-            self._switch_on()  # read beyond a change we did not know: read again, in order
-        if not self._walk_to(slot - 1):
-            return None
-        return self._learn(slot, self._stores_for(slot))
-
     # -- membership (passivepaxos.membership has the design and the safety argument) -------
 
     @property
     def single_create(self) -> bool:
-        return self._single_create
-
-    def _membership(self) -> bool:
-        """Whether the log has had a membership change (looked up once: a LIST of
-        ``members/`` per store; later changes are noticed through the records)."""
-        if self._ms is None:
-            with self._ms_lock:
-                if self._ms is None:
-                    found = read_markers(self._base)
-                    if found:
-                        self._enable(found)
-                    else:
-                        self._ms = False
-        return bool(self._ms)
-
-    def _switch_on(self) -> None:
-        with self._ms_lock:
-            if self._ms:
-                return
-            found = read_markers(self._base)
-            if not found:
-                raise ConfigError(
-                    f"{self.url}: the log has had a store membership change but no "
-                    "membership marker was found on these stores; open it with its current "
-                    "store list"
-                )
-            self._enable(found)
-
-    def _enable(self, found: list[tuple[tuple[str, ...], ConfigChange]]) -> None:
-        origins = {o for o, _ in found}
-        if len(origins) != 1:
-            raise InvalidObjectError(f"{self.url}: membership markers disagree on the origin")
-        self._origin = next(iter(origins))
-        for _, cfg in found:  # open every store ever named (needed to read old slots)
-            self._stores_of((*cfg.from_, *cfg.to))
-        self._cfgs = [(0, self._stores_of(self._origin))]
-        self._changes = []
-        self._walked, self._walked_hash = -1, ""
-        self.stores = self._cfgs[0][1]
-        self._ms = True
-
-    def _stores_of(self, urls: Sequence[str]) -> list[Store]:
-        out = []
-        for u in urls:
-            if u not in self._opened:
-                self._opened[u] = open_store(u, runtime=self.runtime)
-            out.append(self._opened[u])
-        return out
-
-    def _stores_for(self, slot: int) -> list[Store]:
-        with self._ms_lock:
-            for first, stores in reversed(self._cfgs):
-                if first <= slot:
-                    return stores
-        raise AssertionError("no configuration")  # pragma: no cover
-
-    def _walk_to(self, target: int) -> bool:
-        """Learn records in order up to ``target`` (each with its own slot's store set),
-        following configuration records; ``False`` if the log ends before ``target``."""
-        with self._ms_lock:
-            while self._walked < target:
-                s = self._walked + 1
-                stores = self._stores_for(s)
-                data = self._learn(s, stores)
-                if data is None:
-                    return False
-                rec = self._decode(data, s, self._walked_hash if s > 0 else self.genesis)
-                expect = self._changes[-1][0] if self._changes else None
-                if rec.conf != expect:
-                    url, key = self._where(s)
-                    raise DamagedSlotError(
-                        s, f"names configuration slot {rec.conf}, not {expect}", url=url, key=key
-                    )
-                if rec.config is not None:
-                    if rec.config.from_ != tuple(x.url for x in stores):
-                        url, key = self._where(s)
-                        raise DamagedSlotError(
-                            s,
-                            "its membership change does not start from the stores in effect",
-                            url=url,
-                            key=key,
-                        )
-                    self._cfgs.append((s + 1, self._stores_of(rec.config.to)))
-                    self._changes.append((s, rec.config))
-                    self.stores = self._cfgs[-1][1]
-                self._walked, self._walked_hash = s, record_hash(data)
-            return True
-
-    def _config_at(self, slot: int) -> tuple[tuple[str, ...], int | None]:
-        """(the store set deciding ``slot``, the ``conf`` its record must carry)."""
-        if not self._membership():
-            return self._origin, None  # no change ever: the stores the log was opened on
-        if not self._walk_to(slot - 1):
-            raise QuorumError(
-                f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
-            )
-        with self._ms_lock:
-            conf = max((c for c, _ in self._changes if c < slot), default=None)
-            return tuple(s.url for s in self._stores_for(slot)), conf
-
-    def _note(self, data: bytes) -> None:
-        """A record obtained outside ``_fetch`` (a lost race's winner)."""
-        if not self._ms and names_config(data):
-            self._switch_on()
+        return self._c.single_create
 
     def members(self) -> tuple[str, ...]:
         """The log's current store set, read through the log to its tail."""
-        if not self._membership():
+        if not self._cfg.membership():
             self.head()
-        if self._membership():
-            self._walk_to(1 << 62)
-            with self._ms_lock:
-                return tuple(s.url for s in self._cfgs[-1][1])
-        return tuple(s.url for s in self.stores)
+        if self._cfg.membership():
+            self._cfg.walk_to(1 << 62)
+        return self._cfg.current()
 
     def origin(self) -> tuple[str, ...]:
         """The store set slot 0 was decided on."""
-        return self._origin
+        return self._cfg.origin_set
 
     def known_stores(self) -> list[Store]:
-        return list(self._opened.values())
+        return list(self._cfg.opened.values())
 
     def config_history(self) -> list[tuple[int, ConfigChange]]:
-        with self._ms_lock:
-            return list(self._changes)
+        return self._cfg.history()
+
+    def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
+        """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
+        of them per slot, else ``QuorumError``); returns the markers written."""
+        return self._cfg.copy_decided_markers(upto, targets)
 
     def append_config(self, change: ConfigChange) -> int:
         """Append a configuration record (see :mod:`passivepaxos.membership`); its slot.
@@ -570,148 +358,6 @@ class Log:
         with self._lead():
             self._observe()
             return self._commit([], config=change)
-
-    def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
-        """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
-        of them per slot, else ``QuorumError``); returns the markers written."""
-        written = 0
-
-        def one(slot: int) -> int:
-            key = core.decided_key(slot_instance(slot))
-            have: dict[str, bytes | None] = {}
-            for t in targets:
-                try:
-                    got = t.get(key)
-                    have[t.url] = None if got is None else got[0]
-                except StoreError:
-                    have[t.url] = None
-            marker = next((d for d in have.values() if d is not None), None)
-            if marker is None:
-                value = self._learn(slot, self._stores_for(slot))
-                if value is None:
-                    url, k = self._where(slot)
-                    raise DamagedSlotError(slot, "cannot be learned", url=url, key=k)
-                marker = core.Msg("D", core.ZERO, value).encode()
-            n = 0
-            ok = sum(1 for d in have.values() if d is not None)
-            for t in targets:
-                if have[t.url] is None:
-                    try:
-                        t.put(key, marker, PutMode.OVERWRITE)
-                        n, ok = n + 1, ok + 1
-                    except StoreError:
-                        pass
-            if ok < len(targets) // 2 + 1:
-                raise QuorumError(f"slot {slot}: DECIDED marker on {ok} of {len(targets)} stores")
-            return n
-
-        self._walk_to(upto)
-        for n in self._pool.map(one, range(upto + 1)):
-            written += n
-        return written
-
-    def _learn(self, slot: int, stores: Sequence[Store]) -> bytes | None:
-        """The record decided at ``slot``, or ``None`` only when the slot is provably
-        undecided: ``core.learner`` found a majority of its stores answering in full and
-        holding nothing for it (no marker, nothing accepted). When the learner cannot tell
-        (a store down, a value accepted but not seen chosen) the slot is *finished*:
-        ``core.finisher`` runs a proposer phase that adopts the highest accepted value and
-        invents none, so it returns the record or proves the slot empty; without a
-        majority it raises ``QuorumError``. Never "absent" for "could not tell". (Before
-        finishing it reads once more, about one round trip later: a decision in flight
-        usually completes meanwhile, and a finisher's PREPARE would cost its writer a
-        round.)"""
-        instance = slot_instance(slot)
-        names = [s.url for s in stores]
-        started = self.runtime.monotonic()
-        # the learner and the finisher count a store only while it holds this log's
-        # manifest, like a proposal (_voters): a wiped store's empty lists must not read
-        # as "nothing accepted" nor vote in the finisher's rounds
-        stores = self._voters(stores)
-        got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
-        if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
-            # Most often a decision in flight (its ACCEPTs landing one by one): read once
-            # more after about one round trip before finishing the instance, whose PREPARE
-            # would cost that writer a round. Only liveness depends on this pause.
-            took = max(0.005, self.runtime.monotonic() - started)
-            self.runtime.sleep(Backoff(took, 0.25, floor=1.0).delay(0, self.runtime.rng))
-            got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
-        if got.state == core.DECIDED:
-            return got.value
-        invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
-        if invalid:
-            raise DamagedSlotError(
-                slot, f"unreadable object ({bare(invalid[0])})", url=invalid[0].url, key=instance
-            )
-        if got.state == core.UNDECIDED:
-            return None
-        n = len(stores)
-        if n - len(errors) < n // 2 + 1:
-            bad = "; ".join(str(e) for e in errors.values())
-            raise QuorumError(
-                f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
-            )
-        finish = core.finisher(names, instance, self.mode.value, self.writer_id, self.runtime.rng)
-        try:
-            value: bytes | None = driver.run(finish, stores, sleep=self.runtime.sleep)
-        except QuorumError as exc:
-            raise QuorumError(f"cannot read slot {slot} of {self.url}: {exc}") from None
-        return value
-
-    def _run_core(
-        self, gen: core.Proc[core.R], stores: Sequence[Store]
-    ) -> tuple[core.R, dict[int, StoreError]]:
-        """Drive a core generator over ``stores`` (batches in parallel on the fan-out
-        pool); its result and the last error of each store that failed."""
-        errors: dict[int, StoreError] = {}
-        try:
-            batch = next(gen)
-            while True:
-                ops = list(batch)
-                driver.begin_batch(stores, ops)
-                if self._fanout is not None and len(ops) > 1:
-                    futs = [
-                        self._fanout.submit(driver.execute, stores, op, self.runtime.sleep)
-                        for op in ops
-                    ]
-                    # Under a deadline a store with no answer once a majority answered is a
-                    # straggler after a grace (waiting for a hung one would only spend the
-                    # deadline). Without one every answer is waited for: cutting a store
-                    # that is merely slow turns "decided" into "could not tell", and readers
-                    # then finish slots writers are still deciding (duelling: a busy quorum
-                    # log with a membership change ran 40x slower when it always cut).
-                    if any(st._window() is not None for st in stores):
-                        groups = [getattr(op, "store", -1) for op in ops]
-                        driver.settle(futs, groups, driver.STRAGGLER_GRACE)
-                    else:
-                        self.runtime.wait(futs)
-                    results = [
-                        f.result()
-                        if f.done()
-                        else StragglerError(
-                            "no answer while a majority did",
-                            url=stores[getattr(op, "store", 0)].url,
-                        )
-                        for op, f in zip(ops, futs, strict=True)
-                    ]
-                else:
-                    results = [driver.execute(stores, op, self.runtime.sleep) for op in ops]
-                for op, r in zip(ops, results, strict=True):
-                    if isinstance(r, StoreError) and isinstance(
-                        op, core.Get | core.Put | core.List
-                    ):
-                        errors[op.store] = r
-                batch = gen.send(results)
-        except StopIteration as stop:
-            result: core.R = stop.value
-        return result, errors
-
-    def _where(self, slot: int) -> tuple[str, str]:
-        return (self.stores[0].url if len(self.stores) == 1 else self.url, slot_instance(slot))
-
-    def _decode(self, data: bytes, slot: int, prev: str | None) -> Record:
-        url, key = self._where(slot)
-        return decode_record(data, slot, prev, url=url, key=key)
 
     # -- tail discovery --------------------------------------------------------------------
 
@@ -728,7 +374,7 @@ class Log:
             return -1
         if not isinstance(slot, int) or slot < 0:
             return -1
-        with self._state:
+        with self._c.state:
             self._hint_seen = max(self._hint_seen, slot)
         return slot
 
@@ -749,13 +395,13 @@ class Log:
         return best
 
     def _exists(self, slot: int) -> bytes | None:
-        return self._fetch(slot)
+        return self._cfg.fetch(slot)
 
     def _exists_many(self, slots: list[int]) -> dict[int, bytes | None]:
         """``_exists`` of each slot, in parallel."""
         if len(slots) == 1:
             return {slots[0]: self._exists(slots[0])}
-        futs = {s: self._pool.submit(self._exists, s) for s in slots}
+        futs = {s: self._c.pool.submit(self._exists, s) for s in slots}
         return {s: f.result() for s, f in futs.items()}
 
     @staticmethod
@@ -781,7 +427,7 @@ class Log:
 
     def _discover(self, start: int | None = None) -> tuple[int, bytes | None]:
         """(last existing slot, its raw record) found from a starting guess."""
-        with self._state:
+        with self._c.state:
             known = self._known[0] if self._known else -1
         guess = max(known, self._read_hint() if start is None else start)
         lo, lo_data = -1, None  # lo: a slot known to exist (-1: virtual)
@@ -827,7 +473,7 @@ class Log:
                 break
             first = self._exists(lo + 1)
             if first is None:
-                url, key = self._where(lo + 1)
+                url, key = self._c.where(lo + 1)
                 raise DamagedSlotError(
                     lo + 1,
                     f"missing while slot {later} exists (a gap in the log)",
@@ -837,7 +483,7 @@ class Log:
             lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
             seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
-            lo_data = self._fetch(lo)
+            lo_data = self._cfg.fetch(lo)
         if lo >= 0 and lo_data is not None:
             self._learned(lo, lo_data)
         return lo, lo_data
@@ -849,7 +495,7 @@ class Log:
         caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
         checked that it names its predecessor's hash, see ``_check_chained``)."""
         digest = digest or chain_hash(data, slot)
-        with self._state:
+        with self._c.state:
             if self._known is None or slot > self._known[0]:
                 self._known = (slot, digest)
                 self._known_data = data
@@ -867,17 +513,17 @@ class Log:
                     self._recent_bytes -= len(old)
 
     def _cached(self, slot: int) -> tuple[str, bytes] | None:
-        with self._state:
+        with self._c.state:
             return self._recent.get(slot)
 
     def _fetch_reuse(self, slot: int) -> bytes | None:
         """``_fetch``, served from the records this object has seen when it can: for reads
         only (verify and trim must see the stored bytes)."""
         hit = self._cached(slot)
-        return hit[1] if hit is not None else self._fetch(slot)
+        return hit[1] if hit is not None else self._cfg.fetch(slot)
 
     def _maybe_write_hint(self) -> None:
-        with self._state:
+        with self._c.state:
             if self._known is None or self._hint_inflight:
                 return
             slot = self._known[0]
@@ -895,7 +541,7 @@ class Log:
         try:
             self._hint_pool.submit(self._write_hint, slot)
         except RuntimeError:  # closed
-            with self._state:
+            with self._c.state:
                 self._hint_inflight = False
 
     def _write_hint(self, slot: int) -> None:
@@ -903,7 +549,7 @@ class Log:
         try:  # a hint is never relied on: failures ignored, a hung store not waited for
             driver.each_store(self.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
         finally:
-            with self._state:
+            with self._c.state:
                 self._hint_inflight = False
 
     # -- appending -------------------------------------------------------------------------
@@ -1058,7 +704,7 @@ class Log:
         slot, prev, state = self._tail_for_write()
         losses = 0
         while True:
-            with self._state:
+            with self._c.state:
                 seen = self._snap_seen
             if slot <= seen:
                 # Our view of the tail is older than a snapshot we know of (slot 0..seen
@@ -1075,7 +721,7 @@ class Log:
                 slot, prev, state = self._tail_for_write()
                 continue
             epoch, meta = plan
-            current, conf = self._config_at(slot)
+            current, conf = self._cfg.config_at(slot)
             if config is not None and config.from_ != current:
                 raise MembershipConflictError(
                     f"{self.url}: the stores changed meanwhile (now {','.join(current)}): "
@@ -1096,12 +742,12 @@ class Log:
             started = self.runtime.monotonic()
             mine = rec.encode()
             try:
-                decided = self._decide(slot, mine, frame_wid)
+                decided = self._cfg.decide(slot, mine, frame_wid)
             except AmbiguousWriteError as exc:
                 raise self._unknown(slot, wid, exc) from exc
             if decided is mine or decided == mine:
                 # our own bytes were decided: nothing to parse (we built them), no race
-                self._note(decided)
+                self._cfg.note(decided)
                 self._learned(slot, decided, record_hash(decided), chained=True)
                 self._wrote(slot, epoch, meta, started)
                 return slot
@@ -1110,14 +756,14 @@ class Log:
                 # our own write, landed then trimmed: maybe an earlier send's
                 self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
-            self._note(decided)
-            winner = self._decode(decided, slot, prev)
+            self._cfg.note(decided)
+            winner = self._c.decode(decided, slot, prev)
             self._learned(slot, decided, chained=True)
             if winner.wid == wid:  # our write id, other bytes: an earlier send landed
                 self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
             won = winner.lease_state
-            with self._state:
+            with self._c.state:
                 lease = self._lease
                 if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
                     self._lease = None
@@ -1163,9 +809,9 @@ class Log:
         ``TrimmedSlotError``, or returns ``slot`` when it was our own write); a missing
         slot is damage (a deleted tombstone or record): ``DamagedSlotError``, nothing
         written, since a record created there would be acknowledged and never read."""
-        data = self._fetch(slot)
+        data = self._cfg.fetch(slot)
         if data is None:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone, or "
@@ -1185,7 +831,7 @@ class Log:
     ) -> AppendOutcomeUnknownError:
         """The record aimed at ``slot`` may be decided there (its ACCEPT or create may have
         landed) and it could not be established: never "not written" (``QuorumError``)."""
-        url, key = self._where(slot)
+        url, key = self._c.where(slot)
         return AppendOutcomeUnknownError(
             f"append outcome unknown: the entries may be in the log at slot {slot} "
             f"({why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
@@ -1222,11 +868,11 @@ class Log:
         a second resume of the same token recognises the first one's record."""
         mine = resume_wid(wid, index)
         k = len(values)
-        got = self._fetch(slot)
+        got = self._cfg.fetch(slot)
         while got is None:  # provably free now: decide it (a late landing still wins)
             got = self._propose_exact(values, slot, index, wid, mine)
         if is_tombstone(got):
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             t = tombstone_of(got, slot, url=url, key=key)
             self._saw_snapshot(t.snap)
             if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
@@ -1235,7 +881,7 @@ class Log:
                 return [Position(slot, at + i) for i in range(k)]
         else:
             self._learned(slot, got)
-            rec = self._decode(got, slot, None)
+            rec = self._c.decode(got, slot, None)
             if rec.wid in (wid, mine):
                 at = index if rec.wid == wid else 0
                 if list(rec.entries[at : at + k]) != values:
@@ -1278,14 +924,14 @@ class Log:
                 if data is None:
                     return None
                 if is_tombstone(data):
-                    url, key = self._where(s)
+                    url, key = self._c.where(s)
                     t = tombstone_of(data, s, url=url, key=key)
                     self._saw_snapshot(t.snap)
                     if t.wid == mine:
                         return s, t.lease_state, None
                     continue
                 self._learned(s, data)
-                rec = self._decode(data, s, None)
+                rec = self._c.decode(data, s, None)
                 if rec.wid == mine:
                     return s, rec.lease_state, rec.entries
             slot += 8
@@ -1296,10 +942,10 @@ class Log:
         """Propose at exactly ``slot`` (found free) a record of ``values`` with write id
         ``mine``; return the record decided there (``None``: waited out a lease, look
         again). Follows the writer lease like ``_commit``."""
-        with self._state:
+        with self._c.state:
             seen = self._snap_seen
         if slot <= seen:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone was "
@@ -1317,14 +963,14 @@ class Log:
             prev = chain_hash(before, slot - 1)
         plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
         if plan is None:
-            return self._fetch(slot)
+            return self._cfg.fetch(slot)
         epoch, meta = plan
-        _, conf = self._config_at(slot)
+        _, conf = self._cfg.config_at(slot)
         rec = Record(slot, prev, self.writer_id, epoch, mine, tuple(values), lease=meta, conf=conf)
         data = rec.encode()
         self.slot_writes += 1
         try:
-            return self._decide(slot, data, self.runtime.token_bytes(16))
+            return self._cfg.decide(slot, data, self.runtime.token_bytes(16))
         except AmbiguousWriteError as exc:
             raise self._unknown(slot, wid, exc, index=index) from exc
 
@@ -1333,7 +979,7 @@ class Log:
         earlier send's (it landed late), not the bytes just sent: a claimant may have
         watched it since *that* send. If it holds our lease, count the read window from
         the earliest send of ours whose outcome was still unknown, never later."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             if lease is None or (state.holder, state.epoch) != (self.writer_id, lease.epoch):
                 return
@@ -1346,7 +992,7 @@ class Log:
     def _earliest_send(self, started: float) -> float:
         """When the earliest send of ours that may have produced a record carrying our
         write id started: ``started``, or an earlier send still of unknown outcome."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             return started if lease is None else min(started, lease.pending_since)
 
@@ -1355,12 +1001,12 @@ class Log:
         trimmed. Return only if the trimmed record was our own (an earlier ambiguous attempt
         of this very append, its entries are in the snapshot); otherwise forget the stale
         view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
-        url, key = self._where(slot)
+        url, key = self._c.where(slot)
         t = tombstone_of(data, slot, url=url, key=key)
         self._saw_snapshot(t.snap)
         if t.wid == wid:
             return
-        with self._state:
+        with self._c.state:
             self._known = None
             self._known_data = None
             self._lease = None
@@ -1374,7 +1020,7 @@ class Log:
     def _tail_for_write(self) -> tuple[int, str, LeaseState]:
         """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
         discovers the tail only when nothing is known."""
-        with self._state:
+        with self._c.state:
             known, data, chained = self._known, self._known_data, self._known_chained
         if known is None:
             last, data = self._discover()
@@ -1411,38 +1057,38 @@ class Log:
                     slot, f"missing while slot {slot} exists (a gap in the log)"
                 )
                 prev = chain_hash(before, slot - 1)
-        self._decode(data, slot, prev)
+        self._c.decode(data, slot, prev)
         self._learned(slot, data, chained=True)
 
     def _predecessor(self, slot: int, missing: str) -> bytes:
         """The stored record of slot ``slot - 1``, which must exist for ``slot`` to be
         built on or checked; ``DamagedSlotError`` (reason ``missing``) naming it if not."""
-        before = self._fetch(slot - 1)
+        before = self._cfg.fetch(slot - 1)
         if before is None:
-            url, key = self._where(slot - 1)
+            url, key = self._c.where(slot - 1)
             raise DamagedSlotError(slot - 1, missing, url=url, key=key)
         return before
 
     def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
         if slot < 0 or data is None:
             return EMPTY
-        with self._state:
+        with self._c.state:
             lease = self._lease
         if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
             return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
         if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             t = tombstone_of(data, slot, url=url, key=key)
             self._saw_snapshot(t.snap)
             return t.lease_state
-        return self._decode(data, slot, None).lease_state
+        return self._c.decode(data, slot, None).lease_state
 
     def _plan(
         self, tail: int, state: LeaseState, op: str | None, ttl: float, wait: bool
     ) -> tuple[int, LeaseMeta | None] | None:
         """(epoch, lease field) of the record to write after ``tail``; ``None`` after
         waiting (re-plan). Raises LeaseLostError / LeaseHeldError / _NotYet."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             lost = lease is not None and (state.holder, state.epoch) != (
                 self.writer_id,
@@ -1461,7 +1107,7 @@ class Log:
             # The record may land even if we never learn it did, and a claimant may then
             # count its ttl: shrink the read window to it *before* sending, and serve no
             # lease read until its outcome is known (lease.HolderLease).
-            with self._state:
+            with self._c.state:
                 lease.sending(tail + 1, meta.ttl, self.runtime.monotonic())
             return lease.epoch, meta
         if op == "release":  # pragma: no cover - release_writer checks first
@@ -1476,7 +1122,7 @@ class Log:
         if state.holder is None:
             return plan
         held_ttl = state.ttl if state.ttl is not None else ttl
-        with self._state:
+        with self._c.state:
             remaining = self._watch.remaining(tail, held_ttl, self.runtime.monotonic())
         if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
             return plan
@@ -1500,16 +1146,16 @@ class Log:
             self.runtime.sleep(min(remaining, poll.delay(0, self.runtime.rng)))
             if self._observe() != tail:
                 return
-            with self._state:
+            with self._c.state:
                 remaining = self._watch.remaining(tail, ttl, self.runtime.monotonic())
 
     def _observe(self) -> int:
         """The current tail slot, learned with one read when it has not moved."""
-        with self._state:
+        with self._c.state:
             known = self._known[0] if self._known else None
         if known is None:
             return self._discover()[0]
-        got = self._fetch(known + 1)
+        got = self._cfg.fetch(known + 1)
         if got is None:
             return known
         self._learned(known + 1, got)
@@ -1518,7 +1164,7 @@ class Log:
     def _wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
         if meta is None:
             return
-        with self._state:
+        with self._c.state:
             if meta.op == "claim":
                 self._lease = HolderLease(epoch, meta.ttl, slot, started, meta.wall)
             elif meta.op == "release":
@@ -1555,7 +1201,7 @@ class Log:
         ttl)."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
         with self._lead():
-            with self._state:
+            with self._c.state:
                 holding = self._lease is not None
             if not holding:
                 self._observe()  # claims are rare: start from the real tail
@@ -1566,7 +1212,7 @@ class Log:
                 return ClaimResult(
                     False, st.holder, st.epoch, st.ttl, st.expires, n.tail, n.remaining
                 )
-        with self._state:
+        with self._c.state:
             lease = self._lease
         assert lease is not None
         return ClaimResult(
@@ -1577,7 +1223,7 @@ class Log:
         """The holder renews its lease with an empty record (one request); returns its slot.
         Raises ``LeaseLostError`` if the lease was lost meanwhile."""
         with self._lead():
-            with self._state:
+            with self._c.state:
                 if self._lease is None:
                     raise ConfigError("renew: this process does not hold the writer lease")
             slot = self._commit([])
@@ -1588,7 +1234,7 @@ class Log:
         """Give the lease up at once with a release record (others may append or claim
         without waiting); ``None`` if this process did not hold it."""
         with self._lead():
-            with self._state:
+            with self._c.state:
                 if self._lease is None:
                     return None
             return self._commit([], op="release")
@@ -1597,7 +1243,7 @@ class Log:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
         last record + ttl) and whether this object holds it. Reads the tail."""
         head = self._observe()
-        with self._state:
+        with self._c.state:
             data = self._known_data if self._known is not None and self._known[0] == head else None
             lease = self._lease
         state = self._state_of(head, data, fast=False)
@@ -1613,7 +1259,7 @@ class Log:
         outcome is resolved once this object learns its slot (a read that reaches it, or
         the next write)."""
         self._settle_pending()
-        with self._state:
+        with self._c.state:
             lease = self._lease
             now = self.runtime.monotonic()
             if lease is None or not lease.can_read(now):
@@ -1625,7 +1271,7 @@ class Log:
     def _settle_pending(self) -> None:
         """If our last record of unknown outcome was for the tail we have learned since,
         and it is ours, take it as our last write (no I/O: the tail is already read)."""
-        with self._state:
+        with self._c.state:
             lease, known, data = self._lease, self._known, self._known_data
             if lease is None or lease.pending is None or known is None or data is None:
                 return
@@ -1638,7 +1284,7 @@ class Log:
             return
         if (state.holder, state.epoch) != (self.writer_id, lease.epoch) or state.ttl is None:
             return  # not ours (lost, or released): lease_read refuses; a write will tell
-        with self._state:
+        with self._c.state:
             if self._lease is lease and lease.pending == slot:
                 lease.settle(slot, state.ttl, state.wall or 0.0)
 
@@ -1698,11 +1344,11 @@ class Log:
         slot = from_slot
         # the listing is cached per object: a snapshot written since only matters for
         # slots trimmed since, and those read as tombstones, which re-list (below)
-        with self._state:
+        with self._c.state:
             slots = self._snap_slots
         if slots is None:
             slots = self.snapshot_slots()
-            with self._state:
+            with self._c.state:
                 self._snap_slots = slots
         covered = bool(slots) and (
             slot <= slots[-1] or (slot == slots[-1] + 1 and self._cached(slot - 1) is None)
@@ -1732,7 +1378,7 @@ class Log:
                     slot = s + 1
                 return
             except TrimmedSlotError as exc:
-                with self._state:
+                with self._c.state:
                     self._snap_slots = None
                 snap = self._covering_snapshot(exc.slot)
 
@@ -1740,7 +1386,7 @@ class Log:
         """The newest snapshot, which must cover trimmed slot ``slot``."""
         newest = self.newest_snapshot()
         if newest is None or newest.slot < slot:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 "trimmed, but no snapshot covers it"
@@ -1758,13 +1404,13 @@ class Log:
         hit = self._cached(from_slot - 1) if reuse else None
         if hit is not None:
             return hit[0]
-        data = self._fetch(from_slot - 1)
+        data = self._cfg.fetch(from_slot - 1)
         if data is None:
             return None
         if is_tombstone(data):
-            url, key = self._where(from_slot - 1)
+            url, key = self._c.where(from_slot - 1)
             return tombstone_of(data, from_slot - 1, url=url, key=key).hash
-        self._decode(data, from_slot - 1, None)
+        self._c.decode(data, from_slot - 1, None)
         return record_hash(data)
 
     def _records(
@@ -1803,7 +1449,7 @@ class Log:
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
         prev = self._prev_of(from_slot, reuse=reuse) if start_prev is None else start_prev
-        fetch = self._fetch_reuse if reuse else self._fetch
+        fetch = self._fetch_reuse if reuse else self._cfg.fetch
         # (``to_slot``: stop after that slot, and never fetch beyond it)
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
@@ -1822,7 +1468,7 @@ class Log:
                 hit = self._cached(slot) if reuse else None
                 if hit is not None:  # seen already: no request, and no read-ahead growth
                     ahead.pop(slot, None)
-                    rec = self._decode(hit[1], slot, prev)
+                    rec = self._c.decode(hit[1], slot, prev)
                     prev = hit[0]
                     if on_slot is not None:
                         on_slot(slot)
@@ -1832,14 +1478,14 @@ class Log:
                 last = slot + window if to_slot is None else min(slot + window, to_slot + 1)
                 for s in range(slot, last):
                     if s not in ahead:
-                        ahead[s] = self._pool.submit(fetch, s)
+                        ahead[s] = self._c.pool.submit(fetch, s)
                 data = ahead.pop(slot).result()
                 if data is None:
                     probe = first_end and not (reuse and 0 <= self._end_probed <= slot)
                     data = self._confirm_end(slot, ahead, probe=probe)
                     first_end = False
                     if data is None and probe:
-                        with self._state:
+                        with self._c.state:
                             self._end_probed = max(self._end_probed, slot)
                 if data is None:
                     if not follow or (stop is not None and stop.is_set()):
@@ -1862,7 +1508,7 @@ class Log:
                     self.fetch_ahead,
                     window * 2 if window < _EARLY_WINDOW else max(window, run // 8),
                 )
-                rec = self._decode(data, slot, prev)
+                rec = self._c.decode(data, slot, prev)
                 prev = record_hash(data)
                 self._learned(slot, data, prev, chained=True)
                 if on_slot is not None:
@@ -1887,13 +1533,13 @@ class Log:
             if f.exception() is None and f.result() is not None:
                 later = s
                 break
-        if later is None and not ahead and probe and self._fetch(slot + 1) is not None:
+        if later is None and not ahead and probe and self._cfg.fetch(slot + 1) is not None:
             later = slot + 1
         if later is None:
             return None
-        data = self._fetch(slot)
+        data = self._cfg.fetch(slot)
         if data is None:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
             )
@@ -1946,7 +1592,7 @@ class Log:
                     else:
                         start = exc.slot  # the slot became a tombstone since phase 1 read it
             if snap is not None and report.slots <= snap.slot:
-                url, key = self._where(report.slots)
+                url, key = self._c.where(report.slots)
                 raise DamagedSlotError(
                     report.slots,
                     f"missing while the snapshot at slot {snap.slot} exists",
@@ -1957,8 +1603,8 @@ class Log:
             end = report.slots
             hint = self._read_hint()
             for probe in sorted({end + 1, end + 2, end + 4, hint}):
-                if probe > end and self._fetch(probe) is not None:
-                    url, key = self._where(end)
+                if probe > end and self._cfg.fetch(probe) is not None:
+                    url, key = self._c.where(end)
                     raise DamagedSlotError(
                         end,
                         f"missing while slot {probe} exists (a gap in the log)",
@@ -1995,11 +1641,11 @@ class Log:
         ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store (all
         at once); returns the current members that could not be listed, URL -> why (the
         walk above already needed a majority, so the log may still be readable)."""
-        if self._single_create:
+        if self._c.single_create:
             pattern, layout = _SINGLE_SLOT, "single-store create"
         else:
             pattern, layout = _QUORUM_SLOT[self.mode], f"{self.mode.value}-mode quorum"
-        stores = list(self._opened.values())
+        stores = list(self._cfg.opened.values())
         unchecked: dict[str, str] = {}
         for store, metas in zip(
             stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
@@ -2046,9 +1692,9 @@ class Log:
                 top = slot + 1 if snap is None else min(slot + window, snap.slot + 1)
                 for s in range(slot, max(top, slot + 1)):
                     if s not in ahead:
-                        ahead[s] = self._pool.submit(self._fetch, s)
+                        ahead[s] = self._c.pool.submit(self._cfg.fetch, s)
                 data = ahead.pop(slot).result()
-                url, key = self._where(slot)
+                url, key = self._c.where(slot)
                 if data is None:
                     if snap is not None and slot <= snap.slot:
                         raise DamagedSlotError(
@@ -2111,8 +1757,8 @@ class Log:
         ``slot``); a record still there is a slot written again after its tombstone was
         deleted (for example by a stale writer): damage, named."""
         rslot, digest = last
-        url, key = self._where(rslot)
-        data = self._fetch(rslot)
+        url, key = self._c.where(rslot)
+        data = self._cfg.fetch(rslot)
         if data is None or not is_tombstone(data):
             raise DamagedSlotError(
                 rslot,
@@ -2170,7 +1816,7 @@ class Log:
 
     def _saw_snapshot(self, slot: int) -> None:
         """A snapshot at ``slot`` exists (or existed): slots ``0..slot`` were decided."""
-        with self._state:
+        with self._c.state:
             self._snap_seen = max(self._snap_seen, slot)
 
     def newest_snapshot(self) -> SnapshotInfo | None:
@@ -2238,18 +1884,18 @@ class Log:
             last = self.head() if slot is None else slot
             if last < 0:
                 raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
-            got = self._fetch(last)
+            got = self._cfg.fetch(last)
             if got is None:
                 raise ConfigError(f"{self.url}: slot {last} does not exist (head is {self.head()})")
             if not is_tombstone(got):
-                self._decode(got, last, None)
+                self._c.decode(got, last, None)
             anchor = chain_hash(got, last)
             blob = encode_snapshot(last, anchor, slots=None, state=require_bytes(state, "state"))
         return self._put_snapshot(last, anchor, blob)
 
     def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
         key = snapshot_key(slot)
-        with self._state:
+        with self._c.state:
             self._snap_slots = None  # our next read lists again and finds this one
         self._saw_snapshot(slot)
 
@@ -2270,8 +1916,8 @@ class Log:
 
         if len(self.stores) == 1:
             return one(self.stores[0])
-        assert self._fanout is not None
-        futs = [self._fanout.submit(one, s) for s in self.stores]
+        assert self._c.fanout is not None
+        futs = [self._c.fanout.submit(one, s) for s in self.stores]
         done: list[SnapshotInfo] = []
         errors: list[str] = []
         for f in futs:
@@ -2295,7 +1941,7 @@ class Log:
         Only on one store in create mode (``UnsupportedError`` otherwise). Costs about
         log2(before) GETs to find the first untrimmed slot, then a GET and a PUT per slot
         trimmed."""
-        if not self._single_create:
+        if not self._c.single_create:
             raise UnsupportedError(
                 f"{self.url}: trim needs a single store in create mode (this log is "
                 f"{'a quorum of ' + str(len(self.stores)) + ' stores' if len(self.stores) > 1 else 'in ' + self.mode.value + ' mode'}): "
@@ -2321,9 +1967,9 @@ class Log:
         lo, lo_data, hi = -1, b"", before
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            got = self._fetch(mid)
+            got = self._cfg.fetch(mid)
             if got is None:
-                url, key = self._where(mid)
+                url, key = self._c.where(mid)
                 raise DamagedSlotError(mid, "missing below a snapshot (a gap)", url=url, key=key)
             if is_tombstone(got):
                 lo, lo_data = mid, got
@@ -2332,21 +1978,21 @@ class Log:
         prev = self.genesis if lo < 0 else chain_hash(lo_data, lo)
         count = 0
         futs = {
-            i: self._pool.submit(self._fetch, i)
+            i: self._c.pool.submit(self._cfg.fetch, i)
             for i in range(lo + 1, min(before, lo + 1 + self.fetch_ahead))
         }
         for i in range(lo + 1, before):
             nxt = i + self.fetch_ahead
             if nxt < before:
-                futs[nxt] = self._pool.submit(self._fetch, nxt)
+                futs[nxt] = self._c.pool.submit(self._cfg.fetch, nxt)
             data = futs.pop(i).result()
             if data is None:
-                url, key = self._where(i)
+                url, key = self._c.where(i)
                 raise DamagedSlotError(i, "missing below a snapshot (a gap)", url=url, key=key)
             if is_tombstone(data):  # a concurrent trim got here first
                 prev = chain_hash(data, i)
                 continue
-            rec = self._decode(data, i, prev)
+            rec = self._c.decode(data, i, prev)
             h = record_hash(data)
             if snap.slots is not None and snap.slots[i] != rec.entries:
                 raise self._bad_snapshot(snap, f"its entries of slot {i} differ from the log's")
