@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import socket
@@ -38,7 +37,6 @@ from passivepaxos.lease import (
     LeaseMeta,
     LeaseRead,
     LeaseState,
-    TailWatch,
     WriterStatus,
     check_ttl,
 )
@@ -58,6 +56,7 @@ from passivepaxos.log.record import (
     why_unknown,
 )
 from passivepaxos.log.slots import SlotIO
+from passivepaxos.log.tail import HINT_KEY, Tail
 from passivepaxos.manifest import Manifest, open_log
 from passivepaxos.membership_data import ConfigChange
 from passivepaxos.retry import Backoff
@@ -81,10 +80,7 @@ from passivepaxos.types import PutMode, require_bytes
 
 __all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
 
-HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
-_RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
-_PROBES = 6  # slots probed at once by tail discovery (see _discover)
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see _commit
 _BACKOFFS = 6
@@ -221,33 +217,23 @@ class Log:
         self._cfg = ConfigView(self._c, self._io)
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
-        self.hint_every = hint_every
-        self.hint_interval = hint_interval
-        self.hint_min_interval = hint_min_interval
         self.wait_expired_lease = wait_expired_lease
         # contention without a lease: a loser sleeps a random share of its last attempt's
         # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
         self.backoff_max = backoff_max
-        self._hint_pool = rt.pool(1, "ppx-hint")
-        # what this process knows of the end of the log (guarded by _c.state)
-        self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
-        self._known_data: bytes | None = None  # that slot's record
-        self._known_chained = False  # that record was checked to chain to its predecessor
-        # the newest decided records seen (slot -> (chain hash, record)), so a state
-        # machine's next read needs neither its start slot's predecessor nor our own writes
-        # again: decided slots never change (a trimmed one only becomes a tombstone)
-        self._recent: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
-        self._recent_bytes = 0
+        self._tail = Tail(
+            self._c,
+            self._cfg,
+            hint_every=hint_every,
+            hint_interval=hint_interval,
+            hint_min_interval=hint_min_interval,
+        )
         self._snap_slots: list[int] | None = None  # snapshot listing (see _slot_entries)
         # the highest snapshot slot this object has seen (listed, written, or named by a
         # tombstone): every slot up to it was decided, so a write there is refused (_commit)
         self._snap_seen = -1
         self._end_probed = -1  # highest end slot a read probed past (see _raw_records)
-        self._watch = TailWatch()  # when the known tail was first learned (lease expiry)
         self._lease: HolderLease | None = None  # set while this object holds the lease
-        self._hint_seen = -1  # the hint value last read or written
-        self._hint_last_write = float("-inf")
-        self._hint_inflight = False
         self.slot_writes = 0  # slot decisions attempted by this object (stats)
         # group commit (guarded by _glock): one leader at a time commits the queue; a
         # waiting caller sleeps on its own condition, woken once (its result, or the
@@ -308,9 +294,27 @@ class Log:
         """The ``prev`` of slot 0 (see ``LogContext.genesis``)."""
         return self._c.genesis
 
+    @property
+    def hint_every(self) -> int:
+        return self._tail.hint_every
+
+    @property
+    def hint_interval(self) -> float:
+        return self._tail.hint_interval
+
+    @property
+    def hint_min_interval(self) -> float:
+        return self._tail.hint_min_interval
+
+    def head(self) -> int:
+        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
+        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
+        gap found, 6 probes a round; never lists."""
+        return self._tail.head()
+
     def close(self) -> None:
         self._io.close()
-        self._hint_pool.shutdown(wait=True)
+        self._tail.close()
         self._c.pool.shutdown(wait=True)
         if self._c.fanout is not None:
             self._c.fanout.shutdown(wait=True)
@@ -332,7 +336,7 @@ class Log:
     def members(self) -> tuple[str, ...]:
         """The log's current store set, read through the log to its tail."""
         if not self._cfg.membership():
-            self.head()
+            self._tail.head()
         if self._cfg.membership():
             self._cfg.walk_to(1 << 62)
         return self._cfg.current()
@@ -356,201 +360,10 @@ class Log:
         """Append a configuration record (see :mod:`passivepaxos.membership`); its slot.
         Raises ``MembershipConflictError`` when the store set changed meanwhile."""
         with self._lead():
-            self._observe()
+            self._tail.observe()
             return self._commit([], config=change)
 
     # -- tail discovery --------------------------------------------------------------------
-
-    def _read_hint(self) -> int:
-        try:
-            got = self.stores[0].get(HINT_KEY) if len(self.stores) == 1 else self._quorum_hint()
-        except (StoreError, QuorumError):
-            return -1
-        if got is None:
-            return -1
-        try:
-            slot = json.loads(got[0]).get("slot")
-        except (ValueError, AttributeError):
-            return -1
-        if not isinstance(slot, int) or slot < 0:
-            return -1
-        with self._c.state:
-            self._hint_seen = max(self._hint_seen, slot)
-        return slot
-
-    def _quorum_hint(self) -> tuple[bytes, Any] | None:
-        """The highest hint of the stores that answer (all read at once; a hung minority
-        is not waited for: the hint is only where tail discovery starts)."""
-        best: tuple[bytes, Any] | None = None
-        best_slot = -1
-        for got in driver.each_store(self.stores, lambda s: s.get(HINT_KEY)):
-            if got is None or isinstance(got, StoreError):
-                continue
-            try:
-                s = json.loads(got[0]).get("slot")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(s, int) and s > best_slot:
-                best, best_slot = (got[0], got[1]), s
-        return best
-
-    def _exists(self, slot: int) -> bytes | None:
-        return self._cfg.fetch(slot)
-
-    def _exists_many(self, slots: list[int]) -> dict[int, bytes | None]:
-        """``_exists`` of each slot, in parallel."""
-        if len(slots) == 1:
-            return {slots[0]: self._exists(slots[0])}
-        futs = {s: self._c.pool.submit(self._exists, s) for s in slots}
-        return {s: f.result() for s, f in futs.items()}
-
-    @staticmethod
-    def _narrow(
-        found: dict[int, bytes | None], lo: int, lo_data: bytes | None, hi: int | None
-    ) -> tuple[int, bytes | None, int | None]:
-        """The search interval after a round of probes: the highest slot seen to exist,
-        and the lowest slot above it seen missing (``hi`` if none)."""
-        for slot in sorted(found):
-            if found[slot] is not None and slot > lo:
-                lo, lo_data = slot, found[slot]
-        above = [slot for slot, data in found.items() if data is None and slot > lo]
-        if above:
-            hi = min(above) if hi is None else min(hi, min(above))
-        return lo, lo_data, hi
-
-    def head(self) -> int:
-        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
-        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
-        gap found, 6 probes a round; never lists."""
-        slot, _ = self._discover()
-        return slot
-
-    def _discover(self, start: int | None = None) -> tuple[int, bytes | None]:
-        """(last existing slot, its raw record) found from a starting guess."""
-        with self._c.state:
-            known = self._known[0] if self._known else -1
-        guess = max(known, self._read_hint() if start is None else start)
-        lo, lo_data = -1, None  # lo: a slot known to exist (-1: virtual)
-        hi: int | None = None  # a slot known to be missing
-        hit = self._cached(known) if known >= 0 else None
-        if hit is not None:  # a slot we hold bounds the search from below: no GET for it
-            lo, lo_data = known, hit[1]
-        seen: dict[int, bytes | None] = {}  # every probe's answer
-        if guess > lo:
-            got = seen[guess] = self._exists(guess)
-            if got is None:
-                hi = guess
-            else:
-                lo, lo_data = guess, got
-        # Both searches probe several slots at once (one round trip per round instead of
-        # one per probe): a fresh process finds a tail 32 slots past the hint in ~3 round
-        # trips instead of ~10, for a few more GETs. lo stays a slot seen to exist and hi
-        # one seen missing (slots appearing meanwhile only move the answer forward).
-        while True:
-            base = 1
-            while hi is None:
-                found = self._exists_many([lo + base * (1 << k) for k in range(_PROBES)])
-                seen.update(found)
-                lo, lo_data, hi = self._narrow(found, lo, lo_data, None)
-                base <<= _PROBES
-            while hi - lo > 1:
-                gap = hi - lo
-                points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
-                found = self._exists_many([p for p in points if lo < p < hi])
-                seen.update(found)
-                lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
-                hi = hi if narrowed is None else narrowed
-            # slot lo+1 is missing: slots lo+2 and lo+4 must be missing too, as verify
-            # checks (a deleted middle slot, or two or three consecutive ones, is damage;
-            # filling it would break the chain there and erase the evidence). The first
-            # search round usually probed them already; the rest go out in one batch.
-            beyond = (lo + 2, lo + 4)
-            todo = [p for p in beyond if p not in seen]
-            if todo:
-                seen.update(self._exists_many(todo))
-            later = next((p for p in beyond if seen[p] is not None), None)
-            if later is None:
-                break
-            first = self._exists(lo + 1)
-            if first is None:
-                url, key = self._c.where(lo + 1)
-                raise DamagedSlotError(
-                    lo + 1,
-                    f"missing while slot {later} exists (a gap in the log)",
-                    url=url,
-                    key=key,
-                )
-            lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
-            seen.clear()
-        if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
-            lo_data = self._cfg.fetch(lo)
-        if lo >= 0 and lo_data is not None:
-            self._learned(lo, lo_data)
-        return lo, lo_data
-
-    def _learned(
-        self, slot: int, data: bytes, digest: str | None = None, *, chained: bool = False
-    ) -> None:
-        """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
-        caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
-        checked that it names its predecessor's hash, see ``_check_chained``)."""
-        digest = digest or chain_hash(data, slot)
-        with self._c.state:
-            if self._known is None or slot > self._known[0]:
-                self._known = (slot, digest)
-                self._known_data = data
-                self._known_chained = chained
-                self._watch.saw(slot, self.runtime.monotonic())
-            elif chained and slot == self._known[0]:
-                self._known_chained = True
-            if slot not in self._recent:
-                self._recent[slot] = (digest, data)
-                self._recent_bytes += len(data)
-                while len(self._recent) > 1 and (
-                    len(self._recent) > _RECENT_SLOTS or self._recent_bytes > _RECENT_BYTES
-                ):
-                    _, (_, old) = self._recent.popitem(last=False)
-                    self._recent_bytes -= len(old)
-
-    def _cached(self, slot: int) -> tuple[str, bytes] | None:
-        with self._c.state:
-            return self._recent.get(slot)
-
-    def _fetch_reuse(self, slot: int) -> bytes | None:
-        """``_fetch``, served from the records this object has seen when it can: for reads
-        only (verify and trim must see the stored bytes)."""
-        hit = self._cached(slot)
-        return hit[1] if hit is not None else self._cfg.fetch(slot)
-
-    def _maybe_write_hint(self) -> None:
-        with self._c.state:
-            if self._known is None or self._hint_inflight:
-                return
-            slot = self._known[0]
-            now = self.runtime.monotonic()
-            stale = slot - self._hint_seen
-            wrote_before = self._hint_last_write > float("-inf")
-            due = stale >= self.hint_every or (
-                wrote_before and stale > 0 and now - self._hint_last_write >= self.hint_interval
-            )
-            if not due or now - self._hint_last_write < self.hint_min_interval:
-                return
-            self._hint_inflight = True
-            self._hint_last_write = now
-            self._hint_seen = slot
-        try:
-            self._hint_pool.submit(self._write_hint, slot)
-        except RuntimeError:  # closed
-            with self._c.state:
-                self._hint_inflight = False
-
-    def _write_hint(self, slot: int) -> None:
-        data = json.dumps({"slot": slot}).encode()
-        try:  # a hint is never relied on: failures ignored, a hung store not waited for
-            driver.each_store(self.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
-        finally:
-            with self._c.state:
-                self._hint_inflight = False
 
     # -- appending -------------------------------------------------------------------------
 
@@ -666,7 +479,7 @@ class Log:
                 raise
             return
         self._settle(batch, slot, None)
-        self._maybe_write_hint()
+        self._tail.maybe_write_hint()
 
     def _settle(self, batch: list[_Pending], slot: int | None, exc: BaseException | None) -> None:
         index = 0
@@ -712,7 +525,7 @@ class Log:
                 # never write there (one GET, only on this path; see _below_snapshot).
                 if self._below_snapshot(slot, seen, wid) is not None:
                     return slot  # our own earlier attempt, landed and then trimmed
-                last, found = self._discover(slot)
+                last, found = self._tail.discover(slot)
                 assert found is not None  # slot exists (_below_snapshot checked it)
                 slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
                 continue
@@ -748,7 +561,7 @@ class Log:
             if decided is mine or decided == mine:
                 # our own bytes were decided: nothing to parse (we built them), no race
                 self._cfg.note(decided)
-                self._learned(slot, decided, record_hash(decided), chained=True)
+                self._tail.learned(slot, decided, record_hash(decided), chained=True)
                 self._wrote(slot, epoch, meta, started)
                 return slot
             if is_tombstone(decided):
@@ -758,7 +571,7 @@ class Log:
                 return slot
             self._cfg.note(decided)
             winner = self._c.decode(decided, slot, prev)
-            self._learned(slot, decided, chained=True)
+            self._tail.learned(slot, decided, chained=True)
             if winner.wid == wid:  # our write id, other bytes: an earlier send landed
                 self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
@@ -785,14 +598,14 @@ class Log:
                 # should have reached and try right after it (one GET; a wrong guess costs
                 # one lost race, cheaper than searching for the exact tail every time).
                 guess = slot + max(1, int(pause / took))
-                got = self._exists(guess)
+                got = self._tail.exists(guess)
                 if got is not None:
-                    self._learned(guess, got)
+                    self._tail.learned(guess, got)
                     jump: tuple[int, bytes | None] = (guess, got)
                 else:
-                    jump = self._discover(slot)
+                    jump = self._tail.discover(slot)
             elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                jump = self._discover(slot)
+                jump = self._tail.discover(slot)
             else:
                 jump = (slot, None)
             last, found = jump
@@ -823,7 +636,7 @@ class Log:
         if is_tombstone(data):
             self._stale_at_tombstone(slot, data, wid)
             return slot
-        self._learned(slot, data)
+        self._tail.learned(slot, data)
         return None
 
     def _unknown(
@@ -880,7 +693,7 @@ class Log:
                 self._found_own(slot, t.lease_state)
                 return [Position(slot, at + i) for i in range(k)]
         else:
-            self._learned(slot, got)
+            self._tail.learned(slot, got)
             rec = self._c.decode(got, slot, None)
             if rec.wid in (wid, mine):
                 at = index if rec.wid == wid else 0
@@ -918,7 +731,7 @@ class Log:
         slot = start
         while True:
             slots = list(range(slot, slot + 8))
-            got = self._exists_many(slots)
+            got = self._tail.exists_many(slots)
             for s in slots:
                 data = got[s]
                 if data is None:
@@ -930,7 +743,7 @@ class Log:
                     if t.wid == mine:
                         return s, t.lease_state, None
                     continue
-                self._learned(s, data)
+                self._tail.learned(s, data)
                 rec = self._c.decode(data, s, None)
                 if rec.wid == mine:
                     return s, rec.lease_state, rec.entries
@@ -1007,11 +820,11 @@ class Log:
         if t.wid == wid:
             return
         with self._c.state:
-            self._known = None
-            self._known_data = None
+            self._tail.known = None
+            self._tail.known_data = None
             self._lease = None
-            self._recent.clear()
-            self._recent_bytes = 0
+            self._tail.recent.clear()
+            self._tail.recent_bytes = 0
             self._snap_slots = None
         raise TrimmedSlotError(slot, t.snap, self.url)
 
@@ -1021,9 +834,9 @@ class Log:
         """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
         discovers the tail only when nothing is known."""
         with self._c.state:
-            known, data, chained = self._known, self._known_data, self._known_chained
+            known, data, chained = self._tail.known, self._tail.known_data, self._tail.known_chained
         if known is None:
-            last, data = self._discover()
+            last, data = self._tail.discover()
             known = (last, self.genesis if data is None else chain_hash(data, last))
             chained = False
             if last < 0:
@@ -1049,7 +862,7 @@ class Log:
         if slot == 0:
             prev = self.genesis
         else:
-            hit = self._cached(slot - 1)
+            hit = self._tail.cached(slot - 1)
             if hit is not None:
                 prev = hit[0]
             else:
@@ -1058,7 +871,7 @@ class Log:
                 )
                 prev = chain_hash(before, slot - 1)
         self._c.decode(data, slot, prev)
-        self._learned(slot, data, chained=True)
+        self._tail.learned(slot, data, chained=True)
 
     def _predecessor(self, slot: int, missing: str) -> bytes:
         """The stored record of slot ``slot - 1``, which must exist for ``slot`` to be
@@ -1123,7 +936,7 @@ class Log:
             return plan
         held_ttl = state.ttl if state.ttl is not None else ttl
         with self._c.state:
-            remaining = self._watch.remaining(tail, held_ttl, self.runtime.monotonic())
+            remaining = self._tail.watch.remaining(tail, held_ttl, self.runtime.monotonic())
         if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
             return plan
         if op == "claim":
@@ -1144,22 +957,10 @@ class Log:
         poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
         while remaining > 0:
             self.runtime.sleep(min(remaining, poll.delay(0, self.runtime.rng)))
-            if self._observe() != tail:
+            if self._tail.observe() != tail:
                 return
             with self._c.state:
-                remaining = self._watch.remaining(tail, ttl, self.runtime.monotonic())
-
-    def _observe(self) -> int:
-        """The current tail slot, learned with one read when it has not moved."""
-        with self._c.state:
-            known = self._known[0] if self._known else None
-        if known is None:
-            return self._discover()[0]
-        got = self._cfg.fetch(known + 1)
-        if got is None:
-            return known
-        self._learned(known + 1, got)
-        return self._discover(known + 1)[0]
+                remaining = self._tail.watch.remaining(tail, ttl, self.runtime.monotonic())
 
     def _wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
         if meta is None:
@@ -1204,7 +1005,7 @@ class Log:
             with self._c.state:
                 holding = self._lease is not None
             if not holding:
-                self._observe()  # claims are rare: start from the real tail
+                self._tail.observe()  # claims are rare: start from the real tail
             try:
                 slot = self._commit([], op="claim", ttl=ttl, wait=wait)
             except _NotYet as n:
@@ -1227,7 +1028,7 @@ class Log:
                 if self._lease is None:
                     raise ConfigError("renew: this process does not hold the writer lease")
             slot = self._commit([])
-        self._maybe_write_hint()
+        self._tail.maybe_write_hint()
         return slot
 
     def release_writer(self) -> int | None:
@@ -1242,9 +1043,13 @@ class Log:
     def writer_status(self) -> WriterStatus:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
         last record + ttl) and whether this object holds it. Reads the tail."""
-        head = self._observe()
+        head = self._tail.observe()
         with self._c.state:
-            data = self._known_data if self._known is not None and self._known[0] == head else None
+            data = (
+                self._tail.known_data
+                if self._tail.known is not None and self._tail.known[0] == head
+                else None
+            )
             lease = self._lease
         state = self._state_of(head, data, fast=False)
         mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
@@ -1264,7 +1069,7 @@ class Log:
             now = self.runtime.monotonic()
             if lease is None or not lease.can_read(now):
                 return None
-            if self._known is None or self._known[0] != lease.last_slot:
+            if self._tail.known is None or self._tail.known[0] != lease.last_slot:
                 return None  # we learned of someone else's record: not exclusive any more
             return LeaseRead(lease.last_slot, lease.epoch, lease.read_deadline() - now)
 
@@ -1272,7 +1077,7 @@ class Log:
         """If our last record of unknown outcome was for the tail we have learned since,
         and it is ours, take it as our last write (no I/O: the tail is already read)."""
         with self._c.state:
-            lease, known, data = self._lease, self._known, self._known_data
+            lease, known, data = self._lease, self._tail.known, self._tail.known_data
             if lease is None or lease.pending is None or known is None or data is None:
                 return
             slot = known[0]
@@ -1351,7 +1156,7 @@ class Log:
             with self._c.state:
                 self._snap_slots = slots
         covered = bool(slots) and (
-            slot <= slots[-1] or (slot == slots[-1] + 1 and self._cached(slot - 1) is None)
+            slot <= slots[-1] or (slot == slots[-1] + 1 and self._tail.cached(slot - 1) is None)
         )
         snap = self._load_snapshot(slots[-1]) if covered else None
         while True:
@@ -1401,7 +1206,7 @@ class Log:
         slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
         if from_slot <= 0:
             return self.genesis
-        hit = self._cached(from_slot - 1) if reuse else None
+        hit = self._tail.cached(from_slot - 1) if reuse else None
         if hit is not None:
             return hit[0]
         data = self._cfg.fetch(from_slot - 1)
@@ -1449,7 +1254,7 @@ class Log:
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
         prev = self._prev_of(from_slot, reuse=reuse) if start_prev is None else start_prev
-        fetch = self._fetch_reuse if reuse else self._cfg.fetch
+        fetch = self._tail.fetch_reuse if reuse else self._cfg.fetch
         # (``to_slot``: stop after that slot, and never fetch beyond it)
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
@@ -1465,7 +1270,7 @@ class Log:
             while True:
                 if to_slot is not None and slot > to_slot:
                     return
-                hit = self._cached(slot) if reuse else None
+                hit = self._tail.cached(slot) if reuse else None
                 if hit is not None:  # seen already: no request, and no read-ahead growth
                     ahead.pop(slot, None)
                     rec = self._c.decode(hit[1], slot, prev)
@@ -1510,7 +1315,7 @@ class Log:
                 )
                 rec = self._c.decode(data, slot, prev)
                 prev = record_hash(data)
-                self._learned(slot, data, prev, chained=True)
+                self._tail.learned(slot, data, prev, chained=True)
                 if on_slot is not None:
                     on_slot(slot)
                 yield slot, rec, data
@@ -1601,7 +1406,7 @@ class Log:
                 )
             # a damaged tail could hide behind a missing slot: look beyond the end
             end = report.slots
-            hint = self._read_hint()
+            hint = self._tail.read_hint()
             for probe in sorted({end + 1, end + 2, end + 4, hint}):
                 if probe > end and self._cfg.fetch(probe) is not None:
                     url, key = self._c.where(end)
@@ -1881,12 +1686,14 @@ class Log:
                 return base
             blob = encode_snapshot(last, anchor, slots=acc, state=None)
         else:
-            last = self.head() if slot is None else slot
+            last = self._tail.head() if slot is None else slot
             if last < 0:
                 raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
             got = self._cfg.fetch(last)
             if got is None:
-                raise ConfigError(f"{self.url}: slot {last} does not exist (head is {self.head()})")
+                raise ConfigError(
+                    f"{self.url}: slot {last} does not exist (head is {self._tail.head()})"
+                )
             if not is_tombstone(got):
                 self._c.decode(got, last, None)
             anchor = chain_hash(got, last)
