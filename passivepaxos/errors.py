@@ -441,11 +441,6 @@ __all__ += [
 ]
 
 
-def format_seconds(s: float) -> str:
-    """A duration for messages: ``12.3s``; a huge one (a foreign record's ttl) stays short."""
-    return f"{s:.1f}s" if abs(s) < 1e9 else f"{s:.3g}s"
-
-
 def format_wall(t: float | None) -> str:
     """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``. Never raises: the value
     may come from a record another client wrote (any ttl), and display must not break a

@@ -43,9 +43,6 @@ SEAM = "passivepaxos/runtime.py"  # the one module that may touch the real primi
 
 # module (a file, or a folder ending in "/" for every file under it) -> why it may
 ALLOWLIST: dict[str, str] = {
-    # the log cluster (lease.py and snapshot.py are pure already: no entry)
-    "passivepaxos/log.py": "pending: log helper",
-    "passivepaxos/membership.py": "pending: log helper",
     "passivepaxos/bench/": (
         "a tool that measures real time (latencies, throughput, wall clock of real services "
         "and real processes); never part of a simulated run"
