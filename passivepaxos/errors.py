@@ -32,7 +32,15 @@ objects), so every module may import it without creating an import cycle::
     ├── QuorumError                 no majority of stores answered
     ├── LockHeldError               (recipes) the lock is held by someone else
     ├── LockLostError               (recipes) our refresh/release was refused: taken over
-    └── StaleTokenError             (recipes) a fenced resource refused an old token
+    ├── StaleTokenError             (recipes) a fenced resource refused an old token
+    ├── LeaseError                  (log) the writer lease: LeaseHeldError, LeaseLostError
+    ├── TrimmedSlotError            (log) the slot was trimmed: nothing written
+    ├── CompactedError              (log) entries compacted into application state
+    └── TrimRefusedError            (log) a trim no snapshot covers
+
+(and, under the classes they refine: DamagedSlotError and DamagedSnapshotError are
+InvalidObjectErrors, MembershipConflictError a ConfigError, MembershipIncompleteError a
+QuorumError)
 
 The taxonomy: two class-level flags every error carries, so that a caller decides what to do
 from the flag instead of from a list of classes (``is_retryable`` / ``is_outcome_unknown``
@@ -69,6 +77,17 @@ take any exception)::
     LockHeldError                   no          no          held: acquire(wait=...) waits
     LockLostError                   no          no          our lock is gone: stop writing
     StaleTokenError                 no          no          a newer holder wrote: stop
+    DamagedSlotError                no          no          (log) damage: never skipped
+    DamagedSnapshotError            no          no          (log) damage: never skipped
+    LeaseError                      no          no          (log) base of the lease errors
+      LeaseHeldError                no          no          (log) wait .remaining or claim
+      LeaseLostError                no          no          (log) not written: re-claim
+    TrimmedSlotError                no          no          (log) not written: stale view,
+                                                            append again at the real tail
+    CompactedError                  no          no          (log) load the snapshot's state
+    TrimRefusedError                no          no          (log) snapshot first
+    MembershipConflictError         no          no          (log) another change won
+    MembershipIncompleteError       yes         no          (log) run the change again
 
 ``retryable``: the failure is not a verdict about the request; the same call again may
 succeed. For an error whose outcome is unknown, retrying is safe only for a write that is
