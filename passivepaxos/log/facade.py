@@ -16,17 +16,14 @@ from typing import Any
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import driver
 from passivepaxos.errors import (
-    AlreadyExistsError,
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
     DamagedSlotError,
-    InvalidObjectError,
     MembershipConflictError,
     PassivePaxosError,
     QuorumError,
     StoreError,
-    UnsupportedError,
 )
 from passivepaxos.lease import (
     EMPTY,
@@ -40,8 +37,10 @@ from passivepaxos.lease import (
     WriterStatus,
     check_ttl,
 )
+from passivepaxos.log.compaction import Compaction, TrimResult
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
+from passivepaxos.log.reader import Reader
 from passivepaxos.log.record import (
     Entry,
     Position,
@@ -51,7 +50,6 @@ from passivepaxos.log.record import (
     parse_resume_token,
     record_hash,
     resume_wid,
-    slot_instance,
     tombstone_of,
     why_unknown,
 )
@@ -62,25 +60,16 @@ from passivepaxos.membership_data import ConfigChange
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
 from passivepaxos.snapshot import (
-    SNAPSHOT_PREFIX,
-    CompactedError,
     DamagedSnapshotError,
     SnapshotInfo,
-    Tombstone,
     TrimmedSlotError,
-    TrimRefusedError,
-    decode_snapshot,
-    encode_snapshot,
     is_tombstone,
-    snapshot_key,
-    snapshot_slot_of,
 )
 from passivepaxos.store import Store
-from passivepaxos.types import PutMode, require_bytes
+from passivepaxos.types import require_bytes
 
 __all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
 
-_EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see _commit
 _BACKOFFS = 6
@@ -131,16 +120,6 @@ class VerifyReport:
             "bad_snapshot": self.bad_snapshot,
             "unchecked": sorted(self.unchecked),
         }
-
-
-@dataclass(frozen=True)
-class TrimResult:
-    trimmed: int  # slot objects replaced by tombstones by this call
-    before: int
-    snapshot: int  # the covering snapshot's slot
-
-    def to_json(self) -> dict[str, Any]:
-        return {"trimmed": self.trimmed, "before": self.before, "snapshot": self.snapshot}
 
 
 class _Pending:
@@ -228,11 +207,8 @@ class Log:
             hint_interval=hint_interval,
             hint_min_interval=hint_min_interval,
         )
-        self._snap_slots: list[int] | None = None  # snapshot listing (see _slot_entries)
-        # the highest snapshot slot this object has seen (listed, written, or named by a
-        # tombstone): every slot up to it was decided, so a write there is refused (_commit)
-        self._snap_seen = -1
-        self._end_probed = -1  # highest end slot a read probed past (see _raw_records)
+        self._snaps = Compaction(self._c, self._cfg)
+        self._reader = Reader(self._c, self._cfg, self._tail, self._snaps)
         self._lease: HolderLease | None = None  # set while this object holds the lease
         self.slot_writes = 0  # slot decisions attempted by this object (stats)
         # group commit (guarded by _glock): one leader at a time commits the queue; a
@@ -518,7 +494,7 @@ class Log:
         losses = 0
         while True:
             with self._c.state:
-                seen = self._snap_seen
+                seen = self._snaps.seen
             if slot <= seen:
                 # Our view of the tail is older than a snapshot we know of (slot 0..seen
                 # were all decided), or the tail we found is inside the trimmed prefix:
@@ -687,7 +663,7 @@ class Log:
         if is_tombstone(got):
             url, key = self._c.where(slot)
             t = tombstone_of(got, slot, url=url, key=key)
-            self._saw_snapshot(t.snap)
+            self._snaps.saw(t.snap)
             if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
                 at = index if t.wid == wid else 0
                 self._found_own(slot, t.lease_state)
@@ -739,7 +715,7 @@ class Log:
                 if is_tombstone(data):
                     url, key = self._c.where(s)
                     t = tombstone_of(data, s, url=url, key=key)
-                    self._saw_snapshot(t.snap)
+                    self._snaps.saw(t.snap)
                     if t.wid == mine:
                         return s, t.lease_state, None
                     continue
@@ -756,7 +732,7 @@ class Log:
         ``mine``; return the record decided there (``None``: waited out a lease, look
         again). Follows the writer lease like ``_commit``."""
         with self._c.state:
-            seen = self._snap_seen
+            seen = self._snaps.seen
         if slot <= seen:
             url, key = self._c.where(slot)
             raise DamagedSlotError(
@@ -816,7 +792,7 @@ class Log:
         view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
         url, key = self._c.where(slot)
         t = tombstone_of(data, slot, url=url, key=key)
-        self._saw_snapshot(t.snap)
+        self._snaps.saw(t.snap)
         if t.wid == wid:
             return
         with self._c.state:
@@ -825,7 +801,7 @@ class Log:
             self._lease = None
             self._tail.recent.clear()
             self._tail.recent_bytes = 0
-            self._snap_slots = None
+            self._snaps.listing = None
         raise TrimmedSlotError(slot, t.snap, self.url)
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
@@ -845,7 +821,7 @@ class Log:
                 # deleted tombstone, and _commit refuses to write there (finding 13).
                 # Best effort: a writer not allowed to list is no worse off than before.
                 with contextlib.suppress(StoreError, QuorumError):
-                    self.snapshot_slots()
+                    self._snaps.slots()
         if known[0] >= 0 and data is not None and not chained:
             self._check_chained(known[0], data)
         prev = known[1] if known[0] >= 0 else self.genesis
@@ -892,7 +868,7 @@ class Log:
         if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
             url, key = self._c.where(slot)
             t = tombstone_of(data, slot, url=url, key=key)
-            self._saw_snapshot(t.snap)
+            self._snaps.saw(t.snap)
             return t.lease_state
         return self._c.decode(data, slot, None).lease_state
 
@@ -1109,7 +1085,7 @@ class Log:
         count = 0
         if limit is not None and limit <= 0:
             return
-        for slot, entries in self._slot_entries(from_slot, follow=False, to_slot=to_slot):
+        for slot, entries in self._reader.slot_entries(from_slot, follow=False, to_slot=to_slot):
             for i, v in enumerate(entries):
                 yield Entry(slot, i, v)
                 count += 1
@@ -1126,229 +1102,11 @@ class Log:
     ) -> Iterator[Entry]:
         """Like :meth:`read`, then keep polling for new slots (backoff ``poll_min`` doubling
         to ``poll_max``, reset on progress) until ``stop`` is set."""
-        for slot, entries in self._slot_entries(
+        for slot, entries in self._reader.slot_entries(
             from_slot, follow=True, poll=(poll_min, poll_max), stop=stop
         ):
             for i, v in enumerate(entries):
                 yield Entry(slot, i, v)
-
-    def _slot_entries(
-        self,
-        from_slot: int,
-        *,
-        follow: bool,
-        poll: tuple[float, float] = (0.05, 2.0),
-        stop: EventLike | None = None,
-        to_slot: int | None = None,
-    ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
-        """(slot, entries) from ``from_slot`` on: from the newest snapshot while it covers
-        the slot, then from the log. A tombstone met on the way (trimmed meanwhile) restarts
-        from the (re-listed) newest snapshot, which must cover it."""
-        if from_slot < 0:
-            raise ConfigError("--from must be a slot number >= 0")
-        slot = from_slot
-        # the listing is cached per object: a snapshot written since only matters for
-        # slots trimmed since, and those read as tombstones, which re-list (below)
-        with self._c.state:
-            slots = self._snap_slots
-        if slots is None:
-            slots = self.snapshot_slots()
-            with self._c.state:
-                self._snap_slots = slots
-        covered = bool(slots) and (
-            slot <= slots[-1] or (slot == slots[-1] + 1 and self._tail.cached(slot - 1) is None)
-        )
-        snap = self._load_snapshot(slots[-1]) if covered else None
-        while True:
-            start_prev: str | None = None
-            if snap is not None and slot <= snap.slot:
-                if snap.slots is None:
-                    raise CompactedError(slot, snap.slot, self.url)
-                for s in range(slot, snap.slot + 1):
-                    yield s, snap.slots[s]
-                slot = snap.slot + 1
-            if snap is not None and slot == snap.slot + 1:
-                start_prev = snap.hash
-            try:
-                for s, rec, _ in self._raw_records(
-                    slot,
-                    follow=follow,
-                    poll=poll,
-                    stop=stop,
-                    start_prev=start_prev,
-                    reuse=True,
-                    to_slot=to_slot,
-                ):
-                    yield s, rec.entries
-                    slot = s + 1
-                return
-            except TrimmedSlotError as exc:
-                with self._c.state:
-                    self._snap_slots = None
-                snap = self._covering_snapshot(exc.slot)
-
-    def _covering_snapshot(self, slot: int) -> SnapshotInfo:
-        """The newest snapshot, which must cover trimmed slot ``slot``."""
-        newest = self.newest_snapshot()
-        if newest is None or newest.slot < slot:
-            url, key = self._c.where(slot)
-            raise DamagedSlotError(
-                slot,
-                "trimmed, but no snapshot covers it"
-                + ("" if newest is None else f" (newest snapshot: slot {newest.slot})"),
-                url=url,
-                key=key,
-            )
-        return newest
-
-    def _prev_of(self, from_slot: int, *, reuse: bool = False) -> str | None:
-        """The hash the record of ``from_slot`` must name; ``None`` (not checked) when
-        slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
-        if from_slot <= 0:
-            return self.genesis
-        hit = self._tail.cached(from_slot - 1) if reuse else None
-        if hit is not None:
-            return hit[0]
-        data = self._cfg.fetch(from_slot - 1)
-        if data is None:
-            return None
-        if is_tombstone(data):
-            url, key = self._c.where(from_slot - 1)
-            return tombstone_of(data, from_slot - 1, url=url, key=key).hash
-        self._c.decode(data, from_slot - 1, None)
-        return record_hash(data)
-
-    def _records(
-        self,
-        from_slot: int,
-        *,
-        follow: bool,
-        poll: tuple[float, float] = (0.05, 2.0),
-        stop: EventLike | None = None,
-        on_slot: Callable[[int], None] | None = None,
-    ) -> Iterator[tuple[int, Record]]:
-        """(slot, record) from the log itself (no snapshot; a tombstone raises
-        ``TrimmedSlotError``)."""
-        for slot, rec, _ in self._raw_records(
-            from_slot, follow=follow, poll=poll, stop=stop, on_slot=on_slot
-        ):
-            yield slot, rec
-
-    def _raw_records(
-        self,
-        from_slot: int,
-        *,
-        follow: bool,
-        poll: tuple[float, float] = (0.05, 2.0),
-        stop: EventLike | None = None,
-        on_slot: Callable[[int], None] | None = None,
-        start_prev: str | None = None,
-        reuse: bool = False,
-        to_slot: int | None = None,
-    ) -> Iterator[tuple[int, Record, bytes]]:
-        """``reuse`` (reads, not verify): records this object has already seen (written,
-        read) are not fetched again, and once it has probed past an end of the log (the
-        slot after a missing one is missing too: no gap), a later read that stops at a
-        missing slot beyond that end does not probe again; a slot deleted there would
-        still show as a broken chain at the next write, and ``verify`` always probes."""
-        if from_slot < 0:
-            raise ConfigError("--from must be a slot number >= 0")
-        prev = self._prev_of(from_slot, reuse=reuse) if start_prev is None else start_prev
-        fetch = self._tail.fetch_reuse if reuse else self._cfg.fetch
-        # (``to_slot``: stop after that slot, and never fetch beyond it)
-        slot = from_slot
-        ahead: dict[int, Future[bytes | None]] = {}
-        pace = Backoff(poll[0], poll[1], floor=1.0)  # fixed doubling, reset on progress
-        idle = 0  # polls in a row that found nothing new
-        first_end = True
-        # read-ahead: 1, 2, 4, 8 slots while slots exist, then (a long catch-up) one more
-        # per 8 slots read, up to fetch_ahead: the GETs wasted past the end stay within 8
-        # or 1/8 of the slots read
-        window = 1
-        run = 0  # slots read since the last time the end was reached
-        try:
-            while True:
-                if to_slot is not None and slot > to_slot:
-                    return
-                hit = self._tail.cached(slot) if reuse else None
-                if hit is not None:  # seen already: no request, and no read-ahead growth
-                    ahead.pop(slot, None)
-                    rec = self._c.decode(hit[1], slot, prev)
-                    prev = hit[0]
-                    if on_slot is not None:
-                        on_slot(slot)
-                    yield slot, rec, hit[1]
-                    slot += 1
-                    continue
-                last = slot + window if to_slot is None else min(slot + window, to_slot + 1)
-                for s in range(slot, last):
-                    if s not in ahead:
-                        ahead[s] = self._c.pool.submit(fetch, s)
-                data = ahead.pop(slot).result()
-                if data is None:
-                    probe = first_end and not (reuse and 0 <= self._end_probed <= slot)
-                    data = self._confirm_end(slot, ahead, probe=probe)
-                    first_end = False
-                    if data is None and probe:
-                        with self._c.state:
-                            self._end_probed = max(self._end_probed, slot)
-                if data is None:
-                    if not follow or (stop is not None and stop.is_set()):
-                        return
-                    for f in ahead.values():
-                        f.cancel()
-                    ahead.clear()
-                    window, run = 1, 0
-                    delay = pace.delay(idle, self.runtime.rng)
-                    if stop is not None:
-                        if stop.wait(delay):
-                            return
-                    else:
-                        self.runtime.sleep(delay)
-                    idle += 1
-                    continue
-                idle = 0
-                run += 1
-                window = min(
-                    self.fetch_ahead,
-                    window * 2 if window < _EARLY_WINDOW else max(window, run // 8),
-                )
-                rec = self._c.decode(data, slot, prev)
-                prev = record_hash(data)
-                self._tail.learned(slot, data, prev, chained=True)
-                if on_slot is not None:
-                    on_slot(slot)
-                yield slot, rec, data
-                slot += 1
-        finally:
-            for f in ahead.values():
-                f.cancel()
-
-    def _confirm_end(
-        self, slot: int, ahead: dict[int, Future[bytes | None]], probe: bool
-    ) -> bytes | None:
-        """``slot`` looked missing. If a later slot exists (prefetched ones, else slot+1
-        when ``probe``), either ``slot`` was decided meanwhile (re-read) or it is a gap:
-        damage, never skipped."""
-        later = None
-        for s in sorted(ahead):
-            f = ahead[s]
-            if f.cancelled():
-                continue
-            if f.exception() is None and f.result() is not None:
-                later = s
-                break
-        if later is None and not ahead and probe and self._cfg.fetch(slot + 1) is not None:
-            later = slot + 1
-        if later is None:
-            return None
-        data = self._cfg.fetch(slot)
-        if data is None:
-            url, key = self._c.where(slot)
-            raise DamagedSlotError(
-                slot, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
-            )
-        return data
 
     # -- verification ----------------------------------------------------------------------
 
@@ -1367,7 +1125,7 @@ class Log:
         slot number checked. Costs one GET per slot, tombstones included."""
         report = VerifyReport(ok=True)
         try:
-            snap = self.newest_snapshot()
+            snap = self._snaps.newest()
             report.snapshot = None if snap is None else snap.slot
             start, prev = 0, self.genesis
             differs: int | None = None  # the first slot whose entries the snapshot differs in
@@ -1375,7 +1133,7 @@ class Log:
                 start, prev, snap = self._verify_tombstones(start, prev, snap, report, progress)
                 last: tuple[int, str] | None = None  # the last record checked: slot, hash
                 try:
-                    for slot, rec, data in self._raw_records(
+                    for slot, rec, data in self._reader.raw_records(
                         start, follow=False, on_slot=progress, start_prev=prev
                     ):
                         report.slots = slot + 1
@@ -1386,7 +1144,7 @@ class Log:
                                 # tombstone's slot differs too, and that is the record's fault
                                 differs = slot if differs is None else differs
                             if slot == snap.slot:
-                                self._check_anchor(snap, data)
+                                self._snaps.check_anchor(snap, data)
                         last = (slot, record_hash(data))
                     break
                 except TrimmedSlotError as exc:
@@ -1417,9 +1175,7 @@ class Log:
                         key=key,
                     )
             if snap is not None and differs is not None:
-                raise self._bad_snapshot(
-                    snap, f"its entries of slot {differs} differ from the log's"
-                )
+                raise self._snaps.bad(snap, f"its entries of slot {differs} differ from the log's")
             report.unchecked = self._check_layout(report.slots)
             if report.unchecked:
                 names = "; ".join(f"{u} ({e})" for u, e in report.unchecked.items())
@@ -1515,7 +1271,7 @@ class Log:
                     return slot, prev, snap
                 t = tombstone_of(data, slot, url=url, key=key)
                 if snap is None or t.snap > snap.slot:
-                    snap = self.newest_snapshot()
+                    snap = self._snaps.newest()
                     report.snapshot = None if snap is None else snap.slot
                 if snap is None or t.snap > snap.slot:
                     raise DamagedSlotError(
@@ -1538,7 +1294,7 @@ class Log:
                         key=key,
                     )
                 if slot == snap.slot and t.hash != snap.hash:
-                    raise self._bad_snapshot(
+                    raise self._snaps.bad(
                         snap,
                         f"its anchor hash does not match slot {slot}'s record (kept by its "
                         "tombstone)",
@@ -1583,78 +1339,20 @@ class Log:
             )
         return slot, digest
 
-    def _check_anchor(self, snap: SnapshotInfo, data: bytes) -> None:
-        if record_hash(data) != snap.hash:
-            raise self._bad_snapshot(
-                snap, f"its anchor hash does not match slot {snap.slot}'s record"
-            )
-
-    def _bad_snapshot(self, snap: SnapshotInfo, reason: str) -> DamagedSnapshotError:
-        url = self.stores[0].url if len(self.stores) == 1 else self.url
-        return DamagedSnapshotError(snap.slot, reason, url=url, key=snap.key)
-
     # -- snapshots and trim (see passivepaxos.snapshot) -------------------------------------
+
+    # -- snapshots and trim (passivepaxos.log.compaction) ----------------------------------
 
     def snapshot_slots(self) -> list[int]:
         """The slots of the snapshot objects, ascending: one LIST of the small ``snapshot/``
         prefix per store (never of the log). On a quorum: the union over the stores that
         answer; a majority must answer."""
-        if len(self.stores) == 1:
-            metas = [list(self.stores[0].list(SNAPSHOT_PREFIX))]
-        else:
-            metas, errors = [], []
-            for got in driver.each_store(self.stores, lambda st: list(st.list(SNAPSHOT_PREFIX))):
-                if isinstance(got, StoreError):
-                    errors.append(str(got))
-                else:
-                    metas.append(got)
-            if len(metas) < len(self.stores) // 2 + 1:
-                raise QuorumError(
-                    f"cannot list the snapshots of {self.url}: no majority of stores "
-                    f"answered: {'; '.join(errors)}"
-                )
-        found = {snapshot_slot_of(m.key) for ms in metas for m in ms}
-        slots = sorted(s for s in found if s is not None)
-        if slots:
-            self._saw_snapshot(slots[-1])
-        return slots
-
-    def _saw_snapshot(self, slot: int) -> None:
-        """A snapshot at ``slot`` exists (or existed): slots ``0..slot`` were decided."""
-        with self._c.state:
-            self._snap_seen = max(self._snap_seen, slot)
+        return self._snaps.slots()
 
     def newest_snapshot(self) -> SnapshotInfo | None:
         """The newest snapshot (highest slot), validated; ``None`` if there is none. A
         damaged newest snapshot raises ``DamagedSnapshotError`` naming it (never skipped)."""
-        slots = self.snapshot_slots()
-        return self._load_snapshot(slots[-1]) if slots else None
-
-    def _load_snapshot(self, slot: int) -> SnapshotInfo:
-        key = snapshot_key(slot)
-        errors: list[str] = []
-        # all stores at once: a hung one is not waited for once a majority answered
-        for store, got in zip(
-            self.stores, driver.each_store(self.stores, lambda s: s.get(key)), strict=True
-        ):
-            if isinstance(got, InvalidObjectError):
-                raise DamagedSnapshotError(
-                    slot, f"unreadable object ({bare(got)})", url=store.url, key=key
-                ) from None
-            if isinstance(got, StoreError):
-                if len(self.stores) == 1:
-                    raise got
-                errors.append(str(got))
-                continue
-            if got is not None:
-                return decode_snapshot(got[0], slot, url=store.url, key=key)
-        url = self.stores[0].url if len(self.stores) == 1 else self.url
-        raise DamagedSnapshotError(
-            slot,
-            "listed but could not be read" + (f": {'; '.join(errors)}" if errors else ""),
-            url=url,
-            key=key,
-        )
+        return self._snaps.newest()
 
     def snapshot(self, state: bytes | None = None, *, slot: int | None = None) -> SnapshotInfo:
         """Write the snapshot ``snapshot/<s:020d>`` and return it.
@@ -1666,78 +1364,7 @@ class Log:
         create-if-absent where the store has it; an existing snapshot at the same slot with
         the same anchor is returned instead (first writer wins). On a quorum it is written
         to every store and a majority must succeed (``QuorumError`` otherwise)."""
-        if state is None:
-            if slot is not None:
-                raise ConfigError("slot= is only for application-state snapshots")
-            base = self.newest_snapshot()
-            if base is not None and base.slots is None:
-                raise ConfigError(
-                    f"{self.url}: the newest snapshot (slot {base.slot}) holds application "
-                    "state: an entries snapshot cannot be built from it; pass state="
-                )
-            acc: list[tuple[bytes, ...]] = [] if base is None else list(base.slots or ())
-            last, anchor = (-1, self.genesis) if base is None else (base.slot, base.hash)
-            for s, rec, data in self._raw_records(last + 1, follow=False, start_prev=anchor):
-                acc.append(rec.entries)
-                last, anchor = s, record_hash(data)
-            if last < 0:
-                raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
-            if base is not None and last == base.slot:
-                return base
-            blob = encode_snapshot(last, anchor, slots=acc, state=None)
-        else:
-            last = self._tail.head() if slot is None else slot
-            if last < 0:
-                raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
-            got = self._cfg.fetch(last)
-            if got is None:
-                raise ConfigError(
-                    f"{self.url}: slot {last} does not exist (head is {self._tail.head()})"
-                )
-            if not is_tombstone(got):
-                self._c.decode(got, last, None)
-            anchor = chain_hash(got, last)
-            blob = encode_snapshot(last, anchor, slots=None, state=require_bytes(state, "state"))
-        return self._put_snapshot(last, anchor, blob)
-
-    def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
-        key = snapshot_key(slot)
-        with self._c.state:
-            self._snap_slots = None  # our next read lists again and finds this one
-        self._saw_snapshot(slot)
-
-        def one(store: Store) -> SnapshotInfo:
-            mode = PutMode.CREATE if store.capabilities.create else PutMode.OVERWRITE
-            try:
-                store.put(key, blob, mode)
-            except AlreadyExistsError as exc:
-                if exc.current is None:
-                    raise
-                there = decode_snapshot(exc.current[0], slot, url=store.url, key=key)
-                if there.hash != anchor:
-                    raise DamagedSnapshotError(
-                        slot, "its anchor hash differs from slot's record", url=store.url, key=key
-                    ) from None
-                return there
-            return decode_snapshot(blob, slot, url=store.url, key=key)
-
-        if len(self.stores) == 1:
-            return one(self.stores[0])
-        assert self._c.fanout is not None
-        futs = [self._c.fanout.submit(one, s) for s in self.stores]
-        done: list[SnapshotInfo] = []
-        errors: list[str] = []
-        for f in futs:
-            try:
-                done.append(f.result())
-            except (StoreError, QuorumError) as exc:
-                errors.append(str(exc))
-        if len(done) < len(self.stores) // 2 + 1:
-            raise QuorumError(
-                f"snapshot at slot {slot} of {self.url}: written to {len(done)} of "
-                f"{len(self.stores)} stores, a majority is needed: {'; '.join(errors)}"
-            )
-        return done[0]
+        return self._snaps.write(state, slot=slot, records=self._reader.raw_records, head=self.head)
 
     def trim(self, before: int) -> TrimResult:
         """Trim slots ``0..before-1``: OVERWRITE each slot object with a tombstone (never
@@ -1748,67 +1375,8 @@ class Log:
         Only on one store in create mode (``UnsupportedError`` otherwise). Costs about
         log2(before) GETs to find the first untrimmed slot, then a GET and a PUT per slot
         trimmed."""
-        if not self._c.single_create:
-            raise UnsupportedError(
-                f"{self.url}: trim needs a single store in create mode (this log is "
-                f"{'a quorum of ' + str(len(self.stores)) + ' stores' if len(self.stores) > 1 else 'in ' + self.mode.value + ' mode'}): "
-                "a slot there is a consensus instance of several objects, which cannot be "
-                "tombstoned safely yet (a slow proposer could complete it again). Snapshots "
-                "work here; only trim does not",
-                capability="trim",
-            )
-        if before < 0:
-            raise ConfigError("--before must be a slot number >= 0")
-        snap = self.newest_snapshot()
-        if snap is None or snap.slot < before - 1:
-            have = "no snapshot" if snap is None else f"the newest snapshot is at slot {snap.slot}"
-            raise TrimRefusedError(
-                f"{self.url}: refusing to trim before slot {before}: {have}; a snapshot at "
-                f"slot >= {before - 1} must exist first (run `passivepaxos snapshot`), so that "
-                "no entry is lost"
-            )
-        if before == 0:
-            return TrimResult(0, before, snap.slot)
-        store = self.stores[0]
-        # tombstones form a prefix (each trim goes up in order): find its end
-        lo, lo_data, hi = -1, b"", before
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            got = self._cfg.fetch(mid)
-            if got is None:
-                url, key = self._c.where(mid)
-                raise DamagedSlotError(mid, "missing below a snapshot (a gap)", url=url, key=key)
-            if is_tombstone(got):
-                lo, lo_data = mid, got
-            else:
-                hi = mid
-        prev = self.genesis if lo < 0 else chain_hash(lo_data, lo)
-        count = 0
-        futs = {
-            i: self._c.pool.submit(self._cfg.fetch, i)
-            for i in range(lo + 1, min(before, lo + 1 + self.fetch_ahead))
-        }
-        for i in range(lo + 1, before):
-            nxt = i + self.fetch_ahead
-            if nxt < before:
-                futs[nxt] = self._c.pool.submit(self._cfg.fetch, nxt)
-            data = futs.pop(i).result()
-            if data is None:
-                url, key = self._c.where(i)
-                raise DamagedSlotError(i, "missing below a snapshot (a gap)", url=url, key=key)
-            if is_tombstone(data):  # a concurrent trim got here first
-                prev = chain_hash(data, i)
-                continue
-            rec = self._c.decode(data, i, prev)
-            h = record_hash(data)
-            if snap.slots is not None and snap.slots[i] != rec.entries:
-                raise self._bad_snapshot(snap, f"its entries of slot {i} differ from the log's")
-            if i == snap.slot and h != snap.hash:
-                raise self._bad_snapshot(
-                    snap, f"its anchor hash does not match slot {snap.slot}'s record"
-                )
-            t = Tombstone(i, snap.slot, h, rec.writer, rec.epoch, rec.wid, rec.lease, rec.prev)
-            store.put(slot_instance(i), t.encode(), PutMode.OVERWRITE)
-            count += 1
-            prev = h
-        return TrimResult(count, before, snap.slot)
+        return self._snaps.trim(before)
+
+    def _records(self, from_slot: int, *, follow: bool = False) -> Iterator[tuple[int, Record]]:
+        """(slot, record) from the log itself (tests look at the records)."""
+        return self._reader.records(from_slot, follow=follow)
