@@ -16,27 +16,17 @@ from typing import Any
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import driver
 from passivepaxos.errors import (
-    AmbiguousWriteError,
-    AppendOutcomeUnknownError,
     ConfigError,
     DamagedSlotError,
-    MembershipConflictError,
-    PassivePaxosError,
-    QuorumError,
     StoreError,
 )
 from passivepaxos.lease import (
-    EMPTY,
     ClaimResult,
-    HolderLease,
-    LeaseHeldError,
-    LeaseLostError,
-    LeaseMeta,
     LeaseRead,
-    LeaseState,
     WriterStatus,
     check_ttl,
 )
+from passivepaxos.log.batch import GroupCommit, Pending
 from passivepaxos.log.compaction import Compaction, TrimResult
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
@@ -46,19 +36,16 @@ from passivepaxos.log.record import (
     Position,
     Record,
     bare,
-    chain_hash,
-    parse_resume_token,
     record_hash,
-    resume_wid,
     tombstone_of,
-    why_unknown,
 )
+from passivepaxos.log.resume import Resumer
 from passivepaxos.log.slots import SlotIO
 from passivepaxos.log.tail import HINT_KEY, Tail
+from passivepaxos.log.writer import FencedWriter, NotYet
 from passivepaxos.manifest import Manifest, open_log
 from passivepaxos.membership_data import ConfigChange
-from passivepaxos.retry import Backoff
-from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
+from passivepaxos.runtime import REAL, EventLike, Runtime
 from passivepaxos.snapshot import (
     DamagedSnapshotError,
     SnapshotInfo,
@@ -70,11 +57,6 @@ from passivepaxos.types import require_bytes
 
 __all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
 
-# an append backs off after its first _BACKOFFS lost races, then races every slot (so it
-# cannot be kept out forever by writers that keep winning); see _commit
-_BACKOFFS = 6
-# after an unclear create, read back at 0.04, 0.08, ... 0.64 s (see _resolve_create)
-_READ_BACK = Backoff(0.02, 1.0, floor=1.0)
 # the objects under log/ a log makes (see _check_layout), besides the hint
 _SINGLE_SLOT = re.compile(r"^log/\d{20}$")
 _QUORUM_SLOT = {
@@ -122,27 +104,7 @@ class VerifyReport:
         }
 
 
-class _Pending:
-    """One ``append`` call waiting in the group-commit queue (fields guarded by the log's
-    ``_glock``). ``wake`` exists only while the caller waits for another leader."""
-
-    __slots__ = ("done", "error", "lead", "result", "values", "wake")
-
-    def __init__(self, values: list[bytes]) -> None:
-        self.values = values
-        self.result: list[Position] | None = None
-        self.error: BaseException | None = None
-        self.done = False
-        self.lead = False  # leadership handed to this caller by the previous leader
-        self.wake: ConditionLike | None = None
-
-
-class _NotYet(Exception):
-    """claim_writer(wait=False): the lease is held; ``remaining`` seconds (own clock)."""
-
-    def __init__(self, state: LeaseState, tail: int, remaining: float) -> None:
-        super().__init__("not yet")
-        self.state, self.tail, self.remaining = state, tail, remaining
+_Pending = Pending  # the old name (tests build queue entries directly)
 
 
 def default_writer_id(runtime: Runtime = REAL) -> str:
@@ -194,12 +156,6 @@ class Log:
         )
         self._io = SlotIO(self._c)
         self._cfg = ConfigView(self._c, self._io)
-        self.max_batch_entries = max_batch_entries
-        self.max_batch_bytes = max_batch_bytes
-        self.wait_expired_lease = wait_expired_lease
-        # contention without a lease: a loser sleeps a random share of its last attempt's
-        # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
-        self.backoff_max = backoff_max
         self._tail = Tail(
             self._c,
             self._cfg,
@@ -209,16 +165,22 @@ class Log:
         )
         self._snaps = Compaction(self._c, self._cfg)
         self._reader = Reader(self._c, self._cfg, self._tail, self._snaps)
-        self._lease: HolderLease | None = None  # set while this object holds the lease
-        self.slot_writes = 0  # slot decisions attempted by this object (stats)
-        # group commit (guarded by _glock): one leader at a time commits the queue; a
-        # waiting caller sleeps on its own condition, woken once (its result, or the
-        # leadership handed on to it); _lead() callers (claim, renew, ...) wait on _cond
-        self._glock = rt.lock()
-        self._cond = rt.condition(self._glock)
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._leading = False
-        self._lead_waiters = 0
+        self._writer = FencedWriter(
+            self._c,
+            self._cfg,
+            self._tail,
+            self._snaps,
+            backoff_max=backoff_max,
+            wait_expired_lease=wait_expired_lease,
+        )
+        self._resumer = Resumer(self._c, self._cfg, self._tail, self._snaps, self._writer)
+        self._batch = GroupCommit(
+            rt,
+            self._writer.commit,
+            self._tail.maybe_write_hint,
+            max_batch_entries=max_batch_entries,
+            max_batch_bytes=max_batch_bytes,
+        )
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
@@ -335,9 +297,9 @@ class Log:
     def append_config(self, change: ConfigChange) -> int:
         """Append a configuration record (see :mod:`passivepaxos.membership`); its slot.
         Raises ``MembershipConflictError`` when the store set changed meanwhile."""
-        with self._lead():
+        with self._batch.lead():
             self._tail.observe()
-            return self._commit([], config=change)
+            return self._writer.commit([], config=change)
 
     # -- tail discovery --------------------------------------------------------------------
 
@@ -379,596 +341,33 @@ class Log:
             ) from None
         vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
         if resume is not None:
-            return self._resume(vals, resume)
+            return self._resumer.resume(vals, resume, self._batch.lead)
         if not vals:
             return []
-        p = _Pending(vals)
-        with self._glock:
-            self._queue.append(p)
-            if self._leading:
-                p.wake = self.runtime.condition(self._glock)
-                try:
-                    while not p.done and not p.lead:
-                        p.wake.wait()
-                except BaseException:  # interrupted while waiting: withdraw
-                    p.wake = None
-                    if not p.done:
-                        self._queue.remove(p)
-                        if p.lead:
-                            self._hand_on()
-                    raise
-                p.wake = None
-            else:
-                self._leading = True
-        if not p.done:  # we lead (taken, or handed on to us): commit until ours is done
-            try:
-                while not p.done:
-                    self._lead_round()
-            finally:
-                with self._glock:
-                    if not p.done:  # interrupted: never commit it later for a gone caller
-                        with contextlib.suppress(ValueError):
-                            self._queue.remove(p)
-                    self._hand_on()
-        if p.error is not None:
-            raise p.error
-        assert p.result is not None
-        return p.result
-
-    def _hand_on(self) -> None:
-        """Give up leadership (``_glock`` held): to a waiting ``_lead()`` caller first (it
-        would starve under a steady stream of appends otherwise), else to the oldest queued
-        append (woken alone, no thundering herd), else to nobody."""
-        if self._lead_waiters:
-            self._leading = False
-            self._cond.notify_all()
-            return
-        for q in self._queue:
-            if q.wake is not None:
-                self._leading = True
-                q.lead = True
-                q.wake.notify()
-                return
-        self._leading = False
-
-    def _lead_round(self) -> None:
-        with self._glock:
-            batch: list[_Pending] = []
-            n = size = 0
-            queue = self._queue
-            while queue:
-                nxt = queue[0]
-                k, b = len(nxt.values), sum(map(len, nxt.values))
-                if batch and (n + k > self.max_batch_entries or size + b > self.max_batch_bytes):
-                    break
-                batch.append(queue.popleft())
-                n, size = n + k, size + b
-        if not batch:
-            return
-        try:
-            slot = self._commit(
-                batch[0].values if len(batch) == 1 else [v for q in batch for v in q.values]
-            )
-        except BaseException as exc:
-            self._settle(batch, None, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self._settle(batch, slot, None)
-        self._tail.maybe_write_hint()
-
-    def _settle(self, batch: list[_Pending], slot: int | None, exc: BaseException | None) -> None:
-        index = 0
-        with self._glock:
-            for q in batch:
-                if slot is not None:
-                    q.result = [Position(slot, i) for i in range(index, index + len(q.values))]
-                q.error = exc
-                if isinstance(exc, AppendOutcomeUnknownError):
-                    q.error = exc.at(index)  # each caller resumes its own values
-                index += len(q.values)
-                q.done = True
-                if q.wake is not None:
-                    q.wake.notify()
-
-    def _commit(
-        self,
-        entries: list[bytes],
-        *,
-        op: str | None = None,
-        ttl: float = 0.0,
-        wait: bool = True,
-        config: ConfigChange | None = None,
-        wid: str | None = None,
-    ) -> int:
-        """Write one slot holding ``entries``; return its number. Retries on the next slot
-        after losing a race; a winner carrying our write id is our own earlier write.
-        Writer lease (:mod:`passivepaxos.lease`): the holder writes only right after its own
-        record and raises ``LeaseLostError`` (entries not written) when that slot goes to
-        anyone else; others refuse, or wait out an apparently expired lease, while the tail
-        says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
-        # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
-        wid = wid or self.runtime.token_hex(16)
-        frame_wid = self.runtime.token_bytes(16)
-        slot, prev, state = self._tail_for_write()
-        losses = 0
-        while True:
-            with self._c.state:
-                seen = self._snaps.seen
-            if slot <= seen:
-                # Our view of the tail is older than a snapshot we know of (slot 0..seen
-                # were all decided), or the tail we found is inside the trimmed prefix:
-                # never write there (one GET, only on this path; see _below_snapshot).
-                if self._below_snapshot(slot, seen, wid) is not None:
-                    return slot  # our own earlier attempt, landed and then trimmed
-                last, found = self._tail.discover(slot)
-                assert found is not None  # slot exists (_below_snapshot checked it)
-                slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
-                continue
-            plan = self._plan(slot - 1, state, op, ttl, wait)
-            if plan is None:  # waited for a lease to expire: the tail may have moved
-                slot, prev, state = self._tail_for_write()
-                continue
-            epoch, meta = plan
-            current, conf = self._cfg.config_at(slot)
-            if config is not None and config.from_ != current:
-                raise MembershipConflictError(
-                    f"{self.url}: the stores changed meanwhile (now {','.join(current)}): "
-                    "another membership change was committed first; one change at a time"
-                )
-            rec = Record(
-                slot,
-                prev,
-                self.writer_id,
-                epoch,
-                wid,
-                tuple(entries),
-                lease=meta,
-                config=config,
-                conf=conf,
-            )
-            self.slot_writes += 1
-            started = self.runtime.monotonic()
-            mine = rec.encode()
-            try:
-                decided = self._cfg.decide(slot, mine, frame_wid)
-            except AmbiguousWriteError as exc:
-                raise self._unknown(slot, wid, exc) from exc
-            if decided is mine or decided == mine:
-                # our own bytes were decided: nothing to parse (we built them), no race
-                self._cfg.note(decided)
-                self._tail.learned(slot, decided, record_hash(decided), chained=True)
-                self._wrote(slot, epoch, meta, started)
-                return slot
-            if is_tombstone(decided):
-                self._stale_at_tombstone(slot, decided, wid)
-                # our own write, landed then trimmed: maybe an earlier send's
-                self._wrote(slot, epoch, meta, self._earliest_send(started))
-                return slot
-            self._cfg.note(decided)
-            winner = self._c.decode(decided, slot, prev)
-            self._tail.learned(slot, decided, chained=True)
-            if winner.wid == wid:  # our write id, other bytes: an earlier send landed
-                self._wrote(slot, epoch, meta, self._earliest_send(started))
-                return slot
-            won = winner.lease_state
-            with self._c.state:
-                lease = self._lease
-                if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
-                    self._lease = None
-            if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
-                raise LeaseLostError(self.url, slot, winner.writer, won, lease.epoch)
-            losses += 1
-            if self.backoff_max > 0 and op is None and config is None and losses <= _BACKOFFS:
-                # Contention: racing again at once for the next slot loses again to the
-                # winner, who learns its own hash one round trip earlier; every loss costs
-                # a create and a read. Back off (randomized, exponential in the losses of
-                # this append) and then jump to the tail, so the slots go to one writer at
-                # a time and the losers spend few requests meanwhile.
-                took = max(self.runtime.monotonic() - started, 1e-4)
-                pause = Backoff(took, self.backoff_max, floor=0.5).delay(
-                    min(losses, 8), self.runtime.rng
-                )
-                self.runtime.sleep(pause)
-                # The winner went on at about one slot per attempt time: read the slot it
-                # should have reached and try right after it (one GET; a wrong guess costs
-                # one lost race, cheaper than searching for the exact tail every time).
-                guess = slot + max(1, int(pause / took))
-                got = self._tail.exists(guess)
-                if got is not None:
-                    self._tail.learned(guess, got)
-                    jump: tuple[int, bytes | None] = (guess, got)
-                else:
-                    jump = self._tail.discover(slot)
-            elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                jump = self._tail.discover(slot)
-            else:
-                jump = (slot, None)
-            last, found = jump
-            if found is not None and last > slot:
-                self._check_chained(last, found)
-                slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
-                continue
-            slot, prev, state = slot + 1, record_hash(decided), won
-
-    def _below_snapshot(self, slot: int, seen: int, wid: str) -> int | None:
-        """``_commit`` is about to write ``slot`` although a snapshot at slot ``seen >=
-        slot`` exists. Read the slot: a record (our view was stale: the caller jumps to the
-        tail) returns ``None``; a tombstone is ``_stale_at_tombstone`` (raises
-        ``TrimmedSlotError``, or returns ``slot`` when it was our own write); a missing
-        slot is damage (a deleted tombstone or record): ``DamagedSlotError``, nothing
-        written, since a record created there would be acknowledged and never read."""
-        data = self._cfg.fetch(slot)
-        if data is None:
-            url, key = self._c.where(slot)
-            raise DamagedSlotError(
-                slot,
-                f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone, or "
-                "a record, was deleted): nothing was written; tombstones must never be "
-                "deleted (run `passivepaxos verify`)",
-                url=url,
-                key=key,
-            )
-        if is_tombstone(data):
-            self._stale_at_tombstone(slot, data, wid)
-            return slot
-        self._tail.learned(slot, data)
-        return None
-
-    def _unknown(
-        self, slot: int, wid: str, cause: PassivePaxosError, *, index: int = 0
-    ) -> AppendOutcomeUnknownError:
-        """The record aimed at ``slot`` may be decided there (its ACCEPT or create may have
-        landed) and it could not be established: never "not written" (``QuorumError``)."""
-        url, key = self._c.where(slot)
-        return AppendOutcomeUnknownError(
-            f"append outcome unknown: the entries may be in the log at slot {slot} "
-            f"({why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
-            slot=slot,
-            index=index,
-            wid=wid,
-            url=url,
-            key=key,
-        )
-
-    def _resume(self, values: list[bytes], token: str) -> list[Position]:
-        """``append_positions(values, resume=token)``: see there. Any failure before the
-        outcome is established is ``AppendOutcomeUnknownError`` with the same token (or,
-        once the values were sent to a new slot, that slot's token)."""
-        slot, index, wid = parse_resume_token(token)
-        if not values:
-            raise ConfigError("resume: give the same values as the append being resumed")
-        try:
-            with self._lead():
-                return self._resume_led(values, slot, index, wid)
-        except (AppendOutcomeUnknownError, ConfigError):
-            raise
-        except PassivePaxosError as exc:
-            raise self._unknown(slot, wid, exc, index=index) from exc
-
-    def _resume_led(self, values: list[bytes], slot: int, index: int, wid: str) -> list[Position]:
-        """Establish slot ``slot`` by proposing there a record of ``values`` under the
-        resume's own write id (built on slot ``slot - 1``, like the original): the
-        original record (``wid``, values at ``index``) or the resume's own record decided
-        there is this append; any other record decided there means the original can never
-        be decided (one record per slot, and it names its slot), so the values are appended
-        anew under the resume's write id. Its write id is derived from the token, so that
-        two callers of one group-commit slot never take each other's record as theirs and
-        a second resume of the same token recognises the first one's record."""
-        mine = resume_wid(wid, index)
-        k = len(values)
-        got = self._cfg.fetch(slot)
-        while got is None:  # provably free now: decide it (a late landing still wins)
-            got = self._propose_exact(values, slot, index, wid, mine)
-        if is_tombstone(got):
-            url, key = self._c.where(slot)
-            t = tombstone_of(got, slot, url=url, key=key)
-            self._snaps.saw(t.snap)
-            if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
-                at = index if t.wid == wid else 0
-                self._found_own(slot, t.lease_state)
-                return [Position(slot, at + i) for i in range(k)]
-        else:
-            self._tail.learned(slot, got)
-            rec = self._c.decode(got, slot, None)
-            if rec.wid in (wid, mine):
-                at = index if rec.wid == wid else 0
-                if list(rec.entries[at : at + k]) != values:
-                    raise ConfigError(
-                        f"resume: slot {slot} holds this append's record, but not these "
-                        "values at its position; give the same values as the append being "
-                        "resumed"
-                    )
-                self._found_own(slot, rec.lease_state)
-                return [Position(slot, at + i) for i in range(k)]
-        # another record is decided at the token's slot: the original can never be
-        # decided. An earlier resume of this token may have appended the values after it
-        # (and returned): look for its record up to the tail (reads every slot in between).
-        found = self._find_own(slot + 1, mine)
-        if found is not None:
-            at_slot, state, entries = found
-            if entries is not None and list(entries[:k]) != values:
-                raise ConfigError(
-                    f"resume: slot {at_slot} holds this append's resumed record, but not "
-                    "these values; give the same values as the append being resumed"
-                )
-            self._found_own(at_slot, state)
-            return [Position(at_slot, i) for i in range(k)]
-        # append the values now (an unknown outcome names the new slot's token)
-        new = self._commit(list(values), wid=mine)
-        return [Position(new, i) for i in range(k)]
-
-    def _find_own(
-        self, start: int, mine: str
-    ) -> tuple[int, LeaseState, tuple[bytes, ...] | None] | None:
-        """The first slot from ``start`` to the tail holding a record (or tombstone: no
-        entries) with write id ``mine``; ``None`` when there is none (the tail is then
-        known)."""
-        slot = start
-        while True:
-            slots = list(range(slot, slot + 8))
-            got = self._tail.exists_many(slots)
-            for s in slots:
-                data = got[s]
-                if data is None:
-                    return None
-                if is_tombstone(data):
-                    url, key = self._c.where(s)
-                    t = tombstone_of(data, s, url=url, key=key)
-                    self._snaps.saw(t.snap)
-                    if t.wid == mine:
-                        return s, t.lease_state, None
-                    continue
-                self._tail.learned(s, data)
-                rec = self._c.decode(data, s, None)
-                if rec.wid == mine:
-                    return s, rec.lease_state, rec.entries
-            slot += 8
-
-    def _propose_exact(
-        self, values: list[bytes], slot: int, index: int, wid: str, mine: str
-    ) -> bytes | None:
-        """Propose at exactly ``slot`` (found free) a record of ``values`` with write id
-        ``mine``; return the record decided there (``None``: waited out a lease, look
-        again). Follows the writer lease like ``_commit``."""
-        with self._c.state:
-            seen = self._snaps.seen
-        if slot <= seen:
-            url, key = self._c.where(slot)
-            raise DamagedSlotError(
-                slot,
-                f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone was "
-                "deleted): nothing was written by the resume",
-                url=url,
-                key=key,
-            )
-        if slot == 0:
-            before: bytes | None = None
-            prev = self.genesis
-        else:
-            before = self._predecessor(
-                slot, f"missing while the resumed slot {slot} was written to"
-            )
-            prev = chain_hash(before, slot - 1)
-        plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
-        if plan is None:
-            return self._cfg.fetch(slot)
-        epoch, meta = plan
-        _, conf = self._cfg.config_at(slot)
-        rec = Record(slot, prev, self.writer_id, epoch, mine, tuple(values), lease=meta, conf=conf)
-        data = rec.encode()
-        self.slot_writes += 1
-        try:
-            return self._cfg.decide(slot, data, self.runtime.token_bytes(16))
-        except AmbiguousWriteError as exc:
-            raise self._unknown(slot, wid, exc, index=index) from exc
-
-    def _found_own(self, slot: int, state: LeaseState) -> None:
-        """A decided record at ``slot`` carries this append's write id, but it may be an
-        earlier send's (it landed late), not the bytes just sent: a claimant may have
-        watched it since *that* send. If it holds our lease, count the read window from
-        the earliest send of ours whose outcome was still unknown, never later."""
-        with self._c.state:
-            lease = self._lease
-            if lease is None or (state.holder, state.epoch) != (self.writer_id, lease.epoch):
-                return
-            if state.ttl is None:  # our release
-                self._lease = None
-                return
-            if lease.pending is not None and slot >= lease.last_slot:
-                lease.wrote(slot, lease.pending_since, state.ttl, state.wall or 0.0)
-
-    def _earliest_send(self, started: float) -> float:
-        """When the earliest send of ours that may have produced a record carrying our
-        write id started: ``started``, or an earlier send still of unknown outcome."""
-        with self._c.state:
-            lease = self._lease
-            return started if lease is None else min(started, lease.pending_since)
-
-    def _stale_at_tombstone(self, slot: int, data: bytes, wid: str) -> None:
-        """Our create of ``slot`` found a tombstone: the slot was decided long ago and then
-        trimmed. Return only if the trimmed record was our own (an earlier ambiguous attempt
-        of this very append, its entries are in the snapshot); otherwise forget the stale
-        view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
-        url, key = self._c.where(slot)
-        t = tombstone_of(data, slot, url=url, key=key)
-        self._snaps.saw(t.snap)
-        if t.wid == wid:
-            return
-        with self._c.state:
-            self._tail.known = None
-            self._tail.known_data = None
-            self._lease = None
-            self._tail.recent.clear()
-            self._tail.recent_bytes = 0
-            self._snaps.listing = None
-        raise TrimmedSlotError(slot, t.snap, self.url)
+        return self._batch.submit(vals)
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
 
-    def _tail_for_write(self) -> tuple[int, str, LeaseState]:
-        """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
-        discovers the tail only when nothing is known."""
-        with self._c.state:
-            known, data, chained = self._tail.known, self._tail.known_data, self._tail.known_chained
-        if known is None:
-            last, data = self._tail.discover()
-            known = (last, self.genesis if data is None else chain_hash(data, last))
-            chained = False
-            if last < 0:
-                # The log looks empty: once per fresh process, list the snapshots (one
-                # LIST): a snapshot means slot 0 was decided, so its name being free is a
-                # deleted tombstone, and _commit refuses to write there (finding 13).
-                # Best effort: a writer not allowed to list is no worse off than before.
-                with contextlib.suppress(StoreError, QuorumError):
-                    self._snaps.slots()
-        if known[0] >= 0 and data is not None and not chained:
-            self._check_chained(known[0], data)
-        prev = known[1] if known[0] >= 0 else self.genesis
-        return known[0] + 1, prev, self._state_of(known[0], data)
-
-    def _check_chained(self, slot: int, data: bytes) -> None:
-        """Before building on record ``data`` of ``slot`` (found by discovery, not read in
-        order): check that it names its predecessor's hash (the chain start for slot 0), so
-        a record copied from another log or rewritten is never appended to (an entry acked
-        there could never be read). Costs one read of slot ``slot - 1`` unless held.
-        Raises ``DamagedSlotError`` naming the slot."""
-        if is_tombstone(data):
-            return
-        if slot == 0:
-            prev = self.genesis
-        else:
-            hit = self._tail.cached(slot - 1)
-            if hit is not None:
-                prev = hit[0]
-            else:
-                before = self._predecessor(
-                    slot, f"missing while slot {slot} exists (a gap in the log)"
-                )
-                prev = chain_hash(before, slot - 1)
-        self._c.decode(data, slot, prev)
-        self._tail.learned(slot, data, chained=True)
-
-    def _predecessor(self, slot: int, missing: str) -> bytes:
-        """The stored record of slot ``slot - 1``, which must exist for ``slot`` to be
-        built on or checked; ``DamagedSlotError`` (reason ``missing``) naming it if not."""
-        before = self._cfg.fetch(slot - 1)
-        if before is None:
-            url, key = self._c.where(slot - 1)
-            raise DamagedSlotError(slot - 1, missing, url=url, key=key)
-        return before
-
-    def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
-        if slot < 0 or data is None:
-            return EMPTY
-        with self._c.state:
-            lease = self._lease
-        if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
-            return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
-        if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
-            url, key = self._c.where(slot)
-            t = tombstone_of(data, slot, url=url, key=key)
-            self._snaps.saw(t.snap)
-            return t.lease_state
-        return self._c.decode(data, slot, None).lease_state
-
-    def _plan(
-        self, tail: int, state: LeaseState, op: str | None, ttl: float, wait: bool
-    ) -> tuple[int, LeaseMeta | None] | None:
-        """(epoch, lease field) of the record to write after ``tail``; ``None`` after
-        waiting (re-plan). Raises LeaseLostError / LeaseHeldError / _NotYet."""
-        with self._c.state:
-            lease = self._lease
-            lost = lease is not None and (state.holder, state.epoch) != (
-                self.writer_id,
-                lease.epoch,
-            )
-            if lost:
-                self._lease = None
-        if lease is not None:
-            if lost:
-                raise LeaseLostError(self.url, tail + 1, state.holder, state, lease.epoch)
-            meta = (
-                LeaseMeta("release")
-                if op == "release"
-                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self.runtime.wall())
-            )
-            # The record may land even if we never learn it did, and a claimant may then
-            # count its ttl: shrink the read window to it *before* sending, and serve no
-            # lease read until its outcome is known (lease.HolderLease).
-            with self._c.state:
-                lease.sending(tail + 1, meta.ttl, self.runtime.monotonic())
-            return lease.epoch, meta
-        if op == "release":  # pragma: no cover - release_writer checks first
-            raise ConfigError("release: this process does not hold the writer lease")
-        if op == "claim":
-            plan: tuple[int, LeaseMeta | None] = (
-                state.epoch + 1,
-                LeaseMeta("claim", ttl, self.runtime.wall()),
-            )
-        else:
-            plan = (state.epoch, None)
-        if state.holder is None:
-            return plan
-        held_ttl = state.ttl if state.ttl is not None else ttl
-        with self._c.state:
-            remaining = self._tail.watch.remaining(tail, held_ttl, self.runtime.monotonic())
-        if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
-            return plan
-        if op == "claim":
-            if not wait:
-                raise _NotYet(state, tail, remaining)
-        elif not (
-            self.wait_expired_lease
-            and state.expires is not None
-            and self.runtime.wall() >= state.expires
-        ):
-            raise LeaseHeldError(self.url, state, remaining=remaining)
-        self._wait_tail(tail, remaining, held_ttl)
-        return None
-
-    def _wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
-        """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
-        every ``ttl/10`` so that a change restarts the wait promptly."""
-        poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
-        while remaining > 0:
-            self.runtime.sleep(min(remaining, poll.delay(0, self.runtime.rng)))
-            if self._tail.observe() != tail:
-                return
-            with self._c.state:
-                remaining = self._tail.watch.remaining(tail, ttl, self.runtime.monotonic())
-
-    def _wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
-        if meta is None:
-            return
-        with self._c.state:
-            if meta.op == "claim":
-                self._lease = HolderLease(epoch, meta.ttl, slot, started, meta.wall)
-            elif meta.op == "release":
-                self._lease = None
-            elif self._lease is not None:
-                self._lease.wrote(slot, started, meta.ttl, meta.wall)
-
-    @contextlib.contextmanager
-    def _lead(self) -> Iterator[None]:
+    def _lead(self) -> contextlib.AbstractContextManager[None]:
         """Be the group-commit leader (no append of this object runs meanwhile)."""
-        with self._glock:
-            self._lead_waiters += 1
-            try:
-                while self._leading:
-                    self._cond.wait()
-            except BaseException:  # interrupted: do not leave queued appends asleep
-                self._lead_waiters -= 1
-                if not self._leading:
-                    self._hand_on()
-                raise
-            self._lead_waiters -= 1
-            self._leading = True
-        try:
-            yield
-        finally:
-            with self._glock:
-                self._hand_on()
+        return self._batch.lead()
+
+    # -- group commit internals (tests drive them directly) ---------------------------------
+
+    @property
+    def _queue(self) -> collections.deque[Pending]:
+        return self._batch.queue
+
+    @property
+    def _leading(self) -> bool:
+        return self._batch.leading
+
+    @_leading.setter
+    def _leading(self, value: bool) -> None:
+        self._batch.leading = value
+
+    def _lead_round(self) -> None:
+        self._batch.lead_round()
 
     def claim_writer(self, ttl: float, *, wait: bool = True) -> ClaimResult:
         """ClaimWriter: append a claim record (epoch + 1, the fencing token) once nobody
@@ -977,20 +376,17 @@ class Log:
         remaining time instead of waiting. Claiming while holding renews (same epoch, new
         ttl)."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
-        with self._lead():
-            with self._c.state:
-                holding = self._lease is not None
-            if not holding:
+        with self._batch.lead():
+            if self._writer.holding() is None:
                 self._tail.observe()  # claims are rare: start from the real tail
             try:
-                slot = self._commit([], op="claim", ttl=ttl, wait=wait)
-            except _NotYet as n:
+                slot = self._writer.commit([], op="claim", ttl=ttl, wait=wait)
+            except NotYet as n:
                 st = n.state
                 return ClaimResult(
                     False, st.holder, st.epoch, st.ttl, st.expires, n.tail, n.remaining
                 )
-        with self._c.state:
-            lease = self._lease
+        lease = self._writer.holding()
         assert lease is not None
         return ClaimResult(
             True, self.writer_id, lease.epoch, lease.ttl, lease.wall + lease.ttl, slot
@@ -999,22 +395,20 @@ class Log:
     def renew(self) -> int:
         """The holder renews its lease with an empty record (one request); returns its slot.
         Raises ``LeaseLostError`` if the lease was lost meanwhile."""
-        with self._lead():
-            with self._c.state:
-                if self._lease is None:
-                    raise ConfigError("renew: this process does not hold the writer lease")
-            slot = self._commit([])
+        with self._batch.lead():
+            if self._writer.holding() is None:
+                raise ConfigError("renew: this process does not hold the writer lease")
+            slot = self._writer.commit([])
         self._tail.maybe_write_hint()
         return slot
 
     def release_writer(self) -> int | None:
         """Give the lease up at once with a release record (others may append or claim
         without waiting); ``None`` if this process did not hold it."""
-        with self._lead():
-            with self._c.state:
-                if self._lease is None:
-                    return None
-            return self._commit([], op="release")
+        with self._batch.lead():
+            if self._writer.holding() is None:
+                return None
+            return self._writer.commit([], op="release")
 
     def writer_status(self) -> WriterStatus:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
@@ -1026,8 +420,8 @@ class Log:
                 if self._tail.known is not None and self._tail.known[0] == head
                 else None
             )
-            lease = self._lease
-        state = self._state_of(head, data, fast=False)
+            lease = self._writer.lease
+        state = self._writer.state_of(head, data, fast=False)
         mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
         return WriterStatus(state.holder, state.epoch, state.ttl, state.expires, mine, head)
 
@@ -1039,35 +433,24 @@ class Log:
         since, if lower); ``None`` otherwise (use :meth:`head`). A record of unknown
         outcome is resolved once this object learns its slot (a read that reaches it, or
         the next write)."""
-        self._settle_pending()
-        with self._c.state:
-            lease = self._lease
-            now = self.runtime.monotonic()
-            if lease is None or not lease.can_read(now):
-                return None
-            if self._tail.known is None or self._tail.known[0] != lease.last_slot:
-                return None  # we learned of someone else's record: not exclusive any more
-            return LeaseRead(lease.last_slot, lease.epoch, lease.read_deadline() - now)
+        return self._writer.lease_read()
 
-    def _settle_pending(self) -> None:
-        """If our last record of unknown outcome was for the tail we have learned since,
-        and it is ours, take it as our last write (no I/O: the tail is already read)."""
-        with self._c.state:
-            lease, known, data = self._lease, self._tail.known, self._tail.known_data
-            if lease is None or lease.pending is None or known is None or data is None:
-                return
-            slot = known[0]
-            if slot != lease.pending:
-                return
-        try:
-            state = self._state_of(slot, data, fast=False)
-        except PassivePaxosError:  # unreadable: stay unsettled (lease reads refused)
-            return
-        if (state.holder, state.epoch) != (self.writer_id, lease.epoch) or state.ttl is None:
-            return  # not ours (lost, or released): lease_read refuses; a write will tell
-        with self._c.state:
-            if self._lease is lease and lease.pending == slot:
-                lease.settle(slot, state.ttl, state.wall or 0.0)
+    @property
+    def slot_writes(self) -> int:
+        """Slot decisions attempted by this object (stats)."""
+        return self._writer.slot_writes
+
+    @property
+    def backoff_max(self) -> float:
+        return self._writer.backoff_max
+
+    @property
+    def wait_expired_lease(self) -> bool:
+        return self._writer.wait_expired_lease
+
+    def _commit(self, entries: list[bytes], **kw: Any) -> int:
+        """``FencedWriter.commit`` (tests write special records through it)."""
+        return self._writer.commit(entries, **kw)
 
     # -- reading ---------------------------------------------------------------------------
 
