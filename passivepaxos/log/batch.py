@@ -98,7 +98,7 @@ class GroupCommit:
         return p.result
 
     def hand_on(self) -> None:
-        """Give up leadership (``_glock`` held): to a waiting ``_lead()`` caller first (it
+        """Give up leadership (``lock`` held): to a waiting ``lead()`` caller first (it
         would starve under a steady stream of appends otherwise), else to the oldest queued
         append (woken alone, no thundering herd), else to nobody."""
         if self.lead_waiters:

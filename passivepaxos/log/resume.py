@@ -155,7 +155,7 @@ class Resumer:
     ) -> bytes | None:
         """Propose at exactly ``slot`` (found free) a record of ``values`` with write id
         ``mine``; return the record decided there (``None``: waited out a lease, look
-        again). Follows the writer lease like ``_commit``."""
+        again). Follows the writer lease like ``FencedWriter.commit``."""
         with self.c.state:
             seen = self.snaps.seen
         if slot <= seen:

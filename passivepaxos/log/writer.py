@@ -115,11 +115,11 @@ class FencedWriter:
             if slot <= seen:
                 # Our view of the tail is older than a snapshot we know of (slot 0..seen
                 # were all decided), or the tail we found is inside the trimmed prefix:
-                # never write there (one GET, only on this path; see _below_snapshot).
+                # never write there (one GET, only on this path; see below_snapshot).
                 if self.below_snapshot(slot, seen, wid) is not None:
                     return slot  # our own earlier attempt, landed and then trimmed
                 last, found = self.tail.discover(slot)
-                assert found is not None  # slot exists (_below_snapshot checked it)
+                assert found is not None  # slot exists (below_snapshot checked it)
                 slot, prev, state = last + 1, chain_hash(found, last), self.state_of(last, found)
                 continue
             plan = self.plan(slot - 1, state, op, ttl, wait)
@@ -209,9 +209,9 @@ class FencedWriter:
             slot, prev, state = slot + 1, record_hash(decided), won
 
     def below_snapshot(self, slot: int, seen: int, wid: str) -> int | None:
-        """``_commit`` is about to write ``slot`` although a snapshot at slot ``seen >=
+        """``commit`` is about to write ``slot`` although a snapshot at slot ``seen >=
         slot`` exists. Read the slot: a record (our view was stale: the caller jumps to the
-        tail) returns ``None``; a tombstone is ``_stale_at_tombstone`` (raises
+        tail) returns ``None``; a tombstone is ``stale_at_tombstone`` (raises
         ``TrimmedSlotError``, or returns ``slot`` when it was our own write); a missing
         slot is damage (a deleted tombstone or record): ``DamagedSlotError``, nothing
         written, since a record created there would be acknowledged and never read."""
@@ -276,7 +276,7 @@ class FencedWriter:
             if last < 0:
                 # The log looks empty: once per fresh process, list the snapshots (one
                 # LIST): a snapshot means slot 0 was decided, so its name being free is a
-                # deleted tombstone, and _commit refuses to write there (finding 13).
+                # deleted tombstone, and commit refuses to write there (finding 13).
                 # Best effort: a writer not allowed to list is no worse off than before.
                 with contextlib.suppress(StoreError, QuorumError):
                     self.snaps.slots()
