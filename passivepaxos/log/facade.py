@@ -352,13 +352,8 @@ class Log:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
         last record + ttl) and whether this object holds it. Reads the tail."""
         head = self._tail.observe()
-        with self._c.state:
-            data = (
-                self._tail.known_data
-                if self._tail.known is not None and self._tail.known[0] == head
-                else None
-            )
-            lease = self._writer.lease
+        data = self._tail.record_at(head)
+        lease = self._writer.holding()
         state = self._writer.state_of(head, data, fast=False)
         mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
         return WriterStatus(state.holder, state.epoch, state.ttl, state.expires, mine, head)

@@ -65,6 +65,11 @@ class Tail:
     def close(self) -> None:
         self.hint_pool.shutdown(wait=True)
 
+    def record_at(self, slot: int) -> bytes | None:
+        """The known tail's record if the known tail is ``slot``."""
+        with self.c.state:
+            return self.known_data if self.known is not None and self.known[0] == slot else None
+
     def forget(self) -> None:
         """Drop the view of the tail (it was found stale); caller holds ``c.state``."""
         self.known = None

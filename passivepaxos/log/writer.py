@@ -127,23 +127,7 @@ class FencedWriter:
                 slot, prev, state = self.tail_for_write()
                 continue
             epoch, meta = plan
-            current, conf = self.cfg.config_at(slot)
-            if config is not None and config.from_ != current:
-                raise MembershipConflictError(
-                    f"{self.c.url}: the stores changed meanwhile (now {','.join(current)}): "
-                    "another membership change was committed first; one change at a time"
-                )
-            rec = Record(
-                slot,
-                prev,
-                self.c.writer_id,
-                epoch,
-                wid,
-                tuple(entries),
-                lease=meta,
-                config=config,
-                conf=conf,
-            )
+            rec = self.record(slot, prev, epoch, wid, entries, meta, config)
             self.slot_writes += 1
             started = self.c.runtime.monotonic()
             mine = rec.encode()
@@ -151,62 +135,126 @@ class FencedWriter:
                 decided = self.cfg.decide(slot, mine, frame_wid)
             except AmbiguousWriteError as exc:
                 raise self.unknown(slot, wid, exc) from exc
-            if decided is mine or decided == mine:
-                # our own bytes were decided: nothing to parse (we built them), no race
-                self.cfg.note(decided)
-                self.tail.learned(slot, decided, record_hash(decided), chained=True)
-                self.wrote(slot, epoch, meta, started)
+            winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
+            if winner is None:
                 return slot
-            if is_tombstone(decided):
-                self.stale_at_tombstone(slot, decided, wid)
-                # our own write, landed then trimmed: maybe an earlier send's
-                self.wrote(slot, epoch, meta, self.earliest_send(started))
-                return slot
-            self.cfg.note(decided)
-            winner = self.c.decode(decided, slot, prev)
-            self.tail.learned(slot, decided, chained=True)
-            if winner.wid == wid:  # our write id, other bytes: an earlier send landed
-                self.wrote(slot, epoch, meta, self.earliest_send(started))
-                return slot
-            won = winner.lease_state
-            with self.c.state:
-                lease = self.lease
-                if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
-                    self.lease = None
-            if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
-                raise LeaseLostError(self.c.url, slot, winner.writer, won, lease.epoch)
             losses += 1
-            if self.backoff_max > 0 and op is None and config is None and losses <= _BACKOFFS:
-                # Contention: racing again at once for the next slot loses again to the
-                # winner, who learns its own hash one round trip earlier; every loss costs
-                # a create and a read. Back off (randomized, exponential in the losses of
-                # this append) and then jump to the tail, so the slots go to one writer at
-                # a time and the losers spend few requests meanwhile.
-                took = max(self.c.runtime.monotonic() - started, 1e-4)
-                pause = Backoff(took, self.backoff_max, floor=0.5).delay(
-                    min(losses, 8), self.c.runtime.rng
-                )
-                self.c.runtime.sleep(pause)
-                # The winner went on at about one slot per attempt time: read the slot it
-                # should have reached and try right after it (one GET; a wrong guess costs
-                # one lost race, cheaper than searching for the exact tail every time).
-                guess = slot + max(1, int(pause / took))
-                got = self.tail.exists(guess)
-                if got is not None:
-                    self.tail.learned(guess, got)
-                    jump: tuple[int, bytes | None] = (guess, got)
-                else:
-                    jump = self.tail.discover(slot)
-            elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                jump = self.tail.discover(slot)
+            quiet = self.backoff_max > 0 and op is None and config is None
+            slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)
+
+    def record(
+        self,
+        slot: int,
+        prev: str,
+        epoch: int,
+        wid: str,
+        entries: list[bytes],
+        meta: LeaseMeta | None,
+        config: ConfigChange | None,
+    ) -> Record:
+        """The record to propose at ``slot``, in the configuration in effect there; a
+        membership change whose ``from`` is no longer that configuration is refused."""
+        current, conf = self.cfg.config_at(slot)
+        if config is not None and config.from_ != current:
+            raise MembershipConflictError(
+                f"{self.c.url}: the stores changed meanwhile (now {','.join(current)}): "
+                "another membership change was committed first; one change at a time"
+            )
+        return Record(
+            slot,
+            prev,
+            self.c.writer_id,
+            epoch,
+            wid,
+            tuple(entries),
+            lease=meta,
+            config=config,
+            conf=conf,
+        )
+
+    def race_result(
+        self,
+        slot: int,
+        prev: str,
+        decided: bytes,
+        mine: bytes,
+        wid: str,
+        epoch: int,
+        meta: LeaseMeta | None,
+        started: float,
+    ) -> Record | None:
+        """What was decided at ``slot`` after we proposed ``mine`` there: ``None`` when it
+        is this append (our bytes, or an earlier send of ours: same write id, maybe
+        trimmed since), else the winner's record. A holder that lost raises
+        ``LeaseLostError`` (its entries were not written)."""
+        if decided is mine or decided == mine:
+            # our own bytes were decided: nothing to parse (we built them), no race
+            self.cfg.note(decided)
+            self.tail.learned(slot, decided, record_hash(decided), chained=True)
+            self.wrote(slot, epoch, meta, started)
+            return None
+        if is_tombstone(decided):
+            self.stale_at_tombstone(slot, decided, wid)
+            # our own write, landed then trimmed: maybe an earlier send's
+            self.wrote(slot, epoch, meta, self.earliest_send(started))
+            return None
+        self.cfg.note(decided)
+        winner = self.c.decode(decided, slot, prev)
+        self.tail.learned(slot, decided, chained=True)
+        if winner.wid == wid:  # our write id, other bytes: an earlier send landed
+            self.wrote(slot, epoch, meta, self.earliest_send(started))
+            return None
+        won = winner.lease_state
+        with self.c.state:
+            lease = self.lease
+            if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
+                self.lease = None
+        if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
+            raise LeaseLostError(self.c.url, slot, winner.writer, won, lease.epoch)
+        return winner
+
+    def after_loss(
+        self,
+        slot: int,
+        decided: bytes,
+        winner: Record,
+        losses: int,
+        started: float,
+        quiet: bool,
+    ) -> tuple[int, str, LeaseState]:
+        """Where to try next after losing ``slot`` to ``winner`` (``losses`` so far):
+        (slot, its ``prev``, the lease state after its predecessor). ``quiet``: a plain
+        append without a lease, which backs off during its first losses."""
+        if quiet and losses <= _BACKOFFS:
+            # Contention: racing again at once for the next slot loses again to the
+            # winner, who learns its own hash one round trip earlier; every loss costs
+            # a create and a read. Back off (randomized, exponential in the losses of
+            # this append) and then jump to the tail, so the slots go to one writer at
+            # a time and the losers spend few requests meanwhile.
+            took = max(self.c.runtime.monotonic() - started, 1e-4)
+            pause = Backoff(took, self.backoff_max, floor=0.5).delay(
+                min(losses, 8), self.c.runtime.rng
+            )
+            self.c.runtime.sleep(pause)
+            # The winner went on at about one slot per attempt time: read the slot it
+            # should have reached and try right after it (one GET; a wrong guess costs
+            # one lost race, cheaper than searching for the exact tail every time).
+            guess = slot + max(1, int(pause / took))
+            got = self.tail.exists(guess)
+            if got is not None:
+                self.tail.learned(guess, got)
+                jump: tuple[int, bytes | None] = (guess, got)
             else:
-                jump = (slot, None)
-            last, found = jump
-            if found is not None and last > slot:
-                self.check_chained(last, found)
-                slot, prev, state = last + 1, chain_hash(found, last), self.state_of(last, found)
-                continue
-            slot, prev, state = slot + 1, record_hash(decided), won
+                jump = self.tail.discover(slot)
+        elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
+            jump = self.tail.discover(slot)
+        else:
+            jump = (slot, None)
+        last, found = jump
+        if found is not None and last > slot:
+            self.check_chained(last, found)
+            return last + 1, chain_hash(found, last), self.state_of(last, found)
+        return slot + 1, record_hash(decided), winner.lease_state
 
     def below_snapshot(self, slot: int, seen: int, wid: str) -> int | None:
         """``commit`` is about to write ``slot`` although a snapshot at slot ``seen >=
