@@ -20,6 +20,7 @@ ORDER = [
     "tail",
     "compaction",
     "reader",
+    "leasing",
     "writer",
     "resume",
     "batch",

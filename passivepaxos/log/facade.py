@@ -4,7 +4,7 @@
 it) and delegates; it owns no protocol logic of its own. The components, bottom up:
 ``context`` (what they share), ``slots`` (one slot's I/O), ``config`` (which store set a
 slot uses), ``tail`` (known tail, hint, discovery), ``compaction`` (snapshots, trim),
-``reader``, ``writer`` (the fenced writer), ``resume``, ``batch`` (group commit) and
+``reader``, ``leasing`` (the writer lease), ``writer`` (the fenced writer), ``resume``, ``batch`` (group commit) and
 ``verify``; docs/architecture.md says what each owns.
 """
 
@@ -26,13 +26,14 @@ from passivepaxos.log.batch import GroupCommit, Pending
 from passivepaxos.log.compaction import Compaction, TrimResult
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
+from passivepaxos.log.leasing import NotYet, WriterLease
 from passivepaxos.log.reader import Reader
 from passivepaxos.log.record import Entry, Position, Record
 from passivepaxos.log.resume import Resumer
 from passivepaxos.log.slots import SlotIO
 from passivepaxos.log.tail import HINT_KEY, Tail
 from passivepaxos.log.verify import Verifier, VerifyReport
-from passivepaxos.log.writer import FencedWriter, NotYet
+from passivepaxos.log.writer import FencedWriter
 from passivepaxos.manifest import Manifest, open_log
 from passivepaxos.membership_data import ConfigChange
 from passivepaxos.runtime import REAL, EventLike, Runtime
@@ -102,13 +103,11 @@ class Log:
         )
         self._snaps = Compaction(self._c, self._cfg)
         self._reader = Reader(self._c, self._cfg, self._tail, self._snaps)
+        self._leasing = WriterLease(
+            self._c, self._tail, self._snaps, wait_expired_lease=wait_expired_lease
+        )
         self._writer = FencedWriter(
-            self._c,
-            self._cfg,
-            self._tail,
-            self._snaps,
-            backoff_max=backoff_max,
-            wait_expired_lease=wait_expired_lease,
+            self._c, self._cfg, self._tail, self._snaps, self._leasing, backoff_max=backoff_max
         )
         self._verifier = Verifier(self._c, self._cfg, self._tail, self._snaps, self._reader)
         self._resumer = Resumer(self._c, self._cfg, self._tail, self._snaps, self._writer)
@@ -315,7 +314,7 @@ class Log:
         ttl)."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
         with self._batch.lead():
-            if self._writer.holding() is None:
+            if self._leasing.holding() is None:
                 self._tail.observe()  # claims are rare: start from the real tail
             try:
                 slot = self._writer.commit([], op="claim", ttl=ttl, wait=wait)
@@ -324,7 +323,7 @@ class Log:
                 return ClaimResult(
                     False, st.holder, st.epoch, st.ttl, st.expires, n.tail, n.remaining
                 )
-        lease = self._writer.holding()
+        lease = self._leasing.holding()
         assert lease is not None
         return ClaimResult(
             True, self.writer_id, lease.epoch, lease.ttl, lease.wall + lease.ttl, slot
@@ -334,7 +333,7 @@ class Log:
         """The holder renews its lease with an empty record (one request); returns its slot.
         Raises ``LeaseLostError`` if the lease was lost meanwhile."""
         with self._batch.lead():
-            if self._writer.holding() is None:
+            if self._leasing.holding() is None:
                 raise ConfigError("renew: this process does not hold the writer lease")
             slot = self._writer.commit([])
         self._tail.maybe_write_hint()
@@ -344,7 +343,7 @@ class Log:
         """Give the lease up at once with a release record (others may append or claim
         without waiting); ``None`` if this process did not hold it."""
         with self._batch.lead():
-            if self._writer.holding() is None:
+            if self._leasing.holding() is None:
                 return None
             return self._writer.commit([], op="release")
 
@@ -353,8 +352,8 @@ class Log:
         last record + ttl) and whether this object holds it. Reads the tail."""
         head = self._tail.observe()
         data = self._tail.record_at(head)
-        lease = self._writer.holding()
-        state = self._writer.state_of(head, data, fast=False)
+        lease = self._leasing.holding()
+        state = self._leasing.state_of(head, data, fast=False)
         mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
         return WriterStatus(state.holder, state.epoch, state.ttl, state.expires, mine, head)
 
@@ -366,7 +365,7 @@ class Log:
         since, if lower); ``None`` otherwise (use :meth:`head`). A record of unknown
         outcome is resolved once this object learns its slot (a read that reaches it, or
         the next write)."""
-        return self._writer.lease_read()
+        return self._leasing.lease_read()
 
     @property
     def slot_writes(self) -> int:
@@ -379,7 +378,7 @@ class Log:
 
     @property
     def wait_expired_lease(self) -> bool:
-        return self._writer.wait_expired_lease
+        return self._leasing.wait_expired_lease
 
     def _commit(self, entries: list[bytes], **kw: Any) -> int:
         """``FencedWriter.commit`` (tests write special records through it)."""

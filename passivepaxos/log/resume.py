@@ -91,7 +91,7 @@ class Resumer:
             self.snaps.saw(t.snap)
             if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
                 at = index if t.wid == wid else 0
-                self.writer.found_own(slot, t.lease_state)
+                self.writer.leasing.found_own(slot, t.lease_state)
                 return [Position(slot, at + i) for i in range(k)]
         else:
             self.tail.learned(slot, got)
@@ -104,7 +104,7 @@ class Resumer:
                         "values at its position; give the same values as the append being "
                         "resumed"
                     )
-                self.writer.found_own(slot, rec.lease_state)
+                self.writer.leasing.found_own(slot, rec.lease_state)
                 return [Position(slot, at + i) for i in range(k)]
         # another record is decided at the token's slot: the original can never be
         # decided. An earlier resume of this token may have appended the values after it
@@ -117,7 +117,7 @@ class Resumer:
                     f"resume: slot {at_slot} holds this append's resumed record, but not "
                     "these values; give the same values as the append being resumed"
                 )
-            self.writer.found_own(at_slot, state)
+            self.writer.leasing.found_own(at_slot, state)
             return [Position(at_slot, i) for i in range(k)]
         # append the values now (an unknown outcome names the new slot's token)
         new = self.writer.commit(list(values), wid=mine)
@@ -175,7 +175,8 @@ class Resumer:
                 slot, f"missing while the resumed slot {slot} was written to"
             )
             prev = chain_hash(before, slot - 1)
-        plan = self.writer.plan(slot - 1, self.writer.state_of(slot - 1, before), None, 0.0, True)
+        leasing = self.writer.leasing
+        plan = leasing.plan(slot - 1, leasing.state_of(slot - 1, before), None, 0.0, True)
         if plan is None:
             return self.cfg.fetch(slot)
         epoch, meta = plan
