@@ -227,6 +227,7 @@ class Compaction:
             return one(self.c.stores[0])
         assert self.c.fanout is not None
         futs = [self.c.fanout.submit(one, s) for s in self.c.stores]
+        self.c.runtime.wait(futs)  # the fan-out's futures are waited for through the runtime
         done: list[SnapshotInfo] = []
         errors: list[str] = []
         for f in futs:

@@ -90,7 +90,7 @@ class Log:
             manifest=manifest,
             fetch_ahead=fetch_ahead,
             pool=rt.pool(fetch_ahead, "ppx-log"),
-            fanout=None if len(stores) == 1 else driver.DaemonPool(),
+            fanout=None if len(stores) == 1 else driver.DaemonPool(rt),
         )
         self._io = SlotIO(self._c)
         self._cfg = ConfigView(self._c, self._io)
