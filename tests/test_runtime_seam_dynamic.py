@@ -515,6 +515,32 @@ def test_a_log_on_another_runtime_than_its_stores(k: int) -> None:
         assert on_stores.used["spawn"]  # quorum batches: tasks of the stores' runtime
 
 
+def test_stores_a_log_opens_itself_run_on_its_stores_runtime() -> None:
+    """A membership change makes the log open a store (the one added, and every store
+    named by a change when a reader walks them): it joins quorums with the log's other
+    stores, so it runs on their runtime, not on the log's (one store set, one runtime)."""
+    on_stores = RecordingRuntime("stores")
+    on_log = RecordingRuntime("log", seed=2)
+    url = _urls(3)
+    extra = _urls(1)
+
+    def scenario() -> None:
+        init_log(url, "auto", on_stores)
+        stores, manifest = open_log(url, runtime=on_stores)
+        with Log.from_manifest(stores, manifest, runtime=on_log, writer_id="X") as log:
+            log.append([b"1"])
+            membership.change(log, "add", extra)
+            log.append([b"2"])
+            assert {s.url for s in log.stores} == {*url.split(","), extra}
+            assert all(s.runtime is on_stores for s in log.known_stores())
+        stores, manifest = open_log(url, runtime=on_stores)
+        with Log.from_manifest(stores, manifest, runtime=on_log, writer_id="Y") as reader:
+            assert [e.value for e in reader.read(0)] == [b"1", b"2"]
+            assert all(s.runtime is on_stores for s in reader.known_stores())
+
+    _assert_clean(_watched(scenario))
+
+
 def test_the_spy_sees_a_bypass() -> None:
     """The harness itself: a call on REAL in the watched context is reported with its
     site, one outside it (another test's thread) is not."""
