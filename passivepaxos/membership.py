@@ -130,6 +130,12 @@ __all__ = [  # the data half (ConfigChange, markers) lives in passivepaxos.membe
 ]
 
 
+def _store_runtime(log: Log) -> Runtime:
+    """The runtime of the log's stores: a store opened here joins their quorums (and is
+    the same object as ``log.runtime`` unless the log was given another one)."""
+    return log.stores[0].runtime
+
+
 def _need_majority(what: str, stores: Iterable[str], ok: set[str], errors: list[str]) -> None:
     urls = list(stores)
     got = sum(1 for u in urls if u in ok)
@@ -149,7 +155,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     url = url.strip()
     if not url or "," in url:
         raise ConfigError("give exactly one store URL to add or remove (one change at a time)")
-    url = open_store(url, runtime=log.runtime).url
+    url = open_store(url, runtime=_store_runtime(log)).url
     current = tuple(log.members())
     if log.single_create or len(current) < 2:
         raise UnsupportedError(
@@ -178,7 +184,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     if not log.config_history():
         # no change yet: the set in effect is the one the log was created on, whatever
         # list the caller gave (a subset would make a wrong "from" and origin)
-        _, manifest = open_log(log.url, runtime=log.runtime)
+        _, manifest = open_log(log.url, runtime=_store_runtime(log))
         if set(manifest.stores) != set(current):
             raise ConfigError(
                 f"{log.url}: the log was created on {','.join(manifest.stores)}; give its "
@@ -188,7 +194,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     cfg.check()
     stores = {s.url: s for s in log.known_stores()}
     if url not in stores:
-        stores[url] = open_store(url, runtime=log.runtime)
+        stores[url] = open_store(url, runtime=_store_runtime(log))
     if op == "add":
         _prepare_new_store(stores[url], _manifest_of(log).with_stores(to), log.mode.value)
     # the marker, on every store of S and S' (a majority of each): readers discover changes
@@ -241,7 +247,9 @@ def _finish_removal(log: Log, slot: int, cfg: ConfigChange, *, resumed: bool) ->
     """Copy the DECIDED markers of slots ``<= slot`` onto the stores the removal left
     (only then may the removed store be deleted), then their manifests."""
     stores = {s.url: s for s in log.known_stores()}
-    targets = [stores[u] if u in stores else open_store(u, runtime=log.runtime) for u in cfg.to]
+    targets = [
+        stores[u] if u in stores else open_store(u, runtime=_store_runtime(log)) for u in cfg.to
+    ]
     try:
         written = log.copy_decided_markers(slot, targets)
     except QuorumError as exc:
@@ -261,7 +269,7 @@ def _manifest_of(log: Log) -> Manifest:
     stores directly, read from them now."""
     if log.manifest is not None:
         return log.manifest
-    _, manifest = open_log(log.url, runtime=log.runtime)
+    _, manifest = open_log(log.url, runtime=_store_runtime(log))
     return manifest
 
 

@@ -69,9 +69,32 @@ ALLOWLIST: dict[str, str] = {
 # (module, attribute) pairs that bypass the seam; None: every attribute of the module
 FORBIDDEN: dict[str, frozenset[str] | None] = {
     "time": frozenset(
-        {"time", "time_ns", "monotonic", "monotonic_ns", "sleep", "perf_counter", "perf_counter_ns"}
+        {
+            "time",
+            "time_ns",
+            "monotonic",
+            "monotonic_ns",
+            "sleep",
+            "perf_counter",
+            "perf_counter_ns",
+            "process_time",
+            "process_time_ns",
+            "thread_time",
+            "thread_time_ns",
+            "clock_gettime",
+            "clock_gettime_ns",
+            # read the wall clock when called without a time (a formatted "now")
+            "localtime",
+            "gmtime",
+            "ctime",
+            "asctime",
+            "strftime",
+        }
     ),
     "random": None,  # except a seeded random.Random(seed): see _Checker
+    # a blocking get/put is a real wait the simulator cannot schedule: the runtime's
+    # condition (or a pool's futures) instead; importing the module at all is flagged
+    "queue": None,
     "secrets": None,
     "os": frozenset({"urandom"}),
     "uuid": frozenset({"uuid1", "uuid4"}),
@@ -93,6 +116,10 @@ FORBIDDEN: dict[str, frozenset[str] | None] = {
     "datetime.datetime": frozenset({"now", "utcnow", "today"}),
     "datetime.date": frozenset({"today"}),
 }
+
+
+# modules whose mere import is a violation (nothing in them fits the seam)
+FORBIDDEN_IMPORTS = frozenset({"queue"})
 
 
 def _forbidden(module: str, attr: str) -> bool:
@@ -117,9 +144,12 @@ class _Checker(ast.NodeVisitor):
 
     Names are resolved through the module's imports (``import time as t``, ``from time
     import sleep``, ``import concurrent.futures``, ``from datetime import datetime``), so
-    a reference counts however it is spelled. Importing a forbidden name is itself a
-    violation. A seeded ``random.Random(seed)`` is allowed (deterministic: the consensus
-    simulator draws its whole run from one); an unseeded one is not."""
+    a reference counts however it is spelled, also through ``getattr(time, "sleep")``
+    (a computed name counts as any), a module bound to a variable (``clock = time``) or a
+    star import (itself the violation). Importing a forbidden name, or a module of
+    ``FORBIDDEN_IMPORTS`` at all (``queue``), is itself a violation. A seeded
+    ``random.Random(seed)`` is allowed (deterministic: the consensus simulator draws its
+    whole run from one); ``Random()`` and ``Random(None)`` are not (OS-seeded)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -134,6 +164,8 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for a in node.names:
+            if a.name in FORBIDDEN_IMPORTS:
+                self._add(node, f"import {a.name}")
             if a.asname is not None:
                 self.aliases[a.asname] = a.name
             else:
@@ -144,12 +176,26 @@ class _Checker(ast.NodeVisitor):
         if node.module is None or node.level:
             return
         for a in node.names:
+            if a.name == "*":
+                # every forbidden name of the module arrives unseen: the star itself counts
+                if node.module in FORBIDDEN or node.module in FORBIDDEN_IMPORTS:
+                    self._add(node, f"from {node.module} import *")
+                continue
             full = f"{node.module}.{a.name}"
             self.aliases[a.asname or a.name] = full
             if _forbidden(node.module, a.name) and not (
                 node.module == "random" and a.name == "Random"
             ):
                 self._add(node, f"from {node.module} import {a.name}")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        # ``clock = time``: the name now spells the module (``clock.sleep`` is time.sleep)
+        dotted = self._dotted(node.value)
+        if dotted is not None and (dotted in FORBIDDEN or dotted in FORBIDDEN_IMPORTS):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.aliases[target.id] = dotted
+        self.generic_visit(node)
 
     # -- references ------------------------------------------------------------------------
 
@@ -175,9 +221,25 @@ class _Checker(ast.NodeVisitor):
         return True
 
     def visit_Call(self, node: ast.Call) -> None:
-        if self._dotted(node.func) == "random.Random" and (node.args or node.keywords):
+        if self._dotted(node.func) == "random.Random" and _seeded(node):
             self._seeded.add(id(node.func))
+        if isinstance(node.func, ast.Name) and node.func.id == "getattr" and node.args:
+            self._check_getattr(node)
         self.generic_visit(node)
+
+    def _check_getattr(self, node: ast.Call) -> None:
+        """``getattr(time, "sleep")`` is ``time.sleep``; ``getattr(time, name)`` with a
+        computed name could be any of them, so it counts too (for a module with
+        forbidden names)."""
+        module = self._dotted(node.args[0])
+        if module is None or module not in FORBIDDEN:
+            return
+        if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+            attr = node.args[1].value
+            if isinstance(attr, str) and _forbidden(module, attr):
+                self._add(node, f"{module}.{attr}")
+        else:
+            self._add(node, f"getattr({module}, ...)")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if not self._check_ref(node):
@@ -205,6 +267,16 @@ class _Checker(ast.NodeVisitor):
         self.visit(node.target)
         if node.value is not None:
             self.visit(node.value)
+
+
+def _seeded(call: ast.Call) -> bool:
+    """Whether ``random.Random(...)`` is given a seed: ``Random()`` and ``Random(None)``
+    (or ``seed=None``) draw theirs from the OS."""
+    given = [*call.args, *(k.value for k in call.keywords if k.arg in (None, "x", "seed"))]
+    if not given:
+        return False
+    first = given[0]
+    return not (isinstance(first, ast.Constant) and first.value is None)
 
 
 def _modules() -> Iterator[Path]:
@@ -270,6 +342,27 @@ def test_allowlist_has_no_stale_entries() -> None:
         ("import random\nrandom.random()", ["random.random"]),
         ("import random\nr = random.Random()", ["random.Random"]),
         ("import random\nr = random.Random(4)", []),
+        ("import random\nr = random.Random(None)", ["random.Random"]),
+        ("import random\nr = random.Random(x=None)", ["random.Random"]),
+        ("import random\nr = random.Random(seed)", []),
+        ("from time import *\nsleep(1)", ["from time import *"]),
+        ("from os.path import *", []),
+        ('import time\ngetattr(time, "sleep")(1)', ["time.sleep"]),
+        ('import time as t\ngetattr(t, "monotonic_ns")()', ["time.monotonic_ns"]),
+        ('import time\ngetattr(time, "strptime")', []),
+        ("import time\ngetattr(time, name)", ["getattr(time, ...)"]),
+        ('import os\ngetattr(os, "urandom")(4)', ["os.urandom"]),
+        ('import threading\ngetattr(threading, "Thread")', ["threading.Thread"]),
+        ("import time\nclock = time\nclock.sleep(1)", ["time.sleep"]),
+        ("import time\ntime.localtime()", ["time.localtime"]),
+        ("import time\ntime.ctime()", ["time.ctime"]),
+        ("import time\ntime.process_time()", ["time.process_time"]),
+        ("import time\ntime.perf_counter_ns()", ["time.perf_counter_ns"]),
+        ("import time\ntime.monotonic_ns()", ["time.monotonic_ns"]),
+        ("import time\ntime.time_ns()", ["time.time_ns"]),
+        ("import queue\nq = queue.Queue()\nq.get()", ["import queue", "queue.Queue"]),
+        ("from queue import Queue", ["from queue import Queue"]),
+        ("import queue as q", ["import queue"]),
         ("from random import Random\nr = Random()", ["random.Random"]),
         ("import os\nos.urandom(8)", ["os.urandom"]),
         ("import uuid\nuuid.uuid4()", ["uuid.uuid4"]),

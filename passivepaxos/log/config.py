@@ -131,7 +131,7 @@ class ConfigView:
         out = []
         for u in urls:
             if u not in self.opened:
-                self.opened[u] = open_store(u, runtime=self.c.runtime)
+                self.opened[u] = open_store(u, runtime=self.c.store_runtime)
             out.append(self.opened[u])
         return out
 

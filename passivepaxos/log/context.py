@@ -50,6 +50,10 @@ class LogContext:
         self.url = url
         self.writer_id = writer_id
         self.runtime = runtime
+        # the runtime the given stores run on (their requests, retries, write ids; the
+        # same object as ``runtime`` unless a caller gave the log another one): stores
+        # the log opens itself (membership) join quorums with these, so they run on it too
+        self.store_runtime = stores[0].runtime
         # the manifest read at open (None: stores given directly, no identity checks); its
         # identity starts the hash chain and is what a store must hold to vote (SlotIO)
         self.manifest = manifest
