@@ -389,16 +389,22 @@ class Scheduler:
         if self._current is not me:  # pragma: no cover - a broken hand-over
             raise SimulationError(f"{me.name} resumed without the baton")
 
-    def block(self, pred: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Wait until ``pred()`` holds or ``timeout`` (the calling process's seconds)
-        passes; True when it holds. Every wait in this module goes through here."""
+    def block(
+        self, pred: Callable[[], bool], timeout: float | None = None, *, local: bool = True
+    ) -> bool:
+        """Wait until ``pred()`` holds or ``timeout`` passes (seconds of the calling
+        process's clock, or of virtual time if not ``local``); True when it holds. Every
+        wait in this module goes through here."""
         me = self._me()
         if me.killed or me.proc.crashed or self._dead:
             raise _Killed()
         if self.switch < 1.0 and pred() and self.rng.random() >= self.switch:
             return True
         me.pred = pred
-        me.wake = None if timeout is None else self.now + max(0.0, timeout) / (1 + me.proc.drift)
+        if timeout is None:
+            me.wake = None
+        else:
+            me.wake = self.now + max(0.0, timeout) / (1.0 + me.proc.drift if local else 1.0)
         try:
             self._reschedule(me)
         finally:
@@ -415,8 +421,10 @@ class Scheduler:
             return
         self._reschedule(me)
 
-    def sleep(self, seconds: float) -> None:
-        self.block(_never, max(0.0, seconds))
+    def sleep(self, seconds: float, *, local: bool = True) -> None:
+        """Sleep ``seconds`` of the calling process's clock (of virtual time if not
+        ``local``: network latency is not subject to a process's drift)."""
+        self.block(_never, max(0.0, seconds), local=local)
 
     def local_now(self) -> float:
         """The calling thread's process clock (``monotonic()`` of its runtime)."""
