@@ -431,6 +431,10 @@ class Scheduler:
         p = self._me().proc
         return p.offset + self.now * (1.0 + p.drift)
 
+    def current_process(self) -> str:
+        """The name of the calling thread's process."""
+        return self._me().proc.name
+
     def in_simulation(self) -> bool:
         """Whether the calling thread is a simulated thread of this scheduler."""
         t = self._current
@@ -447,6 +451,24 @@ class Scheduler:
         if frame is None:
             return f"  ({t.name}: no stack)"
         return "".join(traceback.format_stack(frame))
+
+    def where(self, process: str) -> str:
+        """The innermost library frames of each live thread of ``process`` (a report of
+        where it is stuck)."""
+        out = []
+        for t in self._threads:
+            if t.proc.name != process:
+                continue
+            frame = sys._current_frames().get(t.real.ident or -1) if t.real else None
+            if frame is None:
+                continue
+            frames = [
+                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
+                for f in traceback.extract_stack(frame)
+                if "passivepaxos" in f.filename and "simulation" not in f.filename
+            ]
+            out.append(f"{t.name}: " + " > ".join(frames[-4:]))
+        return "; ".join(out) or "(no live thread)"
 
     def _deadlock_report(self) -> str:
         lines = [f"deadlock at t={self.now:.6f}: no thread can ever run again"]

@@ -26,6 +26,7 @@ anyway. Its fault names and meanings are the same.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -37,14 +38,17 @@ from passivepaxos.capabilities import Capabilities
 from passivepaxos.errors import ThrottledError, TransientError
 from passivepaxos.simulation.runtime import Scheduler, SimRuntime
 from passivepaxos.store import RetryPolicy, Store
-from passivepaxos.types import ObjectMeta, PutMode, Version
-from passivepaxos.urls import backend_module
+from passivepaxos.types import Backend, ObjectMeta, PutMode, Version
+from passivepaxos.urls import StoreURL, backend_module
 
 __all__ = ["Network", "SimBackend", "StoreFaults"]
 
 T = TypeVar("T")
 
 _run_ids = itertools.count()
+
+SIM_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.2, resolve_attempts=4)
+"""Store retries in the simulator: few and quick (virtual time is cheap, switches not)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class Network:
             if self.rng.random() < faults.outages:
                 start = self.rng.uniform(0, horizon)
                 self.outages[i] = (start, start + self.rng.uniform(*faults.outage_len))
-        self._cuts: dict[tuple[str, int], tuple[float, float]] = {}
+        self._cuts: dict[tuple[str, int], tuple[float, float] | None] = {}
+        self._isolated: set[tuple[str, int]] = set()
         self._late: list[_LateWrite] = []
         self._seq = itertools.count()
         self._courier: object | None = None
@@ -115,20 +120,52 @@ class Network:
     def url(self, i: int) -> str:
         return f"memory://{self.names[i]}"
 
-    def store(
-        self, rt: SimRuntime, i: int, *, retry: RetryPolicy | None = None, cut: bool = True
-    ) -> Store:
-        """Store ``i`` as process ``rt`` reaches it (its own link)."""
-        if cut and rt.name not in ("world",) and self.rng.random() < self.faults.cuts:
-            start = self.rng.uniform(0, self.horizon)
-            self._cuts[(rt.name, i)] = (start, start + self.rng.uniform(*self.faults.cut_len))
-        backend = SimBackend(self, i, rt.name, self.inner[i])
-        return Store(
-            backend,
-            runtime=rt,
-            retry=retry
-            or RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.2, resolve_attempts=4),
-        )
+    def backend(self, i: int) -> SimBackend:
+        """A new handle on store ``i`` (requests are attributed to the calling process)."""
+        return SimBackend(self, i, self.inner[i])
+
+    def store(self, rt: SimRuntime, i: int, *, retry: RetryPolicy | None = None) -> Store:
+        """Store ``i`` opened by process ``rt``."""
+        return Store(self.backend(i), runtime=rt, retry=retry or SIM_RETRY)
+
+    def index_of(self, url: str) -> int | None:
+        """The store a ``memory://`` URL names, if it is one of this network's."""
+        if not url.startswith("memory://"):
+            return None
+        name = url[len("memory://") :].split("/", 1)[0].split("?", 1)[0]
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return None
+
+    @contextlib.contextmanager
+    def routed(self) -> Iterator[None]:
+        """While active, a store the library opens by URL (``open_store``: a log opening
+        its configuration, a membership change opening the store it adds) reaches this
+        network's simulated store when the URL names one; any other URL is opened as
+        usual. The one place the simulator hooks into the library."""
+        import passivepaxos.store as store_module
+
+        names = vars(store_module)
+        original: Callable[[str | StoreURL], Backend] = names["open_backend"]
+
+        def open_backend(url: str | StoreURL) -> Backend:
+            raw = url if isinstance(url, str) else f"{url.scheme}://{url.container}"
+            i = self.index_of(raw)
+            if i is None:
+                return original(url)
+            return self.backend(i)
+
+        names["open_backend"] = open_backend
+        try:
+            yield
+        finally:
+            names["open_backend"] = original
+
+    def isolate(self, proc: str, i: int) -> None:
+        """Cut process ``proc`` off store ``i`` for good, even with faults off (a final
+        reader that must not reach that store)."""
+        self._isolated.add((proc, i))
 
     def start(self, net_rt: SimRuntime) -> None:
         """Start the courier that lands late writes (a thread of process ``net_rt``)."""
@@ -204,14 +241,28 @@ class Network:
             self.sched.note("landed", w.store, w.seq, type(exc).__name__)
         self._count("landed")
 
+    def _cut(self, proc: str, i: int) -> tuple[float, float] | None:
+        """The window (if any) in which the link from ``proc`` to store ``i`` is cut,
+        drawn at the link's first request."""
+        link = (proc, i)
+        if link not in self._cuts:
+            w = None
+            if proc != "world" and self.rng.random() < self.faults.cuts:
+                start = self.rng.uniform(0, self.horizon)
+                w = (start, start + self.rng.uniform(*self.faults.cut_len))
+            self._cuts[link] = w
+        return self._cuts[link]
+
     def _fate(self, proc: str, i: int, key: str | None, write: bool) -> str | None:
+        if (proc, i) in self._isolated:
+            return "cut-before"
         if not self.enabled:
             return None
         now = self.sched.now
         o = self.outages.get(i)
         if o is not None and o[0] <= now < o[1]:
             return "outage"
-        c = self._cuts.get((proc, i))
+        c = self._cut(proc, i)
         if c is not None and c[0] <= now < c[1]:
             return "cut-before" if self.rng.random() < 0.5 else "cut-after"
         f = self.faults
@@ -237,7 +288,6 @@ class Network:
 
     def request(
         self,
-        proc: str,
         i: int,
         op: str,
         key: str | None,
@@ -248,6 +298,7 @@ class Network:
     ) -> T:
         s = self.sched
         f = self.faults
+        proc = s.current_process()
         s.sleep(self.rng.uniform(*f.latency), local=False)
         fate = self._fate(proc, i, key, write)
         s.note("req", proc, i, op, key, fate)
@@ -292,10 +343,9 @@ class Network:
 class SimBackend:
     """One process's view of one store: every request goes through the network."""
 
-    def __init__(self, net: Network, index: int, proc: str, inner: Any) -> None:
+    def __init__(self, net: Network, index: int, inner: Any) -> None:
         self.net = net
         self.index = index
-        self.proc = proc
         self.inner = inner
         self.url: str = inner.url
 
@@ -310,7 +360,7 @@ class SimBackend:
     def get(self, key: str) -> tuple[bytes, Version] | None:
         inner = self.inner
         got: tuple[bytes, Version] | None = self.net.request(
-            self.proc, self.index, "get", key, lambda: inner.get(key), write=False, url=self.url
+            self.index, "get", key, lambda: inner.get(key), write=False, url=self.url
         )
         return got
 
@@ -318,7 +368,6 @@ class SimBackend:
         inner = self.inner
         data = bytes(data)
         version: Version = self.net.request(
-            self.proc,
             self.index,
             f"put:{mode.kind.value}",
             key,
@@ -331,7 +380,6 @@ class SimBackend:
     def delete(self, key: str, if_version: Version | None = None) -> None:
         inner = self.inner
         self.net.request(
-            self.proc,
             self.index,
             "delete",
             key,
@@ -343,7 +391,6 @@ class SimBackend:
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectMeta]:
         inner = self.inner
         items: list[ObjectMeta] = self.net.request(
-            self.proc,
             self.index,
             "list",
             prefix,

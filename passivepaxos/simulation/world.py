@@ -1,0 +1,366 @@
+"""One seeded whole-stack run: a log on 1, 3 or 5 simulated stores, several simulated
+processes using it through the library (appenders with and without the writer lease, a
+claimant, KV and lock clients, a snapshotter/trimmer, a membership changer, readers),
+faults for a while (store faults, crashes, pauses longer than the TTL, store amnesia,
+clock drift inside or outside the lease bound), then no faults until every live process
+finishes, then final readers and the checks (``checks``).
+
+``run(seed, profile)`` is a pure function of its arguments: the same seed replays the same
+trace (``RunResult.trace_hash``), and a failing run names the one command that replays it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from passivepaxos.errors import (
+    ContainerNotFoundError,
+    PassivePaxosError,
+    QuorumError,
+    TransientError,
+)
+from passivepaxos.log import Log
+from passivepaxos.manifest import initialise, open_log
+from passivepaxos.recipes.lock import FencedResource
+from passivepaxos.runtime import Task
+from passivepaxos.simulation.checks import Observations, check, lease_bound_holds
+from passivepaxos.simulation.runtime import Scheduler, SimRuntime, SimulationError
+from passivepaxos.simulation.stores import Network, StoreFaults
+from passivepaxos.simulation.workloads import ROLES, Actor
+
+__all__ = ["PROFILES", "Profile", "RunResult", "World", "run"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The space one seed draws a run from."""
+
+    name: str
+    stores: tuple[int, ...] = (1, 3, 3, 5)
+    modes: tuple[str, ...] = ("create", "cas", "blocks")
+    faults: StoreFaults = field(default_factory=StoreFaults)
+    roles: tuple[tuple[str, int, int], ...] = (
+        ("appender", 1, 2),
+        ("lease_appender", 0, 1),
+        ("claimant", 0, 1),
+        ("kv", 0, 2),
+        ("lock", 0, 2),
+        ("snapshotter", 0, 1),
+        ("reader", 1, 1),
+    )
+    ops: tuple[int, int] = (2, 3)
+    ttl: tuple[float, float] = (0.3, 1.2)
+    crashes: int = 1  # at most this many process crashes (each restarts the role)
+    pauses: int = 1  # at most this many pauses (up to 3 TTLs)
+    amnesia: float = 0.0  # probability of one store wiped in place (3+ stores)
+    membership: float = 0.0  # probability of a membership changer (3+ stores)
+    drift: float = 0.12  # |rate - 1| of each process's clock, inside the lease bound
+    outside: bool = False  # some clocks far outside the bound
+    kv_lease: float = 0.5  # probability that one KV client holds the writer lease
+    horizon: float = 3.0  # virtual seconds of faults
+    deadline: float = 300.0  # virtual seconds for every live process to finish after
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("mixed"),
+        Profile(
+            "log",
+            roles=(
+                ("appender", 2, 3),
+                ("lease_appender", 0, 1),
+                ("claimant", 0, 1),
+                ("snapshotter", 0, 1),
+                ("reader", 1, 1),
+            ),
+        ),
+        Profile("kv", roles=(("kv", 2, 3), ("reader", 0, 1)), kv_lease=0.8),
+        Profile("locks", roles=(("lock", 2, 3), ("reader", 0, 1))),
+        Profile(
+            "membership",
+            stores=(3, 3, 5),
+            roles=(("appender", 2, 2), ("kv", 0, 1), ("reader", 1, 1)),
+            membership=1.0,
+        ),
+        Profile(
+            "amnesia",
+            stores=(3, 3, 5),
+            roles=(("appender", 2, 3), ("kv", 0, 1), ("reader", 1, 1)),
+            amnesia=1.0,
+        ),
+        Profile(
+            "drift",
+            outside=True,
+            roles=(("lease_appender", 1, 1), ("kv", 1, 2), ("lock", 1, 2), ("appender", 0, 1)),
+        ),
+        Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
+    )
+}
+ROTATION = ("mixed", "log", "kv", "locks", "membership", "amnesia", "drift", "mixed")
+"""``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
+
+
+def profile_for(seed: int, name: str) -> Profile:
+    if name == "all":
+        return PROFILES[ROTATION[seed % len(ROTATION)]]
+    return PROFILES[name]
+
+
+@dataclass
+class RunResult:
+    seed: int
+    profile: str
+    mutation: str | None
+    plan: dict[str, Any]
+    violations: list[str]
+    notes: list[str]
+    trace_hash: str
+    steps: int
+    virtual: float
+    seconds: float
+    trace: list[str] = field(default_factory=list)
+
+    def replay(self) -> str:
+        m = f" --mutation {self.mutation}" if self.mutation else ""
+        return f"python -m passivepaxos.simulation --seed {self.seed} --profile {self.profile}{m}"
+
+    def describe(self) -> str:
+        head = f"seed {self.seed} [{self.profile}] {self.plan}"
+        if not self.violations:
+            return f"{head}: ok"
+        body = "\n  ".join(self.violations[:12])
+        return f"{head}: {len(self.violations)} violation(s)\n  {body}\n  replay: {self.replay()}"
+
+
+_EXPECTED = (QuorumError, TransientError, ContainerNotFoundError)
+
+
+class World:
+    def __init__(self, seed: int, profile: Profile, *, mutation: str | None = None) -> None:
+        self.seed = seed
+        self.profile = profile
+        self.mutation = mutation
+        self.sched = Scheduler(seed, watchdog=20.0, max_steps=400_000, max_time=5_000.0)
+        self.rng = random.Random(f"passivepaxos-sim:{seed}:world:{profile.name}")
+        rng = self.rng
+        p = profile
+        self.n = rng.choice(p.stores)
+        self.mode = rng.choice(p.modes)
+        self.ttl = rng.uniform(*p.ttl)
+        self.net = Network(self.sched, self.n + 1, p.faults, horizon=p.horizon)
+        self.members = list(range(self.n))
+        self.spare = self.n
+        self.url = ",".join(self.net.url(i) for i in self.members)
+        self.obs = Observations(lambda: self.sched.now)
+        self.fenced: dict[str, FencedResource] = {}
+        self.tasks: dict[str, tuple[Task, SimRuntime]] = {}
+        self.roles: dict[str, str] = {}
+        self.rates: list[float] = []
+        self.plan: dict[str, Any] = {"stores": self.n, "mode": self.mode, "ttl": round(self.ttl, 3)}
+        self.world = self.sched.process("world")
+        self.final: dict[tuple[int, int], bytes] | None = None
+        self._incarnations: dict[str, int] = {}
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def open_log(self, rt: SimRuntime, name: str) -> Log:
+        stores, manifest = open_log(self.url, runtime=rt)  # type: ignore[call-arg]
+        return Log.from_manifest(
+            stores, manifest, url=self.url, runtime=rt, writer_id=name, fetch_ahead=2
+        )
+
+    def _rate(self) -> float:
+        p = self.profile
+        if p.outside and self.rng.random() < 0.5:
+            return self.rng.choice((0.55, 0.7, 1.45, 1.7))
+        return 1.0 + self.rng.uniform(-p.drift, p.drift)
+
+    def _start(self, role: str, base: str, extra: dict[str, Any] | None = None) -> None:
+        k = self._incarnations.get(base, 0)
+        self._incarnations[base] = k + 1
+        name = base if k == 0 else f"{base}~{k}"
+        rate = self._rate()
+        self.rates.append(rate)
+        rt = self.sched.process(name, offset=self.rng.uniform(0, 1000), drift=rate - 1.0)
+        actor = Actor(
+            name,
+            rt,
+            random.Random(f"passivepaxos-sim:{self.seed}:actor:{name}"),
+            self.obs,
+            self.net,
+            self.url,
+            self.rng.randint(*self.profile.ops),
+            self.ttl,
+            self.fenced,
+            self.open_log,
+            dict(extra or {}),
+        )
+        self.roles[name] = role
+        task = rt.spawn(self._body, actor, role, name=name)
+        self.tasks[name] = (task, rt)
+
+    def _body(self, actor: Actor, role: str) -> None:
+        try:
+            ROLES[role](actor)
+        except _EXPECTED:
+            pass
+        except PassivePaxosError as exc:
+            self.obs.errors.append(f"{actor.name} ({role}): {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug: report it with the run
+            self.obs.errors.append(f"{actor.name} ({role}) raised {type(exc).__name__}: {exc}")
+        self.obs.finished.add(actor.name)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        net, p, rng = self.net, self.profile, self.rng
+        net.start(self.world)
+        net.enabled = False
+        initialise(self.url, self.mode, runtime=self.world)  # type: ignore[call-arg]
+        net.enabled = True
+        counts: dict[str, int] = {}
+        for role, lo, hi in p.roles:
+            for i in range(rng.randint(lo, hi)):
+                extra: dict[str, Any] = {}
+                if role == "kv" and i == 0 and rng.random() < p.kv_lease:
+                    extra["lease"] = True
+                self._start(role, f"{role[:2]}{i}", extra)
+                counts[role] = counts.get(role, 0) + 1
+        if self.n >= 3 and rng.random() < p.membership:
+            self._start("members", "mc", {"spare": self.spare, "members": list(self.members)})
+            counts["members"] = 1
+        self.plan["roles"] = counts
+        self.world.spawn(self._faults, name="faults")
+        self.world.sleep(p.horizon)
+        net.faults_off()
+        end = self.sched.now + p.deadline
+        for task, _ in list(self.tasks.values()):
+            if self.sched.now < end:
+                task.join(end - self.sched.now)
+        for name, (task, rt) in self.tasks.items():
+            if task.is_alive() and not rt.crashed:
+                self.obs.stuck[name] = self.sched.where(name)
+                rt.crash()
+        net.flush()
+        self._final_reads()
+
+    def _faults(self) -> None:
+        p, rng, sched = self.profile, self.rng, self.sched
+        events: list[tuple[float, str]] = []
+        events += [(rng.uniform(0, p.horizon), "crash") for _ in range(rng.randint(0, p.crashes))]
+        events += [(rng.uniform(0, p.horizon), "pause") for _ in range(rng.randint(0, p.pauses))]
+        if self.n >= 3 and rng.random() < p.amnesia:
+            events.append((rng.uniform(0, p.horizon), "amnesia"))
+        events.sort()
+        for at, what in events:
+            if at > sched.now:
+                self.world.sleep(at - sched.now)
+            live = [
+                n
+                for n, (t, rt) in self.tasks.items()
+                if t.is_alive() and not rt.crashed and self.roles[n] != "members"
+            ]
+            if what == "amnesia":
+                victim = rng.choice(self.members)
+                self.net.wipe(victim)
+                self.plan["wiped"] = victim
+            elif live and what == "crash":
+                name = rng.choice(live)
+                self.tasks[name][1].crash()
+                self.obs.crashed.add(name)
+                self.plan.setdefault("crashed", []).append(name)
+                if rng.random() < 0.7:
+                    base = name.split("~")[0]
+                    self._start(self.roles[name], base)
+            elif live and what == "pause":
+                name = rng.choice(live)
+                d = self.ttl * rng.uniform(0.5, 3.0)
+                self.tasks[name][1].pause(d)
+                self.plan.setdefault("paused", []).append(name)
+
+    def _final_reads(self) -> None:
+        """A final reader reads everything and verifies the chain; with 3+ stores one more
+        reader per store is cut off that store (readers must agree whichever stores they
+        reach)."""
+        rt = self.sched.process("final")
+        try:
+            with self.open_log(rt, "final") as log:
+                final: dict[tuple[int, int], bytes] = {}
+                for e in log.read(0):
+                    final[(e.slot, e.index)] = e.value
+                    self.obs.saw(e.slot, e.index, e.value, "final")
+                report = log.verify()
+                if report.damaged:
+                    self.obs.verify.append(str(report.to_json()))
+                self.final = final
+        except PassivePaxosError as exc:
+            self.obs.errors.append(
+                f"final read failed with faults off: {type(exc).__name__}: {exc}"
+            )
+            return
+        if self.n < 3:
+            return
+        wiped = self.plan.get("wiped")
+        for i in self.members:
+            if i == wiped or i in self.obs.removed:
+                continue
+            name = f"final-{i}"
+            rt = self.sched.process(name)
+            self.net.isolate(name, i)
+            try:
+                with self.open_log(rt, name) as log:
+                    for e in log.read(0):
+                        self.obs.saw(e.slot, e.index, e.value, name)
+            except PassivePaxosError:
+                continue  # with one store out and another wiped, reads may fail: no guarantee
+
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        failure: str | None = None
+        with self.net.routed():
+            try:
+                self.sched.run(self._main, process=self.world)
+            except SimulationError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                failure = f"the world itself raised {type(exc).__name__}: {exc}"
+            finally:
+                self.net.close()
+        self.plan["inside_bound"] = inside = lease_bound_holds(self.rates)
+        violations = check(self.obs, inside_bound=inside, final=self.final)
+        if failure is not None:
+            violations.insert(0, failure)
+        return RunResult(
+            self.seed,
+            self.profile.name,
+            self.mutation,
+            self.plan,
+            violations,
+            self.obs.notes,
+            self.sched.trace_hash(),
+            self.sched.steps,
+            self.sched.now,
+            time.perf_counter() - t0,
+        )
+
+
+def run(
+    seed: int,
+    profile: str = "all",
+    *,
+    mutation: str | None = None,
+    trace: bool = False,
+    apply_mutation: Callable[[str], Any] | None = None,
+) -> RunResult:
+    """One seeded run (``profile`` "all": the rotation picks it from the seed)."""
+    prof = profile_for(seed, profile)
+    w = World(seed, prof, mutation=mutation)
+    res = w.run()
+    if trace:
+        res.trace = list(w.sched.format_trace())
+    return replace(res)
