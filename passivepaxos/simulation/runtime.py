@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from passivepaxos.runtime import ConditionLike, EventLike, LockLike, Pool, Task
 
@@ -92,6 +92,51 @@ class _Proc:
     drift: float
     crashed: bool = False
     paused_until: float = 0.0
+
+
+class _Carrier:
+    """A real thread that runs simulated threads one after another (starting a real
+    thread per simulated one, e.g. per quorum request, would dominate a run's cost).
+    Idle carriers wait on their gate in a process-wide free list."""
+
+    _free: ClassVar[list[_Carrier]] = []
+    _free_lock: ClassVar[threading.Lock] = threading.Lock()
+    _count: ClassVar[int] = 0
+    KEEP: ClassVar[int] = 256  # idle carriers kept; more retire
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.job: (
+            tuple[Scheduler, _Thread, Callable[..., Any], tuple[Any, ...], contextvars.Context]
+            | None
+        ) = None
+        _Carrier._count += 1
+        self.thread = threading.Thread(
+            target=self._loop, name=f"sim-carrier-{_Carrier._count}", daemon=True
+        )
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _Carrier:
+        with cls._free_lock:
+            if cls._free:
+                return cls._free.pop()
+        return cls()
+
+    def _loop(self) -> None:
+        while True:
+            self.gate.acquire()  # the first turn of the next simulated thread (or retire)
+            job = self.job
+            if job is None:
+                return
+            sched, t, fn, args, ctx = job
+            sched._body(t, fn, args, ctx)
+            self.job = None
+            with _Carrier._free_lock:
+                if len(_Carrier._free) >= _Carrier.KEEP:
+                    return
+                _Carrier._free.append(self)
 
 
 @dataclass(eq=False)
@@ -207,7 +252,6 @@ class Scheduler:
         root = self._new_thread(rt._proc, fn, args, "main", contextvars.copy_context())
         self._root = root
         self._current = root
-        assert root.real is not None
         root.gate.release()
         last_steps, last_real = -1, time.monotonic()
         while not self._ctl.acquire(timeout=0.2):
@@ -260,21 +304,19 @@ class Scheduler:
     ) -> _Thread:
         self._tids += 1
         t = _Thread(self._tids, name, proc)
-        t.gate.acquire()
         t.killed = self._cleanup
-        real = threading.Thread(
-            target=self._body, args=(t, fn, args, ctx), name=f"sim-{name}", daemon=True
-        )
-        t.real = real
+        carrier = _Carrier.get()
+        t.gate = carrier.gate
+        t.real = carrier.thread
         self._threads.append(t)
         self.note("spawn", t.tid, name)
-        real.start()
+        carrier.job = (self, t, fn, args, ctx)
         return t
 
     def _body(
         self, t: _Thread, fn: Callable[..., Any], args: tuple[Any, ...], ctx: contextvars.Context
     ) -> None:
-        t.gate.acquire()
+        """A simulated thread's life, on its carrier, from its first turn."""
         try:
             if not (t.killed or t.proc.crashed or self._dead):
                 t.result = ctx.run(fn, *args)
@@ -326,24 +368,29 @@ class Scheduler:
         return r if t.proc.paused_until <= r else t.proc.paused_until
 
     def _pick(self) -> _Thread | None:
-        """The next thread to run, advancing the clock if none can run now; None when
-        none ever can."""
+        """The next thread to run, uniformly among the runnable ones (threads are tried
+        in a random order, the first runnable one wins: a uniform choice that evaluates
+        few wake-up conditions), advancing the clock if none can run now; None when none
+        ever can."""
         while True:
-            runnable: list[_Thread] = []
-            soonest: float | None = None
+            threads = self._threads
+            n = len(threads)
+            order = list(range(n))
             now = self.now
-            for t in self._threads:
+            soonest: float | None = None
+            rng = self.rng
+            for j in range(n):
+                k = j + int(rng.random() * (n - j))
+                order[j], order[k] = order[k], order[j]
+                t = threads[order[j]]
                 r = self._ready_at(t)
                 if r is None:
                     continue
                 if r <= now:
-                    runnable.append(t)
-                elif soonest is None or r < soonest:
+                    self.trace.append((t.tid,))
+                    return t
+                if soonest is None or r < soonest:
                     soonest = r
-            if runnable:
-                t = runnable[0] if len(runnable) == 1 else self.rng.choice(runnable)
-                self.trace.append((t.tid,))
-                return t
             if soonest is None:
                 return None
             if soonest > self.max_time:

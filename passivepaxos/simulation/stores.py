@@ -1,9 +1,9 @@
 """Simulated stores: ``memory://`` backends behind a network that takes virtual time and
 fails the way real ones do, every fault drawn from the run's seed.
 
-Each request of a simulated process travels (virtual latency, a scheduler switch), meets
-its fate, and its answer travels back (more latency, another switch), so requests of
-different processes interleave at every point a real network allows. Fates:
+Each request of a simulated process travels (virtual latency, a scheduler switch: other
+processes run meanwhile), meets its fate and takes effect; its answer is back at once
+unless it is slow or lost (then more virtual time passes before the caller hears). Fates:
 
 - ``before``: fails without effect (a refused connection, a 503);
 - ``after``: takes effect, the answer is lost (a timeout after the write landed);
@@ -299,41 +299,39 @@ class Network:
         s = self.sched
         f = self.faults
         proc = s.current_process()
+        # one switch per request: it travels (other processes run meanwhile), meets its
+        # fate and takes effect; the answer is back at once unless it is slow or lost
         s.sleep(self.rng.uniform(*f.latency), local=False)
         fate = self._fate(proc, i, key, write)
         s.note("req", proc, i, op, key, fate)
         if fate is not None:
             self._count(fate)
-        back = self.rng.uniform(*f.latency)
         if fate in ("outage", "before", "cut-before", "marker"):
-            s.sleep(back, local=False)
             raise TransientError(
                 f"injected failure before the request took effect ({fate})", url=url, key=key
             )
         if fate == "throttle":
-            s.sleep(back, local=False)
             raise ThrottledError("injected throttling", url=url, key=key, retry_after=None)
         if fate == "late":
             seq = next(self._seq)
             due = s.now + self.rng.uniform(*f.late_by)
             heapq.heappush(self._late, _LateWrite(due, seq, i, apply))
             s.note("late", i, seq, round(due, 9))
-            s.sleep(back, local=False)
             raise TransientError("injected timeout (the write may land later)", url=url, key=key)
+        lost = fate in ("after", "cut-after")
         try:
             result = apply()
         except Exception:
-            if fate in ("after", "cut-after"):
-                s.sleep(back, local=False)
+            if lost:
+                s.sleep(self.rng.uniform(*f.latency), local=False)
                 raise TransientError(
                     "injected lost response (the request took effect)", url=url, key=key
                 ) from None
-            s.sleep(back, local=False)
             raise
         if fate == "slow":
-            back += self.rng.uniform(*f.slow_by)
-        s.sleep(back, local=False)
-        if fate in ("after", "cut-after"):
+            s.sleep(self.rng.uniform(*f.slow_by), local=False)
+        if lost:
+            s.sleep(self.rng.uniform(*f.latency), local=False)
             raise TransientError(
                 "injected lost response (the request took effect)", url=url, key=key
             )

@@ -206,7 +206,7 @@ def lock_client(a: Actor) -> None:
     """acquire (waiting a while), work while ``valid()`` (fenced writes), refresh with a
     longer or shorter ttl, release."""
     with a.log() as log:
-        locks = Locks(log, owner=a.name, poll=0.05, retries=2)
+        locks = Locks(log, owner=a.name, poll=a.ttl / 4, retries=2)
         res = a.fenced.setdefault(LOCK, FencedResource())
         rec = a.obs.locks
         for _ in range(a.ops):
