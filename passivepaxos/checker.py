@@ -44,6 +44,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from passivepaxos.runtime import REAL
+
 __all__ = [
     "INFINITY",
     "CounterExample",
@@ -340,6 +342,10 @@ class _Outcome:
 
 
 class _Budget:
+    """How much search a check may do. Its time limit is real (``time.monotonic``, not a
+    runtime's): it bounds the checker's own CPU time, which a simulated clock does not
+    measure, whoever recorded the history."""
+
     def __init__(self, max_states: int | None, deadline: float | None) -> None:
         self.max_states = max_states
         self.deadline = deadline
@@ -687,10 +693,11 @@ class Recorder:
 
     ``h = rec.invoke(p, "put", "k", "v")`` before the call and ``rec.ok(h, output)``,
     ``rec.fail(h)`` or ``rec.info(h)`` after it; ``clock`` is any monotonic time source
-    shared by all clients (a simulation's virtual clock, or ``time.monotonic``).
+    shared by all clients (a simulation's virtual clock, or by default the production
+    runtime's ``monotonic``).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = REAL.monotonic) -> None:
         self.clock = clock
         self._open: dict[int, tuple[Hashable, str, Hashable, Any, float]] = {}
         self._next = 0

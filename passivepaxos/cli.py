@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 the operation failed (store error, conflict, damage found);
 2 usage or configuration error (bad URL, unknown option, unsupported mode, a ``memory://``
-store); 3 outcome unknown (a write that may or may not have taken effect:
-``AmbiguousWriteError``). Errors are one line on stderr naming the URL/object at fault;
+store); 3 outcome unknown (a write that may or may not have taken effect: an error whose
+``outcome_unknown`` flag is set, see ``passivepaxos.errors``). Errors are one line on stderr naming the URL/object at fault;
 ``--debug`` adds the traceback. Output: text goes out with the argument's own bytes (a
 non-UTF-8 argument is printed as given); JSON is always valid UTF-8, bytes that are not
 UTF-8 travel as base64 (``value_b64``, ``key_b64``, ...). A reader that closes the pipe
@@ -16,41 +16,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from passivepaxos.capabilities import BACKENDS, TABLE_COLUMNS, table_rows
 from passivepaxos.errors import (
-    AmbiguousWriteError,
     ConfigError,
     PassivePaxosError,
     UnsupportedError,
 )
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from passivepaxos.terminal import console, lease_line, print_status
+from passivepaxos.terminal import print_json as _print_json
+from passivepaxos.terminal import table as _table
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNKNOWN", "EXIT_USAGE", "console", "main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 DEFAULT_TIMEOUT = 30.0
 TIMEOUT_ENV = "PASSIVEPAXOS_TIMEOUT"
-
-
-def _print_json(obj: dict[str, Any]) -> None:
-    """One JSON object per line, always valid UTF-8: a str that cannot be UTF-8 (a lone
-    surrogate from a non-UTF-8 argument that no caller turned into ``*_b64``) is escaped
-    instead of breaking the encoding."""
-    line = json.dumps(obj, ensure_ascii=False, sort_keys=True)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        line = json.dumps(obj, ensure_ascii=True, sort_keys=True)
-    print(line, flush=True)
 
 
 def _arg_bytes(text: str) -> bytes:
@@ -70,30 +56,6 @@ def _text_arg(text: str, what: str) -> str:
     except UnicodeEncodeError:
         raise ConfigError(f"{what} {_arg_bytes(text)!r} is not UTF-8 text") from None
     return text
-
-
-def console(**kwargs: Any) -> Console:
-    """A rich ``Console`` whose broken pipe (``| head``) raises ``BrokenPipeError`` for
-    :func:`main` to end quietly with exit 0 (rich's default exits 1)."""
-    from rich.console import Console
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            raise BrokenPipeError
-
-    return _Console(**kwargs)
-
-
-def _table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -129,10 +91,11 @@ def _proposer_id() -> str:
     import os
     import re
     import socket
-    import uuid
+
+    from passivepaxos.runtime import REAL
 
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -274,47 +237,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from passivepaxos.lease import format_wall
-    from passivepaxos.log import Log
-
-    with Log.open(args.log) as log:
-        ws = log.writer_status()
-        head = ws.head
-        snaps = log.snapshot_slots()
-        out: dict[str, Any] = {
-            "log": args.log,
-            "mode": log.mode.value,
-            "stores": [s.url for s in log.stores],
-            "head": head if head >= 0 else None,
-            "slots": head + 1,
-            "writer": ws.holder,
-            "epoch": ws.epoch or None,
-            "lease_expires": format_wall(ws.expires) if ws.expires is not None else None,
-            "snapshot": snaps[-1] if snaps else None,
-        }
-    if args.json:
-        _print_json(out)
-    else:
-        _table(
-            f"status of {args.log}",
-            ["field", "value"],
-            [
-                ["head slot", "(empty)" if head < 0 else str(head)],
-                ["mode", out["mode"]],
-                ["stores", ", ".join(out["stores"])],
-                ["writer lease", _lease_line(ws.holder, ws.epoch, ws.expires)],
-                ["snapshot", "none" if not snaps else f"slot {snaps[-1]}"],
-            ],
-        )
+    print_status(args.log, as_json=args.json)
     return EXIT_OK
-
-
-def _lease_line(holder: str | None, epoch: int, expires: float | None) -> str:
-    from passivepaxos.lease import format_wall
-
-    if holder is None:
-        return "none" if epoch == 0 else f"none (last epoch {epoch})"
-    return f"{holder}, epoch {epoch}, expires about {format_wall(expires)} (estimate)"
 
 
 def cmd_writer(args: argparse.Namespace) -> int:
@@ -328,7 +252,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(res.to_json())
             elif res.granted:
-                line = _lease_line(res.holder, res.epoch, res.expires)
+                line = lease_line(res.holder, res.epoch, res.expires)
                 print(f"claimed: {line}, slot {res.slot}")
             if not res.granted:
                 print(
@@ -526,14 +450,15 @@ def _default_owner() -> str:
     import os
     import re
     import socket
-    import uuid
+
+    from passivepaxos.runtime import REAL
 
     try:
         user = getpass.getuser()
     except Exception:
         user = "user"
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{user}@{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{user}@{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -777,11 +702,32 @@ class _CommandParser(argparse.ArgumentParser):
         _add_global_options(self, command=True)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``passivepaxos <version>`` and exit 0. The version is looked up
+    only when asked for (reading package metadata is not free at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        import passivepaxos
+
+        print(f"passivepaxos {passivepaxos.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
         description="Consensus, a shared log, leases and locks on storage you already have.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     _add_global_options(parser, command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     sub.required = True
@@ -930,9 +876,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         except (ConfigError, UnsupportedError) as exc:
             return _fail(args, exc, EXIT_USAGE)
-        except AmbiguousWriteError as exc:
-            return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
-        except PassivePaxosError as exc:
+        except PassivePaxosError as exc:  # the taxonomy's flag, not a list of classes
+            if exc.outcome_unknown:
+                return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
             return _fail(args, exc, EXIT_FAIL)
         except KeyboardInterrupt:
             return 130

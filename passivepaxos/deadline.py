@@ -33,11 +33,11 @@ import contextlib
 import math
 import os
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from passivepaxos.errors import ConfigError
+from passivepaxos.runtime import REAL
 
 __all__ = [
     "Deadline",
@@ -53,29 +53,45 @@ class Deadline:
     """A point in time by which an operation must end, and whether a
     write of that operation has been sent (which makes running out of time ambiguous).
 
-    Times are ``time.monotonic()`` seconds. ``total`` bounds everything done under it; ``per_request`` bounds each ``Store`` call
-    separately. Either may be ``None``. ``close()`` ends it: a store that captured it stops
-    honouring it (a block's deadline must not outlive the block)."""
+    Times are seconds of ``clock`` (a runtime's ``monotonic``; the production clock unless
+    given: a simulated process passes its own, virtual one). ``total`` bounds everything
+    done under it; ``per_request`` bounds each ``Store`` call separately. Either may be
+    ``None``. ``close()`` ends it: a store that captured it stops honouring it (a block's
+    deadline must not outlive the block). A store measures its calls with its own
+    runtime's clock and only asks a deadline how much time is :meth:`left`, so the two
+    clocks never need to agree on an origin."""
 
     def __init__(
         self,
         total: float | None = None,
         *,
         per_request: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         for name, value in (("total", total), ("per_request", per_request)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"deadline {name} must be a positive number of seconds")
         self.total = total
         self.per_request = per_request
-        self.at = None if total is None else time.monotonic() + total
+        self.clock: Callable[[], float] = clock or REAL.monotonic
+        self.at = None if total is None else self.clock() + total
         self.closed = False
+        # pure bookkeeping (no runtime call, no store call while held): a plain lock is safe
         self._lock = threading.Lock()
         self._pending = 0  # writes sent and not answered (yet)
         self._landed = False  # a write of the operation took effect
 
     def __repr__(self) -> str:
         return f"Deadline(total={self.total}, per_request={self.per_request})"
+
+    def left(self) -> float | None:
+        """Seconds of ``clock`` left before :attr:`at` (``None``: no total bound)."""
+        return None if self.at is None else self.at - self.clock()
+
+    def expired(self) -> bool:
+        """Whether the total bound has passed."""
+        left = self.left()
+        return left is not None and left <= 0
 
     @property
     def wrote(self) -> bool:
@@ -118,14 +134,18 @@ def current() -> Deadline | None:
 
 @contextlib.contextmanager
 def deadline(
-    total: float | None = None, *, per_request: float | None = None
+    total: float | None = None,
+    *,
+    per_request: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Iterator[Deadline | None]:
     """Run a block under a deadline (``None`` for both: no deadline, a no-op). Stores opened
-    inside the block keep honouring it from any thread until the block ends."""
+    inside the block keep honouring it from any thread until the block ends. ``clock``: as
+    for :class:`Deadline` (a simulated process passes its runtime's ``monotonic``)."""
     if total is None and per_request is None:
         yield None
         return
-    d = Deadline(total, per_request=per_request)
+    d = Deadline(total, per_request=per_request, clock=clock)
     token = _ambient.set(d)
     try:
         yield d

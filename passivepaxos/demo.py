@@ -20,8 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from passivepaxos.errors import ConfigError
+from passivepaxos.runtime import REAL, EventLike
 
 __all__ = ["cmd_demo", "run_demo", "worker_main"]
 
@@ -43,7 +42,7 @@ class _Worker:
     proc: subprocess.Popen[str]
     acks: list[tuple[str, int, int]] = field(default_factory=list)  # (value, slot, index)
     requests: int = 0
-    ready: threading.Event = field(default_factory=threading.Event)
+    ready: EventLike = field(default_factory=REAL.event)
     done: bool = False
     lines: list[str] = field(default_factory=list)  # unparsed stdout (diagnostics)
     err: list[str] = field(default_factory=list)  # stderr lines
@@ -142,12 +141,13 @@ def run_demo(
     from rich.table import Table
     from rich.text import Text
 
-    from passivepaxos.cli import console as make_console
     from passivepaxos.log import Log
     from passivepaxos.manifest import init_log
+    from passivepaxos.terminal import console as make_console
 
     console = make_console(file=out or sys.stdout, highlight=False)
-    t0 = time.monotonic()
+    rt = REAL  # the demo drives real OS processes: real clock, real threads
+    t0 = rt.monotonic()
     if directory is None:
         path = Path(tempfile.mkdtemp(prefix="passivepaxos-demo-"))
         console.print(f"demo directory (new, temporary): {path}", markup=False, soft_wrap=True)
@@ -167,22 +167,20 @@ def run_demo(
 
     workers = [_spawn(url, f"proc-{i}", count) for i in range(1, procs + 1)]
     readers = [
-        threading.Thread(target=fn, args=(w,), daemon=True)
+        rt.spawn(fn, w, name=f"demo-{w.name}-{fn.__name__}")
         for w in workers
         for fn in (_read_worker, _read_stderr)
     ]
-    for r in readers:
-        r.start()
-    deadline = time.monotonic() + WORKER_TIMEOUT
+    deadline = rt.monotonic() + WORKER_TIMEOUT
     for w in workers:  # all open the log first, then start appending at the same moment
-        w.ready.wait(max(0.0, deadline - time.monotonic()))
-    t_append = time.monotonic()
+        w.ready.wait(max(0.0, deadline - rt.monotonic()))
+    t_append = rt.monotonic()
     for w in workers:
         _go(w)
     failures: list[str] = []
     for w in workers:
         try:
-            w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            w.proc.wait(timeout=max(0.1, deadline - rt.monotonic()))
         except subprocess.TimeoutExpired:
             w.proc.kill()
             w.proc.wait()
@@ -193,7 +191,7 @@ def run_demo(
         if w.proc.returncode != 0 or not w.done:
             last = [ln for ln in w.err if ln.strip()][-1:] or w.lines[-1:] or ["no output"]
             failures.append(f"{w.name}: exit {w.proc.returncode}: {last[0]}")
-    append_secs = time.monotonic() - t_append
+    append_secs = rt.monotonic() - t_append
 
     # read back, show, check
     with Log.open(url) as log:
@@ -235,7 +233,7 @@ def run_demo(
     requests = sum(w.requests for w in workers)
     per_entry = f"{requests / len(acks):.2f}" if acks else "n/a"
     per_slot = f"{len(acks) / slots:.2f}" if slots > 0 else "n/a"
-    elapsed = time.monotonic() - t0
+    elapsed = rt.monotonic() - t0
     summary = (
         f"{'OK' if not problems else 'FAILED'}: {len(acks)} entries acknowledged by {procs} "
         f"processes in {slots} slots ({per_slot} entries/slot), {per_entry} storage requests "
@@ -260,14 +258,13 @@ def _print_status(url: str, out: IO[str] | None) -> None:
     """The ``status`` command's own output (whatever it shows, e.g. the writer lease)."""
     from contextlib import redirect_stdout
 
-    from passivepaxos.cli import build_parser
+    from passivepaxos.terminal import print_status
 
-    args = build_parser().parse_args(["status", url])
     if out is None:
-        args.func(args)
+        print_status(url)
     else:
         with redirect_stdout(out):
-            args.func(args)
+            print_status(url)
 
 
 # -- the worker process ------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The exception tree every backend maps its native errors onto, in one place per backend.
+"""The exception tree every layer raises, in one place, and the taxonomy callers branch on.
 
-Callers branch on these classes, never on SDK exceptions, so the protocol core behaves the
-same on S3, GCS, Dropbox, local disk and memory::
+Callers branch on these classes (or on the two flags below), never on SDK exceptions, so the
+protocol core behaves the same on S3, GCS, Dropbox, local disk and memory. This module
+imports nothing from the library at run time (constructors take plain values or duck-typed
+objects), so every module may import it without creating an import cycle::
 
     PassivePaxosError
     ├── ConfigError                 bad URL, unknown scheme, missing credentials, bad option
@@ -24,19 +26,69 @@ same on S3, GCS, Dropbox, local disk and memory::
     │   └── AmbiguousWriteError     a conditional write whose outcome could not be established
     │       ├── DeadlineAmbiguousError  the deadline passed after a write was sent
     │       ├── OutcomeUnknownError        a proposal whose value may be accepted, unconfirmed
-    │       └── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
-    └── QuorumError                 (later layers) no majority of stores answered
+    │       ├── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
+    │       ├── RetriedAmbiguousError      a retried recipe append stayed unclear; .max_slot
+    │       └── ResultCompactedError       a recipe entry landed, its answer was compacted away
+    ├── QuorumError                 no majority of stores answered
+    ├── LockHeldError               (recipes) the lock is held by someone else
+    ├── LockLostError               (recipes) our refresh/release was refused: taken over
+    └── StaleTokenError             (recipes) a fenced resource refused an old token
+
+The taxonomy: two class-level flags every error carries, so that a caller decides what to do
+from the flag instead of from a list of classes (``is_retryable`` / ``is_outcome_unknown``
+take any exception)::
+
+    class                        retryable  outcome_unknown  what the caller does
+    PassivePaxosError               no          no          (the defaults) report it
+    ConfigError                     no          no          fix the input (CLI exit 2)
+    UnsupportedError                no          no          another store or mode (exit 2)
+    StoreError                      no          no          a definite failure (exit 1)
+      NotFoundError                 no          no          as above
+      ContainerNotFoundError        no          no          create the bucket / directory
+      PermissionDeniedError         no          no          fix the credentials
+      ConflictError                 no          no          lost a race: read .current
+        AlreadyExistsError          no          no          as above
+        PreconditionFailedError     no          no          as above
+      InvalidObjectError            no          no          damage: never skipped
+      NotAMemberError               no          no          re-add the store (membership)
+      TransientError                yes         no          try again, with backoff
+        ThrottledError              yes         no          try again after .retry_after
+        StragglerError              yes         no          count the store as silent
+      DeadlineExceededError         no          no          nothing in doubt; never retried
+                                                            past the deadline (exit 1)
+      AmbiguousWriteError           yes         yes         may have landed: retry only an
+                                                            idempotent write (exit 3)
+        DeadlineAmbiguousError      yes         yes         as above, under a new deadline
+        OutcomeUnknownError         yes         yes         propose again: the decided
+                                                            value is returned
+        AppendOutcomeUnknownError   yes         yes         resume with .token, once
+        RetriedAmbiguousError       yes         yes         the entry's request id makes
+                                                            copies one; read to learn
+        ResultCompactedError        no          yes         it landed: read current state
+    QuorumError                     yes         no          too few stores answered: retry
+    LockHeldError                   no          no          held: acquire(wait=...) waits
+    LockLostError                   no          no          our lock is gone: stop writing
+    StaleTokenError                 no          no          a newer holder wrote: stop
+
+``retryable``: the failure is not a verdict about the request; the same call again may
+succeed. For an error whose outcome is unknown, retrying is safe only for a write that is
+idempotent or carries its own request id (the recipes' entries do, an append resumes by
+token). ``outcome_unknown``: a write may or may not have taken effect, and it may still take
+effect later; it is never "not written". Classes moved here from other modules declare their
+flags where they are defined; the defaults (no, no) hold otherwise.
 
 A ``TransientError`` raised by a *conditional* write means "outcome unknown" at the backend
 level; the store layer (``passivepaxos.store.Store``) turns that into a definite answer by
-reading back the write id, or into ``AmbiguousWriteError`` when even that is impossible.
+reading back the write id, or into ``AmbiguousWriteError`` when even that is impossible, so
+above the store layer a ``TransientError`` from a conditional write leaves nothing in doubt
+(one from a plain overwrite may have landed: a blind write, harmless to repeat).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: no import at run time
     from passivepaxos.types import Version
 
 __all__ = [
@@ -49,6 +101,8 @@ __all__ = [
     "DeadlineAmbiguousError",
     "DeadlineExceededError",
     "InvalidObjectError",
+    "LockHeldError",
+    "LockLostError",
     "NotAMemberError",
     "NotFoundError",
     "OutcomeUnknownError",
@@ -56,16 +110,45 @@ __all__ = [
     "PermissionDeniedError",
     "PreconditionFailedError",
     "QuorumError",
+    "ResultCompactedError",
+    "RetriedAmbiguousError",
+    "StaleTokenError",
     "StoreError",
     "StragglerError",
     "ThrottledError",
     "TransientError",
     "UnsupportedError",
+    "format_seconds",
+    "is_outcome_unknown",
+    "is_retryable",
 ]
 
 
+def format_seconds(s: float) -> str:
+    """A duration for messages: ``12.3s``; a huge one (a foreign record's ttl) stays short."""
+    return f"{s:.1f}s" if abs(s) < 1e9 else f"{s:.3g}s"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether trying the same call again may succeed (``PassivePaxosError.retryable``);
+    ``False`` for anything this library did not raise on purpose."""
+    return isinstance(exc, PassivePaxosError) and exc.retryable
+
+
+def is_outcome_unknown(exc: BaseException) -> bool:
+    """Whether a write may or may not have taken effect (``outcome_unknown``); ``False``
+    for anything this library did not raise on purpose."""
+    return isinstance(exc, PassivePaxosError) and exc.outcome_unknown
+
+
 class PassivePaxosError(Exception):
-    """Root of everything this library raises on purpose."""
+    """Root of everything this library raises on purpose; its flags are the taxonomy (the
+    module docstring's table): subclasses override them, callers branch on them."""
+
+    retryable: ClassVar[bool] = False
+    """Trying the same call again may succeed (the failure is no verdict on the request)."""
+    outcome_unknown: ClassVar[bool] = False
+    """A write may or may not have taken effect (and may still take effect later)."""
 
 
 class ConfigError(PassivePaxosError, ValueError):
@@ -149,6 +232,8 @@ class NotAMemberError(StoreError):
 class TransientError(StoreError):
     """A failure worth retrying; for a conditional write it also means "outcome unknown"."""
 
+    retryable = True
+
 
 class ThrottledError(TransientError):
     """The service asked us to slow down."""
@@ -173,20 +258,118 @@ class StragglerError(TransientError):
 class AmbiguousWriteError(StoreError):
     """A conditional write may or may not have taken effect and reading back could not tell."""
 
+    retryable = True
+    outcome_unknown = True
+
 
 class DeadlineExceededError(StoreError):
     """The operation's deadline (``passivepaxos.deadline``) passed before this request was
     sent or answered, and no write of the operation is in doubt: a plain failure. Not a
     ``TransientError``: nothing should retry past a deadline."""
 
+    retryable = False
+
 
 class DeadlineAmbiguousError(AmbiguousWriteError, DeadlineExceededError):
     """The deadline passed after a write of the operation had been sent and before its
-    outcome was established: "outcome unknown"."""
+    outcome was established: "outcome unknown". Retryable (as every ambiguous write) under a
+    new deadline: a per-request deadline may pass while the operation's has not."""
+
+    retryable = True
+    outcome_unknown = True
 
 
 class QuorumError(PassivePaxosError):
     """No majority of the stores of a quorum answered."""
+
+    retryable = True
+
+
+# -- the recipes' errors (passivepaxos.recipes re-exports them) ------------------------
+
+
+class _Placed(Protocol):
+    """Where an entry landed (``passivepaxos.log.Position``, duck-typed)."""
+
+    @property
+    def slot(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+
+
+class _Held(Protocol):
+    """Who holds a lock now (``passivepaxos.recipes.lock.LockRecord``, duck-typed)."""
+
+    @property
+    def holder(self) -> str | None: ...
+    @property
+    def token(self) -> int: ...
+
+
+class RetriedAmbiguousError(AmbiguousWriteError):
+    """An attempt of a retried recipe append had an unknown outcome and the retries did not
+    settle it: the entry may be in the log (maybe more than once; its request id makes the
+    copies one). ``max_slot``: the highest slot a copy may occupy (``inf``: unknown)."""
+
+    def __init__(
+        self, message: str, *, max_slot: float, url: str = "", key: str | None = None
+    ) -> None:
+        super().__init__(message, url=url, key=key)
+        self.max_slot = max_slot
+
+
+class ResultCompactedError(AmbiguousWriteError):
+    """Our entry landed at ``position``, but before this process applied it a snapshot
+    covering it was restored (another process snapshotted and trimmed meanwhile): its
+    effect is in the restored state, its answer (ok or refused) is not. Outcome unknown:
+    read the current state to see what holds now. Not retryable: the entry is in the log,
+    and sending the command again would apply it a second time."""
+
+    retryable = False
+    outcome_unknown = True
+
+    def __init__(self, position: _Placed, url: str = "") -> None:
+        super().__init__(
+            f"outcome unknown: our entry landed at slot {position.slot} index "
+            f"{position.index}, but a snapshot covering it was restored before we applied "
+            "it, so its answer is not known here; read the current state",
+            url=url,
+        )
+        self.position = position
+
+
+class LockHeldError(PassivePaxosError):
+    """The lock is held by someone else (and could not be taken over in time). A verdict,
+    not retryable: waiting for it is ``acquire(wait=...)``'s job."""
+
+    def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
+        super().__init__(
+            f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
+            f"after it stays unrefreshed for {format_seconds(remaining)} more of our own clock"
+        )
+        self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
+
+
+class LockLostError(PassivePaxosError):
+    """Our refresh/release was refused: the lock was taken over (or released) meanwhile."""
+
+    def __init__(self, name: str, token: int, now: _Held) -> None:
+        who = "nobody" if now.holder is None else f"{now.holder} (token {now.token})"
+        super().__init__(f"lock {name!r} with token {token} was lost: now held by {who}")
+        self.name, self.token, self.holder = name, token, now.holder
+
+
+class StaleTokenError(PassivePaxosError):
+    """A fenced resource refused a request carrying a token lower than one it has seen, or
+    the token it has seen last but from another owner."""
+
+    def __init__(self, token: int, highest: int, *, used_by: str | None = None) -> None:
+        if used_by is None:
+            msg = f"stale fencing token {token}: token {highest} was already used"
+        else:
+            msg = f"fencing token {token} was already used by another owner ({used_by})"
+        super().__init__(msg)
+        self.token, self.highest = token, highest
 
 
 class OutcomeUnknownError(AmbiguousWriteError):

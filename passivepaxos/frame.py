@@ -13,11 +13,11 @@ Layout (big-endian)::
 from __future__ import annotations
 
 import struct
-import uuid
 import zlib
 from dataclasses import dataclass
 
 from passivepaxos.errors import InvalidObjectError
+from passivepaxos.runtime import REAL
 
 __all__ = ["FORMAT_VERSION", "HEADER_SIZE", "Frame", "new_write_id", "pack", "unpack"]
 
@@ -29,7 +29,9 @@ HEADER_SIZE = _HEAD.size + _CRC.size
 
 
 def new_write_id() -> bytes:
-    return uuid.uuid4().bytes
+    """A fresh write id from the production runtime. ``Store`` draws its write ids from
+    its own runtime instead (``runtime.token_bytes``), so a simulated run replays them."""
+    return REAL.token_bytes(16)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -32,7 +30,7 @@ from typing import Any, TypeVar
 
 from passivepaxos.capabilities import Capabilities, ListMode, choose_mode
 from passivepaxos.consensus.core import decided_key
-from passivepaxos.consensus.driver import DaemonPool, each_store
+from passivepaxos.consensus.driver import DaemonPool, each_store, wait_result
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -44,6 +42,7 @@ from passivepaxos.errors import (
     UnsupportedError,
 )
 from passivepaxos.probe import PROBE_PREFIX
+from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import ObjectMeta, PutMode, Version
 from passivepaxos.urls import split_urls
@@ -81,9 +80,10 @@ class Manifest:
     ident: str | None = None  # the log's identity (format 2); None for a format-1 log
 
     @staticmethod
-    def new(mode: ListMode, stores: tuple[str, ...]) -> Manifest:
-        """The manifest of a new log: the current format and a fresh random identity."""
-        return Manifest(mode, stores, MANIFEST_FORMAT, uuid.uuid4().hex)
+    def new(mode: ListMode, stores: tuple[str, ...], runtime: Runtime | None = None) -> Manifest:
+        """The manifest of a new log: the current format and a fresh random identity
+        (128 bits from ``runtime``, default the production one)."""
+        return Manifest(mode, stores, MANIFEST_FORMAT, (runtime or REAL).token_hex(16))
 
     def with_stores(self, stores: tuple[str, ...]) -> Manifest:
         """The same log (mode, format, identity) naming another store list."""
@@ -140,10 +140,10 @@ class Manifest:
         return Manifest(mode, tuple(doc.get("stores", ())), fmt, ident)
 
 
-def open_stores(log: str) -> list[Store]:
-    """The stores of a comma-separated list; a store named twice is refused (each store
-    must count once toward a majority)."""
-    stores = [open_store(url) for url in split_urls(log)]
+def open_stores(log: str, runtime: Runtime | None = None) -> list[Store]:
+    """The stores of a comma-separated list, each on ``runtime`` (default the production
+    one); a store named twice is refused (each store must count once toward a majority)."""
+    stores = [open_store(url, runtime=runtime) for url in split_urls(log)]
     seen: set[str] = set()
     for s in stores:
         if s.url in seen:
@@ -207,21 +207,24 @@ class InitResult:
     unreachable: dict[str, str]  # store URL -> why it did not get the manifest
 
 
-def init_log(log: str, mode: str = "auto") -> tuple[Manifest, bool]:
+def init_log(
+    log: str, mode: str = "auto", runtime: Runtime | None = None
+) -> tuple[Manifest, bool]:
     """:func:`initialise`, as (manifest, created)."""
-    got = initialise(log, mode)
+    got = initialise(log, mode, runtime)
     return got.manifest, got.created
 
 
-def initialise(log: str, mode: str = "auto") -> InitResult:
+def initialise(log: str, mode: str = "auto", runtime: Runtime | None = None) -> InitResult:
     """Create the manifest on every store it can reach (a majority is required).
     Idempotent for the same mode. Refuses (``ConfigError``) where log objects already
     exist without this log's manifest (a deleted manifest must not hide a log, nor a
     wiped store rejoin it), and never writes a manifest onto a store of a log that
     already holds objects: a store that lost its state rejoins only through ``members
     remove`` / ``members add``. The stores are read at once; one that does not answer
-    while a majority did is left out (reported in ``unreachable``), not waited for."""
-    stores = open_stores(log)
+    while a majority did is left out (reported in ``unreachable``), not waited for.
+    ``runtime``: the stores' (and the identity's RNG); default the production one."""
+    stores = open_stores(log, runtime)
     combined = _combined(stores)
     chosen = choose_mode(combined, None if mode == "auto" else mode)
     if chosen not in IMPLEMENTED_MODES:
@@ -297,7 +300,7 @@ def initialise(log: str, mode: str = "auto") -> InitResult:
                 )
             return InitResult(existing, False, why)
     else:
-        wanted = Manifest.new(chosen, urls)
+        wanted = Manifest.new(chosen, urls, stores[0].runtime)
     created, ok = False, len(found)
     for store in stores:
         if store.url not in there or there[store.url] is not None:
@@ -363,7 +366,7 @@ def _same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
         return False
 
 
-def open_log(log: str) -> tuple[list[Store], Manifest]:
+def open_log(log: str, runtime: Runtime | None = None) -> tuple[list[Store], Manifest]:
     """Open the stores of ``log`` and the manifest a majority of them hold.
 
     ``log`` must be exactly a configuration of the log (the list it was created on, or
@@ -371,8 +374,9 @@ def open_log(log: str) -> tuple[list[Store], Manifest]:
     would run another protocol (a single store takes the one-store path) on the same
     objects. Only stores holding the manifest with the log's identity count toward the
     majority; one without (wiped, re-created empty, another log's) is reported, never
-    counted. The stores come back in the order of the matching configuration."""
-    stores = open_stores(log)
+    counted. The stores come back in the order of the matching configuration, each on
+    ``runtime`` (default the production one)."""
+    stores = open_stores(log, runtime)
     found: dict[str, Manifest] = {}
     errors: dict[str, str] = {}
     missing: list[str] = []
@@ -475,16 +479,18 @@ class MemberStore(Store):
             sleep=inner._sleep,
             rng=inner._rng,
             deadline=inner.deadline,
+            runtime=inner.runtime,
         )
         # the wrapper may be made on a worker thread: keep the deadline the store was
         # opened under, not the (absent) one of the thread that wraps it
         self._opened_under = inner._opened_under
         self.inner = inner
         self.manifest = manifest
-        self._lock = threading.Lock()
+        # a runtime lock: a check is started (a runtime task) while it is held
+        self._lock = self.runtime.lock()
         self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
-        # daemon threads: a check hung on this store must not hold the process at exit
-        self._pool = DaemonPool()
+        # daemon tasks: a check hung on this store must not hold the process at exit
+        self._pool = DaemonPool(self.runtime)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -544,9 +550,9 @@ class MemberStore(Store):
         try:
             out = op()
         except StoreError:
-            fut.result()  # a failed check hides what the store said
+            wait_result(fut, self.runtime)  # a failed check hides what the store said
             raise
-        fut.result()
+        wait_result(fut, self.runtime)
         return out
 
     def get(self, key: str) -> tuple[bytes, Version] | None:

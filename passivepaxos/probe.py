@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +69,9 @@ def _cleanup(store: Store, keys: tuple[str, ...]) -> None:
     store over the same backend opened there."""
 
     def run() -> None:
-        fresh = Store(store.backend, retry=store.retry, deadline=Deadline(CLEANUP_SECONDS))
+        rt = store.runtime
+        budget = Deadline(CLEANUP_SECONDS, clock=rt.monotonic)
+        fresh = Store(store.backend, retry=store.retry, deadline=budget, runtime=rt)
         for key in keys:
             with contextlib.suppress(StoreError):
                 fresh.delete(key)
@@ -79,7 +80,7 @@ def _cleanup(store: Store, keys: tuple[str, ...]) -> None:
 
 
 def probe(store: Store) -> ProbeResult:
-    base = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    base = f"{PROBE_PREFIX}{store.runtime.token_hex(16)}"
     create_key, cas_key, del_key = f"{base}/create", f"{base}/cas", f"{base}/delete"
     detail: dict[str, str] = {}
     try:

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import functools
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from passivepaxos import frame
 from passivepaxos.capabilities import Capabilities
@@ -44,6 +43,7 @@ from passivepaxos.errors import (
     ThrottledError,
     TransientError,
 )
+from passivepaxos.retry import Backoff
 from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.types import Backend, ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL, open_backend
@@ -55,6 +55,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """How a ``Store`` retries. The pauses are a full-jitter :class:`~passivepaxos.retry.Backoff`
+    from ``base_delay`` doubling up to ``max_delay``: 50 ms is about one object-store round
+    trip, and 2 s is long enough to ride out a throttling burst without outlasting a lease
+    (full jitter: many clients retrying the same bucket must not retry in step)."""
+
     attempts: int = 6
     base_delay: float = 0.05
     max_delay: float = 2.0
@@ -73,16 +78,18 @@ class StoredObject:
 
 @dataclass
 class _Window:
-    """The time one Store call has: until ``until`` (monotonic), because of ``what``."""
+    """The time one Store call has: until ``until`` (of ``clock``, the store's runtime's
+    monotonic clock), because of ``what``."""
 
     until: float
     what: str
+    clock: Callable[[], float]
     scopes: list[Deadline] = field(default_factory=list)
     pending: int = 0  # writes of this call sent and not answered
     landed: bool = False  # a write of this call took effect
 
     def left(self) -> float:
-        return self.until - time.monotonic()
+        return self.until - self.clock()
 
     def note_write(self) -> None:
         self.pending += 1
@@ -107,9 +114,11 @@ class _Window:
 
 
 class Store:
-    """A backend plus the rules above. ``sleep`` and ``rng`` are injectable so that the
-    deterministic simulator can run the same code on a virtual clock. ``deadline`` bounds
-    every call (see ``passivepaxos.deadline`` for the deadlines honoured without it)."""
+    """A backend plus the rules above. ``runtime`` supplies the clock, the backoff sleeps,
+    the jitter and the write ids (the simulator passes a virtual one; default: the
+    production runtime); ``sleep`` and ``rng`` override just those two (tests that must not
+    wait). ``deadline`` bounds every call (see ``passivepaxos.deadline`` for the deadlines
+    honoured without it)."""
 
     def __init__(
         self,
@@ -126,6 +135,7 @@ class Store:
         self.runtime: Runtime = runtime or REAL
         self._sleep = sleep or self.runtime.sleep
         self._rng = rng or self.runtime.rng
+        self._pauses = Backoff(self.retry.base_delay, self.retry.max_delay)  # RetryPolicy doc
         self.deadline = deadline
         # the deadline block this store was opened in: honoured from any thread while it lasts
         self._opened_under = current()
@@ -146,11 +156,12 @@ class Store:
         for d in (self.deadline, self._opened_under, current()):
             if d is not None and not d.closed and all(d is not s for s in scopes):
                 scopes.append(d)
-        now = time.monotonic()
+        now = self.runtime.monotonic()
         ends: list[tuple[float, str]] = []
         for d in scopes:
-            if d.at is not None:
-                ends.append((d.at, d.describe()))
+            left = d.left()  # in the deadline's clock: only the time left crosses over
+            if left is not None:
+                ends.append((now + left, d.describe()))
             if d.per_request is not None:
                 ends.append((now + d.per_request, d.describe()))
         if self.retry.timeout is not None:
@@ -158,7 +169,7 @@ class Store:
         if not ends:
             return None
         until, what = min(ends)
-        return _Window(until, what, scopes)
+        return _Window(until, what, self.runtime.monotonic, scopes)
 
     def _expired(self, w: _Window, key: str | None) -> DeadlineExceededError:
         if w.in_doubt():
@@ -221,8 +232,9 @@ class Store:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, attempt: int, exc: Exception) -> float:
-        exp = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
-        delay = self._rng.uniform(0, exp)  # full jitter
+        """The pause after failed attempt ``attempt`` (1-based) of one call: the policy's
+        backoff, but never shorter than a throttling answer's Retry-After."""
+        delay = self._pauses.delay(attempt - 1, self._rng)
         if isinstance(exc, ThrottledError) and exc.retry_after:
             delay = max(delay, exc.retry_after)
         return delay
@@ -280,7 +292,7 @@ class Store:
         write_id: bytes | None = None,
     ) -> Version:
         """Write ``data`` framed with a write id; return the new version, established."""
-        wid = write_id or frame.new_write_id()
+        wid = write_id or self.runtime.token_bytes(16)
         raw = frame.pack(data, wid)
         w = self._window()
         if mode.kind is PutKind.OVERWRITE:
@@ -449,5 +461,7 @@ class Store:
         self.backend.close()
 
 
-def open_store(url: str | StoreURL, **kwargs: object) -> Store:
-    return Store(open_backend(url), **kwargs)  # type: ignore[arg-type]
+def open_store(url: str | StoreURL, *, runtime: Runtime | None = None, **kwargs: Any) -> Store:
+    """The store at ``url`` (``runtime``: its clock, sleeps, RNG and ids; default the
+    production runtime). Other keyword arguments go to :class:`Store`."""
+    return Store(open_backend(url), runtime=runtime, **kwargs)

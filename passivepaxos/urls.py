@@ -1,9 +1,12 @@
 """Storage URLs and the scheme -> backend registry.
 
-Backends ship in the same wheel as ``passivepaxos_backends`` (the repository's top-level
-``backends/`` folder, renamed at build time so it never installs as a clashing top-level
-``backends``). Each backend module exposes ``open_backend(url: StoreURL) -> Backend``; it is
-imported lazily so that a missing optional SDK only matters to users of that scheme.
+Backends are imported as ``passivepaxos_backends.<name>``: a wheel ships the repository's
+top-level ``backends/`` folder under that name (renamed at build time, so it never installs
+as a clashing top-level ``backends``); in a source checkout or an editable install the
+``passivepaxos_backends`` shim beside ``passivepaxos/`` points at ``backends/``
+(docs/architecture.md, "Packaging"). Each backend module exposes
+``open_backend(url: StoreURL) -> Backend``; it is imported lazily so that a missing optional
+SDK only matters to users of that scheme.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import importlib.util
 import os
 import posixpath
 import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -33,7 +34,6 @@ __all__ = [
     "parse_url",
     "parse_urls",
     "split_urls",
-    "use_source_backends",
 ]
 
 # scheme -> (backend module, pip extra that provides its SDK)
@@ -229,32 +229,10 @@ def parse_url(raw: str) -> StoreURL:
 
 
 def backend_module(name: str) -> ModuleType:
-    """Import backend ``name`` from the same tree as this package: ``backends/`` beside it in
-    a source checkout, else the installed ``passivepaxos_backends``."""
-    if not use_source_backends() and importlib.util.find_spec("passivepaxos_backends") is None:
+    """Import backend ``name`` (``passivepaxos_backends.<name>``)."""
+    if importlib.util.find_spec("passivepaxos_backends") is None:
         raise ConfigError(f"backend module {name!r} is not installed")
     return importlib.import_module(f"passivepaxos_backends.{name}")
-
-
-def use_source_backends() -> bool:
-    """In a source checkout, make ``backends/`` importable as ``passivepaxos_backends``
-    (an installed copy, if any, is shadowed: tests must run the code they sit beside)."""
-    src = Path(__file__).resolve().parent.parent / "backends"
-    if not (src / "__init__.py").is_file():
-        return False
-    loaded = sys.modules.get("passivepaxos_backends")
-    if loaded is not None and Path(loaded.__file__ or "").parent == src:
-        return True
-    for mod in [m for m in sys.modules if m.startswith("passivepaxos_backends.")]:
-        del sys.modules[mod]
-    spec = importlib.util.spec_from_file_location(
-        "passivepaxos_backends", src / "__init__.py", submodule_search_locations=[str(src)]
-    )
-    assert spec is not None and spec.loader is not None
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["passivepaxos_backends"] = pkg
-    spec.loader.exec_module(pkg)
-    return True
 
 
 def open_backend(url: str | StoreURL) -> Backend:

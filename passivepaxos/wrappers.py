@@ -3,7 +3,11 @@
 They sit *below* :class:`passivepaxos.store.Store`, at the request level, so that counts
 include read-backs and retries and faults hit exactly where a real network would: before
 the request reaches the service, or after it took effect but before the answer arrives.
-All randomness comes from a seeded ``random.Random``; time from an injectable ``sleep``.
+All randomness comes from a seeded ``random.Random`` (an explicit ``seed``, so a fault
+plan replays); time from a runtime's ``sleep`` (``passivepaxos.runtime``) or an injected
+one. Their locks guard bookkeeping only: no request to the wrapped backend is made while
+one is held (a hung request must not stall every other caller of the wrapper, and the
+simulator may switch processes inside one).
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from passivepaxos.capabilities import Capabilities
 from passivepaxos.errors import ThrottledError, TransientError
+from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.types import Backend, ObjectMeta, PutMode, Version
 
 __all__ = ["CountingBackend", "FaultPlan", "FaultyBackend", "LatencyBackend"]
@@ -89,7 +93,8 @@ class CountingBackend(_Wrapper):
 
 
 class LatencyBackend(_Wrapper):
-    """Adds one round trip (``rtt`` seconds, +/- ``jitter`` fraction) to every request."""
+    """Adds one round trip (``rtt`` seconds, +/- ``jitter`` fraction, drawn from ``seed``)
+    to every request, slept with ``sleep``, else ``runtime``'s (default the production one)."""
 
     def __init__(
         self,
@@ -98,14 +103,15 @@ class LatencyBackend(_Wrapper):
         *,
         jitter: float = 0.0,
         seed: int = 0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         super().__init__(inner)
         self.rtt = rtt
         self.jitter = jitter
         self._rng = random.Random(seed)
-        self._sleep = sleep
-        self._lock = threading.Lock()
+        self._sleep = sleep or (runtime or REAL).sleep
+        self._lock = threading.Lock()  # the draw only; the sleep is outside it
 
     def _delay(self) -> None:
         with self._lock:
@@ -165,7 +171,9 @@ class FaultLog:
 
 class FaultyBackend(_Wrapper):
     """Injects faults from a seeded plan; ``log`` counts what it did. Deterministic for a
-    given seed and request sequence (one thread, as in the simulator)."""
+    given seed and request sequence (one thread, as in the simulator). Late writes that
+    fall due are landed by the request that makes them due, before its own request and
+    outside the lock."""
 
     def __init__(self, inner: Backend, plan: FaultPlan, *, seed: int = 0) -> None:
         super().__init__(inner)
@@ -173,7 +181,7 @@ class FaultyBackend(_Wrapper):
         self.log = FaultLog()
         self._rng = random.Random(seed)
         self._n = 0
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # bookkeeping only: never held across a request
         self._script: list[str | None] = []
         self.enabled = True
 
@@ -183,12 +191,17 @@ class FaultyBackend(_Wrapper):
         with self._lock:
             self._script.extend(faults)
 
-    def _land_due(self) -> None:
+    def _take_due(self) -> list[_Late]:
+        """The late writes due by now, removed from the pending list (call under the lock)."""
         pending = self.log.late_pending
         due = [w for w in pending if w.due <= self._n]
         self.log.late_pending = [w for w in pending if w.due > self._n]
+        self.log.landed += len(due)
+        return due
+
+    def _land(self, due: list[_Late]) -> None:
+        """Send late writes to the wrapped backend (without the lock held)."""
         for w in due:
-            self.log.landed += 1
             # a late write whose condition no longer holds has no effect, as on a real service
             with contextlib.suppress(Exception):
                 self.inner.put(w.key, w.data, w.mode)
@@ -197,28 +210,35 @@ class FaultyBackend(_Wrapper):
         """Land every pending late write now (end of a simulation run)."""
         with self._lock:
             self._n = 1 << 62
-            self._land_due()
+            due = self._take_due()
+        self._land(due)
 
     def _roll(self, is_write: bool) -> str | None:
         with self._lock:
             self._n += 1
-            self._land_due()
-            if self._script:
-                return self._script.pop(0)
-            if not self.enabled or (self.plan.writes_only and not is_write):
-                return None
-            r = self._rng.random()
-            p = self.plan
-            for name, prob in (
-                ("throttle", p.throttle),
-                ("before", p.before),
-                ("after", p.after),
-                ("late", p.late if is_write else 0.0),
-            ):
-                if r < prob:
-                    return name
-                r -= prob
+            due = self._take_due()
+            fault = self._pick(is_write)
+        self._land(due)
+        return fault
+
+    def _pick(self, is_write: bool) -> str | None:
+        """This request's fault: the script's next, else the plan's (call under the lock)."""
+        if self._script:
+            return self._script.pop(0)
+        if not self.enabled or (self.plan.writes_only and not is_write):
             return None
+        r = self._rng.random()
+        p = self.plan
+        for name, prob in (
+            ("throttle", p.throttle),
+            ("before", p.before),
+            ("after", p.after),
+            ("late", p.late if is_write else 0.0),
+        ):
+            if r < prob:
+                return name
+            r -= prob
+        return None
 
     def _fail_before(self, fault: str, key: str | None) -> None:
         if fault == "throttle":

@@ -15,10 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from passivepaxos.urls import use_source_backends  # noqa: E402
-
-use_source_backends()
-
 from passivepaxos.cli import main  # noqa: E402
 
 if __name__ == "__main__":

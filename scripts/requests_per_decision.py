@@ -27,10 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from passivepaxos.urls import use_source_backends  # noqa: E402
-
-use_source_backends()
-
 from passivepaxos.consensus import driver  # noqa: E402
 from passivepaxos.store import Store  # noqa: E402
 from passivepaxos.urls import open_backend  # noqa: E402

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# this checkout first: its passivepaxos and, through the passivepaxos_backends shim beside
+# it, the backends/ beside these tests (never a stale installed copy)
 sys.path.insert(0, str(ROOT))
 
 from passivepaxos.bench import environ  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
-from passivepaxos.urls import backend_module, open_backend, use_source_backends  # noqa: E402
-
-use_source_backends()  # test the backends/ beside these tests, never a stale installed copy
+from passivepaxos.urls import backend_module, open_backend  # noqa: E402
 from passivepaxos.wrappers import FaultPlan, FaultyBackend  # noqa: E402
 
 # Fast retries in tests: behaviour is what is checked, not patience.

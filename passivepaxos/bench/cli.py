@@ -95,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from passivepaxos.bench import report, runner
-    from passivepaxos.cli import _print_json, _table
+    from passivepaxos.terminal import print_json, table
 
     cfg = _config(args)
     if args.docs:
@@ -124,13 +124,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.docs:
         write_docs(run, Path(args.docs))
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     for title, _, head, rows in report.summary_tables(run):
         if rows:
-            _table(title, head, rows)
+            table(title, head, rows)
     head, rows = report.result_rows(run)
-    _table("every case", head, rows)
+    table("every case", head, rows)
     for s in run.skipped:
         print(f"skipped: {s['case']}: {s['reason']}", file=sys.stderr)
     return 0

@@ -34,6 +34,10 @@ from typing import Any
 from passivepaxos.bench import environ
 
 __all__ = [
+    "DELTA",
+    "DELTA_FRESH",
+    "SLATE_GET",
+    "SLATE_PUT",
     "PeerRun",
     "available",
     "delta_append",
@@ -47,6 +51,12 @@ REGION = "us-east-1"
 ACCESS_KEY = "testing"  # moto's credentials: the only ones these runners are pointed at
 SECRET_KEY = "testing"
 WHERE_S3 = "s3 (moto_server)"
+
+# the peers' case names (report.PAIRS pairs each with ours; the runner names its steps so)
+DELTA = "append, 1 row/commit"
+DELTA_FRESH = "append, 1 row/commit, fresh process"
+SLATE_PUT = "put + durable"
+SLATE_GET = "get"
 
 Hook = Callable[[], None] | None
 

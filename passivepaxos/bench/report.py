@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from passivepaxos.bench.runner import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
+from passivepaxos.bench.peers import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
 from passivepaxos.bench.workloads import Result, contended_case, pct
 from passivepaxos.capabilities import capabilities_for
 

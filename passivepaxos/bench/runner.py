@@ -15,17 +15,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from passivepaxos.bench import workloads as w
+from passivepaxos.bench.peers import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
 from passivepaxos.bench.workloads import Result, Target
 from passivepaxos.errors import ConfigError
 
 __all__ = ["BenchConfig", "S3Env", "require", "run"]
 
 STORES = ("memory", "file", "s3")
-# the peers' case names (report.PAIRS pairs each with ours)
-DELTA = "append, 1 row/commit"
-DELTA_FRESH = "append, 1 row/commit, fresh process"
-SLATE_PUT = "put + durable"
-SLATE_GET = "get"
 
 
 @dataclass

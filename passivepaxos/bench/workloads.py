@@ -27,7 +27,7 @@ from passivepaxos.bench import environ
 from passivepaxos.log import Log
 from passivepaxos.manifest import init_log
 from passivepaxos.store import Store
-from passivepaxos.urls import open_backend, use_source_backends
+from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, LatencyBackend
 
 __all__ = ["Result", "Target", "TargetSpec"]
@@ -402,7 +402,6 @@ def failover(t: Target, ttl: float) -> Result:
 
 def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, q: Any) -> None:
     """One contending appender process: appends one entry per call for ``seconds``."""
-    use_source_backends()
     os.environ.update(dict(spec.env))
     counter: CountingBackend | None = None
     if spec.kind == "s3":

@@ -214,11 +214,13 @@ from passivepaxos.errors import (
     StoreError,
     StragglerError,
 )
+from passivepaxos.retry import Backoff
 from passivepaxos.types import PutMode, Version
 
 __all__ = [
     "DECIDED",
     "MUTATIONS",
+    "ROUND_BACKOFF",
     "UNDECIDED",
     "UNKNOWN",
     "ZERO",
@@ -301,15 +303,10 @@ Proc = Generator[Batch, list[object], R]
 Sub = Generator[Op, object, R]
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Randomized exponential backoff between rounds (full jitter)."""
-
-    base: float = 0.02
-    cap: float = 1.0
-
-    def delay(self, rng: random.Random, attempt: int) -> float:
-        return rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 30)))
+ROUND_BACKOFF = Backoff(base=0.02, cap=1.0)
+"""The pause between a contended proposer's rounds: full jitter (two duelling proposers
+must fall out of step, so the floor is 0) from 20 ms (well under one store round trip, so
+an uncontended retry is not slowed) doubling to 1 s (a duel rarely lasts longer)."""
 
 
 def _mut(name: str) -> bool:
@@ -870,7 +867,7 @@ def _passive(
     n = len(stores)
     majority = n // 2 + 1
     lists = _make_lists(mode, instance, n, proposer_id, rng)
-    backoff = backoff or Backoff()
+    backoff = backoff or ROUND_BACKOFF
     sent_own = False  # an ACCEPT carrying our own value was sent: failure is "unknown"
 
     if fast and n == 1 and value is not None:
@@ -954,7 +951,7 @@ def _passive(
                 if oks >= need:
                     return value
         attempt += 1
-        yield [Sleep(backoff.delay(rng, attempt))]
+        yield [Sleep(backoff.delay(attempt, rng))]
 
 
 DECIDED, UNDECIDED, UNKNOWN = "decided", "undecided", "unknown"
@@ -1111,7 +1108,7 @@ def _disk(
     n = len(stores)
     majority = n // 2 + 1
     owner = f"{proposer_id}.{rng.getrandbits(48):012x}"
-    backoff = backoff or Backoff()
+    backoff = backoff or ROUND_BACKOFF
     seq = 0
     dblock = Block()
     seen = ZERO
@@ -1179,4 +1176,4 @@ def _disk(
                 yield from _write_marker(instance, n, dblock.inp, dblock.bal)
                 return dblock.inp
         attempt += 1
-        yield [Sleep(backoff.delay(rng, attempt))]
+        yield [Sleep(backoff.delay(attempt, rng))]

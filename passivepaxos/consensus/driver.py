@@ -1,70 +1,104 @@
 """Run the pure protocol generators of ``core`` against real stores.
 
-Each yielded batch runs in parallel on a thread pool; a ``StoreError`` becomes that
+Each yielded batch runs in parallel (tasks of the stores' runtime); a ``StoreError`` becomes that
 operation's result (the core decides what a failure means), anything else is a bug and
 propagates. A batch completes when all its operations have answered or, after a grace
 period, when a majority of its stores have: a slow store does not hold up a decision.
+Time, sleeps, randomness and tasks come from the stores' runtime (``passivepaxos.runtime``:
+the simulator runs this same code on a virtual one), or from one passed as ``runtime=``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import random
-import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
 from passivepaxos.errors import QuorumError, StoreError, StragglerError, UnsupportedError
+from passivepaxos.retry import Backoff
+from passivepaxos.runtime import FIRST_COMPLETED, REAL, Runtime
 from passivepaxos.store import Store
 from passivepaxos.types import require_bytes
 
 __all__ = [
     "DaemonPool",
     "begin_batch",
-    "each_store", "execute", "learn",
+    "each_store",
+    "execute",
+    "learn",
     "propose",
     "run",
+    "runtime_of",
     "settle",
+    "wait_result",
 ]
 
 STRAGGLER_GRACE = 0.25  # seconds a batch waits for its stragglers once a majority answered
 T = TypeVar("T")
 
 
+def runtime_of(stores: Sequence[object]) -> Runtime:
+    """The runtime a store set runs under: its first store's (the stores of one process
+    share one), the production runtime for none or for store-likes without one."""
+    for s in stores:
+        rt: Runtime | None = getattr(s, "runtime", None)
+        if rt is not None:
+            return rt
+    return REAL
+
+
 class DaemonPool:
-    """``submit`` runs each call on a fresh daemon thread (with the caller's context, so
-    an ambient deadline applies). A store that never answers then holds neither the
-    caller (see :func:`settle`) nor the interpreter at exit, as the non-daemon workers of a
-    ``ThreadPoolExecutor`` would (they are joined at exit)."""
+    """``submit`` runs each call as a fresh task of ``runtime`` (``runtime.spawn``: a daemon
+    thread in production, in the caller's context, so an ambient deadline applies). A store
+    that never answers then holds neither the caller (see :func:`settle`) nor the
+    interpreter at exit, as the non-daemon workers of a ``ThreadPoolExecutor`` would (they
+    are joined at exit). Wait for its futures with ``runtime.wait`` (:func:`settle`,
+    :func:`wait_result`), never by blocking on an unfinished one directly."""
+
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self.runtime: Runtime = runtime or REAL
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         fut: Future[T] = Future()
-        ctx = contextvars.copy_context()
 
         def body() -> None:
             if not fut.set_running_or_notify_cancel():
                 return
             try:
-                fut.set_result(ctx.run(fn, *args))
+                fut.set_result(fn(*args))
             except BaseException as exc:  # handed to the waiter, like an executor does
                 fut.set_exception(exc)
 
-        threading.Thread(target=body, name="ppx-quorum", daemon=True).start()
+        self.runtime.spawn(body, name="ppx-quorum")
         return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Nothing to stop: an unfinished call is a straggler nobody waits for."""
 
 
-def settle(futs: Sequence[Future[Any]], groups: Sequence[int], grace: float) -> None:
+def wait_result(fut: Future[T], runtime: Runtime) -> T:
+    """``fut.result()``, waited for through ``runtime`` (whose waits the simulator
+    schedules; blocking on the future itself would stall a simulated process)."""
+    runtime.wait([fut])
+    return fut.result()
+
+
+def settle(
+    futs: Sequence[Future[Any]],
+    groups: Sequence[int],
+    grace: float,
+    *,
+    runtime: Runtime | None = None,
+) -> None:
     """Wait until every future is done or, once every future of a majority of the
     ``groups`` (one group per store) is done, for ``max(grace, 2 x the time that took)``
-    more: a store that is slow or hung then costs at most that grace."""
-    start = time.monotonic()
+    more: a store that is slow or hung then costs at most that grace. Clock and waits are
+    ``runtime``'s (default: the production runtime)."""
+    rt = runtime or REAL
+    start = rt.monotonic()
     by_group: dict[int, list[Future[Any]]] = {}
     for g, fut in zip(groups, futs, strict=True):
         by_group.setdefault(g, []).append(fut)
@@ -72,32 +106,38 @@ def settle(futs: Sequence[Future[Any]], groups: Sequence[int], grace: float) -> 
     pending = set(futs)
     until: float | None = None
     while pending:
-        timeout = None if until is None else max(0.0, until - time.monotonic())
-        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        timeout = None if until is None else max(0.0, until - rt.monotonic())
+        done, pending = rt.wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         if not done:
             break  # the grace period is over
         if until is None:
             answered = sum(all(f.done() for f in fs) for fs in by_group.values())
             if answered >= need:
-                took = time.monotonic() - start
-                until = time.monotonic() + max(grace, 2 * took)
+                now = rt.monotonic()
+                until = now + max(grace, 2 * (now - start))
 
 
 def each_store(
-    stores: Sequence[Store], fn: Callable[[Store], T], *, grace: float = STRAGGLER_GRACE
+    stores: Sequence[Store],
+    fn: Callable[[Store], T],
+    *,
+    grace: float = STRAGGLER_GRACE,
+    runtime: Runtime | None = None,
 ) -> list[T | StoreError]:
     """``fn(store)`` on every store at once; each store's result or ``StoreError`` (a
     store with no answer once a majority answered and the grace passed gets a
     ``StragglerError``). Any other exception propagates. The quorum reads that must
-    not wait for a hung minority (manifests, membership markers, hints) use this."""
+    not wait for a hung minority (manifests, membership markers, hints) use this. Tasks,
+    clock and waits: ``runtime``, default the stores' (:func:`runtime_of`)."""
     if len(stores) == 1:
         try:
             return [fn(stores[0])]
         except StoreError as exc:
             return [exc]
-    pool = DaemonPool()
+    rt = runtime or runtime_of(stores)
+    pool = DaemonPool(rt)
     futs = [pool.submit(fn, s) for s in stores]
-    settle(futs, range(len(stores)), grace)
+    settle(futs, range(len(stores)), grace, runtime=rt)
     out: list[T | StoreError] = []
     for store, fut in zip(stores, futs, strict=True):
         if not fut.done():
@@ -113,8 +153,11 @@ def each_store(
     return out
 
 
-def execute(stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None]) -> object:
-    """One operation; a ``StoreError`` is returned, not raised."""
+def execute(
+    stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None] | None = None
+) -> object:
+    """One operation; a ``StoreError`` is returned, not raised. A ``Sleep`` sleeps with
+    ``sleep``, default the stores' runtime's."""
     try:
         if isinstance(op, core.Get):
             return stores[op.store].get(op.key)
@@ -122,7 +165,7 @@ def execute(stores: Sequence[Store], op: core.Op, sleep: Callable[[float], None]
             return stores[op.store].put(op.key, op.data, op.mode)
         if isinstance(op, core.List):
             return [m.key for m in stores[op.store].list(op.prefix, op.start_after)]
-        sleep(op.seconds)
+        (sleep or runtime_of(stores).sleep)(op.seconds)
         return None
     except StoreError as exc:
         return exc
@@ -147,8 +190,9 @@ def run(
     gen: core.Proc[core.R],
     stores: Sequence[Store],
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     straggler_grace: float = STRAGGLER_GRACE,
+    runtime: Runtime | None = None,
 ) -> core.R:
     """Drive ``gen`` to completion and return its result.
 
@@ -156,16 +200,20 @@ def run(
     touches have answered and the rest have had ``max(straggler_grace, 2 x the time the
     majority took)`` more: a slow store then gets a ``TransientError`` result, which the
     core counts as a lost message (its request may still land later, which the protocols
-    already tolerate), so one slow store does not slow every round."""
-    pool = DaemonPool()  # a hung store's request must not hold the process at exit
+    already tolerate), so one slow store does not slow every round. ``runtime`` (default
+    the stores', :func:`runtime_of`) runs the batches and, unless ``sleep`` is given, the
+    core's ``Sleep``s."""
+    rt = runtime or runtime_of(stores)
+    pause = sleep or rt.sleep
+    pool = DaemonPool(rt)  # a hung store's request must not hold the process at exit
     try:
         batch = next(gen)
         while True:
             begin_batch(stores, batch)
             if len(batch) == 1:
-                results = [execute(stores, batch[0], sleep)]
+                results = [execute(stores, batch[0], pause)]
             else:
-                results = _run_batch(pool, stores, batch, sleep, straggler_grace)
+                results = _run_batch(pool, stores, batch, pause, straggler_grace)
             batch = gen.send(results)
     except StopIteration as stop:
         result: core.R = stop.value
@@ -182,7 +230,7 @@ def _run_batch(
     grace: float,
 ) -> list[object]:
     futs = [pool.submit(execute, stores, op, sleep) for op in batch]
-    settle(futs, [getattr(op, "store", -1) for op in batch], grace)
+    settle(futs, [getattr(op, "store", -1) for op in batch], grace, runtime=pool.runtime)
     results: list[object] = []
     for op, fut in zip(batch, futs, strict=True):
         if fut.done():
@@ -223,8 +271,9 @@ def propose(
     mode: ListMode | str = ListMode.CREATE,
     *,
     rng: random.Random | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    backoff: core.Backoff | None = None,
+    sleep: Callable[[float], None] | None = None,
+    backoff: Backoff | None = None,
+    runtime: Runtime | None = None,
 ) -> bytes:
     """Propose ``value`` for ``instance``; return the decided value (maybe another's).
 
@@ -232,11 +281,16 @@ def propose(
     ``value`` was sent for acceptance (it is then not decided), ``OutcomeUnknownError``
     (an ``AmbiguousWriteError``) when that happens after: it may be decided; and
     ``TypeError`` (nothing written) when ``value`` is not bytes-like. Pass the stores of
-    a manifest-opened quorum through ``manifest.member_stores`` (identity checks)."""
+    a manifest-opened quorum through ``manifest.member_stores`` (identity checks).
+
+    ``runtime`` (default the stores', :func:`runtime_of`) supplies the tasks, clock, sleeps
+    and the proposer's RNG unless ``rng``/``sleep`` are given; ``backoff`` the pause
+    between contended rounds (default ``core.ROUND_BACKOFF``)."""
     value = require_bytes(value, "value")
     m = _mode(stores, mode)
     names = [s.url for s in stores]
-    rng = rng or random.Random()
+    rt = runtime or runtime_of(stores)
+    rng = rng or rt.rng
     gen: core.Proc[bytes]
     if m is not ListMode.BLOCKS:
         gen = core.passive_proposer(
@@ -244,7 +298,7 @@ def propose(
         )
     else:
         gen = core.disk_proposer(names, instance, value, proposer_id, rng, backoff=backoff)
-    return run(gen, stores, sleep=sleep)
+    return run(gen, stores, sleep=sleep, runtime=rt)
 
 
 def learn(
@@ -255,7 +309,8 @@ def learn(
     finish: bool = False,
     proposer_id: str = "learner",
     rng: random.Random | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> bytes | None:
     """The decided value of ``instance``, or ``None`` when it is provably undecided (a
     majority of the stores answered in full and none holds a marker or an accepted value).
@@ -268,10 +323,12 @@ def learn(
 
     Stores of a log opened from its manifest must be passed through
     ``manifest.member_stores`` (as ``propose`` callers do): a finisher counting a store
-    that lost its state (wiped) can decide a second value."""
+    that lost its state (wiped) can decide a second value. ``runtime``: as for
+    :func:`propose`."""
     m = _mode(stores, mode)
     names = [s.url for s in stores]
-    got = run(core.learner(names, instance, m.value), stores, sleep=sleep)
+    rt = runtime or runtime_of(stores)
+    got = run(core.learner(names, instance, m.value), stores, sleep=sleep, runtime=rt)
     if got.state == core.DECIDED:
         return got.value
     if got.state == core.UNDECIDED:
@@ -282,5 +339,5 @@ def learn(
             f"{len(stores)} stores shows it chosen or holds nothing for it; learn with "
             "finish=True to complete the instance"
         )
-    gen = core.finisher(names, instance, m.value, proposer_id, rng or random.Random())
-    return run(gen, stores, sleep=sleep)
+    gen = core.finisher(names, instance, m.value, proposer_id, rng or rt.rng)
+    return run(gen, stores, sleep=sleep, runtime=rt)

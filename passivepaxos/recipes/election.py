@@ -2,7 +2,8 @@
 
 The leader of ``name`` is the holder of the lock ``name``; its term is the lock's fencing
 token, which strictly increases from leader to leader. ``campaign`` acquires the lock
-(waiting while another leader is alive) and keeps it refreshed in a background thread;
+(waiting while another leader is alive) and keeps it refreshed in a background task (of the
+log's runtime, ``passivepaxos.runtime``: a thread in production);
 ``resign`` releases it. ``is_leader`` is the *local* belief, valid only within 0.75 x ttl of
 our own clock after the last successful refresh (see the lock module for the clock-drift
 argument and its clock assumptions); a leader that acts on shared resources must pass its
@@ -18,12 +19,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 from passivepaxos.errors import ConfigError, PassivePaxosError
 from passivepaxos.log import Log
 from passivepaxos.recipes.lock import LockLostError, Locks, LockStatus
+from passivepaxos.runtime import EventLike, Task
 
 __all__ = ["Election"]
+
+# the Election whose keepalive task runs in this context (set by the task itself: a task
+# runs in a copy of its starter's context, so this marks that task only)
+_keepalive_of: ContextVar[Election | None] = ContextVar("ppx_election_keepalive", default=None)
 
 
 class Election:
@@ -33,9 +40,10 @@ class Election:
         self.locks = Locks(log, owner=candidate)
         self.candidate = self.locks.owner
         self.term: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.lost = threading.Event()  # set when a refresh found the lock taken over
+        self.runtime = self.locks.runtime
+        self._stop = self.runtime.event()
+        self._thread: Task | None = None  # the keepalive (a thread in production)
+        self.lost = self.runtime.event()  # set when a refresh found the lock taken over
 
     def campaign(self, timeout: float = float("inf")) -> int:
         """Become the leader (waiting up to ``timeout`` seconds); return the term (token).
@@ -43,12 +51,12 @@ class Election:
         self.term = self.locks.acquire(self.name, self.ttl, wait=timeout)
         self._stop_keepalive()  # campaigning again: one keepalive thread, never two
         self.lost.clear()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._keepalive, args=(self._stop,), daemon=True)
-        self._thread.start()
+        self._stop = self.runtime.event()
+        self._thread = self.runtime.spawn(self._keepalive, self._stop, name="ppx-election")
         return self.term
 
-    def _keepalive(self, stop: threading.Event) -> None:
+    def _keepalive(self, stop: EventLike) -> None:
+        _keepalive_of.set(self)
         while not stop.wait(self.ttl / 3):
             try:
                 self.locks.refresh(self.name)
@@ -63,7 +71,7 @@ class Election:
     def _stop_keepalive(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            if self._thread is not threading.current_thread():
+            if _keepalive_of.get() is not self:  # the keepalive never waits for itself
                 self._thread.join()
             self._thread = None
 

@@ -43,10 +43,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import ConfigError
+from passivepaxos.errors import ConfigError, ResultCompactedError
 from passivepaxos.log import Entry, Log, Position
-from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
-from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
+from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.snapshot import SnapshotInfo
 from passivepaxos.types import require_bytes
 
@@ -171,7 +171,7 @@ class KV:
         self.retries = retries
         self.retry_delay = retry_delay
         self._state = KVState()
-        self._mu = threading.Lock()
+        self._mu = threading.Lock()  # bookkeeping only (no runtime or store call under it)
         self._waiting: dict[str, tuple[bool, bytes | None] | None] = {}
         self.last_read = ""  # "lease", "log" or "local": how the last read was served
         self.sm = StateMachine(log, self._apply, restore=self._restore)
@@ -204,7 +204,7 @@ class KV:
             raise ConfigError("a key must be a non-empty string")
         if value is not None:
             value = require_bytes(value, "the value")
-        cmd = Command(op, key, value, expected, new_id())
+        cmd = Command(op, key, value, expected, new_id(runtime_of(self.log)))
         data = encode_command(self.ns, cmd)
         with self._mu:
             self._waiting[cmd.rid] = None

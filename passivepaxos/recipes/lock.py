@@ -73,22 +73,25 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from passivepaxos.errors import (
-    AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
+    LockHeldError,
+    LockLostError,
     PassivePaxosError,
+    ResultCompactedError,
+    StaleTokenError,
 )
-from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_seconds, format_wall
+from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
 from passivepaxos.log import Entry, Log, Position
-from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
-from passivepaxos.recipes.rsm import ResultCompactedError, StateMachine, new_id
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
+from passivepaxos.recipes.rsm import StateMachine, new_id
+from passivepaxos.retry import Backoff
+from passivepaxos.runtime import EventLike
 from passivepaxos.types import require_bytes, require_name
 
 __all__ = [
@@ -103,39 +106,6 @@ __all__ = [
 ]
 
 OPS = ("acquire", "refresh", "release")
-
-
-class LockHeldError(PassivePaxosError):
-    """The lock is held by someone else (and could not be taken over in time)."""
-
-    def __init__(self, name: str, holder: str, token: int, remaining: float) -> None:
-        super().__init__(
-            f"lock {name!r} is held by {holder} (token {token}); it can be taken over only "
-            f"after it stays unrefreshed for {format_seconds(remaining)} more of our own clock"
-        )
-        self.name, self.holder, self.token, self.remaining = name, holder, token, remaining
-
-
-class LockLostError(PassivePaxosError):
-    """Our refresh/release was refused: the lock was taken over (or released) meanwhile."""
-
-    def __init__(self, name: str, token: int, now: LockRecord) -> None:
-        who = "nobody" if now.holder is None else f"{now.holder} (token {now.token})"
-        super().__init__(f"lock {name!r} with token {token} was lost: now held by {who}")
-        self.name, self.token, self.holder = name, token, now.holder
-
-
-class StaleTokenError(PassivePaxosError):
-    """A fenced resource refused a request carrying a token lower than one it has seen, or
-    the token it has seen last but from another owner."""
-
-    def __init__(self, token: int, highest: int, *, used_by: str | None = None) -> None:
-        if used_by is None:
-            msg = f"stale fencing token {token}: token {highest} was already used"
-        else:
-            msg = f"fencing token {token} was already used by another owner ({used_by})"
-        super().__init__(msg)
-        self.token, self.highest = token, highest
 
 
 @dataclass(frozen=True)
@@ -292,7 +262,7 @@ def _possible_slot(exc: BaseException, landed: Position | None) -> float:
         return float(slot)
     if isinstance(exc, AppendOutcomeUnknownError):
         return float(exc.slot)
-    if isinstance(exc, PassivePaxosError) and not isinstance(exc, AmbiguousWriteError):
+    if isinstance(exc, PassivePaxosError) and not exc.outcome_unknown:
         return -math.inf  # "not written"
     return math.inf
 
@@ -301,7 +271,10 @@ class Locks:
     """Locks on ``log`` for ``owner`` (default: unique to this object: the log's writer id
     plus a random suffix). Objects, or processes, that pass the same ``owner`` are one
     holder to the lock: an acquire by the holder renews it. See the module docstring for
-    the rules; ``clock`` is this process's monotonic clock."""
+    the rules; ``clock`` is this process's monotonic clock and ``wall`` its wall clock
+    (shown to people only), both by default the log's runtime's (``passivepaxos.runtime``),
+    which also supplies the sleeps, the ids and the keepalive tasks. A waiting ``acquire``
+    looks again every ``poll`` seconds."""
 
     def __init__(
         self,
@@ -311,19 +284,26 @@ class Locks:
         namespace: str = "locks",
         poll: float = 0.05,
         retries: int = 5,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         self.log = log
+        self.runtime = runtime_of(log)
         # unique per object unless named: an acquire by the holder renews it, so a shared
         # default would let two independent holders both get the lock (and its token)
-        self.owner = owner or f"{log.writer_id}.{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{log.writer_id}.{self.runtime.token_hex(4)}"
         self.ns = namespace
         self.poll = poll
+        # a waiting acquire's pause between looks: a fixed ``poll`` (floor 1, no doubling).
+        # Waiters only read (GETs), so they need no jitter to fall out of step, and a
+        # longer pause would only delay noticing a release; each pause is also cut to the
+        # time left before the holder's ttl runs out and to the caller's ``wait``.
+        self._poll = Backoff(base=poll, cap=poll, floor=1.0)
         self.retries = retries
-        self._clock = clock
-        self._wall = wall
+        self._clock = clock or self.runtime.monotonic
+        self._wall = wall or self.runtime.wall
         self._state = LockState()
+        # bookkeeping only: no runtime call (clock reads included) and no store call under it
         self._mu = threading.Lock()
         self._waiting: dict[str, bool | None] = {}
         self._watch: dict[str, tuple[Position | None, float]] = {}
@@ -353,7 +333,7 @@ class Locks:
         op's position). The position is also put in ``landed`` as soon as it is known (an
         error after that still tells the caller where the entry is)."""
         require_name(name, "a lock name")  # an int would be written and then never applied
-        o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id())
+        o = Op(op, name, self.owner, ttl, over, token, self._wall(), new_id(self.runtime))
         data = encode_op(self.ns, o)
         with self._mu:
             self._waiting[o.rid] = None
@@ -400,6 +380,7 @@ class Locks:
         check_ttl(ttl)
         check_wait(wait, "wait", forever=True)  # nan would make every comparison False
         deadline = self._clock() + wait
+        looks = 0
         while True:
             rec, unchanged = self._observe(name)
             over = None
@@ -409,7 +390,9 @@ class Locks:
                     now = self._clock()
                     if now >= deadline:
                         raise LockHeldError(name, rec.holder, rec.token, remaining)
-                    time.sleep(max(0.001, min(self.poll, remaining, deadline - now)))
+                    pause = self._poll.delay(looks, self.runtime.rng)
+                    looks += 1
+                    self.runtime.sleep(max(0.001, min(pause, remaining, deadline - now)))
                     continue
                 over = rec.renewed
             gen = self._sending(name, ttl)
@@ -467,9 +450,10 @@ class Locks:
 
     def _sending(self, name: str, ttl: float) -> int:
         """Before sending an acquire/refresh: cap validity; the generation it is sent in."""
+        now = self._clock()  # read before the lock: no runtime call under it
         with self._mu:
             book = self._book(name)
-            book.cap = min(book.cap, self._clock() + READ_FRACTION * ttl)
+            book.cap = min(book.cap, now + READ_FRACTION * ttl)
             book.inflight += 1
             return book.gen
 
@@ -561,23 +545,22 @@ class Locks:
         self, name: str, ttl: float, *, wait: float = 0.0, keepalive: bool = True
     ) -> Iterator[int]:
         """``with locks.hold(name, ttl) as token:`` acquire, refresh every ttl/3 in a
-        background thread (``keepalive``), release on exit."""
+        background task of the runtime (``keepalive``), release on exit."""
         token = self.acquire(name, ttl, wait=wait)
-        stop = threading.Event()
-        thread = None
+        stop = self.runtime.event()
+        task = None
         if keepalive:
-            thread = threading.Thread(target=self._keepalive, args=(name, ttl, stop), daemon=True)
-            thread.start()
+            task = self.runtime.spawn(self._keepalive, name, ttl, stop, name="ppx-lock-keepalive")
         try:
             yield token
         finally:
             stop.set()
-            if thread is not None:
-                thread.join()
+            if task is not None:
+                task.join()
             with contextlib.suppress(PassivePaxosError):
                 self.release(name, token)
 
-    def _keepalive(self, name: str, ttl: float, stop: threading.Event) -> None:
+    def _keepalive(self, name: str, ttl: float, stop: EventLike) -> None:
         while not stop.wait(ttl / 3):
             try:
                 self.refresh(name)
@@ -615,7 +598,7 @@ class FencedResource:
         self.highest = 0
         self.owner: str | None = None  # who used ``highest``
         self.writes: list[tuple[int, bytes]] = []
-        self._mu = threading.Lock()
+        self._mu = threading.Lock()  # bookkeeping only
 
     def write(self, token: int, data: bytes, *, owner: str | None = None) -> None:
         payload = require_bytes(data, "data")  # before any state changes

@@ -42,36 +42,20 @@ snapshot from ``state()`` at a slot boundary the machine has fully applied.
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Callable
 
-from passivepaxos.errors import AmbiguousWriteError, ConfigError
+from passivepaxos.errors import ConfigError, ResultCompactedError
 from passivepaxos.log import Entry, Log, Position
+from passivepaxos.recipes._entry import runtime_of
+from passivepaxos.runtime import Runtime
 from passivepaxos.snapshot import CompactedError, SnapshotInfo
 
 __all__ = ["ResultCompactedError", "StateMachine", "new_id"]
 
 
-class ResultCompactedError(AmbiguousWriteError):
-    """Our entry landed at ``position``, but before this process applied it a snapshot
-    covering it was restored (another process snapshotted and trimmed meanwhile): its
-    effect is in the restored state, its answer (ok or refused) is not. Outcome unknown:
-    read the current state to see what holds now."""
-
-    def __init__(self, position: Position, url: str = "") -> None:
-        super().__init__(
-            f"outcome unknown: our entry landed at slot {position.slot} index "
-            f"{position.index}, but a snapshot covering it was restored before we applied "
-            "it, so its answer is not known here; read the current state",
-            url=url,
-        )
-        self.position = position
-
-
-def new_id() -> str:
-    """A fresh request / message id (128 random bits, hex)."""
-    return uuid.uuid4().hex
+def new_id(runtime: Runtime) -> str:
+    """A fresh request / message id (128 random bits of ``runtime``, hex)."""
+    return runtime.token_hex(16)
 
 
 class StateMachine:
@@ -93,7 +77,8 @@ class StateMachine:
         self.log = log
         self._apply = apply
         self._restore = restore
-        self._mutex = threading.RLock()
+        # held across the log reads of a catch-up: a runtime lock, never a plain one
+        self._mutex = runtime_of(log).rlock()
         self._next_slot = from_slot  # first slot not yet fully applied
         self._applied: Position | None = None  # the last entry applied
         self._done_slot = from_slot - 1  # every entry of slots <= this is applied

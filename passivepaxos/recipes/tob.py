@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from passivepaxos.log import Log, Position
-from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry
+from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
 from passivepaxos.recipes.rsm import new_id
 from passivepaxos.types import require_bytes, require_name
 
@@ -100,7 +100,7 @@ class Broadcast:
         payload = require_bytes(msg, "msg")
         if msg_id is not None:
             require_name(msg_id, "msg_id")
-        mid = msg_id or new_id()
+        mid = msg_id or new_id(runtime_of(self.log))
         value = encode_message(self.topic, mid, self.sender, payload)
         return append_retrying(self.log, value, retries=self.retries, delay=self.retry_delay)
 
