@@ -35,6 +35,7 @@ def _one(
     seed, profile, mutation = args
     with mutations.applied(mutation):
         r = run(seed, profile, mutation=mutation)
+
     return (
         seed,
         r.profile,
@@ -121,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         from passivepaxos.simulation.world import run
 
+        t0 = time.perf_counter()
         with mutations.applied(args.mutation):
             r = run(args.seed, args.profile, mutation=args.mutation, trace=args.trace)
+        took = time.perf_counter() - t0
         if args.trace:
             print("\n".join(r.trace))
         print(r.describe())
         for n in r.notes:
             print(f"  note: {n}")
         print(
-            f"  trace {r.trace_hash[:16]}, {r.steps} steps, {r.virtual:.2f}s virtual, {r.seconds:.3f}s real"
+            f"  trace {r.trace_hash[:16]}, {r.steps} steps, {r.virtual:.2f}s virtual, {took:.3f}s real"
         )
         return 1 if r.violations else 0
     if args.seeds is None:

@@ -12,7 +12,6 @@ trace (``RunResult.trace_hash``), and a failing run names the one command that r
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -122,7 +121,6 @@ class RunResult:
     trace_hash: str
     steps: int
     virtual: float
-    seconds: float
     trace: list[str] = field(default_factory=list)
 
     def replay(self) -> str:
@@ -169,7 +167,7 @@ class World:
     # -- processes ---------------------------------------------------------------------------
 
     def open_log(self, rt: SimRuntime, name: str) -> Log:
-        stores, manifest = open_log(self.url, runtime=rt)  # type: ignore[call-arg]
+        stores, manifest = open_log(self.url, runtime=rt)
         return Log.from_manifest(
             stores, manifest, url=self.url, runtime=rt, writer_id=name, fetch_ahead=2
         )
@@ -221,7 +219,7 @@ class World:
         net, p, rng = self.net, self.profile, self.rng
         net.start(self.world)
         net.enabled = False
-        initialise(self.url, self.mode, runtime=self.world)  # type: ignore[call-arg]
+        initialise(self.url, self.mode, runtime=self.world)
         net.enabled = True
         counts: dict[str, int] = {}
         for role, lo, hi in p.roles:
@@ -321,7 +319,6 @@ class World:
                 continue  # with one store out and another wiped, reads may fail: no guarantee
 
     def run(self) -> RunResult:
-        t0 = time.perf_counter()
         failure: str | None = None
         with self.net.routed():
             try:
@@ -346,7 +343,6 @@ class World:
             self.sched.trace_hash(),
             self.sched.steps,
             self.sched.now,
-            time.perf_counter() - t0,
         )
 
 
