@@ -55,6 +55,9 @@ class Observations:
         default_factory=list
     )  # log lease reads: call, head, by
     removed: list[int] = field(default_factory=list)  # stores removed by a membership change
+    reads: list[tuple[float, frozenset[bytes], str]] = field(
+        default_factory=list
+    )  # whole-log reads: start, values, by
     lease_gets: set[tuple[Hashable, float]] = field(
         default_factory=set
     )  # kv gets served by a lease
@@ -145,6 +148,17 @@ def check(
         out.extend(stale_heads)
     elif stale_heads:
         obs.notes.append(f"clocks outside the bound: {len(stale_heads)} stale log lease read(s)")
+    # a whole-log read sees every entry acknowledged before it started (a slot that could
+    # not be told apart from a missing one must not end the log early)
+    for start, values_read, by in obs.reads:
+        skipped = [
+            v for v, *_ in obs.acked if v not in values_read and obs.acked_at.get(v, start) < start
+        ]
+        if skipped:
+            out.append(
+                f"a read of the whole log by {by} from t={start:.6f} missed {len(skipped)} "
+                f"entry(ies) acknowledged before it started, e.g. {skipped[0]!r}"
+            )
     out.extend(f"verify: {d}" for d in obs.verify)
     # KV linearizability
     history = obs.kv.close()

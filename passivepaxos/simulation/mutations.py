@@ -79,6 +79,121 @@ _register(
 )
 
 
+# -- issue 10's findings, each by reverting its fix for the run ------------------------------
+
+
+@contextlib.contextmanager
+def _finding2() -> Iterator[None]:
+    """open_log accepts a URL list that is only part of a configuration (a client naming
+    one store of a 3-store log runs the one-store protocol on it)."""
+    from passivepaxos import manifest
+
+    def same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
+        return set(given) <= set(listed)
+
+    with _patched(manifest, "_same_list", same_list):
+        yield
+
+
+@contextlib.contextmanager
+def _finding4() -> Iterator[None]:
+    """The holder keeps its old lease-read window when it sends a renewal (shorter TTL
+    included) whose answer may be lost: no cap, nothing pending."""
+    from passivepaxos.lease import HolderLease
+
+    def sending(self: HolderLease, slot: int, ttl: float, now: float) -> None:
+        return None
+
+    with _patched(HolderLease, "sending", sending):
+        yield
+
+
+@contextlib.contextmanager
+def _finding5() -> Iterator[None]:
+    """A lease read ignores the holder's own record in flight (or of unknown outcome)."""
+    from passivepaxos.lease import READ_FRACTION, HolderLease
+
+    def can_read(self: HolderLease, now: float) -> bool:
+        return now < min(self.write_started + READ_FRACTION * self.ttl, self.cap)
+
+    with _patched(HolderLease, "can_read", can_read):
+        yield
+
+
+@contextlib.contextmanager
+def _finding6() -> Iterator[None]:
+    """An append whose outcome is unknown is reported as a plain QuorumError ("no
+    majority answered": read as not written)."""
+    from passivepaxos.errors import AppendOutcomeUnknownError, QuorumError
+    from passivepaxos.log import Log
+
+    real = Log.append_positions
+
+    def append_positions(self: Log, values: Any, *, resume: str | None = None) -> Any:
+        try:
+            return real(self, values, resume=resume)
+        except AppendOutcomeUnknownError as exc:
+            raise QuorumError(f"no majority of stores answered: {exc}") from None
+
+    with _patched(Log, "append_positions", append_positions):
+        yield
+
+
+@contextlib.contextmanager
+def _finding7() -> Iterator[None]:
+    """A lock holder's validity ignores the ttl of an acquire/refresh it sends (so an
+    ambiguous refresh with a shorter ttl leaves it believing for the old ttl)."""
+    from passivepaxos.recipes.lock import Locks
+
+    real = Locks._sending
+
+    def sending(self: Locks, name: str, ttl: float) -> int:
+        return real(self, name, float("inf"))
+
+    with _patched(Locks, "_sending", sending):
+        yield
+
+
+@contextlib.contextmanager
+def _finding9() -> Iterator[None]:
+    """A store that lost its state (wiped: no manifest) still votes as a member."""
+    from passivepaxos.manifest import MemberStore
+
+    def check(self: MemberStore) -> None:
+        return None
+
+    with _patched(MemberStore, "_check", check):
+        yield
+
+
+_register("finding2", "open_log accepts part of a configuration (issue 10 finding 2)", _finding2, 2)
+_register(
+    "finding4",
+    "an ambiguous renewal keeps the old lease-read window (issue 10 finding 4)",
+    _finding4,
+    4,
+)
+_register(
+    "finding5",
+    "a lease read ignores the holder's own record in flight (issue 10 finding 5)",
+    _finding5,
+    5,
+)
+_register(
+    "finding6",
+    "an append of unknown outcome reported as QuorumError (issue 10 finding 6)",
+    _finding6,
+    6,
+)
+_register(
+    "finding7",
+    "lock validity ignores the ttl of a refresh in flight (issue 10 finding 7)",
+    _finding7,
+    7,
+)
+_register("finding9", "a wiped store votes as a member (issue 10 finding 9)", _finding9, 9)
+
+
 @contextlib.contextmanager
 def applied(name: str | None) -> Iterator[None]:
     """Plant mutation ``name`` (None: nothing) for the duration of the block."""

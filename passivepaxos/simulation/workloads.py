@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from passivepaxos.deadline import deadline
 from passivepaxos.errors import AmbiguousWriteError, PassivePaxosError
 from passivepaxos.log import Log
 from passivepaxos.recipes.kv import KV
@@ -30,7 +31,7 @@ from passivepaxos.simulation.checks import Observations
 from passivepaxos.simulation.runtime import SimRuntime
 from passivepaxos.simulation.stores import Network
 
-__all__ = ["ROLES", "Actor", "outcome_unknown"]
+__all__ = ["ROLES", "Actor", "outcome_unknown", "read_all"]
 
 KEYS = ("x", "y")
 LOCK = "L"
@@ -55,8 +56,9 @@ class Actor:
     ops: int
     ttl: float
     fenced: dict[str, FencedResource]
-    open_log: Callable[[SimRuntime, str], Log]
+    open_log: Callable[..., Log]
     extra: dict[str, Any] = field(default_factory=dict)
+    timeout: tuple[float, float] = (0.0, 0.0)
     _n: int = 0
 
     def log(self) -> Log:
@@ -72,10 +74,20 @@ class Actor:
     def pause(self, hi: float = 0.05) -> None:
         self.rt.sleep(self.rng.uniform(0.0, hi))
 
+    def op(self) -> contextlib.AbstractContextManager[Any]:
+        """The deadline of one operation, on this process's clock (as the CLI's --timeout):
+        without one, an append retries through any outage and never reports an unknown
+        outcome."""
+        lo, hi = self.timeout
+        if hi <= 0:
+            return contextlib.nullcontext()
+        return deadline(total=self.rng.uniform(lo, hi), clock=self.rt.monotonic)
+
 
 def _append(a: Actor, log: Log, values: list[bytes]) -> None:
     try:
-        got = log.append_positions(values)
+        with a.op():
+            got = log.append_positions(values)
     except PassivePaxosError as exc:
         if not outcome_unknown(exc):
             a.obs.failed.extend((v, a.name, type(exc).__name__) for v in values)
@@ -85,7 +97,8 @@ def _append(a: Actor, log: Log, values: list[bytes]) -> None:
         if token is None or a.rng.random() < 0.3:
             return
         try:  # finish it exactly once
-            got = log.append_positions(values, resume=token)
+            with a.op():
+                got = log.append_positions(values, resume=token)
         except PassivePaxosError:
             return
     for v, p in zip(values, got, strict=True):
@@ -93,9 +106,20 @@ def _append(a: Actor, log: Log, values: list[bytes]) -> None:
         a.obs.acked_at[v] = a.now()
 
 
-def _read_all(a: Actor, log: Log) -> None:
+def read_all(obs: Observations, log: Log, by: str) -> dict[tuple[int, int], bytes]:
+    """Read the whole log; record what was seen, and the read (it must see every entry
+    acknowledged before it started)."""
+    start = obs.clock()
+    got: dict[tuple[int, int], bytes] = {}
     for e in log.read(0):
-        a.obs.saw(e.slot, e.index, e.value, a.name)
+        obs.saw(e.slot, e.index, e.value, by)
+        got[(e.slot, e.index)] = e.value
+    obs.reads.append((start, frozenset(got.values()), by))
+    return got
+
+
+def _read_all(a: Actor, log: Log) -> None:
+    read_all(a.obs, log, a.name)
 
 
 def appender(a: Actor) -> None:
@@ -151,40 +175,42 @@ def claimant(a: Actor) -> None:
             a.obs.heads.append((call, lr.head, a.name))
 
 
-def kv_client(a: Actor) -> None:
-    """put / get / cas / delete on two keys; with ``lease`` it first claims the writer
-    lease, so its gets are lease reads."""
-    with a.log() as log:
-        kv = KV(log, lease_reads=True, retries=2)
-        if a.extra.get("lease"):
-            with contextlib.suppress(PassivePaxosError):
-                log.claim_writer(a.ttl)
-        last: dict[str, bytes | None] = {}
-        for _ in range(a.ops):
-            key = a.rng.choice(KEYS)
-            kind = a.rng.choice(("put", "get", "get", "cas", "delete"))
-            rec = a.obs.kv
-            if kind == "get":
-                h = rec.invoke(a.name, "get", key)
-                call = a.now()
-                try:
-                    v = kv.get(key)
-                except PassivePaxosError:
-                    rec.fail(h)
-                    continue
-                rec.ok(h, v)
-                last[key] = v
-                if kv.last_read == "lease":
-                    a.obs.lease_gets.add((a.name, call))
-                continue
-            value = a.value()
-            inp: Any = value
-            if kind == "cas":
-                inp = (last.get(key), value)
-            elif kind == "delete":
-                inp = None
-            h = rec.invoke(a.name, kind, key, inp)
+def _kv_ops(a: Actor, kv: KV, n: int, kinds: tuple[str, ...], renew: Log | None = None) -> None:
+    """``n`` random operations on two keys, each recorded with its outcome."""
+    last: dict[str, bytes | None] = {}
+    rec = a.obs.kv
+    for _ in range(n):
+        key = a.rng.choice(KEYS)
+        kind = a.rng.choice(kinds)
+        if kind == "renew":
+            if renew is not None:  # the holder renews with a longer or shorter TTL
+                with contextlib.suppress(PassivePaxosError), a.op():
+                    renew.claim_writer(a.ttl * a.rng.choice((0.25, 0.5, 1.0, 2.0)), wait=False)
+            continue
+        if kind == "get":
+            h = rec.invoke(a.name, "get", key)
+            call = a.now()
             try:
+                with a.op():
+                    v = kv.get(key)
+            except PassivePaxosError:
+                rec.fail(h)
+                continue
+            rec.ok(h, v)
+            last[key] = v
+            if kv.last_read == "lease":
+                a.obs.lease_gets.add((a.name, call))
+            a.pause(a.extra.get("gap", 0.05))
+            continue
+        value = a.value()
+        inp: Any = value
+        if kind == "cas":
+            inp = (last.get(key), value)
+        elif kind == "delete":
+            inp = None
+        h = rec.invoke(a.name, kind, key, inp)
+        try:
+            with a.op():
                 if kind == "put":
                     kv.put(key, value)
                     out: Any = None
@@ -192,14 +218,38 @@ def kv_client(a: Actor) -> None:
                     out = kv.delete(key)
                 else:
                     out = kv.cas(key, inp[0], value).ok
-            except PassivePaxosError as exc:
-                if outcome_unknown(exc):
-                    rec.info(h)
-                else:
-                    rec.fail(h)
-                continue
-            rec.ok(h, out)
-            a.pause()
+        except PassivePaxosError as exc:
+            if outcome_unknown(exc):
+                rec.info(h)
+            else:
+                rec.fail(h)
+            continue
+        rec.ok(h, out)
+        a.pause(a.extra.get("gap", 0.05))
+
+
+def kv_client(a: Actor) -> None:
+    """put / get / cas / delete on two keys. ``lease``: it holds the writer lease (its gets
+    are lease reads), renews it now and then with another TTL, and a second thread of the
+    same process reads while the first writes. ``claim``: it claims the lease late
+    (waiting the holder's TTL out), then works."""
+    with a.log() as log:
+        kv = KV(log, lease_reads=True, retries=2)
+        if a.extra.get("claim"):
+            a.rt.sleep(a.rng.uniform(0.0, 2 * a.ttl))
+            with contextlib.suppress(PassivePaxosError):
+                log.claim_writer(a.ttl)
+        if not a.extra.get("lease"):
+            kinds: tuple[str, ...] = ("put", "get", "get", "cas", "delete")
+            if a.extra.get("gap"):  # a reader beside a lease holder: mostly reads, spread out
+                kinds = ("get", "get", "get", "put")
+            _kv_ops(a, kv, a.ops, kinds)
+            return
+        with contextlib.suppress(PassivePaxosError), a.op():
+            log.claim_writer(a.ttl)
+        reader = a.rt.spawn(_kv_ops, a, kv, a.ops, ("get",), name=f"{a.name}-reader")
+        _kv_ops(a, kv, a.ops, ("put", "get", "cas", "renew"), renew=log)
+        reader.join()
 
 
 def lock_client(a: Actor) -> None:
@@ -213,17 +263,21 @@ def lock_client(a: Actor) -> None:
             ttl = a.ttl * a.rng.choice((0.5, 1.0))
             h = rec.invoke(a.name, "acquire", LOCK, a.name)
             try:
-                token = locks.acquire(LOCK, ttl, wait=a.rng.uniform(0.0, 2 * ttl))
+                with a.op():
+                    token = locks.acquire(LOCK, ttl, wait=a.rng.uniform(0.0, 2 * ttl))
             except LockHeldError:
                 rec.ok(h, None)
                 a.pause(ttl / 2)
                 continue
             except PassivePaxosError as exc:
-                rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+                if outcome_unknown(exc):
+                    rec.info(h)
+                    return  # it may hold the lock: a next acquire would be a renewal
+                rec.fail(h)
                 a.pause(ttl / 2)
                 continue
             start = rec.ok(h, token).ret
-            for _ in range(a.rng.randint(1, 3)):
+            for _ in range(a.rng.randint(1, 5)):
                 if locks.valid(LOCK):
                     a.obs.believe(LOCK, a.name, token, start)
                     try:
@@ -236,7 +290,8 @@ def lock_client(a: Actor) -> None:
                     new_ttl = ttl * a.rng.choice((0.25, 1.0, 2.0))
                     h = rec.invoke(a.name, "refresh", LOCK, (a.name, token))
                     try:
-                        locks.refresh(LOCK, new_ttl)
+                        with a.op():
+                            locks.refresh(LOCK, new_ttl)
                         rec.ok(h, True)
                         ttl = new_ttl
                     except LockLostError:
@@ -248,9 +303,12 @@ def lock_client(a: Actor) -> None:
                 a.obs.believe(LOCK, a.name, token, start)
             h = rec.invoke(a.name, "release", LOCK, (a.name, token))
             try:
-                rec.ok(h, locks.release(LOCK, token))
+                with a.op():
+                    released = locks.release(LOCK, token)
+                rec.ok(h, released)
             except PassivePaxosError as exc:
                 rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+                return  # it may still hold the lock: a next acquire would be a renewal
             a.pause()
 
 
@@ -303,6 +361,20 @@ def member_changer(a: Actor) -> None:
     a.net.wipe(gone)
 
 
+def stray(a: Actor) -> None:
+    """A misconfigured client: it names only one store of the quorum (the library must
+    refuse: a part of a configuration would run another protocol on the same objects)."""
+    a.rt.sleep(a.rng.uniform(0.0, 1.0))
+    one = a.url.split(",")[a.rng.randrange(len(a.url.split(",")))]
+    try:
+        log = a.open_log(a.rt, a.name, one)
+    except PassivePaxosError:
+        return  # refused: right
+    with log:
+        for _ in range(a.ops):
+            _append(a, log, [a.value()])
+
+
 ROLES: dict[str, Callable[[Actor], None]] = {
     "appender": appender,
     "lease_appender": lease_appender,
@@ -312,4 +384,5 @@ ROLES: dict[str, Callable[[Actor], None]] = {
     "snapshotter": snapshotter,
     "reader": reader,
     "members": member_changer,
+    "stray": stray,
 }

@@ -29,7 +29,7 @@ from passivepaxos.runtime import Task
 from passivepaxos.simulation.checks import Observations, check, lease_bound_holds
 from passivepaxos.simulation.runtime import Scheduler, SimRuntime, SimulationError
 from passivepaxos.simulation.stores import Network, StoreFaults
-from passivepaxos.simulation.workloads import ROLES, Actor
+from passivepaxos.simulation.workloads import ROLES, Actor, read_all
 
 __all__ = ["PROFILES", "Profile", "RunResult", "World", "run"]
 
@@ -60,6 +60,9 @@ class Profile:
     drift: float = 0.12  # |rate - 1| of each process's clock, inside the lease bound
     outside: bool = False  # some clocks far outside the bound
     kv_lease: float = 0.5  # probability that one KV client holds the writer lease
+    kv_claim: float = 0.3  # probability that a second KV client claims it late
+    stray: float = 0.0  # probability of a client naming one store of a quorum (3+ stores)
+    timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
     horizon: float = 3.0  # virtual seconds of faults
     deadline: float = 300.0  # virtual seconds for every live process to finish after
 
@@ -67,7 +70,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile("mixed"),
+        Profile("mixed", stray=0.3),
         Profile(
             "log",
             roles=(
@@ -77,9 +80,23 @@ PROFILES: dict[str, Profile] = {
                 ("snapshotter", 0, 1),
                 ("reader", 1, 1),
             ),
+            stray=0.3,
         ),
         Profile("kv", roles=(("kv", 2, 3), ("reader", 0, 1)), kv_lease=0.8),
-        Profile("locks", roles=(("lock", 2, 3), ("reader", 0, 1))),
+        Profile(
+            "lease",
+            stores=(1, 3),
+            roles=(("kv", 3, 3),),
+            kv_lease=1.0,
+            kv_claim=1.0,
+            ops=(8, 12),
+            faults=StoreFaults(before=0.03, after=0.1, slow=0.15, late=0.02, cuts=0.2),
+        ),
+        Profile(
+            "locks",
+            roles=(("lock", 2, 3), ("reader", 0, 1)),
+            faults=StoreFaults(after=0.08, slow=0.05, cuts=0.3),
+        ),
         Profile(
             "membership",
             stores=(3, 3, 5),
@@ -97,10 +114,27 @@ PROFILES: dict[str, Profile] = {
             outside=True,
             roles=(("lease_appender", 1, 1), ("kv", 1, 2), ("lock", 1, 2), ("appender", 0, 1)),
         ),
+        Profile(
+            "storm",
+            stores=(3, 3, 5),
+            faults=StoreFaults(
+                before=0.05,
+                after=0.08,
+                late=0.04,
+                slow=0.03,
+                throttle=0.02,
+                marker_loss=0.4,
+                outages=0.5,
+                cuts=0.3,
+            ),
+            roles=(("appender", 3, 4), ("reader", 1, 2)),
+            crashes=0,
+            pauses=2,
+        ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
-ROTATION = ("mixed", "log", "kv", "locks", "membership", "amnesia", "drift", "mixed")
+ROTATION = ("mixed", "log", "kv", "locks", "membership", "amnesia", "drift", "storm", "lease")
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
 
@@ -166,10 +200,12 @@ class World:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def open_log(self, rt: SimRuntime, name: str) -> Log:
-        stores, manifest = open_log(self.url, runtime=rt)
+    def open_log(self, rt: SimRuntime, name: str, url: str | None = None) -> Log:
+        """Open the log as a process does (``open_log`` on its URL list, then a ``Log``)."""
+        url = url or self.url
+        stores, manifest = open_log(url, runtime=rt)
         return Log.from_manifest(
-            stores, manifest, url=self.url, runtime=rt, writer_id=name, fetch_ahead=2
+            stores, manifest, url=url, runtime=rt, writer_id=name, fetch_ahead=2
         )
 
     def _rate(self) -> float:
@@ -197,6 +233,7 @@ class World:
             self.fenced,
             self.open_log,
             dict(extra or {}),
+            self.profile.timeout,
         )
         self.roles[name] = role
         task = rt.spawn(self._body, actor, role, name=name)
@@ -227,8 +264,17 @@ class World:
                 extra: dict[str, Any] = {}
                 if role == "kv" and i == 0 and rng.random() < p.kv_lease:
                     extra["lease"] = True
+                    if p.name == "lease":
+                        extra["gap"] = self.ttl / 3
+                elif role == "kv" and i == 1 and rng.random() < p.kv_claim:
+                    extra["claim"] = True
+                elif role == "kv" and p.name == "lease":
+                    extra["gap"] = self.ttl / 3
                 self._start(role, f"{role[:2]}{i}", extra)
                 counts[role] = counts.get(role, 0) + 1
+        if self.n >= 3 and rng.random() < p.stray:
+            self._start("stray", "st")
+            counts["stray"] = 1
         if self.n >= 3 and rng.random() < p.membership:
             self._start("members", "mc", {"spare": self.spare, "members": list(self.members)})
             counts["members"] = 1
@@ -253,7 +299,7 @@ class World:
         events += [(rng.uniform(0, p.horizon), "crash") for _ in range(rng.randint(0, p.crashes))]
         events += [(rng.uniform(0, p.horizon), "pause") for _ in range(rng.randint(0, p.pauses))]
         if self.n >= 3 and rng.random() < p.amnesia:
-            events.append((rng.uniform(0, p.horizon), "amnesia"))
+            events.append((rng.uniform(0.5 * p.horizon, p.horizon), "amnesia"))
         events.sort()
         for at, what in events:
             if at > sched.now:
@@ -264,9 +310,7 @@ class World:
                 if t.is_alive() and not rt.crashed and self.roles[n] != "members"
             ]
             if what == "amnesia":
-                victim = rng.choice(self.members)
-                self.net.wipe(victim)
-                self.plan["wiped"] = victim
+                self._amnesia()
             elif live and what == "crash":
                 name = rng.choice(live)
                 self.tasks[name][1].crash()
@@ -281,6 +325,18 @@ class World:
                 self.tasks[name][1].pause(d)
                 self.plan.setdefault("paused", []).append(name)
 
+    def _amnesia(self) -> None:
+        """Finding 9's schedule: store ``c`` was away (recent slots are on ``a`` and ``b``
+        only, their markers not on ``c``); ``b`` is wiped (or re-created empty); ``c`` is
+        back and ``a`` goes away for a while, so a writer with a stale tail finds only the
+        empty ``b`` and ``c`` for the slots ``a`` and ``b`` decided."""
+        rng, net, now = self.rng, self.net, self.sched.now
+        a, b, c = rng.sample(self.members, 3)
+        net.outages[c] = (max(0.0, now - rng.uniform(0.3, 1.5)), now)
+        net.wipe(b)
+        net.outages[a] = (now, now + rng.uniform(0.3, 1.5))
+        self.plan["wiped"] = b
+
     def _final_reads(self) -> None:
         """A final reader reads everything and verifies the chain; with 3+ stores one more
         reader per store is cut off that store (readers must agree whichever stores they
@@ -288,10 +344,7 @@ class World:
         rt = self.sched.process("final")
         try:
             with self.open_log(rt, "final") as log:
-                final: dict[tuple[int, int], bytes] = {}
-                for e in log.read(0):
-                    final[(e.slot, e.index)] = e.value
-                    self.obs.saw(e.slot, e.index, e.value, "final")
+                final = read_all(self.obs, log, "final")
                 report = log.verify()
                 if report.damaged:
                     self.obs.verify.append(str(report.to_json()))
@@ -313,8 +366,7 @@ class World:
             self.net.isolate(name, i)
             try:
                 with self.open_log(rt, name) as log:
-                    for e in log.read(0):
-                        self.obs.saw(e.slot, e.index, e.value, name)
+                    read_all(self.obs, log, name)
             except PassivePaxosError:
                 continue  # with one store out and another wiped, reads may fail: no guarantee
 
