@@ -286,5 +286,54 @@ def render_markdown() -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows()]
     lines += ["", "## Notes", ""]
     lines += [f"- **{c.name}**: {c.notes}" for c in BACKENDS]
+    lines += ["", *TESTING_DOC.splitlines()]
     lines.append("")
     return "\n".join(lines)
+
+
+TESTING_DOC = """## Testing your backend
+
+The conformance suite every built-in backend passes is a library module,
+`passivepaxos.testing` (it does not import pytest), so a backend kept elsewhere can run it
+from its own tests, as Rust `object_store`'s `integration.rs` is used. Each check is a plain
+function of a *target*: a store factory (a callable that returns a `Store` on a fresh, empty
+location each call) or a `StoreHarness` subclass, which can also provide the hooks some
+checks need. `CHECKS` lists them all; a failed check raises `AssertionError`, a check whose
+hook is missing raises `unittest.SkipTest` (pytest and unittest report it as skipped).
+
+```python
+import pytest
+from passivepaxos.store import Store
+from passivepaxos.testing import CHECKS, run_all
+
+def my_store() -> Store:
+    return Store(MyBackend(bucket="test", prefix=fresh_prefix()))
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_conformance(check):
+    check(my_store)
+
+# or, outside a test runner: {check name: "passed" | "skipped: ..."}, AssertionError
+# naming every failed check
+run_all(my_store)
+```
+
+What is checked: exactly one winner of a create race and of a compare-and-swap race (8
+stores released together, 100 rounds), the losers told the winner's value; a new version
+for every write, identical bytes included; missing keys (`None`, no-op delete,
+`NotFoundError` for conditional writes); conditional delete; listing in byte order across
+service pages with `start_after`; empty and > 8 MiB values; non-ASCII, space, `+` and deep
+`/` keys; a lost answer to a create / compare-and-swap established by reading back;
+throttling retried. With a store factory, a second store on a location shares the first
+one's adapter, and faults (a lost answer, throttling) are injected by
+`passivepaxos.wrappers.FaultyBackend` around it.
+
+`StoreHarness` hooks (override what your backend can do): `url()` (a fresh location) and
+`store(url)` (a `Store` of its own on it); `missing_container_url()` for "a missing bucket is
+a clear error"; `new_container_url()`, `remove_container(url)` and `container_exists(url)`
+for "a deleted root is an error and is never re-created" (a re-created empty store would
+vote as if it had never promised anything); `denied_error()` for permission errors;
+`wired()` for faults injected on the real wire (a proxy, a test server's hooks) instead of
+`FaultyBackend`. The built-in backends' harnesses (real servers: moto, fake-gcs-server, a
+Dropbox API server) are in `tests/conftest.py`; `tests/test_conformance.py` is the shim
+that runs every check on each of them."""

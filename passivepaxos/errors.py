@@ -33,7 +33,15 @@ objects), so every module may import it without creating an import cycle::
     ├── QuorumError                 no majority of stores answered
     ├── LockHeldError               (recipes) the lock is held by someone else
     ├── LockLostError               (recipes) our refresh/release was refused: taken over
-    └── StaleTokenError             (recipes) a fenced resource refused an old token
+    ├── StaleTokenError             (recipes) a fenced resource refused an old token
+    ├── LeaseError                  (log) the writer lease: LeaseHeldError, LeaseLostError
+    ├── TrimmedSlotError            (log) the slot was trimmed: nothing written
+    ├── CompactedError              (log) entries compacted into application state
+    └── TrimRefusedError            (log) a trim no snapshot covers
+
+(and, under the classes they refine: DamagedSlotError and DamagedSnapshotError are
+InvalidObjectErrors, MembershipConflictError a ConfigError, MembershipIncompleteError a
+QuorumError)
 
 The taxonomy: two class-level flags every error carries, so that a caller decides what to do
 from the flag instead of from a list of classes (``is_retryable`` / ``is_outcome_unknown``
@@ -71,6 +79,17 @@ take any exception)::
     LockHeldError                   no          no          held: acquire(wait=...) waits
     LockLostError                   no          no          our lock is gone: stop writing
     StaleTokenError                 no          no          a newer holder wrote: stop
+    DamagedSlotError                no          no          (log) damage: never skipped
+    DamagedSnapshotError            no          no          (log) damage: never skipped
+    LeaseError                      no          no          (log) base of the lease errors
+      LeaseHeldError                no          no          (log) wait .remaining or claim
+      LeaseLostError                no          no          (log) not written: re-claim
+    TrimmedSlotError                no          no          (log) not written: stale view,
+                                                            append again at the real tail
+    CompactedError                  no          no          (log) load the snapshot's state
+    TrimRefusedError                no          no          (log) snapshot first
+    MembershipConflictError         no          no          (log) another change won
+    MembershipIncompleteError       yes         no          (log) run the change again
 
 ``retryable``: the failure is not a verdict about the request; the same call again may
 succeed. For an error whose outcome is unknown, retrying is safe only for a write that is
@@ -441,3 +460,162 @@ class AppendOutcomeUnknownError(AmbiguousWriteError):
         )
         out.__cause__ = self.__cause__
         return out
+
+
+# -- the log's errors (log, lease, snapshot/trim, membership) ------------------------------
+# Defined here so that callers find every public error in one module; the modules that
+# raise them re-export them under their old names. Constructors take plain values (or an
+# object with the named attributes), so nothing here imports the rest of the library.
+
+from typing import Protocol as _Protocol  # noqa: E402
+
+__all__ += [
+    "CompactedError",
+    "DamagedSlotError",
+    "DamagedSnapshotError",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "MembershipConflictError",
+    "MembershipIncompleteError",
+    "TrimRefusedError",
+    "TrimmedSlotError",
+]
+
+
+def format_wall(t: float | None) -> str:
+    """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``. Never raises: the value
+    may come from a record another client wrote (any ttl), and display must not break a
+    reader; a time no calendar date can show is written as seconds since the epoch."""
+    if t is None:
+        return "-"
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return f"{t:.6g}s after 1970-01-01 (out of calendar range)"
+
+
+class DamagedSlotError(InvalidObjectError):
+    """A slot's record is invalid; ``slot`` and ``reason`` say which and why."""
+
+    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
+        super().__init__(f"slot {slot} is damaged: {reason}", url=url, key=key)
+        self.slot = slot
+        self.reason = reason
+
+
+class DamagedSnapshotError(InvalidObjectError):
+    """A snapshot object is invalid (never skipped: the newest one is what readers use)."""
+
+    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
+        super().__init__(f"snapshot at slot {slot} is damaged: {reason}", url=url, key=key)
+        self.slot = slot
+        self.reason = reason
+
+
+class TrimmedSlotError(PassivePaxosError):
+    """Slot ``slot`` was trimmed (its entries live in the snapshot at ``snapshot``)."""
+
+    def __init__(self, slot: int, snapshot: int, url: str = "") -> None:
+        where = f"{url}: " if url else ""
+        super().__init__(
+            f"{where}slot {slot} was trimmed (snapshot at {snapshot}); your view of the log "
+            "is stale: nothing was written, retry to append at the real tail"
+        )
+        self.slot = slot
+        self.snapshot = snapshot
+
+
+class CompactedError(PassivePaxosError):
+    """Entries were compacted into application state: they cannot be read as entries."""
+
+    def __init__(self, from_slot: int, snapshot: int, url: str = "") -> None:
+        where = f"{url}: " if url else ""
+        super().__init__(
+            f"{where}the entries of slots 0..{snapshot} were compacted into application state "
+            f"(snapshot at slot {snapshot}); cannot read from slot {from_slot}: load the "
+            f"state with Log.newest_snapshot() and read from slot {snapshot + 1}"
+        )
+        self.from_slot = from_slot
+        self.snapshot = snapshot
+
+
+class TrimRefusedError(PassivePaxosError):
+    """``trim`` would lose data (no snapshot covers the slots) or makes no sense."""
+
+
+class _LeaseView(_Protocol):
+    """What the lease errors read of a lease state (``passivepaxos.lease.LeaseState``)."""
+
+    @property
+    def holder(self) -> str | None: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def expires(self) -> float | None: ...
+
+
+class LeaseError(PassivePaxosError):
+    """Base of the lease errors; ``holder``/``epoch`` describe the lease now in force."""
+
+    def __init__(self, message: str, *, holder: str | None, epoch: int) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.epoch = epoch
+
+
+class LeaseHeldError(LeaseError):
+    """Someone else holds a live writer lease: this append was refused (nothing written)."""
+
+    def __init__(self, log: str, state: _LeaseView, *, remaining: float | None = None) -> None:
+        wait = (
+            ""
+            if remaining is None
+            else f"; it can be taken over after {format_seconds(remaining)} more"
+        )
+        msg = (
+            f"{log}: the writer lease is held by {state.holder} (epoch {state.epoch}), "
+            f"expires about {format_wall(state.expires)} (estimate from its clock){wait}; "
+            "appends by others are refused while it is live"
+        )
+        super().__init__(msg, holder=state.holder, epoch=state.epoch)
+        self.expires = state.expires
+        self.remaining = remaining
+
+
+class LeaseLostError(LeaseError):
+    """The holder lost its lease: the slot it needed holds someone else's record. The
+    entries of the failed append were NOT written and will never appear."""
+
+    def __init__(
+        self, log: str, slot: int, by: str | None, state: _LeaseView, my_epoch: int
+    ) -> None:
+        if state.holder is not None:
+            now = f"now held by {state.holder} (epoch {state.epoch})"
+        else:
+            who = f"{by}'s" if by else "another writer's"
+            now = f"ended by {who} record (epoch {state.epoch}, no holder now)"
+        super().__init__(
+            f"{log}: writer lease of epoch {my_epoch} lost at slot {slot}: {now}; "
+            "the entries were not appended",
+            holder=state.holder,
+            epoch=state.epoch,
+        )
+        self.slot = slot
+        self.by = by
+
+
+class MembershipConflictError(ConfigError):
+    """The configuration changed under a membership change (another change won)."""
+
+
+class MembershipIncompleteError(QuorumError):
+    """A removal was committed (the store is no longer a member) but its DECIDED markers
+    are not yet on a majority of the remaining stores: the removed store must not be
+    deleted yet; running the same ``members remove`` again finishes the copy."""
+
+    def __init__(self, message: str, *, slot: int) -> None:
+        super().__init__(message)
+        self.slot = slot

@@ -78,7 +78,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import ConfigError, PassivePaxosError
+# this module's errors live in passivepaxos.errors (re-exported here)
+from passivepaxos.errors import (
+    ConfigError,
+    LeaseError,
+    LeaseHeldError,
+    LeaseLostError,
+    format_seconds,
+    format_wall,
+)
 
 __all__ = [
     "MAX_TTL",
@@ -128,25 +136,6 @@ def check_wait(wait: float, what: str = "--wait", *, forever: bool = False) -> f
         kind = "number" if forever else "finite number"
         raise ConfigError(f"{what} must be a {kind} of seconds >= 0, not {wait!r}")
     return float(wait)
-
-
-def format_seconds(s: float) -> str:
-    """A duration for messages: ``12.3s``; a huge one (a foreign record's ttl) stays short."""
-    return f"{s:.1f}s" if abs(s) < 1e9 else f"{s:.3g}s"
-
-
-def format_wall(t: float | None) -> str:
-    """``t`` (seconds since the epoch) as ISO-8601 UTC, or ``"-"``. Never raises: the value
-    may come from a record another client wrote (any ttl), and display must not break a
-    reader; a time no calendar date can show is written as seconds since the epoch."""
-    if t is None:
-        return "-"
-    import datetime as _dt
-
-    try:
-        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
-    except (OverflowError, ValueError, OSError, TypeError):
-        return f"{t:.6g}s after 1970-01-01 (out of calendar range)"
 
 
 # -- what a record says ----------------------------------------------------------------
@@ -370,53 +359,3 @@ class ClaimResult:
             "slot": self.slot,
             "remaining": round(self.remaining, 3),
         }
-
-
-class LeaseError(PassivePaxosError):
-    """Base of the lease errors; ``holder``/``epoch`` describe the lease now in force."""
-
-    def __init__(self, message: str, *, holder: str | None, epoch: int) -> None:
-        super().__init__(message)
-        self.holder = holder
-        self.epoch = epoch
-
-
-class LeaseHeldError(LeaseError):
-    """Someone else holds a live writer lease: this append was refused (nothing written)."""
-
-    def __init__(self, log: str, state: LeaseState, *, remaining: float | None = None) -> None:
-        wait = (
-            ""
-            if remaining is None
-            else f"; it can be taken over after {format_seconds(remaining)} more"
-        )
-        msg = (
-            f"{log}: the writer lease is held by {state.holder} (epoch {state.epoch}), "
-            f"expires about {format_wall(state.expires)} (estimate from its clock){wait}; "
-            "appends by others are refused while it is live"
-        )
-        super().__init__(msg, holder=state.holder, epoch=state.epoch)
-        self.expires = state.expires
-        self.remaining = remaining
-
-
-class LeaseLostError(LeaseError):
-    """The holder lost its lease: the slot it needed holds someone else's record. The
-    entries of the failed append were NOT written and will never appear."""
-
-    def __init__(
-        self, log: str, slot: int, by: str | None, state: LeaseState, my_epoch: int
-    ) -> None:
-        if state.holder is not None:
-            now = f"now held by {state.holder} (epoch {state.epoch})"
-        else:
-            who = f"{by}'s" if by else "another writer's"
-            now = f"ended by {who} record (epoch {state.epoch}, no holder now)"
-        super().__init__(
-            f"{log}: writer lease of epoch {my_epoch} lost at slot {slot}: {now}; "
-            "the entries were not appended",
-            holder=state.holder,
-            epoch=state.epoch,
-        )
-        self.slot = slot
-        self.by = by

@@ -344,7 +344,7 @@ def _create_manifest(store: Store, manifest: Manifest) -> None:
 def _configurations(stores: list[Store], members: list[Manifest]) -> list[tuple[str, ...]]:
     """The store lists that are (or were) a configuration of the log: the lists its
     manifests name, and those of its membership markers (``members/``)."""
-    from passivepaxos.membership import read_markers
+    from passivepaxos.membership_data import read_markers
 
     out = [m.stores for m in members]
     try:

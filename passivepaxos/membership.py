@@ -83,154 +83,50 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
+# this module's errors live in passivepaxos.errors (re-exported here)
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
     ConfigError,
     InvalidObjectError,
+    MembershipConflictError,
+    MembershipIncompleteError,
     OutcomeUnknownError,
     QuorumError,
     StoreError,
     UnsupportedError,
 )
+from passivepaxos.log import Log
 from passivepaxos.manifest import MANIFEST_KEY, Manifest, open_log
+from passivepaxos.membership_data import (
+    MEMBERS_PREFIX,
+    ConfigChange,
+    decode_marker,
+    encode_marker,
+    marker_key,
+    read_markers,
+)
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import split_urls
 
-if TYPE_CHECKING:
-    from passivepaxos.log import Log
-
-__all__ = [
+__all__ = [  # the data half (ConfigChange, markers) lives in passivepaxos.membership_data
     "MEMBERS_PREFIX",
     "ConfigChange",
     "MembershipConflictError",
     "MembershipIncompleteError",
     "add_store",
     "change",
+    "decode_marker",
+    "encode_marker",
     "list_members",
+    "marker_key",
+    "read_markers",
     "remove_store",
 ]
-
-MEMBERS_PREFIX = "members/"
-
-
-class MembershipConflictError(ConfigError):
-    """The configuration changed under a membership change (another change won)."""
-
-
-class MembershipIncompleteError(QuorumError):
-    """A removal was committed (the store is no longer a member) but its DECIDED markers
-    are not yet on a majority of the remaining stores: the removed store must not be
-    deleted yet; running the same ``members remove`` again finishes the copy."""
-
-    def __init__(self, message: str, *, slot: int) -> None:
-        super().__init__(message)
-        self.slot = slot
-
-
-@dataclass(frozen=True)
-class ConfigChange:
-    """The ``cfg`` field of a configuration record."""
-
-    op: str  # "add" | "remove"
-    url: str
-    from_: tuple[str, ...]
-    to: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.op, "url": self.url, "from": list(self.from_), "to": list(self.to)}
-
-    @staticmethod
-    def from_json(obj: Any) -> ConfigChange:
-        if not isinstance(obj, dict):
-            raise ValueError("cfg is not an object")
-        op, url, frm, to = obj.get("op"), obj.get("url"), obj.get("from"), obj.get("to")
-        if op not in ("add", "remove") or not isinstance(url, str):
-            raise ValueError("bad cfg op or url")
-        if not (isinstance(frm, list) and isinstance(to, list)):
-            raise ValueError("bad cfg store lists")
-        if not all(isinstance(u, str) for u in [*frm, *to]):
-            raise ValueError("bad cfg store lists")
-        change = ConfigChange(op, url, tuple(frm), tuple(to))
-        change.check()
-        return change
-
-    def check(self) -> None:
-        """One store added or removed, nothing else (ValueError otherwise)."""
-        a, b = set(self.from_), set(self.to)
-        if len(a) != len(self.from_) or len(b) != len(self.to):
-            raise ValueError("duplicate store in cfg")
-        if self.op == "add" and not (b - a == {self.url} and a <= b):
-            raise ValueError("cfg add must add exactly its url")
-        if self.op == "remove" and not (a - b == {self.url} and b <= a):
-            raise ValueError("cfg remove must remove exactly its url")
-        if len(b) < 2:
-            raise ValueError("cfg leaves fewer than two stores")
-
-
-def marker_key() -> str:
-    return f"{MEMBERS_PREFIX}{uuid.uuid4().hex}"
-
-
-def encode_marker(origin: Sequence[str], change: ConfigChange) -> bytes:
-    doc = {"kind": "ppx-members", "origin": list(origin), **change.to_json()}
-    return json.dumps(doc, sort_keys=True).encode()
-
-
-def decode_marker(data: bytes) -> tuple[tuple[str, ...], ConfigChange] | None:
-    try:
-        doc: Any = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("kind") != "ppx-members":
-            return None
-        origin = doc.get("origin")
-        if not isinstance(origin, list) or not all(isinstance(u, str) for u in origin):
-            return None
-        return tuple(origin), ConfigChange.from_json(doc)
-    except ValueError:
-        return None
-
-
-def read_markers(stores: Sequence[Store]) -> list[tuple[tuple[str, ...], ConfigChange]]:
-    """Every membership marker found on ``stores``; a majority must answer the LIST
-    (``QuorumError`` otherwise). The stores are read at once: one that does not answer
-    while a majority did is not waited for (a marker is written to a majority of the
-    stores, so every majority holds it)."""
-    from passivepaxos.consensus.driver import each_store
-
-    def markers(store: Store) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for m in list(store.list(MEMBERS_PREFIX)):
-            got = store.get(m.key)
-            if got is not None:
-                out[m.key] = got[0]
-        return out
-
-    found: dict[str, bytes] = {}
-    answered, errors = 0, []
-    for got in each_store(stores, markers):
-        if isinstance(got, StoreError):
-            errors.append(str(got))
-            continue
-        answered += 1
-        for key, data in got.items():
-            found.setdefault(key, data)
-    if answered < len(stores) // 2 + 1:
-        raise QuorumError(
-            "cannot look for membership changes: no majority of stores answered: "
-            + "; ".join(errors)
-        )
-    out = []
-    for data in found.values():
-        marker = decode_marker(data)
-        if marker is not None:
-            out.append(marker)
-    return out
 
 
 def _need_majority(what: str, stores: Iterable[str], ok: set[str], errors: list[str]) -> None:
@@ -246,15 +142,13 @@ def _need_majority(what: str, stores: Iterable[str], ok: set[str], errors: list[
 def change(log: Log, op: str, url: str) -> dict[str, Any]:
     """Add (``op="add"``) or remove (``"remove"``) store ``url`` of ``log``'s quorum; return
     ``{"slot": c, "op", "url", "from", "to"}``. See the module docstring."""
-    from passivepaxos.log import Log as _Log
-
-    assert isinstance(log, _Log)
+    assert isinstance(log, Log)
     if op not in ("add", "remove"):
         raise ConfigError(f"unknown membership operation {op!r}")
     url = url.strip()
     if not url or "," in url:
         raise ConfigError("give exactly one store URL to add or remove (one change at a time)")
-    url = open_store(url).url
+    url = open_store(url, runtime=log.runtime).url
     current = tuple(log.members())
     if log.single_create or len(current) < 2:
         raise UnsupportedError(
@@ -293,11 +187,11 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     cfg.check()
     stores = {s.url: s for s in log.known_stores()}
     if url not in stores:
-        stores[url] = open_store(url)
+        stores[url] = open_store(url, runtime=log.runtime)
     if op == "add":
         _prepare_new_store(stores[url], _manifest_of(log).with_stores(to), log.mode.value)
     # the marker, on every store of S and S' (a majority of each): readers discover changes
-    key, data = marker_key(), encode_marker(log.origin(), cfg)
+    key, data = marker_key(log.runtime), encode_marker(log.origin(), cfg)
     ok: set[str] = set()
     errors: list[str] = []
     for u in dict.fromkeys((*current, *to)):
@@ -346,7 +240,7 @@ def _finish_removal(log: Log, slot: int, cfg: ConfigChange, *, resumed: bool) ->
     """Copy the DECIDED markers of slots ``<= slot`` onto the stores the removal left
     (only then may the removed store be deleted), then their manifests."""
     stores = {s.url: s for s in log.known_stores()}
-    targets = [stores[u] if u in stores else open_store(u) for u in cfg.to]
+    targets = [stores[u] if u in stores else open_store(u, runtime=log.runtime) for u in cfg.to]
     try:
         written = log.copy_decided_markers(slot, targets)
     except QuorumError as exc:
@@ -402,23 +296,17 @@ def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
 
 
 def add_store(log_url: str, url: str) -> dict[str, Any]:
-    from passivepaxos.log import Log
-
     with Log.open(log_url) as log:
         return change(log, "add", url)
 
 
 def remove_store(log_url: str, url: str) -> dict[str, Any]:
-    from passivepaxos.log import Log
-
     with Log.open(log_url) as log:
         return change(log, "remove", url)
 
 
 def list_members(log_url: str) -> dict[str, Any]:
     """The log's current stores (read through the log to its tail) and its changes."""
-    from passivepaxos.log import Log
-
     with Log.open(log_url) as log:
         members = log.members()
         return {

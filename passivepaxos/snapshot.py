@@ -37,7 +37,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import InvalidObjectError, PassivePaxosError
+# this module's errors live in passivepaxos.errors (re-exported here)
+from passivepaxos.errors import (
+    CompactedError,
+    DamagedSnapshotError,
+    TrimmedSlotError,
+    TrimRefusedError,
+)
 from passivepaxos.lease import LeaseMeta, LeaseState
 
 __all__ = [
@@ -82,49 +88,6 @@ def _canonical(obj: dict[str, Any]) -> bytes:
 
 def _checksum(body: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(body)).hexdigest()
-
-
-# -- errors --------------------------------------------------------------------------------
-
-
-class DamagedSnapshotError(InvalidObjectError):
-    """A snapshot object is invalid (never skipped: the newest one is what readers use)."""
-
-    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
-        super().__init__(f"snapshot at slot {slot} is damaged: {reason}", url=url, key=key)
-        self.slot = slot
-        self.reason = reason
-
-
-class TrimmedSlotError(PassivePaxosError):
-    """Slot ``slot`` was trimmed (its entries live in the snapshot at ``snapshot``)."""
-
-    def __init__(self, slot: int, snapshot: int, url: str = "") -> None:
-        where = f"{url}: " if url else ""
-        super().__init__(
-            f"{where}slot {slot} was trimmed (snapshot at {snapshot}); your view of the log "
-            "is stale: nothing was written, retry to append at the real tail"
-        )
-        self.slot = slot
-        self.snapshot = snapshot
-
-
-class CompactedError(PassivePaxosError):
-    """Entries were compacted into application state: they cannot be read as entries."""
-
-    def __init__(self, from_slot: int, snapshot: int, url: str = "") -> None:
-        where = f"{url}: " if url else ""
-        super().__init__(
-            f"{where}the entries of slots 0..{snapshot} were compacted into application state "
-            f"(snapshot at slot {snapshot}); cannot read from slot {from_slot}: load the "
-            f"state with Log.newest_snapshot() and read from slot {snapshot + 1}"
-        )
-        self.from_slot = from_slot
-        self.snapshot = snapshot
-
-
-class TrimRefusedError(PassivePaxosError):
-    """``trim`` would lose data (no snapshot covers the slots) or makes no sense."""
 
 
 # -- snapshots -----------------------------------------------------------------------------

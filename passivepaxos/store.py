@@ -56,9 +56,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How a ``Store`` retries. The pauses are a full-jitter :class:`~passivepaxos.retry.Backoff`
-    from ``base_delay`` doubling up to ``max_delay``: 50 ms is about one object-store round
-    trip, and 2 s is long enough to ride out a throttling burst without outlasting a lease
-    (full jitter: many clients retrying the same bucket must not retry in step)."""
+    (floor 0: clients retrying the same bucket fall out of step) from ``base_delay``, about
+    one object-store round trip, doubling up to ``max_delay``, so that the default six
+    attempts span a few seconds of a service's trouble, not minutes."""
 
     attempts: int = 6
     base_delay: float = 0.05

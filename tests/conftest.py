@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from passivepaxos.bench import environ  # noqa: E402
 from passivepaxos.store import RetryPolicy, Store  # noqa: E402
+from passivepaxos.testing import Injector, StoreHarness  # noqa: E402
 from passivepaxos.urls import backend_module, open_backend  # noqa: E402
-from passivepaxos.wrappers import FaultPlan, FaultyBackend  # noqa: E402
 
 # Fast retries in tests: behaviour is what is checked, not patience.
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.2, resolve_attempts=6)
@@ -40,29 +40,6 @@ def env(**values: str) -> contextlib.AbstractContextManager[None]:
     return environ(values)
 
 
-class Injector:
-    """Wire-level faults for one store: each harness maps them onto a real mechanism
-    (the fault proxy in front of an emulator, our Dropbox server's hooks) or, where there
-    is no wire (memory, local disk), onto ``FaultyBackend``."""
-
-    def lose_next_response(self) -> None:
-        raise NotImplementedError
-
-    def throttle_next(self, n: int) -> None:
-        raise NotImplementedError
-
-
-class _FaultyInjector(Injector):
-    def __init__(self, faulty: FaultyBackend) -> None:
-        self.faulty = faulty
-
-    def lose_next_response(self) -> None:
-        self.faulty.script("after")
-
-    def throttle_next(self, n: int) -> None:
-        self.faulty.script(*["throttle"] * n)
-
-
 def _error_of(store: Store) -> str:
     """The class name of what one write raises ("no error" if it succeeds)."""
     try:
@@ -72,39 +49,15 @@ def _error_of(store: Store) -> str:
     return "no error"
 
 
-class Harness:
+class Harness(StoreHarness):
+    """The built-in backends on real servers (passivepaxos.testing's hooks, all provided),
+    with fast retries: behaviour is what is checked, not patience."""
+
     name: str
     wire_is_real = False
 
-    def url(self) -> str:
-        raise NotImplementedError
-
     def store(self, url: str | None = None) -> Store:
         return Store(open_backend(url or self.url()), retry=FAST)
-
-    def missing_container_url(self) -> str | None:
-        return None
-
-    def new_container_url(self) -> str:
-        """A URL inside a container (bucket, directory, folder, memory space) of its own,
-        which :meth:`remove_container` may delete."""
-        raise NotImplementedError
-
-    def remove_container(self, url: str) -> None:
-        """Delete the container of ``url`` with everything in it (``rm -rf``)."""
-        raise NotImplementedError
-
-    def container_exists(self, url: str) -> bool:
-        raise NotImplementedError
-
-    def denied_error(self) -> str | None:
-        """Run one write with credentials/permissions that forbid it; the error's class."""
-        return None
-
-    @contextlib.contextmanager
-    def wired(self) -> Iterator[tuple[Store, Injector]]:
-        faulty = FaultyBackend(open_backend(self.url()), FaultPlan(), seed=1)
-        yield Store(faulty, retry=FAST), _FaultyInjector(faulty)
 
 
 class MemoryHarness(Harness):

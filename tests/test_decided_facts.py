@@ -42,6 +42,7 @@ from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import Backend, ObjectMeta, PutMode, Version
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
+from tests.clocked import NO_SLEEP
 
 MODES = ["create", "cas", "blocks"]
 _n = itertools.count()
@@ -120,7 +121,7 @@ def client(urls: list[str], mode: str) -> tuple[Log, list[Link]]:
     """A log client with its own links to ``urls`` (no real sleeps)."""
     links = [Link(open_backend(u)) for u in urls]
     stores = [Store(link, retry=FAST, sleep=lambda _: None) for link in links]
-    return Log(stores, mode, sleep=lambda _: None, backoff_max=0.0), links
+    return Log(stores, mode, runtime=NO_SLEEP, backoff_max=0.0), links
 
 
 def quorum(mode: str, names: str = "abc") -> list[str]:
@@ -354,7 +355,7 @@ def test_finding_6_faultybackend_script(mode: str, phase1: int) -> None:
     urls = quorum(mode)
     faulty = [FaultyBackend(open_backend(u), FaultPlan()) for u in urls]
     stores = [Store(f, retry=FAST, sleep=lambda _: None) for f in faulty]
-    w = Log(stores, mode, sleep=lambda _: None, backoff_max=0.0)
+    w = Log(stores, mode, runtime=NO_SLEEP, backoff_max=0.0)
     assert w.append([b"first"]) == [0]  # W knows its tail: the next append reads nothing
     for f in faulty:
         f.script(*[None] * phase1, "after", *["before"] * 400)

@@ -36,6 +36,7 @@ from passivepaxos.recipes.kv import KV
 from passivepaxos.recipes.lock import Locks
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
+from tests.clocked import NO_SLEEP
 from tests.conftest import get_harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def _shorter_refresh_run(seed: int, *, planted: bool = False) -> list[str]:
     holds: list[Hold] = []
     mu = threading.Lock()
     ttl, short = rng.uniform(3.0, 5.0), rng.uniform(0.1, 0.25)
-    with Log([Store(faulty, retry=quick)], manifest.mode, sleep=lambda _: None) as hlog:
+    with Log([Store(faulty, retry=quick)], manifest.mode, runtime=NO_SLEEP) as hlog:
         h = Locks(hlog, owner="H", retries=0)
         if planted:  # the bookkeeping goes on, but an entry in flight never caps validity
             real_sending = h._sending

@@ -20,11 +20,7 @@ PACKAGES = ("passivepaxos", "backends")
 ALIASES = {"passivepaxos_backends": "backends"}
 
 # strongly connected components that may stay for now, each with the reason
-ALLOWED: dict[frozenset[str], str] = {
-    frozenset({"passivepaxos.log", "passivepaxos.manifest", "passivepaxos.membership"}): (
-        "pending: log helper (log <-> membership; manifest reads membership's markers)"
-    ),
-}
+ALLOWED: dict[frozenset[str], str] = {}
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:

@@ -36,6 +36,7 @@ from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import Backend, PutKind, PutMode, Version
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend
+from tests.clocked import NO_SLEEP, clocked
 from tests.test_cli import run
 
 
@@ -66,9 +67,7 @@ def vlog(url: str, world: World, name: str, rate: float = 1.0, **kw: Any) -> Log
     return Log.open(
         url,
         writer_id=name,
-        clock=world.clock(rate),
-        sleep=world.sleeper(rate),
-        wall=world.wall,
+        runtime=clocked(world.clock(rate), world.sleeper(rate), world.wall),
         hint_every=10**9,
         **kw,
     )
@@ -221,7 +220,7 @@ def test_holder_ambiguous_append_counts_once_and_keeps_the_lease() -> None:
     faulty = FaultyBackend(open_backend(url), FaultPlan(late_after=(2, 2)), seed=1)
     _, manifest = open_log(url)
     one_try = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, resolve_attempts=1)
-    with Log([Store(faulty, retry=one_try)], manifest.mode, sleep=lambda _: None) as log:
+    with Log([Store(faulty, retry=one_try)], manifest.mode, runtime=NO_SLEEP) as log:
         log.claim_writer(30)
         log.append([b"a"])
         faulty.script("late")
@@ -271,7 +270,7 @@ def test_frozen_clock_holder_is_never_acknowledged() -> None:
     world = World()
     url = mem()
     init_log(url)
-    frozen = Log.open(url, writer_id="frozen", clock=lambda: 0.0, wall=world.wall)
+    frozen = Log.open(url, writer_id="frozen", runtime=clocked(clock=lambda: 0.0, wall=world.wall))
     with frozen, vlog(url, world, "next") as nxt:
         frozen.claim_writer(5)
         frozen.append([b"f-1"])
@@ -444,9 +443,7 @@ def faulty_holder(url: str, world: World, name: str) -> tuple[Log, FaultyBackend
         [Store(faulty, retry=quick, sleep=lambda _: None)],
         manifest.mode,
         writer_id=name,
-        clock=world.clock(),
-        sleep=world.sleeper(),
-        wall=world.wall,
+        runtime=clocked(world.clock(), world.sleeper(), world.wall),
         hint_every=10**9,
     )
     return log, faulty

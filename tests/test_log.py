@@ -23,11 +23,13 @@ from passivepaxos.log import (
     decode_record,
     slot_instance,
 )
+from passivepaxos.log.slots import SlotIO
 from passivepaxos.manifest import init_log, open_log
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend, LatencyBackend
+from tests.clocked import NO_SLEEP, clocked
 from tests.conftest import FAST, Harness
 
 
@@ -289,19 +291,19 @@ def test_ambiguous_create_that_lands_late_counts_once(monkeypatch: pytest.Monkey
     """The store gives up (AmbiguousWriteError); the log reads back, finds its own record
     (the late write landed) and acknowledges it once."""
     resolved: list[int] = []
-    original = Log._resolve_create
+    original = SlotIO.resolve_create
 
-    def spy(self: Log, slot: int, *rest: object) -> bytes:
+    def spy(self: SlotIO, slot: int, *rest: object) -> bytes:
         resolved.append(slot)
         return original(self, slot, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Log, "_resolve_create", spy)
+    monkeypatch.setattr(SlotIO, "resolve_create", spy)
     url = mem()
     init_log(url)
     faulty = FaultyBackend(open_backend(url), FaultPlan(late_after=(2, 2)), seed=3)
     _, manifest = open_log(url)
     one_try = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, resolve_attempts=1)
-    with Log([Store(faulty, retry=one_try)], manifest.mode, sleep=lambda _: None) as log:
+    with Log([Store(faulty, retry=one_try)], manifest.mode, runtime=NO_SLEEP) as log:
         log.append([b"before"])
         faulty.script("late")  # the create times out, then lands on a later request
         assert log.append([b"once"]) == [1]
@@ -362,7 +364,14 @@ def test_contending_appenders_without_a_lease_back_off_and_lose_nothing(backoff:
         threading.Event().wait(s)
 
     logs = [
-        Log([Store(shared)], "create", url=url, writer_id=f"w{j}", backoff_max=backoff, sleep=sleep)
+        Log(
+            [Store(shared)],
+            "create",
+            url=url,
+            writer_id=f"w{j}",
+            backoff_max=backoff,
+            runtime=clocked(sleep=sleep),
+        )
         for j in range(4)
     ]
     acks: dict[bytes, tuple[int, int]] = {}

@@ -66,11 +66,18 @@ def test_add_and_remove_while_appending(tmp_path: Path, mode: str) -> None:
     threads = [threading.Thread(target=appender, args=(t,)) for t in ("x", "y")]
     for t in threads:
         t.start()
+    def appended(more: int) -> None:
+        # each phase must see appends land (not a fixed sleep: on a loaded machine 0.3 s
+        # saw 7 acknowledged entries in all; the test is about safety during appends)
+        want, until = len(acked) + more, time.monotonic() + 60
+        while len(acked) < want and not errors and time.monotonic() < until:
+            time.sleep(0.02)
+
     try:
-        time.sleep(0.3)
+        appended(4)
         added = add_store(old, d)
         assert added["op"] == "add" and added["to"] == [a, b, c, d]
-        time.sleep(0.3)
+        appended(4)
         # opened with its current list (a list that is not a configuration is refused)
         removed = remove_store(",".join([a, b, c, d]), a)
         assert removed["to"] == [b, c, d] and removed["slot"] > added["slot"]
@@ -85,7 +92,7 @@ def test_add_and_remove_while_appending(tmp_path: Path, mode: str) -> None:
                 time.sleep(0.02)
         else:
             raise AssertionError("the removed store could not be deleted")
-        time.sleep(0.3)
+        appended(4)
     finally:
         stop.set()
         for t in threads:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,15 @@ def test_nothing_private_leaks() -> None:
         if isinstance(obj, str):  # __version__
             continue
         module = type(obj).__module__ if not hasattr(obj, "__qualname__") else obj.__module__
-        assert module.startswith("passivepaxos"), (name, module)
-        assert not any(part.startswith("_") for part in module.split(".")), (name, module)
-    assert "_version" not in passivepaxos.__all__
+        assert module.startswith("passivepaxos"), (name, module)  # ours, not a dependency's
+        # a name defined in a private module is fine (it is re-exported on purpose); its
+        # own name must be public, and the package keeps no stray public attribute
+    stray = {
+        n
+        for n, v in vars(passivepaxos).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType)  # submodules are fine
+    } - {*passivepaxos.__all__, "TYPE_CHECKING", "annotations"}
+    assert not stray
 
 
 def test_the_public_classes_are_the_defining_modules_ones() -> None:

@@ -34,6 +34,7 @@ from passivepaxos.recipes.lock import (
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, FaultPlan, FaultyBackend
+from tests.clocked import NO_SLEEP
 from tests.conftest import CliRun
 from tests.test_cli import ROOT
 from tests.test_cli import run as cli_run
@@ -253,9 +254,7 @@ def test_finding_7_ambiguous_shorter_refresh_leaves_validity_at_the_minimum() ->
     _, manifest = open_log(url)
     faulty = FaultyBackend(open_backend(url), FaultPlan())
     quick = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, resolve_attempts=1)
-    hl = Log(
-        [Store(faulty, retry=quick, sleep=lambda _: None)], manifest.mode, sleep=lambda _: None
-    )
+    hl = Log([Store(faulty, retry=quick, sleep=lambda _: None)], manifest.mode, runtime=NO_SLEEP)
     with hl, Log.open(url) as tl:
         h = Locks(hl, owner="H", clock=clock, retries=0)
         t = Locks(tl, owner="T", clock=clock)

@@ -26,6 +26,7 @@ from passivepaxos.recipes.tob import Broadcast
 from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
+from tests.clocked import clocked
 
 
 class Clock:
@@ -90,10 +91,10 @@ def test_review2_R2_2_concurrent_refresh_keeps_the_cap_of_a_later_ambiguous_one(
         [Store(faulty, retry=quick, sleep=lambda _: None)],
         man.mode,
         writer_id="H",
-        clock=clock,
+        runtime=clocked(clock=clock),
         hint_every=10**9,
     )
-    tl = Log.open(url, writer_id="T", clock=clock)
+    tl = Log.open(url, writer_id="T", runtime=clocked(clock=clock))
     h = Locks(hl, owner="H", clock=clock, retries=0)
     t = Locks(tl, owner="T", clock=clock)
     assert h.acquire("job", 100) == 1

@@ -36,6 +36,7 @@ from passivepaxos.store import RetryPolicy, Store
 from passivepaxos.types import PutMode, Version
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import FaultPlan, FaultyBackend
+from tests.clocked import NO_SLEEP, clocked
 
 
 def _values(urls: list[str], mode: str) -> list[tuple[int, bytes]]:
@@ -178,12 +179,10 @@ def test_review2_3_holder_resume_counts_the_window_from_the_earlier_send() -> No
         [Store(faulty, retry=QUICK, sleep=lambda _: None)],
         man.mode,
         writer_id="H",
-        clock=clock,
-        sleep=sleeper,
-        wall=wall,
+        runtime=clocked(clock, sleeper, wall),
         hint_every=10**9,
     )
-    c = Log.open(url, writer_id="C", clock=clock, sleep=sleeper, wall=wall, hint_every=10**9)
+    c = Log.open(url, writer_id="C", runtime=clocked(clock, sleeper, wall), hint_every=10**9)
     kv_h, kv_c = KV(h), KV(c)
     h.claim_writer(1.0)
     kv_h.put("k", b"old")
@@ -266,7 +265,7 @@ def test_review1_D_resolve_create_failure_is_outcome_unknown() -> None:
         pauses.append(d)
         time.sleep(d)
 
-    log = Log([st], "create", manifest=man, sleep=sleep)
+    log = Log([st], "create", manifest=man, runtime=clocked(sleep=sleep))
     with pytest.raises(AppendOutcomeUnknownError) as info:
         log.append([b"x"])
     assert _values(urls, "create") == [(0, b"x")]
@@ -313,7 +312,7 @@ def test_review1_E_cli_resume_open_without_majority_exits_3(
         [Store(link, retry=FAST, sleep=lambda _: None) for link in links],
         "create",
         manifest=man,
-        sleep=lambda _: None,
+        runtime=NO_SLEEP,
     )
     w.head()
     for link in links:

@@ -31,6 +31,7 @@ from passivepaxos.manifest import close_members, init_log, member_stores, open_l
 from passivepaxos.membership import MembershipIncompleteError, change
 from passivepaxos.store import Store
 from passivepaxos.urls import open_backend
+from tests.clocked import NO_SLEEP
 from tests.test_decided_facts import FAST, Link, wipe
 
 MODES = ["create", "cas", "blocks"]
@@ -49,7 +50,7 @@ def client(urls: list[str], mode: str) -> tuple[Log, list[Link]]:
     links = [Link(open_backend(u)) for u in urls]
     stores = [Store(link, retry=FAST, sleep=lambda _: None) for link in links]
     _, manifest = open_log(",".join(urls))
-    log = Log(stores, mode, manifest=manifest, sleep=lambda _: None, backoff_max=0.0)
+    log = Log(stores, mode, manifest=manifest, runtime=NO_SLEEP, backoff_max=0.0)
     return log, links
 
 

@@ -43,9 +43,6 @@ SEAM = "passivepaxos/runtime.py"  # the one module that may touch the real primi
 
 # module (a file, or a folder ending in "/" for every file under it) -> why it may
 ALLOWLIST: dict[str, str] = {
-    # the log cluster (lease.py and snapshot.py are pure already: no entry)
-    "passivepaxos/log.py": "pending: log helper",
-    "passivepaxos/membership.py": "pending: log helper",
     "passivepaxos/bench/": (
         "a tool that measures real time (latencies, throughput, wall clock of real services "
         "and real processes); never part of a simulated run"
@@ -486,3 +483,23 @@ def test_recipe_retries_sleep_on_the_log_runtime_with_the_one_policy() -> None:
     for i, s in enumerate(rt.sleeps):  # floor 0.5, doubling, capped at 8 x delay
         c = min(0.4, 0.05 * 2**i)
         assert 0.5 * c <= s <= c
+
+
+def test_a_keepalive_does_not_inherit_the_deadline_it_was_started_under() -> None:
+    """Tasks run in their starter's context (an ambient deadline applies to quorum
+    requests), but a lock's keepalive outlives the call that starts it: refreshes cut by
+    that call's deadline would let the lock lapse while its holder still works."""
+    import time
+
+    from passivepaxos.deadline import deadline
+    from passivepaxos.log import Log
+    from passivepaxos.manifest import init_log
+    from passivepaxos.recipes.lock import Locks
+
+    url = _mem()
+    init_log(url)
+    with Log.open(url, writer_id="A") as log:
+        locks = Locks(log, owner="A")
+        with deadline(0.4), locks.hold("x", ttl=0.3):
+            time.sleep(0.8)  # past the deadline: refreshes every 0.1 s must go on
+            assert locks.valid("x")

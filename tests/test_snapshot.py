@@ -29,6 +29,7 @@ from passivepaxos.store import Store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend
+from tests.clocked import clocked
 from tests.conftest import get_harness
 from tests.test_cli import run
 
@@ -171,9 +172,7 @@ def vlog(url: str, world: World, name: str) -> Log:
     return Log.open(
         url,
         writer_id=name,
-        clock=world.clock(),
-        sleep=world.sleep,
-        wall=world.wall,
+        runtime=clocked(clock=world.clock(), sleep=world.sleep, wall=world.wall),
         hint_every=10**9,
     )
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -70,8 +71,7 @@ def test_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "build",
-            "--wheel",
+            "build",  # an sdist, then the wheel built from it: both carry what they must
             "--no-isolation",
             "--outdir",
             str(dist),
@@ -81,6 +81,10 @@ def test_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
         capture_output=True,
     )
     (wheel,) = dist.glob("passivepaxos-*.whl")
+    (sdist,) = dist.glob("passivepaxos-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        in_sdist = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+    assert {"backends/s3.py", "passivepaxos_backends/__init__.py"} <= in_sdist
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         shipped_init = zf.read("passivepaxos_backends/__init__.py").decode()

@@ -1,8 +1,8 @@
 """Run the pure protocol generators of ``core`` against real stores.
 
-Each yielded batch runs in parallel (tasks of the stores' runtime); a ``StoreError`` becomes that
-operation's result (the core decides what a failure means), anything else is a bug and
-propagates. A batch completes when all its operations have answered or, after a grace
+Each yielded batch runs in parallel, as tasks of the stores' runtime; a ``StoreError``
+becomes that operation's result (the core decides what a failure means), anything else is
+a bug and propagates. A batch completes when all its operations have answered or, after a grace
 period, when a majority of its stores have: a slow store does not hold up a decision.
 Time, sleeps, randomness and tasks come from the stores' runtime (``passivepaxos.runtime``:
 the simulator runs this same code on a virtual one), or from one passed as ``runtime=``.

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 
 from passivepaxos.errors import ConfigError, PassivePaxosError
 from passivepaxos.log import Log
+from passivepaxos.recipes._entry import spawn_detached
 from passivepaxos.recipes.lock import LockLostError, Locks, LockStatus
 from passivepaxos.runtime import EventLike, Task
 
@@ -52,7 +53,9 @@ class Election:
         self._stop_keepalive()  # campaigning again: one keepalive thread, never two
         self.lost.clear()
         self._stop = self.runtime.event()
-        self._thread = self.runtime.spawn(self._keepalive, self._stop, name="ppx-election")
+        self._thread = spawn_detached(
+            self.runtime, self._keepalive, self._stop, name="ppx-election"
+        )
         return self.term
 
     def _keepalive(self, stop: EventLike) -> None:

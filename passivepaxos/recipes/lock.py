@@ -89,7 +89,13 @@ from passivepaxos.errors import (
 )
 from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
 from passivepaxos.log import Entry, Log, Position
-from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
+from passivepaxos.recipes._entry import (
+    append_retrying,
+    decode_entry,
+    encode_entry,
+    runtime_of,
+    spawn_detached,
+)
 from passivepaxos.recipes.rsm import StateMachine, new_id
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import EventLike
@@ -555,7 +561,9 @@ class Locks:
         stop = self.runtime.event()
         task = None
         if keepalive:
-            task = self.runtime.spawn(self._keepalive, name, ttl, stop, name="ppx-lock-keepalive")
+            task = spawn_detached(
+                self.runtime, self._keepalive, name, ttl, stop, name="ppx-lock-keepalive"
+            )
         try:
             yield token
         finally:

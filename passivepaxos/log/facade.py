@@ -1,124 +1,31 @@
-"""The shared log: an ordered sequence of slots, each holding a batch of entries.
-
-Addressing
-----------
-Slot ``i`` is consensus instance ``log/<i:020d>``. An entry is addressed by
-``(slot, index)``: the slot that holds it and its index inside that slot's batch.
-``Log.append(values)`` puts all ``values`` of one call into one slot (several concurrent
-calls of one process may share a slot: group commit) and returns one slot number per value,
-in order; ``Log.append_positions`` returns the full ``Position(slot, index)`` pairs.
-
-How a slot is decided (:meth:`Log._decide`, the only place that knows)
----------------------------------------------------------------------
-- one store whose manifest mode is ``create``: ONE create-if-absent of the object
-  ``log/<i:020d>``; the first creator wins, a loser finds the winner's record in
-  ``AlreadyExistsError.current`` (no extra request);
-- a quorum of stores, or ``blocks`` / ``cas`` mode: ``consensus.driver.propose`` on
-  instance ``log/<i:020d>``; the decided bytes are the slot's record. Reading a slot uses
-  ``core.learner`` on the same instance: a slot is *missing* only when it is provably
-  undecided (a majority of its stores answered in full and hold no marker and nothing
-  accepted); when the learner cannot tell, the reader finishes the instance
-  (``core.finisher``: adopt the highest accepted value, invent none) or raises
-  ``QuorumError``, never "absent" (see ``Log._learn``).
-
-An append whose record may have been decided but could not be established raises
-``AppendOutcomeUnknownError`` (never ``QuorumError``, which means "not written"); its
-token ``<slot>:<index>:<wid>`` resumes it exactly once (``append(values, resume=token)``),
-because the record names its slot and its predecessor's hash: it can only ever be decided
-at that slot, and the resumed append keeps its write id.
-
-Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
-
-    {"kind": "ppx-slot", "f": 1, "slot": 3, "prev": "<sha256 hex of slot 2's record>",
-     "writer": "host-123-ab12cd34", "epoch": 0, "wid": "<32 hex: unique write id>",
-     "entries": ["<base64>", ...], "sum": "<sha256 hex of this object without 'sum'>"}
-
-- ``prev`` of slot 0 is :func:`genesis_of` the log's identity (sha256 of
-  ``b"passivepaxos-log-genesis:" + id``, the ``id`` of the manifest, see
-  :mod:`passivepaxos.manifest`), so a record of another log is foreign everywhere in the
-  chain; a log whose manifest has no identity (format 1, created before identities) keeps
-  :data:`GENESIS` (sha256 of ``b"passivepaxos-log-genesis"``). The hash of a record is
-  sha256 over its exact stored bytes (the Store frame's payload), so the chain covers
-  every byte, ``sum`` included.
-- ``sum`` is sha256 over the canonical encoding of the other fields; it travels with the
-  record through consensus (the Store frame's crc32 covers only one object on one store).
-- ``epoch`` is the writer-lease epoch (fencing token); 0 until leases exist.
-- ``lease`` (optional; absent on records written outside a lease, so older records are
-  unchanged): ``{"op": "claim"|"hold", "ttl": s, "wall": t}`` or ``{"op": "release"}``.
-  The writer lease (ClaimWriter / WriterStatus / lease reads) is described in
-  :mod:`passivepaxos.lease` and docs/log.md.
-- ``cfg`` / ``conf`` (optional, absent until the log's first store membership change):
-  a configuration record (one store added or removed: slots after it are decided on the
-  new set) and, on every later record, the slot of the newest one before it. Design and
-  safety argument: :mod:`passivepaxos.membership`; the reading side is ``_fetch`` /
-  ``_walk_to`` (records learned in order, each slot with its own slot's store set).
-- ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
-  own earlier (ambiguous) write landed, and its entries are counted once.
-
-A reader validates every record and raises :class:`DamagedSlotError` (an
-``InvalidObjectError``) naming the slot and URL for: an unreadable frame, bad JSON, a
-record of another kind, an unknown or newer format, the wrong slot number, a bad
-checksum, a broken hash chain, or a slot missing while a later one exists. It never skips.
-
-Tail discovery never lists the log: read the hint object ``log/tail-hint`` (an OVERWRITE,
-written rarely, rate-limited to one write per ``hint_min_interval`` seconds per process
-because GCS allows ~1 write/s per object name; never trusted for correctness), then probe
-``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
-narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
-because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
-only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
-discovery checks, as reads do, that the slot after the first missing one is missing too
-(``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
-found this way names its predecessor's hash before building on it (``_check_chained``).
-
-Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
------------------------------------------------------------------------
-``Log.snapshot`` writes ``snapshot/<s:020d>`` holding slot ``s``'s record hash (the chain's
-anchor) and either every entry of slots ``0..s`` or application state. Readers list the
-small ``snapshot/`` prefix, serve slots ``<= s`` from the newest snapshot and check the
-chain from its anchor. ``Log.trim`` (one create-mode store only) OVERWRITES each trimmed
-slot object with a tombstone instead of deleting it, so a slot name is never free again: a
-stale writer's create fails and its append raises :class:`TrimmedSlotError`, never
-acknowledged. A tombstone keeps the trimmed record's hash (``prev`` of the next slot) and
-lease state; a reader meeting one restarts from the newest snapshot. Tombstones must never
-be deleted: ``verify`` checks every one (and names a missing one), and a writer refuses to
-write a slot at or below a snapshot it has seen unless the slot is there (see ``_commit``);
-a writer that never saw the snapshot cannot tell (docs/log.md, "Trim").
-"""
+"""``Log``: the facade over the log's components (see :mod:`passivepaxos.log`)."""
 
 from __future__ import annotations
 
-import binascii
 import collections
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
-import random
 import re
 import socket
-import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from passivepaxos.capabilities import ListMode
-from passivepaxos.consensus import core, driver
+from passivepaxos.consensus import driver
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
+    DamagedSlotError,
     InvalidObjectError,
+    MembershipConflictError,
     PassivePaxosError,
     QuorumError,
     StoreError,
-    StragglerError,
-    TransientError,
     UnsupportedError,
 )
 from passivepaxos.lease import (
@@ -130,12 +37,30 @@ from passivepaxos.lease import (
     LeaseMeta,
     LeaseRead,
     LeaseState,
-    TailWatch,
     WriterStatus,
     check_ttl,
 )
-from passivepaxos.manifest import MANIFEST_KEY, Manifest, MemberStore, open_log
-from passivepaxos.membership import ConfigChange, MembershipConflictError, read_markers
+from passivepaxos.log.config import ConfigView
+from passivepaxos.log.context import LogContext
+from passivepaxos.log.record import (
+    Entry,
+    Position,
+    Record,
+    bare,
+    chain_hash,
+    parse_resume_token,
+    record_hash,
+    resume_wid,
+    slot_instance,
+    tombstone_of,
+    why_unknown,
+)
+from passivepaxos.log.slots import SlotIO
+from passivepaxos.log.tail import HINT_KEY, Tail
+from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.membership_data import ConfigChange
+from passivepaxos.retry import Backoff
+from passivepaxos.runtime import REAL, ConditionLike, EventLike, Runtime
 from passivepaxos.snapshot import (
     SNAPSHOT_PREFIX,
     CompactedError,
@@ -145,55 +70,22 @@ from passivepaxos.snapshot import (
     TrimmedSlotError,
     TrimRefusedError,
     decode_snapshot,
-    decode_tombstone,
     encode_snapshot,
     is_tombstone,
     snapshot_key,
     snapshot_slot_of,
 )
-from passivepaxos.store import Store, open_store
+from passivepaxos.store import Store
 from passivepaxos.types import PutMode, require_bytes
 
-__all__ = [
-    "GENESIS",
-    "HINT_KEY",
-    "RECORD_FORMAT",
-    "DamagedSlotError",
-    "Entry",
-    "Log",
-    "Position",
-    "Record",
-    "SnapshotInfo",
-    "TrimResult",
-    "TrimmedSlotError",
-    "VerifyReport",
-    "decode_record",
-    "genesis_of",
-    "record_hash",
-    "slot_instance",
-]
+__all__ = ["HINT_KEY", "Log", "TrimResult", "VerifyReport", "default_writer_id"]
 
-RECORD_FORMAT = 1
-RECORD_KIND = "ppx-slot"
-GENESIS = hashlib.sha256(b"passivepaxos-log-genesis").hexdigest()  # format-1 logs
-
-
-def genesis_of(ident: str | None) -> str:
-    """The ``prev`` of slot 0 of the log with identity ``ident`` (``None``: a log created
-    before identities, which starts from :data:`GENESIS`)."""
-    if ident is None:
-        return GENESIS
-    return hashlib.sha256(b"passivepaxos-log-genesis:" + ident.encode()).hexdigest()
-
-
-HINT_KEY = "log/tail-hint"
 _EARLY_WINDOW = 8  # read-ahead of a read's first slots (see _raw_records)
-_RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Log._recent
-_PROBES = 6  # slots probed at once by tail discovery (see _discover)
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see _commit
 _BACKOFFS = 6
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# after an unclear create, read back at 0.04, 0.08, ... 0.64 s (see _resolve_create)
+_READ_BACK = Backoff(0.02, 1.0, floor=1.0)
 # the objects under log/ a log makes (see _check_layout), besides the hint
 _SINGLE_SLOT = re.compile(r"^log/\d{20}$")
 _QUORUM_SLOT = {
@@ -201,260 +93,6 @@ _QUORUM_SLOT = {
     ListMode.CAS: re.compile(r"^log/\d{20}/(list|decided)$"),
     ListMode.BLOCKS: re.compile(r"^log/\d{20}/(blocks/.+|decided)$"),
 }
-
-
-def slot_instance(slot: int) -> str:
-    """The consensus instance (and, on a single create store, the object key) of a slot."""
-    return f"log/{slot:020d}"
-
-
-def parse_resume_token(token: str) -> tuple[int, int, str]:
-    """``(slot, index, wid)`` of an ``AppendOutcomeUnknownError`` token; ``ConfigError``
-    naming the token when it is not one."""
-    m = re.fullmatch(r"(\d+):(\d+):([0-9a-f]{32})", token.strip())
-    if m is None:
-        raise ConfigError(
-            f"bad resume token {token!r}: expected SLOT:INDEX:WID as printed by the "
-            "append whose outcome was unknown"
-        )
-    return int(m[1]), int(m[2]), m[3]
-
-
-def resume_wid(wid: str, index: int) -> str:
-    """The write id a resume of token ``*:index:wid`` writes its values under: its own
-    (two callers that shared one group-commit record share ``wid``, never this) and
-    deterministic (a second resume of the same token recognises the first one's record)."""
-    return hashlib.sha256(f"resume:{wid}:{index}".encode()).hexdigest()[:32]
-
-
-def resume_unknown(token: str, cause: PassivePaxosError) -> AppendOutcomeUnknownError:
-    """A resume that failed before establishing anything (e.g. the log could not even be
-    opened): its outcome is as unknown as before, with the same token."""
-    slot, index, wid = parse_resume_token(token)
-    return AppendOutcomeUnknownError(
-        f"append outcome unknown: the entries may be in the log at slot {slot} "
-        f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
-        slot=slot,
-        index=index,
-        wid=wid,
-        url=getattr(cause, "url", ""),
-        key=getattr(cause, "key", None),
-    )
-
-
-def record_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where an entry lives: its slot and its index in that slot's batch."""
-
-    slot: int
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    slot: int
-    index: int
-    value: bytes
-
-
-class DamagedSlotError(InvalidObjectError):
-    """A slot's record is invalid; ``slot`` and ``reason`` say which and why."""
-
-    def __init__(self, slot: int, reason: str, *, url: str = "", key: str | None = None) -> None:
-        super().__init__(f"slot {slot} is damaged: {reason}", url=url, key=key)
-        self.slot = slot
-        self.reason = reason
-
-
-# -- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Record:
-    slot: int
-    prev: str
-    writer: str
-    epoch: int
-    wid: str
-    entries: tuple[bytes, ...]
-    format: int = RECORD_FORMAT
-    lease: LeaseMeta | None = None
-    config: ConfigChange | None = None  # a membership change (passivepaxos.membership)
-    conf: int | None = None  # the newest configuration record's slot before this one
-
-    @property
-    def lease_state(self) -> LeaseState:
-        """The log's writer-lease state after this record."""
-        return LeaseState.of(self.writer, self.epoch, self.lease)
-
-    def _body(self) -> dict[str, Any]:
-        """Every field but ``sum``, with ``entries`` left empty (``encode`` fills it)."""
-        body = {
-            "kind": RECORD_KIND,
-            "f": self.format,
-            "slot": self.slot,
-            "prev": self.prev,
-            "writer": self.writer,
-            "epoch": self.epoch,
-            "wid": self.wid,
-            "entries": [],
-        }
-        if self.lease is not None:
-            body["lease"] = self.lease.to_json()
-        if self.config is not None:
-            body["cfg"] = self.config.to_json()
-        if self.conf is not None:
-            body["conf"] = self.conf
-        return body
-
-    def encode(self) -> bytes:
-        """The canonical bytes (keys sorted, no whitespace, ASCII) with ``sum``, built
-        without encoding anything twice:
-
-        - base64 text needs no JSON escaping, so the entries are joined straight into the
-          place of the empty list (the first ``"entries":[]``: only ``cfg`` and ``conf``
-          sort before it and neither has such a key; inside a string the quotes would be
-          escaped);
-        - ``sum`` sorts between ``slot`` and ``wid`` and the last two keys are always
-          ``wid`` and ``writer``, so it goes in before the last ``,"wid":``."""
-        head, _, tail = _ENCODER.encode(self._body()).encode().partition(b'"entries":[]')
-        if self.entries:
-            joined = b'","'.join([_b64encode(e, newline=False) for e in self.entries])
-            body = b"".join((head, b'"entries":["', joined, b'"]', tail))
-        else:
-            body = b"".join((head, b'"entries":[]', tail))
-        cut = body.rfind(b',"wid":')
-        digest = hashlib.sha256(body).hexdigest().encode()
-        return b"".join((body[:cut], b',"sum":"', digest, b'"', body[cut:]))
-
-
-# One encoder for the canonical form (json.dumps would build one per call).
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-_b64encode = binascii.b2a_base64
-
-
-def _b64decode(s: Any) -> bytes:
-    """``base64.b64decode(s, validate=True)`` (which is ``a2b_base64(strict_mode=True)``
-    since Python 3.11) without its per-call overhead; the same errors."""
-    return binascii.a2b_base64(s, strict_mode=True)
-
-
-def _canonical(obj: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(obj).encode()
-
-
-def _sum_of_stored(data: bytes, given: str) -> bool:
-    """Whether ``given`` is the sha256 of the stored bytes with the ``"sum"`` member cut
-    out: for a record in canonical form (as every writer makes them) those bytes ARE the
-    canonical encoding of the other fields, so this checks the checksum without parsing
-    and re-encoding the body. ``False`` means "not shown this way": the caller then
-    re-encodes canonically, so a record is refused exactly when its sum matches neither."""
-    cut = data.rfind(b',"sum":"')
-    end = cut + 8 + 64
-    if cut < 0 or len(given) != 64 or data[end : end + 1] != b'"':
-        return False
-    if data[cut + 8 : end] != given.encode("ascii", "replace"):
-        return False
-    h = hashlib.sha256(data[:cut])
-    h.update(memoryview(data)[end + 1 :])
-    return h.hexdigest() == given
-
-
-def _checksum(body: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(body)).hexdigest()
-
-
-def decode_record(
-    data: bytes, slot: int, prev: str | None, *, url: str = "", key: str | None = None
-) -> Record:
-    """Parse and validate slot ``slot``'s record; ``prev`` is the expected hash of slot
-    ``slot-1``'s record (``None``: not checked, the caller does not know it)."""
-
-    def bad(reason: str) -> DamagedSlotError:
-        return DamagedSlotError(slot, reason, url=url, key=key)
-
-    if is_tombstone(data):
-        raise TrimmedSlotError(slot, tombstone_of(data, slot, url=url, key=key).snap, url)
-    try:
-        doc: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise bad("not a slot record (not JSON)") from None
-    if not isinstance(doc, dict) or doc.get("kind") != RECORD_KIND:
-        raise bad("not a passivepaxos slot record")
-    fmt = doc.get("f")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise bad(f"unknown record format {fmt!r}")
-    if fmt > RECORD_FORMAT:
-        raise bad(
-            f"record format {fmt} is newer than this client supports ({RECORD_FORMAT}); "
-            "upgrade passivepaxos"
-        )
-    if fmt != RECORD_FORMAT:
-        raise bad(f"unknown record format {fmt!r}")
-    body = dict(doc)
-    given = body.pop("sum", None)
-    if not isinstance(given, str) or not (_sum_of_stored(data, given) or given == _checksum(body)):
-        raise bad("bad checksum")
-    try:
-        rec_slot, rprev, writer, epoch, wid = (
-            body["slot"],
-            body["prev"],
-            body["writer"],
-            body["epoch"],
-            body["wid"],
-        )
-        raw_entries = body["entries"]
-        if not (
-            isinstance(rec_slot, int)
-            and isinstance(rprev, str)
-            and isinstance(writer, str)
-            and isinstance(epoch, int)
-            and isinstance(wid, str)
-            and isinstance(raw_entries, list)
-        ):
-            raise TypeError("field types")
-        entries = tuple(map(_b64decode, raw_entries))
-        lease = None if body.get("lease") is None else LeaseMeta.from_json(body["lease"])
-        config = None if body.get("cfg") is None else ConfigChange.from_json(body["cfg"])
-        conf = body.get("conf")
-        if conf is not None and not (
-            isinstance(conf, int) and not isinstance(conf, bool) and 0 <= conf < rec_slot
-        ):
-            raise ValueError("bad conf")
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise bad("malformed record fields") from None
-    if rec_slot != slot:
-        raise bad(f"record says it is slot {rec_slot}")
-    if not _HEX64.match(rprev):
-        raise bad("malformed previous-record hash")
-    if prev is not None and rprev != prev:
-        raise bad(
-            "broken hash chain: the record's previous hash does not match "
-            + ("the genesis value" if slot == 0 else f"slot {slot - 1}'s record")
-        )
-    if epoch < 0:
-        raise bad(f"negative epoch {epoch}")
-    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease, config, conf)
-
-
-def tombstone_of(data: bytes, slot: int, *, url: str = "", key: str | None = None) -> Tombstone:
-    """Parse the tombstone ``trim`` left at ``slot``; damage is a ``DamagedSlotError``."""
-    try:
-        return decode_tombstone(data, slot)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DamagedSlotError(slot, f"bad tombstone ({exc})", url=url, key=key) from None
-
-
-def chain_hash(data: bytes, slot: int) -> str:
-    """The hash the record of ``slot + 1`` must name: sha256 of slot ``slot``'s record,
-    kept in the tombstone once the slot is trimmed."""
-    if is_tombstone(data):
-        return tombstone_of(data, slot).hash
-    return record_hash(data)
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -517,7 +155,7 @@ class _Pending:
         self.error: BaseException | None = None
         self.done = False
         self.lead = False  # leadership handed to this caller by the previous leader
-        self.wake: threading.Condition | None = None
+        self.wake: ConditionLike | None = None
 
 
 class _NotYet(Exception):
@@ -528,9 +166,9 @@ class _NotYet(Exception):
         self.state, self.tail, self.remaining = state, tail, remaining
 
 
-def default_writer_id() -> str:
+def default_writer_id(runtime: Runtime = REAL) -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{host}-{os.getpid()}-{runtime.token_hex(4)}"
 
 
 # -- the log -------------------------------------------------------------------------------
@@ -552,88 +190,59 @@ class Log:
         hint_every: int = 32,
         hint_interval: float = 5.0,
         hint_min_interval: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
         wait_expired_lease: bool = True,
         backoff_max: float = 2.0,
         manifest: Manifest | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
-        self.stores = list(stores)
-        self.mode = ListMode(mode)
-        # the manifest read at open (None: stores given directly, no identity checks); its
-        # identity starts the hash chain and is what a store must hold to vote (_decide)
-        self.manifest = manifest
-        self.ident = None if manifest is None else manifest.ident
-        self._genesis = None if manifest is None else genesis_of(manifest.ident)
-        self._members: dict[str, MemberStore] = {}
-        self._members_lock = threading.Lock()  # _voters runs on the read-ahead threads too
-        self.url = url or ",".join(s.url for s in self.stores)
-        self.writer_id = writer_id or default_writer_id()
-        self.fetch_ahead = max(1, fetch_ahead)
+        stores = list(stores)
+        # clocks (monotonic: hint rate limit and all writer-lease timing; wall: only written
+        # into lease records for display), sleep, randomness, ids and concurrency
+        rt: Runtime = runtime or stores[0].runtime
+        fetch_ahead = max(1, fetch_ahead)
+        self._c = LogContext(
+            stores,
+            ListMode(mode),
+            url=url or ",".join(s.url for s in stores),
+            writer_id=writer_id or default_writer_id(rt),
+            runtime=rt,
+            manifest=manifest,
+            fetch_ahead=fetch_ahead,
+            pool=rt.pool(fetch_ahead, "ppx-log"),
+            fanout=None if len(stores) == 1 else driver.DaemonPool(),
+        )
+        self._io = SlotIO(self._c)
+        self._cfg = ConfigView(self._c, self._io)
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
-        self.hint_every = hint_every
-        self.hint_interval = hint_interval
-        self.hint_min_interval = hint_min_interval
-        self._sleep = sleep
-        self._clock = clock  # monotonic: hint rate limit and all writer-lease timing
-        self._wall = wall  # wall clock: only written into lease records for display
         self.wait_expired_lease = wait_expired_lease
         # contention without a lease: a loser sleeps a random share of its last attempt's
         # time x 2^losses (at most backoff_max s), then jumps to the tail (see _commit)
         self.backoff_max = backoff_max
-        self._rng = random.Random()
-        self._single_create = len(self.stores) == 1 and self.mode is ListMode.CREATE
-        self._pool = ThreadPoolExecutor(max_workers=self.fetch_ahead, thread_name_prefix="ppx-log")
-        # quorum requests: daemon threads, so a hung store holds neither a batch (settled
-        # once a majority answered, see driver.settle) nor close() nor the process's exit
-        self._fanout = None if len(self.stores) == 1 else driver.DaemonPool()
-        self._hint_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ppx-hint")
-        # what this process knows of the end of the log (guarded by _state)
-        self._state = threading.Lock()
-        self._known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
-        self._known_data: bytes | None = None  # that slot's record
-        self._known_chained = False  # that record was checked to chain to its predecessor
-        # the newest decided records seen (slot -> (chain hash, record)), so a state
-        # machine's next read needs neither its start slot's predecessor nor our own writes
-        # again: decided slots never change (a trimmed one only becomes a tombstone)
-        self._recent: collections.OrderedDict[int, tuple[str, bytes]] = collections.OrderedDict()
-        self._recent_bytes = 0
+        self._tail = Tail(
+            self._c,
+            self._cfg,
+            hint_every=hint_every,
+            hint_interval=hint_interval,
+            hint_min_interval=hint_min_interval,
+        )
         self._snap_slots: list[int] | None = None  # snapshot listing (see _slot_entries)
         # the highest snapshot slot this object has seen (listed, written, or named by a
         # tombstone): every slot up to it was decided, so a write there is refused (_commit)
         self._snap_seen = -1
         self._end_probed = -1  # highest end slot a read probed past (see _raw_records)
-        self._watch = TailWatch()  # when the known tail was first learned (lease expiry)
         self._lease: HolderLease | None = None  # set while this object holds the lease
-        self._hint_seen = -1  # the hint value last read or written
-        self._hint_last_write = float("-inf")
-        self._hint_inflight = False
         self.slot_writes = 0  # slot decisions attempted by this object (stats)
         # group commit (guarded by _glock): one leader at a time commits the queue; a
         # waiting caller sleeps on its own condition, woken once (its result, or the
         # leadership handed on to it); _lead() callers (claim, renew, ...) wait on _cond
-        self._glock = threading.Lock()
-        self._cond = threading.Condition(self._glock)
+        self._glock = rt.lock()
+        self._cond = rt.condition(self._glock)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._leading = False
         self._lead_waiters = 0
-        self._tls = threading.local()
-        # membership changes (passivepaxos.membership; guarded by _ms_lock). _ms: None =
-        # not looked yet, False = no change known, True = read slot by slot with the set
-        # each slot's predecessors define (_cfgs), walked in order up to _walked
-        self._ms_lock = threading.RLock()
-        self._ms: bool | None = False if self._single_create else None
-        self._base = list(self.stores)
-        self._origin: tuple[str, ...] = tuple(s.url for s in self.stores)
-        self._cfgs: list[tuple[int, list[Store]]] = []  # (first slot, its store set)
-        self._changes: list[tuple[int, ConfigChange]] = []  # (config slot, change)
-        self._walked = -1
-        self._walked_hash = ""  # the hash of record _walked (unused while it is -1)
-        self._opened: dict[str, Store] = {s.url: s for s in self.stores}
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
@@ -644,36 +253,71 @@ class Log:
     def from_manifest(cls, stores: Sequence[Store], manifest: Manifest, **kwargs: Any) -> Log:
         return cls(stores, manifest.mode, manifest=manifest, **kwargs)
 
+    # -- what the log is (shared with its components) ---------------------------------------
+
+    @property
+    def stores(self) -> list[Store]:
+        """The store set in effect at the newest slot this object knows of."""
+        return self._c.stores
+
+    @property
+    def mode(self) -> ListMode:
+        return self._c.mode
+
+    @property
+    def url(self) -> str:
+        return self._c.url
+
+    @property
+    def writer_id(self) -> str:
+        return self._c.writer_id
+
+    @property
+    def runtime(self) -> Runtime:
+        """Clocks, sleep, randomness and concurrency (recipes on this log use it too)."""
+        return self._c.runtime
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._c.manifest
+
+    @property
+    def ident(self) -> str | None:
+        return self._c.ident
+
+    @property
+    def fetch_ahead(self) -> int:
+        return self._c.fetch_ahead
+
     @property
     def genesis(self) -> str:
-        """The ``prev`` of slot 0: from the identity of the manifest this log was opened
-        with; a ``Log`` built from stores directly reads it once from its stores (a log
-        with no manifest at all starts from :data:`GENESIS`)."""
-        if self._genesis is None:
-            self._genesis = genesis_of(self._read_ident())
-        return self._genesis
+        """The ``prev`` of slot 0 (see ``LogContext.genesis``)."""
+        return self._c.genesis
 
-    def _read_ident(self) -> str | None:
-        errors: list[str] = []
-        for store in self._base:
-            try:
-                got = store.get(MANIFEST_KEY)
-            except StoreError as exc:
-                errors.append(str(exc))
-                continue
-            if got is not None:
-                return Manifest.decode(got[0], store.url).ident
-        if errors:  # never guess the chain start: a wrong one reads as damage
-            raise QuorumError(f"cannot read the manifest of {self.url}: {'; '.join(errors)}")
-        return None
+    @property
+    def hint_every(self) -> int:
+        return self._tail.hint_every
+
+    @property
+    def hint_interval(self) -> float:
+        return self._tail.hint_interval
+
+    @property
+    def hint_min_interval(self) -> float:
+        return self._tail.hint_min_interval
+
+    def head(self) -> int:
+        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
+        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
+        gap found, 6 probes a round; never lists."""
+        return self._tail.head()
 
     def close(self) -> None:
-        for m in list(self._members.values()):
-            m.close()
-        self._hint_pool.shutdown(wait=True)
-        self._pool.shutdown(wait=True)
-        if self._fanout is not None:
-            self._fanout.shutdown(wait=True)
+        self._io.close()
+        self._tail.close()
+        self._c.pool.shutdown(wait=True)
+        if self._c.fanout is not None:
+            self._c.fanout.shutdown(wait=True)
 
     def __enter__(self) -> Log:
         return self
@@ -683,577 +327,43 @@ class Log:
 
     # -- deciding and reading one slot (the only mode-aware code) ---------------------------
 
-    def _key(self, slot: int) -> str:
-        return slot_instance(slot)
-
-    def _decide(self, slot: int, data: bytes, frame_wid: bytes) -> bytes:
-        """Try to make ``data`` the record of ``slot``; return the record decided there."""
-        instance = slot_instance(slot)
-        if self._single_create:
-            store = self.stores[0]
-            try:
-                store.put(instance, data, PutMode.CREATE, write_id=frame_wid)
-                return data
-            except AlreadyExistsError as exc:
-                if exc.current is not None:
-                    return exc.current[0]
-            except (AmbiguousWriteError, TransientError) as exc:
-                return self._resolve_create(slot, data, frame_wid, exc)
-            got = self._fetch(slot)
-            if got is None:  # vanished (trimmed?): never report a result not established
-                raise AmbiguousWriteError(
-                    f"slot {slot}: create refused but no record found", url=store.url, key=instance
-                )
-            return got
-        stores = self.stores
-        if self._membership():
-            if not self._walk_to(slot - 1):
-                raise QuorumError(
-                    f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
-                )
-            stores = self._stores_for(slot)
-        return driver.propose(self._voters(stores), instance, data, self.writer_id, self.mode)
-
-    def _voters(self, stores: Sequence[Store]) -> Sequence[Store]:
-        """The stores a proposal counts, each checked to still hold this log's manifest
-        (:class:`MemberStore`: one GET per store and phase-1 batch or learner read, in
-        parallel with that batch) when the log was opened from its manifest and is a
-        quorum. Every decision and every learn of a slot goes through here."""
-        if self.manifest is None or len(stores) < 2:
-            return stores
-        out = []
-        with self._members_lock:
-            for s in stores:
-                m = self._members.get(s.url)
-                if m is None or m.inner is not s:
-                    if m is not None:
-                        m.close()
-                    m = self._members[s.url] = MemberStore(s, self.manifest)
-                out.append(m)
-        return out
-
-    def _resolve_create(self, slot: int, data: bytes, frame_wid: bytes, cause: StoreError) -> bytes:
-        """After an unclear create: read back; resend the identical bytes while the slot is
-        free (they can only land on this slot); give up with ``AmbiguousWriteError``. The
-        create was sent, so *any* store failure from here on (a plain deadline or transient
-        error of a read-back included) leaves the outcome unknown, never "not written"; the
-        pauses between read-backs are cut to the time the store's deadline leaves."""
-        store = self.stores[0]
-        key = slot_instance(slot)
-        window = store._window()  # the deadline the create ran under, if any
-        for attempt in range(1, 6):
-            pause = min(1.0, 0.02 * 2**attempt)
-            if window is not None and window.left() <= pause:
-                break  # no time left for another read-back
-            self._sleep(pause)
-            try:
-                got = self._fetch(slot)
-                if got is not None:
-                    return got
-                store.put(key, data, PutMode.CREATE, write_id=frame_wid)
-                return data
-            except AlreadyExistsError as exc:
-                if exc.current is not None:
-                    return exc.current[0]
-            except StoreError as exc:
-                cause = exc
-        raise AmbiguousWriteError(
-            f"the create was sent but not confirmed: {_why_unknown(cause)}",
-            url=store.url,
-            key=key,
-        ) from cause
-
-    def _fetch(self, slot: int) -> bytes | None:
-        """The raw record of ``slot``, or ``None`` only if it is provably not decided (yet):
-        on one create store the object is absent; on a quorum see :meth:`_learn` (a slot
-        the learner cannot tell about is finished, or ``QuorumError`` raised)."""
-        key = slot_instance(slot)
-        if self._single_create:
-            try:
-                got = self.stores[0].get(key)
-            except InvalidObjectError as exc:
-                raise DamagedSlotError(
-                    slot, f"unreadable object ({_bare(exc)})", url=self.stores[0].url, key=key
-                ) from None
-            return None if got is None else got[0]
-        if not self._membership():
-            data = self._learn(slot, self.stores)
-            if data is None or not _names_config(data):
-                return data
-            self._switch_on()  # read beyond a change we did not know: read again, in order
-        if not self._walk_to(slot - 1):
-            return None
-        return self._learn(slot, self._stores_for(slot))
-
     # -- membership (passivepaxos.membership has the design and the safety argument) -------
 
     @property
     def single_create(self) -> bool:
-        return self._single_create
-
-    def _membership(self) -> bool:
-        """Whether the log has had a membership change (looked up once: a LIST of
-        ``members/`` per store; later changes are noticed through the records)."""
-        if self._ms is None:
-            with self._ms_lock:
-                if self._ms is None:
-                    found = read_markers(self._base)
-                    if found:
-                        self._enable(found)
-                    else:
-                        self._ms = False
-        return bool(self._ms)
-
-    def _switch_on(self) -> None:
-        with self._ms_lock:
-            if self._ms:
-                return
-            found = read_markers(self._base)
-            if not found:
-                raise ConfigError(
-                    f"{self.url}: the log has had a store membership change but no "
-                    "membership marker was found on these stores; open it with its current "
-                    "store list"
-                )
-            self._enable(found)
-
-    def _enable(self, found: list[tuple[tuple[str, ...], ConfigChange]]) -> None:
-        origins = {o for o, _ in found}
-        if len(origins) != 1:
-            raise InvalidObjectError(f"{self.url}: membership markers disagree on the origin")
-        self._origin = next(iter(origins))
-        for _, cfg in found:  # open every store ever named (needed to read old slots)
-            self._stores_of((*cfg.from_, *cfg.to))
-        self._cfgs = [(0, self._stores_of(self._origin))]
-        self._changes = []
-        self._walked, self._walked_hash = -1, ""
-        self.stores = self._cfgs[0][1]
-        self._ms = True
-
-    def _stores_of(self, urls: Sequence[str]) -> list[Store]:
-        out = []
-        for u in urls:
-            if u not in self._opened:
-                self._opened[u] = open_store(u)
-            out.append(self._opened[u])
-        return out
-
-    def _stores_for(self, slot: int) -> list[Store]:
-        with self._ms_lock:
-            for first, stores in reversed(self._cfgs):
-                if first <= slot:
-                    return stores
-        raise AssertionError("no configuration")  # pragma: no cover
-
-    def _walk_to(self, target: int) -> bool:
-        """Learn records in order up to ``target`` (each with its own slot's store set),
-        following configuration records; ``False`` if the log ends before ``target``."""
-        with self._ms_lock:
-            while self._walked < target:
-                s = self._walked + 1
-                stores = self._stores_for(s)
-                data = self._learn(s, stores)
-                if data is None:
-                    return False
-                rec = self._decode(data, s, self._walked_hash if s > 0 else self.genesis)
-                expect = self._changes[-1][0] if self._changes else None
-                if rec.conf != expect:
-                    url, key = self._where(s)
-                    raise DamagedSlotError(
-                        s, f"names configuration slot {rec.conf}, not {expect}", url=url, key=key
-                    )
-                if rec.config is not None:
-                    if rec.config.from_ != tuple(x.url for x in stores):
-                        url, key = self._where(s)
-                        raise DamagedSlotError(
-                            s,
-                            "its membership change does not start from the stores in effect",
-                            url=url,
-                            key=key,
-                        )
-                    self._cfgs.append((s + 1, self._stores_of(rec.config.to)))
-                    self._changes.append((s, rec.config))
-                    self.stores = self._cfgs[-1][1]
-                self._walked, self._walked_hash = s, record_hash(data)
-            return True
-
-    def _config_at(self, slot: int) -> tuple[tuple[str, ...], int | None]:
-        """(the store set deciding ``slot``, the ``conf`` its record must carry)."""
-        if not self._membership():
-            return self._origin, None  # no change ever: the stores the log was opened on
-        if not self._walk_to(slot - 1):
-            raise QuorumError(
-                f"cannot read slot {slot - 1} of {self.url} again to learn its configuration"
-            )
-        with self._ms_lock:
-            conf = max((c for c, _ in self._changes if c < slot), default=None)
-            return tuple(s.url for s in self._stores_for(slot)), conf
-
-    def _note(self, data: bytes) -> None:
-        """A record obtained outside ``_fetch`` (a lost race's winner)."""
-        if not self._ms and _names_config(data):
-            self._switch_on()
+        return self._c.single_create
 
     def members(self) -> tuple[str, ...]:
         """The log's current store set, read through the log to its tail."""
-        if not self._membership():
-            self.head()
-        if self._membership():
-            self._walk_to(1 << 62)
-            with self._ms_lock:
-                return tuple(s.url for s in self._cfgs[-1][1])
-        return tuple(s.url for s in self.stores)
+        if not self._cfg.membership():
+            self._tail.head()
+        if self._cfg.membership():
+            self._cfg.walk_to(1 << 62)
+        return self._cfg.current()
 
     def origin(self) -> tuple[str, ...]:
         """The store set slot 0 was decided on."""
-        return self._origin
+        return self._cfg.origin_set
 
     def known_stores(self) -> list[Store]:
-        return list(self._opened.values())
+        return list(self._cfg.opened.values())
 
     def config_history(self) -> list[tuple[int, ConfigChange]]:
-        with self._ms_lock:
-            return list(self._changes)
+        return self._cfg.history()
+
+    def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
+        """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
+        of them per slot, else ``QuorumError``); returns the markers written."""
+        return self._cfg.copy_decided_markers(upto, targets)
 
     def append_config(self, change: ConfigChange) -> int:
         """Append a configuration record (see :mod:`passivepaxos.membership`); its slot.
         Raises ``MembershipConflictError`` when the store set changed meanwhile."""
         with self._lead():
-            self._observe()
+            self._tail.observe()
             return self._commit([], config=change)
 
-    def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
-        """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
-        of them per slot, else ``QuorumError``); returns the markers written."""
-        written = 0
-
-        def one(slot: int) -> int:
-            key = core.decided_key(slot_instance(slot))
-            have: dict[str, bytes | None] = {}
-            for t in targets:
-                try:
-                    got = t.get(key)
-                    have[t.url] = None if got is None else got[0]
-                except StoreError:
-                    have[t.url] = None
-            marker = next((d for d in have.values() if d is not None), None)
-            if marker is None:
-                value = self._learn(slot, self._stores_for(slot))
-                if value is None:
-                    url, k = self._where(slot)
-                    raise DamagedSlotError(slot, "cannot be learned", url=url, key=k)
-                marker = core.Msg("D", core.ZERO, value).encode()
-            n = 0
-            ok = sum(1 for d in have.values() if d is not None)
-            for t in targets:
-                if have[t.url] is None:
-                    try:
-                        t.put(key, marker, PutMode.OVERWRITE)
-                        n, ok = n + 1, ok + 1
-                    except StoreError:
-                        pass
-            if ok < len(targets) // 2 + 1:
-                raise QuorumError(f"slot {slot}: DECIDED marker on {ok} of {len(targets)} stores")
-            return n
-
-        self._walk_to(upto)
-        for n in self._pool.map(one, range(upto + 1)):
-            written += n
-        return written
-
-    def _learn(self, slot: int, stores: Sequence[Store]) -> bytes | None:
-        """The record decided at ``slot``, or ``None`` only when the slot is provably
-        undecided: ``core.learner`` found a majority of its stores answering in full and
-        holding nothing for it (no marker, nothing accepted). When the learner cannot tell
-        (a store down, a value accepted but not seen chosen) the slot is *finished*:
-        ``core.finisher`` runs a proposer phase that adopts the highest accepted value and
-        invents none, so it returns the record or proves the slot empty; without a
-        majority it raises ``QuorumError``. Never "absent" for "could not tell". (Before
-        finishing it reads once more, about one round trip later: a decision in flight
-        usually completes meanwhile, and a finisher's PREPARE would cost its writer a
-        round.)"""
-        instance = slot_instance(slot)
-        names = [s.url for s in stores]
-        started = self._clock()
-        # the learner and the finisher count a store only while it holds this log's
-        # manifest, like a proposal (_voters): a wiped store's empty lists must not read
-        # as "nothing accepted" nor vote in the finisher's rounds
-        stores = self._voters(stores)
-        got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
-        if got.state == core.UNKNOWN and len(errors) <= len(stores) // 2:
-            # Most often a decision in flight (its ACCEPTs landing one by one): read once
-            # more after about one round trip before finishing the instance, whose PREPARE
-            # would cost that writer a round. Only liveness depends on this pause.
-            self._sleep(min(0.25, max(0.005, self._clock() - started)))
-            got, errors = self._run_core(core.learner(names, instance, self.mode.value), stores)
-        if got.state == core.DECIDED:
-            return got.value
-        invalid = [e for e in errors.values() if isinstance(e, InvalidObjectError)]
-        if invalid:
-            raise DamagedSlotError(
-                slot, f"unreadable object ({_bare(invalid[0])})", url=invalid[0].url, key=instance
-            )
-        if got.state == core.UNDECIDED:
-            return None
-        n = len(stores)
-        if n - len(errors) < n // 2 + 1:
-            bad = "; ".join(str(e) for e in errors.values())
-            raise QuorumError(
-                f"cannot read slot {slot} of {self.url}: no majority of stores answered: {bad}"
-            )
-        finish = core.finisher(names, instance, self.mode.value, self.writer_id, self._rng)
-        try:
-            value: bytes | None = driver.run(finish, stores, sleep=self._sleep)
-        except QuorumError as exc:
-            raise QuorumError(f"cannot read slot {slot} of {self.url}: {exc}") from None
-        return value
-
-    def _run_core(
-        self, gen: core.Proc[core.R], stores: Sequence[Store]
-    ) -> tuple[core.R, dict[int, StoreError]]:
-        """Drive a core generator over ``stores`` (batches in parallel on the fan-out
-        pool); its result and the last error of each store that failed."""
-        errors: dict[int, StoreError] = {}
-        try:
-            batch = next(gen)
-            while True:
-                ops = list(batch)
-                driver.begin_batch(stores, ops)
-                if self._fanout is not None and len(ops) > 1:
-                    futs = [
-                        self._fanout.submit(driver.execute, stores, op, self._sleep) for op in ops
-                    ]
-                    # Under a deadline a store with no answer once a majority answered is a
-                    # straggler after a grace (waiting for a hung one would only spend the
-                    # deadline). Without one every answer is waited for: cutting a store
-                    # that is merely slow turns "decided" into "could not tell", and readers
-                    # then finish slots writers are still deciding (duelling: a busy quorum
-                    # log with a membership change ran 40x slower when it always cut).
-                    if any(st._window() is not None for st in stores):
-                        groups = [getattr(op, "store", -1) for op in ops]
-                        driver.settle(futs, groups, driver.STRAGGLER_GRACE)
-                    else:
-                        wait(futs)
-                    results = [
-                        f.result()
-                        if f.done()
-                        else StragglerError(
-                            "no answer while a majority did",
-                            url=stores[getattr(op, "store", 0)].url,
-                        )
-                        for op, f in zip(ops, futs, strict=True)
-                    ]
-                else:
-                    results = [driver.execute(stores, op, self._sleep) for op in ops]
-                for op, r in zip(ops, results, strict=True):
-                    if isinstance(r, StoreError) and isinstance(
-                        op, core.Get | core.Put | core.List
-                    ):
-                        errors[op.store] = r
-                batch = gen.send(results)
-        except StopIteration as stop:
-            result: core.R = stop.value
-        return result, errors
-
-    def _where(self, slot: int) -> tuple[str, str]:
-        return (self.stores[0].url if len(self.stores) == 1 else self.url, slot_instance(slot))
-
-    def _decode(self, data: bytes, slot: int, prev: str | None) -> Record:
-        url, key = self._where(slot)
-        return decode_record(data, slot, prev, url=url, key=key)
-
     # -- tail discovery --------------------------------------------------------------------
-
-    def _read_hint(self) -> int:
-        try:
-            got = self.stores[0].get(HINT_KEY) if len(self.stores) == 1 else self._quorum_hint()
-        except (StoreError, QuorumError):
-            return -1
-        if got is None:
-            return -1
-        try:
-            slot = json.loads(got[0]).get("slot")
-        except (ValueError, AttributeError):
-            return -1
-        if not isinstance(slot, int) or slot < 0:
-            return -1
-        with self._state:
-            self._hint_seen = max(self._hint_seen, slot)
-        return slot
-
-    def _quorum_hint(self) -> tuple[bytes, Any] | None:
-        """The highest hint of the stores that answer (all read at once; a hung minority
-        is not waited for: the hint is only where tail discovery starts)."""
-        best: tuple[bytes, Any] | None = None
-        best_slot = -1
-        for got in driver.each_store(self.stores, lambda s: s.get(HINT_KEY)):
-            if got is None or isinstance(got, StoreError):
-                continue
-            try:
-                s = json.loads(got[0]).get("slot")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(s, int) and s > best_slot:
-                best, best_slot = (got[0], got[1]), s
-        return best
-
-    def _exists(self, slot: int) -> bytes | None:
-        return self._fetch(slot)
-
-    def _exists_many(self, slots: list[int]) -> dict[int, bytes | None]:
-        """``_exists`` of each slot, in parallel."""
-        if len(slots) == 1:
-            return {slots[0]: self._exists(slots[0])}
-        futs = {s: self._pool.submit(self._exists, s) for s in slots}
-        return {s: f.result() for s, f in futs.items()}
-
-    @staticmethod
-    def _narrow(
-        found: dict[int, bytes | None], lo: int, lo_data: bytes | None, hi: int | None
-    ) -> tuple[int, bytes | None, int | None]:
-        """The search interval after a round of probes: the highest slot seen to exist,
-        and the lowest slot above it seen missing (``hi`` if none)."""
-        for slot in sorted(found):
-            if found[slot] is not None and slot > lo:
-                lo, lo_data = slot, found[slot]
-        above = [slot for slot, data in found.items() if data is None and slot > lo]
-        if above:
-            hi = min(above) if hi is None else min(hi, min(above))
-        return lo, lo_data, hi
-
-    def head(self) -> int:
-        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
-        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
-        gap found, 6 probes a round; never lists."""
-        slot, _ = self._discover()
-        return slot
-
-    def _discover(self, start: int | None = None) -> tuple[int, bytes | None]:
-        """(last existing slot, its raw record) found from a starting guess."""
-        with self._state:
-            known = self._known[0] if self._known else -1
-        guess = max(known, self._read_hint() if start is None else start)
-        lo, lo_data = -1, None  # lo: a slot known to exist (-1: virtual)
-        hi: int | None = None  # a slot known to be missing
-        hit = self._cached(known) if known >= 0 else None
-        if hit is not None:  # a slot we hold bounds the search from below: no GET for it
-            lo, lo_data = known, hit[1]
-        seen: dict[int, bytes | None] = {}  # every probe's answer
-        if guess > lo:
-            got = seen[guess] = self._exists(guess)
-            if got is None:
-                hi = guess
-            else:
-                lo, lo_data = guess, got
-        # Both searches probe several slots at once (one round trip per round instead of
-        # one per probe): a fresh process finds a tail 32 slots past the hint in ~3 round
-        # trips instead of ~10, for a few more GETs. lo stays a slot seen to exist and hi
-        # one seen missing (slots appearing meanwhile only move the answer forward).
-        while True:
-            base = 1
-            while hi is None:
-                found = self._exists_many([lo + base * (1 << k) for k in range(_PROBES)])
-                seen.update(found)
-                lo, lo_data, hi = self._narrow(found, lo, lo_data, None)
-                base <<= _PROBES
-            while hi - lo > 1:
-                gap = hi - lo
-                points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
-                found = self._exists_many([p for p in points if lo < p < hi])
-                seen.update(found)
-                lo, lo_data, narrowed = self._narrow(found, lo, lo_data, hi)
-                hi = hi if narrowed is None else narrowed
-            # slot lo+1 is missing: slots lo+2 and lo+4 must be missing too, as verify
-            # checks (a deleted middle slot, or two or three consecutive ones, is damage;
-            # filling it would break the chain there and erase the evidence). The first
-            # search round usually probed them already; the rest go out in one batch.
-            beyond = (lo + 2, lo + 4)
-            todo = [p for p in beyond if p not in seen]
-            if todo:
-                seen.update(self._exists_many(todo))
-            later = next((p for p in beyond if seen[p] is not None), None)
-            if later is None:
-                break
-            first = self._exists(lo + 1)
-            if first is None:
-                url, key = self._where(lo + 1)
-                raise DamagedSlotError(
-                    lo + 1,
-                    f"missing while slot {later} exists (a gap in the log)",
-                    url=url,
-                    key=key,
-                )
-            lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
-            seen.clear()
-        if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
-            lo_data = self._fetch(lo)
-        if lo >= 0 and lo_data is not None:
-            self._learned(lo, lo_data)
-        return lo, lo_data
-
-    def _learned(
-        self, slot: int, data: bytes, digest: str | None = None, *, chained: bool = False
-    ) -> None:
-        """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
-        caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
-        checked that it names its predecessor's hash, see ``_check_chained``)."""
-        digest = digest or chain_hash(data, slot)
-        with self._state:
-            if self._known is None or slot > self._known[0]:
-                self._known = (slot, digest)
-                self._known_data = data
-                self._known_chained = chained
-                self._watch.saw(slot, self._clock())
-            elif chained and slot == self._known[0]:
-                self._known_chained = True
-            if slot not in self._recent:
-                self._recent[slot] = (digest, data)
-                self._recent_bytes += len(data)
-                while len(self._recent) > 1 and (
-                    len(self._recent) > _RECENT_SLOTS or self._recent_bytes > _RECENT_BYTES
-                ):
-                    _, (_, old) = self._recent.popitem(last=False)
-                    self._recent_bytes -= len(old)
-
-    def _cached(self, slot: int) -> tuple[str, bytes] | None:
-        with self._state:
-            return self._recent.get(slot)
-
-    def _fetch_reuse(self, slot: int) -> bytes | None:
-        """``_fetch``, served from the records this object has seen when it can: for reads
-        only (verify and trim must see the stored bytes)."""
-        hit = self._cached(slot)
-        return hit[1] if hit is not None else self._fetch(slot)
-
-    def _maybe_write_hint(self) -> None:
-        with self._state:
-            if self._known is None or self._hint_inflight:
-                return
-            slot = self._known[0]
-            now = self._clock()
-            stale = slot - self._hint_seen
-            wrote_before = self._hint_last_write > float("-inf")
-            due = stale >= self.hint_every or (
-                wrote_before and stale > 0 and now - self._hint_last_write >= self.hint_interval
-            )
-            if not due or now - self._hint_last_write < self.hint_min_interval:
-                return
-            self._hint_inflight = True
-            self._hint_last_write = now
-            self._hint_seen = slot
-        try:
-            self._hint_pool.submit(self._write_hint, slot)
-        except RuntimeError:  # closed
-            with self._state:
-                self._hint_inflight = False
-
-    def _write_hint(self, slot: int) -> None:
-        data = json.dumps({"slot": slot}).encode()
-        try:  # a hint is never relied on: failures ignored, a hung store not waited for
-            driver.each_store(self.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
-        finally:
-            with self._state:
-                self._hint_inflight = False
 
     # -- appending -------------------------------------------------------------------------
 
@@ -1300,7 +410,7 @@ class Log:
         with self._glock:
             self._queue.append(p)
             if self._leading:
-                p.wake = self._waker()
+                p.wake = self.runtime.condition(self._glock)
                 try:
                     while not p.done and not p.lead:
                         p.wake.wait()
@@ -1328,14 +438,6 @@ class Log:
             raise p.error
         assert p.result is not None
         return p.result
-
-    def _waker(self) -> threading.Condition:
-        """This thread's condition on ``_glock`` (made once per thread, not per append)."""
-        try:
-            cv: threading.Condition = self._tls.cv
-        except AttributeError:
-            cv = self._tls.cv = threading.Condition(self._glock)
-        return cv
 
     def _hand_on(self) -> None:
         """Give up leadership (``_glock`` held): to a waiting ``_lead()`` caller first (it
@@ -1377,7 +479,7 @@ class Log:
                 raise
             return
         self._settle(batch, slot, None)
-        self._maybe_write_hint()
+        self._tail.maybe_write_hint()
 
     def _settle(self, batch: list[_Pending], slot: int | None, exc: BaseException | None) -> None:
         index = 0
@@ -1410,12 +512,12 @@ class Log:
         anyone else; others refuse, or wait out an apparently expired lease, while the tail
         says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
         # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
-        wid = wid or os.urandom(16).hex()
-        frame_wid = os.urandom(16)
+        wid = wid or self.runtime.token_hex(16)
+        frame_wid = self.runtime.token_bytes(16)
         slot, prev, state = self._tail_for_write()
         losses = 0
         while True:
-            with self._state:
+            with self._c.state:
                 seen = self._snap_seen
             if slot <= seen:
                 # Our view of the tail is older than a snapshot we know of (slot 0..seen
@@ -1423,7 +525,7 @@ class Log:
                 # never write there (one GET, only on this path; see _below_snapshot).
                 if self._below_snapshot(slot, seen, wid) is not None:
                     return slot  # our own earlier attempt, landed and then trimmed
-                last, found = self._discover(slot)
+                last, found = self._tail.discover(slot)
                 assert found is not None  # slot exists (_below_snapshot checked it)
                 slot, prev, state = last + 1, chain_hash(found, last), self._state_of(last, found)
                 continue
@@ -1432,7 +534,7 @@ class Log:
                 slot, prev, state = self._tail_for_write()
                 continue
             epoch, meta = plan
-            current, conf = self._config_at(slot)
+            current, conf = self._cfg.config_at(slot)
             if config is not None and config.from_ != current:
                 raise MembershipConflictError(
                     f"{self.url}: the stores changed meanwhile (now {','.join(current)}): "
@@ -1450,16 +552,16 @@ class Log:
                 conf=conf,
             )
             self.slot_writes += 1
-            started = self._clock()
+            started = self.runtime.monotonic()
             mine = rec.encode()
             try:
-                decided = self._decide(slot, mine, frame_wid)
+                decided = self._cfg.decide(slot, mine, frame_wid)
             except AmbiguousWriteError as exc:
                 raise self._unknown(slot, wid, exc) from exc
             if decided is mine or decided == mine:
                 # our own bytes were decided: nothing to parse (we built them), no race
-                self._note(decided)
-                self._learned(slot, decided, record_hash(decided), chained=True)
+                self._cfg.note(decided)
+                self._tail.learned(slot, decided, record_hash(decided), chained=True)
                 self._wrote(slot, epoch, meta, started)
                 return slot
             if is_tombstone(decided):
@@ -1467,14 +569,14 @@ class Log:
                 # our own write, landed then trimmed: maybe an earlier send's
                 self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
-            self._note(decided)
-            winner = self._decode(decided, slot, prev)
-            self._learned(slot, decided, chained=True)
+            self._cfg.note(decided)
+            winner = self._c.decode(decided, slot, prev)
+            self._tail.learned(slot, decided, chained=True)
             if winner.wid == wid:  # our write id, other bytes: an earlier send landed
                 self._wrote(slot, epoch, meta, self._earliest_send(started))
                 return slot
             won = winner.lease_state
-            with self._state:
+            with self._c.state:
                 lease = self._lease
                 if lease is not None and (won.holder, won.epoch) != (self.writer_id, lease.epoch):
                     self._lease = None
@@ -1487,22 +589,23 @@ class Log:
                 # a create and a read. Back off (randomized, exponential in the losses of
                 # this append) and then jump to the tail, so the slots go to one writer at
                 # a time and the losers spend few requests meanwhile.
-                took = max(self._clock() - started, 1e-4)
-                cap = min(self.backoff_max, took * 2 ** min(losses, 8))
-                pause = self._rng.uniform(0.5, 1.0) * cap
-                self._sleep(pause)
+                took = max(self.runtime.monotonic() - started, 1e-4)
+                pause = Backoff(took, self.backoff_max, floor=0.5).delay(
+                    min(losses, 8), self.runtime.rng
+                )
+                self.runtime.sleep(pause)
                 # The winner went on at about one slot per attempt time: read the slot it
                 # should have reached and try right after it (one GET; a wrong guess costs
                 # one lost race, cheaper than searching for the exact tail every time).
                 guess = slot + max(1, int(pause / took))
-                got = self._exists(guess)
+                got = self._tail.exists(guess)
                 if got is not None:
-                    self._learned(guess, got)
+                    self._tail.learned(guess, got)
                     jump: tuple[int, bytes | None] = (guess, got)
                 else:
-                    jump = self._discover(slot)
+                    jump = self._tail.discover(slot)
             elif losses % 4 == 0:  # far behind: jump to the tail instead of walking to it
-                jump = self._discover(slot)
+                jump = self._tail.discover(slot)
             else:
                 jump = (slot, None)
             last, found = jump
@@ -1519,9 +622,9 @@ class Log:
         ``TrimmedSlotError``, or returns ``slot`` when it was our own write); a missing
         slot is damage (a deleted tombstone or record): ``DamagedSlotError``, nothing
         written, since a record created there would be acknowledged and never read."""
-        data = self._fetch(slot)
+        data = self._cfg.fetch(slot)
         if data is None:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone, or "
@@ -1533,7 +636,7 @@ class Log:
         if is_tombstone(data):
             self._stale_at_tombstone(slot, data, wid)
             return slot
-        self._learned(slot, data)
+        self._tail.learned(slot, data)
         return None
 
     def _unknown(
@@ -1541,10 +644,10 @@ class Log:
     ) -> AppendOutcomeUnknownError:
         """The record aimed at ``slot`` may be decided there (its ACCEPT or create may have
         landed) and it could not be established: never "not written" (``QuorumError``)."""
-        url, key = self._where(slot)
+        url, key = self._c.where(slot)
         return AppendOutcomeUnknownError(
             f"append outcome unknown: the entries may be in the log at slot {slot} "
-            f"({_why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
+            f"({why_unknown(cause)}); resume with token {slot}:{index}:{wid}",
             slot=slot,
             index=index,
             wid=wid,
@@ -1578,11 +681,11 @@ class Log:
         a second resume of the same token recognises the first one's record."""
         mine = resume_wid(wid, index)
         k = len(values)
-        got = self._fetch(slot)
+        got = self._cfg.fetch(slot)
         while got is None:  # provably free now: decide it (a late landing still wins)
             got = self._propose_exact(values, slot, index, wid, mine)
         if is_tombstone(got):
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             t = tombstone_of(got, slot, url=url, key=key)
             self._saw_snapshot(t.snap)
             if t.wid in (wid, mine):  # ours, trimmed since: its entries are in the snapshot
@@ -1590,8 +693,8 @@ class Log:
                 self._found_own(slot, t.lease_state)
                 return [Position(slot, at + i) for i in range(k)]
         else:
-            self._learned(slot, got)
-            rec = self._decode(got, slot, None)
+            self._tail.learned(slot, got)
+            rec = self._c.decode(got, slot, None)
             if rec.wid in (wid, mine):
                 at = index if rec.wid == wid else 0
                 if list(rec.entries[at : at + k]) != values:
@@ -1628,20 +731,20 @@ class Log:
         slot = start
         while True:
             slots = list(range(slot, slot + 8))
-            got = self._exists_many(slots)
+            got = self._tail.exists_many(slots)
             for s in slots:
                 data = got[s]
                 if data is None:
                     return None
                 if is_tombstone(data):
-                    url, key = self._where(s)
+                    url, key = self._c.where(s)
                     t = tombstone_of(data, s, url=url, key=key)
                     self._saw_snapshot(t.snap)
                     if t.wid == mine:
                         return s, t.lease_state, None
                     continue
-                self._learned(s, data)
-                rec = self._decode(data, s, None)
+                self._tail.learned(s, data)
+                rec = self._c.decode(data, s, None)
                 if rec.wid == mine:
                     return s, rec.lease_state, rec.entries
             slot += 8
@@ -1652,10 +755,10 @@ class Log:
         """Propose at exactly ``slot`` (found free) a record of ``values`` with write id
         ``mine``; return the record decided there (``None``: waited out a lease, look
         again). Follows the writer lease like ``_commit``."""
-        with self._state:
+        with self._c.state:
             seen = self._snap_seen
         if slot <= seen:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 f"missing below the snapshot at slot {seen} (a trimmed slot's tombstone was "
@@ -1667,18 +770,20 @@ class Log:
             before: bytes | None = None
             prev = self.genesis
         else:
-            before = self._predecessor(slot, f"missing while the resumed slot {slot} was written to")
+            before = self._predecessor(
+                slot, f"missing while the resumed slot {slot} was written to"
+            )
             prev = chain_hash(before, slot - 1)
         plan = self._plan(slot - 1, self._state_of(slot - 1, before), None, 0.0, True)
         if plan is None:
-            return self._fetch(slot)
+            return self._cfg.fetch(slot)
         epoch, meta = plan
-        _, conf = self._config_at(slot)
+        _, conf = self._cfg.config_at(slot)
         rec = Record(slot, prev, self.writer_id, epoch, mine, tuple(values), lease=meta, conf=conf)
         data = rec.encode()
         self.slot_writes += 1
         try:
-            return self._decide(slot, data, os.urandom(16))
+            return self._cfg.decide(slot, data, self.runtime.token_bytes(16))
         except AmbiguousWriteError as exc:
             raise self._unknown(slot, wid, exc, index=index) from exc
 
@@ -1687,7 +792,7 @@ class Log:
         earlier send's (it landed late), not the bytes just sent: a claimant may have
         watched it since *that* send. If it holds our lease, count the read window from
         the earliest send of ours whose outcome was still unknown, never later."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             if lease is None or (state.holder, state.epoch) != (self.writer_id, lease.epoch):
                 return
@@ -1700,7 +805,7 @@ class Log:
     def _earliest_send(self, started: float) -> float:
         """When the earliest send of ours that may have produced a record carrying our
         write id started: ``started``, or an earlier send still of unknown outcome."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             return started if lease is None else min(started, lease.pending_since)
 
@@ -1709,17 +814,17 @@ class Log:
         trimmed. Return only if the trimmed record was our own (an earlier ambiguous attempt
         of this very append, its entries are in the snapshot); otherwise forget the stale
         view of the tail (and any lease) and raise ``TrimmedSlotError``: never acknowledged."""
-        url, key = self._where(slot)
+        url, key = self._c.where(slot)
         t = tombstone_of(data, slot, url=url, key=key)
         self._saw_snapshot(t.snap)
         if t.wid == wid:
             return
-        with self._state:
-            self._known = None
-            self._known_data = None
+        with self._c.state:
+            self._tail.known = None
+            self._tail.known_data = None
             self._lease = None
-            self._recent.clear()
-            self._recent_bytes = 0
+            self._tail.recent.clear()
+            self._tail.recent_bytes = 0
             self._snap_slots = None
         raise TrimmedSlotError(slot, t.snap, self.url)
 
@@ -1728,10 +833,10 @@ class Log:
     def _tail_for_write(self) -> tuple[int, str, LeaseState]:
         """(next slot, its ``prev`` hash, lease state after the tail) from what we know;
         discovers the tail only when nothing is known."""
-        with self._state:
-            known, data, chained = self._known, self._known_data, self._known_chained
+        with self._c.state:
+            known, data, chained = self._tail.known, self._tail.known_data, self._tail.known_chained
         if known is None:
-            last, data = self._discover()
+            last, data = self._tail.discover()
             known = (last, self.genesis if data is None else chain_hash(data, last))
             chained = False
             if last < 0:
@@ -1757,44 +862,46 @@ class Log:
         if slot == 0:
             prev = self.genesis
         else:
-            hit = self._cached(slot - 1)
+            hit = self._tail.cached(slot - 1)
             if hit is not None:
                 prev = hit[0]
             else:
-                before = self._predecessor(slot, f"missing while slot {slot} exists (a gap in the log)")
+                before = self._predecessor(
+                    slot, f"missing while slot {slot} exists (a gap in the log)"
+                )
                 prev = chain_hash(before, slot - 1)
-        self._decode(data, slot, prev)
-        self._learned(slot, data, chained=True)
+        self._c.decode(data, slot, prev)
+        self._tail.learned(slot, data, chained=True)
 
     def _predecessor(self, slot: int, missing: str) -> bytes:
         """The stored record of slot ``slot - 1``, which must exist for ``slot`` to be
         built on or checked; ``DamagedSlotError`` (reason ``missing``) naming it if not."""
-        before = self._fetch(slot - 1)
+        before = self._cfg.fetch(slot - 1)
         if before is None:
-            url, key = self._where(slot - 1)
+            url, key = self._c.where(slot - 1)
             raise DamagedSlotError(slot - 1, missing, url=url, key=key)
         return before
 
     def _state_of(self, slot: int, data: bytes | None, *, fast: bool = True) -> LeaseState:
         if slot < 0 or data is None:
             return EMPTY
-        with self._state:
+        with self._c.state:
             lease = self._lease
         if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
             return LeaseState(self.writer_id, lease.epoch, lease.ttl, lease.wall)
         if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             t = tombstone_of(data, slot, url=url, key=key)
             self._saw_snapshot(t.snap)
             return t.lease_state
-        return self._decode(data, slot, None).lease_state
+        return self._c.decode(data, slot, None).lease_state
 
     def _plan(
         self, tail: int, state: LeaseState, op: str | None, ttl: float, wait: bool
     ) -> tuple[int, LeaseMeta | None] | None:
         """(epoch, lease field) of the record to write after ``tail``; ``None`` after
         waiting (re-plan). Raises LeaseLostError / LeaseHeldError / _NotYet."""
-        with self._state:
+        with self._c.state:
             lease = self._lease
             lost = lease is not None and (state.holder, state.epoch) != (
                 self.writer_id,
@@ -1808,35 +915,37 @@ class Log:
             meta = (
                 LeaseMeta("release")
                 if op == "release"
-                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self._wall())
+                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self.runtime.wall())
             )
             # The record may land even if we never learn it did, and a claimant may then
             # count its ttl: shrink the read window to it *before* sending, and serve no
             # lease read until its outcome is known (lease.HolderLease).
-            with self._state:
-                lease.sending(tail + 1, meta.ttl, self._clock())
+            with self._c.state:
+                lease.sending(tail + 1, meta.ttl, self.runtime.monotonic())
             return lease.epoch, meta
         if op == "release":  # pragma: no cover - release_writer checks first
             raise ConfigError("release: this process does not hold the writer lease")
         if op == "claim":
             plan: tuple[int, LeaseMeta | None] = (
                 state.epoch + 1,
-                LeaseMeta("claim", ttl, self._wall()),
+                LeaseMeta("claim", ttl, self.runtime.wall()),
             )
         else:
             plan = (state.epoch, None)
         if state.holder is None:
             return plan
         held_ttl = state.ttl if state.ttl is not None else ttl
-        with self._state:
-            remaining = self._watch.remaining(tail, held_ttl, self._clock())
+        with self._c.state:
+            remaining = self._tail.watch.remaining(tail, held_ttl, self.runtime.monotonic())
         if remaining <= 0:  # the tail stayed unchanged for a full TTL of our own time
             return plan
         if op == "claim":
             if not wait:
                 raise _NotYet(state, tail, remaining)
         elif not (
-            self.wait_expired_lease and state.expires is not None and self._wall() >= state.expires
+            self.wait_expired_lease
+            and state.expires is not None
+            and self.runtime.wall() >= state.expires
         ):
             raise LeaseHeldError(self.url, state, remaining=remaining)
         self._wait_tail(tail, remaining, held_ttl)
@@ -1845,30 +954,18 @@ class Log:
     def _wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
         """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
         every ``ttl/10`` so that a change restarts the wait promptly."""
-        step = max(0.002, ttl / 10)
+        poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
         while remaining > 0:
-            self._sleep(min(remaining, step))
-            if self._observe() != tail:
+            self.runtime.sleep(min(remaining, poll.delay(0, self.runtime.rng)))
+            if self._tail.observe() != tail:
                 return
-            with self._state:
-                remaining = self._watch.remaining(tail, ttl, self._clock())
-
-    def _observe(self) -> int:
-        """The current tail slot, learned with one read when it has not moved."""
-        with self._state:
-            known = self._known[0] if self._known else None
-        if known is None:
-            return self._discover()[0]
-        got = self._fetch(known + 1)
-        if got is None:
-            return known
-        self._learned(known + 1, got)
-        return self._discover(known + 1)[0]
+            with self._c.state:
+                remaining = self._tail.watch.remaining(tail, ttl, self.runtime.monotonic())
 
     def _wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
         if meta is None:
             return
-        with self._state:
+        with self._c.state:
             if meta.op == "claim":
                 self._lease = HolderLease(epoch, meta.ttl, slot, started, meta.wall)
             elif meta.op == "release":
@@ -1905,10 +1002,10 @@ class Log:
         ttl)."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
         with self._lead():
-            with self._state:
+            with self._c.state:
                 holding = self._lease is not None
             if not holding:
-                self._observe()  # claims are rare: start from the real tail
+                self._tail.observe()  # claims are rare: start from the real tail
             try:
                 slot = self._commit([], op="claim", ttl=ttl, wait=wait)
             except _NotYet as n:
@@ -1916,7 +1013,7 @@ class Log:
                 return ClaimResult(
                     False, st.holder, st.epoch, st.ttl, st.expires, n.tail, n.remaining
                 )
-        with self._state:
+        with self._c.state:
             lease = self._lease
         assert lease is not None
         return ClaimResult(
@@ -1927,18 +1024,18 @@ class Log:
         """The holder renews its lease with an empty record (one request); returns its slot.
         Raises ``LeaseLostError`` if the lease was lost meanwhile."""
         with self._lead():
-            with self._state:
+            with self._c.state:
                 if self._lease is None:
                     raise ConfigError("renew: this process does not hold the writer lease")
             slot = self._commit([])
-        self._maybe_write_hint()
+        self._tail.maybe_write_hint()
         return slot
 
     def release_writer(self) -> int | None:
         """Give the lease up at once with a release record (others may append or claim
         without waiting); ``None`` if this process did not hold it."""
         with self._lead():
-            with self._state:
+            with self._c.state:
                 if self._lease is None:
                     return None
             return self._commit([], op="release")
@@ -1946,9 +1043,13 @@ class Log:
     def writer_status(self) -> WriterStatus:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its
         last record + ttl) and whether this object holds it. Reads the tail."""
-        head = self._observe()
-        with self._state:
-            data = self._known_data if self._known is not None and self._known[0] == head else None
+        head = self._tail.observe()
+        with self._c.state:
+            data = (
+                self._tail.known_data
+                if self._tail.known is not None and self._tail.known[0] == head
+                else None
+            )
             lease = self._lease
         state = self._state_of(head, data, fast=False)
         mine = lease is not None and (state.holder, state.epoch) == (self.writer_id, lease.epoch)
@@ -1963,20 +1064,20 @@ class Log:
         outcome is resolved once this object learns its slot (a read that reaches it, or
         the next write)."""
         self._settle_pending()
-        with self._state:
+        with self._c.state:
             lease = self._lease
-            now = self._clock()
+            now = self.runtime.monotonic()
             if lease is None or not lease.can_read(now):
                 return None
-            if self._known is None or self._known[0] != lease.last_slot:
+            if self._tail.known is None or self._tail.known[0] != lease.last_slot:
                 return None  # we learned of someone else's record: not exclusive any more
             return LeaseRead(lease.last_slot, lease.epoch, lease.read_deadline() - now)
 
     def _settle_pending(self) -> None:
         """If our last record of unknown outcome was for the tail we have learned since,
         and it is ours, take it as our last write (no I/O: the tail is already read)."""
-        with self._state:
-            lease, known, data = self._lease, self._known, self._known_data
+        with self._c.state:
+            lease, known, data = self._lease, self._tail.known, self._tail.known_data
             if lease is None or lease.pending is None or known is None or data is None:
                 return
             slot = known[0]
@@ -1988,7 +1089,7 @@ class Log:
             return
         if (state.holder, state.epoch) != (self.writer_id, lease.epoch) or state.ttl is None:
             return  # not ours (lost, or released): lease_read refuses; a write will tell
-        with self._state:
+        with self._c.state:
             if self._lease is lease and lease.pending == slot:
                 lease.settle(slot, state.ttl, state.wall or 0.0)
 
@@ -2021,7 +1122,7 @@ class Log:
         *,
         poll_min: float = 0.05,
         poll_max: float = 2.0,
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
     ) -> Iterator[Entry]:
         """Like :meth:`read`, then keep polling for new slots (backoff ``poll_min`` doubling
         to ``poll_max``, reset on progress) until ``stop`` is set."""
@@ -2037,7 +1138,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         to_slot: int | None = None,
     ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
         """(slot, entries) from ``from_slot`` on: from the newest snapshot while it covers
@@ -2048,14 +1149,14 @@ class Log:
         slot = from_slot
         # the listing is cached per object: a snapshot written since only matters for
         # slots trimmed since, and those read as tombstones, which re-list (below)
-        with self._state:
+        with self._c.state:
             slots = self._snap_slots
         if slots is None:
             slots = self.snapshot_slots()
-            with self._state:
+            with self._c.state:
                 self._snap_slots = slots
         covered = bool(slots) and (
-            slot <= slots[-1] or (slot == slots[-1] + 1 and self._cached(slot - 1) is None)
+            slot <= slots[-1] or (slot == slots[-1] + 1 and self._tail.cached(slot - 1) is None)
         )
         snap = self._load_snapshot(slots[-1]) if covered else None
         while True:
@@ -2082,7 +1183,7 @@ class Log:
                     slot = s + 1
                 return
             except TrimmedSlotError as exc:
-                with self._state:
+                with self._c.state:
                     self._snap_slots = None
                 snap = self._covering_snapshot(exc.slot)
 
@@ -2090,7 +1191,7 @@ class Log:
         """The newest snapshot, which must cover trimmed slot ``slot``."""
         newest = self.newest_snapshot()
         if newest is None or newest.slot < slot:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot,
                 "trimmed, but no snapshot covers it"
@@ -2105,16 +1206,16 @@ class Log:
         slot ``from_slot - 1`` does not exist yet (reading from beyond the end)."""
         if from_slot <= 0:
             return self.genesis
-        hit = self._cached(from_slot - 1) if reuse else None
+        hit = self._tail.cached(from_slot - 1) if reuse else None
         if hit is not None:
             return hit[0]
-        data = self._fetch(from_slot - 1)
+        data = self._cfg.fetch(from_slot - 1)
         if data is None:
             return None
         if is_tombstone(data):
-            url, key = self._where(from_slot - 1)
+            url, key = self._c.where(from_slot - 1)
             return tombstone_of(data, from_slot - 1, url=url, key=key).hash
-        self._decode(data, from_slot - 1, None)
+        self._c.decode(data, from_slot - 1, None)
         return record_hash(data)
 
     def _records(
@@ -2123,7 +1224,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         on_slot: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[int, Record]]:
         """(slot, record) from the log itself (no snapshot; a tombstone raises
@@ -2139,7 +1240,7 @@ class Log:
         *,
         follow: bool,
         poll: tuple[float, float] = (0.05, 2.0),
-        stop: threading.Event | None = None,
+        stop: EventLike | None = None,
         on_slot: Callable[[int], None] | None = None,
         start_prev: str | None = None,
         reuse: bool = False,
@@ -2153,11 +1254,12 @@ class Log:
         if from_slot < 0:
             raise ConfigError("--from must be a slot number >= 0")
         prev = self._prev_of(from_slot, reuse=reuse) if start_prev is None else start_prev
-        fetch = self._fetch_reuse if reuse else self._fetch
+        fetch = self._tail.fetch_reuse if reuse else self._cfg.fetch
         # (``to_slot``: stop after that slot, and never fetch beyond it)
         slot = from_slot
         ahead: dict[int, Future[bytes | None]] = {}
-        delay = poll[0]
+        pace = Backoff(poll[0], poll[1], floor=1.0)  # fixed doubling, reset on progress
+        idle = 0  # polls in a row that found nothing new
         first_end = True
         # read-ahead: 1, 2, 4, 8 slots while slots exist, then (a long catch-up) one more
         # per 8 slots read, up to fetch_ahead: the GETs wasted past the end stay within 8
@@ -2168,10 +1270,10 @@ class Log:
             while True:
                 if to_slot is not None and slot > to_slot:
                     return
-                hit = self._cached(slot) if reuse else None
+                hit = self._tail.cached(slot) if reuse else None
                 if hit is not None:  # seen already: no request, and no read-ahead growth
                     ahead.pop(slot, None)
-                    rec = self._decode(hit[1], slot, prev)
+                    rec = self._c.decode(hit[1], slot, prev)
                     prev = hit[0]
                     if on_slot is not None:
                         on_slot(slot)
@@ -2181,14 +1283,14 @@ class Log:
                 last = slot + window if to_slot is None else min(slot + window, to_slot + 1)
                 for s in range(slot, last):
                     if s not in ahead:
-                        ahead[s] = self._pool.submit(fetch, s)
+                        ahead[s] = self._c.pool.submit(fetch, s)
                 data = ahead.pop(slot).result()
                 if data is None:
                     probe = first_end and not (reuse and 0 <= self._end_probed <= slot)
                     data = self._confirm_end(slot, ahead, probe=probe)
                     first_end = False
                     if data is None and probe:
-                        with self._state:
+                        with self._c.state:
                             self._end_probed = max(self._end_probed, slot)
                 if data is None:
                     if not follow or (stop is not None and stop.is_set()):
@@ -2197,22 +1299,23 @@ class Log:
                         f.cancel()
                     ahead.clear()
                     window, run = 1, 0
+                    delay = pace.delay(idle, self.runtime.rng)
                     if stop is not None:
                         if stop.wait(delay):
                             return
                     else:
-                        self._sleep(delay)
-                    delay = min(poll[1], delay * 2)
+                        self.runtime.sleep(delay)
+                    idle += 1
                     continue
-                delay = poll[0]
+                idle = 0
                 run += 1
                 window = min(
                     self.fetch_ahead,
                     window * 2 if window < _EARLY_WINDOW else max(window, run // 8),
                 )
-                rec = self._decode(data, slot, prev)
+                rec = self._c.decode(data, slot, prev)
                 prev = record_hash(data)
-                self._learned(slot, data, prev, chained=True)
+                self._tail.learned(slot, data, prev, chained=True)
                 if on_slot is not None:
                     on_slot(slot)
                 yield slot, rec, data
@@ -2235,13 +1338,13 @@ class Log:
             if f.exception() is None and f.result() is not None:
                 later = s
                 break
-        if later is None and not ahead and probe and self._fetch(slot + 1) is not None:
+        if later is None and not ahead and probe and self._cfg.fetch(slot + 1) is not None:
             later = slot + 1
         if later is None:
             return None
-        data = self._fetch(slot)
+        data = self._cfg.fetch(slot)
         if data is None:
-            url, key = self._where(slot)
+            url, key = self._c.where(slot)
             raise DamagedSlotError(
                 slot, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
             )
@@ -2294,7 +1397,7 @@ class Log:
                     else:
                         start = exc.slot  # the slot became a tombstone since phase 1 read it
             if snap is not None and report.slots <= snap.slot:
-                url, key = self._where(report.slots)
+                url, key = self._c.where(report.slots)
                 raise DamagedSlotError(
                     report.slots,
                     f"missing while the snapshot at slot {snap.slot} exists",
@@ -2303,10 +1406,10 @@ class Log:
                 )
             # a damaged tail could hide behind a missing slot: look beyond the end
             end = report.slots
-            hint = self._read_hint()
+            hint = self._tail.read_hint()
             for probe in sorted({end + 1, end + 2, end + 4, hint}):
-                if probe > end and self._fetch(probe) is not None:
-                    url, key = self._where(end)
+                if probe > end and self._cfg.fetch(probe) is not None:
+                    url, key = self._c.where(end)
                     raise DamagedSlotError(
                         end,
                         f"missing while slot {probe} exists (a gap in the log)",
@@ -2343,18 +1446,18 @@ class Log:
         ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store (all
         at once); returns the current members that could not be listed, URL -> why (the
         walk above already needed a majority, so the log may still be readable)."""
-        if self._single_create:
+        if self._c.single_create:
             pattern, layout = _SINGLE_SLOT, "single-store create"
         else:
             pattern, layout = _QUORUM_SLOT[self.mode], f"{self.mode.value}-mode quorum"
-        stores = list(self._opened.values())
+        stores = list(self._cfg.opened.values())
         unchecked: dict[str, str] = {}
         for store, metas in zip(
             stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
         ):
             if isinstance(metas, StoreError):
                 if store in self.stores:  # a store a membership change removed may be gone
-                    unchecked[store.url] = _bare(metas)
+                    unchecked[store.url] = bare(metas)
                 continue
             for m in metas:
                 if m.key == HINT_KEY or pattern.match(m.key):
@@ -2394,9 +1497,9 @@ class Log:
                 top = slot + 1 if snap is None else min(slot + window, snap.slot + 1)
                 for s in range(slot, max(top, slot + 1)):
                     if s not in ahead:
-                        ahead[s] = self._pool.submit(self._fetch, s)
+                        ahead[s] = self._c.pool.submit(self._cfg.fetch, s)
                 data = ahead.pop(slot).result()
-                url, key = self._where(slot)
+                url, key = self._c.where(slot)
                 if data is None:
                     if snap is not None and slot <= snap.slot:
                         raise DamagedSlotError(
@@ -2459,8 +1562,8 @@ class Log:
         ``slot``); a record still there is a slot written again after its tombstone was
         deleted (for example by a stale writer): damage, named."""
         rslot, digest = last
-        url, key = self._where(rslot)
-        data = self._fetch(rslot)
+        url, key = self._c.where(rslot)
+        data = self._cfg.fetch(rslot)
         if data is None or not is_tombstone(data):
             raise DamagedSlotError(
                 rslot,
@@ -2518,7 +1621,7 @@ class Log:
 
     def _saw_snapshot(self, slot: int) -> None:
         """A snapshot at ``slot`` exists (or existed): slots ``0..slot`` were decided."""
-        with self._state:
+        with self._c.state:
             self._snap_seen = max(self._snap_seen, slot)
 
     def newest_snapshot(self) -> SnapshotInfo | None:
@@ -2536,7 +1639,7 @@ class Log:
         ):
             if isinstance(got, InvalidObjectError):
                 raise DamagedSnapshotError(
-                    slot, f"unreadable object ({_bare(got)})", url=store.url, key=key
+                    slot, f"unreadable object ({bare(got)})", url=store.url, key=key
                 ) from None
             if isinstance(got, StoreError):
                 if len(self.stores) == 1:
@@ -2583,21 +1686,23 @@ class Log:
                 return base
             blob = encode_snapshot(last, anchor, slots=acc, state=None)
         else:
-            last = self.head() if slot is None else slot
+            last = self._tail.head() if slot is None else slot
             if last < 0:
                 raise ConfigError(f"{self.url}: the log is empty: nothing to snapshot")
-            got = self._fetch(last)
+            got = self._cfg.fetch(last)
             if got is None:
-                raise ConfigError(f"{self.url}: slot {last} does not exist (head is {self.head()})")
+                raise ConfigError(
+                    f"{self.url}: slot {last} does not exist (head is {self._tail.head()})"
+                )
             if not is_tombstone(got):
-                self._decode(got, last, None)
+                self._c.decode(got, last, None)
             anchor = chain_hash(got, last)
             blob = encode_snapshot(last, anchor, slots=None, state=require_bytes(state, "state"))
         return self._put_snapshot(last, anchor, blob)
 
     def _put_snapshot(self, slot: int, anchor: str, blob: bytes) -> SnapshotInfo:
         key = snapshot_key(slot)
-        with self._state:
+        with self._c.state:
             self._snap_slots = None  # our next read lists again and finds this one
         self._saw_snapshot(slot)
 
@@ -2618,8 +1723,8 @@ class Log:
 
         if len(self.stores) == 1:
             return one(self.stores[0])
-        assert self._fanout is not None
-        futs = [self._fanout.submit(one, s) for s in self.stores]
+        assert self._c.fanout is not None
+        futs = [self._c.fanout.submit(one, s) for s in self.stores]
         done: list[SnapshotInfo] = []
         errors: list[str] = []
         for f in futs:
@@ -2643,7 +1748,7 @@ class Log:
         Only on one store in create mode (``UnsupportedError`` otherwise). Costs about
         log2(before) GETs to find the first untrimmed slot, then a GET and a PUT per slot
         trimmed."""
-        if not self._single_create:
+        if not self._c.single_create:
             raise UnsupportedError(
                 f"{self.url}: trim needs a single store in create mode (this log is "
                 f"{'a quorum of ' + str(len(self.stores)) + ' stores' if len(self.stores) > 1 else 'in ' + self.mode.value + ' mode'}): "
@@ -2669,9 +1774,9 @@ class Log:
         lo, lo_data, hi = -1, b"", before
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            got = self._fetch(mid)
+            got = self._cfg.fetch(mid)
             if got is None:
-                url, key = self._where(mid)
+                url, key = self._c.where(mid)
                 raise DamagedSlotError(mid, "missing below a snapshot (a gap)", url=url, key=key)
             if is_tombstone(got):
                 lo, lo_data = mid, got
@@ -2680,21 +1785,21 @@ class Log:
         prev = self.genesis if lo < 0 else chain_hash(lo_data, lo)
         count = 0
         futs = {
-            i: self._pool.submit(self._fetch, i)
+            i: self._c.pool.submit(self._cfg.fetch, i)
             for i in range(lo + 1, min(before, lo + 1 + self.fetch_ahead))
         }
         for i in range(lo + 1, before):
             nxt = i + self.fetch_ahead
             if nxt < before:
-                futs[nxt] = self._pool.submit(self._fetch, nxt)
+                futs[nxt] = self._c.pool.submit(self._cfg.fetch, nxt)
             data = futs.pop(i).result()
             if data is None:
-                url, key = self._where(i)
+                url, key = self._c.where(i)
                 raise DamagedSlotError(i, "missing below a snapshot (a gap)", url=url, key=key)
             if is_tombstone(data):  # a concurrent trim got here first
                 prev = chain_hash(data, i)
                 continue
-            rec = self._decode(data, i, prev)
+            rec = self._c.decode(data, i, prev)
             h = record_hash(data)
             if snap.slots is not None and snap.slots[i] != rec.entries:
                 raise self._bad_snapshot(snap, f"its entries of slot {i} differ from the log's")
@@ -2707,26 +1812,3 @@ class Log:
             count += 1
             prev = h
         return TrimResult(count, before, snap.slot)
-
-
-def _names_config(data: bytes) -> bool:
-    """Whether a record carries a membership field (cheap test first; keys are sorted
-    canonical JSON, values cannot contain an unescaped quote)."""
-    if b'"cfg":' not in data and b'"conf":' not in data:
-        return False
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and ("cfg" in doc or "conf" in doc)
-
-
-def _why_unknown(exc: PassivePaxosError) -> str:
-    """Why an outcome is unknown, for one sentence: the cause's message without its
-    location prefix and without a leading "... outcome unknown:" of its own."""
-    return re.sub(r"^(\w+ )?outcome unknown: ", "", PassivePaxosError.__str__(exc))
-
-
-def _bare(exc: StoreError) -> str:
-    """The error's message without its location prefix (the caller adds slot and URL)."""
-    return PassivePaxosError.__str__(exc)
