@@ -177,7 +177,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     if not log.config_history():
         # no change yet: the set in effect is the one the log was created on, whatever
         # list the caller gave (a subset would make a wrong "from" and origin)
-        _, manifest = open_log(log.url)
+        _, manifest = open_log(log.url, log.runtime)
         if set(manifest.stores) != set(current):
             raise ConfigError(
                 f"{log.url}: the log was created on {','.join(manifest.stores)}; give its "
@@ -260,7 +260,7 @@ def _manifest_of(log: Log) -> Manifest:
     stores directly, read from them now."""
     if log.manifest is not None:
         return log.manifest
-    _, manifest = open_log(log.url)
+    _, manifest = open_log(log.url, log.runtime)
     return manifest
 
 

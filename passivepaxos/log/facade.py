@@ -211,7 +211,7 @@ class Log:
             manifest=manifest,
             fetch_ahead=fetch_ahead,
             pool=rt.pool(fetch_ahead, "ppx-log"),
-            fanout=None if len(stores) == 1 else driver.DaemonPool(),
+            fanout=None if len(stores) == 1 else driver.DaemonPool(rt),
         )
         self._io = SlotIO(self._c)
         self._cfg = ConfigView(self._c, self._io)
@@ -246,7 +246,7 @@ class Log:
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
-        stores, manifest = open_log(log_url)
+        stores, manifest = open_log(log_url, kwargs.get("runtime"))
         return cls(stores, manifest.mode, url=log_url, manifest=manifest, **kwargs)
 
     @classmethod
@@ -1727,6 +1727,7 @@ class Log:
         futs = [self._c.fanout.submit(one, s) for s in self.stores]
         done: list[SnapshotInfo] = []
         errors: list[str] = []
+        self._c.runtime.wait(futs)  # the fan-out's futures are waited for through the runtime
         for f in futs:
             try:
                 done.append(f.result())

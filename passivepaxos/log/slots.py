@@ -216,7 +216,7 @@ class SlotIO:
                     # log with a membership change ran 40x slower when it always cut).
                     if any(st._window() is not None for st in stores):
                         groups = [getattr(op, "store", -1) for op in ops]
-                        driver.settle(futs, groups, driver.STRAGGLER_GRACE)
+                        driver.settle(futs, groups, driver.STRAGGLER_GRACE, runtime=self.c.runtime)
                     else:
                         self.c.runtime.wait(futs)
                     results = [
