@@ -59,6 +59,7 @@ class Actor:
     open_log: Callable[..., Log]
     extra: dict[str, Any] = field(default_factory=dict)
     timeout: tuple[float, float] = (0.0, 0.0)
+    gap: float = 0.05
     _n: int = 0
 
     def log(self) -> Log:
@@ -71,8 +72,9 @@ class Actor:
     def now(self) -> float:
         return self.obs.clock()  # type: ignore[no-any-return]
 
-    def pause(self, hi: float = 0.05) -> None:
-        self.rt.sleep(self.rng.uniform(0.0, hi))
+    def pause(self, hi: float | None = None) -> None:
+        """Think time between operations (the profile's ``gap`` unless given)."""
+        self.rt.sleep(self.rng.uniform(0.0, self.gap if hi is None else hi))
 
     def op(self) -> contextlib.AbstractContextManager[Any]:
         """The deadline of one operation, on this process's clock (as the CLI's --timeout):

@@ -63,6 +63,7 @@ class Profile:
     kv_claim: float = 0.3  # probability that a second KV client claims it late
     stray: float = 0.0  # probability of a client naming one store of a quorum (3+ stores)
     timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
+    gap: float = 0.05  # think time between a client's operations (up to, virtual seconds)
     horizon: float = 3.0  # virtual seconds of faults
     deadline: float = 300.0  # virtual seconds for every live process to finish after
 
@@ -100,14 +101,20 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "membership",
             stores=(3, 3, 5),
-            roles=(("appender", 2, 2), ("kv", 0, 1), ("reader", 1, 1)),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
             membership=1.0,
+            ops=(5, 8),
+            gap=0.3,
+            pauses=2,
+            faults=StoreFaults(cuts=0.3, marker_loss=0.4),
         ),
         Profile(
             "amnesia",
             stores=(3, 3, 5),
-            roles=(("appender", 2, 3), ("kv", 0, 1), ("reader", 1, 1)),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
             amnesia=1.0,
+            ops=(5, 8),
+            gap=0.3,
         ),
         Profile(
             "drift",
@@ -234,6 +241,7 @@ class World:
             self.open_log,
             dict(extra or {}),
             self.profile.timeout,
+            self.profile.gap,
         )
         self.roles[name] = role
         task = rt.spawn(self._body, actor, role, name=name)
