@@ -17,17 +17,20 @@ from passivepaxos.simulation.__main__ import run_many
 from passivepaxos.simulation.world import PROFILES, ROTATION, run
 
 BUDGET = 2000  # seeded whole-stack runs in CI
+INFRA = ("WatchdogTimeout", "Deadlock", "Livelock", "SimulationError", "the world itself")
 JOBS = 2
 
 # each mutation, and the profile whose runs it is looked for in (its natural habitat)
 HABITAT = {
     "finding2": "mixed",  # a client naming one store of a quorum
     "finding3": "storm",  # a reader that cannot tell a slot from a missing one
-    "finding4": "lease",  # an ambiguous renewal with a shorter TTL
-    "finding5": "lease",  # a lease read over the holder's own write in flight
     "finding6": "all",  # an append of unknown outcome reported as QuorumError
     "finding9": "amnesia",  # a wiped store votes
 }
+# Not yet caught within the budget by whole-stack runs (docs/simulation.md says so):
+# finding1 (caught by the consensus simulator's dedicated schedule,
+# tests/test_consensus_mutations.py), finding4, finding5, finding7; findings 11 and 13
+# need damage injection the world does not do yet.
 
 
 @pytest.mark.parametrize("profile", sorted({*ROTATION, "calm"}))
@@ -61,6 +64,7 @@ def test_each_finding_is_caught_within_the_budget(mutation: str) -> None:
     s = run_many(range(BUDGET), profile, mutation=mutation, jobs=JOBS, stop_at_first=True)
     assert s.failed, f"{mutation} ({mutations.MUTATIONS[mutation][0]}) survived {s.runs} seeds"
     seed, _, violations, replay = s.failed[0]
+    assert not violations[0].startswith(INFRA), violations[0]  # the simulator broke, not the bug
     print(
         f"\n{mutation}: caught after {s.first_failure} seed(s) of {profile}: {violations[0][:200]}"
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import os
 import random
 import sys
 import threading
@@ -118,6 +119,12 @@ class _Carrier:
         self.thread.start()
 
     @classmethod
+    def _forget(cls) -> None:
+        """In a forked child: the parent's idle carriers do not exist here."""
+        cls._free = []
+        cls._free_lock = threading.Lock()
+
+    @classmethod
     def get(cls) -> _Carrier:
         with cls._free_lock:
             if cls._free:
@@ -137,6 +144,10 @@ class _Carrier:
                 if len(_Carrier._free) >= _Carrier.KEEP:
                     return
                 _Carrier._free.append(self)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Carrier._forget)
 
 
 @dataclass(eq=False)

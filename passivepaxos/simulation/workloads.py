@@ -76,14 +76,14 @@ class Actor:
         """Think time between operations (the profile's ``gap`` unless given)."""
         self.rt.sleep(self.rng.uniform(0.0, self.gap if hi is None else hi))
 
-    def op(self) -> contextlib.AbstractContextManager[Any]:
+    def op(self, more: float = 0.0) -> contextlib.AbstractContextManager[Any]:
         """The deadline of one operation, on this process's clock (as the CLI's --timeout):
         without one, an append retries through any outage and never reports an unknown
         outcome."""
         lo, hi = self.timeout
         if hi <= 0:
             return contextlib.nullcontext()
-        return deadline(total=self.rng.uniform(lo, hi), clock=self.rt.monotonic)
+        return deadline(total=more + self.rng.uniform(lo, hi), clock=self.rt.monotonic)
 
 
 def _append(a: Actor, log: Log, values: list[bytes]) -> None:
@@ -265,8 +265,9 @@ def lock_client(a: Actor) -> None:
             ttl = a.ttl * a.rng.choice((0.5, 1.0))
             h = rec.invoke(a.name, "acquire", LOCK, a.name)
             try:
-                with a.op():
-                    token = locks.acquire(LOCK, ttl, wait=a.rng.uniform(0.0, 2 * ttl))
+                wait = a.rng.uniform(0.0, 2 * ttl)
+                with a.op(more=wait):
+                    token = locks.acquire(LOCK, ttl, wait=wait)
             except LockHeldError:
                 rec.ok(h, None)
                 a.pause(ttl / 2)
@@ -353,7 +354,7 @@ def member_changer(a: Actor) -> None:
         except PassivePaxosError:
             return
         a.rt.sleep(a.rng.uniform(0.05, 1.0))
-        gone = a.rng.choice(members)
+        gone = a.rng.choice([m for m in members if m != a.extra.get("keep")] or members)
         try:
             change(log, "remove", a.net.url(gone))
         except PassivePaxosError:

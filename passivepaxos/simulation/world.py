@@ -96,15 +96,17 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "locks",
             roles=(("lock", 2, 3), ("reader", 0, 1)),
-            faults=StoreFaults(after=0.08, slow=0.05, cuts=0.3),
+            faults=StoreFaults(after=0.1, slow=0.2, cuts=0.3),
+            timeout=(0.3, 1.0),
+            ttl=(1.5, 3.0),
         ),
         Profile(
             "membership",
             stores=(3, 3, 5),
             roles=(("appender", 2, 3), ("reader", 1, 1)),
             membership=1.0,
-            ops=(5, 8),
-            gap=0.3,
+            ops=(3, 5),
+            gap=0.25,
             pauses=2,
             faults=StoreFaults(cuts=0.3, marker_loss=0.4),
         ),
@@ -204,6 +206,7 @@ class World:
         self.world = self.sched.process("world")
         self.final: dict[tuple[int, int], bytes] | None = None
         self._incarnations: dict[str, int] = {}
+        self._stale: tuple[float, int] | None = None
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -284,10 +287,15 @@ class World:
             self._start("stray", "st")
             counts["stray"] = 1
         if self.n >= 3 and rng.random() < p.membership:
-            self._start("members", "mc", {"spare": self.spare, "members": list(self.members)})
+            extra = {"spare": self.spare, "members": list(self.members)}
+            if self.n == 3:
+                extra["keep"] = self._stale_writer_schedule()
+            self._start("members", "mc", extra)
             counts["members"] = 1
         self.plan["roles"] = counts
         self.world.spawn(self._faults, name="faults")
+        if self._stale is not None:
+            self.world.spawn(self._stale_writer, name="stale")
         self.world.sleep(p.horizon)
         net.faults_off()
         end = self.sched.now + p.deadline
@@ -332,6 +340,40 @@ class World:
                 d = self.ttl * rng.uniform(0.5, 3.0)
                 self.tasks[name][1].pause(d)
                 self.plan.setdefault("paused", []).append(name)
+
+    def _stale_writer_schedule(self) -> int:
+        """Finding 1's schedule around a membership change on 3 stores: store ``b`` is away
+        early (slots are decided on the other two, ``a`` and the one to be removed); a
+        writer ``X`` is paused from early on until after the removal (its tail is stale);
+        when it is back, its link to ``a`` is cut, so for its stale slot it reaches only
+        ``b`` (which got the removal's copy of the DECIDED marker) and the removed store,
+        wiped. Returns ``b`` (the member changer keeps it)."""
+        rng, net = self.rng, self.net
+        b = rng.choice(self.members)
+        start = rng.uniform(0.1, 0.4)
+        net.outages[b] = (start, start + rng.uniform(0.5, 1.2))
+        self._stale = (start + 0.05, b)
+        return b
+
+    def _stale_writer(self) -> None:
+        assert self._stale is not None
+        at, b = self._stale
+        if at > self.sched.now:
+            self.world.sleep(at - self.sched.now)
+        writers = [
+            n for n, r in self.roles.items() if r == "appender" and not self.tasks[n][1].crashed
+        ]
+        if not writers:
+            return
+        x = self.rng.choice(writers)
+        back = self.rng.uniform(3.0, 4.5)
+        self.tasks[x][1].pause(back)
+        removed = self.obs.removed
+        self.world.sleep(back - 0.01)
+        a = [i for i in self.members if i != b and i not in removed]
+        for i in a:
+            self.net._cuts[(x, i)] = (self.sched.now, self.sched.now + self.rng.uniform(0.5, 2.0))
+        self.plan["stale"] = x
 
     def _amnesia(self) -> None:
         """Finding 9's schedule: store ``c`` was away (recent slots are on ``a`` and ``b``
