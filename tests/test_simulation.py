@@ -79,13 +79,13 @@ def test_every_finding_of_issue_10_has_a_mutation() -> None:
 
 
 def test_cli_replays_a_failing_seed_exactly() -> None:
-    cmd = [sys.executable, "-m", "passivepaxos.simulation", "--seed", "0", "--profile", "mixed"]
+    cmd = [sys.executable, "-m", "passivepaxos.simulation", "--seed", "3", "--profile", "mixed"]
     out = subprocess.run(
         [*cmd, "--mutation", "finding2"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert (
-        "replay: python -m passivepaxos.simulation --seed 0 --profile mixed --mutation finding2"
+        "replay: python -m passivepaxos.simulation --seed 3 --profile mixed --mutation finding2"
         in out.stdout
     )
     again = subprocess.run(
