@@ -108,6 +108,7 @@ class Network:
                 self.outages[i] = (start, start + self.rng.uniform(*faults.outage_len))
         self._cuts: dict[tuple[str, int], tuple[float, float] | None] = {}
         self._isolated: set[tuple[str, int]] = set()
+        self.slow_writers: dict[str, float] = {}  # process -> probability a write's answer is slow
         self._late: list[_LateWrite] = []
         self._seq = itertools.count()
         self._courier: object | None = None
@@ -266,6 +267,8 @@ class Network:
         if c is not None and c[0] <= now < c[1]:
             return "cut-before" if self.rng.random() < 0.5 else "cut-after"
         f = self.faults
+        if write and proc in self.slow_writers and self.rng.random() < self.slow_writers[proc]:
+            return "slow"
         if (
             write
             and key is not None

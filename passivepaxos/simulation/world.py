@@ -277,6 +277,9 @@ class World:
                     extra["lease"] = True
                     if p.name == "lease":
                         extra["gap"] = self.ttl / 3
+                        # finding 5's shape: the holder's writes land, their answers come
+                        # late, while others read through the log and it reads by lease
+                        self.net.slow_writers[f"{role[:2]}{i}"] = 0.5
                 elif role == "kv" and i == 1 and rng.random() < p.kv_claim:
                     extra["claim"] = True
                 elif role == "kv" and p.name == "lease":
