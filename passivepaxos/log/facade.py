@@ -246,7 +246,8 @@ class Log:
 
     @classmethod
     def open(cls, log_url: str, **kwargs: Any) -> Log:
-        stores, manifest = open_log(log_url, kwargs.get("runtime"))
+        # the stores run on the log's runtime (a simulated process's clock and RNG)
+        stores, manifest = open_log(log_url, runtime=kwargs.get("runtime"))
         return cls(stores, manifest.mode, url=log_url, manifest=manifest, **kwargs)
 
     @classmethod
