@@ -248,8 +248,18 @@ class Scheduler:
         return h.hexdigest()
 
     def format_trace(self) -> Iterator[str]:
+        """One line per trace event: ``run <thread id>`` (a switch), ``t= <time>`` (the
+        clock jumped), or an effect (``req <process> <store> <op> <key> <fate>``, ...)."""
+        names: dict[int, str] = {}
         for e in self.trace:
-            yield " ".join(str(x) for x in e)
+            if e[0] == "spawn":
+                names[e[1]] = e[2]
+            if len(e) == 1:
+                yield f"run {e[0]} {names.get(e[0], '')}"
+            elif e[0] == "t":
+                yield f"t= {e[1]}"
+            else:
+                yield " ".join(str(x) for x in e)
 
     # -- running ---------------------------------------------------------------------------
 
