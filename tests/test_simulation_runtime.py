@@ -289,22 +289,32 @@ def test_watchdog_names_a_real_block() -> None:
 
 
 def test_root_error_propagates_and_threads_are_reaped() -> None:
-    before = threading.active_count()
-    s = Scheduler(10)
-    rt = s.process("p")
+    """Every simulated thread is killed and unwound at the end of a run, and its real
+    thread (a carrier) goes back idle to be reused: runs do not accumulate threads."""
 
-    def main() -> None:
-        for i in range(5):
-            rt.spawn(rt.event().wait, name=f"idle{i}")
-        rt.sleep(1)
-        raise KeyError("boom")
+    def once(seed: int) -> Scheduler:
+        s = Scheduler(seed)
+        rt = s.process("p")
 
-    with pytest.raises(KeyError):
-        s.run(main, process=rt)
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert threading.active_count() <= before
+        def main() -> None:
+            for i in range(5):
+                rt.spawn(rt.event().wait, name=f"idle{i}")
+            rt.sleep(1)
+            raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            s.run(main, process=rt)
+        return s
+
+    first = once(10)
+    time.sleep(0.05)  # the last carriers park themselves
+    after_first = threading.active_count()
+    for seed in range(11, 16):
+        s = once(seed)
+        assert not s._threads  # every simulated thread ended
+    time.sleep(0.05)
+    assert threading.active_count() <= after_first  # the carriers were reused
+    assert not first._threads
 
 
 def test_tokens_come_from_the_seed() -> None:
