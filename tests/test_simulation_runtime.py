@@ -312,6 +312,7 @@ def test_root_error_propagates_and_threads_are_reaped() -> None:
     for seed in range(11, 16):
         s = once(seed)
         assert not s._threads  # every simulated thread ended
+        time.sleep(0.02)
     time.sleep(0.05)
     assert threading.active_count() <= after_first  # the carriers were reused
     assert not first._threads
