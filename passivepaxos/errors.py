@@ -274,7 +274,10 @@ class ThrottledError(TransientError):
 
 class StragglerError(TransientError):
     """A store had not answered when a majority had, plus a grace period; the request may
-    still take effect. Quorum protocols count the store as silent for that step."""
+    still take effect. Quorum protocols count the store as silent for that step. It is the
+    answer of one store to one step, never raised to a caller as an operation's outcome:
+    the protocol decides from the majority whether the operation's outcome is known (an
+    unknown one is an ``AmbiguousWriteError``), so its own ``outcome_unknown`` stays False."""
 
 
 class AmbiguousWriteError(StoreError):

@@ -109,6 +109,7 @@ from passivepaxos.membership_data import (
     marker_key,
     read_markers,
 )
+from passivepaxos.runtime import Runtime
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import split_urls
@@ -177,7 +178,7 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     if not log.config_history():
         # no change yet: the set in effect is the one the log was created on, whatever
         # list the caller gave (a subset would make a wrong "from" and origin)
-        _, manifest = open_log(log.url, log.runtime)
+        _, manifest = open_log(log.url, runtime=log.runtime)
         if set(manifest.stores) != set(current):
             raise ConfigError(
                 f"{log.url}: the log was created on {','.join(manifest.stores)}; give its "
@@ -260,7 +261,7 @@ def _manifest_of(log: Log) -> Manifest:
     stores directly, read from them now."""
     if log.manifest is not None:
         return log.manifest
-    _, manifest = open_log(log.url, log.runtime)
+    _, manifest = open_log(log.url, runtime=log.runtime)
     return manifest
 
 
@@ -295,19 +296,19 @@ def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
         pass
 
 
-def add_store(log_url: str, url: str) -> dict[str, Any]:
-    with Log.open(log_url) as log:
+def add_store(log_url: str, url: str, *, runtime: Runtime | None = None) -> dict[str, Any]:
+    with Log.open(log_url, runtime=runtime) as log:
         return change(log, "add", url)
 
 
-def remove_store(log_url: str, url: str) -> dict[str, Any]:
-    with Log.open(log_url) as log:
+def remove_store(log_url: str, url: str, *, runtime: Runtime | None = None) -> dict[str, Any]:
+    with Log.open(log_url, runtime=runtime) as log:
         return change(log, "remove", url)
 
 
-def list_members(log_url: str) -> dict[str, Any]:
+def list_members(log_url: str, *, runtime: Runtime | None = None) -> dict[str, Any]:
     """The log's current stores (read through the log to its tail) and its changes."""
-    with Log.open(log_url) as log:
+    with Log.open(log_url, runtime=runtime) as log:
         members = log.members()
         return {
             "stores": list(members),

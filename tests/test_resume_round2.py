@@ -192,7 +192,7 @@ def test_review2_3_holder_resume_counts_the_window_from_the_earlier_send() -> No
         h.append([b"x"])
     faulty.plan = FaultPlan(late_after=NEVER)
     armed = [True]
-    real_plan = h._plan
+    real_plan = h._leasing.plan
 
     def paused_plan(*args: Any, **kwargs: Any) -> Any:
         # the resume found the slot empty and plans its send: the earlier create lands
@@ -205,7 +205,7 @@ def test_review2_3_holder_resume_counts_the_window_from_the_earlier_send() -> No
             t[0] += 0.5
         return real_plan(*args, **kwargs)
 
-    h._plan = paused_plan  # type: ignore[method-assign]
+    h._leasing.plan = paused_plan  # type: ignore[method-assign]
     assert h.append([b"x"], resume=info.value.token) == [2]
     assert not armed[0]
     assert h.lease_read() is None

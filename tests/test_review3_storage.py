@@ -147,9 +147,10 @@ def test_review3_7_lost_race_then_deadline_is_a_plain_timeout() -> None:
     url = f"memory://r3-race-{uuid.uuid4().hex}"
     init_log(url)
     other = Log.open(url)
+    slow = threading.Event()  # once set, the loser's backoff pause outlasts the deadline
+    rt = clocked(sleep=lambda s: time.sleep(0.6 if slow.is_set() else s))
     with deadline(0.5):
-        # the loser's backoff sleeps past the deadline (the pause goes through the runtime)
-        me = Log.open(url, runtime=clocked(sleep=lambda s: time.sleep(0.6)))
+        me = Log.open(url, runtime=rt)
         me.head()
         inner = me.stores[0].backend
         orig_put = inner.put
@@ -165,6 +166,7 @@ def test_review3_7_lost_race_then_deadline_is_a_plain_timeout() -> None:
             return orig_put(key, data, mode)
 
         inner.put = put  # type: ignore[method-assign]
+        slow.set()  # past it
         with pytest.raises(DeadlineExceededError) as got:
             me.append([b"mine"])
     assert not isinstance(got.value, AmbiguousWriteError), got.value  # was exit 3

@@ -8,8 +8,8 @@ Slot ``i`` is consensus instance ``log/<i:020d>``. An entry is addressed by
 calls of one process may share a slot: group commit) and returns one slot number per value,
 in order; ``Log.append_positions`` returns the full ``Position(slot, index)`` pairs.
 
-How a slot is decided (:meth:`Log._decide`, the only place that knows)
----------------------------------------------------------------------
+How a slot is decided (:mod:`passivepaxos.log.slots`, the only place that knows)
+-------------------------------------------------------------------------------
 - one store whose manifest mode is ``create``: ONE create-if-absent of the object
   ``log/<i:020d>``; the first creator wins, a loser finds the winner's record in
   ``AlreadyExistsError.current`` (no extra request);
@@ -19,7 +19,7 @@ How a slot is decided (:meth:`Log._decide`, the only place that knows)
   undecided (a majority of its stores answered in full and hold no marker and nothing
   accepted); when the learner cannot tell, the reader finishes the instance
   (``core.finisher``: adopt the highest accepted value, invent none) or raises
-  ``QuorumError``, never "absent" (see ``Log._learn``).
+  ``QuorumError``, never "absent" (see ``SlotIO.learn``).
 
 An append whose record may have been decided but could not be established raises
 ``AppendOutcomeUnknownError`` (never ``QuorumError``, which means "not written"); its
@@ -50,8 +50,8 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
 - ``cfg`` / ``conf`` (optional, absent until the log's first store membership change):
   a configuration record (one store added or removed: slots after it are decided on the
   new set) and, on every later record, the slot of the newest one before it. Design and
-  safety argument: :mod:`passivepaxos.membership`; the reading side is ``_fetch`` /
-  ``_walk_to`` (records learned in order, each slot with its own slot's store set).
+  safety argument: :mod:`passivepaxos.membership`; the reading side is
+  :mod:`passivepaxos.log.config` (records learned in order, each slot with its own slot's store set).
 - ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
   own earlier (ambiguous) write landed, and its entries are counted once.
 
@@ -69,7 +69,7 @@ because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, s
 only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
 discovery checks, as reads do, that the slot after the first missing one is missing too
 (``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
-found this way names its predecessor's hash before building on it (``_check_chained``).
+found this way names its predecessor's hash before building on it (``FencedWriter.check_chained``).
 
 Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
 -----------------------------------------------------------------------
@@ -82,21 +82,15 @@ stale writer's create fails and its append raises :class:`TrimmedSlotError`, nev
 acknowledged. A tombstone keeps the trimmed record's hash (``prev`` of the next slot) and
 lease state; a reader meeting one restarts from the newest snapshot. Tombstones must never
 be deleted: ``verify`` checks every one (and names a missing one), and a writer refuses to
-write a slot at or below a snapshot it has seen unless the slot is there (see ``_commit``);
+write a slot at or below a snapshot it has seen unless the slot is there (see
+``FencedWriter.commit``);
 a writer that never saw the snapshot cannot tell (docs/log.md, "Trim").
 """
 
 from passivepaxos.errors import DamagedSlotError, TrimmedSlotError
-from passivepaxos.log.facade import (
-    HINT_KEY,
-    Log,
-    TrimResult,
-    VerifyReport,
-    default_writer_id,
-)
-from passivepaxos.log.facade import (
-    _Pending as _Pending,  # tests build group-commit entries directly
-)
+from passivepaxos.log.batch import Pending as _Pending  # noqa: F401 (tests build queue entries)
+from passivepaxos.log.compaction import TrimResult
+from passivepaxos.log.facade import Log, default_writer_id
 from passivepaxos.log.record import (
     GENESIS,
     RECORD_FORMAT,
@@ -113,6 +107,8 @@ from passivepaxos.log.record import (
     slot_instance,
     tombstone_of,
 )
+from passivepaxos.log.tail import HINT_KEY
+from passivepaxos.log.verify import VerifyReport
 from passivepaxos.snapshot import SnapshotInfo
 
 __all__ = [

@@ -187,7 +187,7 @@ class ConfigView:
             return tuple(s.url for s in self.stores_for(slot)), conf
 
     def note(self, data: bytes) -> None:
-        """A record obtained outside ``_fetch`` (a lost race's winner)."""
+        """A record obtained outside ``fetch`` (a lost race's winner)."""
         if not self.ms and names_config(data):
             self.switch_on()
 

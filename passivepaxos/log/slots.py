@@ -157,7 +157,7 @@ class SlotIO:
         names = [s.url for s in stores]
         started = self.c.runtime.monotonic()
         # the learner and the finisher count a store only while it holds this log's
-        # manifest, like a proposal (_voters): a wiped store's empty lists must not read
+        # manifest, like a proposal (voters): a wiped store's empty lists must not read
         # as "nothing accepted" nor vote in the finisher's rounds
         stores = self.voters(stores)
         got, errors = self.run_core(core.learner(names, instance, self.c.mode.value), stores)
@@ -216,7 +216,9 @@ class SlotIO:
                     # log with a membership change ran 40x slower when it always cut).
                     if any(st._window() is not None for st in stores):
                         groups = [getattr(op, "store", -1) for op in ops]
-                        driver.settle(futs, groups, driver.STRAGGLER_GRACE, runtime=self.c.runtime)
+                        driver.settle(
+                            futs, groups, driver.STRAGGLER_GRACE, runtime=self.c.runtime
+                        )
                     else:
                         self.c.runtime.wait(futs)
                     results = [

@@ -65,6 +65,11 @@ class Tail:
     def close(self) -> None:
         self.hint_pool.shutdown(wait=True)
 
+    def record_at(self, slot: int) -> bytes | None:
+        """The known tail's record if the known tail is ``slot``."""
+        with self.c.state:
+            return self.known_data if self.known is not None and self.known[0] == slot else None
+
     def forget(self) -> None:
         """Drop the view of the tail (it was found stale); caller holds ``c.state``."""
         self.known = None
@@ -109,7 +114,7 @@ class Tail:
         return self.cfg.fetch(slot)
 
     def exists_many(self, slots: list[int]) -> dict[int, bytes | None]:
-        """``_exists`` of each slot, in parallel."""
+        """``exists`` of each slot, in parallel."""
         if len(slots) == 1:
             return {slots[0]: self.exists(slots[0])}
         futs = {s: self.c.pool.submit(self.exists, s) for s in slots}
@@ -202,7 +207,7 @@ class Tail:
     ) -> None:
         """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
         caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
-        checked that it names its predecessor's hash, see ``_check_chained``)."""
+        checked that it names its predecessor's hash, see ``FencedWriter.check_chained``)."""
         digest = digest or chain_hash(data, slot)
         with self.c.state:
             if self.known is None or slot > self.known[0]:
@@ -226,7 +231,7 @@ class Tail:
             return self.recent.get(slot)
 
     def fetch_reuse(self, slot: int) -> bytes | None:
-        """``_fetch``, served from the records this object has seen when it can: for reads
+        """``ConfigView.fetch``, served from the records this object has seen when it can: for reads
         only (verify and trim must see the stored bytes)."""
         hit = self.cached(slot)
         return hit[1] if hit is not None else self.cfg.fetch(slot)

@@ -1,0 +1,319 @@
+"""Verify: walk the whole log and its newest snapshot, report the first damage.
+
+Checks the newest snapshot (checksum, anchor, and for an entries snapshot its entries
+against every untrimmed slot up to it), the tombstones trim left (a prefix), every record
+and the chain through them, that nothing exists beyond the end (a gap is damage), and
+that every object under ``log/`` is one this log's layout makes. One GET per slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from passivepaxos.capabilities import ListMode
+from passivepaxos.consensus import driver
+from passivepaxos.errors import (
+    DamagedSlotError,
+    DamagedSnapshotError,
+    StoreError,
+    TrimmedSlotError,
+)
+from passivepaxos.log.compaction import Compaction
+from passivepaxos.log.config import ConfigView
+from passivepaxos.log.context import LogContext
+from passivepaxos.log.reader import Reader
+from passivepaxos.log.record import bare, record_hash, tombstone_of
+from passivepaxos.log.tail import HINT_KEY, Tail
+from passivepaxos.snapshot import SnapshotInfo, is_tombstone
+
+__all__ = ["Verifier", "VerifyReport"]
+
+# the objects under log/ a log makes (see check_layout), besides the hint
+_SINGLE_SLOT = re.compile(r"^log/\d{20}$")
+_QUORUM_SLOT = {
+    ListMode.CREATE: re.compile(r"^log/\d{20}/(\d{20}|decided)$"),
+    ListMode.CAS: re.compile(r"^log/\d{20}/(list|decided)$"),
+    ListMode.BLOCKS: re.compile(r"^log/\d{20}/(blocks/.+|decided)$"),
+}
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    slots: int = 0  # slots checked and found intact
+    entries: int = 0
+    bad_slot: int | None = None
+    reason: str | None = None
+    error: str | None = None  # the full one-line error for a damaged slot
+    snapshot: int | None = None  # the newest snapshot's slot (checked), if any
+    trimmed: bool = False  # slots up to ``snapshot`` were checked through the snapshot
+    bad_snapshot: int | None = None  # a damaged snapshot object's slot
+    # stores that could not be checked (URL -> why): ``ok`` is then false with no bad
+    # slot, and the log may still be readable (a majority answered the walk)
+    unchecked: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def damaged(self) -> bool:
+        return self.bad_slot is not None or self.bad_snapshot is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "slots": self.slots,
+            "entries": self.entries,
+            "head": None if self.damaged else self.slots - 1,
+            "bad_slot": self.bad_slot,
+            "reason": self.reason,
+            "error": self.error,
+            "snapshot": self.snapshot,
+            "trimmed": self.trimmed,
+            "bad_snapshot": self.bad_snapshot,
+            "unchecked": sorted(self.unchecked),
+        }
+
+
+class Verifier:
+    """``Log.verify``: reads everything, trusts nothing this object has cached."""
+
+    def __init__(
+        self, c: LogContext, cfg: ConfigView, tail: Tail, snaps: Compaction, reader: Reader
+    ) -> None:
+        self.c = c
+        self.cfg = cfg
+        self.tail = tail
+        self.snaps = snaps
+        self.reader = reader
+
+    def run(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Check the newest snapshot (checksum, its anchor, and for an entries snapshot its
+        entries against every untrimmed slot up to it) and walk the whole chain from slot 0:
+        first the tombstones ``trim`` left (a prefix of the log: format, checksum, slot
+        number, a covering snapshot, the chain through each one's ``hash`` / ``prev``),
+        then the records. A slot missing below the newest snapshot (a deleted tombstone or
+        record), a tombstone after a record that is still there (a slot written again after
+        its tombstone was deleted) and a gap are damage. Damage gives ``ok=False`` with the
+        first bad slot (or snapshot) and the reason; a walk that cannot read a slot (no
+        majority) raises. A store whose objects cannot be listed (unreachable while a
+        majority answered the walk) is not checked: ``ok=False`` with no bad slot and the
+        store named in ``unchecked``, never "intact". ``progress`` is called with each
+        slot number checked. Costs one GET per slot, tombstones included."""
+        report = VerifyReport(ok=True)
+        try:
+            snap = self.snaps.newest()
+            report.snapshot = None if snap is None else snap.slot
+            start, prev = 0, self.c.genesis
+            differs: int | None = None  # the first slot whose entries the snapshot differs in
+            while True:
+                start, prev, snap = self.verify_tombstones(start, prev, snap, report, progress)
+                last: tuple[int, str] | None = None  # the last record checked: slot, hash
+                try:
+                    for slot, rec, data in self.reader.raw_records(
+                        start, follow=False, on_slot=progress, start_prev=prev
+                    ):
+                        report.slots = slot + 1
+                        report.entries += len(rec.entries)
+                        if snap is not None and slot <= snap.slot:
+                            if snap.slots is not None and snap.slots[slot] != rec.entries:
+                                # reported after the walk: a record written into a deleted
+                                # tombstone's slot differs too, and that is the record's fault
+                                differs = slot if differs is None else differs
+                            if slot == snap.slot:
+                                self.snaps.check_anchor(snap, data)
+                        last = (slot, record_hash(data))
+                    break
+                except TrimmedSlotError as exc:
+                    # a tombstone after the records checked: a trim running meanwhile (the
+                    # record before it is a tombstone now), else damage
+                    if last is not None:
+                        start, prev = self.after_record(last, exc.slot)
+                    else:
+                        start = exc.slot  # the slot became a tombstone since phase 1 read it
+            if snap is not None and report.slots <= snap.slot:
+                url, key = self.c.where(report.slots)
+                raise DamagedSlotError(
+                    report.slots,
+                    f"missing while the snapshot at slot {snap.slot} exists",
+                    url=url,
+                    key=key,
+                )
+            # a damaged tail could hide behind a missing slot: look beyond the end
+            end = report.slots
+            hint = self.tail.read_hint()
+            for probe in sorted({end + 1, end + 2, end + 4, hint}):
+                if probe > end and self.cfg.fetch(probe) is not None:
+                    url, key = self.c.where(end)
+                    raise DamagedSlotError(
+                        end,
+                        f"missing while slot {probe} exists (a gap in the log)",
+                        url=url,
+                        key=key,
+                    )
+            if snap is not None and differs is not None:
+                raise self.snaps.bad(snap, f"its entries of slot {differs} differ from the log's")
+            report.unchecked = self.check_layout(report.slots)
+            if report.unchecked:
+                names = "; ".join(f"{u} ({e})" for u, e in report.unchecked.items())
+                return dataclasses.replace(
+                    report,
+                    ok=False,
+                    reason="could not check every store",
+                    error=f"could not check {len(report.unchecked)} store(s): {names}",
+                )
+        except DamagedSlotError as exc:
+            return dataclasses.replace(
+                report, ok=False, bad_slot=exc.slot, reason=exc.reason, error=str(exc)
+            )
+        except DamagedSnapshotError as exc:
+            return dataclasses.replace(
+                report, ok=False, bad_snapshot=exc.slot, reason=exc.reason, error=str(exc)
+            )
+        return report
+
+    def check_layout(self, end: int) -> dict[str, str]:
+        """Every object under ``log/`` on the log's stores must be one this log's layout
+        makes (its mode, one store or a quorum); anything else (another mode's slots after
+        the manifest was rewritten, a log re-created over an old one) is damage, raised as
+        ``DamagedSlotError`` naming one such object. One LIST of ``log/`` per store (all
+        at once); returns the current members that could not be listed, URL -> why (the
+        walk above already needed a majority, so the log may still be readable)."""
+        if self.c.single_create:
+            pattern, layout = _SINGLE_SLOT, "single-store create"
+        else:
+            pattern, layout = _QUORUM_SLOT[self.c.mode], f"{self.c.mode.value}-mode quorum"
+        stores = list(self.cfg.opened.values())
+        unchecked: dict[str, str] = {}
+        for store, metas in zip(
+            stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
+        ):
+            if isinstance(metas, StoreError):
+                if store in self.c.stores:  # a store a membership change removed may be gone
+                    unchecked[store.url] = bare(metas)
+                continue
+            for m in metas:
+                if m.key == HINT_KEY or pattern.match(m.key):
+                    continue
+                digits = re.match(r"^log/(\d{20})", m.key)
+                slot = int(digits.group(1)) if digits else end
+                raise DamagedSlotError(
+                    slot,
+                    f"object {m.key!r} on {store.url} is not part of a {layout} log (its "
+                    "manifest names another mode, or another log's objects are here)",
+                    url=store.url,
+                    key=m.key,
+                )
+        return unchecked
+
+    def verify_tombstones(
+        self,
+        start: int,
+        prev: str,
+        snap: SnapshotInfo | None,
+        report: VerifyReport,
+        progress: Callable[[int], None] | None,
+    ) -> tuple[int, str, SnapshotInfo | None]:
+        """``verify``'s walk over the tombstones from slot ``start`` (whose ``prev`` must
+        be ``prev``): each one valid, for its own slot, covered by a snapshot, chained (its
+        ``prev``, when it has one, is the previous slot's hash; at the snapshot's slot its
+        ``hash`` is the anchor). Returns the first slot that is not a tombstone, the hash
+        its record must name and the newest snapshot (re-listed if a tombstone names a
+        newer one: a trim ran meanwhile). A slot missing at or below the snapshot's slot
+        is damage: every slot up to it was decided, and trim never deletes."""
+        ahead: dict[int, Future[bytes | None]] = {}
+        slot = start
+        window = 1  # doubles while tombstones are found (an untrimmed log costs no extra GET)
+        try:
+            while True:
+                # read ahead while tombstones may follow (only slots <= the snapshot's)
+                top = slot + 1 if snap is None else min(slot + window, snap.slot + 1)
+                for s in range(slot, max(top, slot + 1)):
+                    if s not in ahead:
+                        ahead[s] = self.c.pool.submit(self.cfg.fetch, s)
+                data = ahead.pop(slot).result()
+                url, key = self.c.where(slot)
+                if data is None:
+                    if snap is not None and slot <= snap.slot:
+                        raise DamagedSlotError(
+                            slot,
+                            f"missing below the snapshot at slot {snap.slot} (a trimmed "
+                            "slot's tombstone, or a record, was deleted; tombstones must "
+                            "never be deleted)",
+                            url=url,
+                            key=key,
+                        )
+                    return slot, prev, snap
+                if not is_tombstone(data):
+                    return slot, prev, snap
+                t = tombstone_of(data, slot, url=url, key=key)
+                if snap is None or t.snap > snap.slot:
+                    snap = self.snaps.newest()
+                    report.snapshot = None if snap is None else snap.slot
+                if snap is None or t.snap > snap.slot:
+                    raise DamagedSlotError(
+                        slot,
+                        f"trimmed against the snapshot at slot {t.snap}, but "
+                        + (
+                            "there is no snapshot"
+                            if snap is None
+                            else f"the newest snapshot is at slot {snap.slot}"
+                        ),
+                        url=url,
+                        key=key,
+                    )
+                if t.prev is not None and t.prev != prev:
+                    raise DamagedSlotError(
+                        slot,
+                        "broken hash chain: the tombstone's previous hash does not match "
+                        + ("the genesis value" if slot == 0 else f"slot {slot - 1}'s record"),
+                        url=url,
+                        key=key,
+                    )
+                if slot == snap.slot and t.hash != snap.hash:
+                    raise self.snaps.bad(
+                        snap,
+                        f"its anchor hash does not match slot {slot}'s record (kept by its "
+                        "tombstone)",
+                    )
+                prev = t.hash
+                report.trimmed = True
+                report.slots = slot + 1
+                report.entries += 0 if snap.slots is None else len(snap.slots[slot])
+                if progress is not None:
+                    progress(slot)
+                slot += 1
+                window = min(self.c.fetch_ahead, window * 2)
+        finally:
+            for f in ahead.values():
+                f.cancel()
+
+    def after_record(self, last: tuple[int, str], slot: int) -> tuple[int, str]:
+        """``verify`` met a tombstone at ``slot`` right after the record it checked at
+        ``last[0]`` (hash ``last[1]``). Trim replaces a prefix in slot order, so the
+        record's slot must be a tombstone by now (a trim running meanwhile; go on from
+        ``slot``); a record still there is a slot written again after its tombstone was
+        deleted (for example by a stale writer): damage, named."""
+        rslot, digest = last
+        url, key = self.c.where(rslot)
+        data = self.cfg.fetch(rslot)
+        if data is None or not is_tombstone(data):
+            raise DamagedSlotError(
+                rslot,
+                f"a record below the trimmed slot {slot}: trim replaces a prefix of the log, "
+                "so this slot's tombstone was deleted (or never written) and the slot "
+                "written again, by a writer whose view of the log was stale: a record no "
+                "reader sees (tombstones must never be deleted)",
+                url=url,
+                key=key,
+            )
+        if tombstone_of(data, rslot, url=url, key=key).hash != digest:
+            raise DamagedSlotError(
+                rslot,
+                "its tombstone does not keep the hash of the record trimmed",
+                url=url,
+                key=key,
+            )
+        return slot, digest
