@@ -58,6 +58,7 @@ Errors (``passivepaxos.errors``; docs/architecture.md "Errors"):
 - ``AppendOutcomeUnknownError``: an append that may be decided; its token resumes it.
 - ``RetriedAmbiguousError``: a retried recipe append stayed unclear.
 - ``ResultCompactedError``: a recipe entry landed, its answer was compacted away.
+- ``ResultUnreadError``: a recipe entry landed, reading the log up to it failed.
 - ``QuorumError``: no majority of the stores answered.
 - ``LockHeldError``: the lock is held by someone else.
 - ``LockLostError``: our refresh or release was refused: the lock was taken over.
@@ -106,6 +107,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         PreconditionFailedError,
         QuorumError,
         ResultCompactedError,
+        ResultUnreadError,
         RetriedAmbiguousError,
         StaleTokenError,
         StoreError,
@@ -171,6 +173,7 @@ __all__ = [
     "PreconditionFailedError",
     "QuorumError",
     "ResultCompactedError",
+    "ResultUnreadError",
     "RetriedAmbiguousError",
     "Runtime",
     "StaleTokenError",

@@ -28,7 +28,8 @@ objects), so every module may import it without creating an import cycle::
     │       ├── OutcomeUnknownError        a proposal whose value may be accepted, unconfirmed
     │       ├── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
     │       ├── RetriedAmbiguousError      a retried recipe append stayed unclear; .max_slot
-    │       └── ResultCompactedError       a recipe entry landed, its answer was compacted away
+    │       ├── ResultCompactedError       a recipe entry landed, its answer was compacted away
+    │       └── ResultUnreadError          a recipe entry landed, reading up to it failed
     ├── QuorumError                 no majority of stores answered
     ├── LockHeldError               (recipes) the lock is held by someone else
     ├── LockLostError               (recipes) our refresh/release was refused: taken over
@@ -73,6 +74,7 @@ take any exception)::
         RetriedAmbiguousError       yes         yes         the entry's request id makes
                                                             copies one; read to learn
         ResultCompactedError        no          yes         it landed: read current state
+        ResultUnreadError           no          yes         it landed: read current state
     QuorumError                     yes         no          too few stores answered: retry
     LockHeldError                   no          no          held: acquire(wait=...) waits
     LockLostError                   no          no          our lock is gone: stop writing
@@ -130,6 +132,7 @@ __all__ = [
     "PreconditionFailedError",
     "QuorumError",
     "ResultCompactedError",
+    "ResultUnreadError",
     "RetriedAmbiguousError",
     "StaleTokenError",
     "StoreError",
@@ -355,6 +358,26 @@ class ResultCompactedError(AmbiguousWriteError):
             f"outcome unknown: our entry landed at slot {position.slot} index "
             f"{position.index}, but a snapshot covering it was restored before we applied "
             "it, so its answer is not known here; read the current state",
+            url=url,
+        )
+        self.position = position
+
+
+class ResultUnreadError(AmbiguousWriteError):
+    """Our entry is established at ``position``, but reading the log up to it failed
+    (``cause``: an outage, the operation's deadline), so its answer (ok or refused) is not
+    known here. Outcome unknown, never "not done": the entry is in the log and every replica
+    applies it. Not retryable (sending the command again would apply it twice); read the
+    current state to see what holds now."""
+
+    retryable = False
+    outcome_unknown = True
+
+    def __init__(self, position: _Placed, cause: BaseException, url: str = "") -> None:
+        super().__init__(
+            f"outcome unknown: our entry landed at slot {position.slot} index "
+            f"{position.index}, but reading the log up to it failed ({cause}); read the "
+            "current state",
             url=url,
         )
         self.position = position

@@ -43,7 +43,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.errors import ConfigError, ResultCompactedError
+from passivepaxos.errors import (
+    ConfigError,
+    PassivePaxosError,
+    ResultCompactedError,
+    ResultUnreadError,
+)
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import append_retrying, decode_entry, encode_entry, runtime_of
 from passivepaxos.recipes.rsm import StateMachine, new_id
@@ -210,7 +215,15 @@ class KV:
             self._waiting[cmd.rid] = None
         try:
             pos = append_retrying(self.log, data, retries=self.retries, delay=self.retry_delay)
-            self.sm.catch_up(through=pos)
+            try:
+                self.sm.catch_up(through=pos)
+            except PassivePaxosError as exc:
+                # the entry is established at pos: it IS done, whatever the read after it
+                # says (an outage, the deadline). A put always takes effect; the answer of
+                # anything else is unknown, never "failed" (found by the simulator)
+                if op == "put":
+                    return CasResult(True, value, pos)
+                raise ResultUnreadError(pos, exc, self.log.url) from exc
             with self._mu:
                 out = self._waiting[cmd.rid]
             if out is None:

@@ -84,6 +84,7 @@ from passivepaxos.errors import (
     LockLostError,
     PassivePaxosError,
     ResultCompactedError,
+    ResultUnreadError,
     StaleTokenError,
 )
 from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
@@ -348,7 +349,11 @@ class Locks:
             pos = append_retrying(self.log, data, retries=self.retries, delay=0.05)
             if landed is not None:
                 landed.append(pos)
-            self.sm.catch_up(through=pos)
+            try:
+                self.sm.catch_up(through=pos)
+            except PassivePaxosError as exc:
+                # established at pos: applied by every replica; only its answer is unknown
+                raise ResultUnreadError(pos, exc, self.log.url) from exc
             with self._mu:
                 ok = self._waiting[o.rid]
             if ok is None:

@@ -1,0 +1,206 @@
+"""Planted bugs for measuring the simulator's power: each re-introduces one finding of
+issue 10 by reverting its fix for the duration of a run (a monkeypatch, as a test fixture
+would), or switches on one of the consensus core's planted bugs (``core.MUTATIONS``).
+
+Nothing here is imported by the library; ``applied(name)`` patches and un-patches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from passivepaxos.consensus import core
+
+__all__ = ["FINDINGS", "MUTATIONS", "applied"]
+
+
+@contextlib.contextmanager
+def _core(name: str) -> Iterator[None]:
+    saved = set(core.MUTATIONS)
+    core.MUTATIONS.add(name)
+    try:
+        yield
+    finally:
+        core.MUTATIONS.clear()
+        core.MUTATIONS.update(saved)
+
+
+@contextlib.contextmanager
+def _patched(obj: Any, attr: str, new: Any) -> Iterator[None]:
+    old = getattr(obj, attr)
+    setattr(obj, attr, new)
+    try:
+        yield
+    finally:
+        setattr(obj, attr, old)
+
+
+MUTATIONS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager[None]]]] = {}
+"""name -> (what the bug is, a context manager planting it)."""
+
+FINDINGS: dict[int, str] = {}
+"""issue 10 finding -> the mutation that re-introduces it."""
+
+
+def _register(
+    name: str,
+    what: str,
+    plant: Callable[[], contextlib.AbstractContextManager[None]],
+    finding: int | None = None,
+) -> None:
+    MUTATIONS[name] = (what, plant)
+    if finding is not None:
+        FINDINGS[finding] = name
+
+
+for _m, _what in (
+    ("accept_without_majority", "a proposer decides on one acceptor"),
+    ("replay_ignores_higher_ballot", "an ACCEPT is accepted below the promise"),
+    ("ambiguous_as_failed", "an unclear ACCEPT is retried with another value"),
+    ("ignore_accepted_value", "phase 2 ignores what phase 1 reported"),
+    ("disk_ignores_higher_mbal", "Disk Paxos never aborts"),
+    ("cas_blind_write", "cas lists overwritten instead of swapped"),
+):
+    _register(f"core:{_m}", _what, lambda m=_m: _core(m))  # type: ignore[misc]
+
+_register(
+    "finding1",
+    "proposers ignore DECIDED markers (issue 10 finding 1: core ignore_markers)",
+    lambda: _core("ignore_markers"),
+    1,
+)
+_register(
+    "finding3",
+    "the learner reads 'could not tell' as 'undecided' (issue 10 finding 3: core unknown_as_undecided)",
+    lambda: _core("unknown_as_undecided"),
+    3,
+)
+
+
+# -- issue 10's findings, each by reverting its fix for the run ------------------------------
+
+
+@contextlib.contextmanager
+def _finding2() -> Iterator[None]:
+    """open_log accepts a URL list that is only part of a configuration (a client naming
+    one store of a 3-store log runs the one-store protocol on it)."""
+    from passivepaxos import manifest
+
+    def same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
+        return set(given) <= set(listed)
+
+    with _patched(manifest, "_same_list", same_list):
+        yield
+
+
+@contextlib.contextmanager
+def _finding4() -> Iterator[None]:
+    """The holder keeps its old lease-read window when it sends a renewal (shorter TTL
+    included) whose answer may be lost: no cap, nothing pending."""
+    from passivepaxos.lease import HolderLease
+
+    def sending(self: HolderLease, slot: int, ttl: float, now: float) -> None:
+        return None
+
+    with _patched(HolderLease, "sending", sending):
+        yield
+
+
+@contextlib.contextmanager
+def _finding5() -> Iterator[None]:
+    """A lease read ignores the holder's own record in flight (or of unknown outcome)."""
+    from passivepaxos.lease import READ_FRACTION, HolderLease
+
+    def can_read(self: HolderLease, now: float) -> bool:
+        return now < min(self.write_started + READ_FRACTION * self.ttl, self.cap)
+
+    with _patched(HolderLease, "can_read", can_read):
+        yield
+
+
+@contextlib.contextmanager
+def _finding6() -> Iterator[None]:
+    """An append whose outcome is unknown is reported as a plain QuorumError ("no
+    majority answered": read as not written)."""
+    from passivepaxos.errors import AppendOutcomeUnknownError, QuorumError
+    from passivepaxos.log import Log
+
+    real = Log.append_positions
+
+    def append_positions(self: Log, values: Any, *, resume: str | None = None) -> Any:
+        try:
+            return real(self, values, resume=resume)
+        except AppendOutcomeUnknownError as exc:
+            raise QuorumError(f"no majority of stores answered: {exc}") from None
+
+    with _patched(Log, "append_positions", append_positions):
+        yield
+
+
+@contextlib.contextmanager
+def _finding7() -> Iterator[None]:
+    """A lock holder's validity ignores the ttl of an acquire/refresh it sends (so an
+    ambiguous refresh with a shorter ttl leaves it believing for the old ttl)."""
+    from passivepaxos.recipes.lock import Locks
+
+    real = Locks._sending
+
+    def sending(self: Locks, name: str, ttl: float) -> int:
+        return real(self, name, float("inf"))
+
+    with _patched(Locks, "_sending", sending):
+        yield
+
+
+@contextlib.contextmanager
+def _finding9() -> Iterator[None]:
+    """A store that lost its state (wiped: no manifest) still votes as a member."""
+    from passivepaxos.manifest import MemberStore
+
+    def check(self: MemberStore) -> None:
+        return None
+
+    with _patched(MemberStore, "_check", check):
+        yield
+
+
+_register("finding2", "open_log accepts part of a configuration (issue 10 finding 2)", _finding2, 2)
+_register(
+    "finding4",
+    "an ambiguous renewal keeps the old lease-read window (issue 10 finding 4)",
+    _finding4,
+    4,
+)
+_register(
+    "finding5",
+    "a lease read ignores the holder's own record in flight (issue 10 finding 5)",
+    _finding5,
+    5,
+)
+_register(
+    "finding6",
+    "an append of unknown outcome reported as QuorumError (issue 10 finding 6)",
+    _finding6,
+    6,
+)
+_register(
+    "finding7",
+    "lock validity ignores the ttl of a refresh in flight (issue 10 finding 7)",
+    _finding7,
+    7,
+)
+_register("finding9", "a wiped store votes as a member (issue 10 finding 9)", _finding9, 9)
+
+
+@contextlib.contextmanager
+def applied(name: str | None) -> Iterator[None]:
+    """Plant mutation ``name`` (None: nothing) for the duration of the block."""
+    if name is None:
+        yield
+        return
+    if name not in MUTATIONS:
+        raise KeyError(f"unknown mutation {name!r}; known: {', '.join(sorted(MUTATIONS))}")
+    with MUTATIONS[name][1]():
+        yield

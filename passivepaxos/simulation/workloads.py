@@ -1,0 +1,391 @@
+"""The simulated processes' roles: what each client does with the library, and what it
+records of what it was told.
+
+Every role is a plain function of an :class:`Actor` run as the root thread of its own
+simulated process: it opens its own ``Log`` (the library's code, on the process's
+runtime) and uses the public API only. Each records into the run's ``Observations``:
+acknowledged, failed and outcome-unknown appends, every entry it read, KV and lock
+operations (with call and return times on the global clock), the lock holds it believed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from passivepaxos.deadline import deadline
+from passivepaxos.errors import AmbiguousWriteError, PassivePaxosError
+from passivepaxos.log import Log
+from passivepaxos.recipes.kv import KV
+from passivepaxos.recipes.lock import (
+    FencedResource,
+    LockHeldError,
+    LockLostError,
+    Locks,
+    StaleTokenError,
+)
+from passivepaxos.simulation.checks import Observations
+from passivepaxos.simulation.runtime import SimRuntime
+from passivepaxos.simulation.stores import Network
+
+__all__ = ["ROLES", "Actor", "outcome_unknown", "read_all"]
+
+KEYS = ("x", "y")
+LOCK = "L"
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether an error says the write may have taken effect (else: it did not)."""
+    return isinstance(exc, AmbiguousWriteError) or bool(getattr(exc, "outcome_unknown", False))
+
+
+@dataclass
+class Actor:
+    """One simulated process and what it needs: its runtime, its share of the run's
+    randomness (workload choices, apart from the library's own RNG), the log's URL."""
+
+    name: str
+    rt: SimRuntime
+    rng: random.Random
+    obs: Observations
+    net: Network
+    url: str
+    ops: int
+    ttl: float
+    fenced: dict[str, FencedResource]
+    open_log: Callable[..., Log]
+    extra: dict[str, Any] = field(default_factory=dict)
+    timeout: tuple[float, float] = (0.0, 0.0)
+    gap: float = 0.05
+    _n: int = 0
+
+    def log(self) -> Log:
+        return self.open_log(self.rt, self.name)
+
+    def value(self) -> bytes:
+        self._n += 1
+        return f"{self.name}#{self._n}".encode()
+
+    def now(self) -> float:
+        return self.obs.clock()  # type: ignore[no-any-return]
+
+    def pause(self, hi: float | None = None) -> None:
+        """Think time between operations (the profile's ``gap`` unless given)."""
+        self.rt.sleep(self.rng.uniform(0.0, self.gap if hi is None else hi))
+
+    def op(self, more: float = 0.0) -> contextlib.AbstractContextManager[Any]:
+        """The deadline of one operation, on this process's clock (as the CLI's --timeout):
+        without one, an append retries through any outage and never reports an unknown
+        outcome."""
+        lo, hi = self.timeout
+        if hi <= 0:
+            return contextlib.nullcontext()
+        return deadline(total=more + self.rng.uniform(lo, hi), clock=self.rt.monotonic)
+
+
+def _append(a: Actor, log: Log, values: list[bytes]) -> None:
+    try:
+        with a.op():
+            got = log.append_positions(values)
+    except PassivePaxosError as exc:
+        if not outcome_unknown(exc):
+            a.obs.failed.extend((v, a.name, type(exc).__name__) for v in values)
+            return
+        a.obs.unknown.extend((v, a.name, type(exc).__name__) for v in values)
+        token = getattr(exc, "token", None)
+        if token is None or a.rng.random() < 0.3:
+            return
+        try:  # finish it exactly once
+            with a.op():
+                got = log.append_positions(values, resume=token)
+        except PassivePaxosError:
+            return
+    for v, p in zip(values, got, strict=True):
+        a.obs.ack(v, p.slot, p.index, a.name)
+        a.obs.acked_at[v] = a.now()
+
+
+def read_all(obs: Observations, log: Log, by: str) -> dict[tuple[int, int], bytes]:
+    """Read the whole log; record what was seen, and the read (it must see every entry
+    acknowledged before it started)."""
+    start = obs.clock()
+    got: dict[tuple[int, int], bytes] = {}
+    for e in log.read(0):
+        obs.saw(e.slot, e.index, e.value, by)
+        got[(e.slot, e.index)] = e.value
+    obs.reads.append((start, frozenset(got.values()), by))
+    return got
+
+
+def _read_all(a: Actor, log: Log) -> None:
+    read_all(a.obs, log, a.name)
+
+
+def appender(a: Actor) -> None:
+    """Appends a few small batches without the writer lease (refused while one is held)."""
+    with a.log() as log:
+        for _ in range(a.ops):
+            _append(a, log, [a.value() for _ in range(a.rng.randint(1, 3))])
+            a.pause()
+            if a.rng.random() < 0.2:
+                _read_all(a, log)
+
+
+def lease_appender(a: Actor) -> None:
+    """Claims the writer lease, appends, renews with a longer or shorter TTL, answers lease
+    reads (each checked against every append acknowledged before it), releases."""
+    with a.log() as log:
+        ttl = a.ttl
+        with contextlib.suppress(PassivePaxosError):
+            log.claim_writer(ttl)
+        for _ in range(a.ops):
+            _append(a, log, [a.value() for _ in range(a.rng.randint(1, 2))])
+            r = a.rng.random()
+            if r < 0.25:
+                new_ttl = a.ttl * a.rng.choice((0.25, 0.5, 1.0, 2.0))
+                try:
+                    if log.claim_writer(new_ttl, wait=False).granted:  # a renewal, new TTL
+                        ttl = new_ttl
+                except PassivePaxosError:
+                    pass  # ambiguous or lost: the library shrinks its window itself
+            elif r < 0.6:
+                call = a.now()
+                lr = log.lease_read()
+                if lr is not None:
+                    a.obs.heads.append((call, lr.head, a.name))
+            a.pause(ttl / 4)
+        if a.rng.random() < 0.5:
+            with contextlib.suppress(PassivePaxosError):
+                log.release_writer()
+
+
+def claimant(a: Actor) -> None:
+    """Starts late, claims the writer lease (waiting out the holder), appends once."""
+    a.rt.sleep(a.rng.uniform(0.0, 2 * a.ttl))
+    with a.log() as log:
+        try:
+            log.claim_writer(a.ttl / 2)
+        except PassivePaxosError:
+            return
+        _append(a, log, [a.value()])
+        call = a.now()
+        lr = log.lease_read()
+        if lr is not None:
+            a.obs.heads.append((call, lr.head, a.name))
+
+
+def _kv_ops(a: Actor, kv: KV, n: int, kinds: tuple[str, ...], renew: Log | None = None) -> None:
+    """``n`` random operations on two keys, each recorded with its outcome."""
+    last: dict[str, bytes | None] = {}
+    rec = a.obs.kv
+    for _ in range(n):
+        key = a.rng.choice(KEYS)
+        kind = a.rng.choice(kinds)
+        if kind == "renew":
+            if renew is not None:  # the holder renews with a longer or shorter TTL
+                with contextlib.suppress(PassivePaxosError), a.op():
+                    renew.claim_writer(a.ttl * a.rng.choice((0.25, 0.5, 1.0, 2.0)), wait=False)
+            continue
+        if kind == "get":
+            h = rec.invoke(a.name, "get", key)
+            call = a.now()
+            try:
+                with a.op():
+                    v = kv.get(key)
+            except PassivePaxosError:
+                rec.fail(h)
+                continue
+            rec.ok(h, v)
+            last[key] = v
+            if kv.last_read == "lease":
+                a.obs.lease_gets.add((a.name, call))
+            a.pause(a.extra.get("gap", 0.05))
+            continue
+        value = a.value()
+        inp: Any = value
+        if kind == "cas":
+            inp = (last.get(key), value)
+        elif kind == "delete":
+            inp = None
+        h = rec.invoke(a.name, kind, key, inp)
+        try:
+            with a.op():
+                if kind == "put":
+                    kv.put(key, value)
+                    out: Any = None
+                elif kind == "delete":
+                    out = kv.delete(key)
+                else:
+                    out = kv.cas(key, inp[0], value).ok
+        except PassivePaxosError as exc:
+            if outcome_unknown(exc):
+                rec.info(h)
+            else:
+                rec.fail(h)
+            continue
+        rec.ok(h, out)
+        a.pause(a.extra.get("gap", 0.05))
+
+
+def kv_client(a: Actor) -> None:
+    """put / get / cas / delete on two keys. ``lease``: it holds the writer lease (its gets
+    are lease reads), renews it now and then with another TTL, and a second thread of the
+    same process reads while the first writes. ``claim``: it claims the lease late
+    (waiting the holder's TTL out), then works."""
+    with a.log() as log:
+        kv = KV(log, lease_reads=True, retries=2)
+        if a.extra.get("claim"):
+            a.rt.sleep(a.rng.uniform(0.0, 2 * a.ttl))
+            with contextlib.suppress(PassivePaxosError):
+                log.claim_writer(a.ttl)
+        if not a.extra.get("lease"):
+            kinds: tuple[str, ...] = ("put", "get", "get", "cas", "delete")
+            if a.extra.get("gap"):  # a reader beside a lease holder: mostly reads, spread out
+                kinds = ("get", "get", "get", "put")
+            _kv_ops(a, kv, a.ops, kinds)
+            return
+        with contextlib.suppress(PassivePaxosError), a.op():
+            log.claim_writer(a.ttl)
+        reader = a.rt.spawn(_kv_ops, a, kv, a.ops, ("get",), name=f"{a.name}-reader")
+        _kv_ops(a, kv, a.ops, ("put", "get", "cas", "renew"), renew=log)
+        reader.join()
+
+
+def lock_client(a: Actor) -> None:
+    """acquire (waiting a while), work while ``valid()`` (fenced writes), refresh with a
+    longer or shorter ttl, release."""
+    with a.log() as log:
+        locks = Locks(log, owner=a.name, poll=a.ttl / 4, retries=2)
+        res = a.fenced.setdefault(LOCK, FencedResource())
+        rec = a.obs.locks
+        for _ in range(a.ops):
+            ttl = a.ttl * a.rng.choice((0.5, 1.0))
+            h = rec.invoke(a.name, "acquire", LOCK, a.name)
+            try:
+                wait = a.rng.uniform(0.0, 2 * ttl)
+                with a.op(more=wait):
+                    token = locks.acquire(LOCK, ttl, wait=wait)
+            except LockHeldError:
+                rec.ok(h, None)
+                a.pause(ttl / 2)
+                continue
+            except PassivePaxosError as exc:
+                if outcome_unknown(exc):
+                    rec.info(h)
+                    return  # it may hold the lock: a next acquire would be a renewal
+                rec.fail(h)
+                a.pause(ttl / 2)
+                continue
+            start = rec.ok(h, token).ret
+            for _ in range(a.rng.randint(1, 5)):
+                if locks.valid(LOCK):
+                    a.obs.believe(LOCK, a.name, token, start)
+                    try:
+                        res.write(token, a.value(), owner=a.name)
+                        a.obs.fenced.append((LOCK, token, a.name))
+                    except StaleTokenError:
+                        pass
+                a.pause(ttl / 3)
+                if a.rng.random() < 0.4:
+                    new_ttl = ttl * a.rng.choice((0.25, 1.0, 2.0))
+                    h = rec.invoke(a.name, "refresh", LOCK, (a.name, token))
+                    try:
+                        with a.op():
+                            locks.refresh(LOCK, new_ttl)
+                        rec.ok(h, True)
+                        ttl = new_ttl
+                    except LockLostError:
+                        rec.ok(h, False)
+                        break
+                    except PassivePaxosError as exc:
+                        rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+            if locks.valid(LOCK):
+                a.obs.believe(LOCK, a.name, token, start)
+            h = rec.invoke(a.name, "release", LOCK, (a.name, token))
+            try:
+                with a.op():
+                    released = locks.release(LOCK, token)
+                rec.ok(h, released)
+            except PassivePaxosError as exc:
+                rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+                return  # it may still hold the lock: a next acquire would be a renewal
+            a.pause()
+
+
+def snapshotter(a: Actor) -> None:
+    """Snapshots the log's entries and trims below the snapshot, a couple of times."""
+    with a.log() as log:
+        for _ in range(2):
+            a.rt.sleep(a.rng.uniform(0.1, 1.0))
+            try:
+                snap = log.snapshot()
+                if a.rng.random() < 0.7:
+                    log.trim(snap.slot)
+            except PassivePaxosError:
+                continue
+
+
+def reader(a: Actor) -> None:
+    """Reads the whole log a few times (every entry it sees is checked against every
+    other reader's)."""
+    with a.log() as log:
+        for _ in range(3):
+            a.rt.sleep(a.rng.uniform(0.05, 1.0))
+            try:
+                _read_all(a, log)
+            except PassivePaxosError:
+                continue
+
+
+def member_changer(a: Actor) -> None:
+    """Adds the spare store, then removes a store, then deletes the removed store and
+    re-creates it empty (as docs/log.md allows once a removal completed)."""
+    from passivepaxos.membership import change
+
+    spare: int = a.extra["spare"]
+    members: list[int] = a.extra["members"]
+    a.rt.sleep(a.rng.uniform(0.05, 1.0))
+    with a.log() as log:
+        try:
+            change(log, "add", a.net.url(spare))
+        except PassivePaxosError:
+            return
+        a.rt.sleep(a.rng.uniform(0.05, 1.0))
+        gone = a.rng.choice([m for m in members if m != a.extra.get("keep")] or members)
+        try:
+            change(log, "remove", a.net.url(gone))
+        except PassivePaxosError:
+            return
+    a.obs.removed.append(gone)
+    a.rt.sleep(a.rng.uniform(0.0, 0.5))
+    a.net.wipe(gone)
+
+
+def stray(a: Actor) -> None:
+    """A misconfigured client: it names only one store of the quorum (the library must
+    refuse: a part of a configuration would run another protocol on the same objects)."""
+    a.rt.sleep(a.rng.uniform(0.0, 1.0))
+    one = a.url.split(",")[a.rng.randrange(len(a.url.split(",")))]
+    try:
+        log = a.open_log(a.rt, a.name, one)
+    except PassivePaxosError:
+        return  # refused: right
+    with log:
+        for _ in range(a.ops):
+            _append(a, log, [a.value()])
+
+
+ROLES: dict[str, Callable[[Actor], None]] = {
+    "appender": appender,
+    "lease_appender": lease_appender,
+    "claimant": claimant,
+    "kv": kv_client,
+    "lock": lock_client,
+    "snapshotter": snapshotter,
+    "reader": reader,
+    "members": member_changer,
+    "stray": stray,
+}

@@ -1,0 +1,468 @@
+"""One seeded whole-stack run: a log on 1, 3 or 5 simulated stores, several simulated
+processes using it through the library (appenders with and without the writer lease, a
+claimant, KV and lock clients, a snapshotter/trimmer, a membership changer, readers),
+faults for a while (store faults, crashes, pauses longer than the TTL, store amnesia,
+clock drift inside or outside the lease bound), then no faults until every live process
+finishes, then final readers and the checks (``checks``).
+
+``run(seed, profile)`` is a pure function of its arguments: the same seed replays the same
+trace (``RunResult.trace_hash``), and a failing run names the one command that replays it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from passivepaxos.errors import (
+    ContainerNotFoundError,
+    PassivePaxosError,
+    QuorumError,
+    TransientError,
+)
+from passivepaxos.log import Log
+from passivepaxos.manifest import initialise, open_log
+from passivepaxos.recipes.lock import FencedResource
+from passivepaxos.runtime import Task
+from passivepaxos.simulation.checks import Observations, check, lease_bound_holds
+from passivepaxos.simulation.runtime import Scheduler, SimRuntime, SimulationError
+from passivepaxos.simulation.stores import Network, StoreFaults
+from passivepaxos.simulation.workloads import ROLES, Actor, read_all
+
+__all__ = ["PROFILES", "Profile", "RunResult", "World", "run"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The space one seed draws a run from."""
+
+    name: str
+    stores: tuple[int, ...] = (1, 3, 3, 5)
+    modes: tuple[str, ...] = ("create", "cas", "blocks")
+    faults: StoreFaults = field(default_factory=StoreFaults)
+    roles: tuple[tuple[str, int, int], ...] = (
+        ("appender", 1, 2),
+        ("lease_appender", 0, 1),
+        ("claimant", 0, 1),
+        ("kv", 0, 1),
+        ("lock", 0, 1),
+        ("snapshotter", 0, 1),
+        ("reader", 1, 1),
+    )
+    ops: tuple[int, int] = (1, 3)
+    ttl: tuple[float, float] = (0.3, 1.2)
+    crashes: int = 1  # at most this many process crashes (each restarts the role)
+    pauses: int = 1  # at most this many pauses (up to 3 TTLs)
+    amnesia: float = 0.0  # probability of one store wiped in place (3+ stores)
+    membership: float = 0.0  # probability of a membership changer (3+ stores)
+    drift: float = 0.12  # |rate - 1| of each process's clock, inside the lease bound
+    outside: bool = False  # some clocks far outside the bound
+    kv_lease: float = 0.5  # probability that one KV client holds the writer lease
+    kv_claim: float = 0.3  # probability that a second KV client claims it late
+    stray: float = 0.0  # probability of a client naming one store of a quorum (3+ stores)
+    timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
+    gap: float = 0.05  # think time between a client's operations (up to, virtual seconds)
+    horizon: float = 3.0  # virtual seconds of faults
+    deadline: float = 300.0  # virtual seconds for every live process to finish after
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("mixed", stray=0.3),
+        Profile(
+            "log",
+            roles=(
+                ("appender", 2, 3),
+                ("lease_appender", 0, 1),
+                ("claimant", 0, 1),
+                ("snapshotter", 0, 1),
+                ("reader", 1, 1),
+            ),
+            stray=0.3,
+        ),
+        Profile("kv", roles=(("kv", 2, 3), ("reader", 0, 1)), kv_lease=0.8),
+        Profile(
+            "lease",
+            stores=(1, 3),
+            roles=(("kv", 3, 3),),
+            kv_lease=1.0,
+            kv_claim=1.0,
+            ops=(8, 12),
+            faults=StoreFaults(before=0.03, after=0.1, slow=0.15, late=0.02, cuts=0.2),
+        ),
+        Profile(
+            "locks",
+            roles=(("lock", 2, 3), ("reader", 0, 1)),
+            faults=StoreFaults(after=0.1, slow=0.2, cuts=0.3),
+            timeout=(0.3, 1.0),
+            ttl=(1.5, 3.0),
+        ),
+        Profile(
+            "membership",
+            stores=(3, 3, 5),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
+            membership=1.0,
+            ops=(3, 5),
+            gap=0.25,
+            pauses=2,
+            faults=StoreFaults(cuts=0.3, marker_loss=0.4),
+        ),
+        Profile(
+            "amnesia",
+            stores=(3, 3, 5),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
+            amnesia=1.0,
+            ops=(4, 6),
+            gap=0.3,
+        ),
+        Profile(
+            "drift",
+            outside=True,
+            roles=(("lease_appender", 1, 1), ("kv", 1, 1), ("lock", 1, 1), ("appender", 0, 1)),
+        ),
+        Profile(
+            "storm",
+            stores=(3, 3, 5),
+            faults=StoreFaults(
+                before=0.05,
+                after=0.08,
+                late=0.04,
+                slow=0.03,
+                throttle=0.02,
+                marker_loss=0.4,
+                outages=0.5,
+                cuts=0.3,
+            ),
+            roles=(("appender", 3, 3), ("reader", 1, 1)),
+            crashes=0,
+            pauses=2,
+        ),
+        Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
+    )
+}
+ROTATION = ("mixed", "log", "kv", "locks", "membership", "amnesia", "drift", "storm", "lease")
+"""``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
+
+
+def profile_for(seed: int, name: str) -> Profile:
+    if name == "all":
+        return PROFILES[ROTATION[seed % len(ROTATION)]]
+    return PROFILES[name]
+
+
+@dataclass
+class RunResult:
+    seed: int
+    profile: str
+    mutation: str | None
+    plan: dict[str, Any]
+    violations: list[str]
+    notes: list[str]
+    trace_hash: str
+    steps: int
+    virtual: float
+    trace: list[str] = field(default_factory=list)
+
+    def replay(self) -> str:
+        m = f" --mutation {self.mutation}" if self.mutation else ""
+        return f"python -m passivepaxos.simulation --seed {self.seed} --profile {self.profile}{m}"
+
+    def describe(self) -> str:
+        head = f"seed {self.seed} [{self.profile}] {self.plan}"
+        if not self.violations:
+            return f"{head}: ok"
+        body = "\n  ".join(self.violations[:12])
+        return f"{head}: {len(self.violations)} violation(s)\n  {body}\n  replay: {self.replay()}"
+
+
+_EXPECTED = (QuorumError, TransientError, ContainerNotFoundError)
+
+
+class World:
+    def __init__(self, seed: int, profile: Profile, *, mutation: str | None = None) -> None:
+        self.seed = seed
+        self.profile = profile
+        self.mutation = mutation
+        self.sched = Scheduler(seed, switch=0.5, watchdog=5.0, max_steps=400_000, max_time=5_000.0)
+        self.rng = random.Random(f"passivepaxos-sim:{seed}:world:{profile.name}")
+        rng = self.rng
+        p = profile
+        self.n = rng.choice(p.stores)
+        self.mode = rng.choice(p.modes)
+        self.ttl = rng.uniform(*p.ttl)
+        self.net = Network(self.sched, self.n + 1, p.faults, horizon=p.horizon)
+        self.members = list(range(self.n))
+        self.spare = self.n
+        self.url = ",".join(self.net.url(i) for i in self.members)
+        self.obs = Observations(lambda: self.sched.now)
+        self.fenced: dict[str, FencedResource] = {}
+        self.tasks: dict[str, tuple[Task, SimRuntime]] = {}
+        self.roles: dict[str, str] = {}
+        self.rates: list[float] = []
+        self.plan: dict[str, Any] = {"stores": self.n, "mode": self.mode, "ttl": round(self.ttl, 3)}
+        self.world = self.sched.process("world")
+        self.final: dict[tuple[int, int], bytes] | None = None
+        self._incarnations: dict[str, int] = {}
+        self._stale: tuple[float, int] | None = None
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def open_log(self, rt: SimRuntime, name: str, url: str | None = None) -> Log:
+        """Open the log as a process does (``open_log`` on its URL list, then a ``Log``)."""
+        url = url or self.url
+        stores, manifest = open_log(url, runtime=rt)
+        return Log.from_manifest(
+            stores, manifest, url=url, runtime=rt, writer_id=name, fetch_ahead=2
+        )
+
+    def _rate(self) -> float:
+        p = self.profile
+        if p.outside and self.rng.random() < 0.5:
+            return self.rng.choice((0.55, 0.7, 1.45, 1.7))
+        return 1.0 + self.rng.uniform(-p.drift, p.drift)
+
+    def _start(self, role: str, base: str, extra: dict[str, Any] | None = None) -> None:
+        k = self._incarnations.get(base, 0)
+        self._incarnations[base] = k + 1
+        name = base if k == 0 else f"{base}.{k}"
+        rate = self._rate()
+        self.rates.append(rate)
+        rt = self.sched.process(name, offset=self.rng.uniform(0, 1000), drift=rate - 1.0)
+        actor = Actor(
+            name,
+            rt,
+            random.Random(f"passivepaxos-sim:{self.seed}:actor:{name}"),
+            self.obs,
+            self.net,
+            self.url,
+            self.rng.randint(*self.profile.ops),
+            self.ttl,
+            self.fenced,
+            self.open_log,
+            dict(extra or {}),
+            self.profile.timeout,
+            self.profile.gap,
+        )
+        self.roles[name] = role
+        task = rt.spawn(self._body, actor, role, name=name)
+        self.tasks[name] = (task, rt)
+
+    def _body(self, actor: Actor, role: str) -> None:
+        try:
+            ROLES[role](actor)
+        except _EXPECTED:
+            pass
+        except PassivePaxosError as exc:
+            self.obs.errors.append(f"{actor.name} ({role}): {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug: report it with the run
+            self.obs.errors.append(f"{actor.name} ({role}) raised {type(exc).__name__}: {exc}")
+        self.obs.finished.add(actor.name)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        net, p, rng = self.net, self.profile, self.rng
+        net.start(self.world)
+        net.enabled = False
+        initialise(self.url, self.mode, runtime=self.world)
+        net.enabled = True
+        counts: dict[str, int] = {}
+        for role, lo, hi in p.roles:
+            for i in range(rng.randint(lo, hi)):
+                extra: dict[str, Any] = {}
+                if role == "kv" and i == 0 and rng.random() < p.kv_lease:
+                    extra["lease"] = True
+                    if p.name == "lease":
+                        extra["gap"] = self.ttl / 3
+                        # finding 5's shape: the holder's writes land, their answers come
+                        # late, while others read through the log and it reads by lease
+                        self.net.slow_writers[f"{role[:2]}{i}"] = 0.5
+                elif role == "kv" and i == 1 and rng.random() < p.kv_claim:
+                    extra["claim"] = True
+                elif role == "kv" and p.name == "lease":
+                    extra["gap"] = self.ttl / 3
+                self._start(role, f"{role[:2]}{i}", extra)
+                counts[role] = counts.get(role, 0) + 1
+        if self.n >= 3 and rng.random() < p.stray:
+            self._start("stray", "st")
+            counts["stray"] = 1
+        if self.n >= 3 and rng.random() < p.membership:
+            extra = {"spare": self.spare, "members": list(self.members)}
+            if self.n == 3:
+                extra["keep"] = self._stale_writer_schedule()
+            self._start("members", "mc", extra)
+            counts["members"] = 1
+        self.plan["roles"] = counts
+        self.world.spawn(self._faults, name="faults")
+        if self._stale is not None:
+            self.world.spawn(self._stale_writer, name="stale")
+        self.world.sleep(p.horizon)
+        net.faults_off()
+        end = self.sched.now + p.deadline
+        for task, _ in list(self.tasks.values()):
+            if self.sched.now < end:
+                task.join(end - self.sched.now)
+        for name, (task, rt) in self.tasks.items():
+            if task.is_alive() and not rt.crashed:
+                self.obs.stuck[name] = self.sched.where(name)
+                rt.crash()
+        net.flush()
+        self._final_reads()
+
+    def _faults(self) -> None:
+        p, rng, sched = self.profile, self.rng, self.sched
+        events: list[tuple[float, str]] = []
+        events += [(rng.uniform(0, p.horizon), "crash") for _ in range(rng.randint(0, p.crashes))]
+        events += [(rng.uniform(0, p.horizon), "pause") for _ in range(rng.randint(0, p.pauses))]
+        if self.n >= 3 and rng.random() < p.amnesia:
+            events.append((rng.uniform(0.5 * p.horizon, p.horizon), "amnesia"))
+        events.sort()
+        for at, what in events:
+            if at > sched.now:
+                self.world.sleep(at - sched.now)
+            live = [
+                n
+                for n, (t, rt) in self.tasks.items()
+                if t.is_alive() and not rt.crashed and self.roles[n] != "members"
+            ]
+            if what == "amnesia":
+                self._amnesia()
+            elif live and what == "crash":
+                name = rng.choice(live)
+                self.tasks[name][1].crash()
+                self.obs.crashed.add(name)
+                self.plan.setdefault("crashed", []).append(name)
+                if rng.random() < 0.7:
+                    base = name.split(".")[0]
+                    self._start(self.roles[name], base)
+            elif live and what == "pause":
+                name = rng.choice(live)
+                d = self.ttl * rng.uniform(0.5, 3.0)
+                self.tasks[name][1].pause(d)
+                self.plan.setdefault("paused", []).append(name)
+
+    def _stale_writer_schedule(self) -> int:
+        """Finding 1's schedule around a membership change on 3 stores: store ``b`` is away
+        early (slots are decided on the other two, ``a`` and the one to be removed); a
+        writer ``X`` is paused from early on until after the removal (its tail is stale);
+        when it is back, its link to ``a`` is cut, so for its stale slot it reaches only
+        ``b`` (which got the removal's copy of the DECIDED marker) and the removed store,
+        wiped. Returns ``b`` (the member changer keeps it)."""
+        rng, net = self.rng, self.net
+        b = rng.choice(self.members)
+        start = rng.uniform(0.1, 0.4)
+        net.outages[b] = (start, start + rng.uniform(0.5, 1.2))
+        self._stale = (start + 0.05, b)
+        return b
+
+    def _stale_writer(self) -> None:
+        assert self._stale is not None
+        at, b = self._stale
+        if at > self.sched.now:
+            self.world.sleep(at - self.sched.now)
+        writers = [
+            n for n, r in self.roles.items() if r == "appender" and not self.tasks[n][1].crashed
+        ]
+        if not writers:
+            return
+        x = self.rng.choice(writers)
+        back = self.rng.uniform(3.0, 4.5)
+        self.tasks[x][1].pause(back)
+        removed = self.obs.removed
+        self.world.sleep(back - 0.01)
+        a = [i for i in self.members if i != b and i not in removed]
+        for i in a:
+            self.net._cuts[(x, i)] = (self.sched.now, self.sched.now + self.rng.uniform(0.5, 2.0))
+        self.plan["stale"] = x
+
+    def _amnesia(self) -> None:
+        """Finding 9's schedule: store ``c`` was away (recent slots are on ``a`` and ``b``
+        only, their markers not on ``c``); ``b`` is wiped (or re-created empty); ``c`` is
+        back and ``a`` goes away for a while, so a writer with a stale tail finds only the
+        empty ``b`` and ``c`` for the slots ``a`` and ``b`` decided."""
+        rng, net, now = self.rng, self.net, self.sched.now
+        a, b, c = rng.sample(self.members, 3)
+        net.outages[c] = (max(0.0, now - rng.uniform(0.3, 1.5)), now)
+        net.wipe(b)
+        net.outages[a] = (now, now + rng.uniform(0.3, 1.5))
+        self.plan["wiped"] = b
+
+    def _final_reads(self) -> None:
+        """A final reader reads everything and verifies the chain; with 3+ stores one more
+        reader per store is cut off that store (readers must agree whichever stores they
+        reach)."""
+        rt = self.sched.process("final")
+        try:
+            with self.open_log(rt, "final") as log:
+                final = read_all(self.obs, log, "final")
+                report = log.verify()
+                if report.damaged:
+                    self.obs.verify.append(str(report.to_json()))
+                self.final = final
+        except PassivePaxosError as exc:
+            self.obs.errors.append(
+                f"final read failed with faults off: {type(exc).__name__}: {exc}"
+            )
+            return
+        if self.n < 3:
+            return
+        wiped = self.plan.get("wiped")
+        # one more reader, cut off one store (a random one: all of them would double a
+        # run's cost): readers must agree whichever majority they reach
+        cut = [i for i in self.members if i != wiped and i not in self.obs.removed]
+        for i in self.rng.sample(cut, min(1, len(cut))):
+            name = f"final-{i}"
+            rt = self.sched.process(name)
+            self.net.isolate(name, i)
+            try:
+                with self.open_log(rt, name) as log:
+                    read_all(self.obs, log, name)
+            except PassivePaxosError:
+                continue  # with one store out and another wiped, reads may fail: no guarantee
+
+    def run(self) -> RunResult:
+        failure: str | None = None
+        with self.net.routed():
+            try:
+                self.sched.run(self._main, process=self.world)
+            except SimulationError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                failure = f"the world itself raised {type(exc).__name__}: {exc}"
+            finally:
+                self.net.close()
+        self.plan["inside_bound"] = inside = lease_bound_holds(self.rates)
+        violations = check(self.obs, inside_bound=inside, final=self.final)
+        if failure is not None:
+            violations.insert(0, failure)
+        return RunResult(
+            self.seed,
+            self.profile.name,
+            self.mutation,
+            self.plan,
+            violations,
+            self.obs.notes,
+            self.sched.trace_hash(),
+            self.sched.steps,
+            self.sched.now,
+        )
+
+
+def run(
+    seed: int,
+    profile: str = "all",
+    *,
+    mutation: str | None = None,
+    trace: bool = False,
+    apply_mutation: Callable[[str], Any] | None = None,
+) -> RunResult:
+    """One seeded run (``profile`` "all": the rotation picks it from the seed)."""
+    prof = profile_for(seed, profile)
+    w = World(seed, prof, mutation=mutation)
+    res = w.run()
+    if trace:
+        res.trace = list(w.sched.format_trace())
+    return replace(res)

@@ -1,0 +1,101 @@
+"""The whole-stack simulator: exact replay, the CI volume (>= 2,000 seeded runs, 0
+violations) and its power (each re-introduced finding of issue 10 caught within the
+budget; seeds-to-first-detection printed).
+
+The runs use a multiprocessing pool of two workers inside the test (CI has 2 cores and no
+pytest-xdist)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from passivepaxos.simulation import mutations
+from passivepaxos.simulation.__main__ import run_many
+from passivepaxos.simulation.world import PROFILES, ROTATION, run
+
+BUDGET = 2000  # seeded whole-stack runs in CI
+INFRA = ("WatchdogTimeout", "Deadlock", "Livelock", "SimulationError", "the world itself")
+JOBS = 2
+
+# each mutation, and the profile whose runs it is looked for in (its natural habitat)
+HABITAT = {
+    "finding2": "mixed",  # a client naming one store of a quorum
+    "finding3": "storm",  # a reader that cannot tell a slot from a missing one
+    "finding6": "all",  # an append of unknown outcome reported as QuorumError
+    "finding9": "amnesia",  # a wiped store votes
+}
+# Not yet caught within the budget by whole-stack runs (docs/simulation.md says so):
+# finding1 (caught by the consensus simulator's dedicated schedule,
+# tests/test_consensus_mutations.py), finding4, finding5, finding7; findings 11 and 13
+# need damage injection the world does not do yet.
+
+
+@pytest.mark.parametrize("profile", sorted({*ROTATION, "calm"}))
+def test_replay_is_exact(profile: str) -> None:
+    a = run(3, profile)
+    b = run(3, profile)
+    assert a.trace_hash == b.trace_hash and a.violations == b.violations
+    assert run(4, profile).trace_hash != a.trace_hash  # another seed, another run
+
+
+def test_trace_is_printed_and_a_seed_names_its_replay() -> None:
+    r = run(5, "mixed", trace=True)
+    assert r.trace and r.replay() == "python -m passivepaxos.simulation --seed 5 --profile mixed"
+    m = run(5, "mixed", mutation="finding2")
+    assert m.replay().endswith("--profile mixed --mutation finding2")
+
+
+def test_ci_budget_runs_clean() -> None:
+    s = run_many(range(BUDGET), "all", jobs=JOBS)
+    print(
+        f"\n{s.runs} whole-stack runs in {s.seconds:.0f}s on {JOBS} workers, "
+        f"{s.steps} switches, {s.virtual:.0f}s virtual; per profile {s.by_profile}"
+    )
+    assert s.runs == BUDGET
+    assert not s.failed, "\n".join(f"{v[0]}\n  replay: {r}" for _, _, v, r in s.failed[:5])
+
+
+@pytest.mark.parametrize("mutation", sorted(HABITAT))
+def test_each_finding_is_caught_within_the_budget(mutation: str) -> None:
+    profile = HABITAT[mutation]
+    s = run_many(range(BUDGET), profile, mutation=mutation, jobs=JOBS, stop_at_first=True)
+    assert s.failed, f"{mutation} ({mutations.MUTATIONS[mutation][0]}) survived {s.runs} seeds"
+    seed, _, violations, replay = s.failed[0]
+    assert not violations[0].startswith(INFRA), violations[0]  # the simulator broke, not the bug
+    print(
+        f"\n{mutation}: caught after {s.first_failure} seed(s) of {profile}: {violations[0][:200]}"
+    )
+    print(f"  replay: {replay}")
+    # the bug is what is caught, not noise: the same seed is clean without it
+    assert not run(seed, profile).violations
+
+
+def test_every_finding_of_issue_10_has_a_mutation() -> None:
+    assert set(HABITAT) <= set(mutations.MUTATIONS)
+    assert all(name in mutations.MUTATIONS for name in mutations.FINDINGS.values())
+
+
+def test_cli_replays_a_failing_seed_exactly() -> None:
+    cmd = [sys.executable, "-m", "passivepaxos.simulation", "--seed", "3", "--profile", "mixed"]
+    out = subprocess.run(
+        [*cmd, "--mutation", "finding2"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (
+        "replay: python -m passivepaxos.simulation --seed 3 --profile mixed --mutation finding2"
+        in out.stdout
+    )
+    again = subprocess.run(
+        [*cmd, "--mutation", "finding2"], capture_output=True, text=True, timeout=120
+    )
+    trace = [line for line in out.stdout.splitlines() if line.strip().startswith("trace ")]
+    assert trace and trace[0].split(",")[0] in again.stdout
+    clean = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stdout
+
+
+def test_profiles_named_in_the_rotation_exist() -> None:
+    assert set(ROTATION) <= set(PROFILES)
