@@ -208,3 +208,45 @@ def test_cli_members(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     capsys.readouterr()
     assert main(["log", f"{a},{b},{d}"]) == 0
     assert "v1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_resume_that_meets_a_configuration_record(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed append finds its slot free, and a membership change's configuration
+    record is decided there before its proposal lands (the simulator's seed 19786 of
+    ``membership``). Appending the values anew on top of that record must name it
+    (``conf``) and use the new store set: it used to be built as if no change had
+    happened, and every reader then failed at the next slot ("names configuration slot
+    None, not 1": the log damaged for good)."""
+    from passivepaxos.log.config import ConfigView
+
+    a, b, c, d = _dirs(tmp_path, "abcd")
+    old = ",".join([a, b, c])
+    init_log(old, mode)
+    with Log.open(old) as stale:
+        stale.append([b"s0"])  # slot 0: this client has looked, and seen no change
+        decide = ConfigView.decide
+        raced = []
+
+        def change_first(view: ConfigView, slot: int, data: bytes, frame_wid: bytes) -> bytes:
+            if view is stale._cfg and slot == 1 and not raced:
+                raced.append(slot)  # the change wins slot 1 just before our proposal
+                with Log.open(old) as other:
+                    change(other, "add", d)
+            return decide(view, slot, data, frame_wid)
+
+        monkeypatch.setattr(ConfigView, "decide", change_first)
+        token = "1:0:" + "ab" * 16  # an earlier append's (unknown) outcome at slot 1
+        assert stale.append([b"resumed"], resume=token) == [2]
+        monkeypatch.undo()
+        assert raced and stale.members() == (a, b, c, d)
+        stale.append([b"after"])
+        assert _values(stale) == [b"s0", b"resumed", b"after"]
+    new = ",".join([a, b, c, d])
+    with Log.open(new) as log:
+        assert _values(log) == [b"s0", b"resumed", b"after"]
+        assert log.verify().ok
+    # slots after the change were decided on the added store too
+    assert any((tmp_path / "d").rglob("*decided*"))

@@ -99,3 +99,12 @@ def test_cli_replays_a_failing_seed_exactly() -> None:
 
 def test_profiles_named_in_the_rotation_exist() -> None:
     assert set(ROTATION) <= set(PROFILES)
+
+
+@pytest.mark.parametrize("seed", [19786, 19273, 24205])
+def test_membership_seeds_that_damaged_the_log(seed: int) -> None:
+    """A resumed append whose slot went to a membership change's configuration record
+    appended its values after it without ``conf`` (on the old store set): every reader
+    then failed there ("names configuration slot None"); docs/simulation.md."""
+    r = run(seed, "membership")
+    assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"

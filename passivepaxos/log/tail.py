@@ -207,7 +207,14 @@ class Tail:
     ) -> None:
         """``slot`` exists with record ``data`` (``digest``: its ``record_hash``, when the
         caller has it and ``data`` is a record, not a tombstone; ``chained``: the caller
-        checked that it names its predecessor's hash, see ``FencedWriter.check_chained``)."""
+        checked that it names its predecessor's hash, see ``FencedWriter.check_chained``).
+
+        The configuration view sees every record the tail learns, by whatever path (a
+        read, a lost race, a resume's proposal): the next record is built on the known
+        tail, and its ``conf`` and store set come from that view, so a tail record naming a
+        membership change the view has not switched to would give a record that names no
+        configuration, decided on the old set (the log then damaged for every reader)."""
+        self.cfg.note(data)
         digest = digest or chain_hash(data, slot)
         with self.c.state:
             if self.known is None or slot > self.known[0]:
