@@ -29,10 +29,9 @@ HABITAT = {
     "finding4": "renewal",  # a shorter renewal lands unseen; a claimant counts its ttl
     "finding5": "inflight",  # the holder's put landed, its answer late; others read it
     "finding7": "refresh",  # a shorter lock refresh lands unseen; a rival counts its ttl
+    "finding1": "stale",  # a stale writer proposes on the old set: marker + empty re-added store
 }
-# Not yet caught within the budget by whole-stack runs (docs/simulation.md says so):
-# finding1 (caught by the consensus simulator's dedicated schedule,
-# tests/test_consensus_mutations.py); findings 11 and 13
+# Not yet caught by whole-stack runs (docs/simulation.md says so): findings 11 and 13
 # need damage injection the world does not do yet.
 
 

@@ -443,6 +443,15 @@ def member_changer(a: Actor) -> None:
     a.obs.removed.append(gone)
     a.rt.sleep(a.rng.uniform(0.0, 0.5))
     a.net.wipe(gone)
+    if a.extra.get("readd"):
+        # the wiped store joins again through a membership change (now it may vote: for
+        # the new configuration, and for an old one a stale writer still proposes on)
+        a.rt.sleep(a.rng.uniform(0.05, 0.3))
+        with a.log() as log:
+            try:
+                change(log, "add", a.net.url(gone))
+            except PassivePaxosError:
+                return
 
 
 def stray(a: Actor) -> None:

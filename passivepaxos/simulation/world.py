@@ -61,6 +61,7 @@ class Profile:
     outside: bool = False  # some clocks far outside the bound
     kv_lease: float = 0.5  # probability that one KV client holds the writer lease
     kv_claim: float = 0.3  # probability that a second KV client claims it late
+    readd: bool = False  # the membership changer adds the removed store back once wiped
     shorten: float = 0.0  # holder role: lost-answer probability of its shorter renewal
     slow_holder: float = 0.0  # holder role: probability that a put's answer comes late
     kv_kinds: tuple[str, ...] = ()  # the operations of KV clients that do not hold the lease
@@ -167,6 +168,23 @@ PROFILES: dict[str, Profile] = {
             pauses=2,
             faults=StoreFaults(cuts=0.3, marker_loss=0.4),
         ),
+        # finding 1's shape: the membership schedule with a stale writer (paused across the
+        # change, cut off the remaining old member when back), and the removed store,
+        # wiped, added back: for the stale writer's old configuration only the kept store
+        # (with the removal's DECIDED marker) and the empty re-added one answer
+        Profile(
+            "stale",
+            stores=(3,),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
+            membership=1.0,
+            readd=True,
+            horizon=6.0,  # the stale writer is back at 3-4.5 s: its cut link must still cut
+            ops=(3, 5),
+            gap=0.25,
+            pauses=0,
+            crashes=0,
+            faults=StoreFaults(cuts=0.1, outages=0.0, marker_loss=0.2),
+        ),
         Profile(
             "amnesia",
             stores=(3, 3, 5),
@@ -213,6 +231,7 @@ ROTATION = (
     "renewal",
     "inflight",
     "refresh",
+    "stale",
 )
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
@@ -376,6 +395,8 @@ class World:
             extra = {"spare": self.spare, "members": list(self.members)}
             if self.n == 3:
                 extra["keep"] = self._stale_writer_schedule()
+            if p.readd:
+                extra["readd"] = True
             self._start("members", "mc", extra)
             counts["members"] = 1
         self.plan["roles"] = counts
@@ -438,7 +459,10 @@ class World:
         b = rng.choice(self.members)
         start = rng.uniform(0.1, 0.4)
         net.outages[b] = (start, start + rng.uniform(0.5, 1.2))
-        self._stale = (start + 0.05, b)
+        # (stale profile: paused later, once it has appended while b was away, so that its
+        # next append proposes right after its own known tail; membership: draws unchanged)
+        late = rng.uniform(0.2, 0.5) if self.profile.readd else 0.05
+        self._stale = (start + late, b)
         return b
 
     def _stale_writer(self) -> None:
