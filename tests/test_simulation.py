@@ -26,10 +26,12 @@ HABITAT = {
     "finding3": "storm",  # a reader that cannot tell a slot from a missing one
     "finding6": "all",  # an append of unknown outcome reported as QuorumError
     "finding9": "amnesia",  # a wiped store votes
+    "finding4": "renewal",  # a shorter renewal lands unseen; a claimant counts its ttl
+    "finding5": "inflight",  # the holder's put landed, its answer late; others read it
+    "finding7": "refresh",  # a shorter lock refresh lands unseen; a rival counts its ttl
+    "finding1": "stale",  # a stale writer proposes on the old set: marker + empty re-added store
 }
-# Not yet caught within the budget by whole-stack runs (docs/simulation.md says so):
-# finding1 (caught by the consensus simulator's dedicated schedule,
-# tests/test_consensus_mutations.py), finding4, finding5, finding7; findings 11 and 13
+# Not yet caught by whole-stack runs (docs/simulation.md says so): findings 11 and 13
 # need damage injection the world does not do yet.
 
 

@@ -109,6 +109,7 @@ class Network:
         self._cuts: dict[tuple[str, int], tuple[float, float] | None] = {}
         self._isolated: set[tuple[str, int]] = set()
         self.slow_writers: dict[str, float] = {}  # process -> probability a write's answer is slow
+        self.lossy: dict[str, float] = {}  # process -> probability a request's answer is lost
         self._late: list[_LateWrite] = []
         self._seq = itertools.count()
         self._courier: object | None = None
@@ -269,6 +270,9 @@ class Network:
         f = self.faults
         if write and proc in self.slow_writers and self.rng.random() < self.slow_writers[proc]:
             return "slow"
+        if proc in self.lossy and self.rng.random() < self.lossy[proc]:
+            # a write takes effect (now or later), its answer is lost
+            return "late" if write and self.rng.random() < 0.5 else "after"
         if (
             write
             and key is not None

@@ -238,12 +238,14 @@ def kv_client(a: Actor) -> None:
     with a.log() as log:
         kv = KV(log, lease_reads=True, retries=2)
         if a.extra.get("claim"):
-            a.rt.sleep(a.rng.uniform(0.0, 2 * a.ttl))
+            a.rt.sleep(a.rng.uniform(0.0, a.extra.get("claim_after", 2.0) * a.ttl))
             with contextlib.suppress(PassivePaxosError):
                 log.claim_writer(a.ttl)
         if not a.extra.get("lease"):
             kinds: tuple[str, ...] = ("put", "get", "get", "cas", "delete")
-            if a.extra.get("gap"):  # a reader beside a lease holder: mostly reads, spread out
+            if a.extra.get("kinds"):
+                kinds = a.extra["kinds"]
+            elif a.extra.get("gap"):  # a reader beside a lease holder: mostly reads, spread out
                 kinds = ("get", "get", "get", "put")
             _kv_ops(a, kv, a.ops, kinds)
             return
@@ -254,9 +256,88 @@ def kv_client(a: Actor) -> None:
         reader.join()
 
 
+def lease_holder(a: Actor) -> None:
+    """A KV client holding the writer lease, shaped for issue 10's findings 4 and 5: one
+    thread puts (``slow``: the probability that a write's answer comes late although it
+    landed, so others read the value through the log while the holder waits) and then
+    (``shorten``) renews once with a much shorter TTL while its answers are likely lost
+    (the record lands, the holder cannot tell) and stays idle a TTL, so a claimant may
+    count the short TTL and take over; the other thread reads by lease all along."""
+    with a.log() as log:
+        kv = KV(log, lease_reads=True, retries=2)
+        with contextlib.suppress(PassivePaxosError), a.op():
+            log.claim_writer(a.ttl)
+        done: list[bool] = []
+
+        def reads() -> None:
+            while not done:
+                _kv_ops(a, kv, 1, ("get",))
+                a.pause(a.extra.get("gap", a.ttl / 8))
+
+        reader = a.rt.spawn(reads, name=f"{a.name}-reader")
+        shorten: float = a.extra.get("shorten", 0.0)
+        slow: float = a.extra.get("slow", 0.0)
+        for _ in range(a.ops):
+            if slow:
+                a.net.slow_writers[a.name] = slow
+            _kv_ops(a, kv, 1, ("put",))
+            a.net.slow_writers.pop(a.name, None)
+            if shorten and a.rng.random() < 0.8:
+                a.net.lossy[a.name] = shorten
+                short = deadline(total=a.rng.uniform(0.02, 0.2), clock=a.rt.monotonic)
+                with contextlib.suppress(PassivePaxosError), short:
+                    log.claim_writer(a.ttl * a.rng.uniform(0.1, 0.3), wait=False)
+                a.net.lossy.pop(a.name, None)
+                a.rt.sleep(a.rng.uniform(0.5, 1.0) * a.ttl)  # idle: a claimant may take over
+            else:
+                a.pause(a.extra.get("gap", a.ttl / 8))
+        done.append(True)
+        reader.join()
+
+
+def lock_holder(a: Actor) -> None:
+    """A lock client shaped for issue 10's finding 7: it acquires, then refreshes once with
+    a much shorter ttl while its answers are likely lost (``shorten``: the probability per
+    request; the refresh lands, the holder cannot tell), then keeps asking ``valid()``
+    (each True a belief, checked against a rival's) and writes fenced while it believes."""
+    with a.log() as log:
+        locks = Locks(log, owner=a.name, poll=a.ttl / 4, retries=2)
+        res = a.fenced.setdefault(LOCK, FencedResource())
+        rec = a.obs.locks
+        h = rec.invoke(a.name, "acquire", LOCK, a.name)
+        try:
+            with a.op():
+                token = locks.acquire(LOCK, a.ttl, wait=0.0)
+        except PassivePaxosError as exc:
+            rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+            return
+        start = rec.ok(h, token).ret
+        h = rec.invoke(a.name, "refresh", LOCK, (a.name, token))
+        a.net.lossy[a.name] = a.extra.get("shorten", 0.0)
+        try:
+            with deadline(total=a.rng.uniform(0.02, 0.2), clock=a.rt.monotonic):
+                locks.refresh(LOCK, a.ttl * a.rng.uniform(0.1, 0.3))
+            rec.ok(h, True)
+        except LockLostError:
+            rec.ok(h, False)
+        except PassivePaxosError as exc:
+            rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+        a.net.lossy.pop(a.name, None)
+        end = a.rt.monotonic() + a.ttl
+        while a.rt.monotonic() < end:
+            if locks.valid(LOCK):
+                a.obs.believe(LOCK, a.name, token, start)
+                with contextlib.suppress(StaleTokenError):
+                    res.write(token, a.value(), owner=a.name)
+                    a.obs.fenced.append((LOCK, token, a.name))
+            a.pause(a.ttl / 10)
+
+
 def lock_client(a: Actor) -> None:
     """acquire (waiting a while), work while ``valid()`` (fenced writes), refresh with a
     longer or shorter ttl, release."""
+    if a.extra.get("delay"):  # a rival that starts just after the holder
+        a.rt.sleep(a.rng.uniform(0.05, 0.2) * a.ttl)
     with a.log() as log:
         locks = Locks(log, owner=a.name, poll=a.ttl / 4, retries=2)
         res = a.fenced.setdefault(LOCK, FencedResource())
@@ -265,7 +346,7 @@ def lock_client(a: Actor) -> None:
             ttl = a.ttl * a.rng.choice((0.5, 1.0))
             h = rec.invoke(a.name, "acquire", LOCK, a.name)
             try:
-                wait = a.rng.uniform(0.0, 2 * ttl)
+                wait = a.rng.uniform(ttl if a.extra.get("delay") else 0.0, 2 * ttl)
                 with a.op(more=wait):
                     token = locks.acquire(LOCK, ttl, wait=wait)
             except LockHeldError:
@@ -362,6 +443,15 @@ def member_changer(a: Actor) -> None:
     a.obs.removed.append(gone)
     a.rt.sleep(a.rng.uniform(0.0, 0.5))
     a.net.wipe(gone)
+    if a.extra.get("readd"):
+        # the wiped store joins again through a membership change (now it may vote: for
+        # the new configuration, and for an old one a stale writer still proposes on)
+        a.rt.sleep(a.rng.uniform(0.05, 0.3))
+        with a.log() as log:
+            try:
+                change(log, "add", a.net.url(gone))
+            except PassivePaxosError:
+                return
 
 
 def stray(a: Actor) -> None:
@@ -383,6 +473,8 @@ ROLES: dict[str, Callable[[Actor], None]] = {
     "lease_appender": lease_appender,
     "claimant": claimant,
     "kv": kv_client,
+    "holder": lease_holder,
+    "lock_holder": lock_holder,
     "lock": lock_client,
     "snapshotter": snapshotter,
     "reader": reader,

@@ -61,6 +61,11 @@ class Profile:
     outside: bool = False  # some clocks far outside the bound
     kv_lease: float = 0.5  # probability that one KV client holds the writer lease
     kv_claim: float = 0.3  # probability that a second KV client claims it late
+    readd: bool = False  # the membership changer adds the removed store back once wiped
+    shorten: float = 0.0  # holder role: lost-answer probability of its shorter renewal
+    slow_holder: float = 0.0  # holder role: probability that a put's answer comes late
+    kv_kinds: tuple[str, ...] = ()  # the operations of KV clients that do not hold the lease
+    kv_gap: float = 0.0  # their think time, in TTLs (0: the default)
     stray: float = 0.0  # probability of a client naming one store of a quorum (3+ stores)
     timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
     gap: float = 0.05  # think time between a client's operations (up to, virtual seconds)
@@ -93,6 +98,59 @@ PROFILES: dict[str, Profile] = {
             ops=(8, 12),
             faults=StoreFaults(before=0.03, after=0.1, slow=0.15, late=0.02, cuts=0.2),
         ),
+        # finding 4's shape: the holder renews with a much shorter TTL, the record lands,
+        # its answers are lost; a claimant counts the short TTL, takes over and writes; the
+        # holder's other thread keeps reading by lease
+        Profile(
+            "renewal",
+            stores=(1, 3),
+            roles=(("holder", 1, 1), ("kv", 1, 1)),
+            kv_lease=0.0,
+            kv_claim=1.0,
+            kv_kinds=("put", "put", "get"),
+            kv_gap=0.05,
+            shorten=0.85,
+            ops=(2, 4),
+            ttl=(1.0, 2.0),
+            timeout=(0.5, 1.0),
+            faults=StoreFaults(before=0.01, after=0.02, slow=0.02, late=0.0, outages=0.0, cuts=0.0),
+            crashes=0,
+            pauses=0,
+        ),
+        # finding 5's shape: the holder's puts land but their answers come late; another
+        # client reads the new value through the log meanwhile; the holder reads by lease
+        Profile(
+            "inflight",
+            stores=(1, 3),
+            roles=(("holder", 1, 1), ("kv", 1, 1)),
+            kv_lease=0.0,
+            kv_claim=0.0,
+            kv_kinds=("get",),
+            kv_gap=0.05,
+            slow_holder=0.9,
+            ops=(3, 6),
+            ttl=(1.0, 2.0),
+            faults=StoreFaults(
+                before=0.01, after=0.02, slow=0.02, slow_by=(0.2, 1.0), outages=0.0, cuts=0.0
+            ),
+            crashes=0,
+            pauses=0,
+        ),
+        # finding 7's shape: a lock holder refreshes with a much shorter ttl, the entry
+        # lands, its answers are lost; a rival waiting for the lock counts the short ttl
+        # and takes over while the holder keeps asking valid()
+        Profile(
+            "refresh",
+            stores=(1, 3),
+            roles=(("lock_holder", 1, 1), ("lock", 1, 1)),
+            shorten=0.85,
+            ops=(1, 2),
+            ttl=(1.0, 2.0),
+            timeout=(0.5, 1.0),
+            faults=StoreFaults(before=0.01, after=0.02, slow=0.02, late=0.0, outages=0.0, cuts=0.0),
+            crashes=0,
+            pauses=0,
+        ),
         Profile(
             "locks",
             roles=(("lock", 2, 3), ("reader", 0, 1)),
@@ -109,6 +167,23 @@ PROFILES: dict[str, Profile] = {
             gap=0.25,
             pauses=2,
             faults=StoreFaults(cuts=0.3, marker_loss=0.4),
+        ),
+        # finding 1's shape: the membership schedule with a stale writer (paused across the
+        # change, cut off the remaining old member when back), and the removed store,
+        # wiped, added back: for the stale writer's old configuration only the kept store
+        # (with the removal's DECIDED marker) and the empty re-added one answer
+        Profile(
+            "stale",
+            stores=(3,),
+            roles=(("appender", 2, 3), ("reader", 1, 1)),
+            membership=1.0,
+            readd=True,
+            horizon=6.0,  # the stale writer is back at 3-4.5 s: its cut link must still cut
+            ops=(3, 5),
+            gap=0.25,
+            pauses=0,
+            crashes=0,
+            faults=StoreFaults(cuts=0.1, outages=0.0, marker_loss=0.2),
         ),
         Profile(
             "amnesia",
@@ -143,7 +218,21 @@ PROFILES: dict[str, Profile] = {
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
-ROTATION = ("mixed", "log", "kv", "locks", "membership", "amnesia", "drift", "storm", "lease")
+ROTATION = (
+    "mixed",
+    "log",
+    "kv",
+    "locks",
+    "membership",
+    "amnesia",
+    "drift",
+    "storm",
+    "lease",
+    "renewal",
+    "inflight",
+    "refresh",
+    "stale",
+)
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
 
@@ -178,6 +267,7 @@ class RunResult:
         return f"{head}: {len(self.violations)} violation(s)\n  {body}\n  replay: {self.replay()}"
 
 
+_PREFIX = {"lock_holder": "lh"}  # process names: the role's first two letters unless here
 _EXPECTED = (QuorumError, TransientError, ContainerNotFoundError)
 
 
@@ -280,11 +370,23 @@ class World:
                         # finding 5's shape: the holder's writes land, their answers come
                         # late, while others read through the log and it reads by lease
                         self.net.slow_writers[f"{role[:2]}{i}"] = 0.5
-                elif role == "kv" and i == 1 and rng.random() < p.kv_claim:
+                elif role == "kv" and i == (1 if p.kv_lease else 0) and rng.random() < p.kv_claim:
                     extra["claim"] = True
                 elif role == "kv" and p.name == "lease":
                     extra["gap"] = self.ttl / 3
-                self._start(role, f"{role[:2]}{i}", extra)
+                if role == "lock_holder":
+                    extra["shorten"] = p.shorten
+                elif role == "lock" and p.shorten:
+                    extra["delay"] = True
+                if role == "holder":
+                    extra.update(shorten=p.shorten, slow=p.slow_holder, gap=self.ttl / 10)
+                elif role == "kv" and p.kv_kinds:
+                    extra["kinds"] = p.kv_kinds
+                    if p.shorten:  # a claimant that starts waiting early
+                        extra["claim_after"] = 0.3
+                if role == "kv" and p.kv_gap:
+                    extra["gap"] = p.kv_gap * self.ttl
+                self._start(role, f"{_PREFIX.get(role, role[:2])}{i}", extra)
                 counts[role] = counts.get(role, 0) + 1
         if self.n >= 3 and rng.random() < p.stray:
             self._start("stray", "st")
@@ -293,6 +395,8 @@ class World:
             extra = {"spare": self.spare, "members": list(self.members)}
             if self.n == 3:
                 extra["keep"] = self._stale_writer_schedule()
+            if p.readd:
+                extra["readd"] = True
             self._start("members", "mc", extra)
             counts["members"] = 1
         self.plan["roles"] = counts
@@ -355,7 +459,10 @@ class World:
         b = rng.choice(self.members)
         start = rng.uniform(0.1, 0.4)
         net.outages[b] = (start, start + rng.uniform(0.5, 1.2))
-        self._stale = (start + 0.05, b)
+        # (stale profile: paused later, once it has appended while b was away, so that its
+        # next append proposes right after its own known tail; membership: draws unchanged)
+        late = rng.uniform(0.2, 0.5) if self.profile.readd else 0.05
+        self._stale = (start + late, b)
         return b
 
     def _stale_writer(self) -> None:
