@@ -243,14 +243,7 @@ class Compaction:
         return done[0]
 
     def trim(self, before: int) -> TrimResult:
-        """Trim slots ``0..before-1``: OVERWRITE each slot object with a tombstone (never
-        delete it: the name stays taken, so a stale writer's create of it fails and is never
-        acknowledged). Refuses (``TrimRefusedError``) unless a snapshot at slot
-        ``>= before - 1`` exists; checks, before destroying a slot, that its record chains
-        correctly and (for an entries snapshot) that its entries equal the snapshot's.
-        Only on one store in create mode (``UnsupportedError`` otherwise). Costs about
-        log2(before) GETs to find the first untrimmed slot, then a GET and a PUT per slot
-        trimmed."""
+        """What :meth:`passivepaxos.log.Log.trim` promises (its docstring is the normative text)."""
         if not self.c.single_create:
             raise UnsupportedError(
                 f"{self.c.url}: trim needs a single store in create mode (this log is "

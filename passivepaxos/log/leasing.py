@@ -164,13 +164,7 @@ class WriterLease:
             return started if lease is None else min(started, lease.pending_since)
 
     def lease_read(self) -> LeaseRead | None:
-        """A lease read: the current head without I/O, served only by the holder, only
-        while no record of its own is in flight or of unknown outcome (it may be visible
-        to others already), and only while 0.75 x TTL of its own time has not passed since
-        it started its last successful write (the TTL of the shortest record it has sent
-        since, if lower); ``None`` otherwise (use :meth:`head`). A record of unknown
-        outcome is resolved once this object learns its slot (a read that reaches it, or
-        the next write)."""
+        """What :meth:`passivepaxos.log.Log.lease_read` promises (its docstring is the normative text)."""
         self.settle_pending()
         with self.c.state:
             lease = self.lease

@@ -90,18 +90,7 @@ class Verifier:
         self.reader = reader
 
     def run(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Check the newest snapshot (checksum, its anchor, and for an entries snapshot its
-        entries against every untrimmed slot up to it) and walk the whole chain from slot 0:
-        first the tombstones ``trim`` left (a prefix of the log: format, checksum, slot
-        number, a covering snapshot, the chain through each one's ``hash`` / ``prev``),
-        then the records. A slot missing below the newest snapshot (a deleted tombstone or
-        record), a tombstone after a record that is still there (a slot written again after
-        its tombstone was deleted) and a gap are damage. Damage gives ``ok=False`` with the
-        first bad slot (or snapshot) and the reason; a walk that cannot read a slot (no
-        majority) raises. A store whose objects cannot be listed (unreachable while a
-        majority answered the walk) is not checked: ``ok=False`` with no bad slot and the
-        store named in ``unchecked``, never "intact". ``progress`` is called with each
-        slot number checked. Costs one GET per slot, tombstones included."""
+        """What :meth:`passivepaxos.log.Log.verify` promises (its docstring is the normative text)."""
         report = VerifyReport(ok=True)
         try:
             snap = self.snaps.newest()
