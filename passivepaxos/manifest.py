@@ -8,9 +8,10 @@ manifest whose format or mode it does not know rather than guess.
 Identity (manifest format 2): ``init`` draws a random ``id`` (32 hex digits) and writes it
 into every store's manifest; a membership change copies it to the store it adds. A store
 is a member of the log only while it holds the manifest with this identity: a store that
-lost its state (wiped, re-created empty, or holding another log's manifest) is never
+lost its state (wiped, re-created empty, or holding another log's manifest) is not
 counted toward a majority, neither by :func:`open_log` nor, for a process that opened the
-log before the loss, by the proposer (:class:`MemberStore`). The log's hash chain starts
+log before the loss, by the proposer (:class:`MemberStore`, which re-checks with every
+batch; its docstring states the one residual window). The log's hash chain starts
 from the identity (``passivepaxos.log.genesis_of``), so a record of another log is foreign.
 A format-1 manifest (written before identities existed) has no ``id``: such a log keeps
 the old constant chain start and is still read and written; its members are the stores
@@ -456,19 +457,21 @@ class MemberStore(Store):
     this class: the first operation on a consensus instance (a slot) also GETs the
     manifest, in parallel (no extra round trip), and the operation's answer is replaced by
     ``NotAMemberError`` unless the manifest has the log's identity and mode. A failed check
-    sticks for that instance (the proposer's read-backs cannot count the store either); a
-    check that could not be made (store error) is repeated by the next operation.
+    sticks for the rest of its batch; a check that could not be made (store error) is
+    repeated by the next operation.
 
-    A check (passed or failed) lives for one phase-1 batch only: the consensus driver
-    calls :meth:`new_phase` before every batch that reads the instance's DECIDED markers
-    (each proposer round's phase 1, each learner read), and the next operation starts a
-    fresh check in parallel with it (same round trip). So a store wiped after a check
-    counts at most until the end of that round (its phase 2), never in a later round,
-    proposal, retry or read of the slot. Residual window: a store wiped between the
-    check's GET and the round's last request still answers within that one round.
-    DECIDED-marker GETs are not checked: a marker is a fact wherever it is found (one is
-    only written after a decision by checked members), and reading one costs nothing
-    extra this way."""
+    A check (passed or failed) lives for one batch only: the consensus driver calls
+    :meth:`new_phase` before every batch that sends this store a checked request of the
+    instance (phase 1, phase 2, each retry, each learner read), and the batch's first
+    such request starts a fresh check in parallel with it (same round trip). So a store
+    wiped before a batch was sent never counts in it, however long the process paused
+    between batches (a check reused from phase 1 let a store wiped during a pause accept
+    a stale ACCEPT: simulation seed 35768 of ``amnesia``). Residual window, which only a
+    GET sent *after* each answer (one more round trip per phase) could close: a store
+    wiped while one batch is in flight, after its check GET was served and before the
+    request beside it was. DECIDED-marker GETs are not checked: a marker is a fact
+    wherever it is found (one is only written after a decision by checked members), and
+    reading one costs nothing extra this way."""
 
     _KEEP = 64  # instances whose check result is kept
 
@@ -525,8 +528,8 @@ class MemberStore(Store):
         return key.rsplit("/", 1)[0]
 
     def new_phase(self, key: str) -> None:
-        """A phase-1 batch (or a learner's read) of the instance of ``key`` starts: forget
-        its check, so the batch's first checked operation makes a fresh one."""
+        """A batch with a request of the instance of ``key`` starts: forget its check, so
+        the batch's first checked operation makes a fresh one."""
         with self._lock:
             self._checks.pop(self._instance(key), None)
 

@@ -173,6 +173,37 @@ def test_finding_9_store_wiped_under_a_running_process(tmp_path: Path, mode: str
         assert [e.value for e in reader.read()] == [b"v0", b"v1"]
 
 
+def test_finding_9_check_does_not_outlive_its_batch(tmp_path: Path) -> None:
+    """A store wiped between two batches of one proposal (a process paused between
+    phase 1 and phase 2) does not count in the second: the check made with the first
+    batch is not reused (simulation seed 35768 of ``amnesia``: the wiped store took a
+    stale ACCEPT and a second value was decided at slot 0)."""
+    from passivepaxos.consensus import core, driver
+    from passivepaxos.errors import NotAMemberError
+    from passivepaxos.manifest import close_members, member_stores
+
+    dirs = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in dirs)
+    init_log(quorum)
+    stores, manifest = open_log(quorum)
+    voters = member_stores(stores, manifest)
+    instance = slot_instance(0)
+
+    def proc() -> core.Proc[list[object]]:
+        first = yield [core.Get(1, f"{instance}/{0:020d}")]
+        _wipe(dirs[1])  # the pause: the store is wiped between the two batches
+        second = yield [core.Put(1, f"{instance}/{1:020d}", b"x", PutMode.CREATE)]
+        return [*first, *second]
+
+    try:
+        first, second = driver.run(proc(), voters)
+    finally:
+        close_members(voters)
+    assert first is None  # a member then: its "nothing there" counts
+    assert isinstance(second, NotAMemberError), second
+    assert dirs[1].as_uri() in str(second)
+
+
 def test_finding_9_open_does_not_count_a_store_without_the_manifest(tmp_path: Path) -> None:
     da, db, dc = _dirs(tmp_path, "abc")
     quorum = ",".join(d.as_uri() for d in (da, db, dc))

@@ -103,6 +103,14 @@ def test_profiles_named_in_the_rotation_exist() -> None:
     assert set(ROTATION) <= set(PROFILES)
 
 
+def test_amnesia_seed_that_decided_two_values() -> None:
+    """A writer paused between phase 1 and phase 2 of slot 0 reused its phase-1
+    membership check: the store wiped during the pause took its stale ACCEPT and a second
+    value was decided at slot 0 (the check now lives for one batch; docs/simulation.md)."""
+    r = run(35768, "amnesia")
+    assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"
+
+
 @pytest.mark.parametrize("seed", [19786, 19273, 24205])
 def test_membership_seeds_that_damaged_the_log(seed: int) -> None:
     """A resumed append whose slot went to a membership change's configuration record

@@ -95,7 +95,7 @@ class SlotIO:
 
     def voters(self, stores: Sequence[Store]) -> Sequence[Store]:
         """The stores a proposal counts, each checked to still hold this log's manifest
-        (:class:`MemberStore`: one GET per store and phase-1 batch or learner read, in
+        (:class:`MemberStore`: one GET per store and batch of a slot's requests, in
         parallel with that batch) when the log was opened from its manifest and is a
         quorum. Every decision and every learn of a slot goes through here."""
         if self.c.manifest is None or len(stores) < 2:
