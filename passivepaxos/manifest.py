@@ -21,6 +21,7 @@ holding a format-1 manifest of its mode.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import re
 from collections import Counter
@@ -44,7 +45,7 @@ from passivepaxos.errors import (
 )
 from passivepaxos.probe import PROBE_PREFIX
 from passivepaxos.runtime import REAL, Runtime
-from passivepaxos.store import Store, open_store
+from passivepaxos.store import RESENT, Resent, Store, open_store
 from passivepaxos.types import ObjectMeta, PutMode, Version
 from passivepaxos.urls import split_urls
 
@@ -454,24 +455,30 @@ class MemberStore(Store):
     A process that opened the log before a store lost its state (wiped, or its directory
     re-created empty) would otherwise count that store's fresh "nothing here" state as a
     vote and decide a slot a second time. So the proposer wraps each store of a quorum in
-    this class: the first operation on a consensus instance (a slot) also GETs the
-    manifest, in parallel (no extra round trip), and the operation's answer is replaced by
-    ``NotAMemberError`` unless the manifest has the log's identity and mode. A failed check
-    sticks for the rest of its batch; a check that could not be made (store error) is
-    repeated by the next operation.
+    this class, and each request's answer is replaced by ``NotAMemberError`` unless a GET
+    of the manifest, sent in parallel with it (no extra round trip), finds the log's
+    identity and mode.
 
-    A check (passed or failed) lives for one batch only: the consensus driver calls
-    :meth:`new_phase` before every batch that sends this store a checked request of the
-    instance (phase 1, phase 2, each retry, each learner read), and the batch's first
-    such request starts a fresh check in parallel with it (same round trip). So a store
+    Which requests share one check: the consensus driver sends every batch through
+    :meth:`for_batch` views (``driver.begin_batch``), and within one batch the requests to
+    one instance (a slot) share one check, started with the first of them; a request
+    outside a batch gets a check of its own. So a check never outlives its batch: a store
     wiped before a batch was sent never counts in it, however long the process paused
-    between batches (a check reused from phase 1 let a store wiped during a pause accept
-    a stale ACCEPT: simulation seed 35768 of ``amnesia``). Residual window, which only a
-    GET sent *after* each answer (one more round trip per phase) could close: a store
-    wiped while one batch is in flight, after its check GET was served and before the
-    request beside it was. DECIDED-marker GETs are not checked: a marker is a fact
-    wherever it is found (one is only written after a decision by checked members), and
-    reading one costs nothing extra this way."""
+    between batches (a check reused from phase 1 let a store wiped during a pause accept a
+    stale ACCEPT: simulation seed 35768 of ``amnesia``), and no other thread's batch can
+    borrow it. A call that needed more than one request (the store's retries after a
+    transient error, a conditional write's read-backs) is checked once more after its
+    answer, since its last request may have been sent long after the check. A failed check
+    fails the rest of its batch; a check that could not be made (store error) is repeated
+    by the next request.
+
+    Residual windows, which only a GET sent *after* every answer (one more round trip per
+    batch) could close: a store wiped while one request is in flight, after its check GET
+    was served and before the request was; and a store emptied object by object whose
+    manifest goes last (docs/log.md tells operators to remove a store before emptying it).
+    DECIDED-marker GETs are not checked: a marker is a fact wherever it is found (one is
+    only written after a decision by checked members), and reading one costs nothing extra
+    this way."""
 
     _KEEP = 64  # instances whose check result is kept
 
@@ -494,11 +501,13 @@ class MemberStore(Store):
         self._checks: collections.OrderedDict[str, Future[None]] = collections.OrderedDict()
         # daemon tasks: a check hung on this store must not hold the process at exit
         self._pool = DaemonPool(self.runtime)
+        self._view = False  # a view of one batch (for_batch) remembers its checks
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _check(self) -> None:
+        token = RESENT.set(None)  # a check's own requests are not the checked call's
         try:
             got = _read_manifest(self.inner)
         except InvalidObjectError as exc:
@@ -507,6 +516,8 @@ class MemberStore(Store):
                 url=self.url,
                 key=MANIFEST_KEY,
             ) from None
+        finally:
+            RESENT.reset(token)
         if got is None or not got.same_log(self.manifest):
             what = "holds no manifest" if got is None else f"holds another log ({got.describe()})"
             raise NotAMemberError(
@@ -527,13 +538,18 @@ class MemberStore(Store):
             return "/".join(parts[:-3])
         return key.rsplit("/", 1)[0]
 
-    def new_phase(self, key: str) -> None:
-        """A batch with a request of the instance of ``key`` starts: forget its check, so
-        the batch's first checked operation makes a fresh one."""
-        with self._lock:
-            self._checks.pop(self._instance(key), None)
+    def for_batch(self) -> MemberStore:
+        """A view of this store for one batch of requests: it shares everything but the
+        remembered checks, so the batch's first checked request to an instance starts a
+        fresh check, and no other batch (another thread's, a later one) can reuse it."""
+        view = copy.copy(self)
+        view._checks = collections.OrderedDict()
+        view._view = True
+        return view
 
     def _started(self, key: str) -> Future[None]:
+        if not self._view:  # a request outside a batch: a check of its own
+            return self._pool.submit(self._check)
         instance = self._instance(key)
         with self._lock:
             fut = self._checks.get(instance)
@@ -550,12 +566,20 @@ class MemberStore(Store):
 
     def _guard(self, key: str, op: Callable[[], T]) -> T:
         fut = self._started(key)
+        resent = Resent()
+        token = RESENT.set(resent)
         try:
             out = op()
         except StoreError:
             wait_result(fut, self.runtime)  # a failed check hides what the store said
             raise
+        finally:
+            RESENT.reset(token)
         wait_result(fut, self.runtime)
+        if resent.n:
+            # a retry or a read-back: the answer may come from a request sent long after
+            # the check (a store wiped during the backoff), so check once more, after it
+            self._check()
         return out
 
     def get(self, key: str) -> tuple[bytes, Version] | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,6 +75,27 @@ class StoredObject:
     data: bytes
     version: Version
     write_id: bytes
+
+
+class Resent:
+    """Counts the retries and read-backs of the calls made under one :data:`RESENT`."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+RESENT: ContextVar[Resent | None] = ContextVar("passivepaxos_resent", default=None)
+"""Set around a call to learn whether it sent a request again (a retry after a backoff,
+a read-back after an unclear write): ``manifest.MemberStore`` checks a store once more
+after such an answer, whose last request may be much later than its check."""
+
+
+def _note_resent() -> None:
+    counter = RESENT.get()
+    if counter is not None:
+        counter.n += 1
 
 
 @dataclass
@@ -234,6 +256,7 @@ class Store:
     def _backoff(self, attempt: int, exc: Exception) -> float:
         """The pause after failed attempt ``attempt`` (1-based) of one call: the policy's
         backoff, but never shorter than a throttling answer's Retry-After."""
+        _note_resent()
         delay = self._pauses.delay(attempt - 1, self._rng)
         if isinstance(exc, ThrottledError) and exc.retry_after:
             delay = max(delay, exc.retry_after)
@@ -341,6 +364,7 @@ class Store:
                 raise
             except TransientError as exc:
                 unclear = exc
+                _note_resent()  # what decides the answer now is a later request
                 try:
                     current = self._read_back(key, w)
                 except (TransientError, DeadlineExceededError) as read_exc:

@@ -204,6 +204,75 @@ def test_finding_9_check_does_not_outlive_its_batch(tmp_path: Path) -> None:
     assert dirs[1].as_uri() in str(second)
 
 
+def _memory_quorum(tag: str) -> tuple[list[str], Any, Any]:
+    from passivepaxos.manifest import member_stores
+
+    names = [f"{tag}-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+    quorum = ",".join(f"memory://{n}" for n in names)
+    init_log(quorum)
+    stores, manifest = open_log(quorum)
+    return names, stores, member_stores(stores, manifest)
+
+
+def test_finding_9_a_batch_does_not_borrow_another_batchs_check() -> None:
+    """Two batches on one instance of one store (two threads of one process: a writer
+    and a reader of the same slot) each check for themselves: a request of batch A sent
+    after the wipe does not count because batch B's check passed before it (review of
+    8a8f773: the check was remembered per instance, shared by every caller)."""
+    from passivepaxos.consensus import core, driver
+    from passivepaxos.errors import NotAMemberError
+    from passivepaxos.manifest import close_members
+    from passivepaxos.urls import backend_module
+
+    names, _, voters = _memory_quorum("borrow")
+    key = f"{slot_instance(7)}/{0:020d}"
+    op_a = core.Put(1, key, b"A", PutMode.CREATE)
+    op_b = core.Get(1, key)
+    try:
+        batch_a = driver.begin_batch(voters, [op_a])  # A starts its batch, is preempted
+        batch_b = driver.begin_batch(voters, [op_b])
+        assert driver.execute(batch_b, op_b) is None  # B's check passes
+        backend_module("memory").wipe(names[1])
+        got = driver.execute(batch_a, op_a)  # A's request, sent after the wipe
+    finally:
+        close_members(voters)
+    assert isinstance(got, NotAMemberError), got
+
+
+def test_finding_9_a_retry_after_a_wipe_is_checked_again() -> None:
+    """A request retried by the store (a 503, a backoff, a resend) is checked once more
+    after its answer: the store wiped during the backoff answers the resent request, sent
+    long after the check (review of 8a8f773: two values decided at slot 0)."""
+    from passivepaxos.consensus import core, driver
+    from passivepaxos.errors import NotAMemberError, TransientError
+    from passivepaxos.manifest import close_members
+    from passivepaxos.urls import backend_module
+
+    memory = backend_module("memory")
+    names, stores, voters = _memory_quorum("retry")
+    key = f"{slot_instance(0)}/{0:020d}"
+    backend = stores[1].backend
+    real_put = backend.put
+    failed: list[str] = []
+
+    def put(k: str, *args: Any, **kw: Any) -> Any:
+        if k == key and not failed:
+            failed.append(k)
+            memory.wipe(names[1])  # wiped while the store backs off
+            raise TransientError("503 SlowDown (test)", url=stores[1].url, key=k)
+        return real_put(k, *args, **kw)
+
+    backend.put = put  # type: ignore[method-assign]
+    op = core.Put(1, key, b"P", PutMode.CREATE)
+    try:
+        got = driver.execute(driver.begin_batch(voters, [op]), op)
+    finally:
+        backend.put = real_put  # type: ignore[method-assign]
+        close_members(voters)
+    assert failed and stores[1].get(key) is not None  # the resent request landed
+    assert isinstance(got, NotAMemberError), got
+
+
 def test_finding_9_open_does_not_count_a_store_without_the_manifest(tmp_path: Path) -> None:
     da, db, dc = _dirs(tmp_path, "abc")
     quorum = ",".join(d.as_uri() for d in (da, db, dc))

@@ -174,24 +174,38 @@ def execute(
 _MARKER = core.decided_key("")  # the end of every DECIDED marker key
 
 
-def begin_batch(stores: Sequence[Store], batch: Sequence[core.Op]) -> None:
-    """Call before sending ``batch``: each store wrapped for a membership check
-    (``manifest.MemberStore.new_phase``) drops its remembered check of every instance the
-    batch touches, so the batch's first checked request to that store sends a fresh
-    manifest GET with it. A check never outlives one batch: a pause between two batches
-    (phase 1 and phase 2 of one round, a retry) cannot let a store wiped meanwhile count
-    with a check made before the wipe (simulation seed 35768 of ``amnesia``). DECIDED
-    markers are facts and are never checked, so a batch of marker operations only is
-    skipped."""
+def begin_batch(
+    stores: Sequence[Store], batch: Sequence[core.Op], previous: Sequence[Store] | None = None
+) -> list[Store]:
+    """The stores to send ``batch`` to: each store wrapped for a membership check
+    (``manifest.MemberStore``) that the batch sends a checked request is replaced by a view
+    of its own (``for_batch``), so the batch's first checked request to each instance sends
+    a fresh manifest GET beside it, and no other batch (a later one, another thread's) can
+    reuse that check. A pause between two batches (phase 1 and phase 2 of one round, a
+    retry) therefore cannot let a store wiped meanwhile count with a check made before the
+    wipe (simulation seed 35768 of ``amnesia``).
+
+    DECIDED markers are facts: a marker GET is never checked, and a marker PUT (a fact
+    being recorded, not a vote) goes through the ``previous`` batch's view of its store,
+    whose check (phase 2's, made one round trip earlier) keeps it from writing into a store
+    that holds another log, at no extra request."""
+    out = list(stores)
+    fresh: set[int] = set()
     for op in batch:
         if isinstance(op, core.Sleep):
             continue
         key = op.prefix if isinstance(op, core.List) else op.key
         if key.endswith(_MARKER):
+            if previous is not None and op.store not in fresh:
+                out[op.store] = previous[op.store]
             continue
-        new_phase = getattr(stores[op.store], "new_phase", None)
-        if new_phase is not None:
-            new_phase(key)
+        if op.store in fresh:
+            continue
+        for_batch = getattr(stores[op.store], "for_batch", None)
+        if for_batch is not None:
+            out[op.store] = for_batch()
+            fresh.add(op.store)
+    return out
 
 
 def run(
@@ -214,14 +228,15 @@ def run(
     rt = runtime or runtime_of(stores)
     pause = sleep or rt.sleep
     pool = DaemonPool(rt)  # a hung store's request must not hold the process at exit
+    sending: list[Store] | None = None
     try:
         batch = next(gen)
         while True:
-            begin_batch(stores, batch)
+            sending = begin_batch(stores, batch, sending)
             if len(batch) == 1:
-                results = [execute(stores, batch[0], pause)]
+                results = [execute(sending, batch[0], pause)]
             else:
-                results = _run_batch(pool, stores, batch, pause, straggler_grace)
+                results = _run_batch(pool, sending, batch, pause, straggler_grace)
             batch = gen.send(results)
     except StopIteration as stop:
         result: core.R = stop.value

@@ -198,14 +198,15 @@ class SlotIO:
         """Drive a core generator over ``stores`` (batches in parallel on the fan-out
         pool); its result and the last error of each store that failed."""
         errors: dict[int, StoreError] = {}
+        sending: list[Store] | None = None
         try:
             batch = next(gen)
             while True:
                 ops = list(batch)
-                driver.begin_batch(stores, ops)
+                sending = driver.begin_batch(stores, ops, sending)
                 if self.c.fanout is not None and len(ops) > 1:
                     futs = [
-                        self.c.fanout.submit(driver.execute, stores, op, self.c.runtime.sleep)
+                        self.c.fanout.submit(driver.execute, sending, op, self.c.runtime.sleep)
                         for op in ops
                     ]
                     # Under a deadline a store with no answer once a majority answered is a
@@ -231,7 +232,7 @@ class SlotIO:
                         for op, f in zip(ops, futs, strict=True)
                     ]
                 else:
-                    results = [driver.execute(stores, op, self.c.runtime.sleep) for op in ops]
+                    results = [driver.execute(sending, op, self.c.runtime.sleep) for op in ops]
                 for op, r in zip(ops, results, strict=True):
                     if isinstance(r, StoreError) and isinstance(
                         op, core.Get | core.Put | core.List
