@@ -138,7 +138,11 @@ def check(
         exempt = _damage_checks(obs, final, out)
     # one record per slot for every reader
     for pos, values in sorted(obs.seen.items()):
-        if obs.damage and obs.damage[0].kind == "delete" and pos[0] == obs.damage[0].slot:
+        if (
+            obs.damage
+            and obs.damage[0].kind in ("delete", "tombstone-deleted")
+            and pos[0] == obs.damage[0].slot
+        ):
             continue  # a value there after the deletion is judged by _damage_checks
         if len(values) > 1:
             who = ", ".join(f"{v!r} (read by {r})" for v, r in values.items())
@@ -323,6 +327,11 @@ def _damage_checks(
                     f"stale writer: slot {d.slot} deleted at t={d.at:.6f} was filled by {by}, "
                     f"whose known tail predates the damage ({what})"
                 )
+        if any(slot == d.slot and v in d.entries for (slot, _), v in (final or {}).items()):
+            # the deleted record's own entries are back: its writer, its proposal still
+            # running from before the damage, decided it again (maybe another record of the
+            # same entries: then the link to the next slot is broken)
+            expected.add(d.slot + 1)
     elif d.kind == "foreign":
         # (b) an entry acknowledged after another log's record (finding 11): built on it
         for value, slot, _, by in obs.acked:
@@ -335,21 +344,33 @@ def _damage_checks(
                 exempt.add(value)
     else:
         # a writer in a deleted tombstone's hole (finding 13): refused when it has seen the
-        # snapshot; one started after the damage has no stale view of the log
+        # snapshot; one started after the damage has no stale view of the log. The slot's
+        # own entries are what the final read shows there (from the snapshot); any other
+        # value acknowledged or read there is a record in the hole
+        own = {v for (slot, _), v in (final or {}).items() if slot == d.slot}
+        holes: dict[bytes, str] = {}
         for value, slot, _, by in obs.acked:
-            if slot != d.slot or where.get(value):
-                continue
+            if slot == d.slot and value not in own and not where.get(value):
+                holes[value] = f"acknowledged to {by}"
+        for (slot, _), values in obs.seen.items():
+            if slot == d.slot:
+                for value, reader in values.items():
+                    if value not in own:
+                        holes.setdefault(value, f"read there by {reader}")
+        for value, what in holes.items():
             exempt.add(value)
+            by = value.decode(errors="replace").split("#")[0]
             if fresh(by):
                 out.append(
                     f"damage: the tombstone of slot {d.slot} was deleted at t={d.at:.6f}, and "
                     f"{by} (started after that) was acknowledged there with {value!r}, which "
-                    "no reader sees"
+                    f"no reader sees ({what})"
                 )
             else:
+                expected.add(d.slot + 1)  # its record chains to its stale tail, not on
                 obs.notes.append(
-                    f"documented limit: {by}, its tail stale since before the trim, was "
-                    f"acknowledged with {value!r} in the deleted tombstone's slot {d.slot}"
+                    f"documented limit: {by}, its tail stale since before the damage, wrote "
+                    f"{value!r} in the deleted tombstone's slot {d.slot} ({what})"
                 )
     if stop is not None and stop[0] not in expected:
         out.append(
