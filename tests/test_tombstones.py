@@ -219,3 +219,29 @@ def test_finding_13_fresh_append_to_a_log_whose_only_tombstone_was_deleted(
     assert not slot_file(tmp_path, 0).exists()
     code, rep = verify_json(url)
     assert code == 1 and rep["bad_slot"] == 0
+
+
+def test_finding_13_fresh_writer_landing_after_an_older_trim_sees_the_newer_snapshot(
+    tmp_path: Path,
+) -> None:
+    """Two trims against two snapshots (slots 0-2 against the one at 2, then slot 3
+    against the one at 3), the last tombstone deleted: a fresh writer's tail discovery lands
+    on slot 2, a tombstone naming the older snapshot. It counted only that snapshot (2) and
+    wrote slot 3, acknowledged and never read (readers serve it from the snapshot at 3);
+    simulation seed 3234 of the ``damage`` profile. A tail that is a tombstone now makes
+    the writer list the snapshots (one LIST), so it refuses, nothing written."""
+    url = tmp_path.as_uri()
+    init_log(url)
+    with Log.open(url) as log:
+        for i in range(3):
+            assert log.append([f"v{i}".encode()]) == [i]
+        assert log.snapshot().slot == 2 and log.trim(3).trimmed == 3
+        assert log.append([b"v3"]) == [3]
+        assert log.snapshot().slot == 3 and log.trim(4).trimmed == 1
+    slot_file(tmp_path, 3).unlink()
+    with (
+        Log.open(url) as fresh,
+        pytest.raises(Exception, match="slot 3 is damaged: missing below the snapshot"),
+    ):
+        fresh.append([b"STALE"])
+    assert not slot_file(tmp_path, 3).exists()

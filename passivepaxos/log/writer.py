@@ -311,10 +311,13 @@ class FencedWriter:
             last, data = self.tail.discover()
             known = (last, self.c.genesis if data is None else chain_hash(data, last))
             chained = False
-            if last < 0:
-                # The log looks empty: once per fresh process, list the snapshots (one
-                # LIST): a snapshot means slot 0 was decided, so its name being free is a
-                # deleted tombstone, and commit refuses to write there (finding 13).
+            if last < 0 or (data is not None and is_tombstone(data)):
+                # The log looks empty, or its tail is a tombstone: once per fresh process,
+                # list the snapshots (one LIST). A snapshot means slot 0 was decided, so its
+                # name being free is a deleted tombstone; a tombstone tail names the
+                # snapshot it was trimmed against, but a later trim against a newer one
+                # may have tombstoned the slots after it, and a free name there is a
+                # deleted tombstone too. Commit refuses to write there (finding 13).
                 # Best effort: a writer not allowed to list is no worse off than before.
                 with contextlib.suppress(StoreError, QuorumError):
                     self.snaps.slots()

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{s.runs} runs ({', '.join(f'{k} {v}' for k, v in sorted(s.by_profile.items()))}) in "
         f"{s.seconds:.1f}s on {args.jobs} job(s): {len(s.failed)} with violations, "
-        f"{s.notes} note(s) (allowed anomalies outside the clock bound); "
+        f"{s.notes} note(s) (allowed anomalies: stale reads outside the clock bound, "
+        "documented damage limits); "
         f"{s.steps} switches, {s.virtual:.0f}s virtual"
     )
     for seed, prof, violations, replay in s.failed[:20]:

@@ -13,7 +13,14 @@ thread runs at a time, so plain lists are safe); :func:`check` turns them into v
 - fencing tokens strictly increase across holders (in real time), and a token has one
   owner;
 - no two holders' beliefs (``Locks.valid`` answering True) overlap inside the bound;
-- liveness: once faults stop, every live process finishes.
+- liveness: once faults stop, every live process finishes;
+- with damage injected (``Damage``: a middle slot deleted, another log's record copied
+  past the tail, a tombstone deleted or corrupted), reads and verify failing at the
+  damaged slot are expected, and the violations are issue 10's findings 11 and 13: a
+  deleted slot filled again, an entry acknowledged after a foreign record (built on it),
+  a read or verify stopping elsewhere (something was built on the damage), a writer started
+  after a tombstone was deleted acknowledged in its hole, and a verify that reports no
+  damage (see :func:`_damage_checks`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 from passivepaxos import checker
 from passivepaxos.checker import Hold, KVModel, LockModel, Op, Recorder
 
-__all__ = ["Observations", "check", "lease_bound_holds"]
+__all__ = ["Damage", "Observations", "check", "lease_bound_holds"]
 
 READ_BOUND = 4.0 / 3.0
 """The largest ratio of two clock rates the lease and lock expiry arguments allow
@@ -35,6 +42,23 @@ READ_BOUND = 4.0 / 3.0
 def lease_bound_holds(rates: list[float]) -> bool:
     """Whether every pair of clock rates is inside the lease bound."""
     return not rates or max(rates) / min(rates) <= READ_BOUND
+
+
+@dataclass
+class Damage:
+    """What the world damaged (an outside actor: an operator, another log's tool), when."""
+
+    kind: str  # "delete" (a middle slot), "foreign" (past the tail), "tombstone-deleted", "tombstone-corrupted"
+    slot: int
+    at: float  # global virtual time
+    entries: tuple[bytes, ...] = ()  # "delete": the entries the deleted record held
+    left: bytes | None = None  # tombstone kinds: the object as the damage left it
+    healed: bool = False  # a valid tombstone is back (a trim's retried OVERWRITE landed after)
+
+    def expected(self) -> set[int]:
+        """The slots a read or verify may name as damaged because of it (a corrupted
+        tombstone's ``hash`` may show as the next slot's broken link)."""
+        return {self.slot, self.slot + 1} if self.kind == "tombstone-corrupted" else {self.slot}
 
 
 @dataclass
@@ -58,6 +82,7 @@ class Observations:
     reads: list[tuple[float, frozenset[bytes], str]] = field(
         default_factory=list
     )  # whole-log reads: start, values, by
+    read_ends: list[int] = field(default_factory=list)  # each whole-log read's end slot
     lease_gets: set[tuple[Hashable, float]] = field(
         default_factory=set
     )  # kv gets served by a lease
@@ -73,6 +98,10 @@ class Observations:
         default_factory=list
     )  # allowed anomalies (stale lease reads outside the bound)
     errors: list[str] = field(default_factory=list)  # unexpected exceptions in clients
+    damage: list[Damage] = field(default_factory=list)  # injected by the world
+    started: dict[str, float] = field(default_factory=dict)  # process -> when it started
+    final_stop: tuple[int, str] | None = None  # damage runs: where the final read stopped
+    verified: dict[str, Any] | None = None  # damage runs: the final verify's report
 
     def __post_init__(self) -> None:
         self.kv = Recorder(self.clock)
@@ -104,8 +133,17 @@ def check(
     (position -> value), None when the final read itself failed (then a violation is
     already recorded)."""
     out: list[str] = []
+    exempt: set[bytes] = set()  # entries no reader can reach because of injected damage
+    if obs.damage:
+        exempt = _damage_checks(obs, final, out)
     # one record per slot for every reader
     for pos, values in sorted(obs.seen.items()):
+        if (
+            obs.damage
+            and obs.damage[0].kind in ("delete", "tombstone-deleted")
+            and pos[0] == obs.damage[0].slot
+        ):
+            continue  # a value there after the deletion is judged by _damage_checks
         if len(values) > 1:
             who = ", ".join(f"{v!r} (read by {r})" for v, r in values.items())
             out.append(f"two values at slot {pos[0]} index {pos[1]}: {who}")
@@ -116,6 +154,8 @@ def check(
             where.setdefault(v, []).append(pos)
         for value, slot, index, by in obs.acked:
             got = where.get(value, [])
+            if value in exempt:
+                continue
             if got != [(slot, index)]:
                 out.append(
                     f"acknowledged entry {value!r} (by {by} at slot {slot} index {index}) "
@@ -150,11 +190,23 @@ def check(
         obs.notes.append(f"clocks outside the bound: {len(stale_heads)} stale log lease read(s)")
     # a whole-log read sees every entry acknowledged before it started (a slot that could
     # not be told apart from a missing one must not end the log early)
-    for start, values_read, by in obs.reads:
+    for n, (start, values_read, by) in enumerate(obs.reads):
         skipped = [
-            v for v, *_ in obs.acked if v not in values_read and obs.acked_at.get(v, start) < start
+            v
+            for v, *_ in obs.acked
+            if v not in values_read and v not in exempt and obs.acked_at.get(v, start) < start
         ]
-        if skipped:
+        end = obs.read_ends[n] if n < len(obs.read_ends) else -1
+        if skipped and obs.damage and start > obs.damage[0].at and end == obs.damage[0].slot:
+            # Reader.raw_records(reuse=True): a Log object that once probed past an end of
+            # the log at slot s does not probe again when a later read stops there, so a
+            # slot deleted at s ends its reads early, silently (a documented trade-off)
+            obs.notes.append(
+                f"reader reuse: a read by {by} from t={start:.6f} ended silently at the "
+                f"damaged slot {end} (no probe past an end it had probed before), missing "
+                f"{len(skipped)} acknowledged entry(ies)"
+            )
+        elif skipped:
             out.append(
                 f"a read of the whole log by {by} from t={start:.6f} missed {len(skipped)} "
                 f"entry(ies) acknowledged before it started, e.g. {skipped[0]!r}"
@@ -216,6 +268,135 @@ def check(
     )
     out.extend(obs.errors)
     return out
+
+
+def _damage_checks(
+    obs: Observations, final: dict[tuple[int, int], bytes] | None, out: list[str]
+) -> set[bytes]:
+    """Issue 10's findings 11 and 13 against the damage the world injected; returns the
+    acknowledged entries no reader can reach because of the damage itself (left out of
+    the acknowledged-entries and whole-log-read checks).
+
+    Expected, not violations: a read or verify stopping with ``DamagedSlotError`` at the
+    damaged slot; entries acknowledged after a deleted middle slot by writers that never
+    saw it (they chain to their predecessors; the gap before them hides them); the
+    documented limit of ``docs/log.md`` (a writer started before a tombstone was deleted,
+    whose stale tail is a record from before the trim, acknowledged in its hole: verify
+    reports it). Violations: something built on the damage or the damage hidden."""
+    d = obs.damage[0]
+    exempt: set[bytes] = set()
+    expected = d.expected()
+    stop = obs.final_stop
+    where: dict[bytes, list[tuple[int, int]]] = {}
+    for pos, v in (final or {}).items():
+        where.setdefault(v, []).append(pos)
+
+    def fresh(by: str) -> bool:
+        """Whether process ``by`` started after the damage (it has no view of the log
+        from before it: whatever it builds on, it found)."""
+        return obs.started.get(by, 0.0) > d.at
+
+    if d.kind == "delete":
+        # (a) the deleted slot filled again (finding 11): the evidence erased, the link to
+        # the slot after it broken. By a writer started after the damage, it found the gap;
+        # one whose known tail predates the damage cannot tell (noted, and then the break
+        # shows at the next slot)
+        exempt.update(d.entries)
+        fillers: dict[bytes, str] = {}
+        for value, slot, _, by in obs.acked:
+            if slot == d.slot and value not in d.entries:
+                fillers[value] = f"{by}'s append of {value!r} was acknowledged there"
+            elif slot > d.slot:  # behind the gap: no reader reaches them
+                exempt.add(value)
+        for (slot, _), values in obs.seen.items():
+            if slot == d.slot:
+                for value, reader in values.items():
+                    if value not in d.entries:
+                        fillers.setdefault(value, f"{reader} read {value!r} there")
+        for value, what in fillers.items():
+            exempt.add(value)
+            by = value.decode(errors="replace").split("#")[0]
+            if fresh(by):
+                out.append(
+                    f"damage: slot {d.slot} was deleted at t={d.at:.6f}, and {what} (the gap "
+                    f"filled by {by}, started after the damage; the chain broken)"
+                )
+            else:
+                expected.add(d.slot + 1)
+                obs.notes.append(
+                    f"stale writer: slot {d.slot} deleted at t={d.at:.6f} was filled by {by}, "
+                    f"whose known tail predates the damage ({what})"
+                )
+        if any(slot == d.slot and v in d.entries for (slot, _), v in (final or {}).items()):
+            # the deleted record's own entries are back: its writer, its proposal still
+            # running from before the damage, decided it again (maybe another record of the
+            # same entries: then the link to the next slot is broken)
+            expected.add(d.slot + 1)
+    elif d.kind == "foreign":
+        # (b) an entry acknowledged after another log's record (finding 11): built on it
+        for value, slot, _, by in obs.acked:
+            if slot > d.slot:
+                out.append(
+                    f"damage: another log's record was copied onto slot {d.slot} at "
+                    f"t={d.at:.6f}, and {by}'s append of {value!r} was acknowledged at slot "
+                    f"{slot}, built on it (no reader can reach it)"
+                )
+                exempt.add(value)
+    else:
+        # a writer in a deleted tombstone's hole (finding 13): refused when it has seen the
+        # snapshot; one started after the damage has no stale view of the log. The slot's
+        # own entries are what the final read shows there (from the snapshot); any other
+        # value acknowledged or read there is a record in the hole
+        own = {v for (slot, _), v in (final or {}).items() if slot == d.slot}
+        holes: dict[bytes, str] = {}
+        for value, slot, _, by in obs.acked:
+            if slot == d.slot and value not in own and not where.get(value):
+                holes[value] = f"acknowledged to {by}"
+        for (slot, _), values in obs.seen.items():
+            if slot == d.slot:
+                for value, reader in values.items():
+                    if value not in own:
+                        holes.setdefault(value, f"read there by {reader}")
+        for value, what in holes.items():
+            exempt.add(value)
+            by = value.decode(errors="replace").split("#")[0]
+            if fresh(by):
+                out.append(
+                    f"damage: the tombstone of slot {d.slot} was deleted at t={d.at:.6f}, and "
+                    f"{by} (started after that) was acknowledged there with {value!r}, which "
+                    f"no reader sees ({what})"
+                )
+            else:
+                expected.add(d.slot + 1)  # its record chains to its stale tail, not on
+                obs.notes.append(
+                    f"documented limit: {by}, its tail stale since before the damage, wrote "
+                    f"{value!r} in the deleted tombstone's slot {d.slot} ({what})"
+                )
+    if stop is not None and stop[0] not in expected:
+        out.append(
+            f"damage: the final read stopped at slot {stop[0]} ({stop[1]}), but the injected "
+            f"damage ({d.kind}) is at slot {d.slot}: a record was built on it"
+        )
+    # (d) verify must report the damage (unless it healed: the final read went through
+    # the slot with its own entries, or a trim's retried tombstone write landed after it)
+    rep = obs.verified
+    healed = d.healed or (
+        d.kind == "delete"
+        and any(slot == d.slot and v in d.entries for (slot, _), v in (final or {}).items())
+    )
+    if rep is not None and not healed:
+        bad = rep.get("bad_slot")
+        if bad is None and rep.get("bad_snapshot") is None:
+            out.append(
+                f"damage: {d.kind} at slot {d.slot} (t={d.at:.6f}), but the final verify "
+                f"reports no damage: {rep}"
+            )
+        elif bad is not None and bad not in expected:
+            out.append(
+                f"damage: {d.kind} at slot {d.slot} (t={d.at:.6f}), but the final verify "
+                f"names slot {bad}: {rep.get('error')}"
+            )
+    return exempt
 
 
 def _handle_of(obs: Observations, op: Op) -> Hashable:

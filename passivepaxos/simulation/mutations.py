@@ -166,6 +166,102 @@ def _finding9() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _finding11() -> Iterator[None]:
+    """Tail discovery stops at the first missing slot it narrows to, without checking that
+    the slots after it are missing too: landing on a deleted middle slot, append fills it."""
+    from passivepaxos.log.tail import _PROBES, Tail
+
+    def discover(self: Tail, start: int | None = None) -> tuple[int, bytes | None]:
+        with self.c.state:
+            known = self.known[0] if self.known else -1
+        guess = max(known, self.read_hint() if start is None else start)
+        lo, lo_data = -1, None
+        hi: int | None = None
+        hit = self.cached(known) if known >= 0 else None
+        if hit is not None:
+            lo, lo_data = known, hit[1]
+        if guess > lo:
+            got = self.exists(guess)
+            if got is None:
+                hi = guess
+            else:
+                lo, lo_data = guess, got
+        base = 1
+        while hi is None:
+            found = self.exists_many([lo + base * (1 << k) for k in range(_PROBES)])
+            lo, lo_data, hi = self.narrow(found, lo, lo_data, None)
+            base <<= _PROBES
+        while hi - lo > 1:
+            gap = hi - lo
+            points = sorted({lo + (gap * k) // (_PROBES + 1) for k in range(1, _PROBES + 1)})
+            found = self.exists_many([p for p in points if lo < p < hi])
+            lo, lo_data, narrowed = self.narrow(found, lo, lo_data, hi)
+            hi = hi if narrowed is None else narrowed
+        if lo >= 0 and lo_data is not None:
+            self.learned(lo, lo_data)
+        return lo, lo_data
+
+    with _patched(Tail, "discover", discover):
+        yield
+
+
+@contextlib.contextmanager
+def _finding11b() -> Iterator[None]:
+    """The writer builds on the tail discovery found without checking that it chains to
+    its predecessor (a record copied from another log is appended to)."""
+    from passivepaxos.log.writer import FencedWriter
+
+    def check_chained(self: FencedWriter, slot: int, data: bytes) -> None:
+        self.tail.learned(slot, data, chained=True)
+
+    with _patched(FencedWriter, "check_chained", check_chained):
+        yield
+
+
+@contextlib.contextmanager
+def _finding13() -> Iterator[None]:
+    """verify parses only the first tombstone and jumps to the snapshot's anchor (a
+    deleted or damaged tombstone after the first one goes unnoticed)."""
+    from passivepaxos.log.verify import Verifier, VerifyReport
+    from passivepaxos.snapshot import SnapshotInfo, is_tombstone
+
+    def verify_tombstones(
+        self: Verifier,
+        start: int,
+        prev: str,
+        snap: SnapshotInfo | None,
+        report: VerifyReport,
+        progress: Any,
+    ) -> tuple[int, str, SnapshotInfo | None]:
+        data = self.cfg.fetch(start)
+        if data is None or not is_tombstone(data):
+            return start, prev, snap
+        snap = snap or self.snaps.newest()
+        if snap is None or snap.slot < start:
+            return start, prev, snap
+        report.trimmed = True
+        report.slots = snap.slot + 1
+        report.entries += 0 if snap.slots is None else sum(len(e) for e in snap.slots)
+        return snap.slot + 1, snap.hash, snap
+
+    with _patched(Verifier, "verify_tombstones", verify_tombstones):
+        yield
+
+
+@contextlib.contextmanager
+def _finding13b() -> Iterator[None]:
+    """A writer forgets the snapshots it has seen, so it writes at or below one without
+    reading the slot first (a deleted tombstone's hole is filled and acknowledged)."""
+    from passivepaxos.log.compaction import Compaction
+
+    def saw(self: Compaction, slot: int) -> None:
+        return None
+
+    with _patched(Compaction, "saw", saw):
+        yield
+
+
 _register("finding2", "open_log accepts part of a configuration (issue 10 finding 2)", _finding2, 2)
 _register(
     "finding4",
@@ -192,6 +288,29 @@ _register(
     7,
 )
 _register("finding9", "a wiped store votes as a member (issue 10 finding 9)", _finding9, 9)
+_register(
+    "finding11",
+    "tail discovery fills a deleted middle slot (issue 10 finding 11: no check past the gap)",
+    _finding11,
+    11,
+)
+_register(
+    "finding11b",
+    "a writer builds on a foreign record found as the tail (issue 10 finding 11: no chain check)",
+    _finding11b,
+)
+_register(
+    "finding13",
+    "verify checks only the first tombstone (issue 10 finding 13)",
+    _finding13,
+    13,
+)
+_register(
+    "finding13b",
+    "a writer forgets the snapshots it saw and writes into a deleted tombstone's hole "
+    "(issue 10 finding 13)",
+    _finding13b,
+)
 
 
 @contextlib.contextmanager

@@ -110,6 +110,11 @@ class Network:
         self._isolated: set[tuple[str, int]] = set()
         self.slow_writers: dict[str, float] = {}  # process -> probability a write's answer is slow
         self.lossy: dict[str, float] = {}  # process -> probability a request's answer is lost
+        # processes whose requests meet no fault (an outside actor: the world's damager)
+        self.quiet: set[str] = set()
+        self.others: list[
+            str
+        ] = []  # other memory spaces of the run (another log's), reset at close
         self._late: list[_LateWrite] = []
         self._seq = itertools.count()
         self._courier: object | None = None
@@ -185,7 +190,7 @@ class Network:
             self._land(w)
 
     def close(self) -> None:
-        for name in self.names:
+        for name in [*self.names, *self.others]:
             self._memory.reset(name)
 
     # -- amnesia (applied by the world) ------------------------------------------------------
@@ -217,6 +222,40 @@ class Network:
             if got is not None:
                 out[meta.key] = got
         return out
+
+    # -- damage (applied by the world: an operator or another log's tool, outside the
+    # library; direct on the stores, so atomic with respect to every simulated process) ---
+
+    def slot_keys(self, i: int, slot: int) -> list[str]:
+        """The keys of ``slot``'s objects on store ``i`` (one object on a single create
+        store, a consensus instance's objects on a quorum)."""
+        if not self._memory.exists(self.names[i]):
+            return []
+        key = f"log/{slot:020d}"
+        b = self.inner[i]
+        return [m.key for m in b.list(key) if m.key == key or m.key.startswith(key + "/")]
+
+    def top_slot(self) -> int:
+        """The highest slot any store holds an object of (-1: none)."""
+        top = -1
+        for i in range(len(self.names)):
+            if not self._memory.exists(self.names[i]):
+                continue
+            for m in self.inner[i].list("log/"):
+                digits = m.key[4:24]
+                if digits.isdigit() and len(digits) == 20:
+                    top = max(top, int(digits))
+        return top
+
+    def remove_slot(self, slot: int) -> int:
+        """Delete every object of ``slot`` on every store; how many were deleted."""
+        n = 0
+        for i in range(len(self.names)):
+            for key in self.slot_keys(i, slot):
+                self.inner[i].delete(key)
+                n += 1
+        self.sched.note("damage-delete", slot, n)
+        return n
 
     # -- requests --------------------------------------------------------------------------
 
@@ -258,7 +297,7 @@ class Network:
     def _fate(self, proc: str, i: int, key: str | None, write: bool) -> str | None:
         if (proc, i) in self._isolated:
             return "cut-before"
-        if not self.enabled:
+        if not self.enabled or proc in self.quiet:
             return None
         now = self.sched.now
         o = self.outages.get(i)

@@ -108,15 +108,19 @@ def _append(a: Actor, log: Log, values: list[bytes]) -> None:
         a.obs.acked_at[v] = a.now()
 
 
-def read_all(obs: Observations, log: Log, by: str) -> dict[tuple[int, int], bytes]:
+def read_all(
+    obs: Observations, log: Log, by: str, *, into: dict[tuple[int, int], bytes] | None = None
+) -> dict[tuple[int, int], bytes]:
     """Read the whole log; record what was seen, and the read (it must see every entry
-    acknowledged before it started)."""
+    acknowledged before it started). ``into``: fill this dict as the read goes (what was
+    read before an error stopped it)."""
     start = obs.clock()
-    got: dict[tuple[int, int], bytes] = {}
+    got: dict[tuple[int, int], bytes] = {} if into is None else into
     for e in log.read(0):
         obs.saw(e.slot, e.index, e.value, by)
         got[(e.slot, e.index)] = e.value
     obs.reads.append((start, frozenset(got.values()), by))
+    obs.read_ends.append(max((slot for slot, _ in got), default=-1) + 1)
     return got
 
 
@@ -403,8 +407,11 @@ def snapshotter(a: Actor) -> None:
             a.rt.sleep(a.rng.uniform(0.1, 1.0))
             try:
                 snap = log.snapshot()
-                if a.rng.random() < 0.7:
-                    log.trim(snap.slot)
+                if a.rng.random() < a.extra.get("trim", 0.7):
+                    # ``through``: sometimes the snapshot's own slot too (then the tail
+                    # itself may be a tombstone)
+                    through = a.extra.get("through", 0.0)
+                    log.trim(snap.slot + (1 if through and a.rng.random() < through else 0))
             except PassivePaxosError:
                 continue
 

@@ -2,8 +2,8 @@
 processes using it through the library (appenders with and without the writer lease, a
 claimant, KV and lock clients, a snapshotter/trimmer, a membership changer, readers),
 faults for a while (store faults, crashes, pauses longer than the TTL, store amnesia,
-clock drift inside or outside the lease bound), then no faults until every live process
-finishes, then final readers and the checks (``checks``).
+clock drift inside or outside the lease bound, damage by an outside actor), then no faults
+until every live process finishes, then final readers and the checks (``checks``).
 
 ``run(seed, profile)`` is a pure function of its arguments: the same seed replays the same
 trace (``RunResult.trace_hash``), and a failing run names the one command that replays it.
@@ -11,13 +11,16 @@ trace (``RunResult.trace_hash``), and a failing run names the one command that r
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from passivepaxos import frame
 from passivepaxos.errors import (
     ContainerNotFoundError,
+    DamagedSlotError,
     PassivePaxosError,
     QuorumError,
     TransientError,
@@ -26,10 +29,12 @@ from passivepaxos.log import Log
 from passivepaxos.manifest import initialise, open_log
 from passivepaxos.recipes.lock import FencedResource
 from passivepaxos.runtime import Task
-from passivepaxos.simulation.checks import Observations, check, lease_bound_holds
+from passivepaxos.simulation.checks import Damage, Observations, check, lease_bound_holds
 from passivepaxos.simulation.runtime import Scheduler, SimRuntime, SimulationError
 from passivepaxos.simulation.stores import Network, StoreFaults
 from passivepaxos.simulation.workloads import ROLES, Actor, read_all
+from passivepaxos.snapshot import is_tombstone
+from passivepaxos.types import PutMode
 
 __all__ = ["PROFILES", "Profile", "RunResult", "World", "run"]
 
@@ -67,6 +72,11 @@ class Profile:
     kv_kinds: tuple[str, ...] = ()  # the operations of KV clients that do not hold the lease
     kv_gap: float = 0.0  # their think time, in TTLs (0: the default)
     stray: float = 0.0  # probability of a client naming one store of a quorum (3+ stores)
+    # damage by an outside actor, one of these kinds per run (those the run's layout
+    # allows: "foreign" and "tombstone" need a single create store): see World._damage
+    damage: tuple[str, ...] = ()
+    fresh: float = 0.0  # probability that a new appender process starts after the damage
+    trim: float = 0.7  # snapshotter: probability of trimming below each snapshot
     timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
     gap: float = 0.05  # think time between a client's operations (up to, virtual seconds)
     horizon: float = 3.0  # virtual seconds of faults
@@ -215,6 +225,21 @@ PROFILES: dict[str, Profile] = {
             crashes=0,
             pauses=2,
         ),
+        # issue 10's findings 11 and 13: an outside actor deletes a middle slot, copies
+        # another log's record past the tail, or deletes / corrupts a tombstone after a
+        # trim; a fresh appender (a new process, e.g. a CLI append) starts after it. No
+        # late writes: a request landing after the damage would blur who wrote what
+        Profile(
+            "damage",
+            stores=(1, 1, 3),
+            modes=("create", "create", "cas", "blocks"),
+            roles=(("appender", 2, 3), ("snapshotter", 1, 1), ("reader", 1, 1)),
+            faults=StoreFaults(late=0.0, outages=0.15, cuts=0.05),
+            damage=("delete", "foreign", "tombstone"),
+            fresh=0.9,
+            trim=1.0,
+            ops=(2, 4),
+        ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
@@ -232,6 +257,7 @@ ROTATION = (
     "inflight",
     "refresh",
     "stale",
+    "damage",
 )
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
@@ -297,6 +323,12 @@ class World:
         self.final: dict[tuple[int, int], bytes] | None = None
         self._incarnations: dict[str, int] = {}
         self._stale: tuple[float, int] | None = None
+        self.damage_kind: str | None = None
+        if p.damage:
+            single = self.n == 1 and self.mode == "create"
+            kinds = [k for k in p.damage if single or k == "delete"]
+            self.damage_kind = rng.choice(kinds)
+            self.plan["damage"] = self.damage_kind
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -337,6 +369,7 @@ class World:
             self.profile.gap,
         )
         self.roles[name] = role
+        self.obs.started[name] = self.sched.now
         task = rt.spawn(self._body, actor, role, name=name)
         self.tasks[name] = (task, rt)
 
@@ -345,6 +378,9 @@ class World:
             ROLES[role](actor)
         except _EXPECTED:
             pass
+        except DamagedSlotError as exc:
+            if not self.obs.damage:  # after injected damage: expected (the checks judge it)
+                self.obs.errors.append(f"{actor.name} ({role}): {type(exc).__name__}: {exc}")
         except PassivePaxosError as exc:
             self.obs.errors.append(f"{actor.name} ({role}): {type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug: report it with the run
@@ -386,6 +422,10 @@ class World:
                         extra["claim_after"] = 0.3
                 if role == "kv" and p.kv_gap:
                     extra["gap"] = p.kv_gap * self.ttl
+                if role == "snapshotter":
+                    extra["trim"] = p.trim
+                    if p.damage:
+                        extra["through"] = 0.5
                 self._start(role, f"{_PREFIX.get(role, role[:2])}{i}", extra)
                 counts[role] = counts.get(role, 0) + 1
         if self.n >= 3 and rng.random() < p.stray:
@@ -403,6 +443,8 @@ class World:
         self.world.spawn(self._faults, name="faults")
         if self._stale is not None:
             self.world.spawn(self._stale_writer, name="stale")
+        if self.damage_kind is not None:
+            self.world.spawn(self._damage, name="damage")
         self.world.sleep(p.horizon)
         net.faults_off()
         end = self.sched.now + p.deadline
@@ -497,6 +539,130 @@ class World:
         net.outages[a] = (now, now + rng.uniform(0.3, 1.5))
         self.plan["wiped"] = b
 
+    # -- damage (issue 10's findings 11 and 13) -------------------------------------------
+
+    def _damage(self) -> None:
+        """An outside actor (an operator, another log's tool) damages the log once, at a
+        random time of the fault horizon (retrying every 0.1 s while the log is too short
+        or not yet trimmed), and a fresh appender may start after it. The damage is done on
+        the stores directly, atomically: no simulated process runs meanwhile."""
+        p, rng, sched = self.profile, self.rng, self.sched
+        at = rng.uniform(0.2, 0.7) * p.horizon
+        self.world.sleep(at)
+        rt = self.sched.process("damager")
+        self.net.quiet.add("damager")
+        kind = self.damage_kind
+        done: Damage | None = None
+        while done is None and sched.now < p.horizon - 0.1:
+            if kind == "delete":
+                done = self._delete_slot(rt)
+            elif kind == "foreign":
+                done = self._copy_foreign(rt)
+            else:
+                done = self._damage_tombstone()
+            if done is None:
+                self.world.sleep(0.1)
+        if done is None:
+            self.plan["damage"] = f"{kind}: not done (log too short or never trimmed)"
+            return
+        self.obs.damage.append(done)
+        self.plan["damage"] = f"{done.kind} slot {done.slot} at t={done.at:.3f}"
+        later = rng.uniform(0.0, 0.3)
+        if rng.random() < p.fresh and sched.now + later < p.horizon - 0.05:
+            self.world.sleep(later)  # (started inside the horizon: the main thread joins it)
+            self._start("appender", "fr")
+
+    def _delete_slot(self, rt: SimRuntime) -> Damage | None:
+        """Delete every object of a middle slot ``k`` (one of the last few with two slots
+        after it) on every store, after reading its entries (to tell a refill from them)."""
+        top = self.net.top_slot()
+        if top < 2:
+            return None
+        k = self.rng.randint(max(0, top - 4), top - 2)
+        try:
+            with self.open_log(rt, "damager") as log:
+                entries = tuple(e.value for e in log.read(k, to_slot=k) if e.slot == k)
+        except PassivePaxosError:
+            return None
+        # atomic from here: no runtime call
+        if not any(self.net.slot_keys(i, k + 1) for i in range(self.n)):
+            return None
+        if self.n == 1 and self._tombstone_at(k):
+            return None  # trimmed meanwhile: that is the tombstone kind's business
+        if not self.net.remove_slot(k):
+            return None
+        return Damage("delete", k, self.sched.now, entries)
+
+    def _tombstone_at(self, slot: int) -> bool:
+        got = self.net.inner[0].get(f"log/{slot:020d}")
+        return got is not None and is_tombstone(frame.unpack(got[0]).payload)
+
+    def _copy_foreign(self, rt: SimRuntime) -> Damage | None:
+        """Copy another log's record of slot ``top + 1`` onto ours (one create store),
+        when that slot is still free; the other log is written on demand, fault-free."""
+        name = f"{self.net.names[0]}-other"
+        url = f"memory://{name}"
+        if name not in self.net.others:
+            self.net.others.append(name)
+            initialise(url, "create", runtime=rt)
+        with self.open_log(rt, "damager", url) as other:
+            have = other.head()
+            for _ in range(4):
+                want = self.net.top_slot() + 1
+                while have < want:
+                    have = other.append([f"other#{have + 1}".encode()])[0]
+                # atomic from here: no runtime call
+                top = self.net.top_slot()
+                if top + 1 > have:
+                    continue  # our log grew meanwhile: write more of the other one
+                key = f"log/{top + 1:020d}"
+                src = self.net._memory.MemoryBackend(name).get(key)
+                if top < 0 or src is None:
+                    return None
+                self.net.inner[0].put(key, src[0], PutMode.OVERWRITE)
+                self.sched.note("damage-foreign", top + 1)
+                return Damage("foreign", top + 1, self.sched.now)
+        return None
+
+    def _damage_tombstone(self) -> Damage | None:
+        """Delete a tombstone trim left (one create store), or corrupt it (a field changed,
+        its checksum left as it was, in a valid frame)."""
+        b = self.net.inner[0]
+        tombs = []
+        for m in b.list("log/"):
+            got = b.get(m.key)
+            if got is not None and is_tombstone(frame.unpack(got[0]).payload):
+                tombs.append(m.key)
+        if not tombs:
+            return None
+        # the last one half of the time (when it is the tail, a writer lands in its hole)
+        key = tombs[-1] if self.rng.random() < 0.5 else self.rng.choice(tombs)
+        slot = int(key[4:24])
+        if self.rng.random() < 0.5:
+            b.delete(key)
+            self.sched.note("damage-tombstone-deleted", slot)
+            return Damage("tombstone-deleted", slot, self.sched.now)
+        got = b.get(key)
+        assert got is not None
+        fr = frame.unpack(got[0])
+        doc = json.loads(fr.payload)
+        doc["writer"] = "mallory"
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        left = frame.pack(data, fr.write_id)
+        b.put(key, left, PutMode.OVERWRITE)
+        self.sched.note("damage-tombstone-corrupted", slot)
+        return Damage("tombstone-corrupted", slot, self.sched.now, left=left)
+
+    def _healed(self, d: Damage) -> bool:
+        """Whether a valid tombstone is back at a damaged tombstone's slot (a trim's
+        OVERWRITE in flight during the damage, retried after its answer was lost)."""
+        if not d.kind.startswith("tombstone"):
+            return False
+        got = self.net.inner[0].get(f"log/{d.slot:020d}")
+        if got is None or got[0] == d.left:
+            return False
+        return is_tombstone(frame.unpack(got[0]).payload)
+
     def _final_reads(self) -> None:
         """A final reader reads everything and verifies the chain; with 3+ stores one more
         reader per store is cut off that store (readers must agree whichever stores they
@@ -504,6 +670,16 @@ class World:
         rt = self.sched.process("final")
         try:
             with self.open_log(rt, "final") as log:
+                if self.obs.damage:  # the read may stop at the damage: keep what it read
+                    final: dict[tuple[int, int], bytes] = {}
+                    try:
+                        read_all(self.obs, log, "final", into=final)
+                    except DamagedSlotError as exc:
+                        self.obs.final_stop = (exc.slot, exc.reason)
+                    self.obs.verified = log.verify().to_json()
+                    self.final = final
+                    self.obs.damage[0].healed = self._healed(self.obs.damage[0])
+                    return  # one final reader: the others would stop at the damage too
                 final = read_all(self.obs, log, "final")
                 report = log.verify()
                 if report.damaged:
