@@ -449,6 +449,16 @@ def manifest_lists(members: dict[str, Manifest]) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(m.stores for m in members.values()))
 
 
+class _Standing:
+    """Whether a store's last membership check found it not a member (shared by the
+    views of one ``MemberStore``)."""
+
+    __slots__ = ("suspect",)
+
+    def __init__(self) -> None:
+        self.suspect = False
+
+
 class MemberStore(Store):
     """A store whose answers count for one log only while it holds that log's manifest.
 
@@ -472,13 +482,18 @@ class MemberStore(Store):
     fails the rest of its batch; a check that could not be made (store error) is repeated
     by the next request.
 
+    DECIDED markers are checked like every read: a marker is a fact only on a store of this
+    log (a store re-used by another log holds that log's markers under the same keys). A
+    store whose last check failed is sent nothing until a check passes (its requests wait
+    for their check: one round trip more, on that store only), so nothing of this log is
+    written into another log's store.
+
     Residual windows, which only a GET sent *after* every answer (one more round trip per
     batch) could close: a store wiped while one request is in flight, after its check GET
-    was served and before the request was; and a store emptied object by object whose
-    manifest goes last (docs/log.md tells operators to remove a store before emptying it).
-    DECIDED-marker GETs are not checked: a marker is a fact wherever it is found (one is
-    only written after a decision by checked members), and reading one costs nothing extra
-    this way."""
+    was served and before the request was; a write the store resent during a backoff in
+    which it was wiped or re-used (the re-check refuses the answer, but the write has
+    landed); and a store emptied object by object whose manifest goes last (docs/log.md
+    tells operators to remove a store before emptying it)."""
 
     _KEEP = 64  # instances whose check result is kept
 
@@ -502,6 +517,10 @@ class MemberStore(Store):
         # daemon tasks: a check hung on this store must not hold the process at exit
         self._pool = DaemonPool(self.runtime)
         self._view = False  # a view of one batch (for_batch) remembers its checks
+        # shared by every view: the last check found the store not a member, so the next
+        # request waits for its own check before it is sent (nothing is written into a
+        # store that holds another log, or none); one round trip more, on that store only
+        self._standing = _Standing()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -511,6 +530,7 @@ class MemberStore(Store):
         try:
             got = _read_manifest(self.inner)
         except InvalidObjectError as exc:
+            self._standing.suspect = True
             raise NotAMemberError(
                 f"unreadable manifest ({exc}): not counted as a member",
                 url=self.url,
@@ -518,6 +538,7 @@ class MemberStore(Store):
             ) from None
         finally:
             RESENT.reset(token)
+        self._standing.suspect = got is None or not got.same_log(self.manifest)
         if got is None or not got.same_log(self.manifest):
             what = "holds no manifest" if got is None else f"holds another log ({got.describe()})"
             raise NotAMemberError(
@@ -566,25 +587,39 @@ class MemberStore(Store):
 
     def _guard(self, key: str, op: Callable[[], T]) -> T:
         fut = self._started(key)
+        if self._standing.suspect or (fut.done() and fut.exception() is not None):
+            # not a member at the last look (or this batch's check already failed): send
+            # nothing before a check passes
+            wait_result(fut, self.runtime)
         resent = Resent()
         token = RESENT.set(resent)
         try:
             out = op()
         except StoreError:
-            wait_result(fut, self.runtime)  # a failed check hides what the store said
-            raise
-        finally:
             RESENT.reset(token)
+            wait_result(fut, self.runtime)  # a failed check hides what the store said
+            if resent.n:
+                self._recheck()
+            raise
+        RESENT.reset(token)
         wait_result(fut, self.runtime)
         if resent.n:
             # a retry or a read-back: the answer may come from a request sent long after
             # the check (a store wiped during the backoff), so check once more, after it
-            self._check()
+            self._recheck()
         return out
 
+    def _recheck(self) -> None:
+        """The check after an answer that needed a resent request; a store error of the
+        check itself leaves the answer as it is (the first check passed)."""
+        try:
+            self._check()
+        except NotAMemberError:
+            raise
+        except StoreError:
+            pass
+
     def get(self, key: str) -> tuple[bytes, Version] | None:
-        if key.endswith(MARKER_SUFFIX):  # a DECIDED marker is a fact (see the class doc)
-            return self.inner.get(key)
         return self._guard(key, lambda: self.inner.get(key))
 
     def put(

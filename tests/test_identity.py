@@ -273,6 +273,39 @@ def test_finding_9_a_retry_after_a_wipe_is_checked_again() -> None:
     assert isinstance(got, NotAMemberError), got
 
 
+@pytest.mark.parametrize("mode", ["create", "cas", "blocks"])
+def test_finding_9_a_store_reused_by_another_log_is_neither_read_nor_written(
+    tmp_path: Path, mode: str
+) -> None:
+    """Store b of log A is emptied and given to log B, which appends. A fresh process of
+    A must neither build on B's DECIDED markers (its append was acknowledged past B's
+    records, unreachable for every reader of A) nor write A's objects into b (B's log then
+    read as damaged). Review of 6ec4c70: markers were read unchecked, and a store known not
+    to be a member was still sent every request beside its check."""
+    da, db, dc, dx, dy = _dirs(tmp_path, "abcxy")
+    log_a = ",".join(d.as_uri() for d in (da, db, dc))
+    init_log(log_a, mode)
+    with Log.open(log_a, writer_id="WA") as a:
+        a.append([b"a0"])
+    _wipe(db)
+    log_b = ",".join(d.as_uri() for d in (db, dx, dy))
+    init_log(log_b, mode)
+    with Log.open(log_b, writer_id="WB") as b:
+        for i in range(5):
+            b.append([f"b{i}".encode()])
+    before = sorted(p.relative_to(db) for p in db.rglob("*") if p.is_file())
+    with Log.open(log_a, writer_id="WA2") as a:  # a fresh process of log A
+        a.append([b"a1"])
+        a.append([b"a2"])
+    with Log.open(log_a) as reader:
+        assert [e.value for e in reader.read()] == [b"a0", b"a1", b"a2"]
+    after = sorted(p.relative_to(db) for p in db.rglob("*") if p.is_file())
+    assert after == before  # nothing of A's written into B's store
+    with Log.open(log_b) as b:
+        assert [e.value for e in b.read()] == [f"b{i}".encode() for i in range(5)]
+        assert b.verify().ok
+
+
 def test_finding_9_open_does_not_count_a_store_without_the_manifest(tmp_path: Path) -> None:
     da, db, dc = _dirs(tmp_path, "abc")
     quorum = ",".join(d.as_uri() for d in (da, db, dc))

@@ -185,17 +185,18 @@ def begin_batch(
     retry) therefore cannot let a store wiped meanwhile count with a check made before the
     wipe (simulation seed 35768 of ``amnesia``).
 
-    DECIDED markers are facts: a marker GET is never checked, and a marker PUT (a fact
-    being recorded, not a vote) goes through the ``previous`` batch's view of its store,
-    whose check (phase 2's, made one round trip earlier) keeps it from writing into a store
-    that holds another log, at no extra request."""
+    A DECIDED marker is a fact only when its store is this log's: marker GETs are checked
+    like every read (a store re-used by another log holds that log's markers under the
+    same keys). A marker PUT (a fact being recorded, not a vote) goes through the
+    ``previous`` batch's view of its store: phase 2's check, one round trip earlier, keeps
+    it out of a store that is not a member, at no extra request.
+    """
     out = list(stores)
     fresh: set[int] = set()
     for op in batch:
         if isinstance(op, core.Sleep):
             continue
-        key = op.prefix if isinstance(op, core.List) else op.key
-        if key.endswith(_MARKER):
+        if isinstance(op, core.Put) and op.key.endswith(_MARKER):
             if previous is not None and op.store not in fresh:
                 out[op.store] = previous[op.store]
             continue
