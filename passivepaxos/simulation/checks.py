@@ -18,19 +18,23 @@ thread runs at a time, so plain lists are safe); :func:`check` turns them into v
   past the tail, a tombstone deleted or corrupted), reads and verify failing at the
   damaged slot are expected, and the violations are issue 10's findings 11 and 13: a
   deleted slot filled again, an entry acknowledged after a foreign record (built on it),
-  a read or verify stopping elsewhere (something was built on the damage), a writer started
-  after a tombstone was deleted acknowledged in its hole, and a verify that reports no
-  damage (see :func:`_damage_checks`).
+  a read or verify stopping elsewhere (something was built on the damage), a writer that
+  could know the slot was decided acknowledged in a deleted tombstone's hole, and a verify
+  that reports no damage (see :func:`_damage_checks`; a stale view, by what the network
+  told the writer, is only a note: :func:`_writer_knew`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from passivepaxos import checker
 from passivepaxos.checker import Hold, KVModel, LockModel, Op, Recorder
+from passivepaxos.log.record import tombstone_of
+from passivepaxos.snapshot import is_tombstone, snapshot_slot_of
 
 __all__ = ["Damage", "Observations", "check", "lease_bound_holds"]
 
@@ -100,6 +104,10 @@ class Observations:
     errors: list[str] = field(default_factory=list)  # unexpected exceptions in clients
     damage: list[Damage] = field(default_factory=list)  # injected by the world
     started: dict[str, float] = field(default_factory=dict)  # process -> when it started
+    views: dict[str, list[tuple[float, str, int]]] = field(
+        default_factory=dict
+    )  # process -> what it was told, in order: (when, "slot" | "snap" | "write", slot)
+    reading: set[str] = field(default_factory=set)  # processes inside a whole-log read
     final_stop: tuple[int, str] | None = None  # damage runs: where the final read stopped
     verified: dict[str, Any] | None = None  # damage runs: the final verify's report
 
@@ -108,6 +116,40 @@ class Observations:
         self.locks = Recorder(self.clock)
 
     # -- recording -------------------------------------------------------------------------
+
+    def observe(self, proc: str, op: str, key: str | None, answer: Any) -> None:
+        """A request of ``proc`` as the network saw it (``Network.watch``): a write sent
+        (``answer`` None) or a read's answer received. Kept: the log slots it was told
+        exist, the snapshots it was told of (listed, read, or named by a tombstone), the
+        slots it wrote; what the damage checks ask of a writer's view."""
+        now = self.clock()
+        got = self.views.setdefault(proc, [])
+        if answer is None:
+            slot = _log_slot(key) if op.startswith("put") else None
+            if slot is not None:
+                got.append((now, "write", slot))
+            return
+        if op == "list":
+            for m in answer:
+                snap = snapshot_slot_of(m.key)
+                if snap is not None:
+                    got.append((now, "snap", snap))
+                slot = _log_slot(m.key)
+                if slot is not None and proc not in self.reading:
+                    got.append((now, "slot", slot))
+            return
+        snap = snapshot_slot_of(key or "")
+        if snap is not None:
+            got.append((now, "snap", snap))
+        slot = _log_slot(key)
+        if slot is None:
+            return
+        if proc not in self.reading:
+            got.append((now, "slot", slot))
+        data = answer[0]
+        if is_tombstone(data):
+            with contextlib.suppress(Exception):  # a corrupted tombstone names nothing
+                got.append((now, "snap", tombstone_of(data, slot).snap))
 
     def saw(self, slot: int, index: int, value: bytes, reader: str) -> None:
         self.seen.setdefault((slot, index), {}).setdefault(value, reader)
@@ -120,6 +162,16 @@ class Observations:
         now = self.clock()
         h = self.holds.setdefault((lock, owner, token), [now if start is None else start, now])
         h[1] = max(h[1], now)
+
+
+def _log_slot(key: str | None) -> int | None:
+    """The slot of a log object's key (``log/<20 digits>[/...]``), else None."""
+    if not key or not key.startswith("log/"):
+        return None
+    digits = key[4:24]
+    if len(digits) == 20 and digits.isdigit() and key[24:25] in ("", "/"):
+        return int(digits)
+    return None
 
 
 def _lin(history: list[Op], model: Any) -> checker.Result:
@@ -280,9 +332,10 @@ def _damage_checks(
     Expected, not violations: a read or verify stopping with ``DamagedSlotError`` at the
     damaged slot; entries acknowledged after a deleted middle slot by writers that never
     saw it (they chain to their predecessors; the gap before them hides them); the
-    documented limit of ``docs/log.md`` (a writer started before a tombstone was deleted,
-    whose stale tail is a record from before the trim, acknowledged in its hole: verify
-    reports it). Violations: something built on the damage or the damage hidden."""
+    documented limit of ``docs/log.md`` (a writer whose stale tail is a record from before
+    the trim, acknowledged in a deleted tombstone's hole: verify reports it). Stale means
+    what :func:`_writer_knew` says: judged on what the network told the writer.
+    Violations: something built on the damage or the damage hidden."""
     d = obs.damage[0]
     exempt: set[bytes] = set()
     expected = d.expected()
@@ -291,16 +344,17 @@ def _damage_checks(
     for pos, v in (final or {}).items():
         where.setdefault(v, []).append(pos)
 
-    def fresh(by: str) -> bool:
-        """Whether process ``by`` started after the damage (it has no view of the log
-        from before it: whatever it builds on, it found)."""
-        return obs.started.get(by, 0.0) > d.at
+    def knew(by: str) -> tuple[str | None, str]:
+        """What told writer ``by``, before it wrote at the damaged slot, that the slot was
+        decided (so the library refuses to write there; ``None``: its view predates the
+        damage, it cannot tell, a stale view). See :func:`_writer_knew`."""
+        return _writer_knew(obs, by, d.slot, d.at)
 
     if d.kind == "delete":
         # (a) the deleted slot filled again (finding 11): the evidence erased, the link to
-        # the slot after it broken. By a writer started after the damage, it found the gap;
-        # one whose known tail predates the damage cannot tell (noted, and then the break
-        # shows at the next slot)
+        # the slot after it broken. By a writer that could know (started after the damage,
+        # or told of a snapshot at or past the slot), a violation; one whose known tail
+        # predates the damage cannot tell (noted, and then the break shows at the next slot)
         exempt.update(d.entries)
         fillers: dict[bytes, str] = {}
         for value, slot, _, by in obs.acked:
@@ -316,16 +370,17 @@ def _damage_checks(
         for value, what in fillers.items():
             exempt.add(value)
             by = value.decode(errors="replace").split("#")[0]
-            if fresh(by):
+            why, later = knew(by)
+            if why is not None:
                 out.append(
                     f"damage: slot {d.slot} was deleted at t={d.at:.6f}, and {what} (the gap "
-                    f"filled by {by}, started after the damage; the chain broken)"
+                    f"filled by {by}, which {why}; the chain broken)"
                 )
             else:
                 expected.add(d.slot + 1)
                 obs.notes.append(
                     f"stale writer: slot {d.slot} deleted at t={d.at:.6f} was filled by {by}, "
-                    f"whose known tail predates the damage ({what})"
+                    f"whose known tail predates the damage ({what}{later})"
                 )
         if any(slot == d.slot and v in d.entries for (slot, _), v in (final or {}).items()):
             # the deleted record's own entries are back: its writer, its proposal still
@@ -344,8 +399,8 @@ def _damage_checks(
                 exempt.add(value)
     else:
         # a writer in a deleted tombstone's hole (finding 13): refused when it has seen the
-        # snapshot; one started after the damage has no stale view of the log. The slot's
-        # own entries are what the final read shows there (from the snapshot); any other
+        # snapshot; one started after the damage has no stale view of the log (knew). The
+        # slot's own entries are what the final read shows there (from the snapshot); any other
         # value acknowledged or read there is a record in the hole
         own = {v for (slot, _), v in (final or {}).items() if slot == d.slot}
         holes: dict[bytes, str] = {}
@@ -360,17 +415,18 @@ def _damage_checks(
         for value, what in holes.items():
             exempt.add(value)
             by = value.decode(errors="replace").split("#")[0]
-            if fresh(by):
+            why, later = knew(by)
+            if why is not None:
                 out.append(
                     f"damage: the tombstone of slot {d.slot} was deleted at t={d.at:.6f}, and "
-                    f"{by} (started after that) was acknowledged there with {value!r}, which "
+                    f"{by} (which {why}) was acknowledged there with {value!r}, which "
                     f"no reader sees ({what})"
                 )
             else:
                 expected.add(d.slot + 1)  # its record chains to its stale tail, not on
                 obs.notes.append(
                     f"documented limit: {by}, its tail stale since before the damage, wrote "
-                    f"{value!r} in the deleted tombstone's slot {d.slot} ({what})"
+                    f"{value!r} in the deleted tombstone's slot {d.slot} ({what}{later})"
                 )
     if stop is not None and stop[0] not in expected:
         out.append(
@@ -397,6 +453,53 @@ def _damage_checks(
                 f"names slot {bad}: {rep.get('error')}"
             )
     return exempt
+
+
+def _writer_knew(obs: Observations, by: str, slot: int, at: float) -> tuple[str | None, str]:
+    """Whether writer ``by`` could know, when it began the write that put a record at
+    ``slot`` (damaged at ``at``), that ``slot`` was decided; a stale view is only one
+    where it could not. Judged on what the network told it (``Observations.views``)
+    before that write began (its first request of its last run of writes to ``slot``
+    that has one sent after the damage; else its last such run). It could know (returned
+    first, a violation) when:
+
+    - it started after the damage (whatever it builds on, it found);
+    - it was told of a snapshot at ``slot`` or later (listed, read, or named by a
+      tombstone), at any time: slots up to a snapshot are decided, and the library never
+      writes a missing slot below a snapshot it has seen (``below_snapshot``).
+
+    Returned second (for the note, not a violation): a later slot it was told exists
+    after the damage outside a whole-log read (a discovery that then failed, a resumed
+    append's search): the writer's view of the tail did not keep it (docs/simulation.md)."""
+    if obs.started.get(by, 0.0) > at:
+        return f"started at t={obs.started[by]:.6f}, after the damage", ""
+    events = obs.views.get(by, [])
+    runs: list[list[float]] = []  # its runs of consecutive writes to slot (times)
+    last_slot: int | None = None
+    for t, kind, s in events:
+        if kind != "write":
+            continue
+        if s == slot and last_slot == slot and runs:
+            runs[-1].append(t)
+        elif s == slot:
+            runs.append([t])
+        last_slot = s
+    if not runs:
+        return None, ""  # never wrote there itself: nothing to judge
+    run = next((r for r in runs if r[-1] > at), runs[-1])
+    began = run[0]
+    later = ""
+    for t, kind, s in events:
+        if t >= began:
+            break
+        if kind == "snap" and s >= slot:
+            return (
+                f"had been told of the snapshot at slot {s} at t={t:.6f}, before it wrote "
+                f"there at t={began:.6f}"
+            ), ""
+        if kind == "slot" and s > slot and t > at and not later:
+            later = f"; it had been told slot {s} exists at t={t:.6f}, after the damage"
+    return None, later
 
 
 def _handle_of(obs: Observations, op: Op) -> Hashable:

@@ -121,6 +121,10 @@ class Network:
         self.horizon = horizon
         self.counts: dict[str, int] = {}
         self._net_rt: SimRuntime | None = None
+        # what each process was told, for the checks (``Observations.observe``): called
+        # with (process, op, key, answer) when a write is sent (answer None) and when a
+        # read's answer reaches the process
+        self.watch: Callable[[str, str, str | None, Any], None] | None = None
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -350,6 +354,8 @@ class Network:
         s.sleep(self.rng.uniform(*f.latency), local=False)
         fate = self._fate(proc, i, key, write)
         s.note("req", proc, i, op, key, fate)
+        if write and self.watch is not None:
+            self.watch(proc, op, key, None)
         if fate is not None:
             self._count(fate)
         if fate in ("outage", "before", "cut-before", "marker"):
@@ -381,6 +387,8 @@ class Network:
             raise TransientError(
                 "injected lost response (the request took effect)", url=url, key=key
             )
+        if not write and self.watch is not None:
+            self.watch(proc, op, key, result)
         return result
 
 

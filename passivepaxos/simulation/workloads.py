@@ -116,9 +116,13 @@ def read_all(
     read before an error stopped it)."""
     start = obs.clock()
     got: dict[tuple[int, int], bytes] = {} if into is None else into
-    for e in log.read(0):
-        obs.saw(e.slot, e.index, e.value, by)
-        got[(e.slot, e.index)] = e.value
+    obs.reading.add(by)  # its requests meanwhile are the read's, not its writer's view
+    try:
+        for e in log.read(0):
+            obs.saw(e.slot, e.index, e.value, by)
+            got[(e.slot, e.index)] = e.value
+    finally:
+        obs.reading.discard(by)
     obs.reads.append((start, frozenset(got.values()), by))
     obs.read_ends.append(max((slot for slot, _ in got), default=-1) + 1)
     return got

@@ -314,6 +314,7 @@ class World:
         self.spare = self.n
         self.url = ",".join(self.net.url(i) for i in self.members)
         self.obs = Observations(lambda: self.sched.now)
+        self.net.watch = self.obs.observe  # what each process was told (damage checks)
         self.fenced: dict[str, FencedResource] = {}
         self.tasks: dict[str, tuple[Task, SimRuntime]] = {}
         self.roles: dict[str, str] = {}
