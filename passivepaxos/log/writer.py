@@ -106,6 +106,10 @@ class FencedWriter:
                     return slot  # our own earlier attempt, landed and then trimmed
                 last, found = self.tail.discover(slot)
                 assert found is not None  # slot exists (below_snapshot checked it)
+                # found by discovery, not read in order: never build on a record copied
+                # from another log (simulation seed 12431 of damage: acknowledged after
+                # one, never read)
+                self.check_chained(last, found)
                 slot, prev, state = (
                     last + 1,
                     chain_hash(found, last),
