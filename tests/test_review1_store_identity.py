@@ -1,7 +1,7 @@
 """Review round 1 (reviewer 1), findings A, B, F and G: store identity, membership and
 tail discovery on a quorum opened from its manifest.
 
-- A: a passed membership check lives for one phase-1 batch only (it was remembered for
+- A: a passed membership check lives for one batch only (since 8a8f773; one phase-1 batch before) (it was remembered for
   the whole slot, so a store wiped later voted in a later proposal of that slot);
 - B: a reader's learner and finisher count a store only while it holds the manifest (a
   reader's finisher decided a second value for an acknowledged slot on a wiped store);
