@@ -40,6 +40,9 @@ class Capabilities:
     cas: bool  # update-if-version-matches
     delete_if_version: bool
     consistency: str
+    # a LIST shows every write acknowledged before it started, in key order: tail
+    # discovery lists once from the hint instead of probing (passivepaxos.log.tail)
+    strong_list: bool
     same_name_writes_per_s: float | None  # None: no documented per-object limit
     max_object_bytes: int | None  # largest object one request may write; None: no limit
     usd_per_1000_writes: float
@@ -75,6 +78,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="linearizable (one process)",
+        strong_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=None,
         usd_per_1000_writes=0.0,
@@ -89,6 +93,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="linearizable on one host",
+        strong_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=None,
         usd_per_1000_writes=0.0,
@@ -108,6 +113,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="strong read-after-write",
+        strong_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=5 * _GiB,
         usd_per_1000_writes=0.005,
@@ -126,6 +132,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=False,
         delete_if_version=False,
         consistency="read-after-write (required)",
+        strong_list=False,
         same_name_writes_per_s=None,
         max_object_bytes=5 * _GiB,
         usd_per_1000_writes=0.004,
@@ -144,6 +151,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="strong read-after-write",
+        strong_list=True,
         same_name_writes_per_s=1.0,
         max_object_bytes=5 * 1024 * _GiB,
         usd_per_1000_writes=0.005,
@@ -161,6 +169,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="strong per path",
+        strong_list=False,
         same_name_writes_per_s=None,
         max_object_bytes=150 * _MiB,
         usd_per_1000_writes=0.0,
@@ -180,6 +189,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         cas=True,
         delete_if_version=True,
         consistency="strong read-after-write",
+        strong_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=5000 * _MiB,
         usd_per_1000_writes=0.0065,
@@ -239,6 +249,7 @@ TABLE_COLUMNS = (
     "CAS",
     "delete-if-version",
     "consistency",
+    "strong LIST",
     "same-name writes",
     "max object",
     "$/1k writes",
@@ -258,6 +269,7 @@ def table_rows() -> list[list[str]]:
             _yes(c.cas),
             _yes(c.delete_if_version),
             c.consistency,
+            _yes(c.strong_list),
             _fmt_rate(c.same_name_writes_per_s),
             _fmt_size(c.max_object_bytes),
             f"{c.usd_per_1000_writes:g}",
@@ -278,7 +290,9 @@ def render_markdown() -> str:
         "The list mode of a log is the first of its `modes` (create > cas > blocks) unless",
         "`init --mode` forces another; a forced mode the store cannot run is refused with an",
         "error naming the missing capability. Prices are list prices in USD (us-east-1 /",
-        "Standard class), for cost estimates only.",
+        "Standard class), for cost estimates only. *strong LIST*: a listing shows every",
+        "write acknowledged before it started, so a fresh process finds the tail with one",
+        "LIST after the tail hint instead of probing slots (`docs/log.md`).",
         "",
         "| " + " | ".join(TABLE_COLUMNS) + " |",
         "|" + "---|" * len(TABLE_COLUMNS),

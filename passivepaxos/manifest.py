@@ -165,6 +165,7 @@ def _combined(stores: list[Store]) -> Capabilities:
         cas=all(c.cas for c in caps),
         delete_if_version=all(c.delete_if_version for c in caps),
         consistency=first.consistency,
+        strong_list=all(c.strong_list for c in caps),
         same_name_writes_per_s=first.same_name_writes_per_s,
         max_object_bytes=first.max_object_bytes,
         usd_per_1000_writes=first.usd_per_1000_writes,
@@ -368,7 +369,9 @@ def _same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
         return False
 
 
-def open_log(log: str, runtime: Runtime | None = None) -> tuple[list[Store], Manifest]:
+def open_log(
+    log: str, runtime: Runtime | None = None, *, stores: list[Store] | None = None
+) -> tuple[list[Store], Manifest]:
     """Open the stores of ``log`` and the manifest a majority of them hold.
 
     ``log`` must be exactly a configuration of the log (the list it was created on, or
@@ -377,8 +380,9 @@ def open_log(log: str, runtime: Runtime | None = None) -> tuple[list[Store], Man
     objects. Only stores holding the manifest with the log's identity count toward the
     majority; one without (wiped, re-created empty, another log's) is reported, never
     counted. The stores come back in the order of the matching configuration, each on
-    ``runtime`` (default the production one)."""
-    stores = open_stores(log, runtime)
+    ``runtime`` (default the production one); ``stores``: ``open_stores(log, runtime)``
+    already done by the caller."""
+    stores = open_stores(log, runtime) if stores is None else stores
     found: dict[str, Manifest] = {}
     errors: dict[str, str] = {}
     missing: list[str] = []

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent / "passivepaxos"
 # bottom up: a component may import only those before it
 ORDER = [
     "record",
+    "tailcache",
     "context",
     "slots",
     "config",

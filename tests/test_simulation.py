@@ -32,6 +32,7 @@ HABITAT = {
     "finding1": "stale",  # a stale writer proposes on the old set: marker + empty re-added store
     # an outside actor damages the log; a fresh appender starts after it
     "finding11": "damage",  # a deleted middle slot: discovery lands on the gap, append fills it
+    "list_hole": "damage",  # the same, when discovery lists: the hole taken for the end
     "finding11b": "damage",  # another log's record past the tail: append builds on it
     "finding13": "damage",  # a deleted or corrupted tombstone: verify says intact
     "finding13b": "damage",  # a deleted last tombstone: a fresh writer is acknowledged in its hole
@@ -39,6 +40,7 @@ HABITAT = {
 # what the first violation of a damage mutation says (the damage-aware check that fired)
 CAUGHT_BY = {
     "finding11": "was deleted at",
+    "list_hole": "was deleted at",
     "finding11b": "another log's record was copied",
     "finding13": "the final verify reports no damage",
     "finding13b": "was acknowledged there",

@@ -60,16 +60,23 @@ A reader validates every record and raises :class:`DamagedSlotError` (an
 record of another kind, an unknown or newer format, the wrong slot number, a bad
 checksum, a broken hash chain, or a slot missing while a later one exists. It never skips.
 
-Tail discovery never lists the log: read the hint object ``log/tail-hint`` (an OVERWRITE,
-written rarely, rate-limited to one write per ``hint_min_interval`` seconds per process
-because GCS allows ~1 write/s per object name; never trusted for correctness), then probe
-``h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all exist) and
-narrow the gap to the first missing slot with 6 parallel probes a round. This is sound
-because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so it can
-only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted slot):
-discovery checks, as reads do, that the slot after the first missing one is missing too
-(``DamagedSlotError`` otherwise; the gap is never filled), and a writer checks that a tail
-found this way names its predecessor's hash before building on it (``FencedWriter.check_chained``).
+Tail discovery starts at the hint object ``log/tail-hint`` (an OVERWRITE written when the
+known tail is ``hint_every`` slots past it or after a release, never on a timer, at most
+once per ``hint_min_interval`` seconds per process because GCS allows ~1 write/s per object
+name; ``Log.open`` reads it beside the manifest). The hint names a slot, the log's identity
+and, when its writer had checked that record to chain, the record's hash: a guess and a
+voucher, never trusted beyond what is read (a hint of another log is ignored; the hash
+only spares reading the slot before the hinted one when the bytes read there match). On
+one create store whose backend lists strongly (``Capabilities.strong_list``) discovery
+LISTs ``log/`` from the hinted slot (one request shows the tail and any hole); elsewhere
+it probes ``h, h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all
+exist) and narrows the gap to the first missing slot with 6 parallel probes a round. This
+is sound because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so
+it can only be built after slot ``i-1`` was decided. A gap is therefore damage (a deleted
+slot): a listing that shows one, or probing that finds the slot 2 or 4 after the first
+missing one, raises ``DamagedSlotError`` (the gap is never filled), and a writer checks
+that a tail found this way names its predecessor's hash before building on it
+(``FencedWriter.check_chained``).
 
 Snapshots and trim (formats: :mod:`passivepaxos.snapshot`; docs/log.md)
 -----------------------------------------------------------------------

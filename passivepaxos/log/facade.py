@@ -32,9 +32,10 @@ from passivepaxos.log.record import Entry, Position, Record
 from passivepaxos.log.resume import Resumer
 from passivepaxos.log.slots import SlotIO
 from passivepaxos.log.tail import HINT_KEY, Tail
+from passivepaxos.log.tailcache import FileTailCache, MemoryTailCache, TailCache
 from passivepaxos.log.verify import Verifier, VerifyReport
 from passivepaxos.log.writer import FencedWriter
-from passivepaxos.manifest import Manifest, open_log
+from passivepaxos.manifest import Manifest, open_log, open_stores
 from passivepaxos.membership_data import ConfigChange
 from passivepaxos.runtime import REAL, EventLike, Runtime
 from passivepaxos.snapshot import SnapshotInfo
@@ -48,6 +49,26 @@ def default_writer_id(runtime: Runtime = REAL) -> str:
     """``host-pid-random``: unique per Log object, readable in lease and lock messages."""
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
     return f"{host}-{os.getpid()}-{runtime.token_hex(4)}"
+
+
+_MEMORY_TAILS = MemoryTailCache()  # tail_cache="memory": one per process
+
+
+def _tail_cache(spec: TailCache | str | None) -> TailCache | None:
+    """``Log.open``'s ``tail_cache``; ``None``: ``$PASSIVEPAXOS_TAIL_CACHE`` (``memory`` or
+    ``file``; unset or empty: no cache), so a CLI call can use one without a flag."""
+    if spec is None:
+        spec = os.environ.get("PASSIVEPAXOS_TAIL_CACHE") or None
+    if spec is None or not isinstance(spec, str):
+        return spec
+    if spec == "memory":
+        return _MEMORY_TAILS
+    if spec == "file":
+        return FileTailCache()
+    raise ConfigError(
+        f"tail cache {spec!r} (tail_cache= or $PASSIVEPAXOS_TAIL_CACHE): expected 'memory', "
+        "'file' or a TailCache"
+    )
 
 
 # -- the log -------------------------------------------------------------------------------
@@ -67,7 +88,6 @@ class Log:
         max_batch_entries: int = 1000,
         max_batch_bytes: int = 4 << 20,
         hint_every: int = 32,
-        hint_interval: float = 5.0,
         hint_min_interval: float = 1.0,
         wait_expired_lease: bool = True,
         backoff_max: float = 2.0,
@@ -98,7 +118,6 @@ class Log:
             self._c,
             self._cfg,
             hint_every=hint_every,
-            hint_interval=hint_interval,
             hint_min_interval=hint_min_interval,
         )
         self._snaps = Compaction(self._c, self._cfg)
@@ -114,16 +133,38 @@ class Log:
         self._batch = GroupCommit(
             rt,
             self._writer.commit,
-            self._tail.maybe_write_hint,
+            self._tail.committed,
             max_batch_entries=max_batch_entries,
             max_batch_bytes=max_batch_bytes,
         )
 
     @classmethod
-    def open(cls, log_url: str, **kwargs: Any) -> Log:
+    def open(
+        cls, log_url: str, *, tail_cache: TailCache | str | None = None, **kwargs: Any
+    ) -> Log:
+        """Open the log at ``log_url`` (its manifest, and on one store the tail hint in
+        the same round trip). ``tail_cache``: start from the tail an earlier ``Log`` of
+        this log left on this machine and keep it there (``"memory"``: this process,
+        ``"file"``: the temp directory, or a :class:`TailCache`; default
+        ``$PASSIVEPAXOS_TAIL_CACHE``, else none); a warm first append is then 2 requests
+        (manifest, create) when nobody else wrote meanwhile (docs/log.md)."""
         # the stores run on the log's runtime (a simulated process's clock and RNG)
-        stores, manifest = open_log(log_url, runtime=kwargs.get("runtime"))
-        return cls(stores, manifest.mode, url=log_url, manifest=manifest, **kwargs)
+        stores = open_stores(log_url, kwargs.get("runtime"))
+        cache = _tail_cache(tail_cache)
+        cached = cache.load(log_url) if cache is not None else None
+        hint = None
+        if len(stores) == 1 and cached is None:
+            # the tail hint is read beside the manifest (one round trip for both): a fresh
+            # process's first append needs both (Tail.read_hint takes it)
+            pool = stores[0].runtime.pool(1, "ppx-open")
+            hint = pool.submit(stores[0].get, HINT_KEY)
+            pool.shutdown(wait=False)
+        stores, manifest = open_log(log_url, runtime=kwargs.get("runtime"), stores=stores)
+        log = cls(stores, manifest.mode, url=log_url, manifest=manifest, **kwargs)
+        log._tail.hint_prefetch = hint
+        if cache is not None:
+            log._tail.warm(cache, cached)
+        return log
 
     @classmethod
     def from_manifest(cls, stores: Sequence[Store], manifest: Manifest, **kwargs: Any) -> Log:
@@ -175,17 +216,14 @@ class Log:
         return self._tail.hint_every
 
     @property
-    def hint_interval(self) -> float:
-        return self._tail.hint_interval
-
-    @property
     def hint_min_interval(self) -> float:
         return self._tail.hint_min_interval
 
     def head(self) -> int:
-        """The last slot of the log (``-1`` when empty). Reads the hint, then probes
-        ``h+1, h+2, h+4, ... h+32`` at once (further rounds if all exist) and narrows the
-        gap found, 6 probes a round; never lists."""
+        """The last slot of the log (``-1`` when empty). Reads the hint, then, on one
+        create store whose backend lists strongly, LISTs the slots from it (one request);
+        otherwise probes ``h, h+1, h+2, h+4, ... h+32`` at once (further rounds if all
+        exist) and narrows the gap found, 6 probes a round."""
         return self._tail.head()
 
     def close(self) -> None:
@@ -337,7 +375,7 @@ class Log:
             if self._leasing.holding() is None:
                 raise ConfigError("renew: this process does not hold the writer lease")
             slot = self._writer.commit([])
-        self._tail.maybe_write_hint()
+        self._tail.committed()
         return slot
 
     def release_writer(self) -> int | None:
@@ -346,7 +384,10 @@ class Log:
         with self._batch.lead():
             if self._leasing.holding() is None:
                 return None
-            return self._writer.commit([], op="release")
+            slot = self._writer.commit([], op="release")
+        self._tail.maybe_write_hint(force=True)  # the next writer starts from the tail
+        self._tail.remember()
+        return slot
 
     def writer_status(self) -> WriterStatus:
         """WriterStatus: holder, epoch, ttl, expiry ESTIMATE (the holder's wall clock at its

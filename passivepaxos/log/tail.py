@@ -2,16 +2,20 @@
 
 Owns the known tail (slot, hash, record), the records seen recently (so a state
 machine's next read, or our own next write, needs no request for them), the tail hint
-object and tail discovery. Discovery never lists the log: it reads the hint, probes
-``h+1, h+2, h+4, ... h+32`` in parallel and narrows the gap, 6 probes a round; slots have
-no gaps (a record names its predecessor's hash), so a missing slot followed by an
-existing one is damage, never skipped.
+object and tail discovery. Discovery starts at the hint (read at open, beside the
+manifest); on one create store whose backend lists strongly it LISTs the slots from
+there (one request shows the tail and any gap before it); otherwise it probes ``h, h+1,
+h+2, h+4, ... h+32`` in parallel and narrows the gap, 6 probes a round. Slots have no gaps
+(a record names its predecessor's hash), so a missing slot followed by an existing one is
+damage, never skipped or filled.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import re
+from concurrent.futures import Future
 from typing import Any
 
 from passivepaxos.consensus import driver
@@ -19,14 +23,18 @@ from passivepaxos.errors import DamagedSlotError, QuorumError, StoreError
 from passivepaxos.lease import TailWatch
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
-from passivepaxos.log.record import chain_hash
-from passivepaxos.types import PutMode
+from passivepaxos.log.record import chain_hash, slot_instance
+from passivepaxos.log.tailcache import MAX_CACHED_RECORD, CachedTail, TailCache
+from passivepaxos.snapshot import is_tombstone
+from passivepaxos.types import PutMode, Version
 
 __all__ = ["HINT_KEY", "Tail"]
 
 HINT_KEY = "log/tail-hint"
 _RECENT_SLOTS, _RECENT_BYTES = 256, 8 << 20  # bounds of Tail.recent
 _PROBES = 6  # slots probed at once by tail discovery (see discover)
+_LIST_MAX = 2000  # slots one listing discovery reads (2 pages) before probing on
+_SLOT_KEY = re.compile(r"log/(\d{20})")
 
 
 class Tail:
@@ -38,16 +46,25 @@ class Tail:
         cfg: ConfigView,
         *,
         hint_every: int,
-        hint_interval: float,
         hint_min_interval: float,
+        hint_prefetch: Future[tuple[bytes, Version] | None] | None = None,
     ) -> None:
         self.c = c
         self.cfg = cfg
-        # the hint is an OVERWRITE, written rarely: at most once per hint_min_interval s
-        # per process (GCS allows ~1 write/s per object name), never trusted for correctness
+        # the hint is an OVERWRITE, written rarely: when hint_every slots behind, or on a
+        # release, at most once per hint_min_interval s per process (GCS allows
+        # ~1 write/s per object name). Only a starting guess: its slot is always read
         self.hint_every = hint_every
-        self.hint_interval = hint_interval
         self.hint_min_interval = hint_min_interval
+        # the hint object read by Log.open beside the manifest (one round trip for both);
+        # taken by the first read_hint
+        self.hint_prefetch = hint_prefetch
+        # (slot, chain hash) a hint of this log vouched for: the hint's writer had checked
+        # that record to chain, so a discovery that reads the same bytes there needs no
+        # read of the slot before it (see discover)
+        self.vouched: tuple[int, str] | None = None
+        self.cache: TailCache | None = None  # see warm() and remember()
+        self.cached_slot = -1  # the slot last saved to the cache
         self.hint_pool = c.runtime.pool(1, "ppx-hint")
         self.known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self.known_data: bytes | None = None  # that slot's record
@@ -64,6 +81,49 @@ class Tail:
 
     def close(self) -> None:
         self.hint_pool.shutdown(wait=True)
+        self.remember()
+
+    def warm(self, cache: TailCache, got: CachedTail | None) -> bool:
+        """Start from ``got``, the tail an earlier ``Log`` of this log left in ``cache``
+        (used only if it names this log's identity and is a record of its slot); keep
+        ``cache`` up to date from now on. Whether the cached tail was taken."""
+        self.cache = cache
+        if got is None or got.ident != self.c.ident or is_tombstone(got.record):
+            return False
+        try:
+            self.c.decode(got.record, got.slot, None)
+        except DamagedSlotError:
+            return False  # a damaged cache entry: start cold
+        # decided or chain-checked by the process that saved it (remember)
+        self.learned(got.slot, got.record, chained=True)
+        with self.c.state:
+            self.cached_slot = got.slot
+            self.hint_seen = max(self.hint_seen, got.slot)  # the hint is not read
+        return True
+
+    def remember(self) -> None:
+        """Save the known tail to the cache, when it moved and this process decided it or
+        checked that it chains (never a tombstone, never a large record)."""
+        with self.c.state:
+            cache, ident, known, data = self.cache, self.c.ident, self.known, self.known_data
+            if (
+                cache is None
+                or ident is None
+                or known is None
+                or data is None
+                or not self.known_chained
+                or known[0] <= self.cached_slot
+                or len(data) > MAX_CACHED_RECORD
+                or is_tombstone(data)
+            ):
+                return
+            self.cached_slot = known[0]
+        cache.save(self.c.url, CachedTail(ident, known[0], data))
+
+    def committed(self) -> None:
+        """After a batch was decided: the hint when due, the cache."""
+        self.maybe_write_hint()
+        self.remember()
 
     def record_at(self, slot: int) -> bytes | None:
         """The known tail's record if the known tail is ``slot``."""
@@ -78,20 +138,35 @@ class Tail:
         self.recent_bytes = 0
 
     def read_hint(self) -> int:
+        """The hinted tail slot (``-1``: no usable hint). A hint naming another log's
+        identity is ignored; one of this log that carries its slot's chain hash is kept in
+        ``vouched``."""
+        prefetched, self.hint_prefetch = self.hint_prefetch, None
         try:
-            got = self.c.stores[0].get(HINT_KEY) if len(self.c.stores) == 1 else self.quorum_hint()
+            if prefetched is not None:
+                got = prefetched.result()
+            elif len(self.c.stores) == 1:
+                got = self.c.stores[0].get(HINT_KEY)
+            else:
+                got = self.quorum_hint()
         except (StoreError, QuorumError):
             return -1
         if got is None:
             return -1
         try:
-            slot = json.loads(got[0]).get("slot")
+            hint = json.loads(got[0])
+            slot = hint.get("slot")
         except (ValueError, AttributeError):
             return -1
         if not isinstance(slot, int) or slot < 0:
             return -1
+        log, digest = hint.get("log"), hint.get("hash")
+        if log is not None and log != self.c.ident:
+            return -1  # another log's hint (copied objects): not even a guess
         with self.c.state:
             self.hint_seen = max(self.hint_seen, slot)
+            if self.c.ident is not None and log == self.c.ident and isinstance(digest, str):
+                self.vouched = (slot, digest)
         return slot
 
     def quorum_hint(self) -> tuple[bytes, Any] | None:
@@ -140,7 +215,8 @@ class Tail:
         return slot
 
     def discover(self, start: int | None = None) -> tuple[int, bytes | None]:
-        """(last existing slot, its raw record) found from a starting guess."""
+        """(last existing slot, its raw record) found from a starting guess (the hint
+        when ``start`` is ``None``)."""
         with self.c.state:
             known = self.known[0] if self.known else -1
         guess = max(known, self.read_hint() if start is None else start)
@@ -150,12 +226,24 @@ class Tail:
         if hit is not None:  # a slot we hold bounds the search from below: no GET for it
             lo, lo_data = known, hit[1]
         seen: dict[int, bytes | None] = {}  # every probe's answer
+        if self.lists_strongly():
+            if guess > lo or guess == lo == -1:
+                listed = self.list_tail(max(guess, 0))
+            else:  # we hold slot lo: list what came after it
+                listed = self.list_after(lo, lo_data)
+            if listed is not None:
+                return listed
         if guess > lo:
-            got = seen[guess] = self.exists(guess)
+            # the guessed slot and the first probe round at once: one round trip
+            first = [guess] + [guess + (1 << k) for k in range(_PROBES)]
+            found = self.exists_many(first)
+            got = found[guess]
             if got is None:
-                hi = guess
+                hi = guess  # probes past a missing guess prove nothing: not used
+                seen[guess] = None
             else:
-                lo, lo_data = guess, got
+                seen.update(found)
+                lo, lo_data, hi = self.narrow(found, guess, got, None)
         # Both searches probe several slots at once (one round trip per round instead of
         # one per probe): a fresh process finds a tail 32 slots past the hint in ~3 round
         # trips instead of ~10, for a few more GETs. lo stays a slot seen to exist and hi
@@ -185,8 +273,8 @@ class Tail:
             later = next((p for p in beyond if seen[p] is not None), None)
             if later is None:
                 break
-            first = self.exists(lo + 1)
-            if first is None:
+            nxt = self.exists(lo + 1)
+            if nxt is None:
                 url, key = self.c.where(lo + 1)
                 raise DamagedSlotError(
                     lo + 1,
@@ -194,13 +282,113 @@ class Tail:
                     url=url,
                     key=key,
                 )
-            lo, lo_data, hi = lo + 1, first, None  # decided meanwhile: search on from it
+            lo, lo_data, hi = lo + 1, nxt, None  # decided meanwhile: search on from it
             seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self.cfg.fetch(lo)
         if lo >= 0 and lo_data is not None:
-            self.learned(lo, lo_data)
+            self.learned(lo, lo_data, chained=self.is_vouched(lo, lo_data))
         return lo, lo_data
+
+    def lists_strongly(self) -> bool:
+        """One create store whose LIST shows every acknowledged write (its slot objects
+        are the only keys under ``log/`` besides the hint)."""
+        return self.c.single_create and self.c.stores[0].capabilities.strong_list
+
+    def is_vouched(self, slot: int, data: bytes) -> bool:
+        """Whether a hint of this log vouched for exactly this record at ``slot``."""
+        with self.c.state:
+            vouched = self.vouched
+        return vouched is not None and vouched == (slot, chain_hash(data, slot))
+
+    def list_tail(self, guess: int) -> tuple[int, bytes | None] | None:
+        """Tail discovery by listing (``lists_strongly``): one LIST of the slots from
+        ``guess`` on, with (same round trip) a GET of ``guess``, and of ``guess - 1`` when
+        no hint vouched for ``guess``; then, if the tail is further on, the tail and its
+        predecessor, so the writer checks that the tail chains without another round trip.
+        The listing shows every slot acknowledged before it started: the last listed slot
+        is the tail (nothing after it existed), and a hole before it is damage
+        (``DamagedSlotError`` naming the first missing slot), never filled. ``guess`` 0:
+        from the start of the log, no GET first. ``None``: the guessed slot is missing,
+        or the log goes on past ``_LIST_MAX`` slots (probe instead)."""
+        with self.c.state:
+            vouched = self.vouched is not None and self.vouched[0] == guess
+        want = [] if guess == 0 else [guess] if vouched else [guess, guess - 1]
+        futs = {s: self.c.pool.submit(self.exists, s) for s in want}
+        try:
+            slots = self.listed_slots(guess)
+        finally:
+            got = {s: f.result() for s, f in futs.items()}
+        if slots is None:
+            return None
+        if not slots:
+            return (-1, None) if guess == 0 else None
+        tail = slots[-1]
+        if guess > 0:
+            if got[guess] is None:
+                return None  # listed, then gone: let probing find out
+            for s in sorted(got):
+                data = got[s]
+                if data is not None:
+                    self.learned(s, data, chained=s == guess and self.is_vouched(s, data))
+        if guess > 0 and tail == guess:
+            return guess, got[guess]
+        fetch = [tail] if tail == 0 or (guess > 0 and tail - 1 == guess) else [tail, tail - 1]
+        more = self.exists_many(fetch)
+        data = more[tail]
+        if data is None or (len(fetch) == 2 and more[tail - 1] is None):
+            return None  # deleted since it was listed: let probing find out
+        before = more.get(tail - 1)
+        if before is not None:
+            self.learned(tail - 1, before)
+        self.learned(tail, data)
+        return tail, data
+
+    def list_after(self, lo: int, lo_data: bytes | None) -> tuple[int, bytes | None] | None:
+        """``list_tail`` when slot ``lo`` is held: one LIST of the slots after it; if there
+        are any, the last one and the one before it (``None``: probe instead)."""
+        slots = self.listed_slots(lo + 1)
+        if slots is None:
+            return None
+        if not slots:
+            return lo, lo_data
+        tail = slots[-1]
+        fetch = [tail] if tail - 1 == lo else [tail, tail - 1]
+        more = self.exists_many(fetch)
+        data = more[tail]
+        if data is None or (len(fetch) == 2 and more[tail - 1] is None):
+            return None  # deleted since it was listed: let probing find out
+        before = more.get(tail - 1)
+        if before is not None:
+            self.learned(tail - 1, before)
+        self.learned(tail, data)
+        return tail, data
+
+    def listed_slots(self, guess: int) -> list[int] | None:
+        """The slots from ``guess`` on, listed (``guess, guess+1, ... tail``); ``None``
+        when ``guess`` is missing but a later slot exists, or past ``_LIST_MAX`` slots.
+        Raises ``DamagedSlotError`` at a hole after ``guess``."""
+        slots: list[int] = []
+        after = slot_instance(guess - 1) if guess > 0 else None
+        for meta in self.c.stores[0].list("log/", start_after=after):
+            m = _SLOT_KEY.fullmatch(meta.key)
+            if m is None:
+                continue  # the hint (nothing else a create log writes under log/)
+            slot, expect = int(m.group(1)), guess + len(slots)
+            if slot != expect:
+                if not slots:
+                    return None  # the guess itself is missing: probing looks below it
+                url, key = self.c.where(expect)
+                raise DamagedSlotError(
+                    expect,
+                    f"missing while slot {slot} exists (a gap in the log)",
+                    url=url,
+                    key=key,
+                )
+            slots.append(slot)
+            if len(slots) >= _LIST_MAX:
+                return None
+        return slots
 
     def learned(
         self, slot: int, data: bytes, digest: str | None = None, *, chained: bool = False
@@ -243,30 +431,41 @@ class Tail:
         hit = self.cached(slot)
         return hit[1] if hit is not None else self.cfg.fetch(slot)
 
-    def maybe_write_hint(self) -> None:
+    def maybe_write_hint(self, *, force: bool = False) -> None:
+        """Write the hint when the known tail is ``hint_every`` slots past the last hint
+        this process read or wrote, or (``force``) after a release (the next writer, often
+        a fresh process, starts from it); never on a timer alone (a low-rate writer pays
+        ~1/hint_every request per entry for it; a claim is not forced: the holder's
+        appends would pay for it).
+        At most one write per ``hint_min_interval`` s, in the background."""
         with self.c.state:
             if self.known is None or self.hint_inflight:
                 return
-            slot = self.known[0]
+            slot, digest = self.known
             now = self.c.runtime.monotonic()
             stale = slot - self.hint_seen
-            wrote_before = self.hint_last_write > float("-inf")
-            due = stale >= self.hint_every or (
-                wrote_before and stale > 0 and now - self.hint_last_write >= self.hint_interval
-            )
+            due = stale >= self.hint_every or (force and stale > 0)
             if not due or now - self.hint_last_write < self.hint_min_interval:
                 return
             self.hint_inflight = True
             self.hint_last_write = now
             self.hint_seen = slot
+            # the hash only for a record we decided or checked to chain: a reader of the
+            # hint then skips reading the slot before it (see read_hint, discover)
+            vouch = digest if self.known_chained else None
         try:
-            self.hint_pool.submit(self.write_hint, slot)
+            self.hint_pool.submit(self.write_hint, slot, vouch)
         except RuntimeError:  # closed
             with self.c.state:
                 self.hint_inflight = False
 
-    def write_hint(self, slot: int) -> None:
-        data = json.dumps({"slot": slot}).encode()
+    def write_hint(self, slot: int, digest: str | None = None) -> None:
+        hint: dict[str, Any] = {"slot": slot}
+        if self.c.ident is not None:
+            hint["log"] = self.c.ident
+            if digest is not None:
+                hint["hash"] = digest
+        data = json.dumps(hint, sort_keys=True).encode()
         try:  # a hint is never relied on: failures ignored, a hung store not waited for
             driver.each_store(self.c.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
         finally:

@@ -314,7 +314,9 @@ class FencedWriter:
         if known is None:
             last, data = self.tail.discover()
             known = (last, self.c.genesis if data is None else chain_hash(data, last))
-            chained = False
+            with self.c.state:  # discovery may have checked it (a hint vouched for it)
+                now = self.tail.known
+                chained = now is not None and now[0] == last and self.tail.known_chained
             if last < 0 or (data is not None and is_tombstone(data)):
                 # The log looks empty, or its tail is a tombstone: once per fresh process,
                 # list the snapshots (one LIST). A snapshot means slot 0 was decided, so its

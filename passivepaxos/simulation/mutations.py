@@ -207,6 +207,29 @@ def _finding11() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _list_hole() -> Iterator[None]:
+    """Listing discovery takes the first hole in the listing for the end of the log (the
+    slots after it ignored): landing on a deleted middle slot, append fills it."""
+    from passivepaxos.log.record import slot_instance
+    from passivepaxos.log.tail import _SLOT_KEY, Tail
+
+    def listed_slots(self: Tail, guess: int) -> list[int] | None:
+        slots: list[int] = []
+        after = slot_instance(guess - 1) if guess > 0 else None
+        for meta in self.c.stores[0].list("log/", start_after=after):
+            m = _SLOT_KEY.fullmatch(meta.key)
+            if m is None:
+                continue
+            if int(m.group(1)) != guess + len(slots):
+                return slots or None
+            slots.append(int(m.group(1)))
+        return slots
+
+    with _patched(Tail, "listed_slots", listed_slots):
+        yield
+
+
+@contextlib.contextmanager
 def _finding11b() -> Iterator[None]:
     """The writer builds on the tail discovery found without checking that it chains to
     its predecessor (a record copied from another log is appended to)."""
@@ -293,6 +316,12 @@ _register(
     "tail discovery fills a deleted middle slot (issue 10 finding 11: no check past the gap)",
     _finding11,
     11,
+)
+_register(
+    "list_hole",
+    "listing tail discovery stops at a hole as if the log ended there (issue 12: the LIST "
+    "path's gap check)",
+    _list_hole,
 )
 _register(
     "finding11b",

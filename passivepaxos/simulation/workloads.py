@@ -19,6 +19,7 @@ from typing import Any
 from passivepaxos.deadline import deadline
 from passivepaxos.errors import AmbiguousWriteError, PassivePaxosError
 from passivepaxos.log import Log
+from passivepaxos.log.tailcache import MemoryTailCache
 from passivepaxos.recipes.kv import KV
 from passivepaxos.recipes.lock import (
     FencedResource,
@@ -133,7 +134,20 @@ def _read_all(a: Actor, log: Log) -> None:
 
 
 def appender(a: Actor) -> None:
-    """Appends a few small batches without the writer lease (refused while one is held)."""
+    """Appends a few small batches without the writer lease (refused while one is held).
+    Half the appenders are serverless: a new ``Log`` per append and per read, as one CLI
+    call or one Lambda invocation each (tail hint read at open, discovery every time); half
+    of those run on a warm machine (a tail cache kept between invocations)."""
+    if a.rng.random() < 0.5:
+        cache = MemoryTailCache() if a.rng.random() < 0.5 else None
+        for _ in range(a.ops):
+            with a.open_log(a.rt, a.name, cache=cache) as log:
+                _append(a, log, [a.value() for _ in range(a.rng.randint(1, 3))])
+            a.pause()
+            if a.rng.random() < 0.2:
+                with a.open_log(a.rt, a.name, cache=cache) as log:
+                    _read_all(a, log)
+        return
     with a.log() as log:
         for _ in range(a.ops):
             _append(a, log, [a.value() for _ in range(a.rng.randint(1, 3))])

@@ -26,7 +26,8 @@ from passivepaxos.errors import (
     TransientError,
 )
 from passivepaxos.log import Log
-from passivepaxos.manifest import initialise, open_log
+from passivepaxos.log.tailcache import TailCache
+from passivepaxos.manifest import initialise
 from passivepaxos.recipes.lock import FencedResource
 from passivepaxos.runtime import Task
 from passivepaxos.simulation.checks import Damage, Observations, check, lease_bound_holds
@@ -333,12 +334,13 @@ class World:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def open_log(self, rt: SimRuntime, name: str, url: str | None = None) -> Log:
-        """Open the log as a process does (``open_log`` on its URL list, then a ``Log``)."""
-        url = url or self.url
-        stores, manifest = open_log(url, runtime=rt)
-        return Log.from_manifest(
-            stores, manifest, url=url, runtime=rt, writer_id=name, fetch_ahead=2
+    def open_log(
+        self, rt: SimRuntime, name: str, url: str | None = None, cache: TailCache | None = None
+    ) -> Log:
+        """Open the log as a process does (``Log.open`` on its URL list: the manifest, and
+        on one store the tail hint beside it; ``cache``: a warm machine's tail cache)."""
+        return Log.open(
+            url or self.url, runtime=rt, writer_id=name, fetch_ahead=2, tail_cache=cache
         )
 
     def _rate(self) -> float:

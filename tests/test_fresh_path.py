@@ -1,0 +1,409 @@
+"""Issue 12: a fresh process's first append (a CLI call, a Lambda invocation).
+
+Request counts are pinned exactly (which request, for what), and the round trips are
+counted from the requests themselves (a request that starts after another one finished
+is one round later), never timed. The hint is only a guess: what it vouches for is read.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from passivepaxos import Log
+from passivepaxos.errors import ConfigError, DamagedSlotError, LeaseHeldError
+from passivepaxos.log.tail import HINT_KEY
+from passivepaxos.log.tailcache import FileTailCache, MemoryTailCache
+from passivepaxos.manifest import init_log
+from passivepaxos.runtime import REAL
+from passivepaxos.store import Store
+from passivepaxos.types import PutMode
+from passivepaxos.urls import backend_module
+
+_memory = backend_module("memory")
+_DELAY = 0.03  # per request, so that requests sent together overlap
+
+
+class Recorder:
+    """Every request to memory stores while ``on``: (operation, key), and its round: one
+    more than the highest round that had finished when it started."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.calls: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+        self.finished = 0
+
+    def wrap(self, op: str, orig: Any) -> Any:
+        def call(backend: Any, key: str = "", *a: Any, **kw: Any) -> Any:
+            if not self.on:
+                return orig(backend, key, *a, **kw)
+            with self.lock:
+                mine = self.finished + 1
+            if op == "put":
+                mode = a[1] if len(a) > 1 else kw["mode"]
+                tag = f"put:{mode.kind.name.lower()}"
+            else:
+                tag = op
+            time.sleep(_DELAY)
+            try:
+                return orig(backend, key, *a, **kw)
+            finally:
+                with self.lock:
+                    self.calls.append((tag, re.sub(r"\d{20}", lambda m: str(int(m[0])), key), mine))
+                    self.finished = max(self.finished, mine)
+
+        return call
+
+    def start(self) -> None:
+        self.calls.clear()
+        self.finished = 0
+        self.on = True
+
+    def stop(self) -> None:
+        self.on = False
+
+    @property
+    def requests(self) -> collections.Counter[tuple[str, str]]:
+        return collections.Counter((op, key) for op, key, _ in self.calls)
+
+    @property
+    def rounds(self) -> int:
+        """Round trips the caller waited for (the hint rewrite runs in the background)."""
+        return max((r for op, key, r in self.calls if key != HINT_KEY or op == "get"), default=0)
+
+
+@pytest.fixture
+def rec(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    r = Recorder()
+    for op in ("get", "put", "list", "delete"):
+        monkeypatch.setattr(
+            _memory.MemoryBackend, op, r.wrap(op, getattr(_memory.MemoryBackend, op))
+        )
+    yield r
+    r.stop()
+
+
+def _log_with(n: int, *, hint_at: int | None) -> str:
+    """A memory log of ``n`` slots (0..n-1) whose hint names slot ``hint_at`` (with its
+    hash, as a writer that decided it writes it), or no hint at all."""
+    url = f"memory://fresh-{uuid.uuid4().hex[:10]}"
+    init_log(url)
+    with Log.open(url, writer_id="seed", hint_every=10**9) as seed:
+        for i in range(n):
+            seed.append([b"s%d" % i])
+        if hint_at is not None:
+            data = seed._tail.cached(hint_at)
+            assert data is not None
+            seed._tail.write_hint(hint_at, data[0])
+    return url
+
+
+def _fresh_append(url: str, rec: Recorder, value: bytes = b"fresh") -> int:
+    rec.start()
+    try:
+        with Log.open(url, writer_id="fresh") as log:
+            return log.append([value])[0]
+    finally:
+        rec.stop()
+
+
+def test_hint_at_the_tail_five_requests_three_round_trips(rec: Recorder) -> None:
+    url = _log_with(10, hint_at=9)
+    assert _fresh_append(url, rec) == 10
+    # manifest and hint together; LIST from the hinted slot and GET of it together (the
+    # hint vouched for its hash: no read of slot 8); the create
+    assert rec.requests == {
+        ("get", "manifest"): 1,
+        ("get", HINT_KEY): 1,
+        ("list", "log/"): 1,
+        ("get", "log/9"): 1,
+        ("put:create", "log/10"): 1,
+    }
+    assert rec.rounds == 3
+
+
+def test_hint_behind_one_list_then_the_tail_and_its_predecessor(rec: Recorder) -> None:
+    url = _log_with(48, hint_at=9)  # 38 slots behind
+    assert _fresh_append(url, rec) == 48
+    assert rec.requests == {
+        ("get", "manifest"): 1,
+        ("get", HINT_KEY): 1,
+        ("list", "log/"): 1,
+        ("get", "log/9"): 1,
+        ("get", "log/47"): 1,  # the tail
+        ("get", "log/46"): 1,  # its predecessor: the tail must chain before it is built on
+        ("put:create", "log/48"): 1,
+        ("put:overwrite", HINT_KEY): 1,  # 39 slots past the hint: rewritten (background)
+    }
+    assert rec.rounds == 4
+
+
+def test_no_hint_lists_from_the_start(rec: Recorder) -> None:
+    url = _log_with(5, hint_at=None)
+    assert _fresh_append(url, rec) == 5
+    assert rec.requests == {
+        ("get", "manifest"): 1,
+        ("get", HINT_KEY): 1,
+        ("list", "log/"): 1,
+        ("get", "log/4"): 1,
+        ("get", "log/3"): 1,
+        ("put:create", "log/5"): 1,
+    }
+    assert rec.rounds == 4
+
+
+def test_empty_log(rec: Recorder) -> None:
+    url = _log_with(0, hint_at=None)
+    assert _fresh_append(url, rec) == 0
+    assert rec.requests == {
+        ("get", "manifest"): 1,
+        ("get", HINT_KEY): 1,
+        ("list", "log/"): 1,
+        ("list", "snapshot/"): 1,  # an empty-looking log: a snapshot would mean damage
+        ("put:create", "log/0"): 1,
+    }
+
+
+def test_without_strong_listing_the_guess_and_first_probes_share_a_round(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _log_with(10, hint_at=9)
+    weak = dataclasses.replace(Store(_memory.MemoryBackend("x")).capabilities, strong_list=False)
+    monkeypatch.setattr(Store, "capabilities", property(lambda self: weak))
+    assert _fresh_append(url, rec) == 10
+    gets = {k for (op, k) in rec.requests if op == "get" and re.fullmatch(r"log/\d+", k)}
+    assert gets == {"log/9", "log/10", "log/11", "log/13", "log/17", "log/25", "log/41"}
+    assert sum(rec.requests.values()) == 10 and not any(op == "list" for op, _ in rec.requests)
+    assert rec.rounds == 3
+
+
+def _delete(url: str, key: str) -> None:
+    _memory.MemoryBackend(url.removeprefix("memory://")).delete(key)
+
+
+def test_a_hole_after_the_hint_is_damage_never_filled(rec: Recorder) -> None:
+    url = _log_with(10, hint_at=3)
+    _delete(url, "log/00000000000000000006")
+    with pytest.raises(DamagedSlotError) as e:
+        _fresh_append(url, rec)
+    assert e.value.slot == 6 and "log/00000000000000000006" in str(e.value)
+    assert "missing while slot 7 exists" in str(e.value)
+    assert not any(op.startswith("put") for op, _ in rec.requests)  # nothing written
+
+
+def test_a_hole_at_the_hinted_slot_is_damage_too(rec: Recorder) -> None:
+    url = _log_with(10, hint_at=6)
+    _delete(url, "log/00000000000000000006")
+    with pytest.raises(DamagedSlotError) as e:
+        _fresh_append(url, rec)
+    assert e.value.slot == 6
+    assert not any(op == "put:create" for op, _ in rec.requests)
+
+
+def _put_hint(url: str, hint: dict[str, Any]) -> None:
+    Store(_memory.MemoryBackend(url.removeprefix("memory://"))).put(
+        HINT_KEY, json.dumps(hint).encode(), PutMode.OVERWRITE
+    )
+
+
+def test_another_logs_hint_is_not_even_a_guess(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=5)
+    other = _log_with(40, hint_at=39)
+    raw = _memory.MemoryBackend(other.removeprefix("memory://")).get(HINT_KEY)
+    assert raw is not None
+    _memory.MemoryBackend(url.removeprefix("memory://")).put(HINT_KEY, raw[0], PutMode.OVERWRITE)
+    assert _fresh_append(url, rec) == 6  # listed from the start, not from slot 39
+    with Log.open(url) as log:
+        assert log.verify().ok
+
+
+def test_a_hint_hash_that_does_not_match_the_slot_vouches_for_nothing(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=5)
+    with Log.open(url) as log:
+        ident = log._c.ident
+    _put_hint(url, {"slot": 5, "hash": "0" * 64, "log": ident})
+    assert _fresh_append(url, rec) == 6
+    assert rec.requests[("get", "log/4")] == 1  # the predecessor read: the chain checked
+
+
+def test_an_old_hint_without_hash_is_still_a_guess(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=None)
+    _put_hint(url, {"slot": 5})
+    assert _fresh_append(url, rec) == 6
+    assert rec.requests[("get", "log/4")] == 1 and rec.requests[("list", "log/")] == 1
+
+
+def test_another_logs_record_at_the_hinted_slot_is_never_built_on(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=5)
+    other = _log_with(6, hint_at=None)
+    key = "log/00000000000000000005"
+    raw = _memory.MemoryBackend(other.removeprefix("memory://")).get(key)
+    assert raw is not None
+    _memory.MemoryBackend(url.removeprefix("memory://")).put(key, raw[0], PutMode.OVERWRITE)
+    with pytest.raises(DamagedSlotError) as e:
+        _fresh_append(url, rec)
+    assert e.value.slot == 5
+    assert not any(op == "put:create" for op, _ in rec.requests)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(REAL, name)
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+def test_a_low_rate_holder_writes_the_hint_every_32_slots_not_on_a_timer(rec: Recorder) -> None:
+    url = _log_with(0, hint_at=None)
+    clock = _Clock()
+    with Log.open(url, writer_id="h", runtime=clock) as log:  # type: ignore[arg-type]
+        log.claim_writer(3600)
+        rec.start()
+        for i in range(64):
+            clock.t += 5.0  # one append every 5 s
+            log.append([b"%d" % i])
+            log._tail.hint_pool.submit(lambda: None).result()  # the background write, if any
+        rec.stop()
+        writes = rec.requests
+        assert writes[("put:overwrite", HINT_KEY)] == 2  # at slots 32 and 64, no more
+        assert sum(n for (op, _), n in writes.items() if op == "put:create") == 64
+        assert sum(writes.values()) == 66  # 1.03 requests per entry
+        rec.start()
+        log.release_writer()  # the next writer starts from here: the hint follows
+        log._tail.hint_pool.submit(lambda: None).result()
+        rec.stop()
+        assert rec.requests[("put:overwrite", HINT_KEY)] == 1
+        ident, tail = log._c.ident, log._tail.known
+    raw = Store(_memory.MemoryBackend(url.removeprefix("memory://"))).get(HINT_KEY)
+    assert raw is not None and tail is not None
+    assert json.loads(raw[0]) == {"slot": tail[0], "hash": tail[1], "log": ident}
+
+
+def test_fresh_append_on_s3_counts_at_the_http_level(moto_server: Any) -> None:
+    from passivepaxos.bench.proxy import FaultProxy
+    from tests.conftest import env, fresh
+
+    bucket = fresh("fresh")
+    moto_server.client().create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/log"
+    init_log(url)
+    with Log.open(url, writer_id="seed") as seed:
+        for i in range(5):
+            seed.append([b"%d" % i])
+        tail = seed._tail.known
+        assert tail is not None
+        seed._tail.write_hint(*tail)
+    with FaultProxy(moto_server.url) as proxy, env(AWS_ENDPOINT_URL=proxy.url):
+        proxy.reset()
+        with Log.open(url, writer_id="fresh") as log:
+            assert log.append([b"x"]) == [5]
+        # manifest, hint and slot 4 read, one LIST, one create: 5 requests
+        assert proxy.counts() == {"read": 3, "list": 1, "write": 1}
+
+
+# -- the tail cache: a warm machine (a reused Lambda container, the next CLI call) ------------
+
+
+def _open_append(url: str, rec: Recorder, cache: Any, value: bytes = b"w") -> int:
+    rec.start()
+    try:
+        with Log.open(url, writer_id=f"w-{uuid.uuid4().hex[:6]}", tail_cache=cache) as log:
+            return log.append([value])[0]
+    finally:
+        rec.stop()
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_a_warm_start_is_the_manifest_and_the_create(
+    rec: Recorder, kind: str, tmp_path: Any
+) -> None:
+    url = _log_with(6, hint_at=5)
+
+    shared = MemoryTailCache()
+
+    def cache() -> Any:  # the next invocation: the process's cache, or a new file cache object
+        return shared if kind == "memory" else FileTailCache(tmp_path / "tails")
+
+    assert _open_append(url, rec, cache()) == 6  # cold: finds the tail, saves it
+    assert ("list", "log/") in rec.requests
+    for slot in (7, 8):
+        assert _open_append(url, rec, cache()) == slot
+        assert rec.requests == {("get", "manifest"): 1, ("put:create", f"log/{slot}"): 1}
+        assert rec.rounds == 2
+    with Log.open(url) as log:
+        assert log.verify().ok
+        assert [e.value for e in log.read(6)] == [b"w", b"w", b"w"]
+
+
+def test_a_warm_start_after_others_wrote_learns_the_winner(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=5)
+    cache = MemoryTailCache()
+    assert _open_append(url, rec, cache, b"a") == 6
+    with Log.open(url, writer_id="other") as other:
+        other.append([b"o1"])
+        other.append([b"o2"])
+    assert _open_append(url, rec, cache, b"b") == 9  # the create of 7 lost; 9 is next
+    with Log.open(url) as log:
+        assert [e.value for e in log.read(6)] == [b"a", b"o1", b"o2", b"b"]
+        assert log.verify().ok
+
+
+def test_a_cached_tail_of_a_log_recreated_at_the_same_url_is_not_used(rec: Recorder) -> None:
+    url = _log_with(6, hint_at=5)
+    cache = MemoryTailCache()
+    _open_append(url, rec, cache)
+    _memory.wipe(url.removeprefix("memory://"))
+    init_log(url)  # another log, the same URL
+    assert _open_append(url, rec, cache) == 0  # not slot 7: the cached tail was another log's
+    with Log.open(url) as log:
+        assert log.verify().ok
+
+
+def test_a_damaged_or_foreign_cache_file_is_ignored(rec: Recorder, tmp_path: Any) -> None:
+    url = _log_with(6, hint_at=5)
+    d = tmp_path / "tails"
+    _open_append(url, rec, FileTailCache(d))
+    (path,) = list(d.iterdir())
+    doc = json.loads(path.read_text())
+    doc["slot"] = 40  # edited without its checksum
+    path.write_text(json.dumps(doc))
+    assert _open_append(url, rec, FileTailCache(d)) == 7
+    assert ("list", "log/") in rec.requests  # started cold
+    path.write_bytes(b"not json")
+    assert _open_append(url, rec, FileTailCache(d)) == 8
+    d.chmod(0o777)  # writable by others: a planted tail is never started from
+    assert FileTailCache(d).load(url) is None
+    d.chmod(0o700)
+    assert FileTailCache(d).load(url) is not None
+
+
+def test_a_cached_tail_under_another_holders_lease_is_refused(rec: Recorder) -> None:
+    url = _log_with(3, hint_at=2)
+    cache = MemoryTailCache()
+    with Log.open(url, writer_id="holder", tail_cache=cache) as holder:
+        holder.claim_writer(60)
+        holder.append([b"held"])
+    with pytest.raises(LeaseHeldError):
+        _open_append(url, rec, cache)
+    assert not any(op == "put:create" for op, _ in rec.requests)
+
+
+def test_the_tail_cache_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _log_with(1, hint_at=None)
+    monkeypatch.setenv("PASSIVEPAXOS_TAIL_CACHE", "disk")
+    with pytest.raises(ConfigError, match="PASSIVEPAXOS_TAIL_CACHE"):
+        Log.open(url)
