@@ -66,6 +66,22 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
         assert read.entries == cfg.catchup and read.requests["read"] >= read.ops
         assert cases["kv get (lease read)"].requests_per_op < 1  # served from the lease
         assert cases["failover (ttl 0.3 s)"].wall >= 0.3  # never before the ttl ran out
+        # issue 12: a new Log per append, exactly (manifest + hint, LIST + hinted slot, create)
+        fresh0 = cases["append (fresh process, hint 0 behind)"]
+        assert dict(fresh0.requests) == {
+            "read": 3 * fresh0.ops,
+            "list": fresh0.ops,
+            "write": fresh0.ops,
+        }
+        fresh64 = cases["append (fresh process, hint 64 behind)"]  # + tail and its predecessor
+        assert (
+            fresh64.requests["read"] == 5 * fresh64.ops and fresh64.requests["list"] == fresh64.ops
+        )
+        assert fresh64.requests["write"] - fresh64.hint_writes == fresh64.ops
+        warm = cases["append (warm start, tail cache)"]
+        assert dict(warm.requests) == {"read": warm.ops, "write": warm.ops}  # manifest, create
+        low = cases["append (lease holder, one per 5 s)"]
+        assert dict(low.requests) == {"write": low.ops}  # no hint on a timer (< 32 slots)
     file_cases = _by_case(out.results, "file")
     two = file_cases["contended append, 2 processes"]
     assert two.ops == len(two.latencies) > 0 and "acks per process" in two.note
@@ -75,6 +91,8 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
     ]
     names = {t["target"] for t in report.targets(out)}
     assert "requests per entry, lease holder" in names
+    assert "fresh process, one append, hint 0 behind" in names
+    assert "warm start (tail cache), one append" in names
     assert "client CPU throughput, memory, batching" in names
     md = report.markdown(out, img="img")
     assert "### Targets" in md and "![cpu](img/cpu.png)" in md
@@ -103,6 +121,13 @@ def test_quick_run_on_s3_side_by_side_with_the_peers(moto_server: Any) -> None:
     holder_cost = costs[("passivepaxos", "append (lease holder)")]
     assert holder_cost["s3"] == pytest.approx(5.0)  # 1 PUT/op at $0.005 per 1000
     assert out.round_trips["s3"] > 0
+    # the CLI process beside a one-put_object script, counted by the proxy
+    # (40 slots, the hint at slot 32: manifest, hint, LIST, GET hinted slot, tail and the
+    # slot before it, create)
+    cli = cases["CLI append (new process)"]
+    assert cli.ops == 2 and dict(cli.requests) == {"read": 10, "list": 2, "write": 2}
+    plain = next(r for r in out.results if r.case == "one put_object script (new process)")
+    assert dict(plain.requests) == {"write": 2} and plain.system == "boto3"
 
 
 def test_cli_bench_json_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ class BenchConfig:
     cpu_entries: int = 100_000
     ttl: float = 1.0  # lease ttl for failover
     peers: bool = True
+    cli_n: int = 10  # CLI processes (and as many plain boto3 scripts) on s3
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchConfig:
@@ -53,6 +54,7 @@ class BenchConfig:
             per_slot=100,
             cpu_entries=5_000,
             ttl=0.3,
+            cli_n=2,
         )
         base.update(kw)
         return cls(**base)
@@ -197,6 +199,18 @@ def _plan(
         steps += [
             Step(f"append, lease holder ({name})", _one(w.append_holder, t, cfg.n)),
             Step(f"append, fresh process ({name})", _one(w.append_fresh, t, max(1, cfg.n // 4))),
+            *(
+                Step(
+                    f"append, fresh process, hint {lag} behind ({name})",
+                    _one(w.append_fresh_lag, t, lag, max(2, cfg.n // 20)),
+                )
+                for lag in (0, 8, 64)
+            ),
+            Step(f"append, warm start ({name})", _one(w.append_warm, t, max(2, cfg.n // 4))),
+            Step(
+                f"append, lease holder at a low rate ({name})",
+                _one(w.holder_low_rate, t, max(2, cfg.n // 2)),
+            ),
             Step(f"group commit, 16 threads ({name})", _one(w.group_commit, t, 16, cfg.seconds)),
             Step(f"kv put/get ({name})", _many(w.kv_cases, t, cfg.n)),
             Step(f"lock acquire/release ({name})", _one(w.lock_cycle, t, max(1, cfg.n // 2))),
@@ -206,6 +220,10 @@ def _plan(
             ),
             Step(f"failover ({name})", _one(w.failover, t, cfg.ttl)),
         ]
+        if name == "s3":
+            steps.append(
+                Step("CLI append vs a put_object script (s3)", _many(w.cli_wall, t, cfg.cli_n))
+            )
         if name == "memory":
             run.skipped.append(
                 {"case": "contended append (memory)", "reason": "memory:// lives in one process"}

@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,7 +27,10 @@ from typing import Any
 
 from passivepaxos.bench import environ
 from passivepaxos.log import Log
+from passivepaxos.log.record import chain_hash
+from passivepaxos.log.tailcache import MemoryTailCache
 from passivepaxos.manifest import init_log
+from passivepaxos.runtime import RealRuntime
 from passivepaxos.store import Store
 from passivepaxos.urls import open_backend
 from passivepaxos.wrappers import CountingBackend, LatencyBackend
@@ -169,6 +174,14 @@ class Target:
                 return Log.open(self.url, writer_id=writer_id, **kwargs)
         return Log([Store(self._counter)], "create", url=self.url, writer_id=writer_id, **kwargs)
 
+    def opened(self, writer_id: str, **kwargs: Any) -> Log:
+        """``Log.open`` as a new process does it (the manifest, and the tail hint beside
+        it), on this target's counted and delayed store."""
+        if self._counter is None:
+            with self.environment():
+                return Log.open(self.url, writer_id=writer_id, **kwargs)
+        return Log.open_on([Store(self._counter)], self.url, writer_id=writer_id, **kwargs)
+
     def counts(self) -> Counter[str]:
         if self._counter is None:
             counts: Counter[str] = self.s3.proxy.counts()
@@ -250,6 +263,143 @@ def append_fresh(t: Target, n: int) -> Result:
 
     wall, lat = _loop(n, one)
     return _result(t, "append (fresh process)", n, wall, lat)
+
+
+def _point_hint(t: Target, slot: int) -> None:
+    """Make the tail hint name ``slot`` (with its hash, as the writer that decided it
+    writes it): the hint lag of the fresh-process cases."""
+    with t.opened("hinter", hint_every=10**9) as h:  # opened: the hint names the log
+        data = h._cfg.fetch(slot)
+        assert data is not None
+        h._tail.write_hint(slot, chain_hash(data, slot))
+
+
+def fresh_case(lag: int) -> str:
+    return f"append (fresh process, hint {lag} behind)"
+
+
+def append_fresh_lag(t: Target, lag: int, n: int) -> Result:
+    """A new ``Log.open`` per append (a CLI call, a Lambda invocation), the tail hint
+    ``lag`` slots behind the tail before each one: manifest and hint, tail discovery, the
+    create. Requests and latency of the ``n`` appends only (the hint is reset between)."""
+    t.fresh()
+    with t.log("seed", hint_every=10**9) as seed:
+        for i in range(lag + 40):  # the hinted slot is never slot 0 (listed from the start)
+            seed.append([f"s{i}".encode()])
+        tail = seed.head()
+    counts: Counter[str] = Counter()
+    hints = 0
+    lat: list[float] = []
+    for i in range(n):
+        _point_hint(t, tail - lag)
+        t.reset()
+        t0 = time.perf_counter()
+        with t.opened(f"p{i}") as log:
+            tail = log.append([b"%07d" % i + b"x" * 93])[0]
+        lat.append(time.perf_counter() - t0)
+        counts += t.counts()
+        hints += t.hint_writes()
+    return Result(
+        "passivepaxos",
+        t.kind,
+        fresh_case(lag),
+        n,
+        sum(lat),
+        lat,
+        counts,
+        rtt=t.rtt,
+        hint_writes=hints,
+        note="requests: manifest + hint, LIST (or probes), the tail and its predecessor, create",
+    )
+
+
+def append_warm(t: Target, n: int) -> Result:
+    """A new ``Log.open`` per append on a warm machine (``tail_cache``: a reused Lambda
+    container, the next CLI call): manifest and create when nobody else wrote."""
+    t.fresh()
+    cache = MemoryTailCache()
+    with t.opened("w-cold", tail_cache=cache) as log:
+        for i in range(40):
+            log.append([f"s{i}".encode()])
+    t.reset()
+
+    def one(i: int) -> None:
+        with t.opened(f"w{i}", tail_cache=cache) as log:
+            log.append([b"%07d" % i + b"x" * 93])
+
+    wall, lat = _loop(n, one)
+    return _result(t, "append (warm start, tail cache)", n, wall, lat)
+
+
+class _Stepped(RealRuntime):
+    """The production runtime with a monotonic clock the caller moves (a low-rate writer's
+    hours, run in a moment: only the clock-driven choices see the time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def holder_low_rate(t: Target, n: int, every: float = 5.0) -> Result:
+    """A lease holder appending once every ``every`` seconds (its clock stepped, not
+    slept): requests per entry, the hint included (never written on a timer alone)."""
+    t.fresh()
+    clock = _Stepped()
+    with t.opened("slow", runtime=clock) as log:
+        log.claim_writer(3600)
+        t.reset()
+
+        def one(i: int) -> None:
+            clock.now += every
+            log.append([b"%07d" % i + b"x" * 93])
+
+        wall, lat = _loop(n, one)
+    return _result(t, f"append (lease holder, one per {every:g} s)", n, wall, lat)
+
+
+CLI_CASE = "CLI append (new process)"
+PLAIN_CASE = "one put_object script (new process)"
+_PLAIN = (
+    "import sys, boto3\n"
+    "boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=b'x' * 100)\n"
+)
+
+
+def cli_wall(t: Target, n: int) -> list[Result]:
+    """``passivepaxos append s3://...`` as a new process, beside a plain Python script doing
+    one boto3 ``put_object`` (the least a process that writes to S3 pays: interpreter,
+    boto3 import, client, one request), alternating, through the same proxy: the wall
+    time of each process, and its requests."""
+    if t.kind != "s3":
+        raise ValueError("the CLI case runs on s3 only")
+    t.fresh()
+    with t.opened("seed") as seed:  # a log with history, its hint where writers left it
+        for i in range(40):
+            seed.append([f"s{i}".encode()])
+    env = {**os.environ, **t.s3.env}
+    bucket = t.url.split("/")[2]
+    runs: dict[str, tuple[list[float], Counter[str]]] = {
+        CLI_CASE: ([], Counter()),
+        PLAIN_CASE: ([], Counter()),
+    }
+    for i in range(n):
+        for case, cmd in (
+            (PLAIN_CASE, [sys.executable, "-c", _PLAIN, bucket, f"plain/{i}"]),
+            (CLI_CASE, [sys.executable, "-m", "passivepaxos", "append", t.url, f"v{i:07d}"]),
+        ):
+            t.reset()
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+            runs[case][0].append(time.perf_counter() - t0)
+            runs[case][1].update(t.counts())
+    out = []
+    for case, (lat, counts) in runs.items():
+        system = "passivepaxos" if case == CLI_CASE else "boto3"
+        out.append(Result(system, "s3", case, n, sum(lat), lat, counts, rtt=t.rtt))
+    return out
 
 
 def kv_cases(t: Target, n: int) -> list[Result]:

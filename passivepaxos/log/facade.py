@@ -150,6 +150,21 @@ class Log:
         (manifest, create) when nobody else wrote meanwhile (docs/log.md)."""
         # the stores run on the log's runtime (a simulated process's clock and RNG)
         stores = open_stores(log_url, kwargs.get("runtime"))
+        return cls.open_on(stores, log_url, tail_cache=tail_cache, **kwargs)
+
+    @classmethod
+    def open_on(
+        cls,
+        stores: Sequence[Store],
+        log_url: str,
+        *,
+        tail_cache: TailCache | str | None = None,
+        **kwargs: Any,
+    ) -> Log:
+        """:meth:`open` on stores the caller opened for ``log_url`` (one per URL of the
+        list, in order), e.g. wrapped to count requests or add latency
+        (:mod:`passivepaxos.wrappers`)."""
+        stores = list(stores)
         cache = _tail_cache(tail_cache)
         cached = cache.load(log_url) if cache is not None else None
         hint = None
