@@ -40,9 +40,12 @@ class Capabilities:
     cas: bool  # update-if-version-matches
     delete_if_version: bool
     consistency: str
-    # a LIST shows every write acknowledged before it started, in key order: tail
-    # discovery lists once from the hint instead of probing (passivepaxos.log.tail)
+    # a LIST shows every write acknowledged before it started, in key order
     strong_list: bool
+    # a LIST can start at a key without the store reading every key before it, so its cost
+    # does not grow with the log; with strong_list, tail discovery lists once from the hint
+    # instead of probing (passivepaxos.log.tail)
+    seek_list: bool
     same_name_writes_per_s: float | None  # None: no documented per-object limit
     max_object_bytes: int | None  # largest object one request may write; None: no limit
     usd_per_1000_writes: float
@@ -79,6 +82,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="linearizable (one process)",
         strong_list=True,
+        seek_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=None,
         usd_per_1000_writes=0.0,
@@ -94,6 +98,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="linearizable on one host",
         strong_list=True,
+        seek_list=False,
         same_name_writes_per_s=None,
         max_object_bytes=None,
         usd_per_1000_writes=0.0,
@@ -114,6 +119,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="strong read-after-write",
         strong_list=True,
+        seek_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=5 * _GiB,
         usd_per_1000_writes=0.005,
@@ -133,6 +139,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=False,
         consistency="read-after-write (required)",
         strong_list=False,
+        seek_list=True,
         same_name_writes_per_s=None,
         max_object_bytes=5 * _GiB,
         usd_per_1000_writes=0.004,
@@ -152,6 +159,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="strong read-after-write",
         strong_list=True,
+        seek_list=True,
         same_name_writes_per_s=1.0,
         max_object_bytes=5 * 1024 * _GiB,
         usd_per_1000_writes=0.005,
@@ -170,6 +178,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="strong per path",
         strong_list=False,
+        seek_list=False,
         same_name_writes_per_s=None,
         max_object_bytes=150 * _MiB,
         usd_per_1000_writes=0.0,
@@ -190,6 +199,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         delete_if_version=True,
         consistency="strong read-after-write",
         strong_list=True,
+        seek_list=False,
         same_name_writes_per_s=None,
         max_object_bytes=5000 * _MiB,
         usd_per_1000_writes=0.0065,
@@ -250,6 +260,7 @@ TABLE_COLUMNS = (
     "delete-if-version",
     "consistency",
     "strong LIST",
+    "LIST from a key",
     "same-name writes",
     "max object",
     "$/1k writes",
@@ -270,6 +281,7 @@ def table_rows() -> list[list[str]]:
             _yes(c.delete_if_version),
             c.consistency,
             _yes(c.strong_list),
+            _yes(c.seek_list),
             _fmt_rate(c.same_name_writes_per_s),
             _fmt_size(c.max_object_bytes),
             f"{c.usd_per_1000_writes:g}",
@@ -291,8 +303,10 @@ def render_markdown() -> str:
         "`init --mode` forces another; a forced mode the store cannot run is refused with an",
         "error naming the missing capability. Prices are list prices in USD (us-east-1 /",
         "Standard class), for cost estimates only. *strong LIST*: a listing shows every",
-        "write acknowledged before it started, so a fresh process finds the tail with one",
-        "LIST after the tail hint instead of probing slots (`docs/log.md`).",
+        "write acknowledged before it started; *LIST from a key*: the store starts a listing",
+        "at a key without reading the keys before it. With both, a fresh process finds the",
+        "tail with one LIST from the tail hint instead of probing slots (`docs/log.md`); a",
+        "local directory is read whole by a listing, so discovery probes there (cheap GETs).",
         "",
         "| " + " | ".join(TABLE_COLUMNS) + " |",
         "|" + "---|" * len(TABLE_COLUMNS),

@@ -166,6 +166,7 @@ def _combined(stores: list[Store]) -> Capabilities:
         delete_if_version=all(c.delete_if_version for c in caps),
         consistency=first.consistency,
         strong_list=all(c.strong_list for c in caps),
+        seek_list=all(c.seek_list for c in caps),
         same_name_writes_per_s=first.same_name_writes_per_s,
         max_object_bytes=first.max_object_bytes,
         usd_per_1000_writes=first.usd_per_1000_writes,

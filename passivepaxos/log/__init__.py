@@ -67,8 +67,8 @@ name; ``Log.open`` reads it beside the manifest). The hint names a slot, the log
 and, when its writer had checked that record to chain, the record's hash: a guess and a
 voucher, never trusted beyond what is read (a hint of another log is ignored; the hash
 only spares reading the slot before the hinted one when the bytes read there match). On
-one create store whose backend lists strongly (``Capabilities.strong_list``) discovery
-LISTs ``log/`` from the hinted slot (one request shows the tail and any hole); elsewhere
+one create store whose backend lists strongly from a key (``Capabilities.strong_list``
+and ``seek_list``) discovery LISTs ``log/`` from the hinted slot (one request shows the tail and any hole); elsewhere
 it probes ``h, h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all
 exist) and narrows the gap to the first missing slot with 6 parallel probes a round. This
 is sound because slots have no gaps: a record for slot ``i`` names slot ``i-1``'s hash, so

@@ -3,8 +3,8 @@
 Owns the known tail (slot, hash, record), the records seen recently (so a state
 machine's next read, or our own next write, needs no request for them), the tail hint
 object and tail discovery. Discovery starts at the hint (read at open, beside the
-manifest); on one create store whose backend lists strongly it LISTs the slots from
-there (one request shows the tail and any gap before it); otherwise it probes ``h, h+1,
+manifest); on one create store whose backend lists strongly from a key it LISTs the
+slots from there (one request shows the tail and any gap before it); otherwise it probes ``h, h+1,
 h+2, h+4, ... h+32`` in parallel and narrows the gap, 6 probes a round. Slots have no gaps
 (a record names its predecessor's hash), so a missing slot followed by an existing one is
 damage, never skipped or filled.
@@ -291,9 +291,11 @@ class Tail:
         return lo, lo_data
 
     def lists_strongly(self) -> bool:
-        """One create store whose LIST shows every acknowledged write (its slot objects
-        are the only keys under ``log/`` besides the hint)."""
-        return self.c.single_create and self.c.stores[0].capabilities.strong_list
+        """One create store whose LIST shows every acknowledged write and starts at a key
+        without reading the ones before it (its slot objects are the only keys under
+        ``log/`` besides the hint)."""
+        caps = self.c.stores[0].capabilities
+        return self.c.single_create and caps.strong_list and caps.seek_list
 
     def is_vouched(self, slot: int, data: bytes) -> bool:
         """Whether a hint of this log vouched for exactly this record at ``slot``."""
