@@ -345,18 +345,21 @@ def _create_manifest(store: Store, manifest: Manifest) -> None:
     store.put(MANIFEST_KEY, manifest.encode())
 
 
-def _configurations(stores: list[Store], members: list[Manifest]) -> list[tuple[str, ...]]:
+def _configurations(
+    stores: list[Store], members: list[Manifest]
+) -> tuple[list[tuple[str, ...]], QuorumError | None]:
     """The store lists that are (or were) a configuration of the log: the lists its
-    manifests name, and those of its membership markers (``members/``)."""
+    manifests name, and those of its membership markers (``members/``); and why the
+    markers could not be read, if they could not (the list may then be incomplete)."""
     from passivepaxos.membership_data import read_markers
 
     out = [m.stores for m in members]
     try:
         for origin, cfg in read_markers(stores):
             out.extend((origin, cfg.from_, cfg.to))
-    except QuorumError:
-        pass
-    return out
+    except QuorumError as exc:
+        return out, exc
+    return out, None
 
 
 def _same_list(given: tuple[str, ...], listed: tuple[str, ...]) -> bool:
@@ -419,10 +422,16 @@ def open_log(
     given = tuple(s.url for s in stores)
     match = next((c for c in manifest_lists(members) if _same_list(given, c)), None)
     if match is None:
-        match = next(
-            (c for c in _configurations(stores, list(members.values())) if _same_list(given, c)),
-            None,
-        )
+        configurations, unread = _configurations(stores, list(members.values()))
+        match = next((c for c in configurations if _same_list(given, c)), None)
+        if match is None and unread is not None:
+            # the list may be an earlier configuration named only by the markers: not
+            # established either way, so not "bad input" (simulator seed 68 of stale)
+            raise QuorumError(
+                f"{log}: cannot tell whether this is a store list of the log (its stores "
+                f"are now {','.join(manifest.stores)}): the membership markers could not "
+                f"be read: {unread}"
+            )
     if match is None:
         raise ConfigError(
             f"{log} is not the store list of this log; its stores are "

@@ -66,17 +66,18 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
         assert read.entries == cfg.catchup and read.requests["read"] >= read.ops
         assert cases["kv get (lease read)"].requests_per_op < 1  # served from the lease
         assert cases["failover (ttl 0.3 s)"].wall >= 0.3  # never before the ttl ran out
-        # issue 12: a new Log per append, exactly: manifest + hint, then LIST + hinted slot
-        # (memory) or hinted slot + 6 probes (file: a listing reads the whole directory), create
+        # issue 12: a new Log per append, exactly: manifest + hint, then LIST + the hinted
+        # slot and the one before it (memory) or those + 6 probes (file: a listing reads
+        # the whole directory), create
         fresh0 = cases["append (fresh process, hint 0 behind)"]
         fresh64 = cases["append (fresh process, hint 64 behind)"]  # + tail and its predecessor
         if store == "memory":
-            want = {"read": 3 * fresh0.ops, "list": fresh0.ops, "write": fresh0.ops}
+            want = {"read": 4 * fresh0.ops, "list": fresh0.ops, "write": fresh0.ops}
             assert dict(fresh0.requests) == want
-            assert fresh64.requests["read"] == 5 * fresh64.ops
+            assert fresh64.requests["read"] == 6 * fresh64.ops
             assert fresh64.requests["list"] == fresh64.ops
         else:
-            assert dict(fresh0.requests) == {"read": 9 * fresh0.ops, "write": fresh0.ops}
+            assert dict(fresh0.requests) == {"read": 10 * fresh0.ops, "write": fresh0.ops}
         assert fresh64.requests["write"] - fresh64.hint_writes == fresh64.ops
         warm = cases["append (warm start, tail cache)"]
         assert dict(warm.requests) == {"read": warm.ops, "write": warm.ops}  # manifest, create
@@ -122,10 +123,11 @@ def test_quick_run_on_s3_side_by_side_with_the_peers(moto_server: Any) -> None:
     assert holder_cost["s3"] == pytest.approx(5.0)  # 1 PUT/op at $0.005 per 1000
     assert out.round_trips["s3"] > 0
     # the CLI process beside a one-put_object script, counted by the proxy
-    # (40 slots, the hint at slot 32: manifest, hint, LIST, GET hinted slot, tail and the
+    # (40 slots, the hint at slot 32: manifest, hint, LIST, GET hinted slot and the one
+    # before it, the tail and the
     # slot before it, create)
     cli = cases["CLI append (new process)"]
-    assert cli.ops == 2 and dict(cli.requests) == {"read": 10, "list": 2, "write": 2}
+    assert cli.ops == 2 and dict(cli.requests) == {"read": 12, "list": 2, "write": 2}
     plain = next(r for r in out.results if r.case == "one put_object script (new process)")
     assert dict(plain.requests) == {"write": 2} and plain.system == "boto3"
 

@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 from passivepaxos import Log
-from passivepaxos.errors import ConfigError, DamagedSlotError, LeaseHeldError
+from passivepaxos.errors import (
+    AppendOutcomeUnknownError,
+    ConfigError,
+    DamagedSlotError,
+    LeaseHeldError,
+)
 from passivepaxos.log.tail import HINT_KEY
 from passivepaxos.log.tailcache import FileTailCache, MemoryTailCache
 from passivepaxos.manifest import init_log
@@ -94,17 +99,15 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
 
 
 def _log_with(n: int, *, hint_at: int | None) -> str:
-    """A memory log of ``n`` slots (0..n-1) whose hint names slot ``hint_at`` (with its
-    hash, as a writer that decided it writes it), or no hint at all."""
+    """A memory log of ``n`` slots (0..n-1) whose hint names slot ``hint_at``, or no hint
+    at all."""
     url = f"memory://fresh-{uuid.uuid4().hex[:10]}"
     init_log(url)
     with Log.open(url, writer_id="seed", hint_every=10**9) as seed:
         for i in range(n):
             seed.append([b"s%d" % i])
         if hint_at is not None:
-            data = seed._tail.cached(hint_at)
-            assert data is not None
-            seed._tail.write_hint(hint_at, data[0])
+            seed._tail.write_hint(hint_at)
     return url
 
 
@@ -117,16 +120,17 @@ def _fresh_append(url: str, rec: Recorder, value: bytes = b"fresh") -> int:
         rec.stop()
 
 
-def test_hint_at_the_tail_five_requests_three_round_trips(rec: Recorder) -> None:
+def test_hint_at_the_tail_six_requests_three_round_trips(rec: Recorder) -> None:
     url = _log_with(10, hint_at=9)
     assert _fresh_append(url, rec) == 10
-    # manifest and hint together; LIST from the hinted slot and GET of it together (the
-    # hint vouched for its hash: no read of slot 8); the create
+    # manifest and hint together; LIST from the hinted slot, GET of it and of the slot
+    # before it (the tail must chain before it is built on) together; the create
     assert rec.requests == {
         ("get", "manifest"): 1,
         ("get", HINT_KEY): 1,
         ("list", "log/"): 1,
         ("get", "log/9"): 1,
+        ("get", "log/8"): 1,
         ("put:create", "log/10"): 1,
     }
     assert rec.rounds == 3
@@ -140,6 +144,7 @@ def test_hint_behind_one_list_then_the_tail_and_its_predecessor(rec: Recorder) -
         ("get", HINT_KEY): 1,
         ("list", "log/"): 1,
         ("get", "log/9"): 1,
+        ("get", "log/8"): 1,
         ("get", "log/47"): 1,  # the tail
         ("get", "log/46"): 1,  # its predecessor: the tail must chain before it is built on
         ("put:create", "log/48"): 1,
@@ -182,8 +187,8 @@ def test_without_strong_listing_the_guess_and_first_probes_share_a_round(
     monkeypatch.setattr(Store, "capabilities", property(lambda self: weak))
     assert _fresh_append(url, rec) == 10
     gets = {k for (op, k) in rec.requests if op == "get" and re.fullmatch(r"log/\d+", k)}
-    assert gets == {"log/9", "log/10", "log/11", "log/13", "log/17", "log/25", "log/41"}
-    assert sum(rec.requests.values()) == 10 and not any(op == "list" for op, _ in rec.requests)
+    assert gets == {"log/8", "log/9", "log/10", "log/11", "log/13", "log/17", "log/25", "log/41"}
+    assert sum(rec.requests.values()) == 11 and not any(op == "list" for op, _ in rec.requests)
     assert rec.rounds == 3
 
 
@@ -227,16 +232,16 @@ def test_another_logs_hint_is_not_even_a_guess(rec: Recorder) -> None:
         assert log.verify().ok
 
 
-def test_a_hint_hash_that_does_not_match_the_slot_vouches_for_nothing(rec: Recorder) -> None:
-    url = _log_with(6, hint_at=5)
-    with Log.open(url) as log:
-        ident = log._c.ident
-    _put_hint(url, {"slot": 5, "hash": "0" * 64, "log": ident})
-    assert _fresh_append(url, rec) == 6
-    assert rec.requests[("get", "log/4")] == 1  # the predecessor read: the chain checked
+def test_a_hole_right_before_the_hinted_tail_is_damage(rec: Recorder) -> None:
+    url = _log_with(10, hint_at=9)
+    _delete(url, "log/00000000000000000008")
+    with pytest.raises(DamagedSlotError) as e:
+        _fresh_append(url, rec)
+    assert e.value.slot == 8
+    assert not any(op == "put:create" for op, _ in rec.requests)
 
 
-def test_an_old_hint_without_hash_is_still_a_guess(rec: Recorder) -> None:
+def test_an_old_hint_without_log_identity_is_still_a_guess(rec: Recorder) -> None:
     url = _log_with(6, hint_at=None)
     _put_hint(url, {"slot": 5})
     assert _fresh_append(url, rec) == 6
@@ -290,7 +295,7 @@ def test_a_low_rate_holder_writes_the_hint_every_32_slots_not_on_a_timer(rec: Re
         ident, tail = log._c.ident, log._tail.known
     raw = Store(_memory.MemoryBackend(url.removeprefix("memory://"))).get(HINT_KEY)
     assert raw is not None and tail is not None
-    assert json.loads(raw[0]) == {"slot": tail[0], "hash": tail[1], "log": ident}
+    assert json.loads(raw[0]) == {"slot": tail[0], "log": ident}
 
 
 def test_fresh_append_on_s3_counts_at_the_http_level(moto_server: Any) -> None:
@@ -306,13 +311,13 @@ def test_fresh_append_on_s3_counts_at_the_http_level(moto_server: Any) -> None:
             seed.append([b"%d" % i])
         tail = seed._tail.known
         assert tail is not None
-        seed._tail.write_hint(*tail)
+        seed._tail.write_hint(tail[0])
     with FaultProxy(moto_server.url) as proxy, env(AWS_ENDPOINT_URL=proxy.url):
         proxy.reset()
         with Log.open(url, writer_id="fresh") as log:
             assert log.append([b"x"]) == [5]
-        # manifest, hint and slot 4 read, one LIST, one create: 5 requests
-        assert proxy.counts() == {"read": 3, "list": 1, "write": 1}
+        # manifest, hint, slots 4 and 3 read, one LIST, one create: 6 requests
+        assert proxy.counts() == {"read": 4, "list": 1, "write": 1}
 
 
 # -- the tail cache: a warm machine (a reused Lambda container, the next CLI call) ------------
@@ -407,3 +412,125 @@ def test_the_tail_cache_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PASSIVEPAXOS_TAIL_CACHE", "disk")
     with pytest.raises(ConfigError, match="PASSIVEPAXOS_TAIL_CACHE"):
         Log.open(url)
+
+
+# -- review findings (issue 12): a cached tail is only a first guess --------------------------
+
+
+def test_a_stale_warm_start_never_fills_a_hole_below_a_snapshot(rec: Recorder) -> None:
+    """Review finding 1 (simulator seed 372 of damage): the warm process lost its first
+    race and walked slot by slot into a deleted slot below a snapshot it never saw."""
+    url = _log_with(1, hint_at=None)
+    cache = MemoryTailCache()
+    _open_append(url, rec, cache, b"w0")  # cached: slot 1
+    with Log.open(url, writer_id="other") as other:
+        for i in range(9):
+            other.append([b"o%d" % i])
+        other.snapshot()  # at slot 10
+    _delete(url, "log/00000000000000000003")
+    warm = Log.open(url, tail_cache=cache, writer_id="warm", backoff_max=0.0)
+    with warm as log, pytest.raises(DamagedSlotError) as e:
+        log.append([b"w1"])
+    assert e.value.slot == 3
+    raw = _memory.MemoryBackend(url.removeprefix("memory://")).get("log/00000000000000000003")
+    assert raw is None  # not filled
+
+
+def test_a_warm_start_after_a_trim_finds_the_real_tail(rec: Recorder) -> None:
+    """Review finding 2: the cached slot's successor was trimmed since; every warm start
+    failed with TrimmedSlotError and the cache never moved."""
+    url = _log_with(4, hint_at=3)
+    cache = MemoryTailCache()
+    assert _open_append(url, rec, cache) == 4
+    with Log.open(url, writer_id="other") as other:
+        for i in range(20):
+            other.append([b"o%d" % i])
+        other.snapshot()
+        other.trim(25)
+    assert _open_append(url, rec, cache, b"after") == 25
+    assert _open_append(url, rec, cache, b"warm") == 26  # the cache moved on
+    assert rec.requests == {("get", "manifest"): 1, ("put:create", "log/26"): 1}
+
+
+def test_a_stale_warm_start_costs_two_requests_more_than_a_cold_one(rec: Recorder) -> None:
+    """Review finding 3: the first lost race sent it through contention backoff and a
+    slot-by-slot walk (28 requests, 5.5 s); now it finds the tail afresh."""
+    url = _log_with(6, hint_at=5)
+    cache = MemoryTailCache()
+    _open_append(url, rec, cache)  # slot 6 cached
+    with Log.open(url, writer_id="other", hint_every=10**9) as other:
+        for i in range(40):
+            other.append([b"o%d" % i])
+    assert _open_append(url, rec, cache) == 47
+    # manifest, the lost create and a read of its winner, then as a cold start: hint,
+    # LIST + hinted slot + the one before, tail + the one before, create (and the hint
+    # rewrite, 40 slots behind, in the background)
+    sent = rec.requests
+    assert sum(sent.values()) - sent[("put:overwrite", HINT_KEY)] == 10
+    assert sent[("put:create", "log/7")] == 1 and rec.rounds == 7
+
+
+def test_a_warm_start_after_the_holder_released_appends(rec: Recorder) -> None:
+    """Review finding 8: the cached tail was another holder's claim; after its release
+    every warm start refused with LeaseHeldError, without a request to the log."""
+    url = _log_with(2, hint_at=1)
+    cache = MemoryTailCache()
+    with Log.open(url, writer_id="H") as holder:
+        holder.claim_writer(30)
+        w = Log.open(url, writer_id="W", tail_cache=cache)
+        with w, pytest.raises(LeaseHeldError):
+            w.append([b"refused"])  # cold: finds H's claim, which is then cached
+        assert cache.load(url) is not None
+        holder.release_writer()
+    assert _open_append(url, rec, cache, b"after release") == 4
+    with Log.open(url) as log:
+        assert [e.value for e in log.read(4)] == [b"after release"]
+
+
+def test_a_read_from_after_a_hole_is_not_cached_as_chain_checked(
+    rec: Recorder, tmp_path: Any
+) -> None:
+    """Review finding 5: read(k) with slot k-1 missing marked slot k chain-checked, and
+    the cache carried that to the next process, which appended after the hole."""
+    url = _log_with(10, hint_at=None)
+    _delete(url, "log/00000000000000000008")
+    d = tmp_path / "tails"
+    with Log.open(url, tail_cache=FileTailCache(d)) as reader:
+        assert [e.slot for e in reader.read(9)] == [9]
+    got = FileTailCache(d).load(url)
+    assert got is None or got.slot != 9
+    with pytest.raises(DamagedSlotError) as e:
+        _open_append(url, rec, FileTailCache(d))
+    assert e.value.slot == 8
+
+
+def test_a_listing_after_a_held_slot_that_shows_a_hole_is_damage(rec: Recorder) -> None:
+    """Review finding 6: a process holding tail 4 listed after it, saw slot 5 missing
+    and 6.. present, threw the listing away and probed past the hole."""
+    url = _log_with(5, hint_at=None)
+    with Log.open(url, writer_id="P") as p:
+        p.append([b"p"])  # holds slot 5 as its tail
+        with Log.open(url, writer_id="Q", hint_every=10**9) as q:  # the hint stays before
+            for i in range(30):
+                q.append([b"q%d" % i])
+        _delete(url, "log/00000000000000000006")
+        with pytest.raises(DamagedSlotError) as e:
+            p.head()
+        assert e.value.slot == 6
+
+
+def test_a_resume_never_appends_into_a_hole_it_walked_into() -> None:
+    """Simulator seed 18255 of damage (the long pass of issue 11): a resume whose token's
+    slot holds another record searched for its own record, took the first missing slot
+    for the end of the log although later slots existed, and appended into the hole."""
+    url = _log_with(6, hint_at=None)
+    _delete(url, "log/00000000000000000002")
+    wid = "ab" * 16
+    with Log.open(url, writer_id="R") as log, pytest.raises(AppendOutcomeUnknownError) as e:
+        log.append([b"mine"], resume=f"0:0:{wid}")
+    # unknown, as before the resume (an earlier resume may have landed past the hole);
+    # nothing written: the hole is reported, not filled
+    assert isinstance(e.value.__cause__, DamagedSlotError) and e.value.__cause__.slot == 2
+    assert (
+        _memory.MemoryBackend(url.removeprefix("memory://")).get("log/00000000000000000002") is None
+    )

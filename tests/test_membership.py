@@ -66,6 +66,7 @@ def test_add_and_remove_while_appending(tmp_path: Path, mode: str) -> None:
     threads = [threading.Thread(target=appender, args=(t,)) for t in ("x", "y")]
     for t in threads:
         t.start()
+
     def appended(more: int) -> None:
         # each phase must see appends land (not a fixed sleep: on a loaded machine 0.3 s
         # saw 7 acknowledged entries in all; the test is about safety during appends)
@@ -250,3 +251,32 @@ def test_resume_that_meets_a_configuration_record(
         assert log.verify().ok
     # slots after the change were decided on the added store too
     assert any((tmp_path / "d").rglob("*decided*"))
+
+
+def test_an_old_store_list_whose_markers_cannot_be_read_is_not_called_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulator seed 68 of `stale`: opening the log with its original store list after a
+    change, while the membership markers could not be read (a majority did not answer
+    the LIST), was ConfigError "not the store list of this log" (exit 2, bad input). The
+    list may be an earlier configuration: nothing was established, so QuorumError."""
+    from passivepaxos import membership_data
+    from passivepaxos.errors import QuorumError
+
+    a, b, c, d = _dirs(tmp_path, "abcd")
+    old = ",".join([a, b, c])
+    init_log(old)
+    with Log.open(old) as log:
+        change(log, "add", d)
+        change(log, "remove", c)
+    with Log.open(old) as log:  # an earlier configuration, found through the markers
+        assert log.members() == (a, b, d)
+    with pytest.raises(ConfigError, match="is not the store list"):
+        Log.open(",".join([a, d]))  # never a configuration: bad input
+
+    def unreadable(stores: object) -> object:
+        raise QuorumError("no majority answered the LIST of members/")
+
+    monkeypatch.setattr(membership_data, "read_markers", unreadable)
+    with pytest.raises(QuorumError, match="cannot tell whether this is a store list"):
+        Log.open(old)

@@ -27,7 +27,6 @@ from typing import Any
 
 from passivepaxos.bench import environ
 from passivepaxos.log import Log
-from passivepaxos.log.record import chain_hash
 from passivepaxos.log.tailcache import MemoryTailCache
 from passivepaxos.manifest import init_log
 from passivepaxos.runtime import RealRuntime
@@ -266,12 +265,9 @@ def append_fresh(t: Target, n: int) -> Result:
 
 
 def _point_hint(t: Target, slot: int) -> None:
-    """Make the tail hint name ``slot`` (with its hash, as the writer that decided it
-    writes it): the hint lag of the fresh-process cases."""
+    """Make the tail hint name ``slot``: the hint lag of the fresh-process cases."""
     with t.opened("hinter", hint_every=10**9) as h:  # opened: the hint names the log
-        data = h._cfg.fetch(slot)
-        assert data is not None
-        h._tail.write_hint(slot, chain_hash(data, slot))
+        h._tail.write_hint(slot)
 
 
 def fresh_case(lag: int) -> str:

@@ -63,10 +63,8 @@ checksum, a broken hash chain, or a slot missing while a later one exists. It ne
 Tail discovery starts at the hint object ``log/tail-hint`` (an OVERWRITE written when the
 known tail is ``hint_every`` slots past it or after a release, never on a timer, at most
 once per ``hint_min_interval`` seconds per process because GCS allows ~1 write/s per object
-name; ``Log.open`` reads it beside the manifest). The hint names a slot, the log's identity
-and, when its writer had checked that record to chain, the record's hash: a guess and a
-voucher, never trusted beyond what is read (a hint of another log is ignored; the hash
-only spares reading the slot before the hinted one when the bytes read there match). On
+name; ``Log.open`` reads it beside the manifest). The hint names a slot and the log's
+identity: a guess, never trusted beyond what is read (a hint of another log is ignored). On
 one create store whose backend lists strongly from a key (``Capabilities.strong_list``
 and ``seek_list``) discovery LISTs ``log/`` from the hinted slot (one request shows the tail and any hole); elsewhere
 it probes ``h, h+1, h+2, h+4, ... h+32`` in parallel (again from the highest found if all

@@ -205,9 +205,12 @@ class Reader:
                     self.c.fetch_ahead,
                     window * 2 if window < _EARLY_WINDOW else max(window, run // 8),
                 )
+                # chain-checked unless this is the first slot and the one before it was
+                # missing (prev None: reading from beyond the end, or a hole there)
+                checked = prev is not None
                 rec = self.c.decode(data, slot, prev)
                 prev = record_hash(data)
-                self.tail.learned(slot, data, prev, chained=True)
+                self.tail.learned(slot, data, prev, chained=checked)
                 if on_slot is not None:
                     on_slot(slot)
                 yield slot, rec, data

@@ -59,12 +59,12 @@ class Tail:
         # the hint object read by Log.open beside the manifest (one round trip for both);
         # taken by the first read_hint
         self.hint_prefetch = hint_prefetch
-        # (slot, chain hash) a hint of this log vouched for: the hint's writer had checked
-        # that record to chain, so a discovery that reads the same bytes there needs no
-        # read of the slot before it (see discover)
-        self.vouched: tuple[int, str] | None = None
         self.cache: TailCache | None = None  # see warm() and remember()
         self.cached_slot = -1  # the slot last saved to the cache
+        # the known tail came from the cache and nothing has confirmed it since: the first
+        # sign that it is stale (a lost race, a trimmed slot, someone's lease) makes the
+        # writer forget it and find the tail afresh (take_cached)
+        self.from_cache = False
         self.hint_pool = c.runtime.pool(1, "ppx-hint")
         self.known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self.known_data: bytes | None = None  # that slot's record
@@ -99,7 +99,25 @@ class Tail:
         with self.c.state:
             self.cached_slot = got.slot
             self.hint_seen = max(self.hint_seen, got.slot)  # the hint is not read
+            self.from_cache = True
         return True
+
+    def take_cached(self) -> bool:
+        """If the known tail came from the cache unconfirmed, forget it (the caller then
+        finds the tail afresh: hint, LIST, the snapshots when it looks empty or trimmed)
+        and say so; once per warm start."""
+        with self.c.state:
+            if not self.from_cache:
+                return False
+            self.from_cache = False
+            self.forget()
+            self.cached_slot = -1
+            return True
+
+    def confirmed(self) -> None:
+        """The known tail is the log's own again (a write of ours was decided after it)."""
+        with self.c.state:
+            self.from_cache = False
 
     def remember(self) -> None:
         """Save the known tail to the cache, when it moved and this process decided it or
@@ -139,8 +157,7 @@ class Tail:
 
     def read_hint(self) -> int:
         """The hinted tail slot (``-1``: no usable hint). A hint naming another log's
-        identity is ignored; one of this log that carries its slot's chain hash is kept in
-        ``vouched``."""
+        identity is ignored: not even a guess."""
         prefetched, self.hint_prefetch = self.hint_prefetch, None
         try:
             if prefetched is not None:
@@ -160,13 +177,11 @@ class Tail:
             return -1
         if not isinstance(slot, int) or slot < 0:
             return -1
-        log, digest = hint.get("log"), hint.get("hash")
+        log = hint.get("log")
         if log is not None and log != self.c.ident:
             return -1  # another log's hint (copied objects): not even a guess
         with self.c.state:
             self.hint_seen = max(self.hint_seen, slot)
-            if self.c.ident is not None and log == self.c.ident and isinstance(digest, str):
-                self.vouched = (slot, digest)
         return slot
 
     def quorum_hint(self) -> tuple[bytes, Any] | None:
@@ -234,10 +249,14 @@ class Tail:
             if listed is not None:
                 return listed
         if guess > lo:
-            # the guessed slot and the first probe round at once: one round trip
+            # the guessed slot, the one before it (the writer checks that the tail names its
+            # hash) and the first probe round at once: one round trip
             first = [guess] + [guess + (1 << k) for k in range(_PROBES)]
-            found = self.exists_many(first)
+            found = self.exists_many(first + ([guess - 1] if guess > 0 else []))
+            before = found.pop(guess - 1, None)
             got = found[guess]
+            if got is not None and before is not None:
+                self.learned(guess - 1, before)
             if got is None:
                 hi = guess  # probes past a missing guess prove nothing: not used
                 seen[guess] = None
@@ -262,33 +281,42 @@ class Tail:
                 seen.update(found)
                 lo, lo_data, narrowed = self.narrow(found, lo, lo_data, hi)
                 hi = hi if narrowed is None else narrowed
-            # slot lo+1 is missing: slots lo+2 and lo+4 must be missing too, as verify
-            # checks (a deleted middle slot, or two or three consecutive ones, is damage;
-            # filling it would break the chain there and erase the evidence). The first
-            # search round usually probed them already; the rest go out in one batch.
-            beyond = (lo + 2, lo + 4)
-            todo = [p for p in beyond if p not in seen]
-            if todo:
-                seen.update(self.exists_many(todo))
-            later = next((p for p in beyond if seen[p] is not None), None)
-            if later is None:
-                break
-            nxt = self.exists(lo + 1)
+            nxt = self.end_checked(lo + 1, seen)
             if nxt is None:
-                url, key = self.c.where(lo + 1)
-                raise DamagedSlotError(
-                    lo + 1,
-                    f"missing while slot {later} exists (a gap in the log)",
-                    url=url,
-                    key=key,
-                )
+                break
             lo, lo_data, hi = lo + 1, nxt, None  # decided meanwhile: search on from it
             seen.clear()
         if lo >= 0 and lo_data is None:  # pragma: no cover - lo always comes with its data
             lo_data = self.cfg.fetch(lo)
         if lo >= 0 and lo_data is not None:
-            self.learned(lo, lo_data, chained=self.is_vouched(lo, lo_data))
+            self.learned(lo, lo_data)
         return lo, lo_data
+
+    def end_checked(self, missing: int, seen: dict[int, bytes | None]) -> bytes | None:
+        """Slot ``missing`` was found missing, so the log looks like it ends before it: the
+        slots 1 and 3 after it must be missing too, as verify checks (a deleted middle
+        slot, or two or three consecutive ones, is damage; filling it would break the
+        chain there and erase the evidence). ``seen``: slots already read (the rest go out
+        in one batch). ``None``: the end is confirmed; a record: slot ``missing`` was
+        decided meanwhile (search on from it); ``DamagedSlotError`` naming ``missing``
+        when it is still missing while a later slot exists."""
+        beyond = (missing + 1, missing + 3)
+        todo = [p for p in beyond if p not in seen]
+        if todo:
+            seen.update(self.exists_many(todo))
+        later = next((p for p in beyond if seen[p] is not None), None)
+        if later is None:
+            return None
+        nxt = self.exists(missing)
+        if nxt is None:
+            url, key = self.c.where(missing)
+            raise DamagedSlotError(
+                missing,
+                f"missing while slot {later} exists (a gap in the log)",
+                url=url,
+                key=key,
+            )
+        return nxt
 
     def lists_strongly(self) -> bool:
         """One create store whose LIST shows every acknowledged write and starts at a key
@@ -297,25 +325,18 @@ class Tail:
         caps = self.c.stores[0].capabilities
         return self.c.single_create and caps.strong_list and caps.seek_list
 
-    def is_vouched(self, slot: int, data: bytes) -> bool:
-        """Whether a hint of this log vouched for exactly this record at ``slot``."""
-        with self.c.state:
-            vouched = self.vouched
-        return vouched is not None and vouched == (slot, chain_hash(data, slot))
-
     def list_tail(self, guess: int) -> tuple[int, bytes | None] | None:
         """Tail discovery by listing (``lists_strongly``): one LIST of the slots from
-        ``guess`` on, with (same round trip) a GET of ``guess``, and of ``guess - 1`` when
-        no hint vouched for ``guess``; then, if the tail is further on, the tail and its
-        predecessor, so the writer checks that the tail chains without another round trip.
+        ``guess`` on, with (same round trip) GETs of ``guess`` and ``guess - 1``; then, if
+        the tail is further on, the tail and its predecessor: the writer checks that the
+        tail names its predecessor's hash without another round trip (and a hole right
+        before the tail is seen).
         The listing shows every slot acknowledged before it started: the last listed slot
         is the tail (nothing after it existed), and a hole before it is damage
         (``DamagedSlotError`` naming the first missing slot), never filled. ``guess`` 0:
         from the start of the log, no GET first. ``None``: the guessed slot is missing,
         or the log goes on past ``_LIST_MAX`` slots (probe instead)."""
-        with self.c.state:
-            vouched = self.vouched is not None and self.vouched[0] == guess
-        want = [] if guess == 0 else [guess] if vouched else [guess, guess - 1]
+        want = [] if guess == 0 else [guess, guess - 1]
         futs = {s: self.c.pool.submit(self.exists, s) for s in want}
         try:
             slots = self.listed_slots(guess)
@@ -332,7 +353,7 @@ class Tail:
             for s in sorted(got):
                 data = got[s]
                 if data is not None:
-                    self.learned(s, data, chained=s == guess and self.is_vouched(s, data))
+                    self.learned(s, data)
         if guess > 0 and tail == guess:
             return guess, got[guess]
         fetch = [tail] if tail == 0 or (guess > 0 and tail - 1 == guess) else [tail, tail - 1]
@@ -349,7 +370,7 @@ class Tail:
     def list_after(self, lo: int, lo_data: bytes | None) -> tuple[int, bytes | None] | None:
         """``list_tail`` when slot ``lo`` is held: one LIST of the slots after it; if there
         are any, the last one and the one before it (``None``: probe instead)."""
-        slots = self.listed_slots(lo + 1)
+        slots = self.listed_slots(lo + 1, held=lo)
         if slots is None:
             return None
         if not slots:
@@ -366,9 +387,10 @@ class Tail:
         self.learned(tail, data)
         return tail, data
 
-    def listed_slots(self, guess: int) -> list[int] | None:
+    def listed_slots(self, guess: int, *, held: int | None = None) -> list[int] | None:
         """The slots from ``guess`` on, listed (``guess, guess+1, ... tail``); ``None``
-        when ``guess`` is missing but a later slot exists, or past ``_LIST_MAX`` slots.
+        when ``guess`` is missing but a later slot exists (unless ``held``: slot ``guess -
+        1`` is known to exist, so that is a hole too), or past ``_LIST_MAX`` slots.
         Raises ``DamagedSlotError`` at a hole after ``guess``."""
         slots: list[int] = []
         after = slot_instance(guess - 1) if guess > 0 else None
@@ -378,7 +400,7 @@ class Tail:
                 continue  # the hint (nothing else a create log writes under log/)
             slot, expect = int(m.group(1)), guess + len(slots)
             if slot != expect:
-                if not slots:
+                if not slots and held is None:
                     return None  # the guess itself is missing: probing looks below it
                 url, key = self.c.where(expect)
                 raise DamagedSlotError(
@@ -443,7 +465,7 @@ class Tail:
         with self.c.state:
             if self.known is None or self.hint_inflight:
                 return
-            slot, digest = self.known
+            slot = self.known[0]
             now = self.c.runtime.monotonic()
             stale = slot - self.hint_seen
             due = stale >= self.hint_every or (force and stale > 0)
@@ -452,21 +474,16 @@ class Tail:
             self.hint_inflight = True
             self.hint_last_write = now
             self.hint_seen = slot
-            # the hash only for a record we decided or checked to chain: a reader of the
-            # hint then skips reading the slot before it (see read_hint, discover)
-            vouch = digest if self.known_chained else None
         try:
-            self.hint_pool.submit(self.write_hint, slot, vouch)
+            self.hint_pool.submit(self.write_hint, slot)
         except RuntimeError:  # closed
             with self.c.state:
                 self.hint_inflight = False
 
-    def write_hint(self, slot: int, digest: str | None = None) -> None:
+    def write_hint(self, slot: int) -> None:
         hint: dict[str, Any] = {"slot": slot}
         if self.c.ident is not None:
-            hint["log"] = self.c.ident
-            if digest is not None:
-                hint["hash"] = digest
+            hint["log"] = self.c.ident  # a copy of it on another log is ignored there
         data = json.dumps(hint, sort_keys=True).encode()
         try:  # a hint is never relied on: failures ignored, a hung store not waited for
             driver.each_store(self.c.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))

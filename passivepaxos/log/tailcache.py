@@ -2,12 +2,12 @@
 
 A warm invocation (a Lambda container reused, the next cron run, the next CLI call)
 starts from the cached tail record and tries the slot after it directly: the manifest
-read and the create, 2 requests, instead of finding the tail. The cache is only this
-machine's memory of the log, like a long-lived process's known tail: if others wrote
-meanwhile, the create loses and the winner's record is learned (one more round trip,
-then the usual path); a tail whose lease is held by someone else is waited out or
-refused as after any read. What it cannot know is damage done since (a deleted slot
-after the cached tail is filled as a long-lived writer would fill it: docs/log.md).
+read and the create, 2 requests, instead of finding the tail. The cache is only a first
+guess: at the first sign that it is stale (the create loses, the next slot is a
+tombstone, the cached tail carries someone else's lease) the writer forgets it and finds
+the tail as a cold start does (``FencedWriter.commit``, ``Tail.take_cached``). What it
+cannot know is damage done since that its guess does not run into (a store rolled back
+below the cached tail, the slot after it deleted: docs/log.md).
 
 Entries are keyed by the log's URL and name the log's identity (its manifest's
 ``ident``): a log re-created at the same URL never uses the old one's tail. They hold the

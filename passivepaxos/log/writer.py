@@ -20,6 +20,7 @@ from passivepaxos.errors import (
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
     DamagedSlotError,
+    LeaseHeldError,
     LeaseLostError,
     MembershipConflictError,
     PassivePaxosError,
@@ -31,7 +32,7 @@ from passivepaxos.lease import LeaseMeta, LeaseState
 from passivepaxos.log.compaction import Compaction
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
-from passivepaxos.log.leasing import WriterLease
+from passivepaxos.log.leasing import NotYet, WriterLease
 from passivepaxos.log.record import (
     Record,
     chain_hash,
@@ -116,7 +117,13 @@ class FencedWriter:
                     self.leasing.state_of(last, found),
                 )
                 continue
-            plan = self.leasing.plan(slot - 1, state, op, ttl, wait)
+            try:
+                plan = self.leasing.plan(slot - 1, state, op, ttl, wait)
+            except (LeaseHeldError, NotYet):
+                if self.tail.take_cached():  # a cached tail's lease: look at the log first
+                    slot, prev, state = self.tail_for_write()
+                    continue
+                raise
             if plan is None:  # waited for a lease to expire: the tail may have moved
                 slot, prev, state = self.tail_for_write()
                 continue
@@ -129,9 +136,23 @@ class FencedWriter:
                 decided = self.cfg.decide(slot, mine, frame_wid)
             except AmbiguousWriteError as exc:
                 raise self.unknown(slot, wid, exc) from exc
-            winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
+            try:
+                winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
+            except TrimmedSlotError:
+                if self.tail.take_cached():  # the cached tail was trimmed since
+                    slot, prev, state = self.tail_for_write()
+                    continue
+                raise
             if winner is None:
+                self.tail.confirmed()
                 return slot
+            if self.tail.take_cached():
+                # Lost right after a cached tail: others wrote since this machine's last
+                # visit. Find the tail afresh (hint, LIST, snapshots when it looks empty
+                # or trimmed) instead of walking from a view of unknown age: it may be
+                # behind a snapshot or a hole this object never saw (review finding).
+                slot, prev, state = self.tail_for_write()
+                continue
             losses += 1
             quiet = self.backoff_max > 0 and op is None and config is None
             slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)

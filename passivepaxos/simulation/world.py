@@ -588,7 +588,7 @@ class World:
         except PassivePaxosError:
             return None
         # atomic from here: no runtime call
-        if not any(self.net.slot_keys(i, k + 1) for i in range(self.n)):
+        if self._late() or not any(self.net.slot_keys(i, k + 1) for i in range(self.n)):
             return None
         if self.n == 1 and self._tombstone_at(k):
             return None  # trimmed meanwhile: that is the tombstone kind's business
@@ -615,6 +615,8 @@ class World:
                 while have < want:
                     have = other.append([f"other#{have + 1}".encode()])[0]
                 # atomic from here: no runtime call
+                if self._late():
+                    return None
                 top = self.net.top_slot()
                 if top + 1 > have:
                     continue  # our log grew meanwhile: write more of the other one
@@ -627,9 +629,17 @@ class World:
                 return Damage("foreign", top + 1, self.sched.now)
         return None
 
+    def _late(self) -> bool:
+        """The fault horizon has passed: the final readers may be reading, and damage
+        done now would be damage they were never meant to see (review of issue 12: seed
+        100 of damage deleted a slot under the final read)."""
+        return self.sched.now >= self.profile.horizon
+
     def _damage_tombstone(self) -> Damage | None:
         """Delete a tombstone trim left (one create store), or corrupt it (a field changed,
         its checksum left as it was, in a valid frame)."""
+        if self._late():
+            return None
         b = self.net.inner[0]
         tombs = []
         for m in b.list("log/"):
