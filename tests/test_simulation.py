@@ -172,3 +172,17 @@ def test_damage_seeds(seed: int) -> None:
     built on it unchecked (now the chain is checked there too). docs/simulation.md."""
     r = run(seed, "damage")
     assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"
+
+
+@pytest.mark.parametrize(("seed", "profile"), [(68, "stale"), (372, "damage"), (100, "damage")])
+def test_issue_12_seeds(seed: int, profile: str) -> None:
+    """Seeds that failed while issue 12 changed tail discovery (docs/simulation.md, "Found
+    on the way"): 68 of stale, the member changer opening the log with its original list
+    while the membership markers could not be read got ConfigError (bad input) instead of
+    QuorumError; 372 of damage (review), a warm start walked from a stale cached tail into
+    a deleted slot below a snapshot; 100 of damage (review), the damager deleted a slot
+    under the final read. Their schedules moved with later changes: each is a replay that
+    must stay clean, the unit regressions are in tests/test_membership.py and
+    tests/test_fresh_path.py."""
+    r = run(seed, profile)
+    assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"

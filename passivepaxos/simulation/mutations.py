@@ -213,7 +213,7 @@ def _list_hole() -> Iterator[None]:
     from passivepaxos.log.record import slot_instance
     from passivepaxos.log.tail import _SLOT_KEY, Tail
 
-    def listed_slots(self: Tail, guess: int) -> list[int] | None:
+    def listed_slots(self: Tail, guess: int, *, held: int | None = None) -> list[int] | None:
         slots: list[int] = []
         after = slot_instance(guess - 1) if guess > 0 else None
         for meta in self.c.stores[0].list("log/", start_after=after):
