@@ -77,7 +77,7 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
             assert fresh64.requests["read"] == 6 * fresh64.ops
             assert fresh64.requests["list"] == fresh64.ops
         else:
-            assert dict(fresh0.requests) == {"read": 10 * fresh0.ops, "write": fresh0.ops}
+            assert dict(fresh0.requests) == {"read": 11 * fresh0.ops, "write": fresh0.ops}
         assert fresh64.requests["write"] - fresh64.hint_writes == fresh64.ops
         warm = cases["append (warm start, tail cache)"]
         assert dict(warm.requests) == {"read": warm.ops, "write": warm.ops}  # manifest, create

@@ -32,7 +32,7 @@ from passivepaxos.manifest import init_log
 from passivepaxos.runtime import REAL
 from passivepaxos.store import Store
 from passivepaxos.types import PutMode
-from passivepaxos.urls import backend_module
+from passivepaxos.urls import backend_module, open_backend
 
 _memory = backend_module("memory")
 _DELAY = 0.03  # per request, so that requests sent together overlap
@@ -187,8 +187,19 @@ def test_without_strong_listing_the_guess_and_first_probes_share_a_round(
     monkeypatch.setattr(Store, "capabilities", property(lambda self: weak))
     assert _fresh_append(url, rec) == 10
     gets = {k for (op, k) in rec.requests if op == "get" and re.fullmatch(r"log/\d+", k)}
-    assert gets == {"log/8", "log/9", "log/10", "log/11", "log/13", "log/17", "log/25", "log/41"}
-    assert sum(rec.requests.values()) == 11 and not any(op == "list" for op, _ in rec.requests)
+    # the hinted slot, the one before it, 6 probes and slot 12 (the end check's h+3)
+    assert gets == {
+        "log/8",
+        "log/9",
+        "log/10",
+        "log/11",
+        "log/12",
+        "log/13",
+        "log/17",
+        "log/25",
+        "log/41",
+    }
+    assert sum(rec.requests.values()) == 12 and not any(op == "list" for op, _ in rec.requests)
     assert rec.rounds == 3
 
 
@@ -533,4 +544,95 @@ def test_a_resume_never_appends_into_a_hole_it_walked_into() -> None:
     assert isinstance(e.value.__cause__, DamagedSlotError) and e.value.__cause__.slot == 2
     assert (
         _memory.MemoryBackend(url.removeprefix("memory://")).get("log/00000000000000000002") is None
+    )
+
+
+# -- the re-review (issue 12): holes the probes or the reads beside the LIST saw ---------------
+
+
+def _file_log(tmp_path: Any, n: int, hint_at: int) -> str:
+    url = (tmp_path / "log").as_uri()
+    (tmp_path / "log").mkdir()
+    init_log(url)
+    with Log.open(url, writer_id="seed", hint_every=10**9) as seed:
+        for i in range(n):
+            seed.append([b"s%d" % i])
+        seed._tail.write_hint(hint_at)
+    return url
+
+
+def _file_delete(url: str, slot: int) -> None:
+    Store(open_backend(url)).delete(f"log/{slot:020d}")
+
+
+@pytest.mark.parametrize(("n", "holes"), [(20, (11,)), (20, (12,)), (14, (11, 12)), (16, (13, 14))])
+def test_probing_never_acknowledges_past_or_into_a_hole_it_saw(
+    tmp_path: Any, n: int, holes: tuple[int, ...]
+) -> None:
+    """Re-review finding A (file:// probes): a probe saw slot 11 missing and 12 present and
+    the append was acknowledged at the end past the hole; a two-slot hole right before a
+    one-record tail was filled (the end check looked 1 and 3 slots past, not 2)."""
+    url = _file_log(tmp_path, n, hint_at=10)
+    for h in holes:
+        _file_delete(url, h)
+    with Log.open(url, writer_id="fresh") as log, pytest.raises(DamagedSlotError) as e:
+        log.append([b"x"])
+    assert e.value.slot == holes[0]
+    backend = open_backend(url)
+    assert all(backend.get(f"log/{h:020d}") is None for h in holes)  # never filled
+    assert backend.get(f"log/{n:020d}") is None  # nothing acknowledged past the hole
+
+
+@pytest.mark.parametrize("listing", [True, False])
+def test_a_hole_right_before_the_hint_with_the_tail_past_it_is_damage(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch, listing: bool
+) -> None:
+    """Re-review finding B: the GET of the slot before the hinted one answered "missing"
+    and was ignored because the tail was further on."""
+    url = _log_with(20, hint_at=10)
+    _delete(url, "log/00000000000000000009")
+    if not listing:
+        weak = dataclasses.replace(Store(_memory.MemoryBackend("x")).capabilities, seek_list=False)
+        monkeypatch.setattr(Store, "capabilities", property(lambda self: weak))
+    with pytest.raises(DamagedSlotError) as e:
+        _fresh_append(url, rec)
+    assert e.value.slot == 9
+    assert not any(op == "put:create" for op, _ in rec.requests)
+
+
+def test_a_warm_start_after_a_rollback_and_new_writes_finds_the_tail(rec: Recorder) -> None:
+    """Re-review finding C: the cache said slot 9; the store was restored to slot 5 and
+    others wrote 6..12; the winner of slot 10 did not chain to the cached slot 9, and
+    every warm append failed with DamagedSlotError while the log was intact."""
+    url = _log_with(10, hint_at=None)
+    cache = MemoryTailCache()
+    with Log.open(url, writer_id="w", tail_cache=cache) as log:
+        log.head()
+        log.append([b"cached"])  # slot 10 cached
+    for slot in range(6, 11):  # the restore: slots 6..10 gone
+        _delete(url, f"log/{slot:020d}")
+    with Log.open(url, writer_id="others") as others:
+        for i in range(7):
+            others.append([b"n%d" % i])  # 6..12, another history
+    assert _open_append(url, rec, cache, b"warm") == 13
+    with Log.open(url) as log:
+        assert log.verify().ok
+
+
+def test_a_writer_whose_discovery_found_a_hole_never_fills_it(rec: Recorder) -> None:
+    """Re-review finding D: P held tail 4; head() reported slot 5 damaged, then P's append
+    was acknowledged at 5 from its old view (verify: broken chain at 6)."""
+    url = _log_with(4, hint_at=None)
+    with Log.open(url, writer_id="P") as p:
+        p.append([b"p"])  # tail 4 held
+        with Log.open(url, writer_id="Q", hint_every=10**9) as q:
+            for i in range(10):
+                q.append([b"q%d" % i])
+        _delete(url, "log/00000000000000000005")
+        with pytest.raises(DamagedSlotError):
+            p.head()
+        with pytest.raises(DamagedSlotError):
+            p.append([b"again"])
+    assert (
+        _memory.MemoryBackend(url.removeprefix("memory://")).get("log/00000000000000000005") is None
     )

@@ -231,7 +231,19 @@ class Tail:
 
     def discover(self, start: int | None = None) -> tuple[int, bytes | None]:
         """(last existing slot, its raw record) found from a starting guess (the hint
-        when ``start`` is ``None``)."""
+        when ``start`` is ``None``). A hole found on the way is ``DamagedSlotError``, and
+        a known tail below it is forgotten, so that the next write discovers again and is
+        refused again instead of filling the hole from the old view (re-review finding D)."""
+        try:
+            return self.search(start)
+        except DamagedSlotError as exc:
+            with self.c.state:
+                if self.known is not None and self.known[0] < exc.slot:
+                    self.forget()
+            raise
+
+    def search(self, start: int | None) -> tuple[int, bytes | None]:
+        """``discover`` without the bookkeeping of a failure."""
         with self.c.state:
             known = self.known[0] if self.known else -1
         guess = max(known, self.read_hint() if start is None else start)
@@ -250,13 +262,14 @@ class Tail:
                 return listed
         if guess > lo:
             # the guessed slot, the one before it (the writer checks that the tail names its
-            # hash) and the first probe round at once: one round trip
-            first = [guess] + [guess + (1 << k) for k in range(_PROBES)]
-            found = self.exists_many(first + ([guess - 1] if guess > 0 else []))
+            # hash), the first probe round and guess+3 (the end check's, see end_checked)
+            # at once: one round trip
+            first = [guess, guess + 3] + [guess + (1 << k) for k in range(_PROBES)]
+            found = self.exists_many(sorted(set(first)) + ([guess - 1] if guess > 0 else []))
             before = found.pop(guess - 1, None)
             got = found[guess]
-            if got is not None and before is not None:
-                self.learned(guess - 1, before)
+            if got is not None and guess > 0:
+                self.learned(guess - 1, self.hole_before(guess, before))
             if got is None:
                 hi = guess  # probes past a missing guess prove nothing: not used
                 seen[guess] = None
@@ -283,6 +296,7 @@ class Tail:
                 hi = hi if narrowed is None else narrowed
             nxt = self.end_checked(lo + 1, seen)
             if nxt is None:
+                self.recheck_below(lo, seen)
                 break
             lo, lo_data, hi = lo + 1, nxt, None  # decided meanwhile: search on from it
             seen.clear()
@@ -292,15 +306,47 @@ class Tail:
             self.learned(lo, lo_data)
         return lo, lo_data
 
+    def hole_before(self, slot: int, before: bytes | None) -> bytes:
+        """Slot ``slot`` exists; ``before`` is what a read of slot ``slot - 1`` sent beside
+        it answered. A record is only built after its predecessor was decided, so a
+        "missing" is either that read racing the create (read again) or a hole:
+        ``DamagedSlotError`` (re-review finding B). Returns slot ``slot - 1``'s record."""
+        if before is None:
+            before = self.exists(slot - 1)
+        if before is None:
+            url, key = self.c.where(slot - 1)
+            raise DamagedSlotError(
+                slot - 1,
+                f"missing while slot {slot} exists (a gap in the log)",
+                url=url,
+                key=key,
+            )
+        return before
+
+    def recheck_below(self, lo: int, seen: dict[int, bytes | None]) -> None:
+        """Probing found the end after slot ``lo``; a probe below ``lo`` that answered
+        "missing" was either racing a create (it exists now) or a hole: read it again
+        (only when such an answer was seen: a healthy search pays nothing), and raise
+        ``DamagedSlotError`` if it is still missing (re-review finding A)."""
+        for slot in sorted(p for p, data in seen.items() if data is None and 0 <= p < lo):
+            if self.exists(slot) is None:
+                url, key = self.c.where(slot)
+                raise DamagedSlotError(
+                    slot,
+                    f"missing while slot {lo} exists (a gap in the log)",
+                    url=url,
+                    key=key,
+                )
+
     def end_checked(self, missing: int, seen: dict[int, bytes | None]) -> bytes | None:
         """Slot ``missing`` was found missing, so the log looks like it ends before it: the
-        slots 1 and 3 after it must be missing too, as verify checks (a deleted middle
+        slots 1, 2 and 3 after it must be missing too, as verify checks (a deleted middle
         slot, or two or three consecutive ones, is damage; filling it would break the
         chain there and erase the evidence). ``seen``: slots already read (the rest go out
         in one batch). ``None``: the end is confirmed; a record: slot ``missing`` was
         decided meanwhile (search on from it); ``DamagedSlotError`` naming ``missing``
         when it is still missing while a later slot exists."""
-        beyond = (missing + 1, missing + 3)
+        beyond = (missing + 1, missing + 2, missing + 3)
         todo = [p for p in beyond if p not in seen]
         if todo:
             seen.update(self.exists_many(todo))
@@ -350,6 +396,7 @@ class Tail:
         if guess > 0:
             if got[guess] is None:
                 return None  # listed, then gone: let probing find out
+            got[guess - 1] = self.hole_before(guess, got[guess - 1])  # re-review finding B
             for s in sorted(got):
                 data = got[s]
                 if data is not None:

@@ -138,8 +138,10 @@ class FencedWriter:
                 raise self.unknown(slot, wid, exc) from exc
             try:
                 winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
-            except TrimmedSlotError:
-                if self.tail.take_cached():  # the cached tail was trimmed since
+            except (TrimmedSlotError, DamagedSlotError):
+                # from a cached tail: trimmed since, or the winner does not chain to it (the
+                # store was rolled back below it and written again: re-review finding C)
+                if self.tail.take_cached():
                     slot, prev, state = self.tail_for_write()
                     continue
                 raise
@@ -335,7 +337,7 @@ class FencedWriter:
         if known is None:
             last, data = self.tail.discover()
             known = (last, self.c.genesis if data is None else chain_hash(data, last))
-            with self.c.state:  # discovery may have checked it (a hint vouched for it)
+            with self.c.state:  # discovery may have checked its chain (the slot before it)
                 now = self.tail.known
                 chained = now is not None and now[0] == last and self.tail.known_chained
             if last < 0 or (data is not None and is_tombstone(data)):

@@ -27,6 +27,7 @@ thread runs at a time, so plain lists are safe); :func:`check` turns them into v
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,10 @@ class Observations:
             slot = _log_slot(key) if op.startswith("put") else None
             if slot is not None:
                 got.append((now, "write", slot))
+            elif op == "get" and _SLOT_OBJECT.fullmatch(key or "") and proc not in self.reading:
+                # a single create store's slot object answered "missing" (a probe, a GET
+                # beside a LIST): with a later slot known, the writer has seen a hole
+                got.append((now, "gone", int((key or "")[4:])))
             return
         if op == "list":
             for m in answer:
@@ -162,6 +167,9 @@ class Observations:
         now = self.clock()
         h = self.holds.setdefault((lock, owner, token), [now if start is None else start, now])
         h[1] = max(h[1], now)
+
+
+_SLOT_OBJECT = re.compile(r"log/\d{20}")  # a slot of one create store, the object itself
 
 
 def _log_slot(key: str | None) -> int | None:
@@ -362,6 +370,14 @@ def _damage_checks(
                 fillers[value] = f"{by}'s append of {value!r} was acknowledged there"
             elif slot > d.slot:  # behind the gap: no reader reaches them
                 exempt.add(value)
+                seen = _saw_hole(obs, by, d.slot, d.at, slot)
+                if seen is not None:
+                    # (issue 12 re-review, finding A) built past a hole it had seen
+                    out.append(
+                        f"damage: slot {d.slot} was deleted at t={d.at:.6f}, and {by}'s "
+                        f"append of {value!r} was acknowledged at slot {slot}, past the "
+                        f"hole, although {by} {seen}"
+                    )
         for (slot, _), values in obs.seen.items():
             if slot == d.slot:
                 for value, reader in values.items():
@@ -453,6 +469,34 @@ def _damage_checks(
                 f"names slot {bad}: {rep.get('error')}"
             )
     return exempt
+
+
+def _saw_hole(obs: Observations, by: str, hole: int, at: float, slot: int) -> str | None:
+    """What showed writer ``by`` the hole at ``hole`` (deleted at ``at``) before it wrote
+    ``slot`` past it: a read of the hole answering "missing" after the damage, and a
+    later slot it was told exists after the damage (outside whole-log reads), both
+    before the write that put its record at ``slot`` began; ``None`` if it was not shown
+    both (a writer that never looked there builds past a hole it cannot see)."""
+    events = obs.views.get(by, [])
+    began = next((t for t, kind, s in reversed(events) if kind == "write" and s == slot), None)
+    if began is None:
+        return None
+    for t, kind, s in reversed(events):  # the first write of the last run to ``slot``
+        if t > began:
+            continue
+        if kind == "write" and s == slot:
+            began = t
+        elif kind == "write":
+            break
+    gone = next(
+        (t for t, kind, s in events if kind == "gone" and s == hole and at < t < began), None
+    )
+    later = next(
+        (t for t, kind, s in events if kind == "slot" and s > hole and at < t < began), None
+    )
+    if gone is None or later is None:
+        return None
+    return f"had been told slot {hole} was missing at t={gone:.6f} and a later slot existed at t={later:.6f}"
 
 
 def _writer_knew(obs: Observations, by: str, slot: int, at: float) -> tuple[str | None, str]:

@@ -27,6 +27,7 @@ anyway. Its fault names and meanings are the same.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import random
@@ -95,6 +96,8 @@ class Network:
     ) -> None:
         self.sched = sched
         self.faults = faults
+        # the stores cannot list from a key: tail discovery probes (drawn by the world)
+        self.probing = False
         self.rng = random.Random(f"passivepaxos-sim:{sched.seed}:network")
         run = next(_run_ids)
         self.names = [f"sim{run}-{sched.seed}-s{i}" for i in range(n)]
@@ -404,6 +407,8 @@ class SimBackend:
     @property
     def capabilities(self) -> Capabilities:
         caps: Capabilities = self.inner.capabilities
+        if self.net.probing:  # a store that cannot list from a key (file://, Dropbox)
+            caps = dataclasses.replace(caps, seek_list=False)
         return caps
 
     def close(self) -> None:

@@ -311,6 +311,10 @@ class World:
         self.mode = rng.choice(p.modes)
         self.ttl = rng.uniform(*p.ttl)
         self.net = Network(self.sched, self.n + 1, p.faults, horizon=p.horizon)
+        # half the runs on stores that cannot list from a key (file://, Dropbox): tail
+        # discovery probes instead of listing (issue 12's re-review: the damage profile
+        # had never run the probing path on one store)
+        self.net.probing = self.rng.random() < 0.5
         self.members = list(range(self.n))
         self.spare = self.n
         self.url = ",".join(self.net.url(i) for i in self.members)
@@ -321,6 +325,8 @@ class World:
         self.roles: dict[str, str] = {}
         self.rates: list[float] = []
         self.plan: dict[str, Any] = {"stores": self.n, "mode": self.mode, "ttl": round(self.ttl, 3)}
+        if self.net.probing:
+            self.plan["discovery"] = "probe"
         self.world = self.sched.process("world")
         self.final: dict[tuple[int, int], bytes] | None = None
         self._incarnations: dict[str, int] = {}
