@@ -636,3 +636,67 @@ def test_a_writer_whose_discovery_found_a_hole_never_fills_it(rec: Recorder) -> 
     assert (
         _memory.MemoryBackend(url.removeprefix("memory://")).get("log/00000000000000000005") is None
     )
+
+
+# -- the long pass and the damage profile after the re-review (issue 12) ---------------------
+
+
+def test_a_hole_found_once_is_not_forgotten_by_a_later_discovery(rec: Recorder) -> None:
+    """Simulator seed 2261 of damage: a later discovery's probes sampled past the hole
+    its first discovery had found, and the append was acknowledged past it. The hole is
+    read again before each write past it; restored, it no longer refuses."""
+    url = _log_with(4, hint_at=None)
+    with Log.open(url, writer_id="P") as p:
+        p.append([b"p"])
+        with Log.open(url, writer_id="Q", hint_every=10**9) as q:
+            for i in range(10):
+                q.append([b"q%d" % i])
+        space = _memory.MemoryBackend(url.removeprefix("memory://"))
+        saved = space.get("log/00000000000000000005")
+        assert saved is not None
+        _delete(url, "log/00000000000000000005")
+        with pytest.raises(DamagedSlotError):
+            p.head()
+        tail = Store(space).get("log/00000000000000000014")
+        assert tail is not None
+        p._tail.learned(14, tail[0])  # as a read through a snapshot would (seed 4801)
+        with pytest.raises(DamagedSlotError, match="earlier tail discovery"):
+            p.append([b"past the hole"])
+        space.put("log/00000000000000000005", saved[0], PutMode.CREATE)  # restored
+        assert p.append([b"after the restore"]) == [15]
+
+
+def test_a_stale_view_leaves_no_cache_entry_behind() -> None:
+    """Simulator seed 4606 of damage: a warm Log found its view stale (a tombstone), the
+    cache kept the old entry, and the next warm start began from it again."""
+    url = _log_with(3, hint_at=None)
+    cache = MemoryTailCache()
+    with Log.open(url, writer_id="w", tail_cache=cache) as log:
+        log.append([b"x"])
+        assert cache.load(url) is not None
+        with log._c.state:
+            log._tail.forget()  # as stale_at_tombstone does
+    assert cache.load(url) is None
+
+
+def test_a_record_filling_a_hole_at_the_snapshot_slot_is_never_built_on() -> None:
+    """Simulator seed 7311 of damage: a warm writer filled the deleted tombstone at the
+    snapshot's slot; a fresh writer found that record as the tail (at the snapshot's
+    slot), checked its chain (fine) and appended after it: acknowledged, never read
+    (readers go from the snapshot's anchor)."""
+    from passivepaxos.log.record import Record, chain_hash
+
+    url = _log_with(4, hint_at=None)
+    with Log.open(url, writer_id="s") as log:
+        log.snapshot()
+        log.trim(4)
+    space = _memory.MemoryBackend(url.removeprefix("memory://"))
+    _delete(url, "log/00000000000000000003")
+    prev = chain_hash(Store(space).get("log/00000000000000000002")[0], 2)  # type: ignore[index]
+    filler = Record(3, prev, "stale", 0, "ab" * 16, (b"filler",)).encode()
+    Store(space).put("log/00000000000000000003", filler, PutMode.CREATE)
+    with Log.open(url, writer_id="fresh") as log, pytest.raises(DamagedSlotError) as e:
+        assert log.snapshot_slots() == [3]  # it knows the snapshot (a read lists it too)
+        log.append([b"never acknowledged"])
+    assert e.value.slot == 3 and "anchors" in str(e.value)
+    assert space.get("log/00000000000000000004") is None

@@ -174,15 +174,32 @@ def test_damage_seeds(seed: int) -> None:
     assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"
 
 
-@pytest.mark.parametrize(("seed", "profile"), [(68, "stale"), (372, "damage"), (100, "damage")])
+@pytest.mark.parametrize(
+    ("seed", "profile"),
+    [
+        (68, "stale"),
+        (372, "damage"),
+        (100, "damage"),
+        (2261, "damage"),
+        (3434, "damage"),
+        (4606, "damage"),
+        (4801, "damage"),
+        (5263, "damage"),
+        (7311, "damage"),
+        (7604, "damage"),
+    ],
+)
 def test_issue_12_seeds(seed: int, profile: str) -> None:
     """Seeds that failed while issue 12 changed tail discovery (docs/simulation.md, "Found
     on the way"): 68 of stale, the member changer opening the log with its original list
     while the membership markers could not be read got ConfigError (bad input) instead of
     QuorumError; 372 of damage (review), a warm start walked from a stale cached tail into
     a deleted slot below a snapshot; 100 of damage (review), the damager deleted a slot
-    under the final read. Their schedules moved with later changes: each is a replay that
-    must stay clean, the unit regressions are in tests/test_membership.py and
-    tests/test_fresh_path.py."""
+    under the final read; 2261, 4606, 7311 (the damage check (f) and the warm starts): a
+    hole found once and sampled past later, a stale cache entry left behind, a record
+    filling a hole at the snapshot's slot built on; 3434, 4801, 5263, 7604: the checker's
+    judgement of warm starts and of holes a snapshot covers. Their schedules move with
+    later changes: each is a replay that must stay clean, the unit regressions are in
+    tests/test_membership.py and tests/test_fresh_path.py."""
     r = run(seed, profile)
     assert not r.violations, f"{r.violations}\n  replay: {r.replay()}"

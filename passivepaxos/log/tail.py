@@ -65,6 +65,8 @@ class Tail:
         # sign that it is stale (a lost race, a trimmed slot, someone's lease) makes the
         # writer forget it and find the tail afresh (take_cached)
         self.from_cache = False
+        self.cache_stale = False  # forget() ran: drop the cache entry unless replaced
+        self.hole: int | None = None  # the lowest slot a discovery found to be a hole
         self.hint_pool = c.runtime.pool(1, "ppx-hint")
         self.known: tuple[int, str] | None = None  # (last slot known to exist, its hash)
         self.known_data: bytes | None = None  # that slot's record
@@ -124,18 +126,26 @@ class Tail:
         checked that it chains (never a tombstone, never a large record)."""
         with self.c.state:
             cache, ident, known, data = self.cache, self.c.ident, self.known, self.known_data
-            if (
-                cache is None
-                or ident is None
-                or known is None
-                or data is None
-                or not self.known_chained
-                or known[0] <= self.cached_slot
-                or len(data) > MAX_CACHED_RECORD
-                or is_tombstone(data)
+            if cache is None or ident is None:
+                return
+            fit = (
+                known is not None
+                and data is not None
+                and self.known_chained
+                and len(data) <= MAX_CACHED_RECORD
+                and not is_tombstone(data)
+            )
+            stale, self.cache_stale = self.cache_stale, False
+            drop = stale and not fit
+            if not drop and (
+                not fit or known is None or (known[0] <= self.cached_slot and not stale)
             ):
                 return
-            self.cached_slot = known[0]
+            self.cached_slot = -1 if drop or known is None else known[0]
+        if drop:
+            cache.drop(self.c.url)
+            return
+        assert known is not None and data is not None
         cache.save(self.c.url, CachedTail(ident, known[0], data))
 
     def committed(self) -> None:
@@ -149,7 +159,11 @@ class Tail:
             return self.known_data if self.known is not None and self.known[0] == slot else None
 
     def forget(self) -> None:
-        """Drop the view of the tail (it was found stale); caller holds ``c.state``."""
+        """Drop the view of the tail (it was found stale); caller holds ``c.state``. The
+        cache entry goes too (``remember``), unless a checked tail replaces it: a stale
+        entry would start the next ``Log`` of this machine from the same stale view (a
+        slot after it may be a hole: simulator seed 4606 of damage)."""
+        self.cache_stale = True
         self.known = None
         self.known_data = None
         self.recent.clear()
@@ -232,15 +246,39 @@ class Tail:
     def discover(self, start: int | None = None) -> tuple[int, bytes | None]:
         """(last existing slot, its raw record) found from a starting guess (the hint
         when ``start`` is ``None``). A hole found on the way is ``DamagedSlotError``, and
-        a known tail below it is forgotten, so that the next write discovers again and is
-        refused again instead of filling the hole from the old view (re-review finding D)."""
+        the known tail is forgotten (whether it is below the hole or a slot past it the
+        search learned), so that the next write discovers again and is refused again
+        instead of filling the hole, or building past it, from that view (re-review
+        finding D; simulator seed 4801 of damage)."""
         try:
             return self.search(start)
         except DamagedSlotError as exc:
             with self.c.state:
-                if self.known is not None and self.known[0] < exc.slot:
-                    self.forget()
+                self.forget()
+                self.hole = exc.slot if self.hole is None else min(self.hole, exc.slot)
             raise
+
+    def check_hole(self, slot: int) -> None:
+        """Before writing ``slot``: if a discovery of this object found a hole below it,
+        read the hole again; still missing is ``DamagedSlotError`` (a later discovery may
+        sample past it, the hole is not forgotten: simulator seed 2261 of damage), there
+        again (restored) clears it."""
+        with self.c.state:
+            hole = self.hole
+        if hole is None or slot <= hole:
+            return
+        if self.exists(hole) is not None:
+            with self.c.state:
+                self.hole = None
+            return
+        url, key = self.c.where(hole)
+        raise DamagedSlotError(
+            hole,
+            f"missing while later slots exist (found by an earlier tail discovery of this "
+            f"Log): nothing was written at slot {slot}",
+            url=url,
+            key=key,
+        )
 
     def search(self, start: int | None) -> tuple[int, bytes | None]:
         """``discover`` without the bookkeeping of a failure."""

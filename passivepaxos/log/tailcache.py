@@ -6,8 +6,9 @@ read and the create, 2 requests, instead of finding the tail. The cache is only 
 guess: at the first sign that it is stale (the create loses, the next slot is a
 tombstone, the cached tail carries someone else's lease) the writer forgets it and finds
 the tail as a cold start does (``FencedWriter.commit``, ``Tail.take_cached``). What it
-cannot know is damage done since that its guess does not run into (a store rolled back
-below the cached tail, the slot after it deleted: docs/log.md).
+cannot know is damage its guess runs into (a store rolled back below the cached tail,
+the slot right after it deleted: docs/log.md). A view found stale is dropped from the
+cache, so the next start is cold.
 
 Entries are keyed by the log's URL and name the log's identity (its manifest's
 ``ident``): a log re-created at the same URL never uses the old one's tail. They hold the
@@ -45,6 +46,7 @@ class TailCache(Protocol):
 
     def load(self, url: str) -> CachedTail | None: ...
     def save(self, url: str, tail: CachedTail) -> None: ...
+    def drop(self, url: str) -> None: ...
 
 
 class MemoryTailCache:
@@ -62,6 +64,9 @@ class MemoryTailCache:
         old = self._tails.get(url)
         if old is None or old.ident != tail.ident or tail.slot >= old.slot:
             self._tails[url] = tail
+
+    def drop(self, url: str) -> None:
+        self._tails.pop(url, None)
 
 
 class FileTailCache:
@@ -124,6 +129,11 @@ class FileTailCache:
             # a cache that cannot be written only means the next start is cold
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+
+
+    def drop(self, url: str) -> None:
+        with contextlib.suppress(OSError):
+            self._path(url).unlink(missing_ok=True)
 
 
 def _checksum(body: dict[str, object]) -> str:

@@ -111,12 +111,14 @@ class FencedWriter:
                 # from another log (simulation seed 12431 of damage: acknowledged after
                 # one, never read)
                 self.check_chained(last, found)
+                self.check_anchor(last, found, seen)
                 slot, prev, state = (
                     last + 1,
                     chain_hash(found, last),
                     self.leasing.state_of(last, found),
                 )
                 continue
+            self.tail.check_hole(slot)
             try:
                 plan = self.leasing.plan(slot - 1, state, op, ttl, wait)
             except (LeaseHeldError, NotYet):
@@ -352,8 +354,41 @@ class FencedWriter:
                     self.snaps.slots()
         if known[0] >= 0 and data is not None and not chained:
             self.check_chained(known[0], data)
+            with self.c.state:
+                seen = self.snaps.seen
+            if known[0] <= seen:  # a tail at or below a snapshot it knows (seed 7311)
+                self.check_anchor(known[0], data, seen)
         prev = known[1] if known[0] >= 0 else self.c.genesis
         return known[0] + 1, prev, self.leasing.state_of(known[0], data)
+
+    def check_anchor(self, last: int, data: bytes, seen: int) -> None:
+        """The tail discovery found after a view older than the snapshot at slot ``seen``
+        must be at or past it, and at ``seen`` it must be the record the snapshot anchors:
+        otherwise a hole below the snapshot was filled (a stale writer in a deleted
+        tombstone's hole, docs/log.md) and building on that record would acknowledge
+        entries no reader reaches (readers go from the snapshot's anchor: simulator seed
+        7311 of damage). One GET of the snapshot, only on this path."""
+        if last > seen:
+            return
+        url, key = self.c.where(last)
+        with self.c.state:  # the view is damaged: the next write discovers again
+            self.tail.forget()
+        if last < seen:
+            raise DamagedSlotError(
+                last + 1,
+                f"missing below the snapshot at slot {seen}: nothing was written",
+                url=url,
+                key=key,
+            )
+        if chain_hash(data, last) != self.snaps.load(seen).hash:
+            raise DamagedSlotError(
+                last,
+                f"its record is not the one the snapshot at slot {seen} anchors (a hole "
+                "below the snapshot was filled): nothing was written; run `passivepaxos "
+                "verify`",
+                url=url,
+                key=key,
+            )
 
     def check_chained(self, slot: int, data: bytes) -> None:
         """Before building on record ``data`` of ``slot`` (found by discovery, not read in

@@ -371,7 +371,8 @@ def _damage_checks(
             elif slot > d.slot:  # behind the gap: no reader reaches them
                 exempt.add(value)
                 seen = _saw_hole(obs, by, d.slot, d.at, slot)
-                if seen is not None:
+                if seen is not None and not where.get(value):
+                    # (a snapshot covering the hole lets readers past it: then it is read)
                     # (issue 12 re-review, finding A) built past a hole it had seen
                     out.append(
                         f"damage: slot {d.slot} was deleted at t={d.at:.6f}, and {by}'s "
@@ -444,6 +445,15 @@ def _damage_checks(
                     f"documented limit: {by}, its tail stale since before the damage, wrote "
                     f"{value!r} in the deleted tombstone's slot {d.slot} ({what}{later})"
                 )
+                # the same writer's later appends chain on its record in the hole: the
+                # same limit (a warm start's next call starts from it: issue 12)
+                for v2, s2, _, by2 in obs.acked:
+                    if by2 == by and s2 > d.slot and not where.get(v2) and v2 not in exempt:
+                        exempt.add(v2)
+                        obs.notes.append(
+                            f"documented limit: {by} appended {v2!r} at slot {s2}, after its "
+                            f"own record in the deleted tombstone's slot {d.slot}"
+                        )
     if stop is not None and stop[0] not in expected:
         out.append(
             f"damage: the final read stopped at slot {stop[0]} ({stop[1]}), but the injected "
@@ -475,8 +485,9 @@ def _saw_hole(obs: Observations, by: str, hole: int, at: float, slot: int) -> st
     """What showed writer ``by`` the hole at ``hole`` (deleted at ``at``) before it wrote
     ``slot`` past it: a read of the hole answering "missing" after the damage, and a
     later slot it was told exists after the damage (outside whole-log reads), both
-    before the write that put its record at ``slot`` began; ``None`` if it was not shown
-    both (a writer that never looked there builds past a hole it cannot see)."""
+    before the write that put its record at ``slot`` began and since the ``Log`` that
+    wrote it was opened; ``None`` if it was not shown both (a writer that never looked
+    there builds past a hole it cannot see)."""
     events = obs.views.get(by, [])
     began = next((t for t, kind, s in reversed(events) if kind == "write" and s == slot), None)
     if began is None:
@@ -488,11 +499,16 @@ def _saw_hole(obs: Observations, by: str, hole: int, at: float, slot: int) -> st
             began = t
         elif kind == "write":
             break
+    # what this Log object was told: from its opening (a new Log is a new process's)
+    opened = max((t for t, kind, _ in events if kind == "open" and t <= began), default=0.0)
+    since = max(at, opened)
     gone = next(
-        (t for t, kind, s in events if kind == "gone" and s == hole and at < t < began), None
+        (t for t, kind, s in events if kind == "gone" and s == hole and since <= t < began),
+        None,
     )
     later = next(
-        (t for t, kind, s in events if kind == "slot" and s > hole and at < t < began), None
+        (t for t, kind, s in events if kind == "slot" and s > hole and since <= t < began),
+        None,
     )
     if gone is None or later is None:
         return None
@@ -532,6 +548,14 @@ def _writer_knew(obs: Observations, by: str, slot: int, at: float) -> tuple[str 
         return None, ""  # never wrote there itself: nothing to judge
     run = next((r for r in runs if r[-1] > at), runs[-1])
     began = run[0]
+    # a warm start (issue 12's tail cache) whose first write went right after the cached
+    # tail: its view is the cache's, from before; the documented limit (docs/log.md, "Warm
+    # starts"): a stale view
+    opened = max(((t, s) for t, kind, s in events if kind == "open" and t <= began), default=None)
+    if opened is not None and opened[1] >= 0 and slot == opened[1] + 1:
+        first = not any(kind == "write" and opened[0] <= t < began for t, kind, _ in events)
+        if first:
+            return None, f"; a warm start from its tail cache at slot {opened[1]}"
     later = ""
     for t, kind, s in events:
         if t >= began:

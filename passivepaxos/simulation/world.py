@@ -344,10 +344,16 @@ class World:
         self, rt: SimRuntime, name: str, url: str | None = None, cache: TailCache | None = None
     ) -> Log:
         """Open the log as a process does (``Log.open`` on its URL list: the manifest, and
-        on one store the tail hint beside it; ``cache``: a warm machine's tail cache)."""
-        return Log.open(
-            url or self.url, runtime=rt, writer_id=name, fetch_ahead=2, tail_cache=cache
+        on one store the tail hint beside it; ``cache``: a warm machine's tail cache). A
+        new ``Log`` knows nothing its process's earlier ones were told (a serverless
+        appender's next call is a new process): the damage checks count from here."""
+        url = url or self.url
+        hit = cache.load(url) if cache is not None else None  # (no request: local)
+        # "open", the cached tail slot (-1: a cold start)
+        self.obs.views.setdefault(name, []).append(
+            (self.sched.now, "open", -1 if hit is None else hit.slot)
         )
+        return Log.open(url, runtime=rt, writer_id=name, fetch_ahead=2, tail_cache=cache)
 
     def _rate(self) -> float:
         p = self.profile
