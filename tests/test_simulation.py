@@ -188,6 +188,7 @@ def test_damage_seeds(seed: int) -> None:
         (7311, "damage"),
         (7604, "damage"),
         (8589, "damage"),
+        (16883, "damage"),
     ],
 )
 def test_issue_12_seeds(seed: int, profile: str) -> None:

@@ -450,14 +450,16 @@ def _damage_checks(
                     f"documented limit: {by}, its tail stale since before the damage, wrote "
                     f"{value!r} in the deleted tombstone's slot {d.slot} ({what}{later})"
                 )
-                # the same writer's later appends chain on its record in the hole: the
-                # same limit (a warm start's next call starts from it: issue 12)
+                # everything appended after that record chains on it, not on the
+                # snapshot's anchor: no reader reaches it, as past a deleted slot (the
+                # same limit; a warm start's next call starts from it, and writers that
+                # never listed the snapshot build on: issue 12, seeds 7604 and 16883)
                 for v2, s2, _, by2 in obs.acked:
-                    if by2 == by and s2 > d.slot and not where.get(v2) and v2 not in exempt:
+                    if s2 > d.slot and not where.get(v2) and v2 not in exempt:
                         exempt.add(v2)
                         obs.notes.append(
-                            f"documented limit: {by} appended {v2!r} at slot {s2}, after its "
-                            f"own record in the deleted tombstone's slot {d.slot}"
+                            f"documented limit: {by2} appended {v2!r} at slot {s2}, after "
+                            f"{by}'s record in the deleted tombstone's slot {d.slot}"
                         )
     if stop is not None and stop[0] not in expected:
         out.append(
