@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-from passivepaxos.errors import CompactedError, ConfigError, DamagedSlotError, TrimmedSlotError
+from passivepaxos.errors import CompactedError, ConfigError, TrimmedSlotError
 from passivepaxos.log.compaction import Compaction
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
@@ -239,8 +239,5 @@ class Reader:
             return None
         data = self.cfg.fetch(slot)
         if data is None:
-            url, key = self.c.where(slot)
-            raise DamagedSlotError(
-                slot, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
-            )
+            raise self.tail.gap(slot, later)
         return data

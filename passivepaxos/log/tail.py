@@ -344,6 +344,14 @@ class Tail:
             self.learned(lo, lo_data)
         return lo, lo_data
 
+    def gap(self, missing: int, later: int) -> DamagedSlotError:
+        """The error for slot ``missing`` missing while slot ``later`` exists: damage (a
+        record is only built after its predecessor was decided), never skipped or filled."""
+        url, key = self.c.where(missing)
+        return DamagedSlotError(
+            missing, f"missing while slot {later} exists (a gap in the log)", url=url, key=key
+        )
+
     def hole_before(self, slot: int, before: bytes | None) -> bytes:
         """Slot ``slot`` exists; ``before`` is what a read of slot ``slot - 1`` sent beside
         it answered. A record is only built after its predecessor was decided, so a
@@ -352,13 +360,7 @@ class Tail:
         if before is None:
             before = self.exists(slot - 1)
         if before is None:
-            url, key = self.c.where(slot - 1)
-            raise DamagedSlotError(
-                slot - 1,
-                f"missing while slot {slot} exists (a gap in the log)",
-                url=url,
-                key=key,
-            )
+            raise self.gap(slot - 1, slot)
         return before
 
     def recheck_below(self, lo: int, seen: dict[int, bytes | None]) -> None:
@@ -368,13 +370,7 @@ class Tail:
         ``DamagedSlotError`` if it is still missing (re-review finding A)."""
         for slot in sorted(p for p, data in seen.items() if data is None and 0 <= p < lo):
             if self.exists(slot) is None:
-                url, key = self.c.where(slot)
-                raise DamagedSlotError(
-                    slot,
-                    f"missing while slot {lo} exists (a gap in the log)",
-                    url=url,
-                    key=key,
-                )
+                raise self.gap(slot, lo)
 
     def end_checked(self, missing: int, seen: dict[int, bytes | None]) -> bytes | None:
         """Slot ``missing`` was found missing, so the log looks like it ends before it: the
@@ -393,13 +389,7 @@ class Tail:
             return None
         nxt = self.exists(missing)
         if nxt is None:
-            url, key = self.c.where(missing)
-            raise DamagedSlotError(
-                missing,
-                f"missing while slot {later} exists (a gap in the log)",
-                url=url,
-                key=key,
-            )
+            raise self.gap(missing, later)
         return nxt
 
     def lists_strongly(self) -> bool:
@@ -441,16 +431,7 @@ class Tail:
                     self.learned(s, data)
         if guess > 0 and tail == guess:
             return guess, got[guess]
-        fetch = [tail] if tail == 0 or (guess > 0 and tail - 1 == guess) else [tail, tail - 1]
-        more = self.exists_many(fetch)
-        data = more[tail]
-        if data is None or (len(fetch) == 2 and more[tail - 1] is None):
-            return None  # deleted since it was listed: let probing find out
-        before = more.get(tail - 1)
-        if before is not None:
-            self.learned(tail - 1, before)
-        self.learned(tail, data)
-        return tail, data
+        return self.read_listed_tail(tail, guess if guess > 0 else -1)
 
     def list_after(self, lo: int, lo_data: bytes | None) -> tuple[int, bytes | None] | None:
         """``list_tail`` when slot ``lo`` is held: one LIST of the slots after it; if there
@@ -460,8 +441,13 @@ class Tail:
             return None
         if not slots:
             return lo, lo_data
-        tail = slots[-1]
-        fetch = [tail] if tail - 1 == lo else [tail, tail - 1]
+        return self.read_listed_tail(slots[-1], lo)
+
+    def read_listed_tail(self, tail: int, held: int) -> tuple[int, bytes] | None:
+        """The listed tail's record and, unless it is slot 0 or slot ``held`` (already
+        read), its predecessor's, in one round trip (the writer checks the tail's chain
+        from the cache); ``None`` when either vanished since the listing (probe instead)."""
+        fetch = [tail] if tail == 0 or tail - 1 == held else [tail, tail - 1]
         more = self.exists_many(fetch)
         data = more[tail]
         if data is None or (len(fetch) == 2 and more[tail - 1] is None):
@@ -487,13 +473,7 @@ class Tail:
             if slot != expect:
                 if not slots and held is None:
                     return None  # the guess itself is missing: probing looks below it
-                url, key = self.c.where(expect)
-                raise DamagedSlotError(
-                    expect,
-                    f"missing while slot {slot} exists (a gap in the log)",
-                    url=url,
-                    key=key,
-                )
+                raise self.gap(expect, slot)
             slots.append(slot)
             if len(slots) >= _LIST_MAX:
                 return None

@@ -135,13 +135,7 @@ class Verifier:
             hint = self.tail.read_hint()
             for probe in sorted({end + 1, end + 2, end + 4, hint}):
                 if probe > end and self.cfg.fetch(probe) is not None:
-                    url, key = self.c.where(end)
-                    raise DamagedSlotError(
-                        end,
-                        f"missing while slot {probe} exists (a gap in the log)",
-                        url=url,
-                        key=key,
-                    )
+                    raise self.tail.gap(end, probe)
             if snap is not None and differs is not None:
                 raise self.snaps.bad(snap, f"its entries of slot {differs} differ from the log's")
             report.unchecked = self.check_layout(report.slots)
