@@ -53,7 +53,7 @@ def costs(run: BenchRun) -> list[dict[str, Any]]:
     counted = {r.store for r in run.results}
     where = "s3" if "s3" in counted else None  # moto's counts when there are any
     for r in run.results:
-        if not r.ops or r.case.startswith(("failover", "cpu")):
+        if not r.ops or r.case.startswith(("failover", "lock takeover", "cpu")):
             continue
         if where is not None and r.store != where:
             continue

@@ -219,6 +219,7 @@ def _plan(
                 _many(w.catch_up, t, cfg.catchup, cfg.per_slot),
             ),
             Step(f"failover ({name})", _one(w.failover, t, cfg.ttl)),
+            Step(f"lock takeover ({name})", _one(w.lock_takeover, t, cfg.ttl)),
         ]
         if name == "s3":
             steps.append(

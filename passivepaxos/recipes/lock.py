@@ -97,7 +97,6 @@ from passivepaxos.recipes._entry import (
     spawn_detached,
 )
 from passivepaxos.recipes.rsm import StateMachine, new_id
-from passivepaxos.retry import Backoff
 from passivepaxos.runtime import EventLike
 from passivepaxos.types import require_bytes, require_name
 
@@ -281,7 +280,8 @@ class Locks:
     the rules; ``clock`` is this process's monotonic clock and ``wall`` its wall clock
     (shown to people only), both by default the log's runtime's (``passivepaxos.runtime``),
     which also supplies the sleeps, the ids and the keepalive tasks. A waiting ``acquire``
-    looks again every ``poll`` seconds."""
+    looks again every ``poll`` seconds; by default every tenth of the holder's ttl (one
+    read each while nothing changes: ~10 reads per ttl of waiting, whatever the ttl)."""
 
     def __init__(
         self,
@@ -289,7 +289,7 @@ class Locks:
         *,
         owner: str | None = None,
         namespace: str = "locks",
-        poll: float = 0.05,
+        poll: float | None = None,
         retries: int = 5,
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] | None = None,
@@ -300,12 +300,9 @@ class Locks:
         # default would let two independent holders both get the lock (and its token)
         self.owner = owner or f"{log.writer_id}.{self.runtime.token_hex(4)}"
         self.ns = namespace
+        if poll is not None and not poll > 0:
+            raise ConfigError(f"Locks: poll must be a positive number of seconds, got {poll!r}")
         self.poll = poll
-        # a waiting acquire's pause between looks: a fixed ``poll`` (floor 1, no doubling).
-        # Waiters only read (GETs), so they need no jitter to fall out of step, and a
-        # longer pause would only delay noticing a release; each pause is also cut to the
-        # time left before the holder's ttl runs out and to the caller's ``wait``.
-        self._poll = Backoff(base=poll, cap=poll, floor=1.0)
         self.retries = retries
         self._clock = clock or self.runtime.monotonic
         self._wall = wall or self.runtime.wall
@@ -391,7 +388,6 @@ class Locks:
         check_ttl(ttl)
         check_wait(wait, "wait", forever=True)  # nan would make every comparison False
         deadline = self._clock() + wait
-        looks = 0
         while True:
             rec, unchanged = self._observe(name)
             over = None
@@ -401,9 +397,8 @@ class Locks:
                     now = self._clock()
                     if now >= deadline:
                         raise LockHeldError(name, rec.holder, rec.token, remaining)
-                    pause = self._poll.delay(looks, self.runtime.rng)
-                    looks += 1
-                    self.runtime.sleep(max(0.001, min(pause, remaining, deadline - now)))
+                    pause = min(self._pause(rec.ttl), remaining, deadline - now)
+                    self.runtime.sleep(max(0.001, pause))
                     continue
                 over = rec.renewed
             gen = self._sending(name, ttl)
@@ -419,6 +414,14 @@ class Locks:
             self._refused(name)  # an acquire by the holder always applies
             if self._clock() >= deadline and after.holder is not None:
                 raise LockHeldError(name, after.holder, after.token, after.ttl)
+
+    def _pause(self, ttl: float) -> float:
+        """A waiting acquire's pause between looks: ``poll``, else a tenth of the holder's
+        ``ttl`` (a bounded number of reads per ttl however long it is; noticing a release
+        takes up to that long). Fixed, no jitter: waiters only read, so they need not fall
+        out of step; each pause is also cut to the time left before the holder's ttl runs
+        out and to the caller's ``wait``."""
+        return self.poll if self.poll is not None else max(0.002, ttl / 10)
 
     def refresh(self, name: str, ttl: float | None = None) -> int:
         """Renew our hold of ``name`` (optionally with a new ttl); ``LockLostError`` if it

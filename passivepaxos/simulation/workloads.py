@@ -361,7 +361,8 @@ def lock_client(a: Actor) -> None:
     if a.extra.get("delay"):  # a rival that starts just after the holder
         a.rt.sleep(a.rng.uniform(0.05, 0.2) * a.ttl)
     with a.log() as log:
-        locks = Locks(log, owner=a.name, poll=a.ttl / 4, retries=2)
+        # the library's default pause between looks while waiting: a tenth of the holder's ttl
+        locks = Locks(log, owner=a.name, retries=2)
         res = a.fenced.setdefault(LOCK, FencedResource())
         rec = a.obs.locks
         for _ in range(a.ops):

@@ -1,0 +1,149 @@
+"""Issue 12: what waiting costs. A claimant waiting out a dead holder's writer lease, and a
+lock waiter waiting out a dead holder's lock, spend a bounded number of requests per ttl
+(about ten reads, whatever the ttl), and a warm status read is one request.
+
+The clock is stepped by the sleeps (no real waiting), so the counts are exact.
+"""
+
+from __future__ import annotations
+
+import collections
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from passivepaxos import Log
+from passivepaxos.manifest import init_log
+from passivepaxos.recipes.lock import Locks
+from passivepaxos.runtime import REAL
+from passivepaxos.urls import backend_module
+
+_memory = backend_module("memory")
+
+
+class SteppedClock:
+    """The real runtime, except that time only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(REAL, name)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+
+class Requests:
+    """Requests to memory stores while ``on``, by operation."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def wrap(self, op: str, orig: Any) -> Any:
+        def call(backend: Any, *a: Any, **kw: Any) -> Any:
+            if self.on:
+                self.counts[op] += 1
+            return orig(backend, *a, **kw)
+
+        return call
+
+    def start(self) -> None:
+        self.counts.clear()
+        self.on = True
+
+    def stop(self) -> dict[str, int]:
+        self.on = False
+        return dict(self.counts)
+
+
+@pytest.fixture
+def reqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Requests]:
+    r = Requests()
+    for op in ("get", "put", "list", "delete"):
+        monkeypatch.setattr(_memory.MemoryBackend, op, r.wrap(op, getattr(_memory.MemoryBackend, op)))
+    yield r
+    r.on = False
+
+
+def _url() -> str:
+    url = f"memory://poll-{uuid.uuid4().hex[:10]}"
+    init_log(url)
+    return url
+
+
+@pytest.mark.parametrize("ttl", [1.0, 60.0])
+def test_failover_costs_a_dozen_requests_after_the_holder_dies(reqs: Requests, ttl: float) -> None:
+    url = _url()
+    clock = SteppedClock()
+    with Log.open(url, writer_id="h") as holder, Log.open(
+        url,
+        writer_id="c",
+        runtime=clock,  # type: ignore[arg-type]
+    ) as claimant:
+        holder.claim_writer(ttl)
+        holder.append([b"a"])
+        assert claimant.writer_status().holder == "h"  # the claimant has seen the tail
+        holder.append([b"b"])  # the holder's last write; then it dies
+        reqs.start()
+        got = claimant.claim_writer(ttl)
+        counts = reqs.stop()
+    assert got.granted and got.epoch == 2 and got.slot == 3
+    # one read sees the holder's last record and a LIST finds nothing after it; ten reads a
+    # tenth of a ttl apart watch it stay the tail for a ttl; one create claims: 13 requests
+    assert counts == {"get": 11, "list": 1, "put": 1}
+
+
+def test_a_warm_writer_status_is_one_read(reqs: Requests) -> None:
+    url = _url()
+    with Log.open(url, writer_id="h") as holder, Log.open(url, writer_id="c") as other:
+        holder.claim_writer(30)
+        other.writer_status()
+        reqs.start()
+        st = other.writer_status()
+        assert reqs.stop() == {"get": 1}
+    assert st.holder == "h" and not st.mine
+
+
+@pytest.mark.parametrize("ttl", [1.0, 60.0])
+def test_a_lock_waiter_reads_about_ten_times_per_ttl(reqs: Requests, ttl: float) -> None:
+    url = _url()
+    clock = SteppedClock()
+    with Log.open(url, writer_id="a") as la, Log.open(
+        url,
+        writer_id="b",
+        runtime=clock,  # type: ignore[arg-type]
+    ) as lb:
+        a, b = Locks(la, owner="A"), Locks(lb, owner="B")
+        assert a.acquire("job", ttl) == 1  # and A dies holding it
+        assert b.status("job").holder == "A"
+        reqs.start()
+        st = b.status("job")
+        assert reqs.stop() == {"get": 1}  # a warm status read: one request
+        assert st.holder == "A"
+        reqs.start()
+        token = b.acquire("job", ttl, wait=float("inf"))
+        counts = reqs.stop()
+    assert token == 2
+    # the first look and ten more a tenth of a ttl apart, then the takeover's create (its
+    # outcome is read from the create itself: it was the tail)
+    assert counts == {"get": 11, "put": 1}
+
+
+def test_an_explicit_lock_poll_is_kept_and_checked() -> None:
+    url = _url()
+    with Log.open(url, writer_id="a") as log:
+        assert Locks(log, poll=0.01).poll == 0.01
+        assert Locks(log).poll is None
+        for bad in (0, -1.0, float("nan")):
+            with pytest.raises(Exception, match="poll must be a positive number"):
+                Locks(log, poll=bad)
