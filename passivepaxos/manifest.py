@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from passivepaxos.capabilities import Capabilities, ListMode, choose_mode
-from passivepaxos.consensus.core import decided_key
-from passivepaxos.consensus.driver import DaemonPool, each_store, wait_result
+from passivepaxos.consensus.keys import decided_key
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -43,6 +42,7 @@ from passivepaxos.errors import (
     StoreError,
     UnsupportedError,
 )
+from passivepaxos.fanout import DaemonPool, each_store, wait_result
 from passivepaxos.probe import PROBE_PREFIX
 from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.store import RESENT, Resent, Store, open_store

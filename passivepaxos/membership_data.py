@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.consensus.driver import each_store
 from passivepaxos.errors import QuorumError, StoreError
+from passivepaxos.fanout import each_store
 from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.store import Store
 

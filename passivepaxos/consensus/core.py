@@ -206,6 +206,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from passivepaxos.consensus.keys import blocks_prefix, decided_key, list_key, slot_key
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -233,6 +234,7 @@ __all__ = [
     "Op",
     "Put",
     "Sleep",
+    "blocks_prefix",
     "chosen",
     "decided_key",
     "decode_cas_list",
@@ -439,21 +441,6 @@ def decode_block(data: bytes) -> Block | None:
         return None
 
 
-def slot_key(instance: str, slot: int) -> str:
-    return f"{instance}/{slot:020d}"
-
-
-def list_key(instance: str) -> str:
-    """The one object holding a cas list."""
-    return f"{instance}/list"
-
-
-def decided_key(instance: str) -> str:
-    return f"{instance}/decided"
-
-
-def blocks_prefix(instance: str) -> str:
-    return f"{instance}/blocks/"
 
 
 # -- the virtual acceptor ----------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from passivepaxos.consensus import driver
+from passivepaxos import fanout
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -78,7 +78,7 @@ class Compaction:
             metas = [list(self.c.stores[0].list(SNAPSHOT_PREFIX))]
         else:
             metas, errors = [], []
-            for got in driver.each_store(self.c.stores, lambda st: list(st.list(SNAPSHOT_PREFIX))):
+            for got in fanout.each_store(self.c.stores, lambda st: list(st.list(SNAPSHOT_PREFIX))):
                 if isinstance(got, StoreError):
                     errors.append(str(got))
                 else:
@@ -110,7 +110,7 @@ class Compaction:
         errors: list[str] = []
         # all stores at once: a hung one is not waited for once a majority answered
         for store, got in zip(
-            self.c.stores, driver.each_store(self.c.stores, lambda s: s.get(key)), strict=True
+            self.c.stores, fanout.each_store(self.c.stores, lambda s: s.get(key)), strict=True
         ):
             if isinstance(got, InvalidObjectError):
                 raise DamagedSnapshotError(

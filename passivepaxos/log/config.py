@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from passivepaxos.consensus import core
+from passivepaxos.consensus.keys import decided_key
 from passivepaxos.errors import (
     ConfigError,
     DamagedSlotError,
@@ -194,10 +194,12 @@ class ConfigView:
     def copy_decided_markers(self, upto: int, targets: Sequence[Store]) -> int:
         """Make sure every slot ``0..upto`` has a DECIDED marker on ``targets`` (a majority
         of them per slot, else ``QuorumError``); returns the markers written."""
+        from passivepaxos.consensus import core  # a membership change: a quorum's import
+
         written = 0
 
         def one(slot: int) -> int:
-            key = core.decided_key(slot_instance(slot))
+            key = decided_key(slot_instance(slot))
             have: dict[str, bytes | None] = {}
             for t in targets:
                 try:

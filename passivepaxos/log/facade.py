@@ -18,8 +18,8 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from passivepaxos import fanout
 from passivepaxos.capabilities import ListMode
-from passivepaxos.consensus import driver
 from passivepaxos.errors import ConfigError
 from passivepaxos.lease import ClaimResult, LeaseRead, WriterStatus, check_ttl
 from passivepaxos.log.batch import GroupCommit, Pending
@@ -110,7 +110,7 @@ class Log:
             manifest=manifest,
             fetch_ahead=fetch_ahead,
             pool=rt.pool(fetch_ahead, "ppx-log"),
-            fanout=None if len(stores) == 1 else driver.DaemonPool(rt),
+            fanout=None if len(stores) == 1 else fanout.DaemonPool(rt),
         )
         self._io = SlotIO(self._c)
         self._cfg = ConfigView(self._c, self._io)

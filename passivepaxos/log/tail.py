@@ -18,7 +18,7 @@ import re
 from concurrent.futures import Future
 from typing import Any
 
-from passivepaxos.consensus import driver
+from passivepaxos import fanout
 from passivepaxos.errors import DamagedSlotError, QuorumError, StoreError
 from passivepaxos.lease import TailWatch
 from passivepaxos.log.config import ConfigView
@@ -203,7 +203,7 @@ class Tail:
         is not waited for: the hint is only where tail discovery starts)."""
         best: tuple[bytes, Any] | None = None
         best_slot = -1
-        for got in driver.each_store(self.c.stores, lambda s: s.get(HINT_KEY)):
+        for got in fanout.each_store(self.c.stores, lambda s: s.get(HINT_KEY)):
             if got is None or isinstance(got, StoreError):
                 continue
             try:
@@ -551,7 +551,7 @@ class Tail:
             hint["log"] = self.c.ident  # a copy of it on another log is ignored there
         data = json.dumps(hint, sort_keys=True).encode()
         try:  # a hint is never relied on: failures ignored, a hung store not waited for
-            driver.each_store(self.c.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
+            fanout.each_store(self.c.stores, lambda s: s.put(HINT_KEY, data, PutMode.OVERWRITE))
         finally:
             with self.c.state:
                 self.hint_inflight = False

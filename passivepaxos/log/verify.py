@@ -15,8 +15,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from passivepaxos import fanout
 from passivepaxos.capabilities import ListMode
-from passivepaxos.consensus import driver
 from passivepaxos.errors import (
     DamagedSlotError,
     DamagedSnapshotError,
@@ -171,7 +171,7 @@ class Verifier:
         stores = list(self.cfg.opened.values())
         unchecked: dict[str, str] = {}
         for store, metas in zip(
-            stores, driver.each_store(stores, lambda s: list(s.list("log/"))), strict=True
+            stores, fanout.each_store(stores, lambda s: list(s.list("log/"))), strict=True
         ):
             if isinstance(metas, StoreError):
                 if store in self.c.stores:  # a store a membership change removed may be gone
