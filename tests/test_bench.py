@@ -20,6 +20,9 @@ from passivepaxos.cli import main
 
 
 def test_request_kind_follows_the_billing_classes() -> None:
+    assert request_kind("POST", "/#DynamoDB_20120810.GetItem") == "read"
+    assert request_kind("POST", "/#DynamoDB_20120810.DeleteItem") == "write"  # billed so
+    assert request_kind("POST", "/#DynamoDB_20120810.PutItem") == "write"
     assert request_kind("PUT", "/b/log/00000001") == "write"
     assert request_kind("POST", "/upload/storage/v1/b/b/o?uploadType=multipart") == "write"
     assert request_kind("GET", "/b/log/00000001") == "read"
@@ -83,9 +86,20 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
         assert dict(warm.requests) == {"read": warm.ops, "write": warm.ops}  # manifest, create
         low = cases["append (lease holder, one per 5 s)"]
         assert dict(low.requests) == {"write": low.ops}  # no hint on a timer (< 32 slots)
+        # a lease holder on a 3-store quorum: prepare, accept and the decided marker on each
+        # store, each batch beside a manifest check per store (MemberStore); 1 on a single one
+        q3 = cases[f"append (lease holder, 3-store quorum: {store},{store},{store})"]
+        assert dict(q3.requests) == {"write": 9 * q3.ops, "read": 9 * q3.ops}
+        # the claimant's requests after the holder's last write: a read and a LIST (memory;
+        # file:// probes a round instead) see that record, ten polls a tenth of a ttl apart,
+        # one create (exact counts with a stepped clock: tests/test_polling_costs.py)
+        failover = cases["failover (ttl 0.3 s)"]
+        assert failover.requests["write"] == 1
+        assert 10 <= sum(failover.requests.values()) <= (15 if store == "memory" else 25)
     file_cases = _by_case(out.results, "file")
     two = file_cases["contended append, 2 processes"]
     assert two.ops == len(two.latencies) > 0 and "acks per process" in two.note
+    assert two.timeline is not None and sum(two.timeline) == two.ops  # every ack, by second
     assert not any(r.case.startswith("contended") for r in out.results if r.store == "memory")
     assert out.skipped == [
         {"case": "contended append (memory)", "reason": "memory:// lives in one process"}
@@ -95,6 +109,9 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
     assert "fresh process, one append, hint 0 behind" in names
     assert "warm start (tail cache), one append" in names
     assert "client CPU throughput, memory, batching" in names
+    assert "lease holder on a 3-store quorum, requests per slot" in names
+    assert "failover after the holder dies: the claimant's requests, time" in names
+    assert "16 processes without a lease vs one, sustained (file)" not in names  # (1, 2) only
     md = report.markdown(out, img="img")
     assert "### Targets" in md and "![cpu](img/cpu.png)" in md
     pngs = report.plots(out, tmp_path)
@@ -130,6 +147,13 @@ def test_quick_run_on_s3_side_by_side_with_the_peers(moto_server: Any) -> None:
     assert cli.ops == 2 and dict(cli.requests) == {"read": 12, "list": 2, "write": 2}
     plain = next(r for r in out.results if r.case == "one put_object script (new process)")
     assert dict(plain.requests) == {"write": 2} and plain.system == "boto3"
+    # the locks peer on moto's DynamoDB: GetItem, conditional PutItem, conditional
+    # DeleteItem per acquire+release; ours: an acquire and a release entry, and one read
+    if "dynamodb-lock" in systems:
+        ddb = ratios[("dynamodb-lock: lock acquire+release", "lock acquire+release")]
+        assert ddb["requests_per_op"] == [3.0, 3.0]
+        peer = next(r for r in out.results if r.system == "dynamodb-lock")
+        assert dict(peer.requests) == {"read": 5, "write": 10}
 
 
 def test_cli_bench_json_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

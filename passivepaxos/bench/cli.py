@@ -43,8 +43,9 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("--n", type=int, help="operations per latency case (default 200)")
     p.add_argument("--peer-n", type=int, help="operations per deltalake/slatedb case (50)")
-    p.add_argument("--seconds", type=float, help="per contended/group-commit case (5)")
-    p.add_argument("--appenders", type=_ints, help="contending processes (1,2,4,8,16)")
+    p.add_argument("--seconds", type=float, help="per group-commit case (5)")
+    p.add_argument("--contend-seconds", type=float, help="per contended case, sustained (30)")
+    p.add_argument("--appenders", type=_ints, help="contending processes (1,4,16,32)")
     p.add_argument("--catchup", type=int, help="entries read by the catch-up case (100000)")
     p.add_argument("--per-slot", type=int, help="entries per append when writing them (100)")
     p.add_argument("--no-peers", action="store_true", help="skip deltalake and slatedb")
@@ -67,7 +68,7 @@ def _config(args: argparse.Namespace) -> Any:
         "rtt": args.rtt_ms / 1000.0,
         "peers": not args.no_peers,
     }
-    for name in ("n", "peer_n", "seconds", "appenders", "catchup", "per_slot"):
+    for name in ("n", "peer_n", "seconds", "contend_seconds", "appenders", "catchup", "per_slot"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     cfg = BenchConfig.quick(**kw) if args.quick else BenchConfig(**kw)

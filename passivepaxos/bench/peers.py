@@ -9,6 +9,11 @@ request-counting proxy) as passivepaxos:
   put is delta-rs 1.x's own concurrency control (no DynamoDB lock, no unsafe rename). We
   still set ``AWS_CONDITIONAL_PUT=etag`` explicitly so the safe mode does not rest on a
   default.
+- **python-dynamodb-lock** (the locks peer): the DynamoDB lock pattern AWS users reach for
+  (a port of awslabs' dynamodb-lock-client): acquire = a conditional ``PutItem`` of the
+  lock item (absent, or the holder's record version unchanged for its lease), release = a
+  conditional ``DeleteItem``, a heartbeat ``UpdateItem`` every ``heartbeat_period`` while
+  held. Run on moto_server's DynamoDB (the same server and proxy as s3).
 - **slatedb**: an LSM on object storage. ``put`` only fills the memtable/WAL buffer; the write
   is durable once its WAL SST is on S3 (``WriteHandle.await_durable()``), which by default
   happens on the next ``flush_interval`` tick (100 ms). Manifests and WAL SSTs are also
@@ -34,6 +39,7 @@ from typing import Any
 from passivepaxos.bench import environ
 
 __all__ = [
+    "DDB_LOCK",
     "DELTA",
     "DELTA_FRESH",
     "SLATE_GET",
@@ -42,6 +48,7 @@ __all__ = [
     "available",
     "delta_append",
     "delta_storage_options",
+    "dynamodb_lock",
     "slatedb_env",
     "slatedb_get",
     "slatedb_put",
@@ -57,6 +64,7 @@ DELTA = "append, 1 row/commit"
 DELTA_FRESH = "append, 1 row/commit, fresh process"
 SLATE_PUT = "put + durable"
 SLATE_GET = "get"
+DDB_LOCK = "lock acquire+release"
 
 Hook = Callable[[], None] | None
 
@@ -75,6 +83,7 @@ class PeerRun:
 _REQUIRES: dict[str, tuple[str, ...]] = {
     "deltalake": ("deltalake", "pyarrow"),
     "slatedb": ("slatedb.uniffi",),
+    "dynamodb-lock": ("python_dynamodb_lock.python_dynamodb_lock", "boto3"),
 }
 
 
@@ -194,6 +203,65 @@ def delta_append(
             f"(AWS_CONDITIONAL_PUT=etag, no DynamoDB lock, no unsafe rename); "
             f"table version {start_version} -> {start_version + len(latencies)}"
         ),
+    )
+
+
+# -- python-dynamodb-lock ------------------------------------------------------------------
+
+
+def dynamodb_lock(
+    endpoint: str,
+    bucket: str,
+    prefix: str,
+    n: int,
+    *,
+    on_ready: Hook = None,
+    on_done: Hook = None,
+) -> PeerRun:
+    """``n`` acquire+release pairs of python-dynamodb-lock on a new lock table (named after
+    ``prefix``; ``bucket`` unused) at ``endpoint``, over 10 lock names as our lock case."""
+    import datetime
+
+    import boto3
+    from python_dynamodb_lock.python_dynamodb_lock import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        DynamoDBLockClient,
+    )
+
+    kw: dict[str, Any] = dict(
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    table = f"locks-{prefix}"
+    DynamoDBLockClient.create_dynamodb_table(boto3.client("dynamodb", **kw), table_name=table)
+    client = DynamoDBLockClient(
+        boto3.resource("dynamodb", **kw),
+        table_name=table,
+        heartbeat_period=datetime.timedelta(seconds=5),
+        lease_duration=datetime.timedelta(seconds=30),
+    )
+    try:
+        client.acquire_lock("warm").release()
+        _call(on_ready)
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            t = time.perf_counter()
+            client.acquire_lock(f"job-{i % 10}").release()
+            lat.append(time.perf_counter() - t)
+        wall = time.perf_counter() - t0
+        _call(on_done)
+    finally:
+        client.close()
+    return PeerRun(
+        "dynamodb-lock",
+        DDB_LOCK,
+        n,
+        lat,
+        wall,
+        "dynamodb (moto_server)",
+        note="python-dynamodb-lock 0.9, lease 30 s, heartbeat 5 s",
     )
 
 

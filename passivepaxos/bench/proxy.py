@@ -64,8 +64,15 @@ def request_kind(method: str, path: str) -> str:
     S3 and GCS bill LIST at the write (class A) price and GET/HEAD at the read price;
     DELETE is free on both. S3 lists are ``GET /bucket?list-type=2...`` (or ``?prefix=``),
     GCS lists are ``GET /storage/v1/b/<bucket>/o`` with no object name after ``/o``.
+    A DynamoDB request (``POST /``, recorded as ``/#<X-Amz-Target>``) is a ``read`` (read
+    capacity: GetItem, Query, Scan, Describe*) or a ``write`` (write capacity, deletes
+    included: DynamoDB bills a DeleteItem as a write).
     """
     method = method.upper()
+    _, hash_, target = path.partition("#")
+    if hash_:
+        op = target.rpartition(".")[2]
+        return "read" if op.startswith(("Get", "Query", "Scan", "Describe", "BatchGet")) else "write"
     if method in ("PUT", "POST", "PATCH"):
         return "write"
     if method == "DELETE":
@@ -108,7 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         proxy = self.server.proxy
         body = self._read_body()
-        rule = proxy._take_rule(self.command, self.path)
+        target = self.headers.get("X-Amz-Target")  # a DynamoDB (JSON API) operation
+        seen = self.path if target is None else f"{self.path}#{target}"
+        rule = proxy._take_rule(self.command, seen)
         if proxy.delay > 0:
             time.sleep(proxy.delay)
         if rule is not None and rule.kind == "fail":

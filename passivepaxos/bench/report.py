@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from passivepaxos.bench.peers import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
+from passivepaxos.bench.peers import DDB_LOCK, DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
 from passivepaxos.bench.workloads import (
     CLI_CASE,
     PLAIN_CASE,
@@ -15,6 +15,7 @@ from passivepaxos.bench.workloads import (
     contended_case,
     fresh_case,
     pct,
+    quorum_case,
 )
 from passivepaxos.capabilities import capabilities_for
 
@@ -75,6 +76,7 @@ PAIRS = [  # (peer system, peer case, our case)
     ("slatedb", SLATE_PUT, "kv put"),
     ("slatedb", SLATE_GET, "kv get (lease read)"),
     ("slatedb", SLATE_GET, "kv get (through the log)"),
+    ("dynamodb-lock", DDB_LOCK, "lock acquire+release"),
 ]
 
 
@@ -254,9 +256,7 @@ def _serverless_targets(run: BenchRun) -> list[dict[str, Any]]:
                 f"{warm.store}: manifest + create",
             )
         )
-    low = next(
-        (r for r in run.results if r.case.startswith("append (lease holder, one per")), None
-    )
+    low = next((r for r in run.results if r.case.startswith("append (lease holder, one per")), None)
     if low:
         out.append(
             _target(
@@ -267,6 +267,57 @@ def _serverless_targets(run: BenchRun) -> list[dict[str, Any]]:
                 f"{low.store}: {low.case}, tail-hint overwrites included ({low.hint_writes})",
             )
         )
+    for store in ("s3", "file", "memory"):
+        fo = next(
+            (r for r in run.results if r.store == store and r.case.startswith("failover")), None
+        )
+        if fo is None:
+            continue
+        per = sum(fo.requests.values())
+        ttl = float(fo.case.split("ttl ")[1].split(" ")[0])
+        over = (fo.wall - ttl) / fo.rtt if fo.rtt > 0 else None
+        out.append(
+            _target(
+                "failover after the holder dies: the claimant's requests, time",
+                "<= 15 requests, <= TTL + 2 round trips",
+                per,
+                per <= 15 and over is not None and over <= 2,
+                f"{store}: {per} requests, granted {fo.wall * 1000:.0f} ms after the holder's "
+                f"last write started (TTL {ttl * 1000:.0f} ms"
+                + (f", +{over:.1f} round trips)" if over is not None else ")"),
+            )
+        )
+        break
+    for store in ("file", "memory"):
+        q = find(run, store, quorum_case(3, ",".join([store] * 3)))
+        if q:
+            out.append(
+                _target(
+                    "lease holder on a 3-store quorum, requests per slot",
+                    "<= 3.0, 1 round trip",
+                    q.requests_per_op,
+                    q.requests_per_op <= 3.0,
+                    f"{store}: p50 "
+                    + (f"{_rounds(q):.1f} round trips" if _rounds(q) is not None else "n/a"),
+                )
+            )
+            break
+    for store in ("s3", "file"):
+        one = find(run, store, contended_case(1))
+        many = find(run, store, contended_case(16))
+        if one and many and one.ops_per_s:
+            share = many.ops_per_s / one.ops_per_s
+            out.append(
+                _target(
+                    f"16 processes without a lease vs one, sustained ({store})",
+                    ">= 0.8, <= 3 requests per entry",
+                    share,
+                    share >= 0.8 and many.requests_per_op <= 3,
+                    f"{many.ops_per_s:.1f} vs {one.ops_per_s:.1f} entries/s over "
+                    f"{many.wall:.0f} s, {many.requests_per_op:.1f} requests per entry, "
+                    f"{many.note}",
+                )
+            )
     cli = find(run, "s3", CLI_CASE)
     plain = find(run, "s3", PLAIN_CASE, system="boto3")
     if cli and plain and plain.latencies:
@@ -485,6 +536,27 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     ax.set_ylabel("committed entries/s")
     _legend_or_note(ax, "no contended runs (needs file or s3)")
     save(fig, "contention")
+
+    stores = [
+        st
+        for st in ("file", "s3")
+        if any(find(run, st, contended_case(k)) for k in run.config.appenders)
+    ]
+    fig, axes = plt.subplots(
+        1, max(1, len(stores)), figsize=(5.5 * max(1, len(stores)), 3.4), squeeze=False
+    )
+    for ax, store in zip(axes[0], stores or ["file"], strict=False):
+        for k in sorted(run.config.appenders):
+            r = find(run, store, contended_case(k))
+            if r is not None and r.timeline:
+                ax.plot(
+                    range(1, len(r.timeline) + 1), r.timeline, marker=".", label=f"{k} processes"
+                )
+        ax.set_title(f"{store}: entries acknowledged per second", fontsize=9)
+        ax.set_xlabel("second of the run")
+        ax.set_ylabel("entries/s")
+        _legend_or_note(ax, "no contended runs (needs file or s3)")
+    save(fig, "contention-over-time")
 
     pairs = ratios(run)
     labels = [textwrap.fill(f"{p['peer']} vs {p['ours']}", 24) for p in pairs]

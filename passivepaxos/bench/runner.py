@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from passivepaxos.bench import workloads as w
-from passivepaxos.bench.peers import DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
+from passivepaxos.bench.peers import DDB_LOCK, DELTA, DELTA_FRESH, SLATE_GET, SLATE_PUT
 from passivepaxos.bench.workloads import Result, Target
 from passivepaxos.errors import ConfigError
 
@@ -33,8 +33,9 @@ class BenchConfig:
     rtt: float = 0.01
     n: int = 200  # operations per latency case
     peer_n: int = 50  # operations per peer case (deltalake commits are slow)
-    seconds: float = 5.0  # per contended / group-commit case
-    appenders: tuple[int, ...] = (1, 2, 4, 8, 16)
+    seconds: float = 5.0  # per group-commit case
+    contend_seconds: float = 30.0  # per contended case (sustained: issue 12)
+    appenders: tuple[int, ...] = (1, 4, 16, 32)
     catchup: int = 100_000  # entries for the catch-up read
     per_slot: int = 100  # entries per append when writing them
     cpu_entries: int = 100_000
@@ -49,6 +50,7 @@ class BenchConfig:
             n=20,
             peer_n=5,
             seconds=1.0,
+            contend_seconds=1.0,
             appenders=(1, 2),
             catchup=2_000,
             per_slot=100,
@@ -63,9 +65,16 @@ class BenchConfig:
         for s in self.stores:
             if s not in STORES:
                 raise ConfigError(f"bench: unknown store {s!r} (choose from {', '.join(STORES)})")
-        if self.rtt < 0 or self.n < 1 or self.seconds <= 0 or self.catchup < self.per_slot:
+        if (
+            self.rtt < 0
+            or self.n < 1
+            or not self.seconds > 0
+            or not self.contend_seconds > 0
+            or self.catchup < self.per_slot
+        ):
             raise ConfigError(
-                "bench: --rtt must be >= 0, --n >= 1, --seconds > 0, --catchup >= --per-slot"
+                "bench: --rtt must be >= 0, --n >= 1, --seconds and --contend-seconds > 0, "
+                "--catchup >= --per-slot"
             )
         if any(a < 1 for a in self.appenders):
             raise ConfigError("bench: --appenders must be positive integers")
@@ -184,8 +193,8 @@ def _many(fn: Callable[..., list[Result]], *args: Any) -> Callable[[], list[Resu
     return lambda: fn(*args)
 
 
-def _one(fn: Callable[..., Result], *args: Any) -> Callable[[], list[Result]]:
-    return lambda: [fn(*args)]
+def _one(fn: Callable[..., Result], *args: Any, **kw: Any) -> Callable[[], list[Result]]:
+    return lambda: [fn(*args, **kw)]
 
 
 def _plan(
@@ -199,6 +208,14 @@ def _plan(
         steps += [
             Step(f"append, lease holder ({name})", _one(w.append_holder, t, cfg.n)),
             Step(f"append, fresh process ({name})", _one(w.append_fresh, t, max(1, cfg.n // 4))),
+            *(
+                Step(
+                    f"append, lease holder on a {k}-store quorum ({name})",
+                    _one(w.quorum_holder, t, k, max(2, cfg.n // 4)),
+                )
+                for k in (3, 5)
+                if name != "s3"
+            ),
             *(
                 Step(
                     f"append, fresh process, hint {lag} behind ({name})",
@@ -225,13 +242,20 @@ def _plan(
             steps.append(
                 Step("CLI append vs a put_object script (s3)", _many(w.cli_wall, t, cfg.cli_n))
             )
+            if "file" in cfg.stores:
+                steps.append(
+                    Step(
+                        "append, lease holder on a quorum of 2 directories and s3",
+                        _one(w.quorum_holder, t, 3, max(2, cfg.n // 4), mixed=True),
+                    )
+                )
         if name == "memory":
             run.skipped.append(
                 {"case": "contended append (memory)", "reason": "memory:// lives in one process"}
             )
             continue
         steps += [
-            Step(f"contended append, {k} processes ({name})", _one(w.contended, t, k, cfg.seconds))
+            Step(f"contended append, {k} processes ({name})", _one(w.contended, t, k, cfg.contend_seconds))
             for k in cfg.appenders
         ]
     if s3 is not None and cfg.peers:
@@ -259,7 +283,7 @@ def _peer_steps(cfg: BenchConfig, s3: S3Env, run: BenchRun) -> list[Step]:
             on_done=lambda: counted.append(s3.proxy.counts()),
             **kw,
         )
-        store = "s3" if pr.where.startswith("s3") else "file"
+        store = "s3" if pr.where.startswith(("s3", "dynamodb")) else "file"
         return [
             Result(
                 pr.system,
@@ -297,6 +321,15 @@ def _peer_steps(cfg: BenchConfig, s3: S3Env, run: BenchRun) -> list[Step]:
         ]
     else:
         run.skipped.append({"case": "slatedb", "reason": str(missing["slatedb"])})
+    if missing.get("dynamodb-lock") is None:
+        steps.append(
+            Step(
+                "python-dynamodb-lock acquire+release (dynamodb on moto_server)",
+                lambda: peer(DDB_LOCK, peers.dynamodb_lock, max(1, cfg.n // 2)),
+            )
+        )
+    else:
+        run.skipped.append({"case": "dynamodb-lock", "reason": str(missing["dynamodb-lock"])})
     return steps
 
 

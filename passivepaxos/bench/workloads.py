@@ -10,6 +10,7 @@ system is counted and delayed alike. Each workload returns a ``Result``.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import shutil
@@ -79,6 +80,7 @@ class Result:
     hint_writes: int = 0  # of the write requests, tail-hint overwrites (a reader aid)
     rtt: float = 0.0
     note: str = ""
+    timeline: list[int] | None = None  # entries acknowledged in each second of the run
 
     @property
     def ops_per_s(self) -> float:
@@ -115,6 +117,8 @@ class Result:
         if self.rtt > 0 and lat:
             out["p50_rtt"] = round(pct(lat, 0.5) / self.rtt, 3)
             out["p99_rtt"] = round(pct(lat, 0.99) / self.rtt, 3)
+        if self.timeline is not None:
+            out["entries_per_second"] = self.timeline
         return out
 
 
@@ -245,6 +249,53 @@ def append_holder(t: Target, n: int) -> Result:
         t.reset()
         wall, lat = _loop(n, lambda i: log.append([b"%07d" % i + b"x" * 93]))
         return _result(t, "append (lease holder)", n, wall, lat)
+
+
+def quorum_case(k: int, kinds: str) -> str:
+    """The case name of ``quorum_holder`` (the report looks cases up by it)."""
+    return f"append (lease holder, {k}-store quorum: {kinds})"
+
+
+def quorum_holder(t: Target, k: int, n: int, *, mixed: bool = False) -> Result:
+    """A lease holder on a ``k``-store quorum (create mode) of ``t``'s kind appending one
+    100-byte entry per call, each store adding the round trip; ``mixed``: ``k - 1`` local
+    directories and this s3 target (the multi-cloud case). Requests per slot count every
+    store's (the proxy's for s3)."""
+    t.fresh()  # the s3 store's log, and the temp dir
+    tag = uuid.uuid4().hex[:8]
+    if t.kind == "memory":
+        locals_ = [f"memory://bench-q{tag}-{i}" for i in range(k)]
+    else:
+        if t._tmp is None:  # an s3 target: the local directories of the mixed quorum
+            t._tmp = tempfile.mkdtemp(prefix="ppx-bench-")
+        locals_ = []
+        for i in range(k - 1 if mixed else k):
+            path = os.path.join(t._tmp, f"q{tag}-{i}")
+            os.makedirs(path)
+            locals_.append(f"file://{path}")
+    urls = locals_ + ([f"s3://{t.s3.bucket}/q{tag}"] if mixed else [])
+    url = ",".join(urls)
+    with t.environment():
+        init_log(url)
+        counters = [_counted(u, t.rtt) for u in locals_]
+        stores = [Store(c) for c in counters]
+        if mixed:
+            from passivepaxos.store import open_store
+
+            stores.append(open_store(urls[-1]))
+    kinds = ",".join(u.split(":", 1)[0] for u in urls)
+    with Log.open_on(stores, url, writer_id="holder") as log:
+        log.claim_writer(300)
+        for c in counters:
+            c.reset()
+        t.reset()
+        wall, lat = _loop(n, lambda i: log.append([b"%07d" % i + b"x" * 93]))
+        counts: Counter[str] = Counter()
+        for c in counters:
+            counts.update(billing_kinds(c.snapshot()))
+        if mixed:
+            counts.update(t.counts())
+    return Result("passivepaxos", t.kind, quorum_case(k, kinds), n, wall, lat, counts, rtt=t.rtt)
 
 
 def append_fresh(t: Target, n: int) -> Result:
@@ -598,12 +649,16 @@ def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, 
     ready.put(name)
     go.wait()
     lat: list[float] = []
-    stop = time.perf_counter() + seconds
+    acked: list[float] = []  # when each append returned, seconds after the start
+    start = time.perf_counter()
+    stop = start + seconds
     while (t1 := time.perf_counter()) < stop:
         log.append([f"{name}-{len(lat):07d}".encode().ljust(100, b".")])
-        lat.append(time.perf_counter() - t1)
+        t2 = time.perf_counter()
+        lat.append(t2 - t1)
+        acked.append(t2 - start)
     log.close()
-    q.put((name, lat, dict(billing_kinds(counter.snapshot())) if counter else None))
+    q.put((name, lat, dict(billing_kinds(counter.snapshot())) if counter else None, acked))
 
 
 def contended_case(processes: int) -> str:
@@ -636,13 +691,17 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
-    lat = [x for _, lats, _ in results for x in lats]
-    per = sorted(len(lats) for _, lats, _ in results)
+    lat = [x for _, lats, _, _ in results for x in lats]
+    per = sorted(len(lats) for _, lats, _, _ in results)
+    timeline = [0] * max(1, math.ceil(seconds))
+    for _, _, _, acked in results:
+        for at in acked:
+            timeline[min(int(at), len(timeline) - 1)] += 1  # the last append may overrun
     counts: Counter[str] = Counter()
     if t.kind == "s3":
         counts = t.counts()
     else:
-        for _, _, c in results:
+        for _, _, c, _ in results:
             counts.update(c or {})
     return Result(
         "passivepaxos",
@@ -655,4 +714,5 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
         entries=len(lat),
         rtt=t.rtt,
         note=f"acks per process min {per[0]} / max {per[-1]}",
+        timeline=timeline,
     )
