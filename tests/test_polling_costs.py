@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from passivepaxos.runtime import REAL
 from passivepaxos.urls import backend_module
 
 _memory = backend_module("memory")
+_local = backend_module("local")
 
 
 class SteppedClock:
@@ -69,14 +71,15 @@ class Requests:
 @pytest.fixture
 def reqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Requests]:
     r = Requests()
-    for op in ("get", "put", "list", "delete"):
-        monkeypatch.setattr(_memory.MemoryBackend, op, r.wrap(op, getattr(_memory.MemoryBackend, op)))
+    for cls in (_memory.MemoryBackend, _local.LocalBackend):
+        for op in ("get", "put", "list", "delete"):
+            monkeypatch.setattr(cls, op, r.wrap(op, getattr(cls, op)))
     yield r
     r.on = False
 
 
-def _url() -> str:
-    url = f"memory://poll-{uuid.uuid4().hex[:10]}"
+def _url(tmp: Path | None = None) -> str:
+    url = f"memory://poll-{uuid.uuid4().hex[:10]}" if tmp is None else f"file://{tmp}"
     init_log(url)
     return url
 
@@ -98,9 +101,10 @@ def test_failover_costs_a_dozen_requests_after_the_holder_dies(reqs: Requests, t
         got = claimant.claim_writer(ttl)
         counts = reqs.stop()
     assert got.granted and got.epoch == 2 and got.slot == 3
-    # one read sees the holder's last record and a LIST finds nothing after it; ten reads a
-    # tenth of a ttl apart watch it stay the tail for a ttl; one create claims: 13 requests
-    assert counts == {"get": 11, "list": 1, "put": 1}
+    # one read sees the holder's last record and a LIST finds nothing after it; nine reads
+    # a tenth of a ttl apart watch it stay the tail for a ttl (none after the last pause:
+    # the create that follows tells as much); one create claims: 12 requests
+    assert counts == {"get": 10, "list": 1, "put": 1}
 
 
 def test_a_warm_writer_status_is_one_read(reqs: Requests) -> None:
@@ -147,3 +151,59 @@ def test_an_explicit_lock_poll_is_kept_and_checked() -> None:
         for bad in (0, -1.0, float("nan")):
             with pytest.raises(Exception, match="poll must be a positive number"):
                 Locks(log, poll=bad)
+
+
+def test_a_holder_writing_during_the_last_pause_is_not_claimed_over() -> None:
+    """No poll follows the claimant's last pause: the create of the next slot is the check.
+    A holder that renews in that pause wins the slot; the claimant learns its record from
+    the lost create and waits a whole ttl again from there."""
+    url = _url()
+    clock = SteppedClock()
+    ttl = 1.0
+    with Log.open(url, writer_id="h") as holder, Log.open(
+        url,
+        writer_id="c",
+        runtime=clock,  # type: ignore[arg-type]
+    ) as claimant:
+        holder.claim_writer(ttl)
+        assert claimant.writer_status().holder == "h"
+        sleeps = 0
+        step = clock.sleep
+
+        def sleep(seconds: float) -> None:
+            nonlocal sleeps
+            sleeps += 1
+            step(seconds)
+            if sleeps == 10:  # the claimant's last pause: the holder renews meanwhile
+                holder.renew()
+
+        clock.sleep = sleep  # type: ignore[method-assign]
+        start = clock.t
+        got = claimant.claim_writer(ttl)
+        assert got.granted and got.slot == 2 and got.epoch == 2  # after the renewal at 1
+        assert clock.t - start >= 2 * ttl  # a full ttl again from the renewal it learned
+    with Log.open(url, writer_id="r") as reader:
+        st = reader.writer_status()
+        assert (st.holder, st.epoch, st.head) == ("c", 2, 2)
+
+
+def test_failover_on_a_store_that_probes(reqs: Requests, tmp_path: Path) -> None:
+    """file:// does not list strongly: the read that sees the holder's last record is
+    followed by one round of the end check's 4 reads (not a probe search)."""
+    url = _url(tmp_path)
+    clock = SteppedClock()
+    with Log.open(url, writer_id="h") as holder, Log.open(
+        url,
+        writer_id="c",
+        runtime=clock,  # type: ignore[arg-type]
+    ) as claimant:
+        holder.claim_writer(1.0)
+        holder.append([b"a"])
+        assert claimant.writer_status().holder == "h"
+        holder.append([b"b"])
+        reqs.start()
+        got = claimant.claim_writer(1.0)
+        counts = reqs.stop()
+    assert got.granted and got.slot == 3
+    # 1 read of the new record + 4 end-check reads + 9 polls, one create: 15 requests
+    assert counts == {"get": 14, "put": 1}

@@ -189,6 +189,7 @@ def test_damage_seeds(seed: int) -> None:
         (7604, "damage"),
         (8589, "damage"),
         (16883, "damage"),
+        (12, "lease"),
     ],
 )
 def test_issue_12_seeds(seed: int, profile: str) -> None:
@@ -200,7 +201,9 @@ def test_issue_12_seeds(seed: int, profile: str) -> None:
     under the final read; 2261, 4606, 7311 (the damage check (f) and the warm starts): a
     hole found once and sampled past later, a stale cache entry left behind, a record
     filling a hole at the snapshot's slot built on; 3434, 4801, 5263, 7604: the checker's
-    judgement of warm starts and of holes a snapshot covers. Their schedules move with
+    judgement of warm starts and of holes a snapshot covers; 12 of lease (a livelock): a
+    claimant that skipped the poll after its last pause planned again on a remainder of
+    float dust and slept it without moving the clock. Their schedules move with
     later changes: each is a replay that must stay clean, the unit regressions are in
     tests/test_membership.py and tests/test_fresh_path.py."""
     r = run(seed, profile)

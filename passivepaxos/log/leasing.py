@@ -121,10 +121,18 @@ class WriterLease:
 
     def wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
         """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
-        every ``ttl/10`` so that a change restarts the wait promptly."""
+        every ``ttl/10`` so that a change restarts the wait promptly. No poll after the
+        last sleep: the write that follows is a create of the next slot, which tells as
+        much (a record there makes it lose, and the writer learns that record)."""
         poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
         while remaining > 0:
-            self.c.runtime.sleep(min(remaining, poll.delay(0, self.c.runtime.rng)))
+            pause = poll.delay(0, self.c.runtime.rng)
+            # at least 1 ms: a remainder of float dust (ttl minus elapsed rounding to a hair
+            # above 0) must still move the clock, or plan and wait would spin on it
+            # (simulator seed 12 of lease, a livelock)
+            self.c.runtime.sleep(max(0.001, min(remaining, pause)))
+            if remaining <= pause:
+                return  # the ttl ran out (the caller plans again from the clock)
             if self.tail.observe() != tail:
                 return
             with self.c.state:
