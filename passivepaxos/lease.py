@@ -89,6 +89,7 @@ from passivepaxos.errors import (
 )
 
 __all__ = [
+    "MAX_POLL",
     "MAX_TTL",
     "READ_FRACTION",
     "ClaimResult",
@@ -106,6 +107,7 @@ __all__ = [
     "check_wait",
     "format_seconds",
     "format_wall",
+    "poll_pause",
 ]
 
 READ_FRACTION = 0.75
@@ -289,6 +291,20 @@ class LeaseRead:
 
 
 # -- a non-holder watching the tail -------------------------------------------------------
+
+
+MAX_POLL = 1.0  # seconds: the longest pause of a claimant or lock waiter between looks
+
+
+def poll_pause(ttl: float) -> float:
+    """How long a claimant or a lock waiter pauses between looks at a holder with ``ttl``:
+    a tenth of it (about ten reads per ttl), at least 2 ms, and at most ``MAX_POLL`` (a
+    release, or the end of the caller's wait, is noticed within a second whatever the
+    holder's ttl; a ttl written by another client, 1e13 or inf, never asks for a sleep
+    the platform cannot do)."""
+    if math.isnan(ttl):
+        return MAX_POLL
+    return min(MAX_POLL, max(0.002, ttl / 10))
 
 
 @dataclass

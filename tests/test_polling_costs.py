@@ -17,7 +17,7 @@ import pytest
 
 from passivepaxos import Log
 from passivepaxos.manifest import init_log
-from passivepaxos.recipes.lock import Locks
+from passivepaxos.recipes.lock import Locks, Op, encode_op
 from passivepaxos.runtime import REAL
 from passivepaxos.urls import backend_module
 
@@ -84,8 +84,10 @@ def _url(tmp: Path | None = None) -> str:
     return url
 
 
-@pytest.mark.parametrize("ttl", [1.0, 60.0])
-def test_failover_costs_a_dozen_requests_after_the_holder_dies(reqs: Requests, ttl: float) -> None:
+@pytest.mark.parametrize(("ttl", "polls"), [(1.0, 9), (60.0, 59)])
+def test_failover_costs_a_dozen_requests_after_the_holder_dies(
+    reqs: Requests, ttl: float, polls: int
+) -> None:
     url = _url()
     clock = SteppedClock()
     with Log.open(url, writer_id="h") as holder, Log.open(
@@ -101,10 +103,11 @@ def test_failover_costs_a_dozen_requests_after_the_holder_dies(reqs: Requests, t
         got = claimant.claim_writer(ttl)
         counts = reqs.stop()
     assert got.granted and got.epoch == 2 and got.slot == 3
-    # one read sees the holder's last record and a LIST finds nothing after it; nine reads
-    # a tenth of a ttl apart watch it stay the tail for a ttl (none after the last pause:
-    # the create that follows tells as much); one create claims: 12 requests
-    assert counts == {"get": 10, "list": 1, "put": 1}
+    # one read sees the holder's last record and a LIST finds nothing after it; reads a
+    # tenth of a ttl apart, at most a second (9 for a 1 s ttl, 59 for 60 s), watch it stay
+    # the tail for a ttl (none after the last pause: the create that follows tells as
+    # much); one create claims: 12 requests for a 1 s ttl
+    assert counts == {"get": 1 + polls, "list": 1, "put": 1}
 
 
 def test_a_warm_writer_status_is_one_read(reqs: Requests) -> None:
@@ -118,8 +121,10 @@ def test_a_warm_writer_status_is_one_read(reqs: Requests) -> None:
     assert st.holder == "h" and not st.mine
 
 
-@pytest.mark.parametrize("ttl", [1.0, 60.0])
-def test_a_lock_waiter_reads_about_ten_times_per_ttl(reqs: Requests, ttl: float) -> None:
+@pytest.mark.parametrize(("ttl", "looks"), [(1.0, 10), (60.0, 60)])
+def test_a_lock_waiter_reads_ten_times_per_ttl_at_most_once_a_second(
+    reqs: Requests, ttl: float, looks: int
+) -> None:
     url = _url()
     clock = SteppedClock()
     with Log.open(url, writer_id="a") as la, Log.open(
@@ -138,9 +143,43 @@ def test_a_lock_waiter_reads_about_ten_times_per_ttl(reqs: Requests, ttl: float)
         token = b.acquire("job", ttl, wait=float("inf"))
         counts = reqs.stop()
     assert token == 2
-    # the first look and ten more a tenth of a ttl apart, then the takeover's create (its
-    # outcome is read from the create itself: it was the tail)
-    assert counts == {"get": 11, "put": 1}
+    # the first look and more a tenth of a ttl apart, at most a second (10 for a 1 s ttl,
+    # 60 for 60 s), then the takeover's create (its outcome is read from the create
+    # itself: it was the tail)
+    assert counts == {"get": 1 + looks, "put": 1}
+
+
+@pytest.mark.parametrize("ttl", [1e13, float("inf")])
+def test_a_foreign_huge_ttl_is_waited_out_a_second_at_a_time(ttl: float) -> None:
+    """Another client's lock entry may carry any ttl (we never send one above MAX_TTL): a
+    waiter still looks once a second, so it sees the release within a second (review:
+    a tenth of 1e13 s was slept, and a real sleep that long raised OverflowError)."""
+    url = _url()
+    clock = SteppedClock()
+    with Log.open(url, writer_id="f") as lf, Log.open(
+        url,
+        writer_id="b",
+        runtime=clock,  # type: ignore[arg-type]
+    ) as lb:
+
+        def op(kind: str, token: int | None) -> bytes:
+            return encode_op("locks", Op(kind, "job", "F", ttl, None, token, 0.0, kind))
+
+        lf.append([op("acquire", None)])
+        b = Locks(lb, owner="B")
+        assert b.status("job").holder == "F"
+        step, sleeps = clock.sleep, []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            step(seconds)
+            if len(sleeps) == 3:
+                lf.append([op("release", 1)])
+
+        clock.sleep = sleep  # type: ignore[method-assign]
+        start = clock.t
+        assert b.acquire("job", 10, wait=float("inf")) == 2
+    assert sleeps == [1.0, 1.0, 1.0] and clock.t - start == 3.0
 
 
 def test_an_explicit_lock_poll_is_kept_and_checked() -> None:
@@ -207,3 +246,13 @@ def test_failover_on_a_store_that_probes(reqs: Requests, tmp_path: Path) -> None
     assert got.granted and got.slot == 3
     # 1 read of the new record + 4 end-check reads + 9 polls, one create: 15 requests
     assert counts == {"get": 14, "put": 1}
+
+
+def test_the_pause_between_looks_is_a_tenth_of_the_ttl_within_2_ms_and_a_second() -> None:
+    from passivepaxos.lease import MAX_POLL, poll_pause
+
+    assert MAX_POLL == 1.0
+    assert poll_pause(1.0) == pytest.approx(0.1)
+    assert poll_pause(0.001) == 0.002
+    for huge in (60.0, 86400.0, 1e13, float("inf"), float("nan")):
+        assert poll_pause(huge) == 1.0

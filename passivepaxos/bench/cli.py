@@ -48,7 +48,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--appenders", type=_ints, help="contending processes (1,4,16,32)")
     p.add_argument("--catchup", type=int, help="entries read by the catch-up case (100000)")
     p.add_argument("--per-slot", type=int, help="entries per append when writing them (100)")
-    p.add_argument("--no-peers", action="store_true", help="skip deltalake and slatedb")
+    p.add_argument("--no-peers", action="store_true", help="skip deltalake, slatedb and python-dynamodb-lock")
     p.add_argument("--quick", action="store_true", help="small sizes: a run of ~1 minute")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.add_argument("--out", metavar="FILE", help="also write the JSON results to FILE")

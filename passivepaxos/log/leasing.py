@@ -15,12 +15,11 @@ from passivepaxos.errors import (
     LeaseLostError,
     PassivePaxosError,
 )
-from passivepaxos.lease import EMPTY, HolderLease, LeaseMeta, LeaseRead, LeaseState
+from passivepaxos.lease import EMPTY, HolderLease, LeaseMeta, LeaseRead, LeaseState, poll_pause
 from passivepaxos.log.compaction import Compaction
 from passivepaxos.log.context import LogContext
 from passivepaxos.log.record import tombstone_of
 from passivepaxos.log.tail import Tail
-from passivepaxos.retry import Backoff
 from passivepaxos.snapshot import is_tombstone
 
 __all__ = ["NotYet", "WriterLease"]
@@ -121,12 +120,12 @@ class WriterLease:
 
     def wait_tail(self, tail: int, remaining: float, ttl: float) -> None:
         """Sleep until tail ``tail`` has been unchanged for ``ttl`` (own clock), polling it
-        every ``ttl/10`` so that a change restarts the wait promptly. No poll after the
-        last sleep: the write that follows is a create of the next slot, which tells as
-        much (a record there makes it lose, and the writer learns that record)."""
-        poll = Backoff(max(0.002, ttl / 10), max(0.002, ttl / 10), floor=1.0)
+        every ``ttl/10`` (``lease.poll_pause``: at most a second apart) so that a change
+        restarts the wait promptly. No poll after the last sleep: the write that follows
+        is a create of the next slot, which tells as much (a record there makes it lose,
+        and the writer learns that record)."""
         while remaining > 0:
-            pause = poll.delay(0, self.c.runtime.rng)
+            pause = poll_pause(ttl)
             # at least 1 ms: a remainder of float dust (ttl minus elapsed rounding to a hair
             # above 0) must still move the clock, or plan and wait would spin on it
             # (simulator seed 12 of lease, a livelock)

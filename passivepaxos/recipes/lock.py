@@ -87,7 +87,7 @@ from passivepaxos.errors import (
     ResultUnreadError,
     StaleTokenError,
 )
-from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall
+from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall, poll_pause
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import (
     append_retrying,
@@ -280,8 +280,8 @@ class Locks:
     the rules; ``clock`` is this process's monotonic clock and ``wall`` its wall clock
     (shown to people only), both by default the log's runtime's (``passivepaxos.runtime``),
     which also supplies the sleeps, the ids and the keepalive tasks. A waiting ``acquire``
-    looks again every ``poll`` seconds; by default every tenth of the holder's ttl (one
-    read each while nothing changes: ~10 reads per ttl of waiting, whatever the ttl)."""
+    looks again every ``poll`` seconds; by default every tenth of the holder's ttl, at
+    most a second apart (on a single store one read a look while nothing changes)."""
 
     def __init__(
         self,
@@ -417,11 +417,12 @@ class Locks:
 
     def _pause(self, ttl: float) -> float:
         """A waiting acquire's pause between looks: ``poll``, else a tenth of the holder's
-        ``ttl`` (a bounded number of reads per ttl however long it is; noticing a release
-        takes up to that long). Fixed, no jitter: waiters only read, so they need not fall
-        out of step; each pause is also cut to the time left before the holder's ttl runs
-        out and to the caller's ``wait``."""
-        return self.poll if self.poll is not None else max(0.002, ttl / 10)
+        ``ttl``, at most a second (``lease.poll_pause``: ~10 reads per ttl up to a 10 s
+        ttl, one a second beyond; a release is noticed within a second). Fixed, no
+        jitter: waiters only read, so they need not fall out of step; each pause is also
+        cut to the time left before the holder's ttl runs out and to the caller's
+        ``wait``."""
+        return self.poll if self.poll is not None else poll_pause(ttl)
 
     def refresh(self, name: str, ttl: float | None = None) -> int:
         """Renew our hold of ``name`` (optionally with a new ttl); ``LockLostError`` if it
