@@ -8,6 +8,7 @@ The clock is stepped by the sleeps (no real waiting), so the counts are exact.
 from __future__ import annotations
 
 import collections
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,20 @@ def reqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Requests]:
     r.on = False
 
 
+@contextlib.contextmanager
+def _pair(url: str, live: str, watcher: str, clock: SteppedClock) -> Iterator[tuple[Log, Log]]:
+    """A log on the real clock (``live``: the holder) and one on ``clock`` (the watcher)."""
+    with (
+        Log.open(url, writer_id=live) as a,
+        Log.open(
+            url,
+            writer_id=watcher,
+            runtime=clock,  # type: ignore[arg-type]
+        ) as b,
+    ):
+        yield a, b
+
+
 def _url(tmp: Path | None = None) -> str:
     url = f"memory://poll-{uuid.uuid4().hex[:10]}" if tmp is None else f"file://{tmp}"
     init_log(url)
@@ -90,11 +105,7 @@ def test_failover_costs_a_dozen_requests_after_the_holder_dies(
 ) -> None:
     url = _url()
     clock = SteppedClock()
-    with Log.open(url, writer_id="h") as holder, Log.open(
-        url,
-        writer_id="c",
-        runtime=clock,  # type: ignore[arg-type]
-    ) as claimant:
+    with _pair(url, "h", "c", clock) as (holder, claimant):
         holder.claim_writer(ttl)
         holder.append([b"a"])
         assert claimant.writer_status().holder == "h"  # the claimant has seen the tail
@@ -127,11 +138,7 @@ def test_a_lock_waiter_reads_ten_times_per_ttl_at_most_once_a_second(
 ) -> None:
     url = _url()
     clock = SteppedClock()
-    with Log.open(url, writer_id="a") as la, Log.open(
-        url,
-        writer_id="b",
-        runtime=clock,  # type: ignore[arg-type]
-    ) as lb:
+    with _pair(url, "a", "b", clock) as (la, lb):
         a, b = Locks(la, owner="A"), Locks(lb, owner="B")
         assert a.acquire("job", ttl) == 1  # and A dies holding it
         assert b.status("job").holder == "A"
@@ -156,11 +163,7 @@ def test_a_foreign_huge_ttl_is_waited_out_a_second_at_a_time(ttl: float) -> None
     a tenth of 1e13 s was slept, and a real sleep that long raised OverflowError)."""
     url = _url()
     clock = SteppedClock()
-    with Log.open(url, writer_id="f") as lf, Log.open(
-        url,
-        writer_id="b",
-        runtime=clock,  # type: ignore[arg-type]
-    ) as lb:
+    with _pair(url, "f", "b", clock) as (lf, lb):
 
         def op(kind: str, token: int | None) -> bytes:
             return encode_op("locks", Op(kind, "job", "F", ttl, None, token, 0.0, kind))
@@ -199,11 +202,7 @@ def test_a_holder_writing_during_the_last_pause_is_not_claimed_over() -> None:
     url = _url()
     clock = SteppedClock()
     ttl = 1.0
-    with Log.open(url, writer_id="h") as holder, Log.open(
-        url,
-        writer_id="c",
-        runtime=clock,  # type: ignore[arg-type]
-    ) as claimant:
+    with _pair(url, "h", "c", clock) as (holder, claimant):
         holder.claim_writer(ttl)
         assert claimant.writer_status().holder == "h"
         sleeps = 0
@@ -231,11 +230,7 @@ def test_failover_on_a_store_that_probes(reqs: Requests, tmp_path: Path) -> None
     followed by one round of the end check's 4 reads (not a probe search)."""
     url = _url(tmp_path)
     clock = SteppedClock()
-    with Log.open(url, writer_id="h") as holder, Log.open(
-        url,
-        writer_id="c",
-        runtime=clock,  # type: ignore[arg-type]
-    ) as claimant:
+    with _pair(url, "h", "c", clock) as (holder, claimant):
         holder.claim_writer(1.0)
         holder.append([b"a"])
         assert claimant.writer_status().holder == "h"
