@@ -484,7 +484,7 @@ def markdown(run: BenchRun, img: str | None = None) -> str:
 
 # -- plots ------------------------------------------------------------------------------------
 
-PLOTS = ("contention", "peers-latency", "peers-requests", "cpu")
+PLOTS = ("contention", "contention-over-time", "peers-latency", "peers-requests", "cpu")
 
 
 def _legend_or_note(ax: Any, note: str, fig: Any = None) -> None:

@@ -82,6 +82,7 @@ class Result:
     rtt: float = 0.0
     note: str = ""
     timeline: list[int] | None = None  # entries acknowledged in each second of the run
+    # (those in flight at the stop and acknowledged after it are not in it: the note)
     acks: list[int] | None = None  # acknowledged entries of each process (contended cases)
 
     @property
@@ -705,9 +706,13 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
     lat = [x for _, lats, _, _ in results for x in lats]
     per = sorted(len(lats) for _, lats, _, _ in results)
     timeline = [0] * max(1, math.ceil(seconds))
+    late = 0  # appends in flight at the stop, acknowledged after it
     for _, _, _, acked in results:
         for at in acked:
-            timeline[min(int(at), len(timeline) - 1)] += 1  # the last append may overrun
+            if at >= seconds:
+                late += 1
+            else:
+                timeline[int(at)] += 1
     counts: Counter[str] = Counter()
     if t.kind == "s3":
         counts = t.counts()
@@ -724,7 +729,7 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
         counts,
         entries=len(lat),
         rtt=t.rtt,
-        note=f"acks per process min {per[0]} / max {per[-1]}",
+        note=f"acks per process min {per[0]} / max {per[-1]}; {late} acked after the end",
         timeline=timeline,
         acks=per,
     )
