@@ -1,4 +1,4 @@
-"""The peer systems of the benchmark (delta-rs, slatedb) really run against moto through the
+"""The peer systems of the benchmark (delta-rs, slatedb, python-dynamodb-lock) really run against moto through the
 counting proxy: ops complete, the data is there afterwards, and the request counts per op
 are in a sane range (they are what the benchmark reports)."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from passivepaxos.bench import peers
-from passivepaxos.bench.proxy import FaultProxy
+from passivepaxos.bench.proxy import FaultProxy, request_kind
 
 N = 5
 
@@ -51,9 +51,9 @@ class Counter:
         return collections.Counter(m for m, _ in self.loop)
 
 
-def test_available_names_both_peers() -> None:
+def test_available_names_every_peer() -> None:
     got = peers.available()
-    assert set(got) == {"deltalake", "slatedb"}
+    assert set(got) == {"deltalake", "slatedb", "dynamodb-lock"}
     assert all(v is None or isinstance(v, str) for v in got.values())
 
 
@@ -137,3 +137,18 @@ def test_slatedb_flush_each_put(bucket: str, proxy: FaultProxy) -> None:
     )
     assert run.ops == N and run.operation == "put+durable (flush each)"
     assert len([p for m, p in c.loop if m == "PUT" and "/wal/" in p]) == N
+
+
+def test_dynamodb_lock(proxy: FaultProxy) -> None:
+    """The locks peer on moto's DynamoDB: per acquire+release a GetItem, a conditional
+    PutItem and a conditional DeleteItem (billed as a write), through the same proxy."""
+    pytest.importorskip("python_dynamodb_lock")
+    c = Counter(proxy)
+    run = peers.dynamodb_lock(
+        proxy.url, "unused", fresh("ddb"), N, on_ready=c.ready, on_done=c.done
+    )
+    assert run.ops == N == len(run.latencies) and run.system == "dynamodb-lock"
+    targets = collections.Counter(p.rpartition(".")[2] for _, p in c.loop)
+    assert targets == {"GetItem": N, "PutItem": N, "DeleteItem": N}
+    kinds = collections.Counter(request_kind(m, p) for m, p in c.loop)
+    assert kinds == {"read": N, "write": 2 * N}

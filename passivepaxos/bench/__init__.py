@@ -1,4 +1,4 @@
-"""``passivepaxos bench``: workloads, peers (deltalake, slatedb), report; see docs/performance.md."""
+"""``passivepaxos bench``: workloads, peers (deltalake, slatedb, python-dynamodb-lock), report; see docs/performance.md."""
 
 from __future__ import annotations
 
