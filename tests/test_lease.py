@@ -200,10 +200,12 @@ def test_holder_append_is_one_request_per_slot() -> None:
         counting = CountingBackend(open_backend(url))
         log = Log([Store(counting)], manifest.mode, hint_every=hint_every, hint_min_interval=60)
         log.claim_writer(30)
+        log._tail.hint_pool.submit(lambda: None).result()  # the hint's background write
         counting.reset()
         for i in range(200):
             log.append([f"e{i}".encode()])
         log.renew()
+        log._tail.hint_pool.submit(lambda: None).result()
         counts = dict(counting.counts)
         log.release_writer()  # the next round claims at once
         log.close()
