@@ -96,3 +96,21 @@ def clocked(
 
 NO_SLEEP: Runtime = clocked(sleep=lambda _: None)
 """Real clocks, but pauses cost nothing (what ``sleep=lambda _: None`` used to give)."""
+
+
+class Stepped(Clocked):
+    """Virtual time that moves only when someone sleeps (``t``, both clocks) or a test
+    moves it (``t += ...``); everything else is the production runtime. ``on_sleep``: a
+    hook run after each sleep, with the number of sleeps so far (a test acts "meanwhile")."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        super().__init__(clock=lambda: self.t, sleep=self._step, wall=lambda: self.t)
+        self.t = start
+        self.sleeps = 0
+        self.on_sleep: Callable[[int], None] | None = None
+
+    def _step(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+        self.sleeps += 1
+        if self.on_sleep is not None:
+            self.on_sleep(self.sleeps)

@@ -29,10 +29,10 @@ from passivepaxos.errors import (
 from passivepaxos.log.tail import HINT_KEY
 from passivepaxos.log.tailcache import FileTailCache, MemoryTailCache
 from passivepaxos.manifest import init_log
-from passivepaxos.runtime import REAL
 from passivepaxos.store import Store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import backend_module, open_backend
+from tests.clocked import Stepped
 
 _memory = backend_module("memory")
 _DELAY = 0.03  # per request, so that requests sent together overlap
@@ -272,21 +272,10 @@ def test_another_logs_record_at_the_hinted_slot_is_never_built_on(rec: Recorder)
     assert not any(op == "put:create" for op, _ in rec.requests)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(REAL, name)
-
-    def monotonic(self) -> float:
-        return self.t
-
-
 def test_a_low_rate_holder_writes_the_hint_every_32_slots_not_on_a_timer(rec: Recorder) -> None:
     url = _log_with(0, hint_at=None)
-    clock = _Clock()
-    with Log.open(url, writer_id="h", runtime=clock) as log:  # type: ignore[arg-type]
+    clock = Stepped()
+    with Log.open(url, writer_id="h", runtime=clock) as log:
         log.claim_writer(3600)
         rec.start()
         for i in range(64):

@@ -19,30 +19,11 @@ import pytest
 from passivepaxos import Log
 from passivepaxos.manifest import init_log
 from passivepaxos.recipes.lock import Locks, Op, encode_op
-from passivepaxos.runtime import REAL
 from passivepaxos.urls import backend_module
+from tests.clocked import Stepped
 
 _memory = backend_module("memory")
 _local = backend_module("local")
-
-
-class SteppedClock:
-    """The real runtime, except that time only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(REAL, name)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 class Requests:
@@ -80,16 +61,9 @@ def reqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Requests]:
 
 
 @contextlib.contextmanager
-def _pair(url: str, live: str, watcher: str, clock: SteppedClock) -> Iterator[tuple[Log, Log]]:
+def _pair(url: str, live: str, watcher: str, clock: Stepped) -> Iterator[tuple[Log, Log]]:
     """A log on the real clock (``live``: the holder) and one on ``clock`` (the watcher)."""
-    with (
-        Log.open(url, writer_id=live) as a,
-        Log.open(
-            url,
-            writer_id=watcher,
-            runtime=clock,  # type: ignore[arg-type]
-        ) as b,
-    ):
+    with Log.open(url, writer_id=live) as a, Log.open(url, writer_id=watcher, runtime=clock) as b:
         yield a, b
 
 
@@ -99,13 +73,26 @@ def _url(tmp: Path | None = None) -> str:
     return url
 
 
-@pytest.mark.parametrize(("ttl", "polls"), [(1.0, 9), (60.0, 59)])
+@pytest.mark.parametrize(
+    ("ttl", "probing", "want"),
+    [
+        # a listing store: one read sees the holder's last record and a LIST finds nothing
+        # after it; reads a tenth of a ttl apart, at most a second (9 for a 1 s ttl, 59
+        # for 60 s), watch it stay the tail for a ttl (none after the last pause: the
+        # create that follows tells as much); one create claims: 12 requests for 1 s
+        (1.0, False, {"get": 10, "list": 1, "put": 1}),
+        (60.0, False, {"get": 60, "list": 1, "put": 1}),
+        # file:// does not list strongly: the read that sees the holder's last record is
+        # followed by one round of the end check's 4 reads (not a probe search), 9 polls
+        # and the create: 15 requests
+        (1.0, True, {"get": 14, "put": 1}),
+    ],
+)
 def test_failover_costs_a_dozen_requests_after_the_holder_dies(
-    reqs: Requests, ttl: float, polls: int
+    reqs: Requests, tmp_path: Path, ttl: float, probing: bool, want: dict[str, int]
 ) -> None:
-    url = _url()
-    clock = SteppedClock()
-    with _pair(url, "h", "c", clock) as (holder, claimant):
+    url = _url(tmp_path if probing else None)
+    with _pair(url, "h", "c", Stepped()) as (holder, claimant):
         holder.claim_writer(ttl)
         holder.append([b"a"])
         assert claimant.writer_status().holder == "h"  # the claimant has seen the tail
@@ -114,11 +101,7 @@ def test_failover_costs_a_dozen_requests_after_the_holder_dies(
         got = claimant.claim_writer(ttl)
         counts = reqs.stop()
     assert got.granted and got.epoch == 2 and got.slot == 3
-    # one read sees the holder's last record and a LIST finds nothing after it; reads a
-    # tenth of a ttl apart, at most a second (9 for a 1 s ttl, 59 for 60 s), watch it stay
-    # the tail for a ttl (none after the last pause: the create that follows tells as
-    # much); one create claims: 12 requests for a 1 s ttl
-    assert counts == {"get": 1 + polls, "list": 1, "put": 1}
+    assert counts == want
 
 
 def test_a_warm_writer_status_is_one_read(reqs: Requests) -> None:
@@ -137,7 +120,7 @@ def test_a_lock_waiter_reads_ten_times_per_ttl_at_most_once_a_second(
     reqs: Requests, ttl: float, looks: int
 ) -> None:
     url = _url()
-    clock = SteppedClock()
+    clock = Stepped()
     with _pair(url, "a", "b", clock) as (la, lb):
         a, b = Locks(la, owner="A"), Locks(lb, owner="B")
         assert a.acquire("job", ttl) == 1  # and A dies holding it
@@ -162,7 +145,7 @@ def test_a_foreign_huge_ttl_is_waited_out_a_second_at_a_time(ttl: float) -> None
     waiter still looks once a second, so it sees the release within a second (review:
     a tenth of 1e13 s was slept, and a real sleep that long raised OverflowError)."""
     url = _url()
-    clock = SteppedClock()
+    clock = Stepped()
     with _pair(url, "f", "b", clock) as (lf, lb):
 
         def op(kind: str, token: int | None) -> bytes:
@@ -171,18 +154,10 @@ def test_a_foreign_huge_ttl_is_waited_out_a_second_at_a_time(ttl: float) -> None
         lf.append([op("acquire", None)])
         b = Locks(lb, owner="B")
         assert b.status("job").holder == "F"
-        step, sleeps = clock.sleep, []
-
-        def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            step(seconds)
-            if len(sleeps) == 3:
-                lf.append([op("release", 1)])
-
-        clock.sleep = sleep  # type: ignore[method-assign]
+        clock.on_sleep = lambda n: lf.append([op("release", 1)]) if n == 3 else None
         start = clock.t
         assert b.acquire("job", 10, wait=float("inf")) == 2
-    assert sleeps == [1.0, 1.0, 1.0] and clock.t - start == 3.0
+    assert clock.sleeps == 3 and clock.t - start == 3.0  # three pauses of a second
 
 
 def test_an_explicit_lock_poll_is_kept_and_checked() -> None:
@@ -200,22 +175,13 @@ def test_a_holder_writing_during_the_last_pause_is_not_claimed_over() -> None:
     A holder that renews in that pause wins the slot; the claimant learns its record from
     the lost create and waits a whole ttl again from there."""
     url = _url()
-    clock = SteppedClock()
+    clock = Stepped()
     ttl = 1.0
     with _pair(url, "h", "c", clock) as (holder, claimant):
         holder.claim_writer(ttl)
         assert claimant.writer_status().holder == "h"
-        sleeps = 0
-        step = clock.sleep
-
-        def sleep(seconds: float) -> None:
-            nonlocal sleeps
-            sleeps += 1
-            step(seconds)
-            if sleeps == 10:  # the claimant's last pause: the holder renews meanwhile
-                holder.renew()
-
-        clock.sleep = sleep  # type: ignore[method-assign]
+        # the claimant's last pause: the holder renews meanwhile
+        clock.on_sleep = lambda n: holder.renew() if n == 10 else None
         start = clock.t
         got = claimant.claim_writer(ttl)
         assert got.granted and got.slot == 2 and got.epoch == 2  # after the renewal at 1
@@ -223,24 +189,6 @@ def test_a_holder_writing_during_the_last_pause_is_not_claimed_over() -> None:
     with Log.open(url, writer_id="r") as reader:
         st = reader.writer_status()
         assert (st.holder, st.epoch, st.head) == ("c", 2, 2)
-
-
-def test_failover_on_a_store_that_probes(reqs: Requests, tmp_path: Path) -> None:
-    """file:// does not list strongly: the read that sees the holder's last record is
-    followed by one round of the end check's 4 reads (not a probe search)."""
-    url = _url(tmp_path)
-    clock = SteppedClock()
-    with _pair(url, "h", "c", clock) as (holder, claimant):
-        holder.claim_writer(1.0)
-        holder.append([b"a"])
-        assert claimant.writer_status().holder == "h"
-        holder.append([b"b"])
-        reqs.start()
-        got = claimant.claim_writer(1.0)
-        counts = reqs.stop()
-    assert got.granted and got.slot == 3
-    # 1 read of the new record + 4 end-check reads + 9 polls, one create: 15 requests
-    assert counts == {"get": 14, "put": 1}
 
 
 def test_the_pause_between_looks_is_a_tenth_of_the_ttl_within_2_ms_and_a_second() -> None:

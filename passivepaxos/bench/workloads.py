@@ -154,9 +154,7 @@ class Target:
         if self.kind == "memory":
             self.url = f"memory://bench-{uuid.uuid4().hex[:10]}"
         elif self.kind == "file":
-            if self._tmp is None:
-                self._tmp = tempfile.mkdtemp(prefix="ppx-bench-")
-            path = os.path.join(self._tmp, uuid.uuid4().hex[:10])
+            path = os.path.join(self.scratch(), uuid.uuid4().hex[:10])
             os.makedirs(path)
             self.url = f"file://{path}"
         else:
@@ -167,6 +165,13 @@ class Target:
             self._counter = _counted(self.url, self.rtt)
         self.reset()
         return self.url
+
+    def scratch(self) -> str:
+        """This target's temporary directory (made on first use, removed by ``close``):
+        file:// logs, and the local stores of a mixed quorum on s3."""
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="ppx-bench-")
+        return self._tmp
 
     def spec(self) -> TargetSpec:
         env = tuple(self.s3.env.items()) if self.s3 is not None else ()
@@ -271,11 +276,9 @@ def quorum_holder(t: Target, k: int, n: int, *, mixed: bool = False) -> Result:
     if t.kind == "memory":
         locals_ = [f"memory://bench-q{tag}-{i}" for i in range(k)]
     else:
-        if t._tmp is None:  # an s3 target: the local directories of the mixed quorum
-            t._tmp = tempfile.mkdtemp(prefix="ppx-bench-")
         locals_ = []
         for i in range(k - 1 if mixed else k):
-            path = os.path.join(t._tmp, f"q{tag}-{i}")
+            path = os.path.join(t.scratch(), f"q{tag}-{i}")
             os.makedirs(path)
             locals_.append(f"file://{path}")
     urls = locals_ + ([f"s3://{t.s3.bucket}/q{tag}"] if mixed else [])
@@ -628,7 +631,8 @@ def failover(t: Target, ttl: float) -> Result:
 def lock_takeover(t: Target, ttl: float) -> Result:
     """A lock holder dies; a waiter already waiting takes the lock over once it stayed
     unrefreshed for the ttl: its requests from the holder's last write to the grant
-    (``ops`` = 1, ``wall`` = that time). Bounded per ttl: ~10 reads, whatever the ttl."""
+    (``ops`` = 1, ``wall`` = that time). About ten reads per ttl up to a 10 s ttl, one a
+    second beyond (``lease.poll_pause``)."""
     from passivepaxos.recipes.lock import Locks
 
     t.fresh()

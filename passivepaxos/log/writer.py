@@ -356,8 +356,7 @@ class FencedWriter:
             self.check_chained(known[0], data)
             with self.c.state:
                 seen = self.snaps.seen
-            if known[0] <= seen:  # a tail at or below a snapshot it knows (seed 7311)
-                self.check_anchor(known[0], data, seen)
+            self.check_anchor(known[0], data, seen)  # a tail at or below a known snapshot
         prev = known[1] if known[0] >= 0 else self.c.genesis
         return known[0] + 1, prev, self.leasing.state_of(known[0], data)
 
