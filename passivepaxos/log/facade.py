@@ -26,6 +26,7 @@ from passivepaxos.log.batch import GroupCommit, Pending
 from passivepaxos.log.compaction import Compaction, TrimResult
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
+from passivepaxos.log.forward import Forwarder, parse_forward_token
 from passivepaxos.log.leasing import NotYet, WriterLease
 from passivepaxos.log.reader import Reader
 from passivepaxos.log.record import Entry, Position, Record
@@ -91,6 +92,7 @@ class Log:
         hint_min_interval: float = 1.0,
         wait_expired_lease: bool = True,
         backoff_max: float = 2.0,
+        forward: bool = False,
         manifest: Manifest | None = None,
         runtime: Runtime | None = None,
     ) -> None:
@@ -136,6 +138,19 @@ class Log:
             self._tail.committed,
             max_batch_entries=max_batch_entries,
             max_batch_bytes=max_batch_bytes,
+        )
+        # forwarding (passivepaxos.log.forward): off by default; a single create store only
+        self._forward = (
+            Forwarder(
+                self._c,
+                self._tail,
+                self._writer,
+                self._leasing,
+                max_entries=max_batch_entries,
+                max_bytes=max_batch_bytes,
+            )
+            if forward
+            else None
         )
 
     @classmethod
@@ -332,9 +347,18 @@ class Log:
             ) from None
         vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
         if resume is not None:
+            if parse_forward_token(resume) is not None:
+                if self._forward is None:
+                    raise ConfigError(
+                        f"resume token {resume!r} is a forwarded append's: open the log "
+                        "with forward=True (CLI: --forward) to resume it"
+                    )
+                return self._forward.resume(vals, resume, self._batch.lead)
             return self._resumer.resume(vals, resume, self._batch.lead)
         if not vals:
             return []
+        if self._forward is not None:
+            return self._forward.append(vals, self._batch.lead)
         return self._batch.submit(vals)
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------

@@ -137,6 +137,18 @@ class Record:
     lease: LeaseMeta | None = None
     config: ConfigChange | None = None  # a membership change (passivepaxos.membership)
     conf: int | None = None  # the newest configuration record's slot before this one
+    # parcels folded in (passivepaxos.log.forward): (fid, count) each, in order, their
+    # entries after the writer's own
+    fwd: tuple[tuple[str, int], ...] = ()
+
+    def parcel_at(self, fid: str) -> int | None:
+        """The index of parcel ``fid``'s first entry in this record, or ``None``."""
+        index = len(self.entries) - sum(n for _, n in self.fwd)
+        for f, n in self.fwd:
+            if f == fid:
+                return index
+            index += n
+        return None
 
     @property
     def lease_state(self) -> LeaseState:
@@ -161,6 +173,8 @@ class Record:
             body["cfg"] = self.config.to_json()
         if self.conf is not None:
             body["conf"] = self.conf
+        if self.fwd:
+            body["fwd"] = [[f, n] for f, n in self.fwd]
         return body
 
     def encode(self) -> bytes:
@@ -277,6 +291,7 @@ def decode_record(
             isinstance(conf, int) and not isinstance(conf, bool) and 0 <= conf < rec_slot
         ):
             raise ValueError("bad conf")
+        fwd = _fwd_of(body.get("fwd"), len(entries))
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise bad("malformed record fields") from None
     if rec_slot != slot:
@@ -290,7 +305,35 @@ def decode_record(
         )
     if epoch < 0:
         raise bad(f"negative epoch {epoch}")
-    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease, config, conf)
+    return Record(rec_slot, rprev, writer, epoch, wid, entries, fmt, lease, config, conf, fwd)
+
+
+_FID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _fwd_of(raw: Any, n_entries: int) -> tuple[tuple[str, int], ...]:
+    """The ``fwd`` field: distinct 32-hex parcel ids with positive counts whose entries
+    fit in the record (``ValueError`` otherwise)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("bad fwd")
+    out = []
+    for item in raw:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and _FID.match(item[0])
+            and isinstance(item[1], int)
+            and not isinstance(item[1], bool)
+            and item[1] > 0
+        ):
+            raise ValueError("bad fwd")
+        out.append((item[0], item[1]))
+    if len({f for f, _ in out}) != len(out) or sum(n for _, n in out) > n_entries:
+        raise ValueError("bad fwd")
+    return tuple(out)
 
 
 def tombstone_of(data: bytes, slot: int, *, url: str = "", key: str | None = None) -> Tombstone:

@@ -15,6 +15,7 @@ have been decided (``AppendOutcomeUnknownError``).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from passivepaxos.errors import (
     AmbiguousWriteError,
@@ -45,7 +46,20 @@ from passivepaxos.membership_data import ConfigChange
 from passivepaxos.retry import Backoff
 from passivepaxos.snapshot import is_tombstone
 
-__all__ = ["FencedWriter"]
+__all__ = ["FencedWriter", "Fold", "NothingToWrite", "RaceLost"]
+
+# what a forward-mode commit adds to the record it proposes at a slot: the parcels' entries
+# and their (fid, count) pairs (passivepaxos.log.forward)
+Fold = Callable[[int], tuple[list[bytes], tuple[tuple[str, int], ...]]]
+
+
+class RaceLost(Exception):  # control flow, never reaches a caller
+    """``commit(lose_limit=n)``: the slot went to another record ``n`` times; nothing of
+    this call was decided (each lost slot holds the winner's record)."""
+
+
+class NothingToWrite(Exception):  # control flow, never reaches a caller
+    """A fold found nothing to add and the call has no entries of its own: no record."""
 
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see commit
@@ -84,13 +98,18 @@ class FencedWriter:
         wait: bool = True,
         config: ConfigChange | None = None,
         wid: str | None = None,
+        fold: Fold | None = None,
+        lose_limit: int = 0,
     ) -> int:
         """Write one slot holding ``entries``; return its number. Retries on the next slot
         after losing a race; a winner carrying our write id is our own earlier write.
         Writer lease (:mod:`passivepaxos.lease`): the holder writes only right after its own
         record and raises ``LeaseLostError`` (entries not written) when that slot goes to
         anyone else; others refuse, or wait out an apparently expired lease, while the tail
-        says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``."""
+        says someone else holds it. ``op``: ``"claim"`` (ClaimWriter) or ``"release"``.
+        ``fold``: called before each attempt with its slot, adds forwarded parcels to the
+        record (may raise ``NothingToWrite``); ``lose_limit``: raise ``RaceLost`` after
+        losing that many slots (0: never)."""
         # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
         wid = wid or self.c.runtime.token_hex(16)
         frame_wid = self.c.runtime.token_bytes(16)
@@ -130,7 +149,8 @@ class FencedWriter:
                 slot, prev, state = self.tail_for_write()
                 continue
             epoch, meta = plan
-            rec = self.record(slot, prev, epoch, wid, entries, meta, config)
+            extra, fwd = fold(slot) if fold is not None else ([], ())
+            rec = self.record(slot, prev, epoch, wid, entries + extra, meta, config, fwd)
             self.slot_writes += 1
             started = self.c.runtime.monotonic()
             mine = rec.encode()
@@ -158,6 +178,8 @@ class FencedWriter:
                 slot, prev, state = self.tail_for_write()
                 continue
             losses += 1
+            if losses == lose_limit:
+                raise RaceLost(slot)
             quiet = self.backoff_max > 0 and op is None and config is None
             slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)
 
@@ -170,6 +192,7 @@ class FencedWriter:
         entries: list[bytes],
         meta: LeaseMeta | None,
         config: ConfigChange | None,
+        fwd: tuple[tuple[str, int], ...] = (),
     ) -> Record:
         """The record to propose at ``slot``, in the configuration in effect there; a
         membership change whose ``from`` is no longer that configuration is refused."""
@@ -189,6 +212,7 @@ class FencedWriter:
             lease=meta,
             config=config,
             conf=conf,
+            fwd=fwd,
         )
 
     def race_result(

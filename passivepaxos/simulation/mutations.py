@@ -342,6 +342,51 @@ _register(
 )
 
 
+
+@contextlib.contextmanager
+def _fold_twice() -> Iterator[None]:
+    """A fold takes a parcel without reading the records since its base (the at-most-once
+    rule of forwarding dropped: a parcel folded by two writers is in the log twice)."""
+    from passivepaxos.log.forward import Forwarder
+
+    with _patched(Forwarder, "absent", lambda self, fid, base, slot: True):
+        yield
+
+
+@contextlib.contextmanager
+def _ack_unfolded() -> Iterator[None]:
+    """A producer takes the slot its own fold wrote for its acknowledgement whether or not
+    its parcel made it into that record (a holder folded it elsewhere, or not at all)."""
+    from passivepaxos.log.forward import Forwarder
+    from passivepaxos.log.record import Position
+
+    real = Forwarder.fold_myself
+
+    def fold_myself(self: Any, fid: str, lead: Any) -> Any:
+        got = real(self, fid, lead)
+        if got is None:
+            with self.c.state:
+                known = self.tail.known
+            return None if known is None else Position(known[0], 0)
+        return got
+
+    with _patched(Forwarder, "fold_myself", fold_myself):
+        yield
+
+
+_register(
+    "fold_twice",
+    "forwarding folds a parcel without checking the records since its base (issue 12)",
+    _fold_twice,
+)
+_register(
+    "ack_unfolded",
+    "a forwarding producer is acknowledged at the tail whether or not its parcel is there "
+    "(issue 12)",
+    _ack_unfolded,
+)
+
+
 @contextlib.contextmanager
 def applied(name: str | None) -> Iterator[None]:
     """Plant mutation ``name`` (None: nothing) for the duration of the block."""

@@ -78,6 +78,7 @@ class Profile:
     damage: tuple[str, ...] = ()
     fresh: float = 0.0  # probability that a new appender process starts after the damage
     trim: float = 0.7  # snapshotter: probability of trimming below each snapshot
+    forward: bool = False  # every Log forwards under contention (passivepaxos.log.forward)
     timeout: tuple[float, float] = (0.5, 4.0)  # each client operation's deadline (own clock)
     gap: float = 0.05  # think time between a client's operations (up to, virtual seconds)
     horizon: float = 3.0  # virtual seconds of faults
@@ -241,6 +242,22 @@ PROFILES: dict[str, Profile] = {
             trim=1.0,
             ops=(2, 4),
         ),
+        # issue 12's forwarding: producers hand entries to whoever writes (parcels in the
+        # inbox, folded at most once), a lease holder folding for them, snapshots and trims
+        Profile(
+            "forward",
+            stores=(1,),
+            modes=("create",),
+            roles=(
+                ("appender", 3, 5),
+                ("lease_appender", 0, 1),
+                ("snapshotter", 0, 1),
+                ("reader", 1, 1),
+            ),
+            forward=True,
+            ops=(3, 6),
+            gap=0.02,
+        ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
@@ -259,6 +276,7 @@ ROTATION = (
     "refresh",
     "stale",
     "damage",
+    "forward",
 )
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
@@ -353,7 +371,14 @@ class World:
         self.obs.views.setdefault(name, []).append(
             (self.sched.now, "open", -1 if hit is None else hit.slot)
         )
-        return Log.open(url, runtime=rt, writer_id=name, fetch_ahead=2, tail_cache=cache)
+        return Log.open(
+            url,
+            runtime=rt,
+            writer_id=name,
+            fetch_ahead=2,
+            tail_cache=cache,
+            forward=self.profile.forward,
+        )
 
     def _rate(self) -> float:
         p = self.profile

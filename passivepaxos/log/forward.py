@@ -1,0 +1,488 @@
+"""Forwarding: under contention, producers hand their entries to whoever writes the next
+slot instead of racing for it (issue 12; seed 004's "send to the sequencer").
+
+The protocol (docs/log.md, "Forwarding", has the invariants and their argument):
+
+- **Parcel.** A producer that lost a race (or lost one within ``CONTENDED_FOR`` seconds)
+  creates ``inbox/<base>.<fid>`` (create-if-absent) holding its entries. ``fid`` is 128
+  random bits; ``base`` is the slot after the tail the producer knew, so every slot below
+  ``base`` existed before the parcel did and no record below ``base`` can hold it.
+- **Fold.** A forward-mode writer that writes a slot for others (a lease holder; a
+  producer whose parcel waited its patience) LISTs ``inbox/``, GETs the parcels it does
+  not know to be in the log, and puts them after its own entries in the record, naming
+  each in the record's ``fwd`` field ``[[fid, count], ...]``.
+- **At most once.** A parcel ``(base, fid)`` goes into the record proposed for slot ``m``
+  only if the writer has the records of every slot ``base .. m-1`` and none names
+  ``fid``. Slots are decided once and form one chain, so of two records naming ``fid``
+  the later one's writer read the earlier one: it cannot be.
+- **Acknowledgement.** A producer's append returns when it has read a decided record
+  naming its ``fid`` (its positions are that record's slot and the parcel's offset); it
+  waits a random patience of a few of its own round trips between looks, and then writes
+  a slot itself, folding every pending parcel (its own included). No lease records, no
+  election: whoever's patience runs out first sequences, and a producer that dies costs
+  the others one patience.
+- **Outcome unknown.** Once a parcel exists it may be folded at any later time, so every
+  failure after its create is ``ForwardOutcomeUnknownError`` (token ``fwd:<base>.<fid>``);
+  a resume looks for the parcel's record from ``base`` and otherwise finishes or
+  withdraws it (:meth:`Forwarder.resume`).
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from passivepaxos.errors import (
+    AlreadyExistsError,
+    AmbiguousWriteError,
+    AppendOutcomeUnknownError,
+    ConfigError,
+    DamagedSlotError,
+    LeaseHeldError,
+    PassivePaxosError,
+    TrimmedSlotError,
+)
+from passivepaxos.log.context import LogContext
+from passivepaxos.log.leasing import NotYet, WriterLease
+from passivepaxos.log.record import Position, Record, resume_wid
+from passivepaxos.log.tail import Tail
+from passivepaxos.log.writer import FencedWriter, Fold, NothingToWrite, RaceLost
+from passivepaxos.snapshot import is_tombstone
+from passivepaxos.types import PutMode
+
+__all__ = [
+    "INBOX",
+    "ForwardOutcomeUnknownError",
+    "Forwarder",
+    "Parcel",
+    "decode_parcel",
+    "encode_parcel",
+    "parcel_key",
+    "parse_forward_token",
+]
+
+INBOX = "inbox/"
+PARCEL_KIND = "ppx-parcel"
+WITHDRAWN_KIND = "ppx-parcel-withdrawn"
+# a producer that lost a race goes straight to the inbox for this long (seconds, own clock)
+CONTENDED_FOR = 2.0
+# a fold reads at most this many records to show a parcel is not in the log yet; an older
+# parcel is left for its producer's resume (docs/log.md)
+FOLD_WINDOW = 1024
+# patience between a producer's looks, in its own round trips (random in this range)
+PATIENCE = (3.0, 6.0)
+# a producer gives up (outcome unknown) after this long without its parcel decided
+FORWARD_WAIT = 30.0
+# a folder deletes a parcel it finds already in the log this many slots back (its producer
+# deletes it itself on acknowledgement; this is for producers that died first)
+STALE_PARCEL = 16
+
+Lead = Callable[[], AbstractContextManager[None]]  # GroupCommit.lead: no other commit of the Log
+
+_KEY = re.compile(r"^inbox/(\d{20})\.([0-9a-f]{32})$")
+_TOKEN = re.compile(r"^fwd:(\d+)\.([0-9a-f]{32})$")
+
+
+def parcel_key(base: int, fid: str) -> str:
+    return f"{INBOX}{base:020d}.{fid}"
+
+
+def parse_forward_token(token: str) -> tuple[int, str] | None:
+    """``(base, fid)`` of a ``fwd:`` resume token, ``None`` if it is not one."""
+    m = _TOKEN.match(token.strip())
+    return None if m is None else (int(m[1]), m[2])
+
+
+@dataclass(frozen=True)
+class Parcel:
+    base: int
+    fid: str
+    entries: tuple[bytes, ...]
+
+
+def encode_parcel(base: int, fid: str, entries: list[bytes]) -> bytes:
+    body: dict[str, Any] = {
+        "kind": PARCEL_KIND,
+        "base": base,
+        "fid": fid,
+        "entries": [binascii.b2a_base64(e, newline=False).decode() for e in entries],
+    }
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["sum"] = hashlib.sha256(raw).hexdigest()
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _withdrawn(base: int, fid: str) -> bytes:
+    return json.dumps({"kind": WITHDRAWN_KIND, "base": base, "fid": fid}, sort_keys=True).encode()
+
+
+def decode_parcel(data: bytes, key: str) -> Parcel | None:
+    """The parcel stored under ``key``; ``None`` for a withdrawn one; ``ValueError`` naming
+    what is wrong when the object is not a parcel of that name (never folded)."""
+    m = _KEY.match(key)
+    if m is None:
+        raise ValueError(f"{key}: not a parcel name")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"{key}: not JSON") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{key}: not a parcel")
+    if doc.get("kind") == WITHDRAWN_KIND:
+        return None
+    body = dict(doc)
+    given = body.pop("sum", None)
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    if doc.get("kind") != PARCEL_KIND or given != hashlib.sha256(raw).hexdigest():
+        raise ValueError(f"{key}: not a parcel, or a bad checksum")
+    if body.get("base") != int(m[1]) or body.get("fid") != m[2]:
+        raise ValueError(f"{key}: its contents name another parcel")
+    raw_entries = body.get("entries")
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise ValueError(f"{key}: no entries")
+    try:
+        entries = tuple(binascii.a2b_base64(e, strict_mode=True) for e in raw_entries)
+    except (binascii.Error, TypeError):
+        raise ValueError(f"{key}: bad entry encoding") from None
+    return Parcel(int(m[1]), m[2], entries)
+
+
+class ForwardOutcomeUnknownError(AppendOutcomeUnknownError):
+    """A forwarded append whose parcel exists (or may) but is not known to be in the log:
+    it may still be folded. ``token`` is ``fwd:<base>.<fid>``; resume with it."""
+
+    def __init__(self, message: str, *, base: int, fid: str, url: str, key: str) -> None:
+        super().__init__(message, slot=base, index=0, wid=fid, url=url, key=key)
+        self.base, self.fid = base, fid
+
+    @property
+    def token(self) -> str:
+        return f"fwd:{self.base}.{self.fid}"
+
+    def at(self, index: int) -> AppendOutcomeUnknownError:
+        return self  # one caller per parcel
+
+
+class Forwarder:
+    """A ``Log``'s forwarding: its producer side (:meth:`append`) and its folds."""
+
+    def __init__(
+        self,
+        c: LogContext,
+        tail: Tail,
+        writer: FencedWriter,
+        leasing: WriterLease,
+        *,
+        max_entries: int,
+        max_bytes: int,
+    ) -> None:
+        if len(c.stores) != 1 or not c.stores[0].capabilities.create:
+            raise ConfigError(
+                f"{c.url}: forwarding needs a single-store log on a store with "
+                "create-if-absent (docs/log.md, Forwarding)"
+            )
+        self.c = c
+        self.store = c.stores[0]
+        self.tail = tail
+        self.writer = writer
+        self.leasing = leasing
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        # guarded by c.state: the parcel ids of the records this object has looked at, by
+        # slot (FOLD_WINDOW of them), and when this object last lost a race
+        self.fids: dict[int, tuple[str, ...]] = {}
+        self.contended_at: float | None = None
+        self.parcels_folded = 0  # stats: parcels this object folded into its records
+
+    # -- the producer --------------------------------------------------------------------
+
+    def append(self, vals: list[bytes], lead: Lead) -> list[Position]:
+        """Append ``vals``: as the lease holder, folding the inbox; else directly unless
+        contended recently, and by a parcel once a race is lost."""
+        if self.leasing.holding() is not None:
+            with lead():
+                slot = self.writer.commit(vals, fold=self.folder(own=len(vals)))
+            self.tail.committed()
+            return [Position(slot, i) for i in range(len(vals))]
+        now = self.c.runtime.monotonic()
+        with self.c.state:
+            quiet = self.contended_at is None or now - self.contended_at > CONTENDED_FOR
+        if quiet:
+            try:
+                with lead():
+                    slot = self.writer.commit(vals, wait=False, lose_limit=1)
+                self.tail.committed()
+                return [Position(slot, i) for i in range(len(vals))]
+            except (RaceLost, LeaseHeldError, NotYet):
+                pass  # nothing written: forward instead
+        with self.c.state:
+            self.contended_at = self.c.runtime.monotonic()
+        return self.forward(vals, lead)
+
+    def forward(self, vals: list[bytes], lead: Lead) -> list[Position]:
+        with self.c.state:
+            known = self.tail.known
+        base = 0 if known is None else known[0] + 1
+        if known is None:
+            last, _ = self.tail.discover()
+            base = last + 1
+        fid = self.c.runtime.token_hex(16)
+        key = parcel_key(base, fid)
+        started = self.c.runtime.monotonic()
+        try:
+            self.store.put(key, encode_parcel(base, fid, vals), PutMode.CREATE)
+        except AmbiguousWriteError as exc:
+            raise self.unknown(base, fid, exc) from exc
+        rtt = max(self.c.runtime.monotonic() - started, 1e-3)
+        return self.settle(base, fid, len(vals), rtt, lead)
+
+    def settle(
+        self, base: int, fid: str, n: int, rtt: float, lead: Lead, *, exists: bool = True
+    ) -> list[Position]:
+        """Wait for parcel ``(base, fid)`` (``n`` entries) to be decided; write a slot
+        folding it (and every other pending parcel) when it is not after a patience."""
+        rt = self.c.runtime
+        give_up = rt.monotonic() + FORWARD_WAIT
+        nxt = base
+        try:
+            while True:
+                rt.sleep(rtt * rt.rng.uniform(*PATIENCE))
+                found, nxt = self.scan(nxt, fid)
+                if found is None:
+                    found = self.fold_myself(fid, lead)
+                if found is not None:
+                    self.discard(parcel_key(base, fid))
+                    return [Position(found.slot, found.index + i) for i in range(n)]
+                if rt.monotonic() > give_up:
+                    raise PassivePaxosError(
+                        f"not decided within {FORWARD_WAIT:g} s (a writer that does not "
+                        "forward holds the lease?)"
+                    )
+        except PassivePaxosError as exc:
+            raise self.unknown(base, fid, exc) from exc
+
+    def fold_myself(self, fid: str, lead: Lead) -> Position | None:
+        """Write one slot folding the pending parcels; where parcel ``fid`` is, if known."""
+        try:
+            with lead():
+                slot = self.writer.commit([], wait=False, fold=self.folder(own=0))
+        except (NothingToWrite, LeaseHeldError, NotYet):
+            return self.where(fid)  # another record has it, or a holder will fold it
+        self.tail.committed()
+        self.note_slot(slot)
+        return self.where(fid)
+
+    def scan(self, slot: int, fid: str) -> tuple[Position | None, int]:
+        """Read records from ``slot`` while they exist; (where ``fid`` is, next slot)."""
+        while True:
+            rec = self.record(slot)
+            if rec is None:
+                return None, slot
+            index = rec.parcel_at(fid)
+            if index is not None:
+                return Position(slot, index), slot + 1
+            slot += 1
+
+    def where(self, fid: str) -> Position | None:
+        """Where parcel ``fid`` is among the records this object has looked at."""
+        with self.c.state:
+            slots = [slot for slot, fids in self.fids.items() if fid in fids]
+        for slot in slots:
+            rec = self.cached_record(slot) or self.record(slot)
+            index = None if rec is None else rec.parcel_at(fid)
+            if index is not None:
+                return Position(slot, index)
+        return None
+
+    # -- folding -------------------------------------------------------------------------
+
+    def folder(self, *, own: int) -> Fold:
+        """The ``fold`` of one commit: the inbox is listed and read once, at its first
+        attempt; each attempt keeps the parcels not yet in the log below its slot."""
+        listing: list[Parcel] | None = None
+
+        def fold(slot: int) -> tuple[list[bytes], tuple[tuple[str, int], ...]]:
+            nonlocal listing
+            if listing is None:
+                listing = self.pending(slot)
+            extra: list[bytes] = []
+            fwd: list[tuple[str, int]] = []
+            size = 0
+            for p in listing:
+                if p.base > slot or not self.absent(p.fid, p.base, slot):
+                    continue
+                b = sum(map(len, p.entries))
+                if fwd and (
+                    own + len(extra) + len(p.entries) > self.max_entries
+                    or size + b > self.max_bytes
+                ):
+                    break
+                extra.extend(p.entries)
+                fwd.append((p.fid, len(p.entries)))
+                size += b
+            if not fwd and own == 0:
+                raise NothingToWrite
+            with self.c.state:
+                self.parcels_folded += len(fwd)
+            return extra, tuple(fwd)
+
+        return fold
+
+    def pending(self, slot: int) -> list[Parcel]:
+        """The inbox's parcels not known to be in the log (one LIST, then the unknown ones'
+        GETs in parallel). A parcel found in the log well behind ``slot`` is deleted in the
+        background (its producer died before it could). Objects that are not parcels are
+        left alone and never folded (``verify`` names them)."""
+        todo: list[tuple[str, int, str]] = []
+        for meta in self.store.list(INBOX):
+            m = _KEY.match(meta.key)
+            if m is None:
+                continue
+            base, fid = int(m[1]), m[2]
+            found = self.where(fid)
+            if found is not None:
+                if found.slot < slot - STALE_PARCEL:
+                    self.discard(meta.key)
+                continue
+            if slot - base <= FOLD_WINDOW:
+                todo.append((meta.key, base, fid))
+        out: list[Parcel] = []
+        got = self.c.pool.map(self.store.get, [k for k, _, _ in todo])
+        for (key, _, _), obj in zip(todo, got, strict=True):
+            if obj is None:
+                continue  # acknowledged and deleted meanwhile
+            try:
+                p = decode_parcel(obj[0], key)
+            except ValueError:
+                continue  # damaged or foreign: never folded
+            if p is not None:
+                out.append(p)
+        return out
+
+    def absent(self, fid: str, base: int, slot: int) -> bool:
+        """Whether this object can show that no record of ``base .. slot-1`` names
+        ``fid`` (it reads the ones it has not seen; a trimmed or unreadable one: no)."""
+        if slot - base > FOLD_WINDOW:
+            return False
+        for s in range(base, slot):
+            with self.c.state:
+                fids = self.fids.get(s)
+            if fids is None:
+                try:
+                    rec = self.record(s)
+                except (TrimmedSlotError, DamagedSlotError):
+                    return False
+                if rec is None:
+                    return False  # below the slot it writes: must exist (a hole)
+                fids = tuple(f for f, _ in rec.fwd)
+            if fid in fids:
+                return False
+        return True
+
+    # -- records ---------------------------------------------------------------------------
+
+    def record(self, slot: int) -> Record | None:
+        """The decided record of ``slot`` (``None``: not there yet), noted."""
+        hit = self.tail.cached(slot)
+        data = hit[1] if hit is not None else self.writer.cfg.fetch(slot)
+        if data is None:
+            return None
+        if is_tombstone(data):
+            url, _ = self.c.where(slot)
+            raise TrimmedSlotError(slot, -1, url)
+        rec = self.c.decode(data, slot, None)
+        if hit is None:
+            self.tail.learned(slot, data)
+        self.note(slot, rec)
+        return rec
+
+    def note_slot(self, slot: int) -> None:
+        rec = self.cached_record(slot)
+        if rec is not None:
+            self.note(slot, rec)
+
+    def cached_record(self, slot: int) -> Record | None:
+        hit = self.tail.cached(slot)
+        if hit is None or is_tombstone(hit[1]):
+            return None
+        return self.c.decode(hit[1], slot, None)
+
+    def note(self, slot: int, rec: Record) -> None:
+        with self.c.state:
+            self.fids[slot] = tuple(f for f, _ in rec.fwd)
+            while len(self.fids) > FOLD_WINDOW:
+                del self.fids[min(self.fids)]
+
+    def discard(self, key: str) -> None:
+        """Delete a parcel that is in the log, in the background (best effort: a folder
+        skips parcels it finds in the log, and deletes stale ones)."""
+
+        def rm() -> None:
+            with suppress(PassivePaxosError):
+                self.store.delete(key)
+
+        self.c.pool.submit(rm)
+
+    # -- outcome unknown, and resume -----------------------------------------------------
+
+    def unknown(self, base: int, fid: str, exc: PassivePaxosError) -> ForwardOutcomeUnknownError:
+        key = parcel_key(base, fid)
+        return ForwardOutcomeUnknownError(
+            f"append outcome unknown: the entries were forwarded as {key} and may be "
+            f"folded into the log at slot {base} or later ({type(exc).__name__}: {exc}); "
+            f"resume with token fwd:{base}.{fid}",
+            base=base,
+            fid=fid,
+            url=self.store.url,
+            key=key,
+        )
+
+    def resume(self, vals: list[bytes], token: str, lead: Lead) -> list[Position]:
+        """Finish a forwarded append exactly once (one resume of a token at a time): its
+        record from ``base`` on; else the parcel, still there, is settled (folded by us if
+        nobody does); else the parcel's name is taken by a *withdrawn* marker (create:
+        a late create of the parcel can then never land) and the values are appended
+        under the resume's own write id, which a later resume of the token finds."""
+        parsed = parse_forward_token(token)
+        assert parsed is not None
+        base, fid = parsed
+        key = parcel_key(base, fid)
+        rwid = resume_wid(fid, 0)
+        try:
+            found, nxt = self.scan(base, fid)
+            if found is not None:
+                self.discard(key)
+                return [Position(found.slot, found.index + i) for i in range(len(vals))]
+            got = self.store.get(key)
+            if got is None:
+                try:
+                    self.store.put(key, _withdrawn(base, fid), PutMode.CREATE)
+                except AlreadyExistsError:
+                    got = self.store.get(key)
+            if got is not None and decode_parcel(got[0], key) is not None:
+                return self.settle(base, fid, len(vals), 0.01, lead)
+            mine = self.find_wid(nxt, rwid)
+            if mine is not None:
+                return [Position(mine, i) for i in range(len(vals))]
+        except (PassivePaxosError, ValueError) as exc:
+            err = exc if isinstance(exc, PassivePaxosError) else ConfigError(str(exc))
+            raise self.unknown(base, fid, err) from exc
+        with lead():
+            slot = self.writer.commit(vals, wid=rwid)
+        self.tail.committed()
+        return [Position(slot, i) for i in range(len(vals))]
+
+    def find_wid(self, slot: int, wid: str) -> int | None:
+        """The slot from ``slot`` on whose record has write id ``wid``, if any."""
+        while True:
+            rec = self.record(slot)
+            if rec is None:
+                return None
+            if rec.wid == wid:
+                return slot
+            slot += 1
