@@ -36,6 +36,9 @@ HABITAT = {
     "finding11b": "damage",  # another log's record past the tail: append builds on it
     "finding13": "damage",  # a deleted or corrupted tombstone: verify says intact
     "finding13b": "damage",  # a deleted last tombstone: a fresh writer is acknowledged in its hole
+    # issue 12's forwarding: its at-most-once rule dropped, or an ack not read from a record
+    "fold_twice": "forward",
+    "ack_unfolded": "forward",
 }
 # what the first violation of a damage mutation says (the damage-aware check that fired)
 CAUGHT_BY = {
@@ -44,6 +47,8 @@ CAUGHT_BY = {
     "finding11b": "another log's record was copied",
     "finding13": "the final verify reports no damage",
     "finding13b": "was acknowledged there",
+    "fold_twice": "in the final log",
+    "ack_unfolded": "nowhere in the final log",
 }
 
 

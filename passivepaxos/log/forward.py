@@ -254,7 +254,7 @@ class Forwarder:
                 rt.sleep(rtt * rt.rng.uniform(*PATIENCE))
                 found, nxt = self.scan(nxt, fid)
                 if found is None:
-                    found = self.fold_myself(fid, lead)
+                    found = self.fold_myself(fid, base, lead)
                 if found is not None:
                     self.discard(parcel_key(base, fid))
                     return [Position(found.slot, found.index + i) for i in range(n)]
@@ -266,8 +266,15 @@ class Forwarder:
         except PassivePaxosError as exc:
             raise self.unknown(base, fid, exc) from exc
 
-    def fold_myself(self, fid: str, lead: Lead) -> Position | None:
-        """Write one slot folding the pending parcels; where parcel ``fid`` is, if known."""
+    def fold_myself(self, fid: str, base: int, lead: Lead) -> Position | None:
+        """Write one slot folding the pending parcels; where parcel ``fid`` is, if known.
+        Slot ``base - 1`` exists (the parcel was written after it): read it first when
+        this object's view of the tail is older (a resume's, say), so the write goes past
+        it."""
+        with self.c.state:
+            known = self.tail.known
+        if base > 0 and (known is None or known[0] < base - 1):
+            self.record(base - 1)
         try:
             with lead():
                 slot = self.writer.commit([], wait=False, fold=self.folder(own=0))
@@ -277,13 +284,14 @@ class Forwarder:
         self.note_slot(slot)
         return self.where(fid)
 
-    def scan(self, slot: int, fid: str) -> tuple[Position | None, int]:
-        """Read records from ``slot`` while they exist; (where ``fid`` is, next slot)."""
+    def scan(self, slot: int, fid: str, wid: str | None = None) -> tuple[Position | None, int]:
+        """Read records from ``slot`` while they exist; (where parcel ``fid`` is, or the
+        record with write id ``wid``; the slot after the last one read)."""
         while True:
             rec = self.record(slot)
             if rec is None:
                 return None, slot
-            index = rec.parcel_at(fid)
+            index = 0 if wid is not None and rec.wid == wid else rec.parcel_at(fid)
             if index is not None:
                 return Position(slot, index), slot + 1
             slot += 1
@@ -454,7 +462,8 @@ class Forwarder:
         key = parcel_key(base, fid)
         rwid = resume_wid(fid, 0)
         try:
-            found, nxt = self.scan(base, fid)
+            # the parcel folded, or (after a withdrawal) an earlier resume's own record
+            found, _ = self.scan(base, fid, rwid)
             if found is not None:
                 self.discard(key)
                 return [Position(found.slot, found.index + i) for i in range(len(vals))]
@@ -466,23 +475,12 @@ class Forwarder:
                     got = self.store.get(key)
             if got is not None and decode_parcel(got[0], key) is not None:
                 return self.settle(base, fid, len(vals), 0.01, lead)
-            mine = self.find_wid(nxt, rwid)
-            if mine is not None:
-                return [Position(mine, i) for i in range(len(vals))]
         except (PassivePaxosError, ValueError) as exc:
             err = exc if isinstance(exc, PassivePaxosError) else ConfigError(str(exc))
             raise self.unknown(base, fid, err) from exc
+        # withdrawn (now or by an earlier resume whose record is not in the log): the
+        # parcel can never be created, so appending the values is their only copy
         with lead():
             slot = self.writer.commit(vals, wid=rwid)
         self.tail.committed()
         return [Position(slot, i) for i in range(len(vals))]
-
-    def find_wid(self, slot: int, wid: str) -> int | None:
-        """The slot from ``slot`` on whose record has write id ``wid``, if any."""
-        while True:
-            rec = self.record(slot)
-            if rec is None:
-                return None
-            if rec.wid == wid:
-                return slot
-            slot += 1

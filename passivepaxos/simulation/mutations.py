@@ -362,8 +362,8 @@ def _ack_unfolded() -> Iterator[None]:
 
     real = Forwarder.fold_myself
 
-    def fold_myself(self: Any, fid: str, lead: Any) -> Any:
-        got = real(self, fid, lead)
+    def fold_myself(self: Any, fid: str, base: int, lead: Any) -> Any:
+        got = real(self, fid, base, lead)
         if got is None:
             with self.c.state:
                 known = self.tail.known

@@ -1,0 +1,279 @@
+"""Issue 12: forwarding. Producers that lost a race hand their entries over as parcels in
+``inbox/``; whoever writes the next slot folds them, at most once; a producer is
+acknowledged only from a decided record naming its parcel.
+
+Request counts are pinned exactly on the memory backend (one call, one HTTP request on
+S3); exactly-once under real contention runs on moto_server through boto3."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from passivepaxos import Log
+from passivepaxos.errors import AmbiguousWriteError, ConfigError, DamagedSlotError
+from passivepaxos.log import forward
+from passivepaxos.log.forward import (
+    ForwardOutcomeUnknownError,
+    decode_parcel,
+    encode_parcel,
+    parcel_key,
+)
+from passivepaxos.log.record import Record, decode_record
+from passivepaxos.manifest import init_log
+from passivepaxos.store import Store
+from passivepaxos.types import PutMode
+from passivepaxos.urls import open_backend
+from tests.conftest import fresh, get_harness
+from tests.test_fresh_path import Recorder, rec  # noqa: F401 - the fixture
+
+H = "0" * 64
+
+
+def _log(n: int) -> str:
+    url = f"memory://fwd-{uuid.uuid4().hex[:10]}"
+    init_log(url)
+    with Log.open(url, writer_id="seed", hint_every=10**9) as seed:
+        for i in range(n):
+            seed.append([b"s%d" % i])
+    return url
+
+
+def _values(url: str) -> list[tuple[int, int, bytes]]:
+    with Log.open(url) as log:
+        return [(e.slot, e.index, e.value) for e in log.read(0)]
+
+
+def _raw(url: str) -> Store:
+    return Store(open_backend(url))
+
+
+def _inbox(url: str) -> list[str]:
+    return [m.key for m in _raw(url).list("inbox/")]
+
+
+@pytest.fixture
+def patient(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Producers wait 2000 of their round trips (2 s on memory) before their first look."""
+    monkeypatch.setattr(forward, "PATIENCE", (2000.0, 2000.0))
+    yield
+
+
+def _lose_then_forward(url: str) -> tuple[Log, Log]:
+    """A forwarding producer that knows the tail, and a plain writer that then writes the
+    slot after it (so the producer's next direct try loses)."""
+    p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
+    p.append([b"p0"])
+    w = Log.open(url, writer_id="w", hint_every=10**9)
+    w.append([b"w0"])
+    return p, w
+
+
+def test_a_loser_forwards_and_folds_its_own_parcel(rec: Recorder) -> None:  # noqa: F811
+    url = _log(3)
+    p, w = _lose_then_forward(url)  # p0 at 3, w0 at 4
+    with p, w:
+        rec.start()
+        got = p.append_positions([b"p1", b"p2"])
+        p.close()  # waits for the parcel's background delete
+        rec.stop()
+    (fid_key,) = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    # the lost create and the read of the winner (as any lost race); the parcel; after its
+    # patience the producer looks at the next slot (missing), then writes it itself:
+    # LIST of the inbox, GET of the one parcel, the create; the parcel's delete
+    assert rec.requests == {
+        ("put:create", "log/4"): 1,
+        ("get", "log/4"): 1,
+        ("put:create", fid_key): 1,
+        ("get", "log/5"): 1,
+        ("list", "inbox/"): 1,
+        ("get", fid_key): 1,
+        ("put:create", "log/5"): 1,
+        ("delete", fid_key): 1,
+    }
+    assert fid_key.startswith("inbox/5.")  # base: the slot after the tail it knew
+    assert [(x.slot, x.index) for x in got] == [(5, 0), (5, 1)]
+    assert _values(url)[-3:] == [(4, 0, b"w0"), (5, 0, b"p1"), (5, 1, b"p2")]
+    assert _inbox(url) == []
+
+
+def test_a_recent_loser_goes_straight_to_the_inbox(rec: Recorder) -> None:  # noqa: F811
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    with p, w:
+        p.append([b"p1"])  # lost: forwarded
+        rec.start()
+        p.append([b"p2"])  # within CONTENDED_FOR: no direct try
+        rec.stop()
+    ops = sorted(op for op, k in rec.requests.elements() if k.startswith("log/"))
+    # no lost create first: a look at the next slot, then the producer's own fold's create
+    assert ops == ["get", "put:create"]
+    assert [v for _, _, v in _values(url)] == [b"s0", b"p0", b"w0", b"p1", b"p2"]
+
+
+def test_the_lease_holder_folds_parcels_into_its_appends(
+    rec: Recorder,  # noqa: F811
+    patient: None,
+) -> None:
+    url = _log(2)
+    h = Log.open(url, forward=True, writer_id="h", hint_every=10**9)
+    h.claim_writer(30.0)  # slot 2
+    p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
+    with h, p:
+        p.head()
+        box: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"p"])))
+        t.start()
+        while not _inbox(url):  # the lease is held: forwarded at once
+            time.sleep(0.005)
+        rec.start()
+        slot = h.append([b"h"])[0]
+        hreq = dict(rec.requests)
+        t.join(10)
+        rec.stop()
+    assert slot == 3
+    (key,) = {k for _, k in hreq if k.startswith("inbox/") and k != "inbox/"}
+    # the holder's append: the inbox LIST, the parcel's GET, its create (the parcel in it)
+    assert hreq == {("list", "inbox/"): 1, ("get", key): 1, ("put:create", "log/3"): 1}
+    assert [(x.slot, x.index) for x in box["got"]] == [(3, 1)]
+    assert _values(url)[-2:] == [(3, 0, b"h"), (3, 1, b"p")]
+
+
+def test_many_producers_on_s3_each_entry_exactly_once(request: pytest.FixtureRequest) -> None:
+    """Real contention through boto3 on moto_server: every acknowledged entry is in the log
+    once, at the position it was acknowledged at; nothing else is in the log; the inbox is
+    empty at the end (each parcel deleted once acknowledged)."""
+    url = get_harness(request, "s3").url()
+    init_log(url)
+    n, k = 6, 8
+    acks: dict[bytes, tuple[int, int]] = {}
+    errors: list[BaseException] = []
+    forwarded = [0]
+    lock = threading.Lock()
+
+    def producer(i: int) -> None:
+        try:
+            with Log.open(url, forward=True, writer_id=f"w{i}") as log:
+                for j in range(k):
+                    v = b"%d-%d" % (i, j)
+                    (pos,) = log.append_positions([v])
+                    with lock:
+                        acks[v] = (pos.slot, pos.index)
+                with lock:
+                    forwarded[0] += log._forward.parcels_folded if log._forward else 0
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    seen = _values(url)
+    at = {v: (s, i) for s, i, v in seen}
+    assert len(seen) == len(at) == n * k  # nothing twice, nothing else
+    assert at == acks
+    assert _inbox(url) == []
+    print(f"\n{n * k} entries in {len(set(s for s, _, _ in seen))} slots, {forwarded[0]} folded")
+
+
+def test_resume_of_a_parcel_nobody_folded_settles_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    raw = _raw(url)
+    with p, w:
+        fid = "ab" * 16
+        raw.put(parcel_key(3, fid), encode_parcel(3, fid, [b"x", b"y"]), PutMode.CREATE)
+        monkeypatch.setattr(forward, "PATIENCE", (1.0, 1.0))
+        got = p.append_positions([b"x", b"y"], resume=f"fwd:3.{fid}")
+        assert [(x.slot, x.index) for x in got] == [(3, 0), (3, 1)]
+        again = p.append_positions([b"x", b"y"], resume=f"fwd:3.{fid}")
+        assert again == got  # found in the log: nothing written
+    assert [v for _, _, v in _values(url)] == [b"s0", b"p0", b"w0", b"x", b"y"]
+
+
+def test_resume_of_a_parcel_never_created_withdraws_it_then_appends_once() -> None:
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    raw = _raw(url)
+    fid = "cd" * 16
+    with p, w:
+        first = p.append_positions([b"z"], resume=f"fwd:3.{fid}")
+        assert [(x.slot, x.index) for x in first] == [(3, 0)]
+        # the late create of the original parcel can no longer land
+        with pytest.raises(Exception, match="exist"):
+            raw.put(parcel_key(3, fid), encode_parcel(3, fid, [b"z"]), PutMode.CREATE)
+        p.append([b"other"])
+        second = p.append_positions([b"z"], resume=f"fwd:3.{fid}")
+        assert second == first  # the first resume's record, found by its write id
+    assert [v for _, _, v in _values(url)] == [b"s0", b"p0", b"w0", b"z", b"other"]
+
+
+def test_an_ambiguous_parcel_create_is_outcome_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    real = Store.put
+
+    def put(self: Store, key: str, *a: Any, **kw: Any) -> Any:
+        if key.startswith("inbox/"):
+            real(self, key, *a, **kw)  # it landed; the answer is lost
+            raise AmbiguousWriteError("create of the parcel: no answer", url=self.url, key=key)
+        return real(self, key, *a, **kw)
+
+    monkeypatch.setattr(Store, "put", put)
+    with p, w, pytest.raises(ForwardOutcomeUnknownError) as err:
+        p.append([b"maybe"])
+    assert err.value.token.startswith("fwd:3.") and "may be folded" in str(err.value)
+    assert err.value.outcome_unknown
+    monkeypatch.setattr(Store, "put", real)
+    monkeypatch.setattr(forward, "PATIENCE", (1.0, 1.0))
+    with Log.open(url, forward=True) as q:
+        got = q.append_positions([b"maybe"], resume=err.value.token)
+    assert [v for _, _, v in _values(url)].count(b"maybe") == 1
+    assert got[0].slot == 3
+
+
+def test_a_damaged_parcel_is_never_folded(patient: None) -> None:
+    url = _log(1)
+    raw = _raw(url)
+    raw.put(parcel_key(1, "ef" * 16), b'{"kind":"ppx-parcel","entries":["eA=="]}', PutMode.CREATE)
+    raw.put(parcel_key(1, "12" * 16), encode_parcel(1, "34" * 16, [b"renamed"]), PutMode.CREATE)
+    h = Log.open(url, forward=True, writer_id="h")
+    with h:
+        h.claim_writer(10.0)
+        h.append([b"h"])
+    assert [v for _, _, v in _values(url)] == [b"s0", b"h"]
+    assert len(_inbox(url)) == 2  # left where they are, never repaired or deleted
+
+
+def test_parcel_and_record_formats_are_checked() -> None:
+    fid = "ab" * 16
+    p = decode_parcel(encode_parcel(7, fid, [b"a", b"b"]), parcel_key(7, fid))
+    assert p is not None and p.entries == (b"a", b"b") and p.base == 7
+    with pytest.raises(ValueError, match="another parcel"):
+        decode_parcel(encode_parcel(7, fid, [b"a"]), parcel_key(8, fid))
+    with pytest.raises(ValueError, match="checksum"):
+        decode_parcel(
+            encode_parcel(7, fid, [b"a"]).replace(b'"YQ=="', b'"Yg=="'), parcel_key(7, fid)
+        )
+    record = Record(0, H, "w", 0, "w" * 32, (b"own", b"a", b"b"), fwd=((fid, 2),))
+    back = decode_record(record.encode(), 0, H)
+    assert back.fwd == ((fid, 2),) and back.parcel_at(fid) == 1 and back.parcel_at("0" * 32) is None
+    too_many = Record(0, H, "w", 0, "w" * 32, (b"a",), fwd=((fid, 2),))
+    with pytest.raises(DamagedSlotError, match="malformed"):
+        decode_record(too_many.encode(), 0, H)
+
+
+def test_forwarding_needs_one_create_store() -> None:
+    url = ",".join(f"memory://{fresh('q')}" for _ in range(3))
+    init_log(url)
+    with pytest.raises(ConfigError, match="single-store"):
+        Log.open(url, forward=True)
+    with Log.open(url) as log, pytest.raises(ConfigError, match="forward=True"):
+        log.append([b"x"], resume="fwd:0." + "ab" * 16)
