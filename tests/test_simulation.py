@@ -48,7 +48,7 @@ CAUGHT_BY = {
     "finding13": "the final verify reports no damage",
     "finding13b": "was acknowledged there",
     "fold_twice": "in the final log",
-    "ack_unfolded": "nowhere in the final log",
+    "ack_unfolded": "in the final log",
 }
 
 
