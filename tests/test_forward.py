@@ -64,12 +64,12 @@ def patient(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _lose_then_forward(url: str) -> tuple[Log, Log]:
-    """A forwarding producer that knows the tail, and a plain writer that then writes the
-    slot after it (so the producer's next direct try loses)."""
+def _lose_then_forward(url: str, *, forwarding: bool = False) -> tuple[Log, Log]:
+    """A forwarding producer that knows the tail, and another writer (``forwarding`` or
+    not) that then writes the slot after it (so the producer's next direct try loses)."""
     p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
     p.append([b"p0"])
-    w = Log.open(url, writer_id="w", hint_every=10**9)
+    w = Log.open(url, writer_id="w", hint_every=10**9, forward=forwarding)
     w.append([b"w0"])
     return p, w
 
@@ -102,18 +102,55 @@ def test_a_loser_forwards_and_folds_its_own_parcel(rec: Recorder) -> None:  # no
     assert _inbox(url) == []
 
 
-def test_a_recent_loser_goes_straight_to_the_inbox(rec: Recorder) -> None:  # noqa: F811
+def test_a_producer_that_sequenced_writes_directly_next(rec: Recorder) -> None:  # noqa: F811
     url = _log(1)
     p, w = _lose_then_forward(url)
     with p, w:
-        p.append([b"p1"])  # lost: forwarded
+        p.append([b"p1"])  # lost, forwarded, and folded by p itself: p sequences now
         rec.start()
-        p.append([b"p2"])  # within CONTENDED_FOR: no direct try
+        p.append([b"p2"])
         rec.stop()
-    ops = sorted(op for op, k in rec.requests.elements() if k.startswith("log/"))
-    # no lost create first: a look at the next slot, then the producer's own fold's create
-    assert ops == ["get", "put:create"]
+    # its next append writes directly, listing the inbox first (it found a parcel, its own,
+    # within CONTENDED_FOR s: a sequencer lists before every slot while parcels come in)
+    # (besides, perhaps, the background delete of p1's parcel)
+    ops = sorted(op for op, k in rec.requests.elements() if op != "delete")
+    assert ops == ["list", "put:create"]
     assert [v for _, _, v in _values(url)] == [b"s0", b"p0", b"w0", b"p1", b"p2"]
+
+
+def test_a_recent_loser_goes_straight_to_the_inbox(
+    rec: Recorder,  # noqa: F811
+    patient: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)  # w lists before each of its appends
+    monkeypatch.setattr(forward, "CONTENDED_FOR", 60.0)  # p's patience may be seconds
+    url = _log(1)
+    p, w = _lose_then_forward(url, forwarding=True)
+    with p, w:
+        t = threading.Thread(target=p.append, args=([b"p1"],))
+        t.start()  # loses to w0's slot, forwards, waits its patience
+        while not _inbox(url):
+            time.sleep(0.005)
+        w.append([b"w1"])  # w lists the inbox first and folds p1 with its own entry
+        t.join(10)
+        monkeypatch.setattr(forward, "PATIENCE", (3.0, 3.0))
+        rec.start()
+        p.append([b"p2"])  # within CONTENDED_FOR of its loss: no direct try
+        p.close()
+        rec.stop()
+    (key,) = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    # the parcel; after the patience a look at the next slot (nobody wrote: missing);
+    # then its own fold: LIST, GET of the parcel, create; the parcel's delete
+    assert rec.requests == {
+        ("put:create", key): 1,
+        ("get", "log/4"): 1,
+        ("list", "inbox/"): 1,
+        ("get", key): 1,
+        ("put:create", "log/4"): 1,
+        ("delete", key): 1,
+    }
+    assert [v for _, _, v in _values(url)] == [b"s0", b"p0", b"w0", b"w1", b"p1", b"p2"]
 
 
 def test_the_lease_holder_folds_parcels_into_its_appends(

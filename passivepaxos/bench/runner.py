@@ -258,6 +258,14 @@ def _plan(
             Step(f"contended append, {k} processes ({name})", _one(w.contended, t, k, cfg.contend_seconds))
             for k in cfg.appenders
         ]
+        steps += [
+            Step(
+                f"{w.contended_case(k, True)} ({name})",
+                _one(w.contended, t, k, cfg.contend_seconds, forward=True),
+            )
+            for k in cfg.appenders
+            if k > 1
+        ]
     if s3 is not None and cfg.peers:
         steps += _peer_steps(cfg, s3, run)
     return steps

@@ -650,15 +650,17 @@ def lock_takeover(t: Target, ttl: float) -> Result:
 # -- several OS processes ---------------------------------------------------------------------
 
 
-def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, q: Any) -> None:
+def _appender(
+    spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, q: Any, forward: bool
+) -> None:
     """One contending appender process: appends one entry per call for ``seconds``."""
     os.environ.update(dict(spec.env))
     counter: CountingBackend | None = None
     if spec.kind == "s3":
-        log = Log.open(spec.url, writer_id=name)
+        log = Log.open(spec.url, writer_id=name, forward=forward)
     else:
         counter = _counted(spec.url, spec.rtt)
-        log = Log([Store(counter)], "create", url=spec.url, writer_id=name)
+        log = Log([Store(counter)], "create", url=spec.url, writer_id=name, forward=forward)
     log.head()  # find the tail before the clock starts, like a warm worker
     if counter is not None:
         counter.reset()
@@ -677,21 +679,22 @@ def _appender(spec: TargetSpec, name: str, seconds: float, ready: Any, go: Any, 
     q.put((name, lat, dict(billing_kinds(counter.snapshot())) if counter else None, acked))
 
 
-def contended_case(processes: int) -> str:
+def contended_case(processes: int, forward: bool = False) -> str:
     """The case name of ``contended(t, processes, ...)`` (the report looks cases up by it)."""
-    return f"contended append, {processes} processes"
+    return f"contended append, {processes} processes" + (", forwarding" if forward else "")
 
 
-def contended(t: Target, processes: int, seconds: float) -> Result:
+def contended(t: Target, processes: int, seconds: float, *, forward: bool = False) -> Result:
     """``processes`` OS processes appending concurrently without a lease (closed loop, one
-    entry per call): aggregate committed entries/s, requests/entry, fairness."""
+    entry per call): aggregate committed entries/s, requests/entry, fairness. ``forward``:
+    each ``Log`` forwards under contention (passivepaxos.log.forward)."""
     if t.kind == "memory":
         raise ValueError("memory:// lives in one process: contended appenders need file or s3")
     t.fresh()
     ctx = multiprocessing.get_context("spawn")
     ready, q, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
-        ctx.Process(target=_appender, args=(t.spec(), f"w{j}", seconds, ready, go, q))
+        ctx.Process(target=_appender, args=(t.spec(), f"w{j}", seconds, ready, go, q, forward))
         for j in range(processes)
     ]
     for p in procs:
@@ -726,7 +729,7 @@ def contended(t: Target, processes: int, seconds: float) -> Result:
     return Result(
         "passivepaxos",
         t.kind,
-        contended_case(processes),
+        contended_case(processes, forward),
         len(lat),
         seconds,
         lat,

@@ -77,6 +77,11 @@ CONTENDED_FOR = 2.0
 FOLD_WINDOW = 1024
 # patience between a producer's looks, in its own round trips (random in this range)
 PATIENCE = (3.0, 6.0)
+# a waiting producer writes a slot itself after this many patiences even while the log moves
+SELF_FOLD_AFTER = 3
+# a writer lists the inbox before every slot it writes while a listing found parcels
+# within CONTENDED_FOR seconds; otherwise at most once per QUIET_LIST seconds (own clock)
+QUIET_LIST = 0.2
 # a producer gives up (outcome unknown) after this long without its parcel decided
 FORWARD_WAIT = 30.0
 # a folder deletes a parcel it finds already in the log this many slots back (its producer
@@ -197,6 +202,8 @@ class Forwarder:
         # slot (FOLD_WINDOW of them), and when this object last lost a race
         self.fids: dict[int, tuple[str, ...]] = {}
         self.contended_at: float | None = None
+        self.list_after = 0.0  # monotonic time before which a quiet writer does not LIST
+        self.parcels_at = -1e18  # when a listing last found parcels (own clock)
         self.parcels_folded = 0  # stats: parcels this object folded into its records
 
     # -- the producer --------------------------------------------------------------------
@@ -204,9 +211,10 @@ class Forwarder:
     def append(self, vals: list[bytes], lead: Lead) -> list[Position]:
         """Append ``vals``: as the lease holder, folding the inbox; else directly unless
         contended recently, and by a parcel once a race is lost."""
+        fold = self.folder(own=len(vals)) if self.inbox_due() else None
         if self.leasing.holding() is not None:
             with lead():
-                slot = self.writer.commit(vals, fold=self.folder(own=len(vals)))
+                slot = self.writer.commit(vals, fold=fold)
             self.tail.committed()
             return [Position(slot, i) for i in range(len(vals))]
         now = self.c.runtime.monotonic()
@@ -215,7 +223,7 @@ class Forwarder:
         if quiet:
             try:
                 with lead():
-                    slot = self.writer.commit(vals, wait=False, lose_limit=1)
+                    slot = self.writer.commit(vals, wait=False, lose_limit=1, fold=fold)
                 self.tail.committed()
                 return [Position(slot, i) for i in range(len(vals))]
             except (RaceLost, LeaseHeldError, NotYet):
@@ -249,12 +257,20 @@ class Forwarder:
         rt = self.c.runtime
         give_up = rt.monotonic() + FORWARD_WAIT
         nxt = base
+        idle = 0  # patiences in a row without our parcel decided
         try:
             while True:
                 rt.sleep(rtt * rt.rng.uniform(*PATIENCE))
+                before = nxt
                 found, nxt = self.scan(nxt, fid)
-                if found is None:
+                idle += 1
+                # the log moved: someone is writing, and a writer that folds will take the
+                # parcel with its next slot; write one ourselves only when nobody wrote
+                # during the patience, or after SELF_FOLD_AFTER of them anyway (the writer
+                # may not fold: an old client, or a holder without forwarding)
+                if found is None and (nxt == before or idle >= SELF_FOLD_AFTER):
                     found = self.fold_myself(fid, base, lead)
+                    idle = 0
                 if found is not None:
                     self.discard(parcel_key(base, fid))
                     return [Position(found.slot, found.index + i) for i in range(n)]
@@ -277,11 +293,13 @@ class Forwarder:
             self.record(base - 1)
         try:
             with lead():
-                slot = self.writer.commit([], wait=False, fold=self.folder(own=0))
-        except (NothingToWrite, LeaseHeldError, NotYet):
+                slot = self.writer.commit([], wait=False, fold=self.folder(own=0), lose_limit=1)
+        except (NothingToWrite, LeaseHeldError, NotYet, RaceLost):
             return self.where(fid)  # another record has it, or a holder will fold it
         self.tail.committed()
         self.note_slot(slot)
+        with self.c.state:  # we sequenced: our next append writes (and folds) directly
+            self.contended_at = None
         return self.where(fid)
 
     def scan(self, slot: int, fid: str, wid: str | None = None) -> tuple[Position | None, int]:
@@ -341,6 +359,15 @@ class Forwarder:
 
         return fold
 
+    def inbox_due(self) -> bool:
+        """Whether a writer's own append should LIST the inbox first: while a listing
+        found parcels within ``CONTENDED_FOR`` seconds, always; else at most every
+        ``QUIET_LIST`` seconds (a low-rate writer with an empty inbox pays one LIST per
+        append at most, a busy one one per 0.2 s)."""
+        now = self.c.runtime.monotonic()
+        with self.c.state:
+            return now >= self.list_after or now - self.parcels_at < CONTENDED_FOR
+
     def pending(self, slot: int) -> list[Parcel]:
         """The inbox's parcels not known to be in the log (one LIST, then the unknown ones'
         GETs in parallel). A parcel found in the log well behind ``slot`` is deleted in the
@@ -370,6 +397,11 @@ class Forwarder:
                 continue  # damaged or foreign: never folded
             if p is not None:
                 out.append(p)
+        now = self.c.runtime.monotonic()
+        with self.c.state:
+            self.list_after = now + QUIET_LIST
+            if out:
+                self.parcels_at = now
         return out
 
     def absent(self, fid: str, base: int, slot: int) -> bool:
