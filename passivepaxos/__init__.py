@@ -56,6 +56,7 @@ Errors (``passivepaxos.errors``; docs/architecture.md "Errors"):
 - ``DeadlineAmbiguousError``: the deadline passed after a write was sent.
 - ``OutcomeUnknownError``: a proposal whose value may be accepted, unconfirmed.
 - ``AppendOutcomeUnknownError``: an append that may be decided; its token resumes it.
+  ``ForwardOutcomeUnknownError``: the same for a forwarded append (``Log(forward=True)``).
 - ``RetriedAmbiguousError``: a retried recipe append stayed unclear.
 - ``ResultCompactedError``: a recipe entry landed, its answer was compacted away.
 - ``ResultUnreadError``: a recipe entry landed, reading the log up to it failed.
@@ -96,6 +97,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ContainerNotFoundError,
         DeadlineAmbiguousError,
         DeadlineExceededError,
+        ForwardOutcomeUnknownError,
         InvalidObjectError,
         LockHeldError,
         LockLostError,
@@ -154,6 +156,7 @@ __all__ = [
     "Election",
     "Entry",
     "FencedResource",
+    "ForwardOutcomeUnknownError",
     "InvalidObjectError",
     "LeaseError",
     "LeaseHeldError",

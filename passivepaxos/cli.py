@@ -169,16 +169,18 @@ def cmd_append(args: argparse.Namespace) -> int:
     import os
 
     from passivepaxos.errors import PassivePaxosError
-    from passivepaxos.log import Log, parse_resume_token, resume_unknown
+    from passivepaxos.log import Log, check_token, parse_forward_token, resume_unknown
 
     values = [os.fsencode(v) for v in args.values]
     if args.resume is None:
-        with Log.open(args.log) as log:
+        with Log.open(args.log, forward=args.forward) as log:
             positions = log.append_positions(values)
     else:
-        parse_resume_token(args.resume)  # a bad token is bad input, before any request
+        check_token(args.resume)  # a bad token is bad input, before any request
+        # a forwarded append's token resumes with forwarding (its parcel may be folded)
+        forward = args.forward or parse_forward_token(args.resume) is not None
         try:
-            log = Log.open(args.log)
+            log = Log.open(args.log, forward=forward)
         except (ConfigError, UnsupportedError):  # bad input (a malformed URL): exit 2
             raise
         except PassivePaxosError as exc:  # the resumed append is as unknown as before
@@ -760,6 +762,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOKEN",
         help="finish an append whose outcome was unknown (exit 3), with the token it printed "
         "and the same values: prints its slots without writing twice",
+    )
+    p.add_argument(
+        "--forward",
+        action="store_true",
+        help="on a lost race, hand the values to whoever writes the next slot instead of "
+        "racing again (one store only; docs/log.md, Forwarding)",
     )
     p.set_defaults(func=cmd_append)
 

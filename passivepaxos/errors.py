@@ -27,6 +27,7 @@ objects), so every module may import it without creating an import cycle::
     │       ├── DeadlineAmbiguousError  the deadline passed after a write was sent
     │       ├── OutcomeUnknownError        a proposal whose value may be accepted, unconfirmed
     │       ├── AppendOutcomeUnknownError  an append that may be decided; .token resumes it
+    │       │   └── ForwardOutcomeUnknownError  a forwarded append's parcel may be folded
     │       ├── RetriedAmbiguousError      a retried recipe append stayed unclear; .max_slot
     │       ├── ResultCompactedError       a recipe entry landed, its answer was compacted away
     │       └── ResultUnreadError          a recipe entry landed, reading up to it failed
@@ -71,6 +72,7 @@ take any exception)::
         OutcomeUnknownError         yes         yes         propose again: the decided
                                                             value is returned
         AppendOutcomeUnknownError   yes         yes         resume with .token, once
+        ForwardOutcomeUnknownError  yes         yes         resume with .token (fwd:...), once
         RetriedAmbiguousError       yes         yes         the entry's request id makes
                                                             copies one; read to learn
         ResultCompactedError        no          yes         it landed: read current state
@@ -121,6 +123,7 @@ __all__ = [
     "ContainerNotFoundError",
     "DeadlineAmbiguousError",
     "DeadlineExceededError",
+    "ForwardOutcomeUnknownError",
     "InvalidObjectError",
     "LockHeldError",
     "LockLostError",
@@ -463,6 +466,26 @@ class AppendOutcomeUnknownError(AmbiguousWriteError):
         )
         out.__cause__ = self.__cause__
         return out
+
+
+class ForwardOutcomeUnknownError(AppendOutcomeUnknownError):
+    """A forwarded append (``Log(forward=True)``) whose parcel exists, or may, and is not
+    known to be in the log: anyone may still fold it. ``token`` is ``fwd:<base>.<fid>``;
+    ``Log.append(values, resume=token)`` finishes it exactly once (docs/log.md,
+    "Forwarding")."""
+
+    def __init__(
+        self, message: str, *, base: int, fid: str, url: str = "", key: str | None = None
+    ) -> None:
+        super().__init__(message, slot=base, index=0, wid=fid, url=url, key=key)
+        self.base, self.fid = base, fid
+
+    @property
+    def token(self) -> str:
+        return f"fwd:{self.base}.{self.fid}"
+
+    def at(self, index: int) -> AppendOutcomeUnknownError:
+        return self  # a parcel has one caller
 
 
 # -- the log's errors (log, lease, snapshot/trim, membership) ------------------------------

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from passivepaxos import Log
-from passivepaxos.errors import AmbiguousWriteError, ConfigError, DamagedSlotError
-from passivepaxos.log import forward
-from passivepaxos.log.forward import (
+from passivepaxos.errors import (
+    AmbiguousWriteError,
+    ConfigError,
+    DamagedSlotError,
     ForwardOutcomeUnknownError,
-    decode_parcel,
-    encode_parcel,
-    parcel_key,
 )
+from passivepaxos.log import forward
+from passivepaxos.log.forward import decode_parcel, encode_parcel, parcel_key
 from passivepaxos.log.record import Record, decode_record
 from passivepaxos.manifest import init_log
 from passivepaxos.store import Store
@@ -314,3 +314,31 @@ def test_forwarding_needs_one_create_store() -> None:
         Log.open(url, forward=True)
     with Log.open(url) as log, pytest.raises(ConfigError, match="forward=True"):
         log.append([b"x"], resume="fwd:0." + "ab" * 16)
+
+
+def test_resume_with_other_values_is_refused_naming_the_slot() -> None:
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    with p, w:
+        (pos,) = p.append_positions([b"p1"])  # forwarded, folded by p itself
+        (fid,) = {f for f, _ in p._forward.cached_record(pos.slot).fwd}  # type: ignore[union-attr]
+        with pytest.raises(ConfigError, match=f"slot {pos.slot} from index 0"):
+            p.append([b"other"], resume=f"fwd:{pos.slot}.{fid}")
+
+
+def test_cli_append_forward_and_its_resume_token(tmp_path: Any) -> None:
+    from passivepaxos.cli import main
+
+    d = tmp_path / "log"
+    d.mkdir()
+    url = f"file://{d}"
+    assert main(["init", url]) == 0
+    assert main(["append", "--forward", url, "a"]) == 0
+    raw = _raw(url)
+    fid = "ef" * 16
+    raw.put(parcel_key(1, fid), encode_parcel(1, fid, [b"b"]), PutMode.CREATE)
+    # a forwarded append's token: the parcel is there, nobody folds it, the resume does
+    assert main(["append", url, "b", "--resume", f"fwd:1.{fid}"]) == 0
+    assert main(["append", url, "b", "--resume", f"fwd:1.{fid}"]) == 0  # found: no copy
+    assert [v for _, _, v in _values(url)] == [b"a", b"b"]
+    assert main(["append", url, "b", "--resume", "fwd:1.xyz"]) == 2

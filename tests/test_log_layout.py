@@ -25,6 +25,7 @@ ORDER = [
     "writer",
     "resume",
     "batch",
+    "forward",
     "verify",
     "facade",
 ]

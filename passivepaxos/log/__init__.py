@@ -54,6 +54,9 @@ Slot record (format 1): UTF-8 JSON, keys sorted, no whitespace::
   :mod:`passivepaxos.log.config` (records learned in order, each slot with its own slot's store set).
 - ``wid`` identifies one append attempt: if a lost race's winner carries our ``wid``, our
   own earlier (ambiguous) write landed, and its entries are counted once.
+- ``fwd`` (optional, only on records that fold forwarded entries: :mod:`.forward`):
+  ``[[fid, count], ...]``, the parcels whose entries follow the writer's own, in order.
+  Older clients read such a record as a plain batch (same format, same entries).
 
 A reader validates every record and raises :class:`DamagedSlotError` (an
 ``InvalidObjectError``) naming the slot and URL for: an unreadable frame, bad JSON, a
@@ -103,8 +106,10 @@ from passivepaxos.log.record import (
     Position,
     Record,
     chain_hash,
+    check_token,
     decode_record,
     genesis_of,
+    parse_forward_token,
     parse_resume_token,
     record_hash,
     resume_unknown,
@@ -130,9 +135,11 @@ __all__ = [
     "TrimmedSlotError",
     "VerifyReport",
     "chain_hash",
+    "check_token",
     "decode_record",
     "default_writer_id",
     "genesis_of",
+    "parse_forward_token",
     "parse_resume_token",
     "record_hash",
     "resume_unknown",

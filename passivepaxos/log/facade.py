@@ -26,10 +26,10 @@ from passivepaxos.log.batch import GroupCommit, Pending
 from passivepaxos.log.compaction import Compaction, TrimResult
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
-from passivepaxos.log.forward import Forwarder, parse_forward_token
+from passivepaxos.log.forward import Forwarder
 from passivepaxos.log.leasing import NotYet, WriterLease
 from passivepaxos.log.reader import Reader
-from passivepaxos.log.record import Entry, Position, Record
+from passivepaxos.log.record import Entry, Position, Record, parse_forward_token
 from passivepaxos.log.resume import Resumer
 from passivepaxos.log.slots import SlotIO
 from passivepaxos.log.tail import HINT_KEY, Tail

@@ -41,30 +41,29 @@ from typing import Any
 from passivepaxos.errors import (
     AlreadyExistsError,
     AmbiguousWriteError,
-    AppendOutcomeUnknownError,
     ConfigError,
     DamagedSlotError,
+    ForwardOutcomeUnknownError,
     LeaseHeldError,
     PassivePaxosError,
     TrimmedSlotError,
 )
 from passivepaxos.log.context import LogContext
 from passivepaxos.log.leasing import NotYet, WriterLease
-from passivepaxos.log.record import Position, Record, resume_wid
+from passivepaxos.log.record import Position, Record, parse_forward_token, resume_wid
 from passivepaxos.log.tail import Tail
 from passivepaxos.log.writer import FencedWriter, Fold, NothingToWrite, RaceLost
+from passivepaxos.retry import Backoff
 from passivepaxos.snapshot import is_tombstone
 from passivepaxos.types import PutMode
 
 __all__ = [
     "INBOX",
-    "ForwardOutcomeUnknownError",
     "Forwarder",
     "Parcel",
     "decode_parcel",
     "encode_parcel",
     "parcel_key",
-    "parse_forward_token",
 ]
 
 INBOX = "inbox/"
@@ -91,17 +90,10 @@ STALE_PARCEL = 16
 Lead = Callable[[], AbstractContextManager[None]]  # GroupCommit.lead: no other commit of the Log
 
 _KEY = re.compile(r"^inbox/(\d{20})\.([0-9a-f]{32})$")
-_TOKEN = re.compile(r"^fwd:(\d+)\.([0-9a-f]{32})$")
 
 
 def parcel_key(base: int, fid: str) -> str:
     return f"{INBOX}{base:020d}.{fid}"
-
-
-def parse_forward_token(token: str) -> tuple[int, str] | None:
-    """``(base, fid)`` of a ``fwd:`` resume token, ``None`` if it is not one."""
-    m = _TOKEN.match(token.strip())
-    return None if m is None else (int(m[1]), m[2])
 
 
 @dataclass(frozen=True)
@@ -156,22 +148,6 @@ def decode_parcel(data: bytes, key: str) -> Parcel | None:
     except (binascii.Error, TypeError):
         raise ValueError(f"{key}: bad entry encoding") from None
     return Parcel(int(m[1]), m[2], entries)
-
-
-class ForwardOutcomeUnknownError(AppendOutcomeUnknownError):
-    """A forwarded append whose parcel exists (or may) but is not known to be in the log:
-    it may still be folded. ``token`` is ``fwd:<base>.<fid>``; resume with it."""
-
-    def __init__(self, message: str, *, base: int, fid: str, url: str, key: str) -> None:
-        super().__init__(message, slot=base, index=0, wid=fid, url=url, key=key)
-        self.base, self.fid = base, fid
-
-    @property
-    def token(self) -> str:
-        return f"fwd:{self.base}.{self.fid}"
-
-    def at(self, index: int) -> AppendOutcomeUnknownError:
-        return self  # one caller per parcel
 
 
 class Forwarder:
@@ -258,9 +234,12 @@ class Forwarder:
         give_up = rt.monotonic() + FORWARD_WAIT
         nxt = base
         idle = 0  # patiences in a row without our parcel decided
+        # a fixed range, not exponential: the sequencer's cycle does not grow with our wait
+        lo, hi = PATIENCE
+        patience = Backoff(rtt * hi, rtt * hi, floor=lo / hi)
         try:
             while True:
-                rt.sleep(rtt * rt.rng.uniform(*PATIENCE))
+                rt.sleep(patience.delay(0, rt.rng))
                 before = nxt
                 found, nxt = self.scan(nxt, fid)
                 idle += 1
@@ -496,23 +475,35 @@ class Forwarder:
         try:
             # the parcel folded, or (after a withdrawal) an earlier resume's own record
             found, _ = self.scan(base, fid, rwid)
-            if found is not None:
-                self.discard(key)
-                return [Position(found.slot, found.index + i) for i in range(len(vals))]
-            got = self.store.get(key)
-            if got is None:
-                try:
-                    self.store.put(key, _withdrawn(base, fid), PutMode.CREATE)
-                except AlreadyExistsError:
-                    got = self.store.get(key)
-            if got is not None and decode_parcel(got[0], key) is not None:
-                return self.settle(base, fid, len(vals), 0.01, lead)
+            if found is None:
+                got = self.store.get(key)
+                if got is None:
+                    try:
+                        self.store.put(key, _withdrawn(base, fid), PutMode.CREATE)
+                    except AlreadyExistsError:
+                        got = self.store.get(key)
+                if got is not None and decode_parcel(got[0], key) is not None:
+                    return self.settle(base, fid, len(vals), 0.01, lead)
         except (PassivePaxosError, ValueError) as exc:
             err = exc if isinstance(exc, PassivePaxosError) else ConfigError(str(exc))
             raise self.unknown(base, fid, err) from exc
+        if found is not None:
+            self.same_values(found, vals, token)
+            self.discard(key)
+            return [Position(found.slot, found.index + i) for i in range(len(vals))]
         # withdrawn (now or by an earlier resume whose record is not in the log): the
         # parcel can never be created, so appending the values is their only copy
         with lead():
             slot = self.writer.commit(vals, wid=rwid)
         self.tail.committed()
         return [Position(slot, i) for i in range(len(vals))]
+
+    def same_values(self, at: Position, vals: list[bytes], token: str) -> None:
+        """A resume must be given the forwarded values: ``ConfigError`` naming the slot
+        when the record there holds others (nothing is written)."""
+        rec = self.record(at.slot)
+        if rec is None or list(rec.entries[at.index : at.index + len(vals)]) != vals:
+            raise ConfigError(
+                f"resume {token}: the values differ from the ones forwarded, which are in "
+                f"the log at slot {at.slot} from index {at.index}"
+            )

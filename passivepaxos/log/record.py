@@ -19,6 +19,7 @@ from passivepaxos.errors import (
     AppendOutcomeUnknownError,
     ConfigError,
     DamagedSlotError,
+    ForwardOutcomeUnknownError,
     PassivePaxosError,
     StoreError,
     TrimmedSlotError,
@@ -36,9 +37,11 @@ __all__ = [
     "Record",
     "bare",
     "chain_hash",
+    "check_token",
     "decode_record",
     "genesis_of",
     "names_config",
+    "parse_forward_token",
     "parse_resume_token",
     "record_hash",
     "resume_unknown",
@@ -81,6 +84,22 @@ def parse_resume_token(token: str) -> tuple[int, int, str]:
     return int(m[1]), int(m[2]), m[3]
 
 
+_FWD_TOKEN = re.compile(r"fwd:(\d+)\.([0-9a-f]{32})")
+
+
+def parse_forward_token(token: str) -> tuple[int, str] | None:
+    """``(base, fid)`` of a forwarded append's token (``fwd:<base>.<fid>``), ``None`` if
+    ``token`` is not one."""
+    m = _FWD_TOKEN.fullmatch(token.strip())
+    return None if m is None else (int(m[1]), m[2])
+
+
+def check_token(token: str) -> None:
+    """``ConfigError`` naming ``token`` unless it is a resume token of either kind."""
+    if parse_forward_token(token) is None:
+        parse_resume_token(token)
+
+
 def resume_wid(wid: str, index: int) -> str:
     """The write id a resume of token ``*:index:wid`` writes its values under: its own
     (two callers that shared one group-commit record share ``wid``, never this) and
@@ -91,6 +110,16 @@ def resume_wid(wid: str, index: int) -> str:
 def resume_unknown(token: str, cause: PassivePaxosError) -> AppendOutcomeUnknownError:
     """A resume that failed before establishing anything (e.g. the log could not even be
     opened): its outcome is as unknown as before, with the same token."""
+    fwd = parse_forward_token(token)
+    if fwd is not None:
+        return ForwardOutcomeUnknownError(
+            f"append outcome unknown: the entries were forwarded and may be folded into the "
+            f"log at slot {fwd[0]} or later ({why_unknown(cause)}); resume with token {token}",
+            base=fwd[0],
+            fid=fwd[1],
+            url=getattr(cause, "url", ""),
+            key=getattr(cause, "key", None),
+        )
     slot, index, wid = parse_resume_token(token)
     return AppendOutcomeUnknownError(
         f"append outcome unknown: the entries may be in the log at slot {slot} "
