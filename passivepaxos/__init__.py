@@ -57,6 +57,7 @@ Errors (``passivepaxos.errors``; docs/architecture.md "Errors"):
 - ``OutcomeUnknownError``: a proposal whose value may be accepted, unconfirmed.
 - ``AppendOutcomeUnknownError``: an append that may be decided; its token resumes it.
   ``ForwardOutcomeUnknownError``: the same for a forwarded append (``Log(forward=True)``).
+  ``PipelineAbortedError``: an ``append_async`` queued behind a failed one, not written.
 - ``RetriedAmbiguousError``: a retried recipe append stayed unclear.
 - ``ResultCompactedError``: a recipe entry landed, its answer was compacted away.
 - ``ResultUnreadError``: a recipe entry landed, reading the log up to it failed.
@@ -106,6 +107,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         OutcomeUnknownError,
         PassivePaxosError,
         PermissionDeniedError,
+        PipelineAbortedError,
         PreconditionFailedError,
         QuorumError,
         ResultCompactedError,
@@ -172,6 +174,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PassivePaxosError",
     "PermissionDeniedError",
+    "PipelineAbortedError",
     "Position",
     "PreconditionFailedError",
     "QuorumError",

@@ -37,6 +37,7 @@ objects), so every module may import it without creating an import cycle::
     ├── StaleTokenError             (recipes) a fenced resource refused an old token
     ├── LeaseError                  (log) the writer lease: LeaseHeldError, LeaseLostError
     ├── TrimmedSlotError            (log) the slot was trimmed: nothing written
+    ├── PipelineAbortedError        (log) an earlier pipelined append failed: not written
     ├── CompactedError              (log) entries compacted into application state
     └── TrimRefusedError            (log) a trim no snapshot covers
 
@@ -86,6 +87,8 @@ take any exception)::
     LeaseError                      no          no          (log) base of the lease errors
       LeaseHeldError                no          no          (log) wait .remaining or claim
       LeaseLostError                no          no          (log) not written: re-claim
+    PipelineAbortedError            no          no          (log) not written: look at the
+                                                            earlier failure, then append again
     TrimmedSlotError                no          no          (log) not written: stale view,
                                                             append again at the real tail
     CompactedError                  no          no          (log) load the snapshot's state
@@ -132,6 +135,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PassivePaxosError",
     "PermissionDeniedError",
+    "PipelineAbortedError",
     "PreconditionFailedError",
     "QuorumError",
     "ResultCompactedError",
@@ -539,6 +543,16 @@ class DamagedSnapshotError(InvalidObjectError):
         super().__init__(f"snapshot at slot {slot} is damaged: {reason}", url=url, key=key)
         self.slot = slot
         self.reason = reason
+
+
+class PipelineAbortedError(PassivePaxosError):
+    """``Log.append_async``: an append queued behind one that failed was not written (so
+    that the log never holds a later value of the pipeline without an earlier one);
+    ``cause`` is that earlier failure."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class TrimmedSlotError(PassivePaxosError):

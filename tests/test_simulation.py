@@ -38,6 +38,7 @@ HABITAT = {
     "finding13b": "damage",  # a deleted last tombstone: a fresh writer is acknowledged in its hole
     # issue 12's forwarding: its at-most-once rule dropped, or an ack not read from a record
     "fold_twice": "forward",
+    "pipeline_lifo": "pipeline",  # group commit out of order: a pipeline's values reordered
     "ack_unfolded": "forward",
 }
 # what the first violation of a damage mutation says (the damage-aware check that fired)
@@ -48,6 +49,7 @@ CAUGHT_BY = {
     "finding13": "the final verify reports no damage",
     "finding13b": "was acknowledged there",
     "fold_twice": "in the final log",
+    "pipeline_lifo": "before its earlier",
     "ack_unfolded": "in the final log",
 }
 

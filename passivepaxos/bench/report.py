@@ -15,6 +15,7 @@ from passivepaxos.bench.workloads import (
     contended_case,
     fresh_case,
     pct,
+    pipelined_case,
     quorum_case,
 )
 from passivepaxos.capabilities import capabilities_for
@@ -310,8 +311,48 @@ def _serverless_targets(run: BenchRun) -> list[dict[str, Any]]:
                     and (p99 is None or p99 <= 10),
                     f"{many.ops_per_s:.1f} vs {one.ops_per_s:.1f} entries/s over "
                     f"{many.wall:.0f} s, {many.requests_per_op:.1f} requests per entry, "
-                    f"{many.note}"
-                    + (f", p99 {p99:.0f} round trips" if p99 is not None else ""),
+                    f"{many.note}" + (f", p99 {p99:.0f} round trips" if p99 is not None else ""),
+                )
+            )
+    for store in ("s3", "file", "memory"):
+        one = find(run, store, pipelined_case(1))
+        deep = find(run, store, pipelined_case(16))
+        if one and deep and one.ops_per_s:
+            four = find(run, store, pipelined_case(4))
+            ratio = deep.ops_per_s / one.ops_per_s
+            out.append(
+                _target(
+                    f"one producer, appends in flight (append_async) vs one at a time ({store})",
+                    ">= 5x",
+                    ratio,
+                    ratio >= 5,
+                    f"depth 16: {deep.ops_per_s:.0f} entries/s, {deep.requests_per_op:.2f} "
+                    f"requests per entry; depth 4: "
+                    + (f"{four.ops_per_s:.0f}/s" if four else "n/a")
+                    + f"; depth 1: {one.ops_per_s:.0f}/s (entries share slots: one slot "
+                    "in flight, not k)",
+                )
+            )
+            break
+    for store in ("s3", "file"):
+        one = find(run, store, contended_case(1))
+        fwd = find(run, store, contended_case(16, True))
+        if one and fwd and one.ops_per_s:
+            share = fwd.ops_per_s / one.ops_per_s
+            p99 = pct(fwd.latencies, 0.99) / fwd.rtt if fwd.rtt > 0 else None
+            everyone = bool(fwd.acks) and min(fwd.acks or [0]) > 0
+            out.append(
+                _target(
+                    f"16 processes forwarding vs one, sustained ({store})",
+                    ">= 0.8, <= 3 requests per entry, every process acked, p99 <= 10 RTT",
+                    share,
+                    share >= 0.8
+                    and fwd.requests_per_op <= 3
+                    and everyone
+                    and (p99 is None or p99 <= 10),
+                    f"{fwd.ops_per_s:.1f} vs {one.ops_per_s:.1f} entries/s over "
+                    f"{fwd.wall:.0f} s, {fwd.requests_per_op:.1f} requests per entry, "
+                    f"{fwd.note}" + (f", p99 {p99:.0f} round trips" if p99 is not None else ""),
                 )
             )
     cli = find(run, "s3", CLI_CASE)
@@ -517,6 +558,16 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     for store in ("file", "s3"):
         found = [(k, find(run, store, contended_case(k))) for k in sorted(run.config.appenders)]
         cs = [(k, r) for k, r in found if r is not None]
+        fwd = [(k, find(run, store, contended_case(k, True))) for k in sorted(run.config.appenders)]
+        fs = [(k, r) for k, r in fwd if r is not None]
+        if fs:
+            ax.plot(
+                [k for k, _ in fs],
+                [r.ops_per_s for _, r in fs],
+                marker="s",
+                ls="--",
+                label=f"{store}: entries/s, forwarding",
+            )
         if cs:
             xs = [k for k, _ in cs]
             ax.plot(xs, [r.ops_per_s for _, r in cs], marker="o", label=f"{store}: entries/s")
@@ -543,11 +594,16 @@ def plots(run: BenchRun, out_dir: Path) -> list[Path]:
     )
     for ax, store in zip(axes[0], stores or ["file"], strict=False):
         for k in sorted(run.config.appenders):
-            r = find(run, store, contended_case(k))
-            if r is not None and r.timeline:
-                ax.plot(
-                    range(1, len(r.timeline) + 1), r.timeline, marker=".", label=f"{k} processes"
-                )
+            for fw in (False, True):
+                r = find(run, store, contended_case(k, fw))
+                if r is not None and r.timeline and (k in (1, 16) or not fw):
+                    ax.plot(
+                        range(1, len(r.timeline) + 1),
+                        r.timeline,
+                        marker=".",
+                        ls="--" if fw else "-",
+                        label=f"{k} processes" + (", forwarding" if fw else ""),
+                    )
         ax.set_title(f"{store}: entries acknowledged per second", fontsize=9)
         ax.set_xlabel("second of the run")
         ax.set_ylabel("entries/s")

@@ -229,6 +229,13 @@ def _plan(
                 _one(w.holder_low_rate, t, max(2, cfg.n // 2)),
             ),
             Step(f"group commit, 16 threads ({name})", _one(w.group_commit, t, 16, cfg.seconds)),
+            *(
+                Step(
+                    f"{w.pipelined_case(d)} ({name})",
+                    _one(w.pipelined, t, d, cfg.n * (1 if d == 1 else 4)),
+                )
+                for d in (1, 4, 16)
+            ),
             Step(f"kv put/get ({name})", _many(w.kv_cases, t, cfg.n)),
             Step(f"lock acquire/release ({name})", _one(w.lock_cycle, t, max(1, cfg.n // 2))),
             Step(
@@ -255,7 +262,10 @@ def _plan(
             )
             continue
         steps += [
-            Step(f"contended append, {k} processes ({name})", _one(w.contended, t, k, cfg.contend_seconds))
+            Step(
+                f"contended append, {k} processes ({name})",
+                _one(w.contended, t, k, cfg.contend_seconds),
+            )
             for k in cfg.appenders
         ]
         steps += [

@@ -9,6 +9,7 @@ system is counted and delayed alike. Each workload returns a ``Result``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import multiprocessing
@@ -259,6 +260,38 @@ def append_holder(t: Target, n: int) -> Result:
         t.reset()
         wall, lat = _loop(n, lambda i: log.append([b"%07d" % i + b"x" * 93]))
         return _result(t, "append (lease holder)", n, wall, lat)
+
+
+def pipelined_case(depth: int) -> str:
+    """The case name of ``pipelined(t, depth, ...)`` (the report looks cases up by it)."""
+    return f"append_async, one producer, depth {depth}"
+
+
+def pipelined(t: Target, depth: int, n: int) -> Result:
+    """One producer, one 100-byte entry per call, keeping ``depth`` appends in flight
+    (``Log.append_async``; it waits for the oldest future when it has ``depth``): entries
+    per second and requests per entry; latency is each entry's call to its ack."""
+    t.fresh()
+    with t.log("producer") as log:
+        log.head()
+        t.reset()
+        lat: list[float] = []
+        inflight: collections.deque[tuple[float, Any]] = collections.deque()
+
+        def settle() -> None:
+            sent, fut = inflight.popleft()
+            fut.result()
+            lat.append(time.perf_counter() - sent)
+
+        t0 = time.perf_counter()
+        for i in range(n):
+            inflight.append((time.perf_counter(), log.append_async([b"%07d" % i + b"x" * 93])))
+            if len(inflight) >= depth:
+                settle()
+        while inflight:
+            settle()
+        wall = time.perf_counter() - t0
+        return _result(t, pipelined_case(depth), n, wall, lat)
 
 
 def quorum_case(k: int, kinds: str) -> str:

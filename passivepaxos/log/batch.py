@@ -6,6 +6,13 @@ caller its positions (or its share of the error: an unknown outcome names each c
 own index, so each resumes its own values) and then hands leadership on, to a waiting
 ``lead()`` caller first (claim, renew, release, a resume, a membership change), else to
 the oldest queued append (woken alone), else to nobody.
+
+``submit_async`` (``Log.append_async``) queues an append and returns a future: one worker
+runs the queued appends' turns in call order, so a producer can have many appends in
+flight, they share slots as they queue up, and their futures complete in log order. When
+a slot fails, the async appends still queued behind it are not written
+(``PipelineAbortedError``), so the log never holds a later value of a pipeline without an
+earlier one.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ from __future__ import annotations
 import collections
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
-from passivepaxos.errors import AppendOutcomeUnknownError
+from passivepaxos.errors import AppendOutcomeUnknownError, PipelineAbortedError
 from passivepaxos.log.record import Position
-from passivepaxos.runtime import ConditionLike, Runtime
+from passivepaxos.runtime import ConditionLike, Pool, Runtime
 
 __all__ = ["GroupCommit", "Pending"]
 
@@ -25,10 +33,11 @@ class Pending:
     """One ``append`` call waiting in the group-commit queue (fields guarded by the
     batcher's ``lock``). ``wake`` exists only while the caller waits for another leader."""
 
-    __slots__ = ("done", "error", "lead", "result", "values", "wake")
+    __slots__ = ("done", "error", "lead", "piped", "result", "values", "wake")
 
-    def __init__(self, values: list[bytes]) -> None:
+    def __init__(self, values: list[bytes], *, piped: bool = False) -> None:
         self.values = values
+        self.piped = piped  # queued by submit_async
         self.result: list[Position] | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -61,13 +70,39 @@ class GroupCommit:
         self.queue: collections.deque[Pending] = collections.deque()
         self.leading = False
         self.lead_waiters = 0
+        self.pipe: Pool | None = None  # submit_async's one worker, made on first use
 
     def submit(self, vals: list[bytes]) -> list[Position]:
         """Append ``vals`` (non-empty) in one slot, maybe shared; their positions."""
         p = Pending(vals)
         with self.lock:
             self.queue.append(p)
-            if self.leading:
+        return self.run(p)
+
+    def submit_async(self, vals: list[bytes]) -> Future[list[Position]]:
+        """Queue ``vals`` now (their place in the log follows the calls' order) and return
+        a future of their positions; one worker runs the queued turns in order."""
+        p = Pending(vals, piped=True)
+        with self.lock:
+            if self.pipe is None:
+                self.pipe = self.runtime.pool(1, "ppx-pipeline")
+            pipe = self.pipe
+            self.queue.append(p)
+        return pipe.submit(self.run, p)
+
+    def close(self) -> None:
+        """Wait for the queued async appends (their futures complete)."""
+        with self.lock:
+            pipe = self.pipe
+        if pipe is not None:
+            pipe.shutdown(wait=True)
+
+    def run(self, p: Pending) -> list[Position]:
+        """Wait for queued ``p`` to be written by the leader, or lead until it is."""
+        with self.lock:
+            if p.done:
+                pass
+            elif self.leading:
                 p.wake = self.runtime.condition(self.lock)
                 try:
                     while not p.done and not p.lead:
@@ -142,6 +177,8 @@ class GroupCommit:
     def settle(self, batch: list[Pending], slot: int | None, exc: BaseException | None) -> None:
         index = 0
         with self.lock:
+            if exc is not None and any(q.piped for q in batch):
+                self.abort_piped(exc)
             for q in batch:
                 if slot is not None:
                     q.result = [Position(slot, i) for i in range(index, index + len(q.values))]
@@ -152,6 +189,20 @@ class GroupCommit:
                 q.done = True
                 if q.wake is not None:
                     q.wake.notify()
+
+    def abort_piped(self, exc: BaseException) -> None:
+        """(``lock`` held) A slot holding async appends failed: the async appends queued
+        behind it are not written (``PipelineAbortedError``)."""
+        for q in [q for q in self.queue if q.piped]:
+            self.queue.remove(q)
+            q.error = PipelineAbortedError(
+                "append not written: an earlier append_async of this Log failed "
+                f"({type(exc).__name__}: {exc}); append it again after handling that",
+                exc,
+            )
+            q.done = True
+            if q.wake is not None:
+                q.wake.notify()
 
     @contextlib.contextmanager
     def lead(self) -> Iterator[None]:

@@ -16,6 +16,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from passivepaxos import fanout
@@ -257,6 +258,7 @@ class Log:
         return self._tail.head()
 
     def close(self) -> None:
+        self._batch.close()  # the queued append_async calls finish first
         self._io.close()
         self._tail.close()
         self._c.pool.shutdown(wait=True)
@@ -334,18 +336,7 @@ class Log:
         in the log exactly once, provided resumes of one token run one after another (two
         at the same time can both append: docs/log.md). A resume that cannot establish the
         outcome raises ``AppendOutcomeUnknownError`` again (docs/log.md)."""
-        if isinstance(values, bytes | bytearray | memoryview | str):
-            raise TypeError(
-                "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
-                f"not a single {type(values).__name__}"
-            )
-        try:
-            items = list(values)
-        except TypeError:
-            raise TypeError(
-                f"values must be a sequence of bytes values, not {type(values).__name__}"
-            ) from None
-        vals = [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
+        vals = self._values(values)
         if resume is not None:
             if parse_forward_token(resume) is not None:
                 if self._forward is None:
@@ -360,6 +351,43 @@ class Log:
         if self._forward is not None:
             return self._forward.append(vals, self._batch.lead)
         return self._batch.submit(vals)
+
+    def append_async(self, values: Sequence[bytes]) -> Future[list[Position]]:
+        """Queue ``values`` for appending and return at once a future of their positions
+        (``Position(slot, index)`` each), so that one producer can keep many appends in
+        flight: the queued appends share slots (group commit: each round trip writes
+        everything queued meanwhile, up to ``max_batch_entries``), their order in the log
+        is the order of the calls, and the futures complete in that order. A failure is
+        the future's exception, as ``append_positions`` would raise it (outcome unknown:
+        resume with its token); the async appends queued behind a failed one are not
+        written (``PipelineAbortedError``), so the log never holds a later value of the
+        pipeline without an earlier one. ``close()`` waits for the queued ones. Not with
+        forwarding (``ConfigError``)."""
+        vals = self._values(values)
+        if self._forward is not None:
+            raise ConfigError("append_async: not with forward=True (use append)")
+        if not vals:
+            done: Future[list[Position]] = Future()
+            done.set_result([])
+            return done
+        return self._batch.submit_async(vals)
+
+    @staticmethod
+    def _values(values: Sequence[bytes]) -> list[bytes]:
+        """The entries of ``values``; ``TypeError`` before any request unless it is a
+        sequence of bytes-like values."""
+        if isinstance(values, bytes | bytearray | memoryview | str):
+            raise TypeError(
+                "values must be a sequence of bytes values, one per entry (e.g. [b'x']), "
+                f"not a single {type(values).__name__}"
+            )
+        try:
+            items = list(values)
+        except TypeError:
+            raise TypeError(
+                f"values must be a sequence of bytes values, not {type(values).__name__}"
+            ) from None
+        return [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
 

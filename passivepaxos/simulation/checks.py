@@ -27,6 +27,7 @@ thread runs at a time, so plain lists are safe); :func:`check` turns them into v
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class Observations:
     reading: set[str] = field(default_factory=set)  # processes inside a whole-log read
     final_stop: tuple[int, str] | None = None  # damage runs: where the final read stopped
     verified: dict[str, Any] | None = None  # damage runs: the final verify's report
+    # append_async producers: their values in call order (the log keeps that order)
+    pipelines: dict[str, list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kv = Recorder(self.clock)
@@ -231,6 +234,16 @@ def check(
         for value, positions in where.items():
             if len(positions) > 1:
                 out.append(f"entry {value!r} is in the log {len(positions)} times: {positions}")
+        # a pipeline's values are in the log in the order of its calls
+        for by, calls in obs.pipelines.items():
+            placed = [(where[v][0], v) for v in calls if len(where.get(v, [])) == 1]
+            for (p1, v1), (p2, v2) in itertools.pairwise(placed):
+                if p2 < p1:
+                    out.append(
+                        f"{by}'s append_async of {v2!r} is at {p2}, before its earlier {v1!r} "
+                        f"at {p1}"
+                    )
+                    break
     # a log lease read's head covers every append acknowledged before it was called
     stale_heads = []
     for call, head, by in obs.heads:

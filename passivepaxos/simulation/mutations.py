@@ -374,6 +374,28 @@ def _ack_unfolded() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _pipeline_lifo() -> Iterator[None]:
+    """Group commit takes the newest queued append first (a queue served out of order:
+    a pipeline's later value can be decided in an earlier slot)."""
+    from passivepaxos.log.batch import GroupCommit
+
+    real = GroupCommit.lead_round
+
+    def lead_round(self: Any) -> None:
+        with self.lock:
+            self.queue.reverse()
+        real(self)
+
+    with _patched(GroupCommit, "lead_round", lead_round):
+        yield
+
+
+_register(
+    "pipeline_lifo",
+    "group commit serves the newest queued append first (issue 12: pipelining's order)",
+    _pipeline_lifo,
+)
 _register(
     "fold_twice",
     "forwarding folds a parcel without checking the records since its base (issue 12)",

@@ -10,6 +10,7 @@ operations (with call and return times on the global clock), the lock holds it b
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 from collections.abc import Callable
@@ -419,6 +420,41 @@ def lock_client(a: Actor) -> None:
             a.pause()
 
 
+def pipeliner(a: Actor) -> None:
+    """One producer with several appends in flight (``Log.append_async``, depth 1-8),
+    maybe under the writer lease: every value is recorded in call order (the log must
+    hold its values in that order), and each future's outcome as for ``append``."""
+    with a.log() as log:
+        if a.rng.random() < 0.3:
+            with contextlib.suppress(PassivePaxosError):
+                log.claim_writer(a.ttl)
+        depth = a.rng.choice((1, 2, 4, 8))
+        order = a.obs.pipelines.setdefault(a.name, [])
+        inflight: collections.deque[tuple[bytes, Any]] = collections.deque()
+
+        def settle() -> None:
+            v, fut = inflight.popleft()
+            try:
+                (pos,) = fut.result()
+            except PassivePaxosError as exc:
+                bucket = a.obs.unknown if outcome_unknown(exc) else a.obs.failed
+                bucket.append((v, a.name, type(exc).__name__))
+                return
+            a.obs.ack(v, pos.slot, pos.index, a.name)
+            a.obs.acked_at[v] = a.now()
+
+        for _ in range(a.ops * 3):
+            v = a.value()
+            order.append(v)
+            inflight.append((v, log.append_async([v])))
+            if len(inflight) >= depth:
+                settle()
+            if a.rng.random() < 0.3:
+                a.pause()
+        while inflight:
+            settle()
+
+
 def snapshotter(a: Actor) -> None:
     """Snapshots the log's entries and trims below the snapshot, a couple of times."""
     with a.log() as log:
@@ -503,6 +539,7 @@ ROLES: dict[str, Callable[[Actor], None]] = {
     "lock_holder": lock_holder,
     "lock": lock_client,
     "snapshotter": snapshotter,
+    "pipeliner": pipeliner,
     "reader": reader,
     "members": member_changer,
     "stray": stray,

@@ -258,6 +258,19 @@ PROFILES: dict[str, Profile] = {
             ops=(3, 6),
             gap=0.02,
         ),
+        # issue 12's pipelining: producers with appends in flight (append_async), maybe
+        # under the lease, beside plain appenders, a snapshotter and a reader
+        Profile(
+            "pipeline",
+            roles=(
+                ("pipeliner", 1, 2),
+                ("appender", 0, 2),
+                ("claimant", 0, 1),
+                ("snapshotter", 0, 1),
+                ("reader", 1, 1),
+            ),
+            ops=(2, 4),
+        ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
@@ -277,6 +290,7 @@ ROTATION = (
     "stale",
     "damage",
     "forward",
+    "pipeline",
 )
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
