@@ -724,7 +724,10 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; ``upto_append``: only the commands up to ``append`` (what
+    ``passivepaxos append ...`` needs: the rest imports the membership, bench and demo
+    modules, a few ms of a CLI append's wall time)."""
     parser = argparse.ArgumentParser(
         prog="passivepaxos",
         description="Consensus, a shared log, leases and locks on storage you already have.",
@@ -770,6 +773,8 @@ def build_parser() -> argparse.ArgumentParser:
         "racing again (one store only; docs/log.md, Forwarding)",
     )
     p.set_defaults(func=cmd_append)
+    if upto_append:
+        return parser
 
     p = sub.add_parser("log", help="print a log's entries")
     p.add_argument("log", metavar="LOG")
@@ -867,8 +872,11 @@ def _stdout_to_devnull() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argl = list(sys.argv[1:] if argv is None else argv)
+    # `append` first and no help asked: the same parser for it, without the later commands
+    fast = bool(argl) and argl[0] == "append" and not {"-h", "--help"} & set(argl)
+    parser = build_parser(upto_append=fast)
+    args = parser.parse_args(argl)
     # text output carries an argument's own bytes back out (a non-UTF-8 key is printed as
     # given, not a traceback); stderr already escapes what it cannot encode
     with contextlib.suppress(AttributeError, ValueError):
