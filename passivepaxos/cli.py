@@ -896,7 +896,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if exc.outcome_unknown:
                 return _fail(args, exc, EXIT_UNKNOWN, prefix="outcome unknown")
             return _fail(args, exc, EXIT_FAIL)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # notes say what is in flight (a forwarded append)
+            for note in getattr(exc, "__notes__", ()):
+                print(f"passivepaxos: interrupted: {note}", file=sys.stderr)
             return 130
         except Exception as exc:  # a bug or an unmapped error: still one line
             return _fail(args, exc, EXIT_FAIL, prefix=f"unexpected {type(exc).__name__}")

@@ -7,6 +7,7 @@ S3); exactly-once under real contention runs on moto_server through boto3."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from passivepaxos.errors import (
     ConfigError,
     DamagedSlotError,
     ForwardOutcomeUnknownError,
+    PermissionDeniedError,
 )
 from passivepaxos.log import forward
 from passivepaxos.log.forward import decode_parcel, encode_parcel, parcel_key
@@ -29,6 +31,7 @@ from passivepaxos.manifest import init_log
 from passivepaxos.store import Store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import open_backend
+from passivepaxos.wrappers import CountingBackend, LatencyBackend
 from tests.conftest import fresh, get_harness
 from tests.test_fresh_path import Recorder, rec  # noqa: F401 - the fixture
 
@@ -83,14 +86,15 @@ def test_a_loser_forwards_and_folds_its_own_parcel(rec: Recorder) -> None:  # no
         p.close()  # waits for the parcel's background delete
         rec.stop()
     (fid_key,) = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
-    # the lost create and the read of the winner (as any lost race); the parcel; after its
-    # patience the producer looks at the next slot (missing), then writes it itself:
-    # LIST of the inbox, GET of the one parcel, the create; the parcel's delete
+    # the lost create and the read of the winner (as any lost race); a GET of the slot
+    # after it (missing: the base is fresh); the parcel; after its patience the producer
+    # looks at the next slot again (missing), then writes it itself: LIST of the inbox,
+    # GET of the one parcel, the create; the parcel's delete
     assert rec.requests == {
         ("put:create", "log/4"): 1,
         ("get", "log/4"): 1,
         ("put:create", fid_key): 1,
-        ("get", "log/5"): 1,
+        ("get", "log/5"): 2,
         ("list", "inbox/"): 1,
         ("get", fid_key): 1,
         ("put:create", "log/5"): 1,
@@ -156,7 +160,9 @@ def test_a_recent_loser_goes_straight_to_the_inbox(
 def test_the_lease_holder_folds_parcels_into_its_appends(
     rec: Recorder,  # noqa: F811
     patient: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)  # its claim listed an empty inbox
     url = _log(2)
     h = Log.open(url, forward=True, writer_id="h", hint_every=10**9)
     h.claim_writer(30.0)  # slot 2
@@ -342,3 +348,161 @@ def test_cli_append_forward_and_its_resume_token(tmp_path: Any) -> None:
     assert main(["append", url, "b", "--resume", f"fwd:1.{fid}"]) == 0  # found: no copy
     assert [v for _, _, v in _values(url)] == [b"a", b"b"]
     assert main(["append", url, "b", "--resume", "fwd:1.xyz"]) == 2
+
+
+# -- the outside review's findings (each test fails without its fix) ------------------------
+
+
+def test_resume_settles_the_name_before_reading_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 1: the parcel is folded and deleted while the resume looks: the resume
+    must not take the free name for "never created" and append again."""
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    url = _log(1)
+    p, w = _lose_then_forward(url, forwarding=True)
+    raw = _raw(url)
+    fid = "ab" * 16
+    key = parcel_key(3, fid)
+    raw.put(key, encode_parcel(3, fid, [b"once"]), PutMode.CREATE)  # landed late
+    real = Store.get
+    hooked = []
+
+    def get(self: Store, k: str) -> Any:
+        if k == key and not hooked:
+            hooked.append(k)
+            w.append([b"w1"])  # folds the parcel
+            raw.delete(key)  # and the clean-up deletes it (after the fold was decided)
+        return real(self, k)
+
+    with p, w:
+        monkeypatch.setattr(Store, "get", get)
+        got = p.append_positions([b"once"], resume=f"fwd:3.{fid}")
+    assert hooked
+    values = [v for _, _, v in _values(url)]
+    assert values.count(b"once") == 1 and [(x.slot, x.index) for x in got] == [(3, 1)]
+
+
+def test_resume_of_a_pending_parcel_with_other_values_is_refused() -> None:
+    """Finding 2: positions for values that are not the parcel's would be acknowledged."""
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    fid = "ab" * 16
+    _raw(url).put(parcel_key(3, fid), encode_parcel(3, fid, [b"forwarded"]), PutMode.CREATE)
+    with p, w, pytest.raises(ConfigError, match="differ from the ones forwarded"):
+        p.append([b"other-1", b"other-2"], resume=f"fwd:3.{fid}")
+    assert b"other-1" not in [v for _, _, v in _values(url)]
+
+
+def test_a_lost_race_far_behind_the_tail_forwards_with_a_fresh_base(
+    rec: Recorder,  # noqa: F811
+) -> None:
+    """Finding 4: after losing the slot after an old view, the parcel's base is the real
+    tail's next slot, not the lost one (every folder would read each slot in between,
+    and past FOLD_WINDOW none would fold it)."""
+    url = _log(1)
+    p, w = _lose_then_forward(url)  # p knows slot 1; w0 at 2
+    with p, w:
+        for i in range(40):
+            w.append([b"w%d" % i])  # up to slot 42
+        rec.start()
+        p.append([b"late"])
+        rec.stop()
+    keys = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    assert keys and all(k.startswith("inbox/43.") for k in keys), keys
+    assert _values(url)[-1] == (43, 0, b"late")
+
+
+def test_a_foreign_object_in_the_inbox_does_not_stop_forwarding_writers() -> None:
+    """Finding 6: an object under a parcel's name that is not a passivepaxos object."""
+    url = _log(1)
+    backend = open_backend(url)
+    backend.put(parcel_key(1, "cd" * 16), b"hello from aws s3 cp\n", PutMode.CREATE)
+    with Log.open(url, forward=True, writer_id="h") as h:
+        assert h.append([b"b"]) == [1]
+        h.claim_writer(10.0)
+        assert h.append([b"c"]) == [3]
+    assert len(_inbox(url)) == 1  # left alone
+
+
+def test_a_holder_that_only_renews_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 7: renewals (and claims) of a forwarding holder fold the inbox."""
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    monkeypatch.setattr(forward, "PATIENCE", (2000.0, 2000.0))
+    url = _log(1)
+    h = Log.open(url, forward=True, writer_id="h")
+    h.claim_writer(30.0)
+    p = Log.open(url, forward=True, writer_id="p")
+    with h, p:
+        p.head()
+        box: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"P"])))
+        t.start()
+        while not _inbox(url):
+            time.sleep(0.005)
+        slot = h.renew()
+        t.join(10)
+    assert [(x.slot, x.index) for x in box["got"]] == [(slot, 0)]
+
+
+def test_a_trimmed_slot_it_saw_does_not_fail_a_folders_appends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 8: a parcel left in the inbox (deletes denied) whose slot was trimmed."""
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    monkeypatch.setattr(forward, "STALE_PARCEL", 2)
+    url = _log(0)
+    fid = "ef" * 16
+    _raw(url).put(parcel_key(0, fid), encode_parcel(0, fid, [b"P"]), PutMode.CREATE)
+    denied = []
+
+    def delete(self: Store, key: str, if_version: Any = None) -> None:
+        denied.append(key)
+        raise PermissionDeniedError("AccessDenied", url=self.url, key=key)
+
+    with Log.open(url, forward=True, writer_id="f", hint_every=10**9) as f:
+        monkeypatch.setattr(Store, "delete", delete)
+        assert f.append([b"f0"]) == [0]  # folds P
+        for _ in range(300):  # slot 0 leaves the recent records
+            f.append([b"f"])
+        f.snapshot()
+        f.trim(100)
+        assert f.append([b"x"]) == [301]
+        assert f.append([b"y"]) == [302]
+    assert denied.count(parcel_key(0, fid)) == 1  # tried once, not at every listing
+
+
+def test_forwarding_keeps_group_commit() -> None:
+    """Finding 10: concurrent appends of one forwarding Log share slots."""
+    url = _log(0)
+    counting = CountingBackend(LatencyBackend(open_backend(url), 0.005))
+    with Log([Store(counting)], "create", url=url, forward=True, hint_every=10**9) as log:
+        log.head()
+        counting.reset()
+        threads = [
+            threading.Thread(target=lambda i=i: [log.append([b"%d" % i]) for _ in range(5)])
+            for i in range(16)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert counting.counts["put:create"] < 40  # 80 appends
+    assert len(_values(url)) == 80
+
+
+def test_an_interrupted_forwarded_append_names_its_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 9: Ctrl-C while waiting: the parcel exists; the interrupt carries the token
+    (the CLI prints it)."""
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with p, w:
+        monkeypatch.setattr(p.runtime, "sleep", sleep)
+        with pytest.raises(KeyboardInterrupt) as err:
+            p.append([b"x"])
+    (note,) = err.value.__notes__
+    assert re.search(r"resume with token fwd:3\.[0-9a-f]{32}$", note)

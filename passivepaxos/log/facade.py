@@ -36,7 +36,7 @@ from passivepaxos.log.slots import SlotIO
 from passivepaxos.log.tail import HINT_KEY, Tail
 from passivepaxos.log.tailcache import FileTailCache, MemoryTailCache, TailCache
 from passivepaxos.log.verify import Verifier, VerifyReport
-from passivepaxos.log.writer import FencedWriter
+from passivepaxos.log.writer import FencedWriter, Fold
 from passivepaxos.manifest import Manifest, open_log, open_stores
 from passivepaxos.membership_data import ConfigChange
 from passivepaxos.runtime import REAL, EventLike, Runtime
@@ -133,13 +133,6 @@ class Log:
         )
         self._verifier = Verifier(self._c, self._cfg, self._tail, self._snaps, self._reader)
         self._resumer = Resumer(self._c, self._cfg, self._tail, self._snaps, self._writer)
-        self._batch = GroupCommit(
-            rt,
-            self._writer.commit,
-            self._tail.committed,
-            max_batch_entries=max_batch_entries,
-            max_batch_bytes=max_batch_bytes,
-        )
         # forwarding (passivepaxos.log.forward): off by default; a single create store only
         self._forward = (
             Forwarder(
@@ -152,6 +145,13 @@ class Log:
             )
             if forward
             else None
+        )
+        self._batch = GroupCommit(
+            rt,
+            self._writer.commit if self._forward is None else self._forward.commit_round,
+            self._tail.committed,
+            max_batch_entries=max_batch_entries,
+            max_batch_bytes=max_batch_bytes,
         )
 
     @classmethod
@@ -349,7 +349,7 @@ class Log:
         if not vals:
             return []
         if self._forward is not None:
-            return self._forward.append(vals, self._batch.lead)
+            return self._forward.append(vals, self._batch.submit, self._batch.lead)
         return self._batch.submit(vals)
 
     def append_async(self, values: Sequence[bytes]) -> Future[list[Position]]:
@@ -423,7 +423,7 @@ class Log:
             if self._leasing.holding() is None:
                 self._tail.observe()  # claims are rare: start from the real tail
             try:
-                slot = self._writer.commit([], op="claim", ttl=ttl, wait=wait)
+                slot = self._writer.commit([], op="claim", ttl=ttl, wait=wait, fold=self._fold())
             except NotYet as n:
                 st = n.state
                 return ClaimResult(
@@ -441,9 +441,16 @@ class Log:
         with self._batch.lead():
             if self._leasing.holding() is None:
                 raise ConfigError("renew: this process does not hold the writer lease")
-            slot = self._writer.commit([])
+            slot = self._writer.commit([], fold=self._fold())
         self._tail.committed()
         return slot
+
+    def _fold(self) -> Fold | None:
+        """A forwarding holder's claim or renewal folds the inbox too (when due): a holder
+        that only renews would otherwise keep producers waiting."""
+        if self._forward is None or not self._forward.inbox_due():
+            return None
+        return self._forward.folder(own=0, empty_ok=True)
 
     def release_writer(self) -> int | None:
         """Give the lease up at once with a release record (others may append or claim

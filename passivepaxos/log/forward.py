@@ -44,6 +44,7 @@ from passivepaxos.errors import (
     ConfigError,
     DamagedSlotError,
     ForwardOutcomeUnknownError,
+    InvalidObjectError,
     LeaseHeldError,
     PassivePaxosError,
     TrimmedSlotError,
@@ -88,6 +89,7 @@ FORWARD_WAIT = 30.0
 STALE_PARCEL = 16
 
 Lead = Callable[[], AbstractContextManager[None]]  # GroupCommit.lead: no other commit of the Log
+Submit = Callable[[list[bytes]], list[Position]]  # GroupCommit.submit
 
 _KEY = re.compile(r"^inbox/(\d{20})\.([0-9a-f]{32})$")
 
@@ -181,40 +183,55 @@ class Forwarder:
         self.list_after = 0.0  # monotonic time before which a quiet writer does not LIST
         self.parcels_at = -1e18  # when a listing last found parcels (own clock)
         self.parcels_folded = 0  # stats: parcels this object folded into its records
+        # inbox names not to GET again: withdrawn markers, damaged or foreign objects, and
+        # parcels whose stale-parcel delete was tried once (guarded by c.state)
+        self.skip: set[str] = set()
 
     # -- the producer --------------------------------------------------------------------
 
-    def append(self, vals: list[bytes], lead: Lead) -> list[Position]:
-        """Append ``vals``: as the lease holder, folding the inbox; else directly unless
-        contended recently, and by a parcel once a race is lost."""
-        fold = self.folder(own=len(vals)) if self.inbox_due() else None
-        if self.leasing.holding() is not None:
-            with lead():
-                slot = self.writer.commit(vals, fold=fold)
-            self.tail.committed()
-            return [Position(slot, i) for i in range(len(vals))]
+    def append(self, vals: list[bytes], submit: Submit, lead: Lead) -> list[Position]:
+        """Append ``vals``: through group commit (``submit``, whose rounds are
+        :meth:`commit_round`) as the lease holder, or when not contended recently; by a
+        parcel once a round lost its race (nothing of it written) or a lease is held."""
         now = self.c.runtime.monotonic()
         with self.c.state:
             quiet = self.contended_at is None or now - self.contended_at > CONTENDED_FOR
-        if quiet:
+        lost = False
+        if quiet or self.leasing.holding() is not None:
             try:
-                with lead():
-                    slot = self.writer.commit(vals, wait=False, lose_limit=1, fold=fold)
-                self.tail.committed()
-                return [Position(slot, i) for i in range(len(vals))]
-            except (RaceLost, LeaseHeldError, NotYet):
+                return submit(vals)
+            except RaceLost:
+                lost = True
+            except (LeaseHeldError, NotYet):
                 pass  # nothing written: forward instead
         with self.c.state:
             self.contended_at = self.c.runtime.monotonic()
-        return self.forward(vals, lead)
+        return self.forward(vals, lead, fresh=not lost)
 
-    def forward(self, vals: list[bytes], lead: Lead) -> list[Position]:
+    def commit_round(self, entries: list[bytes]) -> int:
+        """One group-commit round of a forwarding ``Log``: the holder's record (folding
+        the inbox when due), or a direct try that gives up after one lost race
+        (``RaceLost``: its callers forward their values)."""
+        fold = self.folder(own=len(entries)) if self.inbox_due() else None
+        if self.leasing.holding() is not None:
+            return self.writer.commit(entries, fold=fold)
+        return self.writer.commit(entries, wait=False, lose_limit=1, fold=fold)
+
+    def forward(self, vals: list[bytes], lead: Lead, *, fresh: bool) -> list[Position]:
+        """Create a parcel of ``vals`` and wait for it (:meth:`settle`). Its ``base`` is
+        the slot after the known tail; after a lost race (``fresh`` false) that is the
+        lost slot, which may be far behind a log this object last saw long ago: one GET
+        of the slot after it, and a discovery from there if it exists (a base far behind
+        would cost every folder a read per slot in between)."""
         with self.c.state:
             known = self.tail.known
-        base = 0 if known is None else known[0] + 1
         if known is None:
             last, _ = self.tail.discover()
-            base = last + 1
+        else:
+            last = known[0]
+            if not fresh and self.tail.exists(last + 1) is not None:
+                last, _ = self.tail.discover(last + 1)
+        base = last + 1
         fid = self.c.runtime.token_hex(16)
         key = parcel_key(base, fid)
         started = self.c.runtime.monotonic()
@@ -260,6 +277,9 @@ class Forwarder:
                     )
         except PassivePaxosError as exc:
             raise self.unknown(base, fid, exc) from exc
+        except KeyboardInterrupt as exc:  # the parcel exists: say how to finish it
+            exc.add_note(f"the entries were forwarded: resume with token fwd:{base}.{fid}")
+            raise
 
     def fold_myself(self, fid: str, base: int, lead: Lead) -> Position | None:
         """Write one slot folding the pending parcels; where parcel ``fid`` is, if known.
@@ -272,7 +292,9 @@ class Forwarder:
             self.record(base - 1)
         try:
             with lead():
-                slot = self.writer.commit([], wait=False, fold=self.folder(own=0), lose_limit=1)
+                slot = self.writer.commit(
+                    [], wait=False, fold=self.folder(own=0, mine=fid), lose_limit=1
+                )
         except (NothingToWrite, LeaseHeldError, NotYet, RaceLost):
             return self.where(fid)  # another record has it, or a holder will fold it
         self.tail.committed()
@@ -298,17 +320,31 @@ class Forwarder:
         with self.c.state:
             slots = [slot for slot, fids in self.fids.items() if fid in fids]
         for slot in slots:
-            rec = self.cached_record(slot) or self.record(slot)
+            try:
+                rec = self.cached_record(slot) or self.record(slot)
+            except TrimmedSlotError:
+                continue  # in the log, its position no longer readable
             index = None if rec is None else rec.parcel_at(fid)
             if index is not None:
                 return Position(slot, index)
         return None
 
+    def folded(self, fid: str) -> int | None:
+        """The slot of a record this object has seen naming ``fid``, if any (no I/O)."""
+        with self.c.state:
+            for slot, fids in self.fids.items():
+                if fid in fids:
+                    return slot
+        return None
+
     # -- folding -------------------------------------------------------------------------
 
-    def folder(self, *, own: int) -> Fold:
+    def folder(self, *, own: int, mine: str | None = None, empty_ok: bool = False) -> Fold:
         """The ``fold`` of one commit: the inbox is listed and read once, at its first
-        attempt; each attempt keeps the parcels not yet in the log below its slot."""
+        attempt; each attempt keeps the parcels not yet in the log below its slot.
+        ``mine``: the caller's own parcel, folded however far behind its base is (its
+        producer has read the records since); ``empty_ok``: the record is written even
+        with nothing to fold (a claim, a renewal)."""
         listing: list[Parcel] | None = None
 
         def fold(slot: int) -> tuple[list[bytes], tuple[tuple[str, int], ...]]:
@@ -319,7 +355,8 @@ class Forwarder:
             fwd: list[tuple[str, int]] = []
             size = 0
             for p in listing:
-                if p.base > slot or not self.absent(p.fid, p.base, slot):
+                window = None if p.fid == mine else FOLD_WINDOW
+                if p.base > slot or not self.absent(p.fid, p.base, slot, window):
                     continue
                 b = sum(map(len, p.entries))
                 if fwd and (
@@ -330,7 +367,7 @@ class Forwarder:
                 extra.extend(p.entries)
                 fwd.append((p.fid, len(p.entries)))
                 size += b
-            if not fwd and own == 0:
+            if not fwd and own == 0 and not empty_ok:
                 raise NothingToWrite
             with self.c.state:
                 self.parcels_folded += len(fwd)
@@ -355,27 +392,22 @@ class Forwarder:
         todo: list[tuple[str, int, str]] = []
         for meta in self.store.list(INBOX):
             m = _KEY.match(meta.key)
-            if m is None:
+            with self.c.state:
+                skipped = meta.key in self.skip
+            if m is None or skipped:
                 continue
             base, fid = int(m[1]), m[2]
-            found = self.where(fid)
-            if found is not None:
-                if found.slot < slot - STALE_PARCEL:
+            at = self.folded(fid)
+            if at is not None:
+                if at < slot - STALE_PARCEL:
+                    with self.c.state:
+                        self.skip.add(meta.key)  # one try: deletes may be denied
                     self.discard(meta.key)
                 continue
             if slot - base <= FOLD_WINDOW:
                 todo.append((meta.key, base, fid))
-        out: list[Parcel] = []
-        got = self.c.pool.map(self.store.get, [k for k, _, _ in todo])
-        for (key, _, _), obj in zip(todo, got, strict=True):
-            if obj is None:
-                continue  # acknowledged and deleted meanwhile
-            try:
-                p = decode_parcel(obj[0], key)
-            except ValueError:
-                continue  # damaged or foreign: never folded
-            if p is not None:
-                out.append(p)
+        got = self.c.pool.map(self.get_parcel, [k for k, _, _ in todo])
+        out = [p for p in got if p is not None]
         now = self.c.runtime.monotonic()
         with self.c.state:
             self.list_after = now + QUIET_LIST
@@ -383,10 +415,26 @@ class Forwarder:
                 self.parcels_at = now
         return out
 
-    def absent(self, fid: str, base: int, slot: int) -> bool:
+    def get_parcel(self, key: str) -> Parcel | None:
+        """The parcel stored under ``key``; ``None`` (and never asked again by this
+        object) for a withdrawn name and for an object that is not a parcel of that name
+        (damaged or foreign: left where it is, never folded); ``None`` when it is gone
+        (acknowledged and deleted meanwhile)."""
+        try:
+            got = self.store.get(key)
+            p = None if got is None else decode_parcel(got[0], key)
+        except (InvalidObjectError, ValueError):
+            p = None
+        if p is None:  # a parcel's name is never written again except as withdrawn
+            with self.c.state:
+                self.skip.add(key)
+        return p
+
+    def absent(self, fid: str, base: int, slot: int, window: int | None = FOLD_WINDOW) -> bool:
         """Whether this object can show that no record of ``base .. slot-1`` names
-        ``fid`` (it reads the ones it has not seen; a trimmed or unreadable one: no)."""
-        if slot - base > FOLD_WINDOW:
+        ``fid`` (it reads the ones it has not seen; a trimmed or unreadable one: no);
+        more than ``window`` records to read: no."""
+        if window is not None and slot - base > window:
             return False
         for s in range(base, slot):
             with self.c.state:
@@ -445,12 +493,19 @@ class Forwarder:
             with suppress(PassivePaxosError):
                 self.store.delete(key)
 
-        self.c.pool.submit(rm)
+        with suppress(RuntimeError):  # the Log is closing (its pool shut down): left for folders
+            self.c.pool.submit(rm)
 
     # -- outcome unknown, and resume -----------------------------------------------------
 
     def unknown(self, base: int, fid: str, exc: PassivePaxosError) -> ForwardOutcomeUnknownError:
         key = parcel_key(base, fid)
+        if isinstance(exc, TrimmedSlotError):  # its own text says "nothing was written"
+            exc = PassivePaxosError(
+                f"the log was trimmed at slot {exc.slot}, at or after the parcel's base: "
+                "whether the entries were folded can no longer be read there (a snapshot "
+                "does not name parcels); look for them in the snapshot's state"
+            )
         return ForwardOutcomeUnknownError(
             f"append outcome unknown: the entries were forwarded as {key} and may be "
             f"folded into the log at slot {base} or later ({type(exc).__name__}: {exc}); "
@@ -462,35 +517,50 @@ class Forwarder:
         )
 
     def resume(self, vals: list[bytes], token: str, lead: Lead) -> list[Position]:
-        """Finish a forwarded append exactly once (one resume of a token at a time): its
-        record from ``base`` on; else the parcel, still there, is settled (folded by us if
-        nobody does); else the parcel's name is taken by a *withdrawn* marker (create:
-        a late create of the parcel can then never land) and the values are appended
-        under the resume's own write id, which a later resume of the token finds."""
+        """Finish a forwarded append exactly once (one resume of a token at a time).
+
+        First the parcel's *name* is settled: its object is read, or, when absent, taken
+        by a withdrawn marker (create-if-absent), so that no parcel can appear under it
+        later. Only then is the log read from ``base``: a record naming the parcel (a
+        parcel is deleted only after a record naming it was decided, so one deleted
+        before the marker is found), or an earlier resume's own record (write id
+        ``resume_wid(fid, 0)``). Found: its positions. Else a parcel still there is
+        settled (folded by us if nobody does); else (withdrawn) the values are appended
+        under the resume's write id."""
         parsed = parse_forward_token(token)
         assert parsed is not None
         base, fid = parsed
         key = parcel_key(base, fid)
         rwid = resume_wid(fid, 0)
+        parcel: Parcel | None = None
         try:
-            # the parcel folded, or (after a withdrawal) an earlier resume's own record
-            found, _ = self.scan(base, fid, rwid)
-            if found is None:
+            for _ in range(3):  # a parcel is deleted at most once, a marker never
                 got = self.store.get(key)
-                if got is None:
-                    try:
-                        self.store.put(key, _withdrawn(base, fid), PutMode.CREATE)
-                    except AlreadyExistsError:
-                        got = self.store.get(key)
-                if got is not None and decode_parcel(got[0], key) is not None:
-                    return self.settle(base, fid, len(vals), 0.01, lead)
+                if got is not None:
+                    parcel = decode_parcel(got[0], key)  # None: withdrawn
+                    break
+                try:
+                    self.store.put(key, _withdrawn(base, fid), PutMode.CREATE)
+                    break
+                except AlreadyExistsError:
+                    continue  # created meanwhile: read what it is
+            else:
+                raise PassivePaxosError(f"{key} keeps changing")
+            found, _ = self.scan(base, fid, rwid)
         except (PassivePaxosError, ValueError) as exc:
             err = exc if isinstance(exc, PassivePaxosError) else ConfigError(str(exc))
             raise self.unknown(base, fid, err) from exc
         if found is not None:
             self.same_values(found, vals, token)
-            self.discard(key)
+            if parcel is not None:  # never a withdrawn marker: it keeps the name taken
+                self.discard(key)
             return [Position(found.slot, found.index + i) for i in range(len(vals))]
+        if parcel is not None:
+            if list(parcel.entries) != vals:
+                raise ConfigError(
+                    f"resume {token}: the values differ from the ones forwarded in {key}"
+                )
+            return self.settle(base, fid, len(vals), 0.01, lead)
         # withdrawn (now or by an earlier resume whose record is not in the log): the
         # parcel can never be created, so appending the values is their only copy
         with lead():
