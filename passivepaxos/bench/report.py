@@ -293,16 +293,17 @@ def _serverless_targets(run: BenchRun) -> list[dict[str, Any]]:
                 )
             )
             break
-    for store in ("s3", "file"):
+    for store, forward in (("s3", False), ("file", False), ("s3", True), ("file", True)):
         one = find(run, store, contended_case(1))
-        many = find(run, store, contended_case(16))
+        many = find(run, store, contended_case(16, forward))
         if one and many and one.ops_per_s:
             share = many.ops_per_s / one.ops_per_s
             p99 = pct(many.latencies, 0.99) / many.rtt if many.rtt > 0 else None
             everyone = bool(many.acks) and min(many.acks or [0]) > 0
+            how = "forwarding" if forward else "without a lease"
             out.append(
                 _target(
-                    f"16 processes without a lease vs one, sustained ({store})",
+                    f"16 processes {how} vs one, sustained ({store})",
                     ">= 0.8, <= 3 requests per entry, every process acked, p99 <= 10 RTT",
                     share,
                     share >= 0.8
@@ -334,27 +335,6 @@ def _serverless_targets(run: BenchRun) -> list[dict[str, Any]]:
                 )
             )
             break
-    for store in ("s3", "file"):
-        one = find(run, store, contended_case(1))
-        fwd = find(run, store, contended_case(16, True))
-        if one and fwd and one.ops_per_s:
-            share = fwd.ops_per_s / one.ops_per_s
-            p99 = pct(fwd.latencies, 0.99) / fwd.rtt if fwd.rtt > 0 else None
-            everyone = bool(fwd.acks) and min(fwd.acks or [0]) > 0
-            out.append(
-                _target(
-                    f"16 processes forwarding vs one, sustained ({store})",
-                    ">= 0.8, <= 3 requests per entry, every process acked, p99 <= 10 RTT",
-                    share,
-                    share >= 0.8
-                    and fwd.requests_per_op <= 3
-                    and everyone
-                    and (p99 is None or p99 <= 10),
-                    f"{fwd.ops_per_s:.1f} vs {one.ops_per_s:.1f} entries/s over "
-                    f"{fwd.wall:.0f} s, {fwd.requests_per_op:.1f} requests per entry, "
-                    f"{fwd.note}" + (f", p99 {p99:.0f} round trips" if p99 is not None else ""),
-                )
-            )
     cli = find(run, "s3", CLI_CASE)
     plain = find(run, "s3", PLAIN_CASE, system="boto3")
     if cli and plain and plain.latencies:
