@@ -506,3 +506,77 @@ def test_an_interrupted_forwarded_append_names_its_token(
             p.append([b"x"])
     (note,) = err.value.__notes__
     assert re.search(r"resume with token fwd:3\.[0-9a-f]{32}$", note)
+
+
+# -- the second outside review's findings -----------------------------------------------
+
+
+def test_a_refused_producer_behind_a_busy_holder_forwards_with_a_fresh_base(
+    rec: Recorder,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A1: a lease refusal reads nothing, so a tail learned long ago was the parcel's base
+    (past FOLD_WINDOW the holder never folded it). Now an old tail is probed first."""
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    url = _log(1)
+    h = Log.open(url, forward=True, writer_id="h", hint_every=10**9)
+    h.claim_writer(60.0)  # slot 1
+    p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
+    with h, p:
+        p.head()
+        for i in range(30):
+            h.append([b"h%d" % i])  # slots 2..31
+        time.sleep(0.05)  # p's view is old now
+        box: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"P"])))
+        rec.start()
+        t.start()
+        while not _inbox(url):
+            time.sleep(0.005)
+        rec.stop()
+        keys = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+        h.append([b"h-last"])  # folds it
+        t.join(10)
+    assert keys and all(k.startswith("inbox/32.") for k in keys), keys
+    assert [(x.slot, x.index) for x in box["got"]] == [(32, 1)]
+
+
+def test_a_resume_of_a_parcel_past_the_fold_window_finishes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A2: the listing dropped parcels past FOLD_WINDOW before the own-parcel exemption."""
+    monkeypatch.setattr(forward, "FOLD_WINDOW", 8)
+    monkeypatch.setattr(forward, "PATIENCE", (1.0, 1.0))
+    url = _log(1)
+    fid = "ab" * 16
+    _raw(url).put(parcel_key(1, fid), encode_parcel(1, fid, [b"P"]), PutMode.CREATE)
+    with Log.open(url, writer_id="plain") as w:
+        for i in range(20):
+            w.append([b"w%d" % i])  # slots 1..20, the parcel's producer gone
+    with Log.open(url, forward=True, writer_id="r") as r:
+        got = r.append_positions([b"P"], resume=f"fwd:1.{fid}")
+    assert [(x.slot, x.index) for x in got] == [(21, 0)]
+    assert [v for _, _, v in _values(url)].count(b"P") == 1
+
+
+def test_an_interrupt_during_the_parcels_create_names_its_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A3: Ctrl-C as the parcel's create is answered: it may have landed (and be folded
+    later), so the interrupt carries the fwd: token."""
+    url = _log(1)
+    p, w = _lose_then_forward(url)
+    real = Store.put
+
+    def put(self: Store, key: str, *a: Any, **kw: Any) -> Any:
+        got = real(self, key, *a, **kw)
+        if key.startswith("inbox/"):
+            raise KeyboardInterrupt
+        return got
+
+    with p, w:
+        monkeypatch.setattr(Store, "put", put)
+        with pytest.raises(KeyboardInterrupt) as err:
+            p.append([b"x"])
+    (note,) = err.value.__notes__
+    assert re.search(r"resume with token fwd:3\.[0-9a-f]{32}$", note)

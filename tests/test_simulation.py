@@ -39,6 +39,7 @@ HABITAT = {
     # issue 12's forwarding: its at-most-once rule dropped, or an ack not read from a record
     "fold_twice": "forward",
     "pipeline_lifo": "pipeline",  # group commit out of order: a pipeline's values reordered
+    "pipeline_unbroken": "pipeline",  # a failed append_async aborts nothing behind it
     "ack_unfolded": "forward",
 }
 # what the first violation of a damage mutation says (the damage-aware check that fired)
@@ -50,6 +51,7 @@ CAUGHT_BY = {
     "finding13b": "was acknowledged there",
     "fold_twice": "in the final log",
     "pipeline_lifo": "before its earlier",
+    "pipeline_unbroken": "although its earlier",
     "ack_unfolded": "in the final log",
 }
 

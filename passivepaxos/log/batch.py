@@ -10,9 +10,10 @@ the oldest queued append (woken alone), else to nobody.
 ``submit_async`` (``Log.append_async``) queues an append and returns a future: one worker
 runs the queued appends' turns in call order, so a producer can have many appends in
 flight, they share slots as they queue up, and their futures complete in log order. When
-a slot fails, the async appends still queued behind it are not written
+a slot holding async appends fails, the pipeline *breaks*: the async appends still queued
+behind it, and every later one until ``restart_pipeline()``, are not written
 (``PipelineAbortedError``), so the log never holds a later value of a pipeline without an
-earlier one.
+earlier one that failed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-from passivepaxos.errors import AppendOutcomeUnknownError, PipelineAbortedError
+from passivepaxos import deadline as deadlines
+from passivepaxos.errors import (
+    AppendOutcomeUnknownError,
+    ConfigError,
+    DeadlineExceededError,
+    PassivePaxosError,
+    PipelineAbortedError,
+)
 from passivepaxos.log.record import Position
 from passivepaxos.runtime import ConditionLike, Pool, Runtime
 
@@ -54,12 +62,16 @@ class GroupCommit:
         commit: Callable[[list[bytes]], int],
         after: Callable[[], None],
         *,
+        in_doubt: Callable[[], AppendOutcomeUnknownError | None] = lambda: None,
         max_batch_entries: int,
         max_batch_bytes: int,
     ) -> None:
         self.runtime = runtime
         self.commit = commit  # writes one record; its slot
         self.after = after  # after a successful commit (the tail hint)
+        # after an interrupt (Ctrl-C) inside commit: the record it may have sent, as an
+        # unknown outcome for the round's other callers (None: nothing was sent)
+        self.in_doubt = in_doubt
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
         # guarded by lock: one leader at a time commits the queue; a waiting caller sleeps
@@ -71,42 +83,69 @@ class GroupCommit:
         self.leading = False
         self.lead_waiters = 0
         self.pipe: Pool | None = None  # submit_async's one worker, made on first use
+        self.broken: BaseException | None = None  # the failure that broke the pipeline
+        self.closed = False
 
     def submit(self, vals: list[bytes]) -> list[Position]:
         """Append ``vals`` (non-empty) in one slot, maybe shared; their positions."""
-        p = Pending(vals)
-        with self.lock:
-            self.queue.append(p)
-        return self.run(p)
+        return self.run(Pending(vals), enqueue=True)
 
     def submit_async(self, vals: list[bytes]) -> Future[list[Position]]:
         """Queue ``vals`` now (their place in the log follows the calls' order) and return
         a future of their positions; one worker runs the queued turns in order."""
         p = Pending(vals, piped=True)
         with self.lock:
+            if self.closed:
+                raise ConfigError("append_async: the log is closed (nothing was written)")
+            if self.broken is not None:
+                done: Future[list[Position]] = Future()
+                done.set_exception(self.aborted(self.broken))
+                return done
             if self.pipe is None:
                 self.pipe = self.runtime.pool(1, "ppx-pipeline")
             pipe = self.pipe
             self.queue.append(p)
-        return pipe.submit(self.run, p)
+            try:
+                return pipe.submit(self.run, p)
+            except BaseException:
+                self.queue.remove(p)  # never written later for a caller told "error"
+                raise
+
+    def restart_pipeline(self) -> None:
+        """After a failure broke the pipeline: accept async appends again."""
+        with self.lock:
+            self.broken = None
 
     def close(self) -> None:
-        """Wait for the queued async appends (their futures complete)."""
+        """Refuse new async appends; wait for the queued ones (their futures complete)."""
         with self.lock:
+            self.closed = True
             pipe = self.pipe
         if pipe is not None:
             pipe.shutdown(wait=True)
 
-    def run(self, p: Pending) -> list[Position]:
-        """Wait for queued ``p`` to be written by the leader, or lead until it is."""
+    def run(self, p: Pending, *, enqueue: bool = False) -> list[Position]:
+        """Wait for ``p`` (queued now if ``enqueue``, in the same critical section as the
+        look at the leadership) to be written by the leader, or lead until it is."""
         with self.lock:
+            if enqueue:
+                self.queue.append(p)
             if p.done:
                 pass
             elif self.leading:
                 p.wake = self.runtime.condition(self.lock)
+                limit = deadlines.current()
                 try:
                     while not p.done and not p.lead:
-                        p.wake.wait()
+                        left = None if limit is None else limit.left()
+                        if limit is not None and left is not None and left <= 0:
+                            # still queued: nothing of it was sent (a round that took it
+                            # would have settled it first): not written; withdrawn below
+                            raise DeadlineExceededError(
+                                f"{limit.describe()} passed while the append waited for "
+                                "another append's round: nothing was written"
+                            )
+                        p.wake.wait() if left is None else p.wake.wait(left)
                 except BaseException:  # interrupted while waiting: withdraw
                     p.wake = None
                     if not p.done:
@@ -166,15 +205,28 @@ class GroupCommit:
             slot = self.commit(
                 batch[0].values if len(batch) == 1 else [v for q in batch for v in q.values]
             )
-        except BaseException as exc:
+        except Exception as exc:
             self.settle(batch, None, exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        except BaseException as exc:  # an interrupt: the round's record may be in the log
+            doubt = self.in_doubt()
+            if doubt is not None:
+                exc.add_note(f"the round's record may be in the log: {doubt}")
+            self.settle(
+                batch,
+                None,
+                doubt
+                or PassivePaxosError(
+                    "append not written: the append leading its round was interrupted "
+                    "before it sent anything"
+                ),
+            )
+            raise
         self.settle(batch, slot, None)
         self.after()
 
     def settle(self, batch: list[Pending], slot: int | None, exc: BaseException | None) -> None:
+        """Give each caller of a round its positions or its share of the error."""
         index = 0
         with self.lock:
             if exc is not None and any(q.piped for q in batch):
@@ -191,18 +243,25 @@ class GroupCommit:
                     q.wake.notify()
 
     def abort_piped(self, exc: BaseException) -> None:
-        """(``lock`` held) A slot holding async appends failed: the async appends queued
-        behind it are not written (``PipelineAbortedError``)."""
+        """(``lock`` held) A slot holding async appends failed: the pipeline breaks; the
+        async appends queued behind it are not written (``PipelineAbortedError``), nor
+        any later one until ``restart_pipeline``."""
+        self.broken = exc
         for q in [q for q in self.queue if q.piped]:
             self.queue.remove(q)
-            q.error = PipelineAbortedError(
-                "append not written: an earlier append_async of this Log failed "
-                f"({type(exc).__name__}: {exc}); append it again after handling that",
-                exc,
-            )
+            q.error = self.aborted(exc)
             q.done = True
             if q.wake is not None:
                 q.wake.notify()
+
+    @staticmethod
+    def aborted(exc: BaseException) -> PipelineAbortedError:
+        return PipelineAbortedError(
+            "append not written: an earlier append_async of this Log failed "
+            f"({type(exc).__name__}: {exc}); handle that (resume it if its outcome is "
+            "unknown), then call restart_pipeline() and append again",
+            exc,
+        )
 
     @contextlib.contextmanager
     def lead(self) -> Iterator[None]:

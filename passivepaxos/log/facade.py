@@ -152,6 +152,7 @@ class Log:
             self._tail.committed,
             max_batch_entries=max_batch_entries,
             max_batch_bytes=max_batch_bytes,
+            in_doubt=self._writer.in_doubt,
         )
 
     @classmethod
@@ -359,10 +360,11 @@ class Log:
         everything queued meanwhile, up to ``max_batch_entries``), their order in the log
         is the order of the calls, and the futures complete in that order. A failure is
         the future's exception, as ``append_positions`` would raise it (outcome unknown:
-        resume with its token); the async appends queued behind a failed one are not
-        written (``PipelineAbortedError``), so the log never holds a later value of the
-        pipeline without an earlier one. ``close()`` waits for the queued ones. Not with
-        forwarding (``ConfigError``)."""
+        resume with its token); it breaks the pipeline: the async appends queued behind
+        it, and every later one until :meth:`restart_pipeline`, are not written
+        (``PipelineAbortedError``), so the log never holds a later value of the pipeline
+        without an earlier one that failed. ``close()`` refuses new ones and waits for
+        the queued ones. Not with forwarding (``ConfigError``)."""
         vals = self._values(values)
         if self._forward is not None:
             raise ConfigError("append_async: not with forward=True (use append)")
@@ -388,6 +390,12 @@ class Log:
                 f"values must be a sequence of bytes values, not {type(values).__name__}"
             ) from None
         return [require_bytes(v, f"entry {i} of values") for i, v in enumerate(items)]
+
+    def restart_pipeline(self) -> None:
+        """Accept ``append_async`` calls again after a failure broke the pipeline (handle
+        the failure first: resume an append whose outcome is unknown, then append the
+        aborted values again, in order)."""
+        self._batch.restart_pipeline()
 
     # -- writer lease (see passivepaxos.lease) --------------------------------------------
 

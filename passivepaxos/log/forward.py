@@ -82,6 +82,8 @@ SELF_FOLD_AFTER = 3
 # a writer lists the inbox before every slot it writes while a listing found parcels
 # within CONTENDED_FOR seconds; otherwise at most once per QUIET_LIST seconds (own clock)
 QUIET_LIST = 0.2
+# a forwarding producer trusts a known tail learned this many of its round trips ago
+FRESH_ROUNDS = 4
 # a producer gives up (outcome unknown) after this long without its parcel decided
 FORWARD_WAIT = 30.0
 # a folder deletes a parcel it finds already in the log this many slots back (its producer
@@ -182,6 +184,7 @@ class Forwarder:
         self.contended_at: float | None = None
         self.list_after = 0.0  # monotonic time before which a quiet writer does not LIST
         self.parcels_at = -1e18  # when a listing last found parcels (own clock)
+        self.rtt = 0.0  # the last parcel create's time: this object's round trip, roughly
         self.parcels_folded = 0  # stats: parcels this object folded into its records
         # inbox names not to GET again: withdrawn markers, damaged or foreign objects, and
         # parcels whose stale-parcel delete was tried once (guarded by c.state)
@@ -201,12 +204,12 @@ class Forwarder:
             try:
                 return submit(vals)
             except RaceLost:
-                lost = True
+                lost = True  # nothing written; the tail known is the lost slot, of any age
             except (LeaseHeldError, NotYet):
                 pass  # nothing written: forward instead
         with self.c.state:
             self.contended_at = self.c.runtime.monotonic()
-        return self.forward(vals, lead, fresh=not lost)
+        return self.forward(vals, lead, probe=lost)
 
     def commit_round(self, entries: list[bytes]) -> int:
         """One group-commit round of a forwarding ``Log``: the holder's record (folding
@@ -217,19 +220,24 @@ class Forwarder:
             return self.writer.commit(entries, fold=fold)
         return self.writer.commit(entries, wait=False, lose_limit=1, fold=fold)
 
-    def forward(self, vals: list[bytes], lead: Lead, *, fresh: bool) -> list[Position]:
+    def forward(self, vals: list[bytes], lead: Lead, *, probe: bool = False) -> list[Position]:
         """Create a parcel of ``vals`` and wait for it (:meth:`settle`). Its ``base`` is
-        the slot after the known tail; after a lost race (``fresh`` false) that is the
-        lost slot, which may be far behind a log this object last saw long ago: one GET
-        of the slot after it, and a discovery from there if it exists (a base far behind
-        would cost every folder a read per slot in between)."""
+        the slot after the known tail. Unless that tail was learned within a few round
+        trips (a producer that was just acknowledged, appending again), it may be far
+        behind (a lease refusal reads nothing; after a lost race, ``probe``, the known tail
+        is the lost slot, however old the view was): one GET of the slot after it, and a
+        discovery from there if it exists (a base far behind would cost every folder a
+        read per slot in between)."""
+        now = self.c.runtime.monotonic()
         with self.c.state:
             known = self.tail.known
+            learned = self.tail.watch.since if known is not None else None
+            recent = learned is not None and now - learned < FRESH_ROUNDS * self.rtt
         if known is None:
             last, _ = self.tail.discover()
         else:
             last = known[0]
-            if not fresh and self.tail.exists(last + 1) is not None:
+            if (probe or not recent) and self.tail.exists(last + 1) is not None:
                 last, _ = self.tail.discover(last + 1)
         base = last + 1
         fid = self.c.runtime.token_hex(16)
@@ -239,7 +247,12 @@ class Forwarder:
             self.store.put(key, encode_parcel(base, fid, vals), PutMode.CREATE)
         except AmbiguousWriteError as exc:
             raise self.unknown(base, fid, exc) from exc
+        except KeyboardInterrupt as exc:  # the create may have landed: say how to finish
+            exc.add_note(f"the entries were forwarded: resume with token fwd:{base}.{fid}")
+            raise
         rtt = max(self.c.runtime.monotonic() - started, 1e-3)
+        with self.c.state:
+            self.rtt = rtt
         return self.settle(base, fid, len(vals), rtt, lead)
 
     def settle(
@@ -350,7 +363,7 @@ class Forwarder:
         def fold(slot: int) -> tuple[list[bytes], tuple[tuple[str, int], ...]]:
             nonlocal listing
             if listing is None:
-                listing = self.pending(slot)
+                listing = self.pending(slot, mine)
             extra: list[bytes] = []
             fwd: list[tuple[str, int]] = []
             size = 0
@@ -384,11 +397,12 @@ class Forwarder:
         with self.c.state:
             return now >= self.list_after or now - self.parcels_at < CONTENDED_FOR
 
-    def pending(self, slot: int) -> list[Parcel]:
+    def pending(self, slot: int, mine: str | None = None) -> list[Parcel]:
         """The inbox's parcels not known to be in the log (one LIST, then the unknown ones'
         GETs in parallel). A parcel found in the log well behind ``slot`` is deleted in the
         background (its producer died before it could). Objects that are not parcels are
-        left alone and never folded (``verify`` names them)."""
+        left alone and never folded (and not read again by this object). ``mine``: the
+        caller's own parcel, listed however far behind its base is."""
         todo: list[tuple[str, int, str]] = []
         for meta in self.store.list(INBOX):
             m = _KEY.match(meta.key)
@@ -404,7 +418,7 @@ class Forwarder:
                         self.skip.add(meta.key)  # one try: deletes may be denied
                     self.discard(meta.key)
                 continue
-            if slot - base <= FOLD_WINDOW:
+            if slot - base <= FOLD_WINDOW or fid == mine:
                 todo.append((meta.key, base, fid))
         got = self.c.pool.map(self.get_parcel, [k for k, _, _ in todo])
         out = [p for p in got if p is not None]

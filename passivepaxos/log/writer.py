@@ -88,6 +88,9 @@ class FencedWriter:
         # time x 2^losses (at most backoff_max s), then jumps to the tail (see commit)
         self.backoff_max = backoff_max
         self.slot_writes = 0  # slot decisions attempted by this object (stats)
+        # (slot, write id) of the record being sent and not yet settled: what an interrupt
+        # (Ctrl-C) inside commit leaves in doubt (see in_doubt)
+        self.sending: tuple[int, str] | None = None
 
     def commit(
         self,
@@ -154,18 +157,28 @@ class FencedWriter:
             self.slot_writes += 1
             started = self.c.runtime.monotonic()
             mine = rec.encode()
+            self.sending = (slot, wid)
             try:
                 decided = self.cfg.decide(slot, mine, frame_wid)
             except AmbiguousWriteError as exc:
+                self.sending = None
                 raise self.unknown(slot, wid, exc) from exc
+            except Exception:
+                self.sending = None
+                raise
             try:
                 winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
+                self.sending = None
             except (TrimmedSlotError, DamagedSlotError):
+                self.sending = None
                 # from a cached tail: trimmed since, or the winner does not chain to it (the
                 # store was rolled back below it and written again: re-review finding C)
                 if self.tail.take_cached():
                     slot, prev, state = self.tail_for_write()
                     continue
+                raise
+            except Exception:  # LeaseLostError: another record won; nothing in doubt
+                self.sending = None
                 raise
             if winner is None:
                 self.tail.confirmed()
@@ -182,6 +195,14 @@ class FencedWriter:
                 raise RaceLost(slot)
             quiet = self.backoff_max > 0 and op is None and config is None
             slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)
+
+    def in_doubt(self) -> AppendOutcomeUnknownError | None:
+        """After an interrupt inside ``commit``: the record it may have sent, as an
+        unknown outcome (``None``: nothing in flight). Clears it."""
+        got, self.sending = self.sending, None
+        if got is None:
+            return None
+        return self.unknown(got[0], got[1], PassivePaxosError("interrupted while sending"))
 
     def record(
         self,

@@ -234,8 +234,18 @@ def check(
         for value, positions in where.items():
             if len(positions) > 1:
                 out.append(f"entry {value!r} is in the log {len(positions)} times: {positions}")
-        # a pipeline's values are in the log in the order of its calls
+        # a pipeline's values are in the log in the order of its calls, and none after
+        # one of them that failed (not written: its later ones are aborted too)
+        failed = {v for v, _, _ in obs.failed} - unknown
         for by, calls in obs.pipelines.items():
+            gone = next((v for v in calls if v in failed), None)
+            later = calls[calls.index(gone) + 1 :] if gone is not None else []
+            landed = [v for v in later if v in where]
+            if landed:
+                out.append(
+                    f"{by}'s append_async of {landed[0]!r} is in the log although its "
+                    f"earlier {gone!r} failed (not written)"
+                )
             placed = [(where[v][0], v) for v in calls if len(where.get(v, [])) == 1]
             for (p1, v1), (p2, v2) in itertools.pairwise(placed):
                 if p2 < p1:

@@ -349,7 +349,7 @@ def _fold_twice() -> Iterator[None]:
     rule of forwarding dropped: a parcel folded by two writers is in the log twice)."""
     from passivepaxos.log.forward import Forwarder
 
-    with _patched(Forwarder, "absent", lambda self, fid, base, slot: True):
+    with _patched(Forwarder, "absent", lambda self, fid, base, slot, window=None: True):
         yield
 
 
@@ -391,6 +391,21 @@ def _pipeline_lifo() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _pipeline_unbroken() -> Iterator[None]:
+    """A failed round aborts nothing: the async appends behind it are written (second
+    outside review of issue 12, B1)."""
+    from passivepaxos.log.batch import GroupCommit
+
+    with _patched(GroupCommit, "abort_piped", lambda self, exc: None):
+        yield
+
+
+_register(
+    "pipeline_unbroken",
+    "a failed append_async breaks nothing: later values go in without it (issue 12)",
+    _pipeline_unbroken,
+)
 _register(
     "pipeline_lifo",
     "group commit serves the newest queued append first (issue 12: pipelining's order)",

@@ -429,21 +429,30 @@ def pipeliner(a: Actor) -> None:
             with contextlib.suppress(PassivePaxosError):
                 log.claim_writer(a.ttl)
         depth = a.rng.choice((1, 2, 4, 8))
-        order = a.obs.pipelines.setdefault(a.name, [])
+        segment = 0  # the pipeline restarts (restart_pipeline) after a failure it saw
+        order = a.obs.pipelines.setdefault(f"{a.name}/{segment}", [])
         inflight: collections.deque[tuple[bytes, Any]] = collections.deque()
+        broken = False
 
         def settle() -> None:
+            nonlocal broken
             v, fut = inflight.popleft()
             try:
                 (pos,) = fut.result()
             except PassivePaxosError as exc:
                 bucket = a.obs.unknown if outcome_unknown(exc) else a.obs.failed
                 bucket.append((v, a.name, type(exc).__name__))
+                broken = True
                 return
             a.obs.ack(v, pos.slot, pos.index, a.name)
             a.obs.acked_at[v] = a.now()
 
         for _ in range(a.ops * 3):
+            if broken and not inflight:  # every earlier one settled: start a new pipeline
+                log.restart_pipeline()
+                broken = False
+                segment += 1
+                order = a.obs.pipelines.setdefault(f"{a.name}/{segment}", [])
             v = a.value()
             order.append(v)
             inflight.append((v, log.append_async([v])))
