@@ -348,6 +348,10 @@ def test_cli_append_forward_and_its_resume_token(tmp_path: Any) -> None:
     assert main(["append", url, "b", "--resume", f"fwd:1.{fid}"]) == 0  # found: no copy
     assert [v for _, _, v in _values(url)] == [b"a", b"b"]
     assert main(["append", url, "b", "--resume", "fwd:1.xyz"]) == 2
+    from passivepaxos.log import check_token
+
+    with pytest.raises(ConfigError, match="expected fwd:BASE.FID"):
+        check_token("fwd:1.xyz")
 
 
 # -- the outside review's findings (each test fails without its fix) ------------------------

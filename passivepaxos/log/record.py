@@ -96,8 +96,14 @@ def parse_forward_token(token: str) -> tuple[int, str] | None:
 
 def check_token(token: str) -> None:
     """``ConfigError`` naming ``token`` unless it is a resume token of either kind."""
-    if parse_forward_token(token) is None:
-        parse_resume_token(token)
+    if token.strip().startswith("fwd:"):
+        if parse_forward_token(token) is None:
+            raise ConfigError(
+                f"bad resume token {token!r}: expected fwd:BASE.FID (32 hex digits) as "
+                "printed by the forwarded append whose outcome was unknown"
+            )
+        return
+    parse_resume_token(token)
 
 
 def resume_wid(wid: str, index: int) -> str:
