@@ -350,7 +350,7 @@ def test_cli_append_forward_and_its_resume_token(tmp_path: Any) -> None:
     assert main(["append", url, "b", "--resume", "fwd:1.xyz"]) == 2
     from passivepaxos.log import check_token
 
-    with pytest.raises(ConfigError, match="expected fwd:BASE.FID"):
+    with pytest.raises(ConfigError, match=r"expected fwd:BASE\.FID"):
         check_token("fwd:1.xyz")
 
 
