@@ -7,10 +7,11 @@ The protocol (docs/log.md, "Forwarding", has the invariants and their argument):
   creates ``inbox/<base>.<fid>`` (create-if-absent) holding its entries. ``fid`` is 128
   random bits; ``base`` is the slot after the tail the producer knew, so every slot below
   ``base`` existed before the parcel did and no record below ``base`` can hold it.
-- **Fold.** A forward-mode writer that writes a slot for others (a lease holder; a
-  producer whose parcel waited its patience) LISTs ``inbox/``, GETs the parcels it does
-  not know to be in the log, and puts them after its own entries in the record, naming
-  each in the record's ``fwd`` field ``[[fid, count], ...]``.
+- **Fold.** A forwarding writer, before a slot it writes (its own appends while the
+  inbox is due, a lease holder's appends, claims and renewals, a producer whose parcel
+  waited its patience) LISTs ``inbox/``, GETs the parcels it does not know to be in the
+  log, and puts them after its own entries in the record, naming each in the record's
+  ``fwd`` field ``[[fid, count], ...]``.
 - **At most once.** A parcel ``(base, fid)`` goes into the record proposed for slot ``m``
   only if the writer has the records of every slot ``base .. m-1`` and none names
   ``fid``. Slots are decided once and form one chain, so of two records naming ``fid``
@@ -23,8 +24,9 @@ The protocol (docs/log.md, "Forwarding", has the invariants and their argument):
   the others one patience.
 - **Outcome unknown.** Once a parcel exists it may be folded at any later time, so every
   failure after its create is ``ForwardOutcomeUnknownError`` (token ``fwd:<base>.<fid>``);
-  a resume looks for the parcel's record from ``base`` and otherwise finishes or
-  withdraws it (:meth:`Forwarder.resume`).
+  a resume first settles the parcel's name (reads it, or takes it with a withdrawn
+  marker), then looks for its record from ``base``, then waits for the parcel or appends
+  the values under its own write id (:meth:`Forwarder.resume`).
 """
 
 from __future__ import annotations
@@ -255,9 +257,7 @@ class Forwarder:
             self.rtt = rtt
         return self.settle(base, fid, len(vals), rtt, lead)
 
-    def settle(
-        self, base: int, fid: str, n: int, rtt: float, lead: Lead, *, exists: bool = True
-    ) -> list[Position]:
+    def settle(self, base: int, fid: str, n: int, rtt: float, lead: Lead) -> list[Position]:
         """Wait for parcel ``(base, fid)`` (``n`` entries) to be decided; write a slot
         folding it (and every other pending parcel) when it is not after a patience."""
         rt = self.c.runtime
