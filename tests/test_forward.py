@@ -60,6 +60,31 @@ def _inbox(url: str) -> list[str]:
     return [m.key for m in _raw(url).list("inbox/")]
 
 
+def _parcel_keys(requests: Any) -> set[str]:
+    """The parcel names among recorded (operation, key) requests."""
+    return {k for _, k in requests if k.startswith("inbox/") and k != "inbox/"}
+
+
+class Forwarded:
+    """``p.append_positions(values)`` in a thread of its own, started once the caller is
+    ready; :meth:`started` returns once its parcel is in the inbox."""
+
+    def __init__(self, p: Log, url: str, values: list[bytes]) -> None:
+        self.url = url
+        self.got: list[Any] = []
+        self.thread = threading.Thread(target=lambda: self.got.extend(p.append_positions(values)))
+
+    def started(self) -> Forwarded:
+        self.thread.start()
+        while not _inbox(self.url):
+            time.sleep(0.005)
+        return self
+
+    def positions(self) -> list[tuple[int, int]]:
+        self.thread.join(10)
+        return [(x.slot, x.index) for x in self.got]
+
+
 @pytest.fixture
 def patient(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Producers wait 2000 of their round trips (2 s on memory) before their first look."""
@@ -85,7 +110,7 @@ def test_a_loser_forwards_and_folds_its_own_parcel(rec: Recorder) -> None:  # no
         got = p.append_positions([b"p1", b"p2"])
         p.close()  # waits for the parcel's background delete
         rec.stop()
-    (fid_key,) = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    (fid_key,) = _parcel_keys(rec.requests)
     # the lost create and the read of the winner (as any lost race); a GET of the slot
     # after it (missing: the base is fresh); the parcel; after its patience the producer
     # looks at the next slot again (missing), then writes it itself: LIST of the inbox,
@@ -132,18 +157,16 @@ def test_a_recent_loser_goes_straight_to_the_inbox(
     url = _log(1)
     p, w = _lose_then_forward(url, forwarding=True)
     with p, w:
-        t = threading.Thread(target=p.append, args=([b"p1"],))
-        t.start()  # loses to w0's slot, forwards, waits its patience
-        while not _inbox(url):
-            time.sleep(0.005)
+        # p1 loses to w0's slot, is forwarded and waits its patience
+        producer = Forwarded(p, url, [b"p1"]).started()
         w.append([b"w1"])  # w lists the inbox first and folds p1 with its own entry
-        t.join(10)
+        assert producer.positions() == [(3, 1)]
         monkeypatch.setattr(forward, "PATIENCE", (3.0, 3.0))
         rec.start()
         p.append([b"p2"])  # within CONTENDED_FOR of its loss: no direct try
         p.close()
         rec.stop()
-    (key,) = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    (key,) = _parcel_keys(rec.requests)
     # the parcel; after the patience a look at the next slot (nobody wrote: missing);
     # then its own fold: LIST, GET of the parcel, create; the parcel's delete
     assert rec.requests == {
@@ -169,21 +192,17 @@ def test_the_lease_holder_folds_parcels_into_its_appends(
     p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
     with h, p:
         p.head()
-        box: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"p"])))
-        t.start()
-        while not _inbox(url):  # the lease is held: forwarded at once
-            time.sleep(0.005)
+        producer = Forwarded(p, url, [b"p"]).started()  # the lease is held: forwarded at once
         rec.start()
         slot = h.append([b"h"])[0]
         hreq = dict(rec.requests)
-        t.join(10)
+        got = producer.positions()
         rec.stop()
     assert slot == 3
-    (key,) = {k for _, k in hreq if k.startswith("inbox/") and k != "inbox/"}
+    (key,) = _parcel_keys(hreq)
     # the holder's append: the inbox LIST, the parcel's GET, its create (the parcel in it)
     assert hreq == {("list", "inbox/"): 1, ("get", key): 1, ("put:create", "log/3"): 1}
-    assert [(x.slot, x.index) for x in box["got"]] == [(3, 1)]
+    assert got == [(3, 1)]
     assert _values(url)[-2:] == [(3, 0, b"h"), (3, 1, b"p")]
 
 
@@ -327,7 +346,7 @@ def test_resume_with_other_values_is_refused_naming_the_slot() -> None:
     p, w = _lose_then_forward(url)
     with p, w:
         (pos,) = p.append_positions([b"p1"])  # forwarded, folded by p itself
-        (fid,) = {f for f, _ in p._forward.cached_record(pos.slot).fwd}  # type: ignore[union-attr]
+        (fid,) = p._forward.record(pos.slot).parcel_ids  # type: ignore[union-attr]
         with pytest.raises(ConfigError, match=f"slot {pos.slot} from index 0"):
             p.append([b"other"], resume=f"fwd:{pos.slot}.{fid}")
 
@@ -410,7 +429,7 @@ def test_a_lost_race_far_behind_the_tail_forwards_with_a_fresh_base(
         rec.start()
         p.append([b"late"])
         rec.stop()
-    keys = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+    keys = _parcel_keys(rec.requests)
     assert keys and all(k.startswith("inbox/43.") for k in keys), keys
     assert _values(url)[-1] == (43, 0, b"late")
 
@@ -437,14 +456,10 @@ def test_a_holder_that_only_renews_folds(monkeypatch: pytest.MonkeyPatch) -> Non
     p = Log.open(url, forward=True, writer_id="p")
     with h, p:
         p.head()
-        box: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"P"])))
-        t.start()
-        while not _inbox(url):
-            time.sleep(0.005)
+        producer = Forwarded(p, url, [b"P"]).started()
         slot = h.renew()
-        t.join(10)
-    assert [(x.slot, x.index) for x in box["got"]] == [(slot, 0)]
+        got = producer.positions()
+    assert got == [(slot, 0)]
 
 
 def test_a_trimmed_slot_it_saw_does_not_fail_a_folders_appends(
@@ -531,18 +546,14 @@ def test_a_refused_producer_behind_a_busy_holder_forwards_with_a_fresh_base(
         for i in range(30):
             h.append([b"h%d" % i])  # slots 2..31
         time.sleep(0.05)  # p's view is old now
-        box: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: box.update(got=p.append_positions([b"P"])))
         rec.start()
-        t.start()
-        while not _inbox(url):
-            time.sleep(0.005)
+        producer = Forwarded(p, url, [b"P"]).started()
         rec.stop()
-        keys = {k for _, k in rec.requests if k.startswith("inbox/") and k != "inbox/"}
+        keys = _parcel_keys(rec.requests)
         h.append([b"h-last"])  # folds it
-        t.join(10)
+        got = producer.positions()
     assert keys and all(k.startswith("inbox/32.") for k in keys), keys
-    assert [(x.slot, x.index) for x in box["got"]] == [(32, 1)]
+    assert got == [(32, 1)]
 
 
 def test_a_resume_of_a_parcel_past_the_fold_window_finishes(

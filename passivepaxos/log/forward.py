@@ -53,7 +53,13 @@ from passivepaxos.errors import (
 )
 from passivepaxos.log.context import LogContext
 from passivepaxos.log.leasing import NotYet, WriterLease
-from passivepaxos.log.record import Position, Record, parse_forward_token, resume_wid
+from passivepaxos.log.record import (
+    Position,
+    Record,
+    forward_unknown,
+    parse_forward_token,
+    resume_wid,
+)
 from passivepaxos.log.tail import Tail
 from passivepaxos.log.writer import FencedWriter, Fold, NothingToWrite, RaceLost
 from passivepaxos.retry import Backoff
@@ -311,7 +317,8 @@ class Forwarder:
         except (NothingToWrite, LeaseHeldError, NotYet, RaceLost):
             return self.where(fid)  # another record has it, or a holder will fold it
         self.tail.committed()
-        self.note_slot(slot)
+        with suppress(TrimmedSlotError):
+            self.record(slot)  # our own record, held: noted for where()
         with self.c.state:  # we sequenced: our next append writes (and folds) directly
             self.contended_at = None
         return self.where(fid)
@@ -329,18 +336,17 @@ class Forwarder:
             slot += 1
 
     def where(self, fid: str) -> Position | None:
-        """Where parcel ``fid`` is among the records this object has looked at."""
-        with self.c.state:
-            slots = [slot for slot, fids in self.fids.items() if fid in fids]
-        for slot in slots:
-            try:
-                rec = self.cached_record(slot) or self.record(slot)
-            except TrimmedSlotError:
-                continue  # in the log, its position no longer readable
-            index = None if rec is None else rec.parcel_at(fid)
-            if index is not None:
-                return Position(slot, index)
-        return None
+        """Where parcel ``fid`` is among the records this object has looked at (at most
+        one record names it)."""
+        slot = self.folded(fid)
+        if slot is None:
+            return None
+        try:
+            rec = self.record(slot)
+        except TrimmedSlotError:
+            return None  # in the log, its position no longer readable
+        index = None if rec is None else rec.parcel_at(fid)
+        return None if index is None else Position(slot, index)
 
     def folded(self, fid: str) -> int | None:
         """The slot of a record this object has seen naming ``fid``, if any (no I/O)."""
@@ -460,7 +466,7 @@ class Forwarder:
                     return False
                 if rec is None:
                     return False  # below the slot it writes: must exist (a hole)
-                fids = tuple(f for f, _ in rec.fwd)
+                fids = rec.parcel_ids
             if fid in fids:
                 return False
         return True
@@ -482,20 +488,9 @@ class Forwarder:
         self.note(slot, rec)
         return rec
 
-    def note_slot(self, slot: int) -> None:
-        rec = self.cached_record(slot)
-        if rec is not None:
-            self.note(slot, rec)
-
-    def cached_record(self, slot: int) -> Record | None:
-        hit = self.tail.cached(slot)
-        if hit is None or is_tombstone(hit[1]):
-            return None
-        return self.c.decode(hit[1], slot, None)
-
     def note(self, slot: int, rec: Record) -> None:
         with self.c.state:
-            self.fids[slot] = tuple(f for f, _ in rec.fwd)
+            self.fids[slot] = rec.parcel_ids
             while len(self.fids) > FOLD_WINDOW:
                 del self.fids[min(self.fids)]
 
@@ -520,14 +515,8 @@ class Forwarder:
                 "whether the entries were folded can no longer be read there (a snapshot "
                 "does not name parcels); look for them in the snapshot's state"
             )
-        return ForwardOutcomeUnknownError(
-            f"append outcome unknown: the entries were forwarded as {key} and may be "
-            f"folded into the log at slot {base} or later ({type(exc).__name__}: {exc}); "
-            f"resume with token fwd:{base}.{fid}",
-            base=base,
-            fid=fid,
-            url=self.store.url,
-            key=key,
+        return forward_unknown(
+            base, fid, f"{type(exc).__name__}: {exc}", url=self.store.url, key=key
         )
 
     def resume(self, vals: list[bytes], token: str, lead: Lead) -> list[Position]:

@@ -94,6 +94,22 @@ def parse_forward_token(token: str) -> tuple[int, str] | None:
     return None if m is None else (int(m[1]), m[2])
 
 
+def forward_unknown(
+    base: int, fid: str, why: str, *, url: str, key: str | None
+) -> ForwardOutcomeUnknownError:
+    """A forwarded append whose parcel ``inbox/<base>.<fid>`` may be folded (``why``: the
+    cause, one phrase), with the token that resumes it."""
+    return ForwardOutcomeUnknownError(
+        f"append outcome unknown: the entries were forwarded as inbox/{base:020d}.{fid} and "
+        f"may be folded into the log at slot {base} or later ({why}); resume with token "
+        f"fwd:{base}.{fid}",
+        base=base,
+        fid=fid,
+        url=url,
+        key=key,
+    )
+
+
 def check_token(token: str) -> None:
     """``ConfigError`` naming ``token`` unless it is a resume token of either kind."""
     if token.strip().startswith("fwd:"):
@@ -118,13 +134,8 @@ def resume_unknown(token: str, cause: PassivePaxosError) -> AppendOutcomeUnknown
     opened): its outcome is as unknown as before, with the same token."""
     fwd = parse_forward_token(token)
     if fwd is not None:
-        return ForwardOutcomeUnknownError(
-            f"append outcome unknown: the entries were forwarded and may be folded into the "
-            f"log at slot {fwd[0]} or later ({why_unknown(cause)}); resume with token {token}",
-            base=fwd[0],
-            fid=fwd[1],
-            url=getattr(cause, "url", ""),
-            key=getattr(cause, "key", None),
+        return forward_unknown(
+            *fwd, why_unknown(cause), url=getattr(cause, "url", ""), key=getattr(cause, "key", None)
         )
     slot, index, wid = parse_resume_token(token)
     return AppendOutcomeUnknownError(
@@ -175,6 +186,11 @@ class Record:
     # parcels folded in (passivepaxos.log.forward): (fid, count) each, in order, their
     # entries after the writer's own
     fwd: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def parcel_ids(self) -> tuple[str, ...]:
+        """The ids of the parcels folded into this record, in order."""
+        return tuple(f for f, _ in self.fwd)
 
     def parcel_at(self, fid: str) -> int | None:
         """The index of parcel ``fid``'s first entry in this record, or ``None``."""

@@ -15,7 +15,7 @@ have been decided (``AppendOutcomeUnknownError``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from passivepaxos.errors import (
     AmbiguousWriteError,
@@ -60,6 +60,7 @@ class RaceLost(Exception):  # control flow, never reaches a caller
 
 class NothingToWrite(Exception):  # control flow, never reaches a caller
     """A fold found nothing to add and the call has no entries of its own: no record."""
+
 
 # an append backs off after its first _BACKOFFS lost races, then races every slot (so it
 # cannot be kept out forever by writers that keep winning); see commit
@@ -157,29 +158,24 @@ class FencedWriter:
             self.slot_writes += 1
             started = self.c.runtime.monotonic()
             mine = rec.encode()
-            self.sending = (slot, wid)
-            try:
-                decided = self.cfg.decide(slot, mine, frame_wid)
-            except AmbiguousWriteError as exc:
-                self.sending = None
-                raise self.unknown(slot, wid, exc) from exc
-            except Exception:
-                self.sending = None
-                raise
-            try:
-                winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
-                self.sending = None
-            except (TrimmedSlotError, DamagedSlotError):
-                self.sending = None
-                # from a cached tail: trimmed since, or the winner does not chain to it (the
-                # store was rolled back below it and written again: re-review finding C)
-                if self.tail.take_cached():
-                    slot, prev, state = self.tail_for_write()
-                    continue
-                raise
-            except Exception:  # LeaseLostError: another record won; nothing in doubt
-                self.sending = None
-                raise
+            stale = False
+            with self.in_flight(slot, wid):
+                try:
+                    decided = self.cfg.decide(slot, mine, frame_wid)
+                except AmbiguousWriteError as exc:
+                    raise self.unknown(slot, wid, exc) from exc
+                try:
+                    winner = self.race_result(slot, prev, decided, mine, wid, epoch, meta, started)
+                except (TrimmedSlotError, DamagedSlotError):
+                    # from a cached tail: trimmed since, or the winner does not chain to
+                    # it (the store was rolled back below it and written again:
+                    # re-review finding C)
+                    if not self.tail.take_cached():
+                        raise
+                    stale = True
+            if stale:
+                slot, prev, state = self.tail_for_write()
+                continue
             if winner is None:
                 self.tail.confirmed()
                 return slot
@@ -195,6 +191,19 @@ class FencedWriter:
                 raise RaceLost(slot)
             quiet = self.backoff_max > 0 and op is None and config is None
             slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)
+
+    @contextlib.contextmanager
+    def in_flight(self, slot: int, wid: str) -> Iterator[None]:
+        """Remember the record being sent to ``slot`` until its race is read: an
+        interrupt (a ``BaseException``, not an ``Exception``) leaves it remembered for
+        :meth:`in_doubt`; an answer or an error clears it."""
+        self.sending = (slot, wid)
+        try:
+            yield
+        except Exception:
+            self.sending = None
+            raise
+        self.sending = None
 
     def in_doubt(self) -> AppendOutcomeUnknownError | None:
         """After an interrupt inside ``commit``: the record it may have sent, as an
