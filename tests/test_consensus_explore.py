@@ -95,6 +95,16 @@ def test_explorer_finds_planted_bug(
     assert any("agreement" in v for v in result.violations), result.describe()
 
 
+@pytest.mark.parametrize(("stores", "rounds", "faults"), [(2, 2, 0), (3, 1, 0), (2, 1, 1)])
+def test_a_leader_is_safe_in_every_interleaving(stores: int, rounds: int, faults: int) -> None:
+    """One proposer opens with a leader's ACCEPT (core: "Leader's accept"), the other runs
+    ordinary rounds: every interleaving (and with a fault, every failure point) agrees."""
+    result = explore.explore("create", stores, 2, rounds, faults=faults, after=faults > 0, leads=1)
+    print(result.describe())
+    assert result.complete and result.violations == [], result.describe()
+    assert result.decided_terminals > 0
+
+
 def test_rounds_bound_gives_up() -> None:
     """With one round, some terminal states have a proposer that gave up undecided, and
     a run of only one proposer always decides its own value."""

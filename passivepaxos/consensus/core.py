@@ -104,6 +104,35 @@ and reports it, and P2c holds as above. :func:`replay` ignores a ZERO ACCEPT at 
 slot. With several stores two proposers could win slot 0 on different lists with different
 values at the same ballot, violating P1, so the fast path is refused there.
 
+Leader's accept (multi-Paxos without a phase 1)
+-----------------------------------------------
+A proposer called with ``lead=True`` on several stores first sends ACCEPT((0, id), v),
+``id`` its per-call ballot id, as slot 0 of every list (``only_slot=0``: it never goes
+anywhere else); if a majority of lists took it as their slot 0, ``v`` is decided in one
+round trip, with no PREPARE and no marker. Otherwise the call goes on with ordinary rounds
+(round 1 and up), exactly as any proposer. This is Paxos with a round reserved for a
+coordinator named in advance (Lamport's "ballot 0" of a stable leader, Mencius's slot
+owner): the *caller* guarantees the precondition **at most one call ever sends a
+leader's ACCEPT to an instance** (the log names the author of slot ``i - 1``, in that
+process only; docs/log.md). Why it is safe, given that precondition:
+
+- the acceptor is unchanged: a round-0 ACCEPT counts only as slot 0 (:func:`step`, as for
+  ZERO), where nothing precedes it, so it is accepted there and nowhere else; P1 holds
+  because it is one message, aimed at one key per store, resent only as identical bytes;
+- P2c for the leader's ballot ``(0, id)``: the only ballots below it are ZERO (used only
+  with one store) and other round-0 ballots, which the precondition excludes, so no value
+  can be chosen below it and any value satisfies P2c; phase 1 would have reported nothing;
+- P2c for every ordinary ballot ``b`` (round >= 1 > 0): unchanged. If ``((0, id), v)`` is
+  chosen, it is slot 0 of a majority of lists, so every granting majority of ``b`` has a
+  list where it precedes the PREPARE and reports a pair of ballot >= (0, id): by
+  induction on ballots, the highest one reported carries ``v``;
+- a PREPARE that took a list's slot 0 first leaves the leader's message nowhere on that
+  list (it may not land at slot 1): a promise to ``b`` rejecting a lower ballot, as in
+  Paxos. So an old leader's message that lands late cannot be decided behind a newer
+  round: it only lands on lists nobody has written, and is then reported by the next
+  phase 1 like any accepted value (the exploration of ``explore --leads 1`` checks every
+  interleaving; ``--leads 2`` breaks the precondition and finds two values chosen).
+
 Disk Paxos (blocks)
 -------------------
 Gafni & Lamport's DiskSynod. Every proposer call is a fresh *processor* ``owner =
@@ -441,8 +470,6 @@ def decode_block(data: bytes) -> Block | None:
         return None
 
 
-
-
 # -- the virtual acceptor ----------------------------------------------------------------
 
 
@@ -460,7 +487,7 @@ def step(state: AcceptorState, msg: Msg | None, slot: int) -> tuple[bool, Accept
         if msg.ballot > state.promised:
             return True, AcceptorState(msg.ballot, state.accepted)
         return False, state
-    if msg.value is None or (msg.ballot == ZERO and slot != 0):
+    if msg.value is None or (msg.ballot[0] == 0 and slot != 0):
         return False, state
     if msg.ballot >= state.promised or _mut("replay_ignores_higher_ballot"):
         return True, AcceptorState(max(msg.ballot, state.promised), (msg.ballot, msg.value))
@@ -787,15 +814,30 @@ def passive_proposer(
     backoff: Backoff | None = None,
     max_unreachable_rounds: int = 3,
     mode: str = "create",
+    lead: bool = False,
 ) -> Proc[bytes]:
     """Passive Paxos over create lists (``mode="create"``) or cas lists (``"cas"``);
     returns the decided value.
 
     ``stores`` names the stores (for errors); operation ``store`` fields index it.
     Raises ``QuorumError`` after ``max_unreachable_rounds`` rounds without a majority while
-    ``value`` cannot have been accepted anywhere, ``OutcomeUnknownError`` once it may."""
+    ``value`` cannot have been accepted anywhere, ``OutcomeUnknownError`` once it may.
+
+    ``lead``: the caller is the instance's *leader* (see "Leader's accept" in the module
+    docstring) and promises that no other call ever sends a leader's ACCEPT to this
+    instance: with several stores the first message is ACCEPT((0, id), value) as slot 0
+    of every list, and a majority of them decides ``value`` in one round trip."""
     got = yield from _passive(
-        stores, instance, value, proposer_id, rng, fast, backoff, max_unreachable_rounds, mode
+        stores,
+        instance,
+        value,
+        proposer_id,
+        rng,
+        fast,
+        backoff,
+        max_unreachable_rounds,
+        mode,
+        lead,
     )
     assert got is not None
     return got
@@ -844,6 +886,7 @@ def _passive(
     backoff: Backoff | None,
     max_unreachable_rounds: int,
     mode: str,
+    lead: bool = False,
 ) -> Proc[bytes | None]:
     """The passive Paxos proposer; ``value=None``: a finisher (see :func:`finisher`)."""
     _check_id(proposer_id)
@@ -864,6 +907,17 @@ def _passive(
             return value  # our ACCEPT(ZERO) is slot 0 of the only list: chosen
         won = chosen([lists.known[0]], 1)
         if won:
+            return next(iter(won))[1]
+    elif lead and n > 1 and value is not None:
+        # the leader's accept: slot 0 of every list, at round 0 (below every ordinary
+        # ballot), no phase 1 and no marker ("Leader's accept" in the module docstring)
+        sent_own = True
+        accept = Msg("A", (0, proposer_id), value)
+        slots = yield from _parallel({s: lists.append(s, accept, only_slot=0) for s in range(n)})
+        if sum(1 for s in range(n) if slots[s] == 0) >= majority:
+            return value
+        won = chosen(lists.known, n)
+        if won:  # someone else decided first (an ordinary round reached every list)
             return next(iter(won))[1]
 
     seen = ZERO

@@ -191,6 +191,7 @@ def propose(
     sleep: Callable[[float], None] | None = None,
     backoff: Backoff | None = None,
     runtime: Runtime | None = None,
+    lead: bool = False,
 ) -> bytes:
     """Propose ``value`` for ``instance``; return the decided value (maybe another's).
 
@@ -202,7 +203,10 @@ def propose(
 
     ``runtime`` (default the stores', :func:`runtime_of`) supplies the tasks, clock, sleeps
     and the proposer's RNG unless ``rng``/``sleep`` are given; ``backoff`` the pause
-    between contended rounds (default ``core.ROUND_BACKOFF``)."""
+    between contended rounds (default ``core.ROUND_BACKOFF``). ``lead``: open with a
+    leader's ACCEPT (one request per store, no marker) on create or cas lists of several
+    stores; the caller guarantees no other call does so for ``instance`` (core: "Leader's
+    accept"). Ignored in blocks mode."""
     value = require_bytes(value, "value")
     m = _mode(stores, mode)
     names = [s.url for s in stores]
@@ -211,7 +215,7 @@ def propose(
     gen: core.Proc[bytes]
     if m is not ListMode.BLOCKS:
         gen = core.passive_proposer(
-            names, instance, value, proposer_id, rng, backoff=backoff, mode=m.value
+            names, instance, value, proposer_id, rng, backoff=backoff, mode=m.value, lead=lead
         )
     else:
         gen = core.disk_proposer(names, instance, value, proposer_id, rng, backoff=backoff)

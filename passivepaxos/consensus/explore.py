@@ -142,8 +142,11 @@ class _Node:
 class _Proposer:
     """Interned histories of one proposer and its next batch after each of them."""
 
-    def __init__(self, mode: str, n: int, index: int, rounds: int, value: bytes) -> None:
+    def __init__(
+        self, mode: str, n: int, index: int, rounds: int, value: bytes, lead: bool = False
+    ) -> None:
         self.mode, self.n, self.index, self.rounds, self.value = mode, n, index, rounds, value
+        self.lead = lead
         self.nodes: list[_Node] = []
         self.children: dict[tuple[int, tuple[Token, ...]], int] = {}
         self.replays = 0
@@ -155,7 +158,7 @@ class _Proposer:
         pid = f"p{self.index}"
         rng = random.Random(self.index)  # deterministic: replays see the same owner nonce
         if self.mode == "create":
-            return core.passive_proposer(names, INSTANCE, self.value, pid, rng)
+            return core.passive_proposer(names, INSTANCE, self.value, pid, rng, lead=self.lead)
         return core.disk_proposer(names, INSTANCE, self.value, pid, rng)
 
     def _outcome(
@@ -228,6 +231,7 @@ class ExploreResult:
     proposers: int
     rounds: int
     faults: int = 0
+    leads: int = 0  # proposers sending a leader's ACCEPT first (core: "Leader's accept")
     states: int = 0  # distinct states visited
     terminals: int = 0  # distinct terminal states
     executions: int = 0  # complete schedules covered
@@ -241,7 +245,8 @@ class ExploreResult:
     def describe(self) -> str:
         return (
             f"mode={self.mode} stores={self.stores} proposers={self.proposers} "
-            f"rounds={self.rounds} faults={self.faults}: states={self.states} "
+            f"rounds={self.rounds} faults={self.faults} leads={self.leads}: "
+            f"states={self.states} "
             f"terminals={self.terminals} executions={self.executions} "
             f"decided_terminals={self.decided_terminals} "
             f"gave_up_terminals={self.gave_up_terminals} replays={self.replays} "
@@ -354,6 +359,7 @@ def explore(
     *,
     faults: int = 0,
     after: bool = False,
+    leads: int = 0,
     max_states: int = 5_000_000,
     max_violations: int = 10,
 ) -> ExploreResult:
@@ -361,13 +367,19 @@ def explore(
 
     ``mode`` is ``"create"`` (passive Paxos) or ``"blocks"`` (Disk Paxos); each proposer
     gives up instead of starting round ``rounds + 1``. Stops early (``complete=False``)
-    past ``max_states`` states or once ``max_violations`` violations were recorded."""
+    past ``max_states`` states or once ``max_violations`` violations were recorded. The
+    first ``leads`` proposers (create lists only) open with a leader's ACCEPT; more than
+    one breaks the precondition of ``lead`` (a test shows that this is then found)."""
     if mode not in ("create", "blocks"):
         raise ValueError(f"mode must be create or blocks: {mode!r}")
+    if leads and mode != "create":
+        raise ValueError("a leader's ACCEPT exists on create lists only")
     started = time.perf_counter()
-    res = ExploreResult(mode, stores, proposers, rounds, faults)
+    res = ExploreResult(mode, stores, proposers, rounds, faults, leads)
     values = [f"v{i}".encode() for i in range(proposers)]
-    procs = [_Proposer(mode, stores, i, rounds, values[i]) for i in range(proposers)]
+    procs = [
+        _Proposer(mode, stores, i, rounds, values[i], lead=i < leads) for i in range(proposers)
+    ]
     proposed = set(values)
     start: State = (
         tuple(() for _ in range(stores)),
@@ -410,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--faults", type=int, default=0, help="operations that may fail")
     ap.add_argument("--after", action="store_true", help="faults may also follow the effect")
+    ap.add_argument("--leads", type=int, default=0, help="proposers opening with a leader's ACCEPT")
     ap.add_argument("--mutation", action="append", default=[], help="plant a bug (tests)")
     args = ap.parse_args(argv)
     modes = ["create", "blocks"] if args.mode == "both" else [args.mode]
@@ -420,7 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             for n in args.stores or [2, 3]:
                 r = explore(
-                    mode, n, args.proposers, args.rounds, faults=args.faults, after=args.after
+                    mode,
+                    n,
+                    args.proposers,
+                    args.rounds,
+                    faults=args.faults,
+                    after=args.after,
+                    leads=args.leads if mode == "create" else 0,
                 )
                 print(r.describe(), flush=True)
                 bad = bad or bool(r.violations)

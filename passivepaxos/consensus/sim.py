@@ -63,6 +63,8 @@ class SimConfig:
     wipe: float = 0.3  # per run (3+ stores): at the first decision everyone else stops,
     # markers are copied, a store that accepted the value is emptied, late proposers run
     late: int = 2  # proposers started after the wipe, knowing nothing
+    leads: int = 0  # the first proposers open with a leader's ACCEPT (core: "Leader's
+    # accept"); more than one breaks its precondition (the simulator must then catch it)
 
 
 @dataclass
@@ -204,6 +206,7 @@ def _proposer(
             fast=config.fast,
             max_unreachable_rounds=20,
             mode=config.mode,
+            lead=pid in {f"p{i}" for i in range(config.leads)},
         )
     else:
         gen = core.disk_proposer(urls, instance, value, pid, prng, max_unreachable_rounds=20)
@@ -477,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readers", type=int, default=SimConfig.readers)
     ap.add_argument("--wipe", type=float, default=SimConfig.wipe)
     ap.add_argument("--late", type=int, default=SimConfig.late)
+    ap.add_argument("--leads", type=int, default=SimConfig.leads)
     ap.add_argument("--mutation", action="append", default=[], help="plant a bug (tests)")
     args = ap.parse_args(argv)
     cfg = SimConfig(
@@ -490,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         readers=args.readers,
         wipe=args.wipe,
         late=args.late,
+        leads=args.leads,
     )
     saved = set(core.MUTATIONS)
     core.MUTATIONS.update(args.mutation)
