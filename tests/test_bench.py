@@ -86,10 +86,12 @@ def test_quick_run_on_memory_and_file_counts_exactly(tmp_path: Path) -> None:
         assert dict(warm.requests) == {"read": warm.ops, "write": warm.ops}  # manifest, create
         low = cases["append (lease holder, one per 5 s)"]
         assert dict(low.requests) == {"write": low.ops}  # no hint on a timer (< 32 slots)
-        # a lease holder on a 3-store quorum: prepare, accept and the decided marker on each
-        # store, each batch beside a manifest check per store (MemberStore); 1 on a single one
+        # a lease holder on a 3-store quorum leads each slot after its own: one accept per
+        # store, the DECIDED markers read beside them (M2) and a manifest check per store
+        # (MemberStore), one round trip (was 9 writes + 9 reads in 3: prepare, accept and
+        # marker write); 1 on a single one
         q3 = cases[f"append (lease holder, 3-store quorum: {store},{store},{store})"]
-        assert dict(q3.requests) == {"write": 9 * q3.ops, "read": 9 * q3.ops}
+        assert dict(q3.requests) == {"write": 3 * q3.ops, "read": 6 * q3.ops}
         # the claimant's requests after the holder's last write: a read and a LIST (memory;
         # file:// probes a round instead) see that record, ten polls a tenth of a ttl apart,
         # one create (exact counts with a stepped clock: tests/test_polling_costs.py)

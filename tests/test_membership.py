@@ -231,12 +231,14 @@ def test_resume_that_meets_a_configuration_record(
         decide = ConfigView.decide
         raced = []
 
-        def change_first(view: ConfigView, slot: int, data: bytes, frame_wid: bytes) -> bytes:
+        def change_first(
+            view: ConfigView, slot: int, data: bytes, frame_wid: bytes, *, lead: bool = False
+        ) -> bytes:
             if view is stale._cfg and slot == 1 and not raced:
                 raced.append(slot)  # the change wins slot 1 just before our proposal
                 with Log.open(old) as other:
                     change(other, "add", d)
-            return decide(view, slot, data, frame_wid)
+            return decide(view, slot, data, frame_wid, lead=lead)
 
         monkeypatch.setattr(ConfigView, "decide", change_first)
         token = "1:0:" + "ab" * 16  # an earlier append's (unknown) outcome at slot 1

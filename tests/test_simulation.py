@@ -41,6 +41,8 @@ HABITAT = {
     "pipeline_lifo": "pipeline",  # group commit out of order: a pipeline's values reordered
     "pipeline_unbroken": "pipeline",  # a failed append_async aborts nothing behind it
     "ack_unfolded": "forward",
+    # issue 12's stable leader: the holder leads every slot it proposes, retries included
+    "lead_always": "leader",
 }
 # what the first violation of a damage mutation says (the damage-aware check that fired)
 CAUGHT_BY = {

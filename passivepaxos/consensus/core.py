@@ -910,11 +910,17 @@ def _passive(
             return next(iter(won))[1]
     elif lead and n > 1 and value is not None:
         # the leader's accept: slot 0 of every list, at round 0 (below every ordinary
-        # ballot), no phase 1 and no marker ("Leader's accept" in the module docstring)
+        # ballot), no PREPARE and no marker write ("Leader's accept" in the module
+        # docstring); the markers are read in the same batch, as phase 1 reads them (M2)
         sent_own = True
         accept = Msg("A", (0, proposer_id), value)
-        slots = yield from _parallel({s: lists.append(s, accept, only_slot=0) for s in range(n)})
-        if sum(1 for s in range(n) if slots[s] == 0) >= majority:
+        slots, marks = yield from _with_markers(
+            instance, {s: lists.append(s, accept, only_slot=0) for s in range(n)}, n
+        )
+        decided = [m for m in map(marker_value, marks) if m is not None]
+        if decided and not _mut("ignore_markers"):
+            return decided[0]  # M1: the slot was decided before (our accept is not chosen)
+        if sum(1 for s in range(n) if slots[s] == 0 and not _is_err(marks[s])) >= majority:
             return value
         won = chosen(lists.known, n)
         if won:  # someone else decided first (an ordinary round reached every list)
@@ -1030,7 +1036,27 @@ def learner(stores: Sequence[str], instance: str, mode: str) -> Proc[Learned]:
     clean = [s for s, r in enumerate(results) if r is None]
     if mode in ("create", "cas"):
         lists = _make_lists(mode, instance, n)
-        ok = yield from _parallel({s: lists.read_all(s) for s in range(n)})
+        ok: dict[int, bool] = {}
+        if mode == "create":
+            # Slot 0 of every list first (read_all's own first batch): a leader's ACCEPT
+            # there on a majority is chosen (prefixes are final, L1), so a slot a leader
+            # decided is learned without reading further (2 GETs per store with the
+            # marker miss, not 3)
+            heads = yield [Get(s, slot_key(instance, 0)) for s in range(n)]
+            for s, r in enumerate(heads):
+                if _is_err(r):
+                    lists.errors[s] = str(r)
+                    ok[s] = False
+                elif r is None:
+                    ok[s] = True
+                else:
+                    assert isinstance(r, tuple)
+                    lists.known[s].append(decode_msg(r[0]))
+            won = chosen([lists.known[s] if ok.get(s, True) else None for s in range(n)], n)
+            if won:
+                return Learned(DECIDED, next(iter(won))[1])
+        more = yield from _parallel({s: lists.read_all(s) for s in range(n) if s not in ok})
+        ok.update(more)
         won = chosen([lists.known[s] if ok[s] else None for s in range(n)], n)
         if won:
             return Learned(DECIDED, next(iter(won))[1])

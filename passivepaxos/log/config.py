@@ -49,8 +49,9 @@ class ConfigView:
         self.walked_hash = ""  # the hash of record walked (unused while it is -1)
         self.opened: dict[str, Store] = {s.url: s for s in c.stores}
 
-    def decide(self, slot: int, data: bytes, frame_wid: bytes) -> bytes:
-        """Try to make ``data`` the record of ``slot``; return the record decided there."""
+    def decide(self, slot: int, data: bytes, frame_wid: bytes, *, lead: bool = False) -> bytes:
+        """Try to make ``data`` the record of ``slot``; return the record decided there.
+        ``lead``: the caller is the slot's only leader (``FencedWriter.take_lead``)."""
         if self.c.single_create:
             return self.io.create(slot, data, frame_wid)
         stores = self.c.stores
@@ -60,7 +61,7 @@ class ConfigView:
                     f"cannot read slot {slot - 1} of {self.c.url} again to learn its configuration"
                 )
             stores = self.stores_for(slot)
-        return self.io.propose(slot, stores, data)
+        return self.io.propose(slot, stores, data, lead=lead)
 
     def fetch(self, slot: int) -> bytes | None:
         """The raw record of ``slot``, or ``None`` only if it is provably not decided (yet):

@@ -90,8 +90,11 @@ class SlotIO:
             )
         return got
 
-    def propose(self, slot: int, stores: Sequence[Store], data: bytes) -> bytes:
-        """Consensus on ``slot``'s instance over ``stores``; the record decided there."""
+    def propose(
+        self, slot: int, stores: Sequence[Store], data: bytes, *, lead: bool = False
+    ) -> bytes:
+        """Consensus on ``slot``'s instance over ``stores``; the record decided there.
+        ``lead``: open with a leader's ACCEPT (the caller is the slot's only leader)."""
         from passivepaxos.consensus import driver  # see _consensus
 
         return driver.propose(
@@ -102,6 +105,7 @@ class SlotIO:
             self.c.mode,
             rng=self.c.runtime.rng,
             sleep=self.c.runtime.sleep,
+            lead=lead,
         )
 
     def voters(self, stores: Sequence[Store]) -> Sequence[Store]:
@@ -232,9 +236,7 @@ class SlotIO:
                     # log with a membership change ran 40x slower when it always cut).
                     if any(st._window() is not None for st in stores):
                         groups = [getattr(op, "store", -1) for op in ops]
-                        driver.settle(
-                            futs, groups, STRAGGLER_GRACE, runtime=self.c.runtime
-                        )
+                        driver.settle(futs, groups, STRAGGLER_GRACE, runtime=self.c.runtime)
                     else:
                         self.c.runtime.wait(futs)
                     results = [

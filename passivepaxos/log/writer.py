@@ -92,6 +92,10 @@ class FencedWriter:
         # (slot, write id) of the record being sent and not yet settled: what an interrupt
         # (Ctrl-C) inside commit leaves in doubt (see in_doubt)
         self.sending: tuple[int, str] | None = None
+        # the slot this object leads (consensus core: "Leader's accept"): the one after a
+        # record it decided with its own fresh bytes; taken at most once (take_lead)
+        self.lead: int | None = None
+        self.lead_lock = c.runtime.lock()
 
     def commit(
         self,
@@ -115,6 +119,7 @@ class FencedWriter:
         record (may raise ``NothingToWrite``); ``lose_limit``: raise ``RaceLost`` after
         losing that many slots (0: never)."""
         # 128 random bits, as uuid4 gave (minus 6 fixed ones); a resumed append reuses its id
+        fresh = wid is None  # only a record whose id we drew can make us a slot's leader
         wid = wid or self.c.runtime.token_hex(16)
         frame_wid = self.c.runtime.token_bytes(16)
         slot, prev, state = self.tail_for_write()
@@ -161,7 +166,7 @@ class FencedWriter:
             stale = False
             with self.in_flight(slot, wid):
                 try:
-                    decided = self.cfg.decide(slot, mine, frame_wid)
+                    decided = self.cfg.decide(slot, mine, frame_wid, lead=self.take_lead(slot))
                 except AmbiguousWriteError as exc:
                     raise self.unknown(slot, wid, exc) from exc
                 try:
@@ -177,6 +182,12 @@ class FencedWriter:
                 slot, prev, state = self.tail_for_write()
                 continue
             if winner is None:
+                if fresh and meta is not None and meta.op != "release" and decided == mine:
+                    # a record of our lease (claim or hold) with our own bytes: we lead the
+                    # next slot (no lock taken otherwise: the simulator's schedules of
+                    # runs without a lease stay those of before the leader existed)
+                    with self.lead_lock:
+                        self.lead = slot + 1
                 self.tail.confirmed()
                 return slot
             if self.tail.take_cached():
@@ -191,6 +202,24 @@ class FencedWriter:
                 raise RaceLost(slot)
             quiet = self.backoff_max > 0 and op is None and config is None
             slot, prev, state = self.after_loss(slot, decided, winner, losses, started, quiet)
+
+    def take_lead(self, slot: int) -> bool:
+        """Whether to open ``slot`` with a leader's ACCEPT (one request per store on a
+        quorum, no PREPARE, no marker write). The consensus core needs *at most one*
+        process ever to do so per slot; ours is the author of the record before it: this
+        object decided slot ``slot - 1`` with the exact bytes it built, under a write id
+        it drew itself (128 random bits, so no other process built those bytes; a resumed
+        append's id was not drawn here and makes no leader). Taken once: a retry of the
+        slot, and every later slot, runs ordinary rounds until this object decides a
+        record again. Only the writer lease's holder leads: a leader's next accept goes
+        out while a loser is still learning the slot it lost, so a writer without a lease
+        that keeps appending would keep everyone else out (others are refused anyway
+        while a lease is held; a membership change waits for it)."""
+        if self.lead is None:
+            return False
+        with self.lead_lock:
+            mine, self.lead = self.lead == slot, None
+        return mine and self.leasing.holding() is not None
 
     @contextlib.contextmanager
     def in_flight(self, slot: int, wid: str) -> Iterator[None]:

@@ -342,7 +342,6 @@ _register(
 )
 
 
-
 @contextlib.contextmanager
 def _fold_twice() -> Iterator[None]:
     """A fold takes a parcel without reading the records since its base (the at-most-once
@@ -401,6 +400,25 @@ def _pipeline_unbroken() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _lead_always() -> Iterator[None]:
+    """The holder leads every slot it proposes, a retry of the same slot included, not
+    only the one after its own record (issue 12: the leader's precondition)."""
+    from passivepaxos.log.writer import FencedWriter
+
+    def always(self: FencedWriter, slot: int) -> bool:
+        return self.leasing.holding() is not None
+
+    with _patched(FencedWriter, "take_lead", always):
+        yield
+
+
+_register(
+    "lead_always",
+    "the lease holder opens every slot it proposes with a leader's ACCEPT, retries "
+    "included (issue 12: one leader per slot)",
+    _lead_always,
+)
 _register(
     "pipeline_unbroken",
     "a failed append_async breaks nothing: later values go in without it (issue 12)",

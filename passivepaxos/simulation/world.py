@@ -271,6 +271,28 @@ PROFILES: dict[str, Profile] = {
             ),
             ops=(2, 4),
         ),
+        # issue 12's stable leader: lease holders on quorums open each slot after their
+        # own with a leader's ACCEPT (consensus core: "Leader's accept"), beside claimants
+        # taking over, plain appenders, membership changes (the removed store wiped and
+        # added back) and stores wiped in place
+        Profile(
+            "leader",
+            stores=(3, 3, 5),
+            modes=("create", "cas"),
+            roles=(
+                ("lease_appender", 1, 2),
+                ("kv", 0, 1),
+                ("claimant", 0, 1),
+                ("appender", 0, 1),
+                ("reader", 1, 1),
+            ),
+            kv_lease=1.0,
+            membership=0.5,
+            readd=True,
+            amnesia=0.3,
+            ops=(3, 6),
+            faults=StoreFaults(cuts=0.2, marker_loss=0.4),
+        ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
 }
@@ -291,6 +313,7 @@ ROTATION = (
     "damage",
     "forward",
     "pipeline",
+    "leader",
 )
 """``--profile all``: seed ``s`` runs ``ROTATION[s % len(ROTATION)]``."""
 
