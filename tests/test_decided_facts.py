@@ -429,3 +429,29 @@ def test_finding_6_cli_resume_round_trip(
     assert capsys.readouterr().out.count("exactly-once") == 1
     assert main(["append", "--resume", "nonsense", url, "x"]) != 0
     assert "bad resume token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_finding_1_a_stale_leader_reads_the_markers(mode: str) -> None:
+    """Finding 1's schedule for a leader's ACCEPT (issue 12's stable leader): W decides
+    slot 1 on {a, r} (b unreachable for it); the removal copies its DECIDED marker to a
+    and b; r is emptied. X, the slot's leader (it wrote slot 0) but paused until now,
+    sends its leader's ACCEPT with a unreachable: b and the empty r take it as their slot
+    0, a majority. Its batch reads the markers, as a phase 1 does (M2): it must return W's
+    value. Without the marker read it decided its own (a second value at slot 1)."""
+    from passivepaxos.consensus import core, driver
+
+    a, b, r = quorum(mode, "abr")
+    instance = "log/00000000000000000001"
+    w_links = [Link(open_backend(u)) for u in (a, b, r)]
+    w_links[1].down = True
+    w = [Store(link, retry=FAST, sleep=lambda _: None) for link in w_links]
+    assert driver.propose(w, instance, b"w1", "W", mode) == b"w1"  # chosen on {a, r}
+    marker = core.Msg("D", core.ZERO, b"w1").encode()
+    for u in (a, b):  # what `members remove r` copies
+        Store(open_backend(u)).put(core.decided_key(instance), marker, PutMode.OVERWRITE)
+    wipe(r)
+    x_links = [Link(open_backend(u)) for u in (a, b, r)]
+    x_links[0].down = True
+    x = [Store(link, retry=FAST, sleep=lambda _: None) for link in x_links]
+    assert driver.propose(x, instance, b"x1", "X", mode, lead=True) == b"w1"
