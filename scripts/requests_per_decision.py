@@ -7,6 +7,8 @@ Scenarios, per mode (``create``: passive Paxos, ``blocks``: Disk Paxos) and stor
 - ``first``: the first proposer of a fresh instance, uncontended;
 - ``second``: another proposer after the instance is decided;
 - ``learn``: ``driver.learn`` after the decision;
+- ``leader``: a leader's ACCEPT (``lead=True``) on another fresh instance (ignored in
+  blocks mode and on one store, where it is ``first``), and ``leader learn`` after it;
 - ``race``: 3 proposers started together on threads, a fresh instance per run; the
   figure is the mean over runs of all requests the 3 proposers made (one decision).
 
@@ -58,7 +60,7 @@ def reset(counters: list[CountingBackend]) -> None:
 
 
 def sequential(mode: str, n: int, seed: int) -> dict[str, Counter[str]]:
-    """first, second and learn on one fresh instance."""
+    """first, second and learn on one fresh instance; leader and its learn on another."""
     stores, counters = make_stores(n)
     out: dict[str, Counter[str]] = {}
     rng = random.Random(seed)
@@ -70,6 +72,13 @@ def sequential(mode: str, n: int, seed: int) -> dict[str, Counter[str]]:
     reset(counters)
     assert driver.learn(stores, "i", mode) == b"alpha"
     out["learn"] = total(counters)
+    reset(counters)
+    # a leader's ACCEPT on a fresh instance (ignored in blocks mode and on one store)
+    assert driver.propose(stores, "j", b"gamma", "p3", mode, rng=rng, lead=True) == b"gamma"
+    out["leader"] = total(counters)
+    reset(counters)
+    assert driver.learn(stores, "j", mode) == b"gamma"
+    out["leader learn"] = total(counters)
     return out
 
 
@@ -100,7 +109,7 @@ def measure(runs: int) -> list[dict[str, object]]:
     for mode in MODES:
         for n in STORE_COUNTS:
             seq = sequential(mode, n, seed=1)
-            for sc in ("first", "second", "learn"):
+            for sc in ("first", "second", "learn", "leader", "leader learn"):
                 c = seq[sc]
                 rows.append(
                     {
