@@ -105,6 +105,15 @@ def test_a_leader_is_safe_in_every_interleaving(stores: int, rounds: int, faults
     assert result.decided_terminals > 0
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(SLOW, reason="set PASSIVEPAXOS_EXPLORE_FULL=1")
+def test_a_leader_on_three_stores_over_two_rounds_is_safe() -> None:
+    """3,069,267 states, ~210 s on one core."""
+    result = explore.explore("create", 3, 2, 2, leads=1)
+    print(result.describe())
+    assert result.complete and result.violations == [], result.describe()
+
+
 def test_rounds_bound_gives_up() -> None:
     """With one round, some terminal states have a proposer that gave up undecided, and
     a run of only one proposer always decides its own value."""
