@@ -55,6 +55,7 @@ CAUGHT_BY = {
     "pipeline_lifo": "before its earlier",
     "pipeline_unbroken": "although its earlier",
     "ack_unfolded": "in the final log",
+    "lead_always": "two leaders' ACCEPTs at slot",
 }
 
 

@@ -21,6 +21,7 @@ from passivepaxos import frame
 from passivepaxos.errors import (
     ContainerNotFoundError,
     DamagedSlotError,
+    InvalidObjectError,
     PassivePaxosError,
     QuorumError,
     TransientError,
@@ -282,7 +283,7 @@ PROFILES: dict[str, Profile] = {
             roles=(
                 ("lease_appender", 1, 2),
                 ("kv", 0, 1),
-                ("claimant", 0, 1),
+                ("claimant", 1, 2),
                 ("appender", 0, 1),
                 ("reader", 1, 1),
             ),
@@ -291,7 +292,8 @@ PROFILES: dict[str, Profile] = {
             readd=True,
             amnesia=0.3,
             ops=(3, 6),
-            faults=StoreFaults(cuts=0.2, marker_loss=0.4),
+            pauses=3,  # holders paused past their TTL: a claimant takes their next slot
+            faults=StoreFaults(cuts=0.3, outages=0.5, marker_loss=0.4),
         ),
         Profile("calm", faults=StoreFaults.none(), crashes=0, pauses=0),
     )
@@ -533,7 +535,47 @@ class World:
                 self.obs.stuck[name] = self.sched.where(name)
                 rt.crash()
         net.flush()
+        self._one_leader_per_slot()
         self._final_reads()
+
+    def _one_leader_per_slot(self) -> None:
+        """The leader's precondition, checked on the stores themselves: at most one
+        leader's ACCEPT (a round-0 ballot) per slot, whoever sent it (consensus core:
+        "Leader's accept"). Reads the memory behind the network: no scheduling, no
+        randomness, so the run's schedule is the same with or without it."""
+        from passivepaxos.consensus import core
+
+        ids: dict[str, set[str]] = {}
+        for b in self.net.inner:
+            for m in b.list("log/"):
+                parts = m.key.split("/")
+                if len(parts) != 3 or parts[2] not in ("list", f"{0:020d}"):
+                    continue
+                got = b.get(m.key)
+                if got is None:
+                    continue
+                try:
+                    payload = frame.unpack(got[0]).payload
+                except InvalidObjectError:
+                    continue  # damage by an outside actor: judged by the damage checks
+                if parts[2] == "list":
+                    entries = core.decode_cas_list(payload) or []
+                    first = core.msg_from_obj(entries[0]) if entries else None
+                else:
+                    first = core.decode_msg(payload)
+                # a round-0 ACCEPT with an id (ZERO, one store's fast path, has none)
+                if (
+                    first is not None
+                    and first.kind == "A"
+                    and first.ballot[0] == 0
+                    and first.ballot[1]
+                ):
+                    ids.setdefault(parts[1], set()).add(first.ballot[1])
+        for slot, who in sorted(ids.items()):
+            if len(who) > 1:
+                self.obs.errors.append(
+                    f"two leaders' ACCEPTs at slot {int(slot)}: ballot ids {sorted(who)}"
+                )
 
     def _faults(self) -> None:
         p, rng, sched = self.profile, self.rng, self.sched
