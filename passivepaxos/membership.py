@@ -228,11 +228,26 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
 
 def _write_manifests(log: Log, to: tuple[str, ...], stores: dict[str, Store]) -> None:
     """The manifests name the current store list (open_log accepts it, or any list of a
-    configuration; the identity is what makes a store a member)."""
-    blob = _manifest_of(log).with_stores(to).encode()
+    configuration; the identity is what makes a store a member). Only over this log's
+    manifest: a store that lost it (wiped in place) lost its votes too, and writing it
+    back would make its empty lists count for the slots it held (the ``leader``
+    simulation's seed 500: an ``add`` revived a wiped store, and a reader then found a
+    slot decided on it "undecided"). Such a store comes back through ``members remove``
+    + ``members add``. Where the store offers compare-and-swap the overwrite is
+    conditioned on the manifest read, so a wipe between the read and the write is not
+    undone either."""
+    template = _manifest_of(log)
+    blob = template.with_stores(to).encode()
     for u in to:
+        store = stores[u]
         with contextlib.suppress(StoreError):
-            stores[u].put(MANIFEST_KEY, blob, PutMode.OVERWRITE)
+            got = store.get(MANIFEST_KEY)
+            if got is None or not Manifest.decode(got[0], store.url).same_log(template):
+                continue
+            if store.capabilities.cas:
+                store.put(MANIFEST_KEY, blob, PutMode.update(got[1]))
+            else:
+                store.put(MANIFEST_KEY, blob, PutMode.OVERWRITE)
 
 
 def _committed_removal(log: Log, url: str) -> tuple[int, ConfigChange] | None:

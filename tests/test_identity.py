@@ -446,3 +446,34 @@ def test_format_1_log_keeps_working(tmp_path: Path) -> None:
         with pytest.raises(QuorumError, match="holds no manifest"):
             log.append([b"y"])
         _back(gone, dc)
+
+
+@pytest.mark.parametrize("mode", ["create", "cas"])
+def test_an_add_does_not_revive_a_store_wiped_in_place(tmp_path: Path, mode: str) -> None:
+    """b is wiped in place (it lost its votes: no manifest); ``members add d`` rewrote
+    every member's manifest, b's too, and b's empty lists then counted for slots it had
+    decided: the holder's slot 1, decided on {a, b} while c was away, read as undecided
+    on {b, c}, and every entry after it was lost to readers (simulation seed 500 of
+    ``leader``). Now only stores holding this log's manifest get the new one."""
+    from passivepaxos.membership import add_store
+
+    da, db, dc, dd = _dirs(tmp_path, "abcd")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    init_log(quorum, mode)
+    with Log.open(quorum) as holder:
+        holder.claim_writer(600)  # slot 0
+        gone = _away(dc)
+        assert holder.append([b"on a and b"]) == [1]  # a leader's ACCEPT on {a, b}
+        _back(gone, dc)
+        assert holder.append([b"after"]) == [2]
+        holder.release_writer()  # slot 3 (a membership change waits for a live lease)
+    _wipe(db)
+    add_store(quorum, dd.as_uri())
+    assert not (db / MANIFEST_KEY).exists(), "the wiped store got a manifest back"
+    gone = _away(da)
+    everything = ",".join(d.as_uri() for d in (da, db, dc, dd))
+    with pytest.raises(QuorumError, match="holds no manifest"):  # b does not count
+        Log.open(everything).close()  # (slot 1 is on a only now: without a, no majority)
+    _back(gone, da)
+    with Log.open(everything) as reader:
+        assert [e.value for e in reader.read()] == [b"on a and b", b"after"]

@@ -202,6 +202,10 @@ def test_damage_seeds(seed: int) -> None:
         (8589, "damage"),
         (16883, "damage"),
         (12, "lease"),
+        # the leader profile's first seeds: an add revived a store wiped in place (500);
+        # two stores of three wiped in one run (554 under a mutation, 500 after the fix)
+        (500, "leader"),
+        (554, "leader"),
     ],
 )
 def test_issue_12_seeds(seed: int, profile: str) -> None:
