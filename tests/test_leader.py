@@ -16,23 +16,11 @@ import itertools
 import pytest
 
 from passivepaxos.errors import AppendOutcomeUnknownError
-from passivepaxos.log import Log
-from passivepaxos.manifest import init_log, open_log
+from passivepaxos.manifest import init_log
 from passivepaxos.simulation import mutations
-from passivepaxos.store import Store
-from passivepaxos.urls import open_backend
-from tests.clocked import NO_SLEEP
-from tests.test_decided_facts import FAST, Link
+from tests.test_review1_store_identity import client
 
-_n = itertools.count()
-
-
-def _client(urls: list[str], mode: str) -> tuple[Log, list[Link]]:
-    links = [Link(open_backend(u)) for u in urls]
-    stores = [Store(link, retry=FAST, sleep=lambda _: None) for link in links]
-    _, manifest = open_log(",".join(urls))
-    log = Log(stores, mode, manifest=manifest, runtime=NO_SLEEP, backoff_max=0.0)
-    return log, links
+_n = itertools.count()  # memory:// names are per process: our own, not review1's counter
 
 
 def _retry_after_an_unknown_leader_accept(mode: str) -> tuple[int, dict[int, bytes]]:
@@ -40,7 +28,7 @@ def _retry_after_an_unknown_leader_accept(mode: str) -> tuple[int, dict[int, byt
     and elsewhere: slot -> value)."""
     urls = [f"memory://leader{next(_n)}-{n}" for n in "abc"]
     init_log(",".join(urls), mode)
-    holder, links = _client(urls, mode)
+    holder, links = client(urls, mode)
     holder.claim_writer(ttl=600)
     assert holder.append([b"one"]) == [1]  # slot 0: the claim; H leads slot 2 next
     for link in links[1:]:
@@ -51,7 +39,7 @@ def _retry_after_an_unknown_leader_accept(mode: str) -> tuple[int, dict[int, byt
         link.cut_after, link.down = None, False
     links[0].down = True
     (acked,) = holder.append([b"three"])
-    reader, rlinks = _client(urls, mode)
+    reader, rlinks = client(urls, mode)
     rlinks[2].down = True
     return acked, {e.slot: e.value for e in reader.read()}
 
