@@ -477,3 +477,33 @@ def test_an_add_does_not_revive_a_store_wiped_in_place(tmp_path: Path, mode: str
     _back(gone, da)
     with Log.open(everything) as reader:
         assert [e.value for e in reader.read()] == [b"on a and b", b"after"]
+
+
+def test_a_manifest_rewrite_does_not_undo_a_wipe_between_its_read_and_write(
+    tmp_path: Path,
+) -> None:
+    """The rewrite is conditioned on the manifest it read (the store has compare-and-swap):
+    a store wiped right after that read keeps no manifest (a blind overwrite wrote it
+    back)."""
+    from passivepaxos import membership
+    from passivepaxos.store import Store
+
+    da, db, dc = _dirs(tmp_path, "abc")
+    quorum = ",".join(d.as_uri() for d in (da, db, dc))
+    init_log(quorum)
+    inner = open_store(db.as_uri())
+
+    class WipedAfterRead(Store):
+        def get(self, key: str) -> Any:
+            got = inner.get(key)
+            if key == MANIFEST_KEY:
+                _wipe(db)  # the wipe lands between the read and the write
+            return got
+
+    assert inner.capabilities.cas  # file:// swaps: the conditional path is the one tested
+    with Log.open(quorum) as log:
+        stores = {s.url: s for s in log.known_stores()}
+        stores[db.as_uri()] = WipedAfterRead(inner.backend)
+        membership._write_manifests(log, log.members(), stores)
+    assert not (db / MANIFEST_KEY).exists(), "the rewrite undid the wipe"
+    assert (da / MANIFEST_KEY).exists() and (dc / MANIFEST_KEY).exists()
