@@ -1,5 +1,3 @@
-import sys
+from passivepaxos.cli import run
 
-from passivepaxos.cli import main
-
-sys.exit(main())
+run()
