@@ -85,3 +85,23 @@ def test_errors_are_one_line_naming_the_url(
 def test_usage_errors_exit_2() -> None:
     assert run().returncode == 2
     assert run("nonsense").returncode == 2
+
+
+def test_the_script_exits_with_mains_code_and_all_its_output(tmp_path: Path) -> None:
+    """``python -m passivepaxos`` ends with ``os._exit`` (``cli.run``: no interpreter
+    teardown): the exit code is still ``main``'s and a block-buffered pipe still gets
+    every byte, here a listing far past one pipe buffer, then a failing command's code
+    and message."""
+    (tmp_path / "log").mkdir()
+    url = (tmp_path / "log").as_uri()
+    assert run("init", url).returncode == 0
+    values = [f"v{i:05d}-" + "x" * 40 for i in range(1500)]
+    for start in range(0, len(values), 500):
+        assert run("append", url, *values[start : start + 500]).returncode == 0
+    got = run("log", url, "--json")
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert len(got.stdout) > 64 * 1024 and len(lines) == 1500
+    assert [json.loads(line)["value"] for line in lines] == values
+    bad = run("log", (tmp_path / "missing").as_uri())
+    assert bad.returncode == 1 and "error" in bad.stderr
