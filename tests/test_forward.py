@@ -206,6 +206,71 @@ def test_the_lease_holder_folds_parcels_into_its_appends(
     assert _values(url)[-2:] == [(3, 0, b"h"), (3, 1, b"p")]
 
 
+def test_a_holder_does_not_get_a_parcel_it_folded_again(
+    rec: Recorder,  # noqa: F811
+    patient: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parcel stays in the inbox until its producer reads its record and deletes it: the
+    holder's next listing shows it again, and the holder knows it from its own record
+    (held, no request) instead of GETting it a second time (it did, once per parcel,
+    while one writer kept sequencing)."""
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    url = _log(2)
+    h = Log.open(url, forward=True, writer_id="h", hint_every=10**9)
+    h.claim_writer(30.0)  # slot 2
+    p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
+    q = Log.open(url, forward=True, writer_id="q", hint_every=10**9)
+    with h, p, q:
+        p.head()
+        q.head()
+        first = Forwarded(p, url, [b"p"]).started()
+        assert h.append([b"h1"])[0] == 3  # folds p's parcel; p is still waiting
+        before = set(_inbox(url))
+        second = Forwarded(q, url, [b"q"])
+        second.thread.start()
+        while set(_inbox(url)) == before:
+            time.sleep(0.005)
+        (qkey,) = set(_inbox(url)) - before
+        rec.start()
+        assert h.append([b"h2"])[0] == 4
+        hreq = dict(rec.requests)
+        rec.stop()
+        assert first.positions() == [(3, 1)] and second.positions() == [(4, 1)]
+    # the listing (both parcels), the new parcel's GET only, the create
+    short = re.sub(r"\d{20}", lambda m: str(int(m[0])), qkey)  # as the recorder names it
+    assert hreq == {("list", "inbox/"): 1, ("get", short): 1, ("put:create", "log/4"): 1}
+
+
+def test_a_producer_looks_first_where_its_parcels_were_folded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A producer whose recent parcels were folded two slots past their base reads that
+    slot first: found there, the slots between are never read (one GET, not three)."""
+    monkeypatch.setattr(forward, "PATIENCE", (500.0, 500.0))  # 0.5 s: the rtt floor is 1 ms
+    url = _log(1)
+    counter = CountingBackend(open_backend(url))
+    p = Log([Store(counter)], "create", url=url, writer_id="p", forward=True)
+    w = Log.open(url, writer_id="w", hint_every=10**9, forward=True)
+    fw, ww = p._forward, w._forward
+    assert fw is not None and ww is not None
+    with p, w:
+        p.head()
+        fw.offsets.extend([2, 2, 1])
+        assert fw.likely_offset() == 2
+        fw.contended_at = time.monotonic()  # lost a race just now: straight to the inbox
+        producer = Forwarded(p, url, [b"p"]).started()  # its base: slot 1
+        ww.list_after = time.monotonic() + 100  # w's next two appends do not fold
+        w.append([b"w1"])
+        w.append([b"w2"])
+        ww.list_after = 0.0
+        counter.reset()
+        assert w.append([b"w3"])[0] == 3  # folds the parcel
+        got = producer.positions()
+    assert got == [(3, 1)]
+    assert counter.snapshot()["get"] == 1  # slot 3 only: slots 1 and 2 were not read
+
+
 def test_many_producers_on_s3_each_entry_exactly_once(request: pytest.FixtureRequest) -> None:
     """Real contention through boto3 on moto_server: every acknowledged entry is in the log
     once, at the position it was acknowledged at; nothing else is in the log; the inbox is

@@ -41,6 +41,7 @@ HABITAT = {
     "pipeline_lifo": "pipeline",  # group commit out of order: a pipeline's values reordered
     "pipeline_unbroken": "pipeline",  # a failed append_async aborts nothing behind it
     "ack_unfolded": "forward",
+    "peek_trusts_slot": "forward",  # a producer's first look acks at its guess, unchecked
     # issue 12's stable leader: the holder leads every slot it proposes, retries included
     "lead_always": "leader",
 }
@@ -55,6 +56,7 @@ CAUGHT_BY = {
     "pipeline_lifo": "before its earlier",
     "pipeline_unbroken": "although its earlier",
     "ack_unfolded": "in the final log",
+    "peek_trusts_slot": "in the final log",
     "lead_always": "two leaders' ACCEPTs at slot",
 }
 

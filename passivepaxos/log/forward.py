@@ -32,6 +32,7 @@ The protocol (docs/log.md, "Forwarding", has the invariants and their argument):
 from __future__ import annotations
 
 import binascii
+import collections
 import hashlib
 import json
 import re
@@ -97,6 +98,9 @@ FORWARD_WAIT = 30.0
 # a folder deletes a parcel it finds already in the log this many slots back (its producer
 # deletes it itself on acknowledgement; this is for producers that died first)
 STALE_PARCEL = 16
+# settle's first look reads the slot where most of this object's last OFFSETS_KEPT parcels
+# were folded (relative to their base) before walking from the base
+OFFSETS_KEPT = 16
 
 Lead = Callable[[], AbstractContextManager[None]]  # GroupCommit.lead: no other commit of the Log
 Submit = Callable[[list[bytes]], list[Position]]  # GroupCommit.submit
@@ -193,6 +197,9 @@ class Forwarder:
         self.list_after = 0.0  # monotonic time before which a quiet writer does not LIST
         self.parcels_at = -1e18  # when a listing last found parcels (own clock)
         self.rtt = 0.0  # the last parcel create's time: this object's round trip, roughly
+        # how many slots after its base each of this object's recent parcels was folded
+        # (guarded by c.state): where settle looks first (likely_offset)
+        self.offsets: collections.deque[int] = collections.deque(maxlen=OFFSETS_KEPT)
         self.parcels_folded = 0  # stats: parcels this object folded into its records
         # inbox names not to GET again: withdrawn markers, damaged or foreign objects, and
         # parcels whose stale-parcel delete was tried once (guarded by c.state)
@@ -225,8 +232,16 @@ class Forwarder:
         (``RaceLost``: its callers forward their values)."""
         fold = self.folder(own=len(entries)) if self.inbox_due() else None
         if self.leasing.holding() is not None:
-            return self.writer.commit(entries, fold=fold)
-        return self.writer.commit(entries, wait=False, lose_limit=1, fold=fold)
+            slot = self.writer.commit(entries, fold=fold)
+        else:
+            slot = self.writer.commit(entries, wait=False, lose_limit=1, fold=fold)
+        if fold is not None:
+            # note the parcels our record took (it is held: no request), so that the next
+            # listing, which still shows them until their producers delete them, does not
+            # GET them again (a second GET per parcel while a writer kept sequencing)
+            with suppress(TrimmedSlotError):
+                self.record(slot)
+        return slot
 
     def forward(self, vals: list[bytes], lead: Lead, *, probe: bool = False) -> list[Position]:
         """Create a parcel of ``vals`` and wait for it (:meth:`settle`). Its ``base`` is
@@ -273,11 +288,16 @@ class Forwarder:
         # a fixed range, not exponential: the sequencer's cycle does not grow with our wait
         lo, hi = PATIENCE
         patience = Backoff(rtt * hi, rtt * hi, floor=lo / hi)
+        guess = self.likely_offset()
         try:
             while True:
                 rt.sleep(patience.delay(0, rt.rng))
                 before = nxt
-                found, nxt = self.scan(nxt, fid)
+                found = None
+                if guess > 0:  # first look only: one GET where the parcel most likely is
+                    found, guess = self.peek(base + guess, fid), 0
+                if found is None:
+                    found, nxt = self.scan(nxt, fid)
                 idle += 1
                 # the log moved: someone is writing, and a writer that folds will take the
                 # parcel with its next slot; write one ourselves only when nobody wrote
@@ -288,6 +308,8 @@ class Forwarder:
                     idle = 0
                 if found is not None:
                     self.discard(parcel_key(base, fid))
+                    with self.c.state:
+                        self.offsets.append(found.slot - base)
                     return [Position(found.slot, found.index + i) for i in range(n)]
                 if rt.monotonic() > give_up:
                     raise PassivePaxosError(
@@ -322,6 +344,27 @@ class Forwarder:
         with self.c.state:  # we sequenced: our next append writes (and folds) directly
             self.contended_at = None
         return self.where(fid)
+
+    def likely_offset(self) -> int:
+        """The most common fold offset among this object's recent parcels (``0``: none
+        yet, or most were folded at their base, where the walk starts anyway). Under
+        sustained contention a parcel lands a slot or two past its base (the sequencer's
+        slots in flight when it was created do not hold it); reading that slot first
+        saves the walk through the ones before it (at most one record names a parcel, so
+        finding it anywhere settles where it is)."""
+        with self.c.state:
+            counts = collections.Counter(self.offsets)
+        return max(counts, key=lambda k: (counts[k], -k)) if counts else 0
+
+    def peek(self, slot: int, fid: str) -> Position | None:
+        """Where parcel ``fid`` is if slot ``slot``'s decided record names it (one GET
+        unless held); ``None`` otherwise (not there yet, or another record)."""
+        try:
+            rec = self.record(slot)
+        except TrimmedSlotError:
+            return None
+        index = None if rec is None else rec.parcel_at(fid)
+        return None if index is None else Position(slot, index)
 
     def scan(self, slot: int, fid: str, wid: str | None = None) -> tuple[Position | None, int]:
         """Read records from ``slot`` while they exist; (where parcel ``fid`` is, or the

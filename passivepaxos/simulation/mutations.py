@@ -374,6 +374,26 @@ def _ack_unfolded() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _peek_trusts_slot() -> Iterator[None]:
+    """A producer's first look takes the slot where its parcels usually land for its
+    acknowledgement whenever a record is there, without checking that the record names
+    its parcel."""
+    from passivepaxos.log.forward import Forwarder
+    from passivepaxos.log.record import Position
+
+    real = Forwarder.peek
+
+    def peek(self: Any, slot: int, fid: str) -> Any:
+        got = real(self, slot, fid)
+        if got is None and self.record(slot) is not None:
+            return Position(slot, 0)
+        return got
+
+    with _patched(Forwarder, "peek", peek):
+        yield
+
+
+@contextlib.contextmanager
 def _pipeline_lifo() -> Iterator[None]:
     """Group commit takes the newest queued append first (a queue served out of order:
     a pipeline's later value can be decided in an earlier slot)."""
@@ -433,6 +453,12 @@ _register(
     "fold_twice",
     "forwarding folds a parcel without checking the records since its base (issue 12)",
     _fold_twice,
+)
+_register(
+    "peek_trusts_slot",
+    "a forwarding producer's first look acknowledges at the slot it guessed whether or "
+    "not the record there names its parcel (issue 12)",
+    _peek_trusts_slot,
 )
 _register(
     "ack_unfolded",
