@@ -419,6 +419,7 @@ class FencedWriter:
         discovers the tail only when nothing is known."""
         with self.c.state:
             known, data, chained = self.tail.known, self.tail.known_data, self.tail.known_chained
+        discovered = known is None
         if known is None:
             last, data = self.tail.discover()
             known = (last, self.c.genesis if data is None else chain_hash(data, last))
@@ -440,6 +441,13 @@ class FencedWriter:
             with self.c.state:
                 seen = self.snaps.seen
             self.check_anchor(known[0], data, seen)  # a tail at or below a known snapshot
+        if discovered and known[0] - self.tail.hint_seen >= self.tail.hint_every:
+            # a hint far behind the tail just found is rewritten now, in the background
+            # beside the create, not after the batch: a fresh process's close waits for
+            # it, one round trip more (the same write, earlier). Looked at without the
+            # lock (an int; maybe_write_hint decides under it): a lock taken on every
+            # discovery would move the simulator's schedules for nothing
+            self.tail.maybe_write_hint()
         prev = known[1] if known[0] >= 0 else self.c.genesis
         return known[0] + 1, prev, self.leasing.state_of(known[0], data)
 
