@@ -72,7 +72,15 @@ class Forwarded:
     def __init__(self, p: Log, url: str, values: list[bytes]) -> None:
         self.url = url
         self.got: list[Any] = []
-        self.thread = threading.Thread(target=lambda: self.got.extend(p.append_positions(values)))
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.got.extend(p.append_positions(values))
+            except BaseException as exc:  # shown by positions()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run)
 
     def started(self) -> Forwarded:
         self.thread.start()
@@ -82,6 +90,8 @@ class Forwarded:
 
     def positions(self) -> list[tuple[int, int]]:
         self.thread.join(10)
+        if self.error is not None:
+            raise self.error
         return [(x.slot, x.index) for x in self.got]
 
 
@@ -269,6 +279,50 @@ def test_a_producer_looks_first_where_its_parcels_were_folded(
         got = producer.positions()
     assert got == [(3, 1)]
     assert counter.snapshot()["get"] == 1  # slot 3 only: slots 1 and 2 were not read
+
+
+def test_a_holder_folding_on_s3_counts_at_the_http_level(
+    moto_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder's side of forwarding, counted by a proxy in front of moto_server (the
+    producers reach moto directly): folding one parcel into an append is the inbox
+    LIST, the parcel's GET and the create; the next append, with that parcel still
+    listed and a new one, GETs only the new one."""
+    from passivepaxos.bench.proxy import FaultProxy
+    from tests.conftest import env
+
+    monkeypatch.setattr(forward, "QUIET_LIST", 0.0)
+    # producers first look after ~200 of their round trips (about a second here): both
+    # appends of the holder are long done by then
+    monkeypatch.setattr(forward, "PATIENCE", (200.0, 200.0))
+    bucket = fresh("fwdhttp")
+    moto_server.client().create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/log"
+    init_log(url)
+    p = Log.open(url, forward=True, writer_id="p", hint_every=10**9)
+    q = Log.open(url, forward=True, writer_id="q", hint_every=10**9)
+    with FaultProxy(moto_server.url) as proxy:
+        with env(AWS_ENDPOINT_URL=proxy.url):
+            h = Log.open(url, forward=True, writer_id="h", hint_every=10**9)
+        with h, p, q:
+            h.claim_writer(30.0)  # slot 0
+            p.head()
+            q.head()
+            first = Forwarded(p, url, [b"p"]).started()
+            proxy.reset()
+            assert h.append([b"h1"]) == [1]
+            one = proxy.counts()
+            before = set(_inbox(url))
+            second = Forwarded(q, url, [b"q"])
+            second.thread.start()
+            while set(_inbox(url)) == before:
+                time.sleep(0.005)
+            proxy.reset()
+            assert h.append([b"h2"]) == [2]
+            two = proxy.counts()
+            assert first.positions() == [(1, 1)] and second.positions() == [(2, 1)]
+    assert one == {"list": 1, "read": 1, "write": 1}
+    assert two == {"list": 1, "read": 1, "write": 1}  # p's parcel, still listed: no GET
 
 
 def test_many_producers_on_s3_each_entry_exactly_once(request: pytest.FixtureRequest) -> None:
