@@ -7,6 +7,7 @@ S3); exactly-once under real contention runs on moto_server through boto3."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -431,6 +432,43 @@ def test_a_damaged_parcel_is_never_folded(patient: None) -> None:
         h.append([b"h"])
     assert [v for _, _, v in _values(url)] == [b"s0", b"h"]
     assert len(_inbox(url)) == 2  # left where they are, never repaired or deleted
+    # skipped by every folder, so verify is what reports them (never silently)
+    with Log.open(url) as log:
+        report = log.verify()
+    assert not report.ok and report.damaged and report.bad_slot is None
+    assert sorted(report.bad_inbox) == sorted(_inbox(url))
+    assert "its contents name another parcel" in report.bad_inbox[parcel_key(1, "12" * 16)]
+    assert report.to_json()["head"] == 2  # the log itself is intact up to its end (s0, claim, h)
+
+
+def test_verify_counts_the_inbox_and_names_a_foreign_object(tmp_path: Any) -> None:
+    """``verify`` lists ``inbox/``: parcels a record names (folded, their producers not
+    done yet), pending ones, withdrawn markers; any other object there is damage, exit 1,
+    named in the text and in the JSON (the log's head is still given)."""
+    from tests.test_cli import run
+
+    (tmp_path / "log").mkdir()
+    url = (tmp_path / "log").as_uri()
+    init_log(url)
+    raw = _raw(url)
+    with Log.open(url, writer_id="w", forward=True) as w:
+        w.append([b"w0"])  # slot 0
+        raw.put(parcel_key(1, "aa" * 16), encode_parcel(1, "aa" * 16, [b"a"]), PutMode.CREATE)
+        w._forward.list_after = 0.0  # type: ignore[union-attr]
+        w.append([b"w1"])  # slot 1 folds parcel aa (its producer is gone: it stays listed)
+    raw.put(parcel_key(2, "bb" * 16), encode_parcel(2, "bb" * 16, [b"b"]), PutMode.CREATE)
+    raw.put(parcel_key(2, "cc" * 16), forward._withdrawn(2, "cc" * 16), PutMode.CREATE)
+    ok = json.loads(run("verify", url, "--json").stdout)
+    assert ok["ok"] and ok["inbox"] == {"folded": 1, "pending": 1, "withdrawn": 1, "damaged": []}
+    raw.put("inbox/notes.txt", b"hello", PutMode.CREATE)
+    out = run("verify", url)
+    assert out.returncode == 1
+    assert "damage found" in out.stdout and "inbox/notes.txt: not a parcel name" in out.stdout
+    bad = json.loads(run("verify", url, "--json").stdout)
+    assert not bad["ok"] and bad["head"] == 1 and bad["bad_slot"] is None
+    assert bad["inbox"]["damaged"] == [
+        {"key": "inbox/notes.txt", "reason": "inbox/notes.txt: not a parcel name"}
+    ]
 
 
 def test_parcel_and_record_formats_are_checked() -> None:

@@ -565,7 +565,11 @@ class Log:
         majority) raises. A store whose objects cannot be listed (unreachable while a
         majority answered the walk) is not checked: ``ok=False`` with no bad slot and the
         store named in ``unchecked``, never "intact". ``progress`` is called with each
-        slot number checked. Costs one GET per slot, tombstones included."""
+        slot number checked. On one store, forwarding's ``inbox/`` is listed and read
+        too: parcels are counted (folded, pending) with the withdrawn markers, and an
+        object there that is not a parcel of its name is damage (``bad_inbox``, key ->
+        why; folders skip it, so this is what reports it). Costs one GET per slot,
+        tombstones included, and one LIST plus a GET per inbox object."""
         return self._verifier.run(progress)
 
     # -- snapshots and trim (passivepaxos.log.compaction) ----------------------------------

@@ -20,12 +20,14 @@ from passivepaxos.capabilities import ListMode
 from passivepaxos.errors import (
     DamagedSlotError,
     DamagedSnapshotError,
+    InvalidObjectError,
     StoreError,
     TrimmedSlotError,
 )
 from passivepaxos.log.compaction import Compaction
 from passivepaxos.log.config import ConfigView
 from passivepaxos.log.context import LogContext
+from passivepaxos.log.forward import INBOX, decode_parcel
 from passivepaxos.log.reader import Reader
 from passivepaxos.log.record import bare, record_hash, tombstone_of
 from passivepaxos.log.tail import HINT_KEY, Tail
@@ -56,17 +58,26 @@ class VerifyReport:
     # stores that could not be checked (URL -> why): ``ok`` is then false with no bad
     # slot, and the log may still be readable (a majority answered the walk)
     unchecked: dict[str, str] = dataclasses.field(default_factory=dict)
+    # forwarding's inbox (one-store logs): parcels a record of the walked log names
+    # (folded, not deleted yet), parcels no such record names (pending, or folded into a
+    # trimmed slot), withdrawn markers, and objects that are not parcels (key -> why:
+    # damaged or foreign, never folded, so their entries are in no record: damage)
+    parcels_folded: int = 0
+    parcels_pending: int = 0
+    withdrawn: int = 0
+    bad_inbox: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def damaged(self) -> bool:
-        return self.bad_slot is not None or self.bad_snapshot is not None
+        return self.bad_slot is not None or self.bad_snapshot is not None or bool(self.bad_inbox)
 
     def to_json(self) -> dict[str, Any]:
+        log_damaged = self.bad_slot is not None or self.bad_snapshot is not None
         return {
             "ok": self.ok,
             "slots": self.slots,
             "entries": self.entries,
-            "head": None if self.damaged else self.slots - 1,
+            "head": None if log_damaged else self.slots - 1,
             "bad_slot": self.bad_slot,
             "reason": self.reason,
             "error": self.error,
@@ -74,6 +85,12 @@ class VerifyReport:
             "trimmed": self.trimmed,
             "bad_snapshot": self.bad_snapshot,
             "unchecked": sorted(self.unchecked),
+            "inbox": {
+                "folded": self.parcels_folded,
+                "pending": self.parcels_pending,
+                "withdrawn": self.withdrawn,
+                "damaged": [{"key": k, "reason": r} for k, r in sorted(self.bad_inbox.items())],
+            },
         }
 
 
@@ -96,6 +113,7 @@ class Verifier:
             snap = self.snaps.newest()
             report.snapshot = None if snap is None else snap.slot
             start, prev = 0, self.c.genesis
+            fids: set[str] = set()  # the parcels the walked records name
             differs: int | None = None  # the first slot whose entries the snapshot differs in
             while True:
                 start, prev, snap = self.verify_tombstones(start, prev, snap, report, progress)
@@ -106,6 +124,7 @@ class Verifier:
                     ):
                         report.slots = slot + 1
                         report.entries += len(rec.entries)
+                        fids.update(rec.parcel_ids)
                         if snap is not None and slot <= snap.slot:
                             if snap.slots is not None and snap.slots[slot] != rec.entries:
                                 # reported after the walk: a record written into a deleted
@@ -139,6 +158,8 @@ class Verifier:
             if snap is not None and differs is not None:
                 raise self.snaps.bad(snap, f"its entries of slot {differs} differ from the log's")
             report.unchecked = self.check_layout(report.slots)
+            if self.c.single_create:
+                self.check_inbox(fids, report)
             if report.unchecked:
                 names = "; ".join(f"{u} ({e})" for u, e in report.unchecked.items())
                 return dataclasses.replace(
@@ -155,7 +176,57 @@ class Verifier:
             return dataclasses.replace(
                 report, ok=False, bad_snapshot=exc.slot, reason=exc.reason, error=str(exc)
             )
+        if report.bad_inbox:
+            key, why = min(report.bad_inbox.items())
+            more = len(report.bad_inbox) - 1
+            return dataclasses.replace(
+                report,
+                ok=False,
+                reason="an inbox object is not a parcel",
+                error=f"{self.c.stores[0].url}: {why}; its entries, if any, are in no record "
+                "and no writer folds it (forwarding skips it)"
+                + (f"; {more} more such object(s) in inbox/" if more else ""),
+            )
         return report
+
+    def check_inbox(self, fids: set[str], report: VerifyReport) -> None:
+        """Forwarding's ``inbox/`` on the log's one store (one LIST, a GET per object):
+        counts parcels folded (a walked record names them) and pending, and withdrawn
+        markers; an object that is not a parcel of its name (damaged, foreign) goes into
+        ``report.bad_inbox``: folders skip it without a word, so verify is what reports
+        it. Nothing is deleted or repaired."""
+        store = self.c.stores[0]
+
+        def read(key: str) -> tuple[str, bytes | str | None]:
+            try:
+                got = store.get(key)
+            except InvalidObjectError as exc:  # a damaged frame
+                return key, f"{key}: {bare(exc)}"
+            return key, None if got is None else got[0]
+
+        try:
+            keys = [m.key for m in store.list(INBOX)]
+            read_back = list(self.c.pool.map(read, keys))
+        except StoreError as exc:
+            report.unchecked[store.url] = f"inbox/: {bare(exc)}"
+            return
+        for key, data in read_back:
+            if data is None:
+                continue  # deleted since the listing: its producer was acknowledged
+            if isinstance(data, str):
+                report.bad_inbox[key] = data
+                continue
+            try:
+                parcel = decode_parcel(data, key)
+            except ValueError as exc:
+                report.bad_inbox[key] = str(exc)
+                continue
+            if parcel is None:
+                report.withdrawn += 1
+            elif parcel.fid in fids:
+                report.parcels_folded += 1
+            else:
+                report.parcels_pending += 1
 
     def check_layout(self, end: int) -> dict[str, str]:
         """Every object under ``log/`` on the log's stores must be one this log's layout
