@@ -38,6 +38,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import botocore
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
@@ -183,6 +184,12 @@ def _client() -> Any:
     return client
 
 
+def _knows_conditional_writes(client: Any) -> bool:
+    """Whether the client's S3 model has PutObject's ``IfNoneMatch`` and ``IfMatch``."""
+    members = client.meta.service_model.operation_model("PutObject").input_shape.members
+    return "IfNoneMatch" in members and "IfMatch" in members
+
+
 class S3Backend:
     def __init__(self, bucket: str, prefix: str = "", *, conditional: bool = True) -> None:
         self.bucket = bucket
@@ -197,6 +204,14 @@ class S3Backend:
             raise ConfigError(
                 f"{self.url}: cannot set up the S3 client: {type(exc).__name__}: {exc}"
             ) from exc
+        if conditional and not _knows_conditional_writes(self._s3):
+            # parameter_validation is off: an unknown IfNoneMatch would be dropped without
+            # a word, and every create would be a blind overwrite of a slot
+            raise ConfigError(
+                f"{self.url}: botocore {botocore.__version__} does not know PutObject's "
+                "IfNoneMatch/IfMatch (conditional writes); install boto3 >= 1.35.69, "
+                "which brings botocore >= 1.35.69 (pip install 'passivepaxos[s3]')"
+            )
 
     # -- error translation: the one place native errors become ours -------------------------
 

@@ -128,7 +128,7 @@ BACKENDS: tuple[Capabilities, ...] = (
         notes=(
             "PutObject IfNoneMatch='*' (412 = exists), IfMatch=ETag (412 = moved, 404 = "
             "missing), DeleteObject IfMatch; 409 ConditionalRequestConflict = retry, never "
-            "'lost'. ~3,500 PUT/s per prefix. Needs boto3 >= 1.35.69."
+            "'lost'. ~3,500 PUT/s per prefix. Needs botocore >= 1.35.69 (boto3 >= 1.35.69)."
         ),
     ),
     Capabilities(

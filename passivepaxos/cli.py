@@ -915,11 +915,16 @@ def run() -> NoReturn:
     left to do by then: every command has closed its logs (their background hint
     writes waited for, the tail cache saved) and its output is flushed here. A request
     still in flight after a failed command (a store hung past ``--timeout``) is dropped
-    instead of waited for; its outcome was already reported unknown or failed."""
+    instead of waited for; its outcome was already reported unknown or failed.
+    Under a profiler, a tracer or coverage (``python -m cProfile``, ``coverage run``),
+    which save what they gathered at exit, the exit is the ordinary one (the outside
+    review: ``-m cProfile -o`` wrote nothing)."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to keep
             stream.flush()
+    if sys.getprofile() is not None or sys.gettrace() is not None or "coverage" in sys.modules:
+        sys.exit(code)
     os._exit(code)
 
 

@@ -105,3 +105,17 @@ def test_the_script_exits_with_mains_code_and_all_its_output(tmp_path: Path) -> 
     assert [json.loads(line)["value"] for line in lines] == values
     bad = run("log", (tmp_path / "missing").as_uri())
     assert bad.returncode == 1 and "error" in bad.stderr
+
+
+def test_a_profiled_cli_still_writes_its_profile(tmp_path: Path) -> None:
+    """``cli.run`` exits the ordinary way under a profiler (it saves at exit)."""
+    out = tmp_path / "cli.prof"
+    got = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "passivepaxos", "backends"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert got.returncode == 0, got.stderr
+    assert out.stat().st_size > 0

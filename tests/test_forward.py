@@ -326,6 +326,66 @@ def test_a_holder_folding_on_s3_counts_at_the_http_level(
     assert two == {"list": 1, "read": 1, "write": 1}  # p's parcel, still listed: no GET
 
 
+def test_a_damaged_slot_past_the_parcel_does_not_make_it_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first look's guess lands on a damaged slot past the record that holds the
+    parcel: the guess is dropped and the walk from the base acknowledges it (it made the
+    append outcome unknown: the outside review's finding 2)."""
+    from passivepaxos.log.record import slot_instance
+
+    monkeypatch.setattr(forward, "PATIENCE", (500.0, 500.0))
+    url = _log(1)
+    p = Log.open(url, writer_id="p", forward=True, hint_every=10**9)
+    w = Log.open(url, writer_id="w", forward=True, hint_every=10**9)
+    fw, ww = p._forward, w._forward
+    assert fw is not None and ww is not None
+    with p, w:
+        p.head()
+        fw.offsets.extend([2, 2, 2])
+        fw.contended_at = time.monotonic()
+        producer = Forwarded(p, url, [b"P"]).started()  # base: slot 1
+        ww.list_after = 0.0
+        assert w.append([b"w1"]) == [1]  # folds the parcel
+        ww.list_after = time.monotonic() + 100
+        assert w.append([b"w2"]) == [2]
+        _raw(url).put(slot_instance(3), b"\x00garbage", PutMode.CREATE)  # the guessed slot
+        assert producer.positions() == [(1, 1)]
+
+
+def test_a_decided_fold_is_never_reported_failed_by_its_bookkeeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a folding commit was decided, the sequencer notes the parcels its record took
+    from the record held in memory only: when another thread's reads have pushed that
+    record out of the cache and the store fails meanwhile, the append still returns its
+    position (a GET there raised, and the decided append was reported a retryable
+    failure that a caller would retry: the entry twice; the outside review's finding 1)."""
+    from passivepaxos.wrappers import FaultPlan, FaultyBackend
+
+    url = _log(3)
+    fb = FaultyBackend(open_backend(url), FaultPlan())
+    h = Log([Store(fb)], "create", url=url, writer_id="h", forward=True, hint_every=10**9)
+    fw = h._forward
+    assert fw is not None
+    with h:
+        h.append([b"warm"])  # slot 3
+        real = h._tail.confirmed
+
+        def confirmed() -> None:  # inside commit, after the decide: evict it, break the store
+            real()
+            with h._c.state:
+                h._tail.recent.clear()
+            fb.script(*["before"] * 10)
+
+        monkeypatch.setattr(h._tail, "confirmed", confirmed)
+        fw.list_after = 0.0  # the inbox is due: the commit folds
+        got = h.append_positions([b"X"])
+        fb.enabled = False
+    assert [(x.slot, x.index) for x in got] == [(4, 0)]
+    assert [v for _, _, v in _values(url)] == [b"s0", b"s1", b"s2", b"warm", b"X"]
+
+
 def test_many_producers_on_s3_each_entry_exactly_once(request: pytest.FixtureRequest) -> None:
     """Real contention through boto3 on moto_server: every acknowledged entry is in the log
     once, at the position it was acknowledged at; nothing else is in the log; the inbox is

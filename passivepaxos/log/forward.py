@@ -236,12 +236,22 @@ class Forwarder:
         else:
             slot = self.writer.commit(entries, wait=False, lose_limit=1, fold=fold)
         if fold is not None:
-            # note the parcels our record took (it is held: no request), so that the next
-            # listing, which still shows them until their producers delete them, does not
-            # GET them again (a second GET per parcel while a writer kept sequencing)
-            with suppress(TrimmedSlotError):
-                self.record(slot)
+            self.note_held(slot)
         return slot
+
+    def note_held(self, slot: int) -> None:
+        """After our commit of ``slot`` was decided: note the parcels its record took, so
+        that the next listing, which still shows them until their producers delete them,
+        does not GET them again (a second GET per parcel while a writer kept sequencing).
+        Only from the record held in memory, never a request: the append is decided, and
+        nothing here may turn it into an error (a GET of a record another thread's reads
+        pushed out of the cache failed, and the decided append was reported a retryable
+        failure: the outside review's finding 1). Not held: the next listing GETs them."""
+        hit = self.tail.cached(slot)
+        if hit is None or is_tombstone(hit[1]):
+            return
+        with suppress(PassivePaxosError):  # decoded before, when it was learned
+            self.note(slot, self.c.decode(hit[1], slot, None))
 
     def forward(self, vals: list[bytes], lead: Lead, *, probe: bool = False) -> list[Position]:
         """Create a parcel of ``vals`` and wait for it (:meth:`settle`). Its ``base`` is
@@ -358,10 +368,13 @@ class Forwarder:
 
     def peek(self, slot: int, fid: str) -> Position | None:
         """Where parcel ``fid`` is if slot ``slot``'s decided record names it (one GET
-        unless held); ``None`` otherwise (not there yet, or another record)."""
+        unless held); ``None`` otherwise: not there yet, another record, or anything the
+        read raised (a guess only; the walk from the base that follows is what reports a
+        damaged or unreadable slot it needs: a damaged slot past the one holding the parcel
+        made a decided append outcome unknown, the outside review's finding 2)."""
         try:
             rec = self.record(slot)
-        except TrimmedSlotError:
+        except PassivePaxosError:
             return None
         index = None if rec is None else rec.parcel_at(fid)
         return None if index is None else Position(slot, index)
