@@ -184,10 +184,16 @@ def _client() -> Any:
     return client
 
 
+def _model_has(client: Any, operation: str, *members: str) -> bool:
+    """Whether the client's S3 model gives ``operation`` every one of ``members`` (with
+    parameter validation off, botocore drops a member it does not know without a word)."""
+    known = client.meta.service_model.operation_model(operation).input_shape.members
+    return all(m in known for m in members)
+
+
 def _knows_conditional_writes(client: Any) -> bool:
     """Whether the client's S3 model has PutObject's ``IfNoneMatch`` and ``IfMatch``."""
-    members = client.meta.service_model.operation_model("PutObject").input_shape.members
-    return "IfNoneMatch" in members and "IfMatch" in members
+    return _model_has(client, "PutObject", "IfNoneMatch", "IfMatch")
 
 
 class S3Backend:
@@ -319,6 +325,13 @@ class S3Backend:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._prefix + key}
         if if_version is not None:
             self._require_conditional("delete-if-version")
+            if not _model_has(self._s3, "DeleteObject", "IfMatch"):
+                # an older botocore would send the delete unconditionally
+                raise UnsupportedError(
+                    f"{self.url}: botocore {botocore.__version__} does not know "
+                    "DeleteObject's IfMatch (conditional delete); upgrade boto3",
+                    capability="delete-if-version",
+                )
             kwargs["IfMatch"] = self._etag(if_version)
         try:
             self._call(

@@ -923,9 +923,21 @@ def run() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to keep
             stream.flush()
-    if sys.getprofile() is not None or sys.gettrace() is not None or "coverage" in sys.modules:
+    if _observed():
         sys.exit(code)
     os._exit(code)
+
+
+def _observed() -> bool:
+    """Whether a profiler, tracer or coverage watches this process: the old hooks, the
+    modules, and Python 3.12's ``sys.monitoring`` tools (cProfile and coverage use those
+    there, and ``sys.getprofile()`` is ``None``: the second outside review)."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    if any(m in sys.modules for m in ("coverage", "cProfile", "profile")):
+        return True
+    monitoring: Any = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(i) for i in range(6))
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, *, prefix: str = "") -> int:

@@ -386,6 +386,49 @@ def test_a_decided_fold_is_never_reported_failed_by_its_bookkeeping(
     assert [v for _, _, v in _values(url)] == [b"s0", b"s1", b"s2", b"warm", b"X"]
 
 
+def test_verify_checks_the_inbox_of_a_cas_mode_log_and_odd_markers() -> None:
+    """Forwarding runs on one store in cas mode too, so verify reads its inbox there (it
+    did only for create mode: a foreign object said "intact"); and a withdrawn marker
+    whose contents name another parcel is damage like any object naming another parcel
+    (the second outside review, findings 1 and 5)."""
+    url = f"memory://fwd-{uuid.uuid4().hex[:10]}"
+    init_log(url, "cas")
+    raw = _raw(url)
+    with Log.open(url, forward=True, writer_id="w") as w:
+        w.append([b"w0"])
+    raw.put(parcel_key(1, "12" * 16), encode_parcel(1, "34" * 16, [b"x"]), PutMode.CREATE)
+    raw.put(parcel_key(1, "aa" * 16), forward._withdrawn(9, "bb" * 16), PutMode.CREATE)
+    with Log.open(url) as log:
+        report = log.verify()
+    assert not report.ok and sorted(report.bad_inbox) == sorted(_inbox(url))
+    assert "naming another parcel" in report.bad_inbox[parcel_key(1, "aa" * 16)]
+
+
+def test_verify_of_a_log_written_meanwhile_is_not_a_gap() -> None:
+    """verify reads the end slot missing, then a writer decides it and the next one: the
+    look past the end finds the next, reads the end again and walks on (it reported a
+    gap at a healthy slot: the second outside review, finding 2, 1 of 7 verifies beside
+    4 writers)."""
+    url = _log(3)
+
+    class Racing(CountingBackend):
+        fired = False
+
+        def get(self, key: str) -> Any:
+            got = super().get(key)
+            if got is None and key == f"log/{3:020d}" and not Racing.fired:
+                Racing.fired = True
+                with Log.open(url, writer_id="w2", hint_every=10**9) as w2:
+                    w2.append([b"x"])
+                    w2.append([b"y"])
+            return got
+
+    with Log([Store(Racing(open_backend(url)))], "create", url=url) as log:
+        report = log.verify()
+    assert Racing.fired
+    assert report.ok and report.slots == 5 and report.entries == 5, report
+
+
 def test_many_producers_on_s3_each_entry_exactly_once(request: pytest.FixtureRequest) -> None:
     """Real contention through boto3 on moto_server: every acknowledged entry is in the log
     once, at the position it was acknowledged at; nothing else is in the log; the inbox is

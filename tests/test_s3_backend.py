@@ -17,7 +17,7 @@ def _client_without(*missing: str) -> Any:
     for m in missing:
         del members[m]
     model = SimpleNamespace(input_shape=SimpleNamespace(members=members))
-    service = SimpleNamespace(operation_model=lambda name: model)
+    service = SimpleNamespace(operation_model=lambda name: model)  # every operation alike
     return SimpleNamespace(meta=SimpleNamespace(service_model=service))
 
 
@@ -34,3 +34,25 @@ def test_a_botocore_without_conditional_writes_is_refused(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError):
         s3.S3Backend("bkt", "p")
     assert s3.S3Backend("bkt", "p", conditional=False).url == "s3://bkt/p"
+
+
+def test_a_conditional_delete_botocore_cannot_send_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A botocore whose DeleteObject lacks ``IfMatch`` would delete unconditionally: the
+    delete with a version is refused, nothing sent (an unconditional one still works)."""
+    from passivepaxos.errors import UnsupportedError
+    from passivepaxos.types import Version
+
+    s3 = backend_module("s3")
+    b = s3.S3Backend("bkt", "p")
+    sent: list[dict[str, Any]] = []
+    client = _client_without("IfMatch")
+    client.delete_object = None  # never called: _call is replaced below
+    monkeypatch.setattr(b, "_s3", client)
+    monkeypatch.setattr(b, "_call", lambda fn, key, mode=None, **kw: sent.append(kw))
+    with pytest.raises(UnsupportedError, match="DeleteObject's IfMatch"):
+        b.delete("k", if_version=Version(s3._NAME, '"etag"'))
+    assert sent == []
+    b.delete("k")
+    assert sent == [{"Bucket": "bkt", "Key": "p/k"}]

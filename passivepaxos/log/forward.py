@@ -148,6 +148,8 @@ def decode_parcel(data: bytes, key: str) -> Parcel | None:
     if not isinstance(doc, dict):
         raise ValueError(f"{key}: not a parcel")
     if doc.get("kind") == WITHDRAWN_KIND:
+        if doc.get("base") != int(m[1]) or doc.get("fid") != m[2]:
+            raise ValueError(f"{key}: a withdrawn marker naming another parcel")
         return None
     body = dict(doc)
     given = body.pop("sum", None)
