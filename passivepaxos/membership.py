@@ -70,6 +70,17 @@ Why it is safe (the argument; docs/log.md "Membership changes" says the same)
    then on the removed store may be deleted (``rm -rf``): slots
    > c never touch it and slots <= c are readable from the remaining members of their
    own (old) set. Delete a store only after ``members remove`` has returned success.
+6. Coming back. A store removed and deleted can be added again (empty). Once its
+   manifest is back it is a member, and the slots of the configurations it belonged to
+   before count it: its empty lists read as "nothing accepted" there. With one such store
+   a majority of an old set still meets the stores holding the copied markers; with two
+   (two removals, both stores added back) it need not: with the two other holders of the
+   markers unreachable, a reader found a 5-store log empty and an append was acknowledged
+   at slot 0, decided long before (``tests/test_identity.py``). So ``add`` of a store that
+   was a member once first copies the DECIDED marker of every slot decided so far onto
+   it, and only then writes its manifest; slots decided after that copy and before the
+   change belong to configurations without it. A copy that fails raises ``QuorumError``
+   with nothing committed (the store has no manifest and does not count); ``add`` again.
 
 Not supported (yet): logs with a trimmed prefix (trim is single-store only anyway),
 checkpoints that would spare a fresh client the walk from slot 0 on a log that has had a
@@ -83,7 +94,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # this module's errors live in passivepaxos.errors (re-exported here)
@@ -113,6 +125,10 @@ from passivepaxos.runtime import Runtime
 from passivepaxos.store import Store, open_store
 from passivepaxos.types import PutMode
 from passivepaxos.urls import split_urls
+
+# a DECIDED marker: the only object under log/ a store being added may hold (a backfill
+# of an earlier attempt, see _backfill_markers)
+_DECIDED = re.compile(r"^log/\d{20}/decided$")
 
 __all__ = [  # the data half (ConfigChange, markers) lives in passivepaxos.membership_data
     "MEMBERS_PREFIX",
@@ -196,7 +212,12 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
     if url not in stores:
         stores[url] = open_store(url, runtime=_store_runtime(log))
     if op == "add":
-        _prepare_new_store(stores[url], _manifest_of(log).with_stores(to), log.mode.value)
+        backfill = None
+        if _was_member(log, url):
+            backfill = lambda: _backfill_markers(log, stores[url])  # noqa: E731
+        _prepare_new_store(
+            stores[url], _manifest_of(log).with_stores(to), log.mode.value, backfill=backfill
+        )
     # the marker, on every store of S and S' (a majority of each): readers discover changes
     key, data = marker_key(log.runtime), encode_marker(log.origin(), cfg)
     ok: set[str] = set()
@@ -288,15 +309,43 @@ def _manifest_of(log: Log) -> Manifest:
     return manifest
 
 
-def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
+def _was_member(log: Log, url: str) -> bool:
+    """Whether ``url`` was a store of an earlier configuration of ``log`` (it comes back)."""
+    return any(url in (*cfg.from_, *cfg.to) for _, cfg in log.config_history())
+
+
+def _backfill_markers(log: Log, store: Store) -> None:
+    """Before a store that was a member once gets its manifest back: the DECIDED marker of
+    every slot decided so far onto it (point 6 of the module docstring)."""
+    upto = log.head()
+    if upto >= 0:
+        try:
+            log.copy_decided_markers(upto, [store])
+        except QuorumError as exc:
+            raise QuorumError(
+                f"add {store.url}: it was a store of this log before, and the DECIDED "
+                f"markers of slots 0..{upto} could not all be copied onto it ({exc}); "
+                "nothing was committed (it has no manifest, it does not count): run "
+                "`members add` again"
+            ) from exc
+
+
+def _prepare_new_store(
+    store: Store,
+    manifest: Manifest,
+    mode: str,
+    *,
+    backfill: Callable[[], None] | None = None,
+) -> None:
     """Write the manifest (with the log's identity: from now on the store counts as a
     member) to a store being added (before its configuration record is proposed:
-    clients may open the log from it as soon as the change is decided)."""
+    clients may open the log from it as soon as the change is decided). ``backfill``
+    runs first, before the manifest: what the store must hold before it counts."""
     try:
         got = store.get(MANIFEST_KEY)
     except InvalidObjectError:
         got = None
-    if next(iter(store.list("log/")), None) is not None:
+    if any(not _DECIDED.match(m.key) for m in store.list("log/")):
         raise ConfigError(f"{store.url} already holds log slots: add an empty store")
     if got is not None:
         there = Manifest.decode(got[0], store.url)
@@ -310,6 +359,8 @@ def _prepare_new_store(store: Store, manifest: Manifest, mode: str) -> None:
                 "add an empty store"
             )
         return
+    if backfill is not None:
+        backfill()
     try:
         if store.capabilities.create:
             store.put(MANIFEST_KEY, manifest.encode(), PutMode.CREATE)

@@ -507,3 +507,43 @@ def test_a_manifest_rewrite_does_not_undo_a_wipe_between_its_read_and_write(
         membership._write_manifests(log, log.members(), stores)
     assert not (db / MANIFEST_KEY).exists(), "the rewrite undid the wipe"
     assert (da / MANIFEST_KEY).exists() and (dc / MANIFEST_KEY).exists()
+
+
+def test_two_stores_removed_and_added_back_do_not_empty_the_old_slots(tmp_path: Path) -> None:
+    """Five stores; slots 0-2 decided while e was away (it holds nothing for them); a is
+    removed (the markers copied to b, c, d: e away) and deleted, then b the same way; e
+    comes back, a and b are added again, empty. With c and d unreachable, a majority of
+    the old set {a, b, e} then held no marker and empty lists: a reader found the log
+    empty and an append was acknowledged at slot 0, decided long before (agreement
+    broken). ``add`` of a store that was a member once copies every slot's DECIDED
+    marker onto it before its manifest: the old slots stay readable and the append goes
+    after them."""
+    from passivepaxos.membership import add_store, remove_store
+
+    dirs = dict(zip("abcde", _dirs(tmp_path, "abcde"), strict=True))
+
+    def urls(names: str) -> str:
+        return ",".join(dirs[n].as_uri() for n in names)
+
+    init_log(urls("abcde"))
+    gone_e = _away(dirs["e"])
+    with Log.open(urls("abcde")) as w:
+        assert [w.append([b"x%d" % i])[0] for i in range(3)] == [0, 1, 2]
+    remove_store(urls("abcde"), dirs["a"].as_uri())
+    _wipe(dirs["a"])
+    remove_store(urls("bcde"), dirs["b"].as_uri())
+    _wipe(dirs["b"])
+    _back(gone_e, dirs["e"])
+    assert add_store(urls("cde"), dirs["a"].as_uri())["slot"] == 5
+    add_store(urls("cdea"), dirs["b"].as_uri())
+    gone_c, gone_d = _away(dirs["c"]), _away(dirs["d"])
+    with Log.open(urls("cdeab")) as r:
+        assert [(e.slot, e.value) for e in r.read()] == [(0, b"x0"), (1, b"x1"), (2, b"x2")]
+        assert r.append([b"new"]) == [7]
+    _back(gone_c, dirs["c"])
+    _back(gone_d, dirs["d"])
+    with Log.open(urls("cdeab")) as r:
+        assert [e.value for e in r.read()] == [b"x0", b"x1", b"x2", b"new"]
+        assert r.verify().ok
+    for n in "ab":  # the markers of slots 0-4 came back before their manifests
+        assert {p.parent.name[-1] for p in (dirs[n] / "log").glob("*/decided")} >= set("01234")
