@@ -76,9 +76,11 @@ Why it is safe (the argument; docs/log.md "Membership changes" says the same)
    a majority of an old set still meets the stores holding the copied markers; with two
    (two removals, both stores added back) it need not: with the two other holders of the
    markers unreachable, a reader found a 5-store log empty and an append was acknowledged
-   at slot 0, decided long before (``tests/test_identity.py``). So ``add`` of a store that
-   was a member once first copies the DECIDED marker of every slot decided so far onto
-   it, and only then writes its manifest; slots decided after that copy and before the
+   at slot 0, decided long before (``tests/test_identity.py``). So ``add`` on a log that
+   has had a change (the store may be one that was a member, under another spelling of
+   its URL too) first copies the DECIDED marker of every slot decided so far onto it
+   (deleting any marker left there first: never trusted), and only then writes its
+   manifest; slots decided after that copy and before the
    change belong to configurations without it. A copy that fails raises ``QuorumError``
    with nothing committed (the store has no manifest and does not count); ``add`` again.
 
@@ -213,7 +215,10 @@ def change(log: Log, op: str, url: str) -> dict[str, Any]:
         stores[url] = open_store(url, runtime=_store_runtime(log))
     if op == "add":
         backfill = None
-        if _was_member(log, url):
+        if log.config_history():
+            # after any change the store may be one that was a member before, under this
+            # URL or another spelling of it (a symlink, a query option): it gets every
+            # decided slot's marker before it counts (point 6)
             backfill = lambda: _backfill_markers(log, stores[url])  # noqa: E731
         _prepare_new_store(
             stores[url], _manifest_of(log).with_stores(to), log.mode.value, backfill=backfill
@@ -309,14 +314,14 @@ def _manifest_of(log: Log) -> Manifest:
     return manifest
 
 
-def _was_member(log: Log, url: str) -> bool:
-    """Whether ``url`` was a store of an earlier configuration of ``log`` (it comes back)."""
-    return any(url in (*cfg.from_, *cfg.to) for _, cfg in log.config_history())
-
-
 def _backfill_markers(log: Log, store: Store) -> None:
-    """Before a store that was a member once gets its manifest back: the DECIDED marker of
-    every slot decided so far onto it (point 6 of the module docstring)."""
+    """Before a store added to a log that has had a change counts: the DECIDED marker of
+    every slot decided so far onto it (point 6 of the module docstring). Markers already
+    there are deleted first, never trusted: leftovers of a failed attempt, or of another
+    log (the store does not count yet, nothing of this log depends on them)."""
+    for m in list(store.list("log/")):
+        if _DECIDED.match(m.key):
+            store.delete(m.key)
     upto = log.head()
     if upto >= 0:
         try:
@@ -345,7 +350,8 @@ def _prepare_new_store(
         got = store.get(MANIFEST_KEY)
     except InvalidObjectError:
         got = None
-    if any(not _DECIDED.match(m.key) for m in store.list("log/")):
+    # DECIDED markers alone are a backfill's leftovers (it deletes them and copies anew)
+    if any(backfill is None or not _DECIDED.match(m.key) for m in store.list("log/")):
         raise ConfigError(f"{store.url} already holds log slots: add an empty store")
     if got is not None:
         there = Manifest.decode(got[0], store.url)
@@ -358,6 +364,8 @@ def _prepare_new_store(
                 f"{store.url} already holds the manifest of another log ({there.describe()}): "
                 "add an empty store"
             )
+        if backfill is not None:  # a removed store keeps its manifest: deleted in part
+            backfill()
         return
     if backfill is not None:
         backfill()

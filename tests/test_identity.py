@@ -509,7 +509,10 @@ def test_a_manifest_rewrite_does_not_undo_a_wipe_between_its_read_and_write(
     assert (da / MANIFEST_KEY).exists() and (dc / MANIFEST_KEY).exists()
 
 
-def test_two_stores_removed_and_added_back_do_not_empty_the_old_slots(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["same url", "symlink", "manifest kept", "foreign markers"])
+def test_two_stores_removed_and_added_back_do_not_empty_the_old_slots(
+    tmp_path: Path, how: str
+) -> None:
     """Five stores; slots 0-2 decided while e was away (it holds nothing for them); a is
     removed (the markers copied to b, c, d: e away) and deleted, then b the same way; e
     comes back, a and b are added again, empty. With c and d unreachable, a majority of
@@ -517,7 +520,10 @@ def test_two_stores_removed_and_added_back_do_not_empty_the_old_slots(tmp_path: 
     empty and an append was acknowledged at slot 0, decided long before (agreement
     broken). ``add`` of a store that was a member once copies every slot's DECIDED
     marker onto it before its manifest: the old slots stay readable and the append goes
-    after them."""
+    after them. The same when the stores come back under another spelling of their URL
+    (a symlink), when the deletion kept their manifest (only ``log/`` deleted), or when
+    they hold another log's DECIDED markers (deleted first, never trusted): the third
+    outside review of this stop."""
     from passivepaxos.membership import add_store, remove_store
 
     dirs = dict(zip("abcde", _dirs(tmp_path, "abcde"), strict=True))
@@ -530,19 +536,37 @@ def test_two_stores_removed_and_added_back_do_not_empty_the_old_slots(tmp_path: 
     with Log.open(urls("abcde")) as w:
         assert [w.append([b"x%d" % i])[0] for i in range(3)] == [0, 1, 2]
     remove_store(urls("abcde"), dirs["a"].as_uri())
-    _wipe(dirs["a"])
     remove_store(urls("bcde"), dirs["b"].as_uri())
-    _wipe(dirs["b"])
+    for n in "ab":
+        if how == "manifest kept":
+            shutil.rmtree(dirs[n] / "log")
+        else:
+            _wipe(dirs[n])
+        if how == "foreign markers":  # another log's marker of slot 0, left behind
+            (dirs[n] / "log" / f"{0:020d}").mkdir(parents=True)
+            shutil.copy(
+                dirs["c"] / "log" / f"{3:020d}" / "decided",
+                dirs[n] / "log" / f"{0:020d}" / "decided",
+            )
     _back(gone_e, dirs["e"])
-    assert add_store(urls("cde"), dirs["a"].as_uri())["slot"] == 5
-    add_store(urls("cdea"), dirs["b"].as_uri())
+    back = {n: dirs[n].as_uri() for n in "ab"}
+    if how == "symlink":
+        for n in "ab":
+            (tmp_path / f"{n}-alias").symlink_to(dirs[n])
+            back[n] = (tmp_path / f"{n}-alias").as_uri()
+    assert add_store(urls("cde"), back["a"])["slot"] == 5
+    add_store(urls("cde") + "," + back["a"], back["b"])
+    if how == "symlink":
+        urls_now = urls("cde") + "," + back["a"] + "," + back["b"]
+    else:
+        urls_now = urls("cdeab")
     gone_c, gone_d = _away(dirs["c"]), _away(dirs["d"])
-    with Log.open(urls("cdeab")) as r:
+    with Log.open(urls_now) as r:
         assert [(e.slot, e.value) for e in r.read()] == [(0, b"x0"), (1, b"x1"), (2, b"x2")]
         assert r.append([b"new"]) == [7]
     _back(gone_c, dirs["c"])
     _back(gone_d, dirs["d"])
-    with Log.open(urls("cdeab")) as r:
+    with Log.open(urls_now) as r:
         assert [e.value for e in r.read()] == [b"x0", b"x1", b"x2", b"new"]
         assert r.verify().ok
     for n in "ab":  # the markers of slots 0-4 came back before their manifests
