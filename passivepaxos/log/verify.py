@@ -2,8 +2,10 @@
 
 Checks the newest snapshot (checksum, anchor, and for an entries snapshot its entries
 against every untrimmed slot up to it), the tombstones trim left (a prefix), every record
-and the chain through them, that nothing exists beyond the end (a gap is damage), and
-that every object under ``log/`` is one this log's layout makes. One GET per slot.
+and the chain through them, that nothing exists beyond the end (a gap is damage; an end
+slot decided while the walk ran is read again and walked on from), that every object
+under ``log/`` is one this log's layout makes, and on one store that every object in
+forwarding's ``inbox/`` is a parcel of its name or a withdrawn marker. One GET per slot.
 """
 
 from __future__ import annotations
