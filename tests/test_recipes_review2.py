@@ -193,12 +193,13 @@ def test_review2_R2_8_campaign_twice_leaves_one_keepalive() -> None:
     with Log.open(url, writer_id="A") as a:
         e = Election(a, "leader", ttl=0.3)
         e.campaign()
-        first = e._thread
+        first = e._keep
         e.campaign()
-        assert first is not None and not first.is_alive()
-        second = e._thread
+        assert first is not None and first._task is not None and not first._task.is_alive()
+        second = e._keep
         e.resign()
-        assert second is not None and not second.is_alive()
+        assert second is not None and second._task is not None
+        assert not second._task.is_alive()
         n = sum(1 for _ in a.read(0))
         time.sleep(0.25)  # a leaked keepalive would refresh every 0.1 s
         assert sum(1 for _ in a.read(0)) == n
@@ -210,7 +211,8 @@ def test_review2_R2_8_keepalive_ends_when_the_lock_is_no_longer_held() -> None:
     with Log.open(url, writer_id="A") as a:
         e = Election(a, "leader", ttl=0.15)
         term = e.campaign()
-        th = e._thread
+        assert e._keep is not None
+        th = e._keep._task
         e.locks.release("leader", term)  # behind the election's back
         assert th is not None
         th.join(2)

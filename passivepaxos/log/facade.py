@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import re
 import socket
@@ -21,7 +22,8 @@ from typing import Any
 
 from passivepaxos import fanout
 from passivepaxos.capabilities import ListMode
-from passivepaxos.errors import ConfigError
+from passivepaxos.errors import ConfigError, LeaseLostError
+from passivepaxos.keepalive import KeepAlive
 from passivepaxos.lease import ClaimResult, LeaseRead, WriterStatus, check_ttl
 from passivepaxos.log.batch import GroupCommit, Pending
 from passivepaxos.log.compaction import Compaction, TrimResult
@@ -156,9 +158,7 @@ class Log:
         )
 
     @classmethod
-    def open(
-        cls, log_url: str, *, tail_cache: TailCache | str | None = None, **kwargs: Any
-    ) -> Log:
+    def open(cls, log_url: str, *, tail_cache: TailCache | str | None = None, **kwargs: Any) -> Log:
         """Open the log at ``log_url`` (its manifest, and on one store the tail hint in
         the same round trip). ``tail_cache``: start from the tail an earlier ``Log`` of
         this log left on this machine and keep it there (``"memory"``: this process,
@@ -459,6 +459,37 @@ class Log:
         if self._forward is None or not self._forward.inbox_due():
             return None
         return self._forward.folder(own=0, empty_ok=True)
+
+    def keep_writer(
+        self, *, every: float | None = None, on_lost: Callable[[str], object] | None = None
+    ) -> KeepAlive:
+        """Renew the writer lease (held by this object) every ``every`` seconds (default
+        ttl/3) in a background task until ``stop()``. The returned :class:`KeepAlive` is
+        a context manager; its ``lost`` event is set and ``on_lost(reason)`` called once
+        when a renewal finds the lease taken (``LeaseLostError``) or the holder's window
+        (0.75 x ttl after its last established write, :meth:`lease_read`'s) ran out
+        before a renewal succeeded. Nothing is released on stop."""
+        lease = self._leasing.holding()
+        if lease is None:
+            raise ConfigError("keep_writer: this process does not hold the writer lease")
+
+        def valid_until() -> float:
+            held = self._leasing.holding()
+            if held is None or held.epoch != lease.epoch:
+                return -math.inf
+            with self._c.state:
+                return held.read_deadline()
+
+        return KeepAlive(
+            self.runtime,
+            renew=self.renew,
+            valid_until=valid_until,
+            every=lease.ttl / 3 if every is None else every,
+            what=f"the writer lease of {self.url} (epoch {lease.epoch})",
+            fatal=(LeaseLostError, ConfigError),
+            on_lost=on_lost,
+            name="ppx-writer-keepalive",
+        ).start()
 
     def release_writer(self) -> int | None:
         """Give the lease up at once with a release record (others may append or claim

@@ -7,7 +7,6 @@ never an error, since many recipes and raw appenders may share one log.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import math
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from passivepaxos.errors import (
     RetriedAmbiguousError,
 )
 from passivepaxos.retry import Backoff
-from passivepaxos.runtime import REAL, Runtime, Task
+from passivepaxos.runtime import REAL, Runtime
 
 if TYPE_CHECKING:
     from passivepaxos.log import Log, Position
@@ -33,7 +32,6 @@ __all__ = [
     "encode_entry",
     "retry_backoff",
     "runtime_of",
-    "spawn_detached",
 ]
 
 
@@ -43,13 +41,6 @@ def runtime_of(log: object) -> Runtime:
     The one place recipes look it up."""
     rt: Runtime = getattr(log, "runtime", REAL)
     return rt
-
-
-def spawn_detached(runtime: Runtime, fn: Callable[..., object], *args: Any, name: str) -> Task:
-    """``runtime.spawn`` outside the caller's context: a keepalive outlives the call that
-    starts it, so it must not inherit that call's deadline (``passivepaxos.deadline``): a
-    refresh cut by it would let the lock lapse while its holder still works under it."""
-    return contextvars.Context().run(runtime.spawn, fn, *args, name=name)
 
 
 def retry_backoff(delay: float) -> Backoff:

@@ -18,65 +18,57 @@ campaigner after the ttl of that campaigner's own clock; its refreshes then fail
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Iterator
 
-from passivepaxos.errors import ConfigError, PassivePaxosError
+from passivepaxos.keepalive import KeepAlive
 from passivepaxos.log import Log
-from passivepaxos.recipes._entry import spawn_detached
-from passivepaxos.recipes.lock import LockLostError, Locks, LockStatus
-from passivepaxos.runtime import EventLike, Task
+from passivepaxos.recipes.lock import Locks, LockStatus
 
 __all__ = ["Election"]
 
-# the Election whose keepalive task runs in this context (set by the task itself: a task
-# runs in a copy of its starter's context, so this marks that task only)
-_keepalive_of: ContextVar[Election | None] = ContextVar("ppx_election_keepalive", default=None)
-
 
 class Election:
-    def __init__(self, log: Log, name: str, *, ttl: float, candidate: str | None = None) -> None:
+    """A candidate for leader of ``name`` (see the module docstring). ``on_lost(reason)``
+    is called once per term, from the keep-alive task, when the term ends without a
+    ``resign``: the lock was taken over, or could not be refreshed in time."""
+
+    def __init__(
+        self,
+        log: Log,
+        name: str,
+        *,
+        ttl: float,
+        candidate: str | None = None,
+        on_lost: Callable[[str], object] | None = None,
+    ) -> None:
         self.name = name
         self.ttl = ttl
         self.locks = Locks(log, owner=candidate)
         self.candidate = self.locks.owner
         self.term: int | None = None
         self.runtime = self.locks.runtime
-        self._stop = self.runtime.event()
-        self._thread: Task | None = None  # the keepalive (a thread in production)
-        self.lost = self.runtime.event()  # set when a refresh found the lock taken over
+        self.on_lost = on_lost
+        self._keep: KeepAlive | None = None
+        self.lost = self.runtime.event()  # set when the term ended without a resign
 
     def campaign(self, timeout: float = float("inf")) -> int:
         """Become the leader (waiting up to ``timeout`` seconds); return the term (token).
         ``LockHeldError`` if another leader stayed alive that long."""
         self.term = self.locks.acquire(self.name, self.ttl, wait=timeout)
-        self._stop_keepalive()  # campaigning again: one keepalive thread, never two
+        self._stop_keepalive()  # campaigning again: one keepalive task, never two
         self.lost.clear()
-        self._stop = self.runtime.event()
-        self._thread = spawn_detached(
-            self.runtime, self._keepalive, self._stop, name="ppx-election"
-        )
+        self._keep = self.locks.keep_alive(self.name, on_lost=self._lost)
         return self.term
 
-    def _keepalive(self, stop: EventLike) -> None:
-        _keepalive_of.set(self)
-        while not stop.wait(self.ttl / 3):
-            try:
-                self.locks.refresh(self.name)
-            except (LockLostError, ConfigError):
-                # lost, or no longer held by this object (released / refused): nothing
-                # left to keep alive
-                self.lost.set()
-                return
-            except PassivePaxosError:
-                continue
+    def _lost(self, reason: str) -> None:
+        self.lost.set()
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def _stop_keepalive(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            if _keepalive_of.get() is not self:  # the keepalive never waits for itself
-                self._thread.join()
-            self._thread = None
+        if self._keep is not None:
+            self._keep.stop()  # never waits for itself when called from its own task
+            self._keep = None
 
     def is_leader(self) -> bool:
         return not self.lost.is_set() and self.locks.valid(self.name)

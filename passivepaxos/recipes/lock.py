@@ -87,6 +87,7 @@ from passivepaxos.errors import (
     ResultUnreadError,
     StaleTokenError,
 )
+from passivepaxos.keepalive import KeepAlive
 from passivepaxos.lease import READ_FRACTION, check_ttl, check_wait, format_wall, poll_pause
 from passivepaxos.log import Entry, Log, Position
 from passivepaxos.recipes._entry import (
@@ -94,10 +95,8 @@ from passivepaxos.recipes._entry import (
     decode_entry,
     encode_entry,
     runtime_of,
-    spawn_detached,
 )
 from passivepaxos.recipes.rsm import StateMachine, new_id
-from passivepaxos.runtime import EventLike
 from passivepaxos.types import require_bytes, require_name
 
 __all__ = [
@@ -557,34 +556,56 @@ class Locks:
 
     @contextlib.contextmanager
     def hold(
-        self, name: str, ttl: float, *, wait: float = 0.0, keepalive: bool = True
+        self,
+        name: str,
+        ttl: float,
+        *,
+        wait: float = 0.0,
+        keepalive: bool = True,
+        on_lost: Callable[[str], object] | None = None,
     ) -> Iterator[int]:
         """``with locks.hold(name, ttl) as token:`` acquire, refresh every ttl/3 in a
-        background task of the runtime (``keepalive``), release on exit."""
+        background task of the runtime (``keepalive``, :meth:`keep_alive`: ``on_lost``
+        is called once if the lock is lost or cannot be refreshed in time), release on
+        exit."""
         token = self.acquire(name, ttl, wait=wait)
-        stop = self.runtime.event()
-        task = None
-        if keepalive:
-            task = spawn_detached(
-                self.runtime, self._keepalive, name, ttl, stop, name="ppx-lock-keepalive"
-            )
+        ka = self.keep_alive(name, on_lost=on_lost) if keepalive else None
         try:
             yield token
         finally:
-            stop.set()
-            if task is not None:
-                task.join()
+            if ka is not None:
+                ka.stop()
             with contextlib.suppress(PassivePaxosError):
                 self.release(name, token)
 
-    def _keepalive(self, name: str, ttl: float, stop: EventLike) -> None:
-        while not stop.wait(ttl / 3):
-            try:
-                self.refresh(name)
-            except (LockLostError, ConfigError):
-                return  # lost, or released meanwhile: nothing left to keep alive
-            except PassivePaxosError:
-                continue  # an outage: try again; valid() turns False after 0.75 ttl
+    def keep_alive(
+        self,
+        name: str,
+        *,
+        every: float | None = None,
+        on_lost: Callable[[str], object] | None = None,
+    ) -> KeepAlive:
+        """Refresh lock ``name`` (held by us) every ``every`` seconds (default ttl/3) in a
+        background task until ``stop()``; the returned :class:`KeepAlive` is a context
+        manager, its ``lost`` event is set and ``on_lost(reason)`` called once when a
+        refresh is refused (taken over, released) or :meth:`valid` ran out before one
+        succeeded (an outage, a stalled process). Nothing is released on stop."""
+        with self._mu:
+            book = self._books.get(name)
+            held = None if book is None else book.held
+        if held is None:
+            raise ConfigError(f"keep_alive: this process does not hold lock {name!r}")
+        return KeepAlive(
+            self.runtime,
+            renew=lambda: self.refresh(name),
+            valid_until=lambda: self.valid_until(name),
+            every=held.ttl / 3 if every is None else every,
+            what=f"lock {name!r} (token {held.token})",
+            fatal=(LockLostError, ConfigError),
+            on_lost=on_lost,
+            clock=self._clock,
+            name="ppx-lock-keepalive",
+        ).start()
 
     def follow_lock(
         self, name: str, *, stop: threading.Event | None = None, poll_max: float = 0.5
