@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import traceback
@@ -470,8 +471,24 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
     op = args.lock_command
     _text_arg(args.name, "lock name")
+    if not args.name:
+        raise ConfigError("lock name: give a non-empty NAME")
     if args.owner:
         _text_arg(args.owner, "owner")
+    if op == "run":
+        from passivepaxos.lockrun import parse_signal, run_locked
+
+        command = list(args.command_args)
+        return run_locked(
+            args.log,
+            args.name,
+            command,
+            ttl=args.ttl,
+            wait=args.wait,
+            owner=args.owner or _default_owner(),
+            sig=parse_signal(args.signal),
+            grace=args.grace,
+        )
     if op == "release" and not args.owner:
         raise ConfigError(
             "lock release: give --owner OWNER (the holder printed by `lock acquire`; "
@@ -581,7 +598,31 @@ def _add_recipe_commands(sub: Any) -> None:
     r = lsub.add_parser("release", help="release NAME (exit 1 if not held by OWNER)")
     r.add_argument("--token", type=int, default=None, help="only if it still has this token")
     s = lsub.add_parser("status", help="holder, token and expiry estimate of NAME")
-    for action in (a, r, s):
+    run_p = lsub.add_parser(
+        "run",
+        help="run CMD holding NAME: token in $PASSIVEPAXOS_FENCING_TOKEN, refreshed while "
+        "CMD runs; CMD is signalled and the exit is 75 if the lock is lost",
+    )
+    run_p.add_argument(
+        "--ttl", type=_ttl_arg, default=30.0, metavar="S", help="lock time (default 30, max 1 day)"
+    )
+    run_p.add_argument(
+        "--wait", type=_wait_arg, default=0.0, metavar="S", help="wait up to S seconds if held"
+    )
+    run_p.add_argument(
+        "--signal",
+        default="TERM",
+        metavar="SIG",
+        help="sent to CMD when the lock is lost (default TERM; a name or number)",
+    )
+    run_p.add_argument(
+        "--grace",
+        type=_wait_arg,
+        default=None,
+        metavar="S",
+        help="then SIGKILL after S seconds (default ttl/5, at most 10; keep it within ttl/4)",
+    )
+    for action in (a, r, s, run_p):
         action.add_argument("log", metavar="LOG")
         action.add_argument("name", metavar="NAME")
         action.add_argument(
@@ -590,8 +631,15 @@ def _add_recipe_commands(sub: Any) -> None:
             help="lock owner id (default: unique to this process; acquiring again with the "
             "same owner renews the lock; release needs it)",
         )
-        action.add_argument("--json", action="store_true")
+        if action is not run_p:  # stdout belongs to CMD
+            action.add_argument("--json", action="store_true")
         action.set_defaults(func=cmd_lock)
+    run_p.add_argument(
+        "command_args",
+        metavar="-- CMD ...",
+        nargs="*",
+        help="the command and its arguments, after -- (main() splits them off first)",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -666,6 +714,8 @@ def _deadline_for(args: argparse.Namespace) -> contextlib.AbstractContextManager
     open_ended = command in ("log", "verify", "snapshot", "trim", "members", "bench", "demo") or (
         command == "writer" and args.writer_command == "claim" and not args.no_wait
     )
+    if command == "lock" and args.lock_command == "run":
+        open_ended = True  # the command runs as long as it runs
     if command == "log" and not args.follow and args.limit is not None:
         open_ended = False  # a bounded read
     if open_ended:
@@ -871,12 +921,27 @@ def _stdout_to_devnull() -> None:
         os.close(devnull)
 
 
+def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespace:
+    """Parse ``argl``; for ``lock run`` everything after the first ``--`` is the command,
+    untouched (its own options are not ours: ``-- ls -l --ttl``)."""
+    if "--" in argl:
+        cut = argl.index("--")
+        with contextlib.suppress(SystemExit):
+            quiet = io.StringIO()  # a usage error or --help is reported by the full parse
+            with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+                head = parser.parse_args(argl[:cut])
+            if head.command == "lock" and head.lock_command == "run":
+                head.command_args = list(head.command_args) + argl[cut + 1 :]
+                return head
+    return parser.parse_args(argl)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argl = list(sys.argv[1:] if argv is None else argv)
     # `append` first and no help asked: the same parser for it, without the later commands
     fast = bool(argl) and argl[0] == "append" and not {"-h", "--help"} & set(argl)
     parser = build_parser(upto_append=fast)
-    args = parser.parse_args(argl)
+    args = _parse(parser, argl)
     # text output carries an argument's own bytes back out (a non-UTF-8 key is printed as
     # given, not a traceback); stderr already escapes what it cannot encode
     with contextlib.suppress(AttributeError, ValueError):

@@ -376,14 +376,23 @@ class Locks:
                 self._watch[name] = seen
         return rec, now - seen[1]
 
-    def acquire(self, name: str, ttl: float, *, wait: float = 0.0) -> int:
+    def acquire(
+        self,
+        name: str,
+        ttl: float,
+        *,
+        wait: float = 0.0,
+        on_wait: Callable[[LockRecord, float], object] | None = None,
+    ) -> int:
         """Acquire ``name`` for ``ttl`` seconds; return its fencing token. A lock held by
         someone else is waited for (up to ``wait`` seconds) until it is released or has
         stayed unrefreshed for its holder's ttl of our own clock, then taken over; else
         ``LockHeldError`` naming the holder. Acquiring a lock our ``owner`` holds renews
         it (same token): two objects or processes naming the same owner share the lock.
         ``ttl`` is at most ``MAX_TTL`` (one day); ``wait`` is seconds >= 0 (``inf``: as long
-        as it takes); anything else raises ``ConfigError`` before anything is sent."""
+        as it takes); anything else raises ``ConfigError`` before anything is sent.
+        ``on_wait(lock, remaining)`` is called once, when the call starts waiting for a
+        holder (``remaining``: seconds of our clock before it may be taken over)."""
         check_ttl(ttl)
         check_wait(wait, "wait", forever=True)  # nan would make every comparison False
         deadline = self._clock() + wait
@@ -396,6 +405,9 @@ class Locks:
                     now = self._clock()
                     if now >= deadline:
                         raise LockHeldError(name, rec.holder, rec.token, remaining)
+                    if on_wait is not None:
+                        on_wait(rec, remaining)
+                        on_wait = None
                     pause = min(self._pause(rec.ttl), remaining, deadline - now)
                     self.runtime.sleep(max(0.001, pause))
                     continue
