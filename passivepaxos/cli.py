@@ -166,13 +166,48 @@ def _values_json(slot: int, index: int, value: bytes) -> dict[str, Any]:
     return out
 
 
-def cmd_append(args: argparse.Namespace) -> int:
+def _stdin_bytes() -> bytes:
+    return sys.stdin.buffer.read()
+
+
+def _append_values(args: argparse.Namespace) -> list[bytes]:
+    """The values of ``append``, in order: the VALUEs (``-``: stdin's lines, each without
+    its line end), then each ``--file``'s bytes, then stdin whole (``--stdin-raw``)."""
     import os
+
+    if args.values.count("-") + args.stdin_raw > 1:
+        raise ConfigError("append: stdin can be read once: give - or --stdin-raw, not both")
+    values: list[bytes] = []
+    for v in args.values:
+        if v != "-":
+            values.append(os.fsencode(v))
+            continue
+        data = _stdin_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()  # the last line's end, not an empty value
+        if not lines:
+            raise ConfigError("append -: stdin held no values (one value per line)")
+        values.extend(line[:-1] if line.endswith(b"\r") else line for line in lines)
+    for f in args.files:
+        try:
+            with open(f, "rb") as fh:
+                values.append(fh.read())
+        except OSError as exc:
+            raise ConfigError(f"--file {f}: {exc.strerror or exc}") from None
+    if args.stdin_raw:
+        values.append(_stdin_bytes())
+    if not values:
+        raise ConfigError("append: give a VALUE, - (stdin, one per line), --file F or --stdin-raw")
+    return values
+
+
+def cmd_append(args: argparse.Namespace) -> int:
 
     from passivepaxos.errors import PassivePaxosError
     from passivepaxos.log import Log, check_token, parse_forward_token, resume_unknown
 
-    values = [os.fsencode(v) for v in args.values]
+    values = _append_values(args)
     if args.resume is None:
         with Log.open(args.log, forward=args.forward) as log:
             positions = log.append_positions(values)
@@ -372,7 +407,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
         kv = KV(log)
         op = args.kv_command
         if op == "put":
-            value = os.fsencode(args.value)
+            value = _stdin_bytes() if args.value == "-" else os.fsencode(args.value)
             pos = kv.put(args.key, value)
             if args.json:
                 _print_json(
@@ -563,23 +598,25 @@ def _add_recipe_commands(sub: Any) -> None:
     ksub = p.add_subparsers(dest="kv_command", metavar="ACTION")
     ksub.required = True
     k = ksub.add_parser("put", help="set KEY to VALUE")
-    k.add_argument("log", metavar="LOG")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     k.add_argument("key", metavar="KEY")
-    k.add_argument("value", metavar="VALUE")
+    k.add_argument(
+        "value", metavar="VALUE", help="the value; - reads it from stdin (bytes as they are)"
+    )
     k = ksub.add_parser("get", help="print KEY's value (exit 1 if absent)")
-    k.add_argument("log", metavar="LOG")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     k.add_argument("key", metavar="KEY")
     k = ksub.add_parser("del", help="delete KEY")
-    k.add_argument("log", metavar="LOG")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     k.add_argument("key", metavar="KEY")
     k = ksub.add_parser("cas", help="set KEY to NEW iff it is EXPECTED (exit 1 if not)")
-    k.add_argument("log", metavar="LOG")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     k.add_argument("key", metavar="KEY")
     k.add_argument("expected", metavar="EXPECTED", nargs="?")
     k.add_argument("new", metavar="NEW")
     k.add_argument("--absent", action="store_true", help="expect KEY to be absent")
     k = ksub.add_parser("list", help="keys and values, optionally under PREFIX")
-    k.add_argument("log", metavar="LOG")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     k.add_argument("prefix", metavar="PREFIX", nargs="?", default="")
     for action in ksub.choices.values():
         action.add_argument("--json", action="store_true")
@@ -623,7 +660,7 @@ def _add_recipe_commands(sub: Any) -> None:
         help="then SIGKILL after S seconds (default ttl/5, at most 10; keep it within ttl/4)",
     )
     for action in (a, r, s, run_p):
-        action.add_argument("log", metavar="LOG")
+        action.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
         action.add_argument("name", metavar="NAME")
         action.add_argument(
             "--owner",
@@ -793,7 +830,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("init", help="create a log / consensus space on one store or a quorum")
-    p.add_argument("log", metavar="LOG", help="storage URL, or several joined by ','")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--mode", default="auto", choices=["auto", "create", "cas", "blocks"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_init)
@@ -801,14 +838,32 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "propose", help="propose a value for a consensus instance; print the decided one"
     )
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("instance", metavar="INSTANCE")
     p.add_argument("value", metavar="VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_propose)
     p = sub.add_parser("append", help="append values to a log (one slot); print each's slot")
-    p.add_argument("log", metavar="LOG")
-    p.add_argument("values", metavar="VALUE", nargs="+")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument(
+        "values",
+        metavar="VALUE",
+        nargs="*",
+        help="a value to append; - reads values from stdin, one per line",
+    )
+    p.add_argument(
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="F",
+        help="append the bytes of file F as one value (repeatable; after the VALUEs)",
+    )
+    p.add_argument(
+        "--stdin-raw",
+        action="store_true",
+        help="append all of stdin as one value, bytes as they are (after the VALUEs and files)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--resume",
@@ -827,7 +882,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         return parser
 
     p = sub.add_parser("log", help="print a log's entries")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--from", dest="from_slot", type=int, default=0, metavar="N", help="first slot")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="at most K entries")
     p.add_argument("--follow", action="store_true", help="keep polling for new entries")
@@ -835,22 +890,22 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("status", help="head slot, mode, stores, writer lease of a log")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("verify", help="check every slot's record and the hash chain")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("snapshot", help="write a snapshot of every entry up to the head slot")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("trim", help="replace slots before SLOT by tombstones (needs a snapshot)")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     p.add_argument("--before", type=int, required=True, metavar="SLOT", help="first slot kept")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trim)
@@ -859,7 +914,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="writer_command", metavar="ACTION")
     wsub.required = True
     w = wsub.add_parser("claim", help="claim the writer lease (waits out a live one)")
-    w.add_argument("log", metavar="LOG")
+    w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     w.add_argument(
         "--ttl", type=_ttl_arg, default=10.0, metavar="S", help="lease time (default 10, max 1 day)"
     )
@@ -867,7 +922,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_writer)
     w = wsub.add_parser("status", help="holder, epoch, ttl and expiry estimate of the lease")
-    w.add_argument("log", metavar="LOG")
+    w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
     w.add_argument("--ttl", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_writer)
@@ -921,6 +976,31 @@ def _stdout_to_devnull() -> None:
         os.close(devnull)
 
 
+LOG_ENV = "PASSIVEPAXOS_LOG"
+LOG_HELP = (
+    "storage URL (file:///dir, s3://bucket/prefix, gs://..., dropbox:///path), or several "
+    f"joined by ',' (a quorum); default ${LOG_ENV}"
+)
+
+
+def _default_log(args: argparse.Namespace) -> None:
+    """Fill a LOG left out from ``PASSIVEPAXOS_LOG`` (as ``ETCDCTL_ENDPOINTS`` does for
+    etcdctl). ``append VALUE...`` without LOG parses its first VALUE as LOG: a first
+    argument that is not a URL (no ``://``) is taken back as a value."""
+    if not hasattr(args, "log"):
+        return
+    env = os.environ.get(LOG_ENV, "").strip()
+    if args.command == "append" and args.log is not None and "://" not in args.log and env:
+        args.values.insert(0, args.log)
+        args.log = None
+    if args.log is None:
+        if not env:
+            raise ConfigError(
+                f"give LOG (a storage URL such as file:///dir or s3://bucket/prefix) or set {LOG_ENV}"
+            )
+        args.log = env
+
+
 def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespace:
     """Parse ``argl``; for ``lock run`` everything after the first ``--`` is the command,
     untouched (its own options are not ours: ``-- ls -l --ttl``)."""
@@ -948,6 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     try:
         try:
+            _default_log(args)
             _refuse_memory(args)
             with _deadline_for(args):
                 code: int = args.func(args)
