@@ -208,8 +208,14 @@ def cmd_append(args: argparse.Namespace) -> int:
     from passivepaxos.log import Log, check_token, parse_forward_token, resume_unknown
 
     values = _append_values(args)
+    if args.owner is not None:
+        _text_arg(args.owner, "owner")
+        if not args.owner.strip():
+            raise ConfigError("--owner: give a non-empty name")
     if args.resume is None:
-        with Log.open(args.log, forward=args.forward) as log:
+        with Log.open(args.log, forward=args.forward, writer_id=args.owner) as log:
+            if args.owner is not None:
+                log.adopt_writer()  # the lease `writer claim --owner` took, if it is ours
             positions = log.append_positions(values)
     else:
         check_token(args.resume)  # a bad token is bad input, before any request
@@ -280,42 +286,125 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_writer(args: argparse.Namespace) -> int:
-    """``writer claim LOG [--ttl S] [--no-wait]`` and ``writer status LOG``."""
-    from passivepaxos.lease import format_seconds, format_wall
+    """``writer claim|renew|release|status LOG``: the log's writer lease (docs/log.md)."""
+    from passivepaxos.lease import format_seconds
     from passivepaxos.log import Log
 
-    with Log.open(args.log) as log:
-        if args.writer_command == "claim":
-            res = log.claim_writer(args.ttl, wait=not args.no_wait)
+    op = args.writer_command
+    owner = getattr(args, "owner", None)
+    if owner is not None:
+        _text_arg(owner, "owner")
+        if not owner.strip():
+            raise ConfigError("--owner: give a non-empty name")
+    if op in ("renew", "release") and owner is None:
+        raise ConfigError(
+            f"writer {op}: give --owner OWNER (the owner `writer claim` printed; each process "
+            "is an owner of its own otherwise)"
+        )
+    with Log.open(args.log, writer_id=owner) as log:
+        if op == "status":
+            return _writer_status(args, log)
+        held = log.adopt_writer() if owner is not None else False
+        if op == "release":
+            slot = log.release_writer() if held else None
             if args.json:
-                _print_json(res.to_json())
-            elif res.granted:
-                line = lease_line(res.holder, res.epoch, res.expires)
-                print(f"claimed: {line}, slot {res.slot}")
-            if not res.granted:
+                _print_json({"released": slot is not None, "owner": log.writer_id, "slot": slot})
+            if slot is None:
                 print(
-                    f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
-                    f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
-                    f"unchanged for {format_seconds(res.remaining)} more",
+                    f"passivepaxos: error: {args.log}: the writer lease is not held by {owner}",
                     file=sys.stderr,
                 )
                 return EXIT_FAIL
+            if not args.json:
+                print(f"released: slot {slot}")
             return EXIT_OK
-        ws = log.writer_status()
+        if op == "renew" and not held:
+            ws = log.writer_status()
+            if args.json:
+                _print_json({**ws.to_json(), "renewed": False, "owner": log.writer_id})
+            print(
+                f"passivepaxos: error: {args.log}: the writer lease is not held by {owner} "
+                f"(holder: {ws.holder or 'nobody'})",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        if op == "renew" and args.ttl is None:
+            slot = log.renew()
+            ws = log.writer_status()
+            if args.json:
+                _print_json({**ws.to_json(), "renewed": True, "owner": log.writer_id, "slot": slot})
+            else:
+                print(f"renewed: {lease_line(ws.holder, ws.epoch, ws.expires)}, slot {slot}")
+            return EXIT_OK
+        ttl = args.ttl  # a claim, or a renewal with a new ttl (a claim by the holder)
+        wait = op == "renew" or not args.no_wait
+        res = log.claim_writer(ttl, wait=False)
+        if not res.granted and wait:
+            print(
+                f"passivepaxos: waiting for the writer lease of {args.log}: held by "
+                f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
+                f"unchanged for {format_seconds(res.remaining)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            res = log.claim_writer(ttl, wait=True)
+        if args.json:
+            key = "renewed" if op == "renew" else "granted"
+            _print_json({**res.to_json(), key: res.granted, "owner": log.writer_id})
+        elif res.granted:
+            line = lease_line(res.holder, res.epoch, res.expires)
+            verb = "renewed" if op == "renew" else "claimed"
+            print(f"{verb}: {line}, slot {res.slot}")
+            if owner is None:
+                print(
+                    f"owner {log.writer_id}: pass --owner {log.writer_id} to append, writer "
+                    "renew and writer release to act as the holder",
+                    file=sys.stderr,
+                )
+        if not res.granted:
+            print(
+                f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
+                f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
+                f"unchanged for {format_seconds(res.remaining)} more",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        return EXIT_OK
+
+
+def _writer_status(args: argparse.Namespace, log: Any) -> int:
+    from passivepaxos.lease import format_seconds, format_wall
+
+    ws = log.writer_status()
     if args.json:
         _print_json(ws.to_json())
-    else:
-        _table(
-            f"writer lease of {args.log}",
-            ["field", "value"],
-            [
-                ["holder", ws.holder or "none"],
-                ["epoch", str(ws.epoch)],
-                ["ttl", "-" if ws.ttl is None else f"{ws.ttl:g}s"],
-                ["expires (estimate)", "-" if ws.holder is None else format_wall(ws.expires)],
-                ["head slot", "(empty)" if ws.head < 0 else str(ws.head)],
-            ],
+        return EXIT_OK
+    wait = "-"
+    if ws.holder is not None and ws.ttl is not None:
+        wait = (
+            f"up to {format_seconds(ws.ttl)}: a taker waits until the log stays unchanged "
+            "that long on its own clock"
         )
+    looks = ""
+    if ws.holder is not None and ws.expires is not None:
+        import time
+
+        looks = " (looks expired)" if time.time() > ws.expires else ""
+    _table(
+        f"writer lease of {args.log}",
+        ["field", "value"],
+        [
+            ["holder", ws.holder or "none"],
+            ["epoch", str(ws.epoch)],
+            ["ttl", "-" if ws.ttl is None else f"{ws.ttl:g}s"],
+            [
+                "expires (estimate)",
+                "-" if ws.holder is None else format_wall(ws.expires) + looks,
+            ],
+            ["a taker waits", wait],
+            ["head slot", "(empty)" if ws.head < 0 else str(ws.head)],
+        ],
+    )
     return EXIT_OK
 
 
@@ -872,6 +961,12 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         "and the same values: prints its slots without writing twice",
     )
     p.add_argument(
+        "--owner",
+        default=None,
+        help="append as this writer: the holder of the writer lease that `writer claim "
+        "--owner OWNER` took (others wait for it or are refused)",
+    )
+    p.add_argument(
         "--forward",
         action="store_true",
         help="on a lost race, hand the values to whoever writes the next slot instead of "
@@ -910,22 +1005,43 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trim)
 
-    p = sub.add_parser("writer", help="the log's writer lease: claim it or show who holds it")
+    p = sub.add_parser(
+        "writer", help="the log's writer lease: claim, renew, release it or show who holds it"
+    )
     wsub = p.add_subparsers(dest="writer_command", metavar="ACTION")
     wsub.required = True
-    w = wsub.add_parser("claim", help="claim the writer lease (waits out a live one)")
-    w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    w.add_argument(
-        "--ttl", type=_ttl_arg, default=10.0, metavar="S", help="lease time (default 10, max 1 day)"
+    owner_help = (
+        "the lease holder's name (default: unique to this process); later `append "
+        "--owner`, `writer renew` and `writer release` calls with the same name act as "
+        "the holder"
     )
-    w.add_argument("--no-wait", action="store_true", help="say 'not yet' instead of waiting")
-    w.add_argument("--json", action="store_true")
-    w.set_defaults(func=cmd_writer)
-    w = wsub.add_parser("status", help="holder, epoch, ttl and expiry estimate of the lease")
-    w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    w.add_argument("--ttl", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
-    w.add_argument("--json", action="store_true")
-    w.set_defaults(func=cmd_writer)
+    for name, text in (
+        ("claim", "claim the writer lease (waits out a live one); prints the owner to reuse"),
+        ("renew", "renew the lease held by OWNER (one empty record)"),
+        ("release", "give up the lease held by OWNER at once (others need not wait)"),
+        ("status", "holder, epoch, ttl and expiry estimate of the lease"),
+    ):
+        w = wsub.add_parser(name, help=text)
+        w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+        if name == "claim":
+            w.add_argument(
+                "--ttl",
+                type=_ttl_arg,
+                default=10.0,
+                metavar="S",
+                help="lease time (default 10, max 1 day)",
+            )
+            w.add_argument(
+                "--no-wait", action="store_true", help="say 'not yet' instead of waiting"
+            )
+        elif name == "renew":
+            w.add_argument(
+                "--ttl", type=_ttl_arg, default=None, metavar="S", help="a new lease time"
+            )
+        if name != "status":
+            w.add_argument("--owner", default=None, help=owner_help)
+        w.add_argument("--json", action="store_true")
+        w.set_defaults(func=cmd_writer)
 
     _add_recipe_commands(sub)
 
@@ -1013,7 +1129,16 @@ def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespa
             if head.command == "lock" and head.lock_command == "run":
                 head.command_args = list(head.command_args) + argl[cut + 1 :]
                 return head
-    return parser.parse_args(argl)
+    args, extra = parser.parse_known_args(argl)
+    if extra and getattr(args, "command", None) == "append" and "--" not in argl:
+        # VALUEs after an option (`append LOG --json v`): argparse stops filling an
+        # optional-length positional at the first option
+        if not any(x.startswith("-") and x != "-" for x in extra):
+            args.values.extend(extra)
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -460,6 +460,17 @@ class Log:
             return None
         return self._forward.folder(own=0, empty_ok=True)
 
+    def adopt_writer(self) -> bool:
+        """Hold the writer lease that the log's tail record gives this ``writer_id``, if
+        it does (a named owner in a new process: the CLI's ``--owner``); ``False`` if the
+        lease is someone else's or free. Name an owner to resume a lease after a restart,
+        never to share it between live processes (both would write as the holder; the
+        log still decides each slot once). Reads the tail."""
+        with self._batch.lead():
+            head = self._tail.observe()
+            state = self._leasing.state_of(head, self._tail.record_at(head), fast=False)
+            return self._leasing.adopt(head, state)
+
     def keep_writer(
         self, *, every: float | None = None, on_lost: Callable[[str], object] | None = None
     ) -> KeepAlive:

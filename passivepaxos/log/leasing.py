@@ -9,6 +9,8 @@ waits when someone else holds it, and serves a lease read only inside the bound.
 
 from __future__ import annotations
 
+import math
+
 from passivepaxos.errors import (
     ConfigError,
     LeaseHeldError,
@@ -136,6 +138,19 @@ class WriterLease:
                 return
             with self.c.state:
                 remaining = self.tail.watch.remaining(tail, ttl, self.c.runtime.monotonic())
+
+    def adopt(self, tail: int, state: LeaseState) -> bool:
+        """Take up the lease the record at ``tail`` gives our writer id (a new process of a
+        named owner: ``writer claim --owner`` then ``append --owner``). Writes stay fenced
+        by the log (a record lands only at the slot after the tail it was built on); no
+        lease read is served until our next write is established (its start is unknown,
+        so the read window starts empty). ``False``: the lease is not ours."""
+        if state.holder != self.c.writer_id or state.ttl is None:
+            return False
+        with self.c.state:
+            if self.lease is None or self.lease.epoch != state.epoch:
+                self.lease = HolderLease(state.epoch, state.ttl, tail, -math.inf, state.wall or 0.0)
+        return True
 
     def wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
         if meta is None:

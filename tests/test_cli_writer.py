@@ -1,0 +1,97 @@
+"""The writer lease from a shell (issue 13): `writer claim --owner` is useful afterwards
+(later `append --owner`, `writer renew`, `writer release` act as the holder), waiting
+commands say what they wait for, and `writer status` says how long a taker waits."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from passivepaxos.errors import LeaseHeldError
+from passivepaxos.log import Log
+from passivepaxos.manifest import init_log
+from tests.test_cli import run
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    d = tmp_path / "log"
+    d.mkdir()
+    u = f"file://{d}"
+    assert run("init", u).returncode == 0
+    return u
+
+
+def test_claim_then_append_renew_release_as_the_named_owner(url: str) -> None:
+    claim = run("writer", "claim", url, "--ttl", "30", "--owner", "cron", "--json")
+    assert claim.returncode == 0, claim.stderr
+    got = json.loads(claim.stdout)
+    assert (got["granted"], got["holder"], got["owner"], got["epoch"]) == (True, "cron", "cron", 1)
+    refused = run("append", url, "x")
+    assert refused.returncode == 1 and "held by cron" in refused.stderr
+    ok = run("append", url, "--owner", "cron", "y", "z")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == ["1", "1"]
+    renew = run("writer", "renew", url, "--owner", "cron", "--json")
+    assert renew.returncode == 0, renew.stderr
+    r = json.loads(renew.stdout)
+    assert (r["renewed"], r["holder"], r["epoch"], r["slot"]) == (True, "cron", 1, 2)
+    other = run("writer", "renew", url, "--owner", "someone", "--json")
+    assert other.returncode == 1 and "not held by someone (holder: cron)" in other.stderr
+    assert json.loads(other.stdout)["renewed"] is False
+    rel = run("writer", "release", url, "--owner", "cron", "--json")
+    assert rel.returncode == 0 and json.loads(rel.stdout)["released"] is True
+    again = run("writer", "release", url, "--owner", "cron")
+    assert again.returncode == 1 and "not held by cron" in again.stderr
+    assert run("append", url, "free").returncode == 0  # nobody holds it now
+
+
+def test_renew_with_a_new_ttl_and_the_ttl_shown(url: str) -> None:
+    assert run("writer", "claim", url, "--ttl", "30", "--owner", "o").returncode == 0
+    r = run("writer", "renew", url, "--owner", "o", "--ttl", "60", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ttl"] == 60.0
+
+
+def test_renew_and_release_need_an_owner(url: str) -> None:
+    for op in ("renew", "release"):
+        out = run("writer", op, url)
+        assert out.returncode == 2 and "give --owner OWNER" in out.stderr
+
+
+def test_a_claim_without_owner_says_which_owner_to_pass_and_a_waiting_claim_says_why(
+    url: str,
+) -> None:
+    first = run("writer", "claim", url, "--ttl", "1")
+    assert first.returncode == 0
+    assert "pass --owner" in first.stderr
+    second = run("writer", "claim", url, "--ttl", "1", "--owner", "b")
+    assert second.returncode == 0, second.stderr
+    assert "waiting for the writer lease" in second.stderr and "epoch 1" in second.stderr
+    assert "claimed: b, epoch 2" in second.stdout
+
+
+def test_writer_status_says_how_long_a_taker_waits(url: str) -> None:
+    assert run("writer", "claim", url, "--ttl", "30", "--owner", "o").returncode == 0
+    out = run("writer", "status", url)
+    assert "a taker waits" in out.stdout and "30" in out.stdout
+
+
+def test_adopt_writer_takes_up_only_our_own_lease() -> None:
+    url = f"memory://adopt-{uuid.uuid4().hex[:8]}"
+    init_log(url)
+    with Log.open(url, writer_id="cron") as a:
+        assert not a.adopt_writer()  # nobody holds it
+        assert a.claim_writer(30).granted
+    with Log.open(url, writer_id="other") as b:
+        assert not b.adopt_writer()
+        with pytest.raises(LeaseHeldError):
+            b.append([b"x"])
+    with Log.open(url, writer_id="cron") as c:
+        assert c.adopt_writer()
+        assert c.lease_read() is None  # no read window until a write of ours lands
+        assert c.append([b"y"]) == [1]
+        assert c.lease_read() is not None
+        assert c.release_writer() == 2
