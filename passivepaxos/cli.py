@@ -29,7 +29,7 @@ from passivepaxos.errors import (
     PassivePaxosError,
     UnsupportedError,
 )
-from passivepaxos.terminal import console, lease_line, print_status
+from passivepaxos.terminal import console, escape_value, lease_line, print_status
 from passivepaxos.terminal import print_json as _print_json
 from passivepaxos.terminal import table as _table
 
@@ -271,10 +271,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(_values_json(e.slot, e.index, e.value))
             else:
-                sys.stdout.write(f"{e.slot}\t{e.index}\t")
-                sys.stdout.flush()
-                sys.stdout.buffer.write(e.value + b"\n")
-                sys.stdout.flush()
+                print(f"{e.slot}\t{e.index}\t{escape_value(e.value)}", flush=True)
             if args.follow and args.limit is not None and shown >= args.limit:
                 break
     return EXIT_OK
@@ -1130,12 +1127,12 @@ def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespa
                 head.command_args = list(head.command_args) + argl[cut + 1 :]
                 return head
     args, extra = parser.parse_known_args(argl)
-    if extra and getattr(args, "command", None) == "append" and "--" not in argl:
-        # VALUEs after an option (`append LOG --json v`): argparse stops filling an
-        # optional-length positional at the first option
-        if not any(x.startswith("-") and x != "-" for x in extra):
-            args.values.extend(extra)
-            extra = []
+    # VALUEs after an option (`append LOG --json v`): argparse stops filling an
+    # optional-length positional at the first option
+    values_after = not any(x.startswith("-") and x != "-" for x in extra)
+    if extra and getattr(args, "command", None) == "append" and values_after:
+        args.values.extend(extra)
+        extra = []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["console", "lease_line", "print_json", "print_status", "table"]
+__all__ = [
+    "console",
+    "escape_value",
+    "lease_line",
+    "plain_cell",
+    "print_json",
+    "print_status",
+    "table",
+]
 
 
 def print_json(obj: dict[str, Any]) -> None:
@@ -43,7 +51,39 @@ def console(**kwargs: Any) -> Console:
     return _Console(**kwargs)
 
 
+def plain_cell(text: str) -> str:
+    """A table cell on one line: tabs, newlines and other control characters escaped."""
+    return text.translate(_CELL_ESCAPES)
+
+
+_CELL_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)},
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
+
+
+def escape_value(value: bytes) -> str:
+    """A value on one line of text output (``log``): a backslash is doubled, a byte that is
+    not UTF-8 becomes ``\\xNN``, ``\\t`` ``\\n`` ``\\r`` and other control characters
+    are escaped, so that ``slot<TAB>index<TAB>value`` stays one line per entry and can be
+    read back unambiguously."""
+    text = value.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    return plain_cell(text)
+
+
 def table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
+    """A rich table in a terminal (words wrapped, never split unless one is wider than its
+    column); in a pipe or a file, plain rows: a header line, then one line per row, cells
+    separated by tabs, never wrapped (``passivepaxos backends | grep dropbox``)."""
+    import sys
+
+    if not sys.stdout.isatty():
+        for row in [list(columns), *rows]:
+            print("\t".join(plain_cell(c) for c in row))
+        sys.stdout.flush()
+        return
     from rich.table import Table
 
     table = Table(title=title)

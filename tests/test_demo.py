@@ -57,7 +57,7 @@ def test_demo_in_dir(tmp_path: Path) -> None:
     for v in VALUES:
         assert len(re.findall(rf"\b{re.escape(v)}\b", text)) == 1, v
     # the status table and the verification are shown; the summary is one line
-    assert re.search(r"head slot\s*\S\s*59\b", text), text
+    assert re.search(r"head slot\s*(│\s*)?59\b", text), text  # a table, or plain rows in a pipe
     assert "verify: intact: 60 slot(s), 60 entries, hash chain ok" in text
     summary = [ln for ln in text.splitlines() if ln.startswith(("OK:", "FAILED:"))]
     assert len(summary) == 1 and summary[0].startswith("OK: 60 entries acknowledged by 3"), text
