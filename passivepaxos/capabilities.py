@@ -329,6 +329,7 @@ location each call) or a `StoreHarness` subclass, which can also provide the hoo
 checks need. `CHECKS` lists them all; a failed check raises `AssertionError`, a check whose
 hook is missing raises `unittest.SkipTest` (pytest and unittest report it as skipped).
 
+<!-- not-run: MyBackend and fresh_prefix stand for your adapter and its test location -->
 ```python
 import pytest
 from passivepaxos.store import Store
