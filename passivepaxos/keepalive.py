@@ -27,7 +27,6 @@ from collections.abc import Callable
 from types import TracebackType
 
 from passivepaxos.deadline import deadline
-from passivepaxos.errors import PassivePaxosError
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import EventLike, Runtime, Task
 
@@ -132,12 +131,14 @@ class KeepAlive:
             try:
                 # cut a renewal that would outlast the validity: the loss is then noticed
                 # on time (the renewal's own bookkeeping treats its outcome as unknown)
-                with deadline(left, clock=self._clock):
+                with deadline(left if math.isfinite(left) else None, clock=self._clock):
                     self._renew()
             except self.fatal as exc:
                 self._lose(f"{self.what} was lost: {exc}")
                 return
-            except PassivePaxosError as exc:
+            except Exception as exc:  # any failure: retried until the validity ends
+                # (an error outside the taxonomy, a bug, must not end the loop silently:
+                # the grant would lapse with nobody told)
                 self.last_error = exc
                 pause = backoff.delay(failures, self.runtime.rng)
                 failures += 1

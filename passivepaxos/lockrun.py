@@ -61,6 +61,13 @@ def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _say(line: str) -> None:
+    """One line on stderr; a closed or broken stderr never stops the supervision (the
+    command must still be signalled when the lock is lost)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
 def run_locked(
     url: str,
     name: str,
@@ -80,129 +87,187 @@ def run_locked(
     grace = min(10.0, ttl / 5) if grace is None else grace
     if not grace >= 0:
         raise ConfigError(f"--grace {grace!r}: give seconds >= 0")
-    if grace > ttl / 4:
-        print(
-            f"passivepaxos: warning: --grace {grace:g} s is more than ttl/4 ({ttl / 4:g} s): "
-            "after a lost lock the command may still run when a taker is granted it",
-            file=sys.stderr,
+    if grace >= ttl / 4:
+        _say(
+            f"passivepaxos: warning: --grace {grace:g} s is not below ttl/4 ({ttl / 4:g} s): "
+            "after a lost lock the command may still run when a taker is granted it"
         )
 
     def waiting(rec: LockRecord, remaining: float) -> None:
-        print(
+        _say(
             f"passivepaxos: lock {name!r} is held by {rec.holder} (token {rec.token}); "
             f"waiting up to {wait:g} s (it may be taken over in {remaining:.1f} s if it is "
-            "not refreshed)",
-            file=sys.stderr,
-            flush=True,
+            "not refreshed)"
         )
 
     with Log.open(url) as log:
         locks = Locks(log, owner=owner)
+        if locks.status(name).mine:  # an acquire by the holder would renew it: two runs
+            _say(
+                f"passivepaxos: error: {url}: lock {name!r} is already held by owner "
+                f"{owner} (another `lock run --owner {owner}`?); one owner is one holder"
+            )
+            return 1
         try:
             token = locks.acquire(name, ttl, wait=wait, on_wait=waiting)
         except LockHeldError as exc:
-            print(f"passivepaxos: error: {url}: {exc}", file=sys.stderr)
+            _say(f"passivepaxos: error: {url}: {exc}")
             return 1
-        wake = threading.Event()
-        reasons: list[str] = []
+        return _Supervisor(url, name, locks, token, sig, grace).run(command)
 
-        def lost(reason: str) -> None:
-            reasons.append(reason)
-            wake.set()
 
-        keep = locks.keep_alive(name, on_lost=lost)
-        env = dict(os.environ)
-        env.update(
-            {
-                ENV_TOKEN: str(token),
-                "PASSIVEPAXOS_LOCK_NAME": name,
-                "PASSIVEPAXOS_LOCK_OWNER": locks.owner,
-                "PASSIVEPAXOS_LOG": url,
-            }
-        )
+class _Supervisor:
+    """Runs the command in a process group of its own and ends the group when the lock
+    is lost; one object per ``lock run``."""
+
+    def __init__(
+        self, url: str, name: str, locks: Locks, token: int, sig: signal.Signals, grace: float
+    ) -> None:
+        self.url, self.name, self.locks, self.token = url, name, locks, token
+        self.sig, self.grace = sig, grace
+        self.wake = threading.Event()
+        self.done = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+        self.pending: list[int] = []  # signals that came before the command started
+
+    def run(self, command: Sequence[str]) -> int:
+        # signals to us are passed on from now on (queued until the command exists)
+        previous = {s: signal.signal(s, self._pass_on) for s in _PASSED_ON}
+        keep: KeepAlive | None = None
+        tty = _Terminal()
         try:
-            child = subprocess.Popen(list(command), env=env)
-        except OSError as exc:
+            keep = self.locks.keep_alive(self.name, on_lost=lambda _r: self.wake.set())
+            env = dict(os.environ)
+            env.update(
+                {
+                    ENV_TOKEN: str(self.token),
+                    "PASSIVEPAXOS_LOCK_NAME": self.name,
+                    "PASSIVEPAXOS_LOCK_OWNER": self.locks.owner,
+                    "PASSIVEPAXOS_LOG": self.url,
+                }
+            )
+            try:
+                # a group of its own: a lost lock ends every process the command started
+                self.child = subprocess.Popen(list(command), env=env, process_group=0)
+            except OSError as exc:
+                keep.stop()
+                self._release()
+                _say(f"passivepaxos: error: {command[0]}: {exc.strerror or exc}")
+                return 127 if isinstance(exc, FileNotFoundError) else 126
+            tty.give(self.child.pid)
+            for signum in self.pending:
+                self._signal(signum)
+            threading.Thread(target=self._reap, name="ppx-lock-run-child", daemon=True).start()
+            lost = self._wait(keep)
+            if lost is not None:
+                self._end(lost, command[0])
+                return EXIT_LOCK_LOST
             keep.stop()
-            _release(locks, name, token, url)
-            print(f"passivepaxos: error: {command[0]}: {exc.strerror or exc}", file=sys.stderr)
-            return 127 if isinstance(exc, FileNotFoundError) else 126
-        return _supervise(
-            child, command[0], wake, reasons, keep, sig, grace, locks, name, token, url
-        )
-
-
-def _supervise(
-    child: subprocess.Popen[bytes],
-    command: str,
-    wake: threading.Event,
-    reasons: list[str],
-    keep: KeepAlive,
-    sig: signal.Signals,
-    grace: float,
-    locks: Locks,
-    name: str,
-    token: int,
-    url: str,
-) -> int:
-    """Wait for ``child`` or the loss of the lock, whichever comes first."""
-    done = threading.Event()
-
-    def reap() -> None:
-        child.wait()
-        done.set()
-        wake.set()
-
-    threading.Thread(target=reap, name="ppx-lock-run-child", daemon=True).start()
-
-    def pass_on(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = {s: signal.signal(s, pass_on) for s in _PASSED_ON}
-    try:
-        wake.wait()
-        if not done.is_set():  # the lock was lost while the command runs
-            print(
-                f"passivepaxos: error: {url}: {reasons[0]}; sending {sig.name} to "
-                f"{command} (pid {child.pid})",
-                file=sys.stderr,
-                flush=True,
-            )
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(sig)
-            if not done.wait(grace):
-                print(
-                    f"passivepaxos: error: still running after {grace:g} s: sending SIGKILL",
-                    file=sys.stderr,
-                    flush=True,
+            if keep.lost.is_set() or not self.locks.valid(self.name):
+                # the validity ran out (or the lock was lost) just as the command ended:
+                # never release a lock that may be someone else's by now
+                why = (
+                    keep.reason
+                    or f"lock {self.name!r} (token {self.token}) was not refreshed in time"
                 )
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-                done.wait()
-            return EXIT_LOCK_LOST
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        keep.stop()
-    if keep.lost.is_set():  # lost just as the command ended: say so, do not release
-        print(f"passivepaxos: error: {url}: {keep.reason}", file=sys.stderr)
-        return EXIT_LOCK_LOST
-    _release(locks, name, token, url)
-    return _status(child.returncode)
+                _say(f"passivepaxos: error: {self.url}: {why}")
+                return EXIT_LOCK_LOST
+            self._release()
+            return _status(self.child.returncode)
+        finally:
+            tty.restore()
+            if keep is not None:
+                keep.stop()
+            for s, h in previous.items():
+                signal.signal(s, h)
 
+    def _wait(self, keep: KeepAlive) -> str | None:
+        """Until the command ends (``None``) or the lock is lost (why). Checks the lock's
+        validity itself too: a renewal stuck in a call its deadline cannot cut must not
+        delay the signal."""
+        while not self.done.is_set():
+            left = keep.remaining()
+            if keep.lost.is_set() or left <= 0:
+                return keep.reason or (
+                    f"lock {self.name!r} (token {self.token}) could not be renewed in time"
+                )
+            self.wake.wait(min(left, 1.0))
+            self.wake.clear()
+        return None
 
-def _release(locks: Locks, name: str, token: int, url: str) -> None:
-    try:
-        if not locks.release(name, token):
-            print(
-                f"passivepaxos: warning: {url}: lock {name!r} (token {token}) was no longer "
-                "ours to release",
-                file=sys.stderr,
-            )
-    except PassivePaxosError as exc:
-        print(
-            f"passivepaxos: warning: {url}: could not release lock {name!r} (token {token}): "
-            f"{exc}; it is free once unrefreshed for its ttl",
-            file=sys.stderr,
+    def _end(self, why: str, command: str) -> None:
+        """Signal the command's group first, then say so; SIGKILL after the grace."""
+        assert self.child is not None
+        self._signal(self.sig)
+        _say(
+            f"passivepaxos: error: {self.url}: {why}; sent {self.sig.name} to {command} "
+            f"(pid {self.child.pid}) and its process group"
         )
+        if not self.done.wait(self.grace):
+            self._signal(signal.SIGKILL)
+            _say(f"passivepaxos: error: still running after {self.grace:g} s: sent SIGKILL")
+            self.done.wait()
+
+    def _reap(self) -> None:
+        assert self.child is not None
+        self.child.wait()
+        self.done.set()
+        self.wake.set()
+
+    def _pass_on(self, signum: int, _frame: FrameType | None) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self._signal(signum)
+
+    def _signal(self, signum: int) -> None:
+        assert self.child is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.child.pid, signum)
+
+    def _release(self) -> None:
+        try:
+            if not self.locks.release(self.name, self.token):
+                _say(
+                    f"passivepaxos: warning: {self.url}: lock {self.name!r} (token "
+                    f"{self.token}) was no longer ours to release"
+                )
+        except PassivePaxosError as exc:
+            _say(
+                f"passivepaxos: warning: {self.url}: could not release lock {self.name!r} "
+                f"(token {self.token}): {exc}; it is free once unrefreshed for its ttl"
+            )
+
+
+class _Terminal:
+    """When we run in the foreground of a terminal, the command's process group gets the
+    terminal (it reads it, and Ctrl-C reaches it once, as it would without us) and we
+    take it back at the end."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.ours = 0
+
+    def give(self, pgid: int) -> None:
+        try:
+            fd = sys.stdin.fileno()
+            if not os.isatty(fd) or os.tcgetpgrp(fd) != os.getpgrp():
+                return
+            self.fd, self.ours = fd, os.getpgrp()
+            self._set(pgid)
+        except (OSError, ValueError):
+            self.fd = None
+
+    def restore(self) -> None:
+        if self.fd is not None:
+            self._set(self.ours)
+            self.fd = None
+
+    def _set(self, pgid: int) -> None:
+        assert self.fd is not None
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # we may be in the background
+        try:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(self.fd, pgid)
+        finally:
+            signal.signal(signal.SIGTTOU, old)

@@ -162,11 +162,131 @@ def test_a_command_outliving_a_lost_lock_is_signalled_then_killed(
         os.kill(p.pid, signal.SIGCONT)
     _, err = p.communicate(timeout=20)
     assert p.returncode == 75, err
-    assert "lock 'job' (token 1)" in err and "sending SIGTERM" in err
-    assert "sending SIGKILL" in err
+    assert "lock 'job' (token 1)" in err and "sent SIGTERM" in err
+    assert "sent SIGKILL" in err
     n = len(ticks.read_text().splitlines())
     time.sleep(0.5)
     assert len(ticks.read_text().splitlines()) == n  # the command is gone
     # the taker still holds it: a lost lock is never released by the loser
     status = run("lock", "status", url, "job", "--json", env=env)
     assert '"token": 2' in status.stdout and '"holder": null' not in status.stdout
+
+
+def _stall_and_take(p: subprocess.Popen[str], url: str, env: dict[str, str] | None = None) -> None:
+    """SIGSTOP ``lock run`` (its renewer stalls), let another process take the lock over,
+    then SIGCONT it."""
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        taken = run("lock", "acquire", url, "job", "--ttl", "30", "--wait", "20", "--json", env=env)
+        assert taken.returncode == 0 and '"token": 2' in taken.stdout, taken.stderr
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists()
+
+
+def _still_ticking(ticks: Path) -> bool:
+    n = len(ticks.read_text().splitlines())
+    time.sleep(0.5)
+    return len(ticks.read_text().splitlines()) != n
+
+
+def test_a_lost_lock_ends_the_commands_children_too(tmp_path: Path) -> None:
+    """Review finding 2: only CMD's pid was signalled; a loop it started in the background
+    went on writing after `lock run` exited, while the taker held the lock."""
+    url = _log(tmp_path)
+    ticks = tmp_path / "ticks"
+    body = f"while true; do echo tick >> {ticks}; sleep 0.05; done & wait"
+    p = _spawn("lock", "run", url, "job", "--ttl", "2", "--grace", "0.3", "--", "sh", "-c", body)
+    _wait_for(ticks)
+    _stall_and_take(p, url)
+    assert p.wait(20) == 75
+    assert not _still_ticking(ticks)
+
+
+GRACE = ("--grace", "0.3", "--", "sh", "-c")
+
+
+def test_a_closed_stderr_does_not_stop_the_command_being_signalled(tmp_path: Path) -> None:
+    """Review finding 1: printing the loss to a broken stderr raised BrokenPipeError before
+    the command was signalled; `lock run` exited 0 and the command ran on."""
+    url = _log(tmp_path)
+    ticks = tmp_path / "ticks"
+    body = f'trap "" TERM; while true; do echo tick >> {ticks}; sleep 0.05; done'
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "passivepaxos",
+            "lock",
+            "run",
+            url,
+            "job",
+            "--ttl",
+            "2",
+            *GRACE,
+            body,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stderr is not None
+    p.stderr.close()  # nobody reads stderr any more
+    _wait_for(ticks)
+    _stall_and_take(p, url)
+    assert p.wait(20) == 75
+    assert not _still_ticking(ticks)
+
+
+def test_a_command_ending_after_the_validity_ran_out_exits_75_and_releases_nothing(
+    tmp_path: Path,
+) -> None:
+    """Review finding 3: the command finished while `lock run` was stopped past its
+    validity; `lock run` then exited 0 and tried to release the taker's lock."""
+    url = _log(tmp_path)
+    started = tmp_path / "started"
+    p = _spawn(
+        "lock", "run", url, "job", "--ttl", "1", "--", "sh", "-c", f"touch {started}; sleep 2"
+    )
+    _wait_for(started)
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        taken = run("lock", "acquire", url, "job", "--ttl", "30", "--wait", "20", "--json")
+        assert taken.returncode == 0, taken.stderr
+        time.sleep(2.0)  # the command ends while lock run is stopped
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 75, err
+    assert "no longer ours" not in err
+    assert '"token": 2' in run("lock", "status", url, "job", "--json").stdout
+
+
+def test_two_runs_naming_one_owner_do_not_both_run(tmp_path: Path) -> None:
+    """Review finding 7: an acquire by the holder renews the lock, so a second `lock run
+    --owner X` ran beside the first and released its lock."""
+    url = _log(tmp_path)
+    started = tmp_path / "started"
+    first = _spawn(
+        "lock",
+        "run",
+        url,
+        "job",
+        "--owner",
+        "cron",
+        "--",
+        "sh",
+        "-c",
+        f"touch {started}; sleep 1.5",
+    )
+    _wait_for(started)
+    second = run("lock", "run", url, "job", "--owner", "cron", "--", "echo", "ran")
+    assert second.returncode == 1 and second.stdout == ""
+    assert "already held by owner cron" in second.stderr
+    assert first.wait(20) == 0

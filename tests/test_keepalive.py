@@ -167,3 +167,19 @@ def test_a_failing_renewal_is_retried_until_the_validity_ends() -> None:
     assert time.monotonic() >= until
     assert len(calls) >= 3  # retried with the backoff, not once per `every` only
     assert lost.reasons == ["grant could not be renewed in time (last error: store down)"]
+
+
+def test_an_error_outside_the_taxonomy_is_retried_and_the_loss_still_reported() -> None:
+    """Review finding 4: an OSError from a renewal killed the loop silently (no loss
+    reported, ever)."""
+    until = time.monotonic() + 0.4
+
+    def renew() -> None:
+        raise OSError("disk gone")
+
+    lost = Lost()
+    with KeepAlive(
+        REAL, renew=renew, valid_until=lambda: until, every=0.1, what="grant", on_lost=lost
+    ):
+        assert lost.called.wait(2.0)
+    assert lost.reasons == ["grant could not be renewed in time (last error: disk gone)"]
