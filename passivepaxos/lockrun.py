@@ -255,6 +255,9 @@ class _Terminal:
                 return
             self.fd, self.ours = fd, os.getpgrp()
             self._set(pgid)
+            # a command that read the terminal before it was its own was stopped (SIGTTIN)
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGCONT)
         except (OSError, ValueError):
             self.fd = None
 

@@ -4,6 +4,7 @@ outlives a lost lock (its renewer SIGSTOPped while another process takes the loc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -290,3 +291,46 @@ def test_two_runs_naming_one_owner_do_not_both_run(tmp_path: Path) -> None:
     assert second.returncode == 1 and second.stdout == ""
     assert "already held by owner cron" in second.stderr
     assert first.wait(20) == 0
+
+
+def _in_a_terminal(args: list[str], keys: bytes) -> tuple[bytes, int]:
+    """Run the CLI as the foreground job of a new terminal (a pty), type ``keys`` after a
+    second; (what the terminal showed, exit status); killed after 20 s."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "passivepaxos", *args])
+    out, typed = b"", False
+    start = time.monotonic()
+    while time.monotonic() - start < 20:
+        if not typed and time.monotonic() - start > 1.0:
+            os.write(fd, keys)
+            typed = True
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            with contextlib.suppress(OSError):
+                out += os.read(fd, 4096)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return out, os.waitstatus_to_exitcode(status)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"still running after 20 s; the terminal showed {out!r}")
+
+
+def test_in_a_terminal_the_command_reads_it_and_gets_ctrl_c(tmp_path: Path) -> None:
+    """The command's own process group gets the terminal: a command that reads it is not
+    stopped (SIGTTIN), and Ctrl-C reaches it once."""
+    url = _log(tmp_path)
+    out, code = _in_a_terminal(
+        ["lock", "run", url, "job", "--", "sh", "-c", "read x; echo got $x; exit 5"], b"hello\n"
+    )
+    assert code == 5 and b"got hello" in out, out
+    out, code = _in_a_terminal(
+        ["lock", "run", url, "job", "--", "sh", "-c", 'trap "echo INT; exit 4" INT; sleep 5'],
+        b"\x03",
+    )
+    assert code == 4 and out.count(b"INT") == 1, out
