@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import sys
 import traceback
@@ -482,6 +483,137 @@ def _show(value: bytes | None) -> None:
     sys.stdout.flush()
 
 
+def _kv_watch(args: argparse.Namespace, log: Any, kv: Any) -> int:
+    """``kv watch``: one line (or JSON object) per change, in log order, until Ctrl-C."""
+    from passivepaxos.log import Position
+
+    start = Position(log.head() + 1 if args.from_slot is None else args.from_slot, 0)
+    for ch in kv.watch(args.prefix, from_position=start):
+        if args.json:
+            _print_json(
+                {
+                    "op": ch.op,
+                    **_value_fields("key", ch.key.encode("utf-8", "surrogateescape")),
+                    **_value_fields("value", ch.value),
+                    "slot": ch.position.slot,
+                    "index": ch.position.index,
+                }
+            )
+        else:
+            value = "" if ch.value is None else escape_value(ch.value)
+            key = escape_value(ch.key.encode("utf-8", "surrogateescape"))
+            print(f"{ch.op}\t{key}\t{value}", flush=True)
+    return EXIT_OK
+
+
+def cmd_elect(args: argparse.Namespace) -> int:
+    """``elect campaign|observe|resign|status LOG NAME``: leader election (recipes.election)."""
+    from passivepaxos.log import Log
+    from passivepaxos.recipes.election import Election
+
+    _text_arg(args.name, "election name")
+    if not args.name:
+        raise ConfigError("election name: give a non-empty NAME")
+    op = args.elect_command
+    candidate = getattr(args, "candidate", None)
+    if candidate is not None:
+        _text_arg(candidate, "candidate")
+    if op == "resign" and not candidate:
+        raise ConfigError("elect resign: give --candidate CANDIDATE (the one campaign printed)")
+    with Log.open(args.log) as log:
+        if op == "campaign":
+            return _campaign(args, log, candidate or _default_owner())
+        e = Election(log, args.name, ttl=10.0, candidate=candidate)
+        if op == "status":
+            st = e.leader()
+            _print_leader(args, st.holder, st.token, st.holder is not None and st.mine)
+            return EXIT_OK
+        if op == "resign":
+            ok = e.locks.release(args.name)
+            if args.json:
+                _print_json({"name": args.name, "resigned": ok, "candidate": e.candidate})
+            elif ok:
+                print(f"resigned {args.name}")
+            if not ok:
+                print(
+                    f"passivepaxos: error: {args.log}: {e.candidate} does not lead {args.name!r}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAIL
+            return EXIT_OK
+        st = e.leader()  # observe: the current leader first, then every change
+        _print_leader(args, st.holder, st.token, False)
+        current = (st.holder, st.token)
+        caught_up = False
+        for holder, token in e.observe():
+            if not caught_up:
+                caught_up = (holder, token) == current  # tokens only grow: seen once
+                continue
+            _print_leader(args, holder, token, False)
+    return EXIT_OK
+
+
+def _print_leader(args: argparse.Namespace, holder: str | None, token: int, mine: bool) -> None:
+    if args.json:
+        _print_json({"name": args.name, "holder": holder, "token": token or None, "mine": mine})
+    elif holder is None:
+        print(f"{args.name}: no leader" + (f" (last term {token})" if token else ""), flush=True)
+    else:
+        print(f"{args.name}: leader {holder}, term {token}", flush=True)
+
+
+def _campaign(args: argparse.Namespace, log: Any, candidate: str) -> int:
+    """Lead until SIGINT/SIGTERM (resign, exit 0) or until the term is lost (exit 75)."""
+    import signal
+    import threading
+
+    from passivepaxos.lockrun import EXIT_LOCK_LOST
+    from passivepaxos.recipes.election import Election
+    from passivepaxos.recipes.lock import LockHeldError
+
+    wake = threading.Event()
+    e = Election(log, args.name, ttl=args.ttl, candidate=candidate, on_lost=lambda _r: wake.set())
+
+    def waiting(rec: Any, remaining: float) -> None:
+        print(
+            f"passivepaxos: waiting to lead {args.name!r}: {rec.holder} leads (term "
+            f"{rec.token}); it may be taken over in {remaining:.1f} s if it is not refreshed",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        term = e.campaign(timeout=args.wait, on_wait=waiting)
+    except LockHeldError as exc:
+        print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.json:
+        _print_json({"name": args.name, "holder": candidate, "token": term, "mine": True})
+    else:
+        print(f"{args.name}: leader {candidate}, term {term}", flush=True)
+    stopped: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopped.append(signum)
+        wake.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not wake.is_set():
+            wake.wait(1.0)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if not stopped or e.lost.is_set():
+        print(
+            f"passivepaxos: error: {args.log}: term {term} of {args.name!r} lost", file=sys.stderr
+        )
+        return EXIT_LOCK_LOST
+    e.resign()
+    print(f"resigned {args.name} (term {term})", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_kv(args: argparse.Namespace) -> int:
     """``kv put|get|del|cas|list LOG ...``: the replicated KV store (recipes.kv)."""
     import os
@@ -492,6 +624,8 @@ def cmd_kv(args: argparse.Namespace) -> int:
     with Log.open(args.log) as log:
         kv = KV(log)
         op = args.kv_command
+        if op == "watch":
+            return _kv_watch(args, log, kv)
         if op == "put":
             value = _stdin_bytes() if args.value == "-" else os.fsencode(args.value)
             pos = kv.put(args.key, value)
@@ -585,6 +719,21 @@ def _default_owner() -> str:
     return f"{user}@{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
+def _lock_waiting(args: argparse.Namespace) -> Callable[[Any, float], None]:
+    """What a waiting ``lock acquire --wait`` says on stderr, once."""
+
+    def say(rec: Any, remaining: float) -> None:
+        print(
+            f"passivepaxos: lock {args.name!r} is held by {rec.holder} (token {rec.token}); "
+            f"waiting up to {args.wait:g} s (it may be taken over in {remaining:.1f} s if it "
+            "is not refreshed)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return say
+
+
 def cmd_lock(args: argparse.Namespace) -> int:
     """``lock acquire|release|status LOG NAME``: locks with fencing tokens (recipes.lock)."""
     from passivepaxos.log import Log
@@ -619,7 +768,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
         locks = Locks(log, owner=args.owner or _default_owner())
         if op == "acquire":
             try:
-                token = locks.acquire(args.name, args.ttl, wait=args.wait)
+                token = locks.acquire(
+                    args.name, args.ttl, wait=args.wait, on_wait=_lock_waiting(args)
+                )
             except LockHeldError as exc:
                 if args.json:
                     _print_json(
@@ -708,6 +859,52 @@ def _add_recipe_commands(sub: Any) -> None:
         action.add_argument("--json", action="store_true")
         action.set_defaults(func=cmd_kv)
 
+    k = ksub.add_parser("watch", help="print every change of keys under PREFIX as it happens")
+    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("prefix", metavar="PREFIX", nargs="?", default="", help="only keys starting so")
+    k.add_argument(
+        "--from",
+        dest="from_slot",
+        type=_slot_arg,
+        default=None,
+        metavar="SLOT",
+        help="replay the changes from log slot SLOT first (default: only new ones)",
+    )
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_kv)
+
+    p = sub.add_parser("elect", help="leader election on a lock: campaign, observe, resign")
+    esub = p.add_subparsers(dest="elect_command", metavar="ACTION")
+    esub.required = True
+    for name, text in (
+        ("campaign", "wait to lead NAME, then lead until SIGINT/SIGTERM (exit 75 if lost)"),
+        ("observe", "print the leader and term of NAME at every change"),
+        ("resign", "give up the leadership of NAME held by CANDIDATE"),
+        ("status", "the current leader and term of NAME"),
+    ):
+        e = esub.add_parser(name, help=text)
+        e.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+        e.add_argument("name", metavar="NAME", help="the election's name (a lock name)")
+        if name in ("campaign", "resign"):
+            e.add_argument(
+                "--candidate",
+                default=None,
+                help="this candidate's name (default: unique to this process); resign needs it",
+            )
+        if name == "campaign":
+            e.add_argument(
+                "--ttl", type=_ttl_arg, default=10.0, metavar="S", help="term lease (default 10)"
+            )
+            e.add_argument(
+                "--wait",
+                type=_wait_arg,
+                default=math.inf,
+                metavar="S",
+                help="give up after S seconds without leading (default: wait as long as it takes)",
+            )
+        e.add_argument("--json", action="store_true")
+        e.set_defaults(func=cmd_elect)
+
     p = sub.add_parser("lock", help="named locks with fencing tokens on a log")
     lsub = p.add_subparsers(dest="lock_command", metavar="ACTION")
     lsub.required = True
@@ -763,6 +960,26 @@ def _add_recipe_commands(sub: Any) -> None:
         nargs="*",
         help="the command and its arguments, after -- (main() splits them off first)",
     )
+
+
+def _whole(text: str, what: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({what})") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a {what} >= {least}")
+    return value
+
+
+def _slot_arg(text: str) -> int:
+    """A slot number: a whole number >= 0."""
+    return _whole(text, "slot number", 0)
+
+
+def _count_arg(text: str) -> int:
+    """A count (``--limit``): a whole number >= 0."""
+    return _whole(text, "count", 0)
 
 
 def _seconds(text: str) -> float:
@@ -975,8 +1192,10 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", help="print a log's entries")
     p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    p.add_argument("--from", dest="from_slot", type=int, default=0, metavar="N", help="first slot")
-    p.add_argument("--limit", type=int, default=None, metavar="K", help="at most K entries")
+    p.add_argument(
+        "--from", dest="from_slot", type=_slot_arg, default=0, metavar="N", help="first slot"
+    )
+    p.add_argument("--limit", type=_count_arg, default=None, metavar="K", help="at most K entries")
     p.add_argument("--follow", action="store_true", help="keep polling for new entries")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_log)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 from passivepaxos.keepalive import KeepAlive
 from passivepaxos.log import Log
-from passivepaxos.recipes.lock import Locks, LockStatus
+from passivepaxos.recipes.lock import LockRecord, Locks, LockStatus
 
 __all__ = ["Election"]
 
@@ -51,10 +51,16 @@ class Election:
         self._keep: KeepAlive | None = None
         self.lost = self.runtime.event()  # set when the term ended without a resign
 
-    def campaign(self, timeout: float = float("inf")) -> int:
+    def campaign(
+        self,
+        timeout: float = float("inf"),
+        *,
+        on_wait: Callable[[LockRecord, float], object] | None = None,
+    ) -> int:
         """Become the leader (waiting up to ``timeout`` seconds); return the term (token).
-        ``LockHeldError`` if another leader stayed alive that long."""
-        self.term = self.locks.acquire(self.name, self.ttl, wait=timeout)
+        ``LockHeldError`` if another leader stayed alive that long. ``on_wait``: as for
+        :meth:`Locks.acquire`, called once when the campaign starts waiting."""
+        self.term = self.locks.acquire(self.name, self.ttl, wait=timeout, on_wait=on_wait)
         self._stop_keepalive()  # campaigning again: one keepalive task, never two
         self.lost.clear()
         self._keep = self.locks.keep_alive(self.name, on_lost=self._lost)

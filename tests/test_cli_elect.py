@@ -1,0 +1,145 @@
+"""`elect campaign|observe|resign|status` and `kv watch` through the real CLI (issue 13),
+with `--json` streaming one object per event."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run
+from tests.test_cli_lockrun import _log, _spawn
+
+
+def _line(p: subprocess.Popen[str], timeout: float = 20.0) -> str:
+    """The next stdout line of ``p`` (fails after ``timeout``)."""
+    import select
+
+    assert p.stdout is not None
+    ready, _, _ = select.select([p.stdout], [], [], timeout)
+    assert ready, "no line in time"
+    return p.stdout.readline()
+
+
+def test_campaign_leads_until_sigterm_then_resigns_and_another_takes_over(tmp_path: Path) -> None:
+    url = _log(tmp_path)
+    w1 = _spawn("elect", "campaign", url, "sched", "--ttl", "5", "--candidate", "w1", "--json")
+    first = json.loads(_line(w1))
+    assert first == {"name": "sched", "holder": "w1", "token": 1, "mine": True}
+    status = json.loads(run("elect", "status", url, "sched", "--json").stdout)
+    assert (status["holder"], status["token"]) == ("w1", 1)
+    w2 = _spawn("elect", "campaign", url, "sched", "--ttl", "5", "--candidate", "w2")
+    time.sleep(1.5)
+    assert w2.poll() is None  # waits while w1 leads
+    w1.send_signal(signal.SIGTERM)
+    _, err = w1.communicate(timeout=20)
+    assert w1.returncode == 0 and "resigned sched (term 1)" in err
+    assert _line(w2).strip() == "sched: leader w2, term 2"
+    assert w2.stderr is not None
+    w2.send_signal(signal.SIGINT)
+    assert w2.wait(20) == 0
+    assert "waiting to lead 'sched': w1 leads (term 1)" in w2.stderr.read()
+
+
+def test_campaign_exits_75_when_its_term_is_lost(tmp_path: Path) -> None:
+    url = _log(tmp_path)
+    w1 = _spawn("elect", "campaign", url, "sched", "--ttl", "5", "--candidate", "w1")
+    assert _line(w1).startswith("sched: leader w1")
+    resign = run("elect", "resign", url, "sched", "--candidate", "w1", "--json")
+    assert resign.returncode == 0 and json.loads(resign.stdout)["resigned"] is True
+    _, err = w1.communicate(timeout=20)
+    assert w1.returncode == 75 and "term 1 of 'sched' lost" in err
+
+
+def test_observe_prints_the_leader_now_then_every_change(tmp_path: Path) -> None:
+    url = _log(tmp_path)
+    w1 = _spawn("elect", "campaign", url, "sched", "--ttl", "5", "--candidate", "w1")
+    _line(w1)
+    obs = _spawn("elect", "observe", url, "sched", "--json")
+    try:
+        assert json.loads(_line(obs)) == {
+            "name": "sched",
+            "holder": "w1",
+            "token": 1,
+            "mine": False,
+        }
+        w1.send_signal(signal.SIGTERM)
+        assert w1.wait(20) == 0
+        assert json.loads(_line(obs))["holder"] is None
+        w2 = _spawn("elect", "campaign", url, "sched", "--candidate", "w2")
+        _line(w2)
+        got = json.loads(_line(obs))
+        assert (got["holder"], got["token"]) == ("w2", 2)
+        w2.send_signal(signal.SIGTERM)
+        assert w2.wait(20) == 0
+    finally:
+        obs.kill()
+        obs.wait()
+
+
+def test_a_campaign_that_may_not_wait_is_refused_and_resign_needs_the_candidate(
+    tmp_path: Path,
+) -> None:
+    url = _log(tmp_path)
+    w1 = _spawn("elect", "campaign", url, "sched", "--candidate", "w1")
+    _line(w1)
+    try:
+        out = run("elect", "campaign", url, "sched", "--wait", "0")
+        assert out.returncode == 1 and "held by w1" in out.stderr
+        assert run("elect", "resign", url, "sched").returncode == 2
+        other = run("elect", "resign", url, "sched", "--candidate", "w9")
+        assert other.returncode == 1 and "w9 does not lead 'sched'" in other.stderr
+        assert run("elect", "status", url, "").returncode == 2
+    finally:
+        w1.send_signal(signal.SIGTERM)
+        w1.wait(20)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_kv_watch_streams_new_changes_and_replays_with_from(tmp_path: Path, as_json: bool) -> None:
+    url = _log(tmp_path)
+    assert run("kv", "put", url, "app/a", "1").returncode == 0  # before the watch: not shown
+    flag = ["--json"] if as_json else []
+    w = _spawn("kv", "watch", url, "app/", *flag)
+    try:
+        time.sleep(1.5)
+        assert run("kv", "put", url, "app/b", "two\nlines").returncode == 0
+        assert run("kv", "put", url, "other", "x").returncode == 0  # not under the prefix
+        assert run("kv", "del", url, "app/a").returncode == 0
+        first, second = _line(w), _line(w)
+    finally:
+        w.kill()
+        w.wait()
+    if as_json:
+        a, b = json.loads(first), json.loads(second)
+        assert (a["op"], a["key"], a["value"], a["slot"]) == ("put", "app/b", "two\nlines", 1)
+        assert (b["op"], b["key"], b["value"]) == ("del", "app/a", None)
+    else:
+        assert first == "put\tapp/b\ttwo\\nlines\n"  # one line per change, escaped
+        assert second == "del\tapp/a\t\n"
+    replay = _spawn("kv", "watch", url, "app/", "--from", "0", "--json")
+    try:
+        assert json.loads(_line(replay))["key"] == "app/a"
+    finally:
+        replay.kill()
+        replay.wait()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("log", "{url}", "--limit", "-1"),
+        ("log", "{url}", "--from", "-1"),
+        ("lock", "acquire", "{url}", "x", "--wait", "-5"),
+        ("kv", "watch", "{url}", "--from", "x"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
+    url = _log(tmp_path)
+    out = run(*(a.format(url=url) for a in args))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("passivepaxos")
