@@ -305,26 +305,28 @@ def cmd_writer(args: argparse.Namespace) -> int:
         held = log.adopt_writer() if owner is not None else False
         if op == "release":
             slot = log.release_writer() if held else None
+            refusal = f"the writer lease is not held by {owner}"
             if args.json:
-                _print_json({"released": slot is not None, "owner": log.writer_id, "slot": slot})
+                out: dict[str, Any] = {
+                    "released": slot is not None,
+                    "owner": log.writer_id,
+                    "slot": slot,
+                }
+                _print_json(out if slot is not None else {**out, "error": refusal})
             if slot is None:
-                print(
-                    f"passivepaxos: error: {args.log}: the writer lease is not held by {owner}",
-                    file=sys.stderr,
-                )
+                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
                 return EXIT_FAIL
             if not args.json:
                 print(f"released: slot {slot}")
             return EXIT_OK
         if op == "renew" and not held:
             ws = log.writer_status()
+            refusal = f"the writer lease is not held by {owner} (holder: {ws.holder or 'nobody'})"
             if args.json:
-                _print_json({**ws.to_json(), "renewed": False, "owner": log.writer_id})
-            print(
-                f"passivepaxos: error: {args.log}: the writer lease is not held by {owner} "
-                f"(holder: {ws.holder or 'nobody'})",
-                file=sys.stderr,
-            )
+                _print_json(
+                    {**ws.to_json(), "renewed": False, "owner": log.writer_id, "error": refusal}
+                )
+            print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
             return EXIT_FAIL
         if op == "renew" and args.ttl is None:
             slot = log.renew()
@@ -346,9 +348,14 @@ def cmd_writer(args: argparse.Namespace) -> int:
                 flush=True,
             )
             res = log.claim_writer(ttl, wait=True)
+        refusal = (
+            f"the writer lease is held by {res.holder} (epoch {res.epoch}); it can be claimed "
+            f"once the log stays unchanged for {format_seconds(res.remaining)} more"
+        )
         if args.json:
             key = "renewed" if op == "renew" else "granted"
-            _print_json({**res.to_json(), key: res.granted, "owner": log.writer_id})
+            out = {**res.to_json(), key: res.granted, "owner": log.writer_id}
+            _print_json(out if res.granted else {**out, "error": refusal})
         elif res.granted:
             line = lease_line(res.holder, res.epoch, res.expires)
             verb = "renewed" if op == "renew" else "claimed"
@@ -360,12 +367,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         if not res.granted:
-            print(
-                f"passivepaxos: error: not yet: {args.log}: the writer lease is held by "
-                f"{res.holder} (epoch {res.epoch}); it can be claimed once the log stays "
-                f"unchanged for {format_seconds(res.remaining)} more",
-                file=sys.stderr,
-            )
+            print(f"passivepaxos: error: not yet: {args.log}: {refusal}", file=sys.stderr)
             return EXIT_FAIL
         return EXIT_OK
 
@@ -530,15 +532,14 @@ def cmd_elect(args: argparse.Namespace) -> int:
             return EXIT_OK
         if op == "resign":
             ok = e.locks.release(args.name)
+            refusal = f"{e.candidate} does not lead {args.name!r}"
             if args.json:
-                _print_json({"name": args.name, "resigned": ok, "candidate": e.candidate})
+                out = {"name": args.name, "resigned": ok, "candidate": e.candidate}
+                _print_json(out if ok else {**out, "error": refusal})
             elif ok:
                 print(f"resigned {args.name}")
             if not ok:
-                print(
-                    f"passivepaxos: error: {args.log}: {e.candidate} does not lead {args.name!r}",
-                    file=sys.stderr,
-                )
+                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
                 return EXIT_FAIL
             return EXIT_OK
         st = e.leader()  # observe: the current leader first, then every change
@@ -672,9 +673,12 @@ def cmd_kv(args: argparse.Namespace) -> int:
                 _print_json(
                     {
                         **_value_fields("key", _arg_bytes(args.key)),
-                        **_value_fields("value", new),
+                        **_value_fields("expected", expected),
+                        **_value_fields("new", new),
                         "ok": res.ok,
                         **_value_fields("current", res.current),
+                        "slot": res.position.slot,
+                        "index": res.position.index,
                     }
                 )
             elif res.ok:
@@ -695,8 +699,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
                     {**_value_fields("key", _arg_bytes(key)), **_value_fields("value", value)}
                 )
             else:
-                sys.stdout.flush()
-                sys.stdout.buffer.write(_arg_bytes(key) + b"\t" + value + b"\n")
+                print(f"{escape_value(_arg_bytes(key))}\t{escape_value(value)}")
         sys.stdout.flush()
     return EXIT_OK
 
@@ -782,6 +785,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
                             "holder": exc.holder,
                             "holder_token": exc.token,
                             "owner": locks.owner,
+                            "error": str(exc),
                         }
                     )
                 print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)

@@ -347,7 +347,7 @@ class WriterStatus:
             "ttl": self.ttl,
             "expires": format_wall(self.expires) if self.expires is not None else None,
             "expires_is_estimate": True,
-            "held_by_me": self.mine,
+            "mine": self.mine,
             "head": self.head if self.head >= 0 else None,
         }
 
@@ -369,6 +369,7 @@ class ClaimResult:
         return {
             "granted": self.granted,
             "holder": self.holder,
+            "mine": self.granted,
             "epoch": self.epoch,
             "ttl": self.ttl,
             "expires": format_wall(self.expires) if self.expires is not None else None,

@@ -110,9 +110,10 @@ def print_status(log_urls: str, *, as_json: bool = False) -> None:
             "stores": [s.url for s in log.stores],
             "head": head if head >= 0 else None,
             "slots": head + 1,
-            "writer": ws.holder,
+            "holder": ws.holder,
             "epoch": ws.epoch or None,
-            "lease_expires": format_wall(ws.expires) if ws.expires is not None else None,
+            "expires": format_wall(ws.expires) if ws.expires is not None else None,
+            "mine": False,
             "snapshot": snaps[-1] if snaps else None,
         }
     if as_json:

@@ -70,7 +70,8 @@ def test_kv_list_with_a_non_utf8_key(log: str) -> None:
     assert cli("kv", "put", log, "k\u00e9", b"\xfe").returncode == 0
     out = cli("kv", "list", log)
     assert out.returncode == 0 and out.stderr == b"", out.stderr
-    assert out.stdout == "k\u00e9\t".encode() + b"\xfe\n" + b"\xff\tv\n"
+    # one line per key, tab-separated, bytes that are not UTF-8 escaped (issue 13)
+    assert out.stdout == "k\u00e9\t".encode() + b"\\xfe\n" + b"\\xff\tv\n"
     out = cli("kv", "list", log, "--json")
     assert out.returncode == 0 and out.stderr == b"", out.stderr
     rows = [json.loads(line) for line in out.stdout.decode("utf-8").splitlines()]

@@ -48,7 +48,7 @@ def test_append_log_status_verify(tmp_path: Path) -> None:
     assert run("log", log, "--limit", "2").stdout == "0\t0\ta\n0\t1\tb\n"
     status = json.loads(run("status", log, "--json").stdout)
     assert status["head"] == 2 and status["mode"] == "create" and status["stores"] == [log]
-    assert status["writer"] is None and status["epoch"] is None
+    assert status["holder"] is None and status["epoch"] is None
     assert "head slot" in run("status", log).stdout
     ok = run("verify", log, "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True

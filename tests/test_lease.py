@@ -660,7 +660,7 @@ def test_cli_writer_claim_status_and_refusal(tmp_path: Path) -> None:
     assert claim["epoch"] == 1 and claim["ttl"] == 60 and claim["holder"]
     assert claim["expires"].endswith("+00:00")
     st = json.loads(run("writer", "status", log, "--json").stdout)
-    assert (st["holder"], st["epoch"], st["ttl"], st["held_by_me"]) == (
+    assert (st["holder"], st["epoch"], st["ttl"], st["mine"]) == (
         claim["holder"],
         1,
         60,
@@ -668,7 +668,7 @@ def test_cli_writer_claim_status_and_refusal(tmp_path: Path) -> None:
     )
     assert st["expires"] == claim["expires"] and st["expires_is_estimate"] is True
     status = json.loads(run("status", log, "--json").stdout)
-    assert (status["writer"], status["epoch"], status["lease_expires"]) == (
+    assert (status["holder"], status["epoch"], status["expires"]) == (
         claim["holder"],
         1,
         claim["expires"],

@@ -79,7 +79,7 @@ class VerifyReport:
             "ok": self.ok,
             "slots": self.slots,
             "entries": self.entries,
-            "head": None if log_damaged else self.slots - 1,
+            "head": None if log_damaged or self.slots == 0 else self.slots - 1,
             "bad_slot": self.bad_slot,
             "reason": self.reason,
             "error": self.error,
