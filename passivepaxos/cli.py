@@ -1127,6 +1127,12 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         description="Consensus, a shared log, leases and locks on storage you already have.",
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    parser.add_argument(
+        "--json",
+        dest="json_first",
+        action="store_true",
+        help="JSON output, one object per line (also accepted after the command)",
+    )
     _add_global_options(parser, command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     sub.required = True
@@ -1373,6 +1379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     try:
         try:
+            if getattr(args, "json_first", False):
+                if not hasattr(args, "json"):
+                    raise ConfigError(f"{args.command}: this command has no --json output")
+                args.json = True
             _default_log(args)
             _refuse_memory(args)
             with _deadline_for(args):

@@ -35,6 +35,7 @@ from passivepaxos.consensus.keys import decided_key
 from passivepaxos.errors import (
     AlreadyExistsError,
     ConfigError,
+    ContainerNotFoundError,
     InvalidObjectError,
     NotAMemberError,
     PassivePaxosError,
@@ -47,7 +48,7 @@ from passivepaxos.probe import PROBE_PREFIX
 from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.store import RESENT, Resent, Store, open_store
 from passivepaxos.types import ObjectMeta, PutMode, Version
-from passivepaxos.urls import split_urls
+from passivepaxos.urls import parse_url, split_urls
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -189,6 +190,25 @@ def _first_object(store: Store) -> str | None:
     return None
 
 
+def _to_create(missing: list[str]) -> str:
+    """What a person must create before ``init`` can reach ``missing`` (URLs whose
+    directory, bucket or folder does not exist): named, not created for them (a typo in
+    a path should not grow a new tree)."""
+    if not missing:
+        return ""
+    steps = []
+    for url in missing:
+        u = parse_url(url)
+        if u.scheme == "file":
+            steps.append(f"mkdir -p {u.prefix}")
+        elif u.scheme in ("s3", "gs"):
+            steps.append(f"create the bucket {u.container!r} ({url})")
+        else:
+            steps.append(f"create {url}")
+        # dropbox:// folders and memory:// names need no creating, so they never get here
+    return "; create what is missing first: " + "; ".join(steps)
+
+
 def _bare(exc: StoreError) -> str:
     """The error's message without the URL and key in front."""
     return PassivePaxosError.__str__(exc)
@@ -211,9 +231,7 @@ class InitResult:
     unreachable: dict[str, str]  # store URL -> why it did not get the manifest
 
 
-def init_log(
-    log: str, mode: str = "auto", runtime: Runtime | None = None
-) -> tuple[Manifest, bool]:
+def init_log(log: str, mode: str = "auto", runtime: Runtime | None = None) -> tuple[Manifest, bool]:
     """:func:`initialise`, as (manifest, created)."""
     got = initialise(log, mode, runtime)
     return got.manifest, got.created
@@ -250,6 +268,7 @@ def initialise(log: str, mode: str = "auto", runtime: Runtime | None = None) -> 
     why: dict[str, str] = {}  # the same, without the location (InitResult.unreachable)
     there: dict[str, Manifest | None] = {}
     objects: dict[str, str] = {}
+    missing: list[str] = []  # stores whose directory / bucket does not exist
     surveyed = each_store(stores, lambda s: (_read_manifest(s), _first_object(s)))
     for store, got in zip(stores, surveyed, strict=True):
         if isinstance(got, InvalidObjectError):
@@ -257,6 +276,8 @@ def initialise(log: str, mode: str = "auto", runtime: Runtime | None = None) -> 
         if isinstance(got, StoreError):
             errors[store.url] = str(got)
             why[store.url] = _bare(got)
+            if isinstance(got, ContainerNotFoundError):
+                missing.append(store.url)
             continue
         there[store.url], first = got
         if first is not None:
@@ -264,7 +285,7 @@ def initialise(log: str, mode: str = "auto", runtime: Runtime | None = None) -> 
     if len(there) < need:
         raise QuorumError(
             f"init reached {len(there)} of {len(stores)} stores, a majority is {need}; "
-            "unreachable: " + "; ".join(errors.values())
+            "unreachable: " + "; ".join(errors.values()) + _to_create(missing)
         )
     found = {u: m for u, m in there.items() if m is not None}
     for u, key in objects.items():

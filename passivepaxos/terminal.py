@@ -97,13 +97,24 @@ def table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
 def print_status(log_urls: str, *, as_json: bool = False) -> None:
     """The ``status`` command's output for the log at ``log_urls`` (one URL or several
     joined by ','): head slot, mode, stores, writer lease, latest snapshot."""
+    from passivepaxos.errors import ConfigError, PassivePaxosError, UnsupportedError
+    from passivepaxos.health import store_health
     from passivepaxos.lease import format_wall
     from passivepaxos.log import Log
 
-    with Log.open(log_urls) as log:
+    try:
+        log = Log.open(log_urls)
+    except (ConfigError, UnsupportedError):
+        raise
+    except PassivePaxosError as exc:
+        if "," in log_urls:  # a quorum that cannot be opened: show why, store by store
+            _print_unopened(log_urls, exc, as_json=as_json)
+        raise
+    with log:
         ws = log.writer_status()
         head = ws.head
         snaps = log.snapshot_slots()
+        health = store_health(log.stores, log.manifest, head)
         out: dict[str, Any] = {
             "log": log_urls,
             "mode": log.mode.value,
@@ -115,6 +126,7 @@ def print_status(log_urls: str, *, as_json: bool = False) -> None:
             "expires": format_wall(ws.expires) if ws.expires is not None else None,
             "mine": False,
             "snapshot": snaps[-1] if snaps else None,
+            "health": [h.to_json() for h in health],
         }
     if as_json:
         print_json(out)
@@ -128,7 +140,37 @@ def print_status(log_urls: str, *, as_json: bool = False) -> None:
                 ["stores", ", ".join(out["stores"])],
                 ["writer lease", lease_line(ws.holder, ws.epoch, ws.expires)],
                 ["snapshot", "none" if not snaps else f"slot {snaps[-1]}"],
+                *[[f"store {h.url}", h.describe()] for h in health],
             ],
+        )
+
+
+def _print_unopened(log_urls: str, exc: Exception, *, as_json: bool) -> None:
+    """Each store's health when the quorum itself could not be opened (no majority of
+    stores reachable with this log's manifest): the caller then reports the error."""
+    from passivepaxos.health import store_health
+    from passivepaxos.store import open_store
+    from passivepaxos.urls import split_urls
+
+    stores = [open_store(u) for u in split_urls(log_urls)]
+    try:
+        health = store_health(stores, None, -1)
+    finally:
+        for s in stores:
+            s.close()
+    if as_json:
+        print_json(
+            {
+                "log": log_urls,
+                "error": " ".join(str(exc).split()),
+                "health": [h.to_json() for h in health],
+            }
+        )
+    else:
+        table(
+            f"status of {log_urls}: cannot be opened",
+            ["field", "value"],
+            [[f"store {h.url}", h.describe()] for h in health],
         )
 
 
