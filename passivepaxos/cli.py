@@ -203,6 +203,16 @@ def _append_values(args: argparse.Namespace) -> list[bytes]:
     return values
 
 
+def _lease_waiting(holder: str | None, remaining: float) -> None:
+    """What an append waiting out another writer's expired lease says on stderr."""
+    print(
+        f"passivepaxos: the writer lease of {holder} looks expired; waiting up to "
+        f"{remaining:.1f} s for the log to stay unchanged before writing",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cmd_append(args: argparse.Namespace) -> int:
 
     from passivepaxos.errors import PassivePaxosError
@@ -214,7 +224,9 @@ def cmd_append(args: argparse.Namespace) -> int:
         if not args.owner.strip():
             raise ConfigError("--owner: give a non-empty name")
     if args.resume is None:
-        with Log.open(args.log, forward=args.forward, writer_id=args.owner) as log:
+        with Log.open(
+            args.log, forward=args.forward, writer_id=args.owner, on_lease_wait=_lease_waiting
+        ) as log:
             if args.owner is not None:
                 log.adopt_writer()  # the lease `writer claim --owner` took, if it is ours
             positions = log.append_positions(values)
@@ -825,11 +837,16 @@ def cmd_lock(args: argparse.Namespace) -> int:
         elif st.holder is None:
             print(f"{args.name}: free" + (f" (last token {st.token})" if st.token else ""))
         else:
+            import time
+
             from passivepaxos.lease import format_wall
 
+            looks = st.expires is not None and time.time() > st.expires
             print(
                 f"{args.name}: held by {st.holder}, token {st.token}, ttl {st.ttl}s, "
-                f"expires about {format_wall(st.expires)} (estimate)"
+                f"expires about {format_wall(st.expires)} (estimate"
+                + (", looks expired" if looks else "")
+                + f"); a taker waits until it stays unrefreshed for {st.ttl}s of its own clock"
             )
     return EXIT_OK
 
@@ -840,25 +857,25 @@ def _add_recipe_commands(sub: Any) -> None:
     ksub.required = True
     k = ksub.add_parser("put", help="set KEY to VALUE")
     k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    k.add_argument("key", metavar="KEY")
+    k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k.add_argument(
         "value", metavar="VALUE", help="the value; - reads it from stdin (bytes as they are)"
     )
     k = ksub.add_parser("get", help="print KEY's value (exit 1 if absent)")
     k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    k.add_argument("key", metavar="KEY")
+    k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k = ksub.add_parser("del", help="delete KEY")
     k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    k.add_argument("key", metavar="KEY")
+    k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k = ksub.add_parser("cas", help="set KEY to NEW iff it is EXPECTED (exit 1 if not)")
     k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    k.add_argument("key", metavar="KEY")
-    k.add_argument("expected", metavar="EXPECTED", nargs="?")
-    k.add_argument("new", metavar="NEW")
+    k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
+    k.add_argument("expected", metavar="EXPECTED", nargs="?", help="the value KEY must have now")
+    k.add_argument("new", metavar="NEW", help="the value to set")
     k.add_argument("--absent", action="store_true", help="expect KEY to be absent")
     k = ksub.add_parser("list", help="keys and values, optionally under PREFIX")
     k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    k.add_argument("prefix", metavar="PREFIX", nargs="?", default="")
+    k.add_argument("prefix", metavar="PREFIX", nargs="?", default="", help="only keys starting so")
     for action in ksub.choices.values():
         action.add_argument("--json", action="store_true")
         action.set_defaults(func=cmd_kv)
@@ -948,7 +965,7 @@ def _add_recipe_commands(sub: Any) -> None:
     )
     for action in (a, r, s, run_p):
         action.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-        action.add_argument("name", metavar="NAME")
+        action.add_argument("name", metavar="NAME", help="the lock's name")
         action.add_argument(
             "--owner",
             default=None,
@@ -1118,6 +1135,19 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+JSON_HELP = "print JSON, one object per line (docs/cli.md lists the fields)"
+
+
+def _fill_json_help(parser: argparse.ArgumentParser) -> None:
+    """Give every command's ``--json`` the same help text."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                _fill_json_help(sp)
+        elif action.dest == "json" and not action.help:
+            action.help = JSON_HELP
+
+
 def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     """The whole command line; ``upto_append``: only the commands up to ``append`` (what
     ``passivepaxos append ...`` needs: the rest imports the membership, bench and demo
@@ -1144,7 +1174,15 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a log / consensus space on one store or a quorum")
     p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    p.add_argument("--mode", default="auto", choices=["auto", "create", "cas", "blocks"])
+    p.add_argument(
+        "--mode",
+        default="auto",
+        choices=["auto", "create", "cas", "blocks"],
+        help="how the append-only lists are kept: create (one object per slot, first "
+        "create-if-absent wins), cas (one object per list, compare-and-swap), blocks (one "
+        "object per proposer, Disk Paxos: needs only read-after-write), auto (the best "
+        "every store offers, in that order; see `passivepaxos backends`)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_init)
 
@@ -1152,8 +1190,12 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         "propose", help="propose a value for a consensus instance; print the decided one"
     )
     p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
-    p.add_argument("instance", metavar="INSTANCE")
-    p.add_argument("value", metavar="VALUE")
+    p.add_argument(
+        "instance",
+        metavar="INSTANCE",
+        help="the consensus instance: a name of letters, digits, . _ -",
+    )
+    p.add_argument("value", metavar="VALUE", help="the value to propose")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_propose)
     p = sub.add_parser("append", help="append values to a log (one slot); print each's slot")
@@ -1260,6 +1302,14 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
             w.add_argument(
                 "--no-wait", action="store_true", help="say 'not yet' instead of waiting"
             )
+        elif name == "status":  # BRIEF section 5: `writer claim|status LOG [--ttl S]`
+            w.add_argument(
+                "--ttl",
+                type=float,
+                default=None,
+                metavar="S",
+                help="accepted for symmetry with claim; status shows the holder's own ttl",
+            )
         elif name == "renew":
             w.add_argument(
                 "--ttl", type=_ttl_arg, default=None, metavar="S", help="a new lease time"
@@ -1286,6 +1336,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=DEFAULT_PROCS, help="appending processes")
     p.add_argument("--count", type=int, default=DEFAULT_COUNT, help="appends per process")
     p.set_defaults(func=cmd_demo)
+    _fill_json_help(parser)
     return parser
 
 

@@ -444,6 +444,6 @@ def add_cli(sub: Any) -> None:
             "log", metavar="LOG", nargs="?", help="the log's URL(s); default $PASSIVEPAXOS_LOG"
         )
         if name != "list":
-            m.add_argument("url", metavar="URL")
+            m.add_argument("url", metavar="URL", help="the store to add or remove")
         m.add_argument("--json", action="store_true")
         m.set_defaults(func=cmd_members)

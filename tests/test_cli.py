@@ -119,3 +119,29 @@ def test_a_profiled_cli_still_writes_its_profile(tmp_path: Path) -> None:
     )
     assert got.returncode == 0, got.stderr
     assert out.stat().st_size > 0
+
+
+def test_every_command_option_and_positional_has_help() -> None:
+    """Issue 13: help text for every positional and option (``--mode`` says what each
+    mode means)."""
+    import argparse
+
+    from passivepaxos.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    walk(sp, [*path, name])
+            elif not isinstance(a, argparse._HelpAction) and (
+                not a.help or a.help == argparse.SUPPRESS
+            ):
+                missing.append(f"{' '.join(path)}: {a.option_strings or a.dest}")
+
+    walk(build_parser(), [])
+    assert missing == []
+    mode = run("init", "--help").stdout
+    for word in ("create-if-absent", "compare-and-swap", "Disk Paxos"):
+        assert word in " ".join(mode.split())

@@ -95,3 +95,22 @@ def test_adopt_writer_takes_up_only_our_own_lease() -> None:
         assert c.append([b"y"]) == [1]
         assert c.lease_read() is not None
         assert c.release_writer() == 2
+
+
+def test_an_append_waiting_out_an_expired_lease_says_so(url: str) -> None:
+    import time
+
+    assert run("writer", "claim", url, "--ttl", "1", "--owner", "gone").returncode == 0
+    time.sleep(1.2)  # the holder's wall-clock expiry passed; the tail must stay for a ttl
+    out = run("append", url, "after")
+    assert out.returncode == 0, out.stderr
+    assert "the writer lease of gone looks expired; waiting up to" in out.stderr
+
+
+def test_lock_status_says_when_a_holder_looks_expired(url: str) -> None:
+    import time
+
+    assert run("lock", "acquire", url, "job", "--ttl", "1").returncode == 0
+    time.sleep(1.2)
+    out = run("lock", "status", url, "job")
+    assert "looks expired" in out.stdout and "a taker waits" in out.stdout

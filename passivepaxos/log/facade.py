@@ -79,7 +79,9 @@ def _tail_cache(spec: TailCache | str | None) -> TailCache | None:
 
 
 class Log:
-    """A shared log over one store or a quorum (see :mod:`passivepaxos.log`)."""
+    """A shared log over one store or a quorum (see :mod:`passivepaxos.log`).
+    ``on_lease_wait(holder, seconds)``: called before an append waits out another
+    holder's expired lease, or a claim waits for a live one (the CLI says so on stderr)."""
 
     def __init__(
         self,
@@ -98,6 +100,7 @@ class Log:
         forward: bool = False,
         manifest: Manifest | None = None,
         runtime: Runtime | None = None,
+        on_lease_wait: Callable[[str | None, float], object] | None = None,
     ) -> None:
         if not stores:
             raise ConfigError("a log needs at least one store")
@@ -128,7 +131,11 @@ class Log:
         self._snaps = Compaction(self._c, self._cfg)
         self._reader = Reader(self._c, self._cfg, self._tail, self._snaps)
         self._leasing = WriterLease(
-            self._c, self._tail, self._snaps, wait_expired_lease=wait_expired_lease
+            self._c,
+            self._tail,
+            self._snaps,
+            wait_expired_lease=wait_expired_lease,
+            on_wait=on_lease_wait,
         )
         self._writer = FencedWriter(
             self._c, self._cfg, self._tail, self._snaps, self._leasing, backoff_max=backoff_max

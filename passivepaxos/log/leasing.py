@@ -10,6 +10,7 @@ waits when someone else holds it, and serves a lease read only inside the bound.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from passivepaxos.errors import (
     ConfigError,
@@ -39,12 +40,21 @@ class WriterLease:
     """This object's view of the writer lease and its own holding of it."""
 
     def __init__(
-        self, c: LogContext, tail: Tail, snaps: Compaction, *, wait_expired_lease: bool
+        self,
+        c: LogContext,
+        tail: Tail,
+        snaps: Compaction,
+        *,
+        wait_expired_lease: bool,
+        on_wait: Callable[[str | None, float], object] | None = None,
     ) -> None:
         self.c = c
         self.tail = tail
         self.snaps = snaps
         self.wait_expired_lease = wait_expired_lease
+        # told (holder, seconds left) before an append waits out an expired lease or a
+        # claim waits for the tail to stay unchanged (the CLI says so on stderr)
+        self.on_wait = on_wait
         self.lease: HolderLease | None = None  # set while this object holds the lease
 
     def holding(self) -> HolderLease | None:
@@ -117,6 +127,8 @@ class WriterLease:
             and self.c.runtime.wall() >= state.expires
         ):
             raise LeaseHeldError(self.c.url, state, remaining=remaining)
+        if self.on_wait is not None:
+            self.on_wait(state.holder, remaining)
         self.wait_tail(tail, remaining, held_ttl)
         return None
 
