@@ -356,6 +356,66 @@ def lock_holder(a: Actor) -> None:
             a.pause(a.ttl / 10)
 
 
+def lock_keeper(a: Actor) -> None:
+    """Issue 13's keep-alive: acquire, keep the lock alive in a background task
+    (``Locks.keep_alive``), and work (fenced writes) while ``KeepAlive.valid()`` says so,
+    until it reports the loss or its time is up; then release. The world pauses
+    processes past their ttl and cuts stores, so a rival takes the lock over: each True of
+    ``valid()`` is a belief the checker holds against the rival's grant, and a keeper whose
+    loss is never reported stays stuck (liveness)."""
+    if a.extra.get("delay"):
+        a.rt.sleep(a.rng.uniform(0.05, 0.2) * a.ttl)
+    with a.log() as log:
+        locks = Locks(log, owner=a.name, retries=2)
+        res = a.fenced.setdefault(LOCK, FencedResource())
+        rec = a.obs.locks
+        for _ in range(a.ops):
+            ttl = a.ttl
+            h = rec.invoke(a.name, "acquire", LOCK, a.name)
+            try:
+                wait = a.rng.uniform(0.0, 2 * ttl)
+                with a.op(more=wait):
+                    token = locks.acquire(LOCK, ttl, wait=wait)
+            except LockHeldError:
+                rec.ok(h, None)
+                a.pause(ttl / 2)
+                continue
+            except PassivePaxosError as exc:
+                if outcome_unknown(exc):
+                    rec.info(h)
+                    return  # it may hold the lock: a next acquire would be a renewal
+                rec.fail(h)
+                a.pause(ttl / 2)
+                continue
+            start = rec.ok(h, token).ret
+            lost: list[str] = []
+            keep = locks.keep_alive(LOCK, on_lost=lost.append)
+            end = a.rt.monotonic() + ttl * a.rng.uniform(1.0, 4.0)
+            try:
+                while not keep.lost.is_set() and a.rt.monotonic() < end:
+                    if keep.valid():
+                        a.obs.believe(LOCK, a.name, token, start)
+                        with contextlib.suppress(StaleTokenError):
+                            res.write(token, a.value(), owner=a.name)
+                            a.obs.fenced.append((LOCK, token, a.name))
+                    a.pause(ttl / 10)
+            finally:
+                keep.stop()
+            if lost:
+                # never released (it may be the rival's by now), and not acquired again:
+                # if it is still ours, a next acquire would be a renewal (lock_client)
+                return
+            h = rec.invoke(a.name, "release", LOCK, (a.name, token))
+            try:
+                with a.op():
+                    released = locks.release(LOCK, token)
+                rec.ok(h, released)
+            except PassivePaxosError as exc:
+                rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+                return
+            a.pause()
+
+
 def lock_client(a: Actor) -> None:
     """acquire (waiting a while), work while ``valid()`` (fenced writes), refresh with a
     longer or shorter ttl, release."""
@@ -547,6 +607,7 @@ ROLES: dict[str, Callable[[Actor], None]] = {
     "holder": lease_holder,
     "lock_holder": lock_holder,
     "lock": lock_client,
+    "lock_keeper": lock_keeper,
     "snapshotter": snapshotter,
     "pipeliner": pipeliner,
     "reader": reader,

@@ -164,6 +164,16 @@ PROFILES: dict[str, Profile] = {
             crashes=0,
             pauses=0,
         ),
+        # issue 13's keep-alive: keepers renew in the background and work while valid();
+        # paused past their ttl and cut from the store, a rival takes the lock over
+        Profile(
+            "keepalive",
+            roles=(("lock_keeper", 2, 3), ("lock", 0, 1)),
+            faults=StoreFaults(after=0.1, slow=0.2, cuts=0.3),
+            timeout=(0.3, 1.0),
+            ttl=(1.0, 2.0),
+            pauses=3,
+        ),
         Profile(
             "locks",
             roles=(("lock", 2, 3), ("reader", 0, 1)),
