@@ -30,7 +30,7 @@ from passivepaxos.errors import (
     PassivePaxosError,
     UnsupportedError,
 )
-from passivepaxos.terminal import console, escape_value, lease_line, print_status
+from passivepaxos.terminal import console, escape_value, lease_line, plain_cell, print_status
 from passivepaxos.terminal import print_json as _print_json
 from passivepaxos.terminal import table as _table
 
@@ -350,7 +350,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
             return EXIT_OK
         ttl = args.ttl  # a claim, or a renewal with a new ttl (a claim by the holder)
         wait = op == "renew" or not args.no_wait
-        res = log.claim_writer(ttl, wait=False)
+        res = log.claim_writer(ttl, wait=False, shared=True)
         if not res.granted and wait:
             print(
                 f"passivepaxos: waiting for the writer lease of {args.log}: held by "
@@ -359,7 +359,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            res = log.claim_writer(ttl, wait=True)
+            res = log.claim_writer(ttl, wait=True, shared=True)
         refusal = (
             f"the writer lease is held by {res.holder} (epoch {res.epoch}); it can be claimed "
             f"once the log stays unchanged for {format_seconds(res.remaining)} more"
@@ -540,7 +540,7 @@ def cmd_elect(args: argparse.Namespace) -> int:
         e = Election(log, args.name, ttl=10.0, candidate=candidate)
         if op == "status":
             st = e.leader()
-            _print_leader(args, st.holder, st.token, st.holder is not None and st.mine)
+            _print_leader(args, st.holder, st.token, st.holder is not None and st.mine, st.expires)
             return EXIT_OK
         if op == "resign":
             ok = e.locks.release(args.name)
@@ -555,9 +555,10 @@ def cmd_elect(args: argparse.Namespace) -> int:
                 return EXIT_FAIL
             return EXIT_OK
         st = e.leader()  # observe: the current leader first, then every change
-        _print_leader(args, st.holder, st.token, False)
+        _print_leader(args, st.holder, st.token, False, st.expires)
         current = (st.holder, st.token)
-        caught_up = False
+        # a never-used name's state (nobody, token 0) is never yielded: caught up at once
+        caught_up = current == (None, 0)
         for holder, token in e.observe():
             if not caught_up:
                 caught_up = (holder, token) == current  # tokens only grow: seen once
@@ -566,13 +567,30 @@ def cmd_elect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_leader(args: argparse.Namespace, holder: str | None, token: int, mine: bool) -> None:
+def _print_leader(
+    args: argparse.Namespace,
+    holder: str | None,
+    token: int,
+    mine: bool,
+    expires: float | None = None,
+) -> None:
     if args.json:
-        _print_json({"name": args.name, "holder": holder, "token": token or None, "mine": mine})
+        from passivepaxos.lease import format_wall
+
+        out: dict[str, Any] = {
+            "name": args.name,
+            "holder": holder,
+            "token": token or None,
+            "mine": mine,
+        }
+        if expires is not None:
+            out["expires"] = format_wall(expires)
+        _print_json(out)
     elif holder is None:
-        print(f"{args.name}: no leader" + (f" (last term {token})" if token else ""), flush=True)
+        name = plain_cell(args.name)
+        print(f"{name}: no leader" + (f" (last term {token})" if token else ""), flush=True)
     else:
-        print(f"{args.name}: leader {holder}, term {token}", flush=True)
+        print(f"{plain_cell(args.name)}: leader {plain_cell(holder)}, term {token}", flush=True)
 
 
 def _campaign(args: argparse.Namespace, log: Any, candidate: str) -> int:
@@ -595,23 +613,48 @@ def _campaign(args: argparse.Namespace, log: Any, candidate: str) -> int:
             flush=True,
         )
 
-    try:
-        term = e.campaign(timeout=args.wait, on_wait=waiting)
-    except LockHeldError as exc:
-        print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    if args.json:
-        _print_json({"name": args.name, "holder": candidate, "token": term, "mine": True})
-    else:
-        print(f"{args.name}: leader {candidate}, term {term}", flush=True)
     stopped: list[int] = []
+    leading = False
 
     def stop(signum: int, _frame: Any) -> None:
+        if not leading:  # still campaigning: interrupted as any command is
+            raise KeyboardInterrupt
         stopped.append(signum)
         wake.set()
 
+    # installed before the campaign: a signal just after it was won still resigns (the
+    # review's L5: a Ctrl-C in between left the lock held until its ttl)
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        term = e.campaign(timeout=args.wait, on_wait=waiting)
+        leading = True
+    except LockHeldError as exc:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if args.json:
+            _print_json(
+                {
+                    "name": args.name,
+                    "holder": exc.holder,
+                    "holder_token": exc.token,
+                    "token": None,
+                    "mine": False,
+                    "error": str(exc),
+                }
+            )
+        print(f"passivepaxos: error: {args.log}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except BaseException:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        raise
+    try:
+        if args.json:
+            _print_json({"name": args.name, "holder": candidate, "token": term, "mine": True})
+        else:
+            print(
+                f"{plain_cell(args.name)}: leader {plain_cell(candidate)}, term {term}", flush=True
+            )
         while not wake.is_set():
             wake.wait(1.0)
     finally:
@@ -652,14 +695,21 @@ def cmd_kv(args: argparse.Namespace) -> int:
                     }
                 )
             else:
-                print(f"put {args.key} (slot {pos.slot})")
+                print(f"put {plain_cell(args.key)} (slot {pos.slot})")
             return EXIT_OK
         if op == "get":
             got = kv.get(args.key)
             if got is None:
-                print(
-                    f"passivepaxos: error: {args.log}: key {args.key!r} not found", file=sys.stderr
-                )
+                refusal = f"key {args.key!r} not found"
+                if args.json:
+                    _print_json(
+                        {
+                            **_value_fields("key", _arg_bytes(args.key)),
+                            "value": None,
+                            "error": refusal,
+                        }
+                    )
+                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
                 return EXIT_FAIL
             if args.json:
                 _print_json(
@@ -691,6 +741,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
                         **_value_fields("current", res.current),
                         "slot": res.position.slot,
                         "index": res.position.index,
+                        **({} if res.ok else {"error": "the value is not the expected one"}),
                     }
                 )
             elif res.ok:
@@ -815,27 +866,32 @@ def cmd_lock(args: argparse.Namespace) -> int:
                     }
                 )
             else:
-                print(f"acquired {args.name}: token {token} (owner {locks.owner}, ttl {args.ttl}s)")
+                print(
+                    f"acquired {plain_cell(args.name)}: token {token} "
+                    f"(owner {plain_cell(locks.owner)}, ttl {args.ttl}s)"
+                )
             return EXIT_OK
         if op == "release":
             ok = locks.release(args.name, args.token)
+            refusal = f"lock {args.name!r} is not held by {locks.owner}" + (
+                f" with token {args.token}" if args.token else ""
+            )
             if args.json:
-                _print_json({"name": args.name, "released": ok, "owner": locks.owner})
+                out = {"name": args.name, "released": ok, "owner": locks.owner}
+                _print_json(out if ok else {**out, "error": refusal})
             elif ok:
-                print(f"released {args.name}")
+                print(f"released {plain_cell(args.name)}")
             if not ok:
-                print(
-                    f"passivepaxos: error: {args.log}: lock {args.name!r} is not held by "
-                    f"{locks.owner}" + (f" with token {args.token}" if args.token else ""),
-                    file=sys.stderr,
-                )
+                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
                 return EXIT_FAIL
             return EXIT_OK
         st = locks.status(args.name)
         if args.json:
             _print_json(st.to_json())
         elif st.holder is None:
-            print(f"{args.name}: free" + (f" (last token {st.token})" if st.token else ""))
+            print(
+                f"{plain_cell(args.name)}: free" + (f" (last token {st.token})" if st.token else "")
+            )
         else:
             import time
 
@@ -843,7 +899,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
             looks = st.expires is not None and time.time() > st.expires
             print(
-                f"{args.name}: held by {st.holder}, token {st.token}, ttl {st.ttl}s, "
+                f"{plain_cell(args.name)}: held by {plain_cell(st.holder)}, token {st.token}, "
+                f"ttl {st.ttl}s, "
                 f"expires about {format_wall(st.expires)} (estimate"
                 + (", looks expired" if looks else "")
                 + f"); a taker waits until it stays unrefreshed for {st.ttl}s of its own clock"
@@ -856,32 +913,32 @@ def _add_recipe_commands(sub: Any) -> None:
     ksub = p.add_subparsers(dest="kv_command", metavar="ACTION")
     ksub.required = True
     k = ksub.add_parser("put", help="set KEY to VALUE")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k.add_argument(
         "value", metavar="VALUE", help="the value; - reads it from stdin (bytes as they are)"
     )
     k = ksub.add_parser("get", help="print KEY's value (exit 1 if absent)")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k = ksub.add_parser("del", help="delete KEY")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k = ksub.add_parser("cas", help="set KEY to NEW iff it is EXPECTED (exit 1 if not)")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("key", metavar="KEY", help="the key (UTF-8 text)")
     k.add_argument("expected", metavar="EXPECTED", nargs="?", help="the value KEY must have now")
     k.add_argument("new", metavar="NEW", help="the value to set")
     k.add_argument("--absent", action="store_true", help="expect KEY to be absent")
     k = ksub.add_parser("list", help="keys and values, optionally under PREFIX")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("prefix", metavar="PREFIX", nargs="?", default="", help="only keys starting so")
     for action in ksub.choices.values():
         action.add_argument("--json", action="store_true")
         action.set_defaults(func=cmd_kv)
 
     k = ksub.add_parser("watch", help="print every change of keys under PREFIX as it happens")
-    k.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    k.add_argument("log", metavar="LOG", help=LOG_HELP)
     k.add_argument("prefix", metavar="PREFIX", nargs="?", default="", help="only keys starting so")
     k.add_argument(
         "--from",
@@ -904,7 +961,7 @@ def _add_recipe_commands(sub: Any) -> None:
         ("status", "the current leader and term of NAME"),
     ):
         e = esub.add_parser(name, help=text)
-        e.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+        e.add_argument("log", metavar="LOG", help=LOG_HELP)
         e.add_argument("name", metavar="NAME", help="the election's name (a lock name)")
         if name in ("campaign", "resign"):
             e.add_argument(
@@ -964,7 +1021,7 @@ def _add_recipe_commands(sub: Any) -> None:
         help="then SIGKILL after S seconds (default ttl/5, at most 10; keep it within ttl/4)",
     )
     for action in (a, r, s, run_p):
-        action.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+        action.add_argument("log", metavar="LOG", help=LOG_HELP)
         action.add_argument("name", metavar="NAME", help="the lock's name")
         action.add_argument(
             "--owner",
@@ -1077,6 +1134,12 @@ def _deadline_for(args: argparse.Namespace) -> contextlib.AbstractContextManager
     )
     if command == "lock" and args.lock_command == "run":
         open_ended = True  # the command runs as long as it runs
+    if command == "elect" and args.elect_command in ("campaign", "observe"):
+        open_ended = True  # leads, or watches, until interrupted (the review's H1)
+    if command == "kv" and args.kv_command == "watch":
+        open_ended = True
+    if command == "writer" and args.writer_command == "renew":
+        open_ended = True  # a renewal with a new ttl is a claim that may wait
     if command == "log" and not args.follow and args.limit is not None:
         open_ended = False  # a bounded read
     if open_ended:
@@ -1113,6 +1176,11 @@ class _CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _add_global_options(self, command=True)
+
+    def error(self, message: str) -> NoReturn:
+        if "required" in message and "LOG" in message.split(":", 1)[-1]:
+            message += f" (give a storage URL, or set {LOG_ENV})"
+        super().error(message)
 
 
 class _VersionAction(argparse.Action):
@@ -1173,7 +1241,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("init", help="create a log / consensus space on one store or a quorum")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument(
         "--mode",
         default="auto",
@@ -1189,7 +1257,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "propose", help="propose a value for a consensus instance; print the decided one"
     )
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument(
         "instance",
         metavar="INSTANCE",
@@ -1199,7 +1267,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_propose)
     p = sub.add_parser("append", help="append values to a log (one slot); print each's slot")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument(
         "values",
         metavar="VALUE",
@@ -1243,7 +1311,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         return parser
 
     p = sub.add_parser("log", help="print a log's entries")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument(
         "--from", dest="from_slot", type=_slot_arg, default=0, metavar="N", help="first slot"
     )
@@ -1253,22 +1321,22 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("status", help="head slot, mode, stores, writer lease of a log")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("verify", help="check every slot's record and the hash chain")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("snapshot", help="write a snapshot of every entry up to the head slot")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("trim", help="replace slots before SLOT by tombstones (needs a snapshot)")
-    p.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+    p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--before", type=int, required=True, metavar="SLOT", help="first slot kept")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trim)
@@ -1290,7 +1358,7 @@ def build_parser(*, upto_append: bool = False) -> argparse.ArgumentParser:
         ("status", "holder, epoch, ttl and expiry estimate of the lease"),
     ):
         w = wsub.add_parser(name, help=text)
-        w.add_argument("log", metavar="LOG", nargs="?", help=LOG_HELP)
+        w.add_argument("log", metavar="LOG", help=LOG_HELP)
         if name == "claim":
             w.add_argument(
                 "--ttl",
@@ -1376,25 +1444,44 @@ LOG_HELP = (
 )
 
 
-def _default_log(args: argparse.Namespace) -> None:
-    """Fill a LOG left out from ``PASSIVEPAXOS_LOG`` (as ``ETCDCTL_ENDPOINTS`` does for
-    etcdctl). ``append VALUE...`` without LOG parses its first VALUE as LOG: a first
-    argument that is not a URL (no ``://``) is taken back as a value."""
-    if not hasattr(args, "log"):
-        return
-    env = os.environ.get(LOG_ENV, "").strip()
-    if args.command == "append" and args.log is not None and "://" not in args.log and env:
-        args.values.insert(0, args.log)
-        args.log = None
-    if args.log is None:
-        if not env:
-            raise ConfigError(
-                f"give LOG (a storage URL such as file:///dir or s3://bucket/prefix) or set {LOG_ENV}"
-            )
-        args.log = env
+# commands whose first word after the command is an action (`kv put`, `lock run`, ...)
+_ACTIONS = frozenset({"writer", "kv", "lock", "elect", "members"})
+
+
+def _with_log(argl: list[str], log: str) -> list[str] | None:
+    """``argl`` with ``log`` put where LOG goes: after the command and its action."""
+    i = 0
+    while i < len(argl) and argl[i].startswith("-"):
+        i += 2 if argl[i] == "--timeout" else 1
+    if i >= len(argl):
+        return None
+    i += 1
+    if argl[i - 1] in _ACTIONS:
+        if i >= len(argl) or argl[i].startswith("-"):
+            return None
+        i += 1
+    return [*argl[:i], log, *argl[i:]]
 
 
 def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespace:
+    """Parse ``argl``; when ``PASSIVEPAXOS_LOG`` is set and LOG was left out (the line
+    does not parse, or what took LOG's place is not a URL: ``append hello``), parse it
+    again with that LOG in its place (as ``ETCDCTL_ENDPOINTS`` does for etcdctl)."""
+    env = os.environ.get(LOG_ENV, "").strip()
+    if env and not {"-h", "--help"} & set(argl):
+        quiet = io.StringIO()
+        with contextlib.suppress(SystemExit), contextlib.redirect_stderr(quiet):
+            args = _parse_once(parser, argl)
+            if "://" in str(getattr(args, "log", "://")):
+                return args
+        alt = _with_log(argl, env)
+        if alt is not None:
+            with contextlib.suppress(SystemExit), contextlib.redirect_stderr(quiet):
+                return _parse_once(parser, alt)
+    return _parse_once(parser, argl)
+
+
+def _parse_once(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespace:
     """Parse ``argl``; for ``lock run`` everything after the first ``--`` is the command,
     untouched (its own options are not ours: ``-- ls -l --ttl``)."""
     if "--" in argl:
@@ -1434,7 +1521,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not hasattr(args, "json"):
                     raise ConfigError(f"{args.command}: this command has no --json output")
                 args.json = True
-            _default_log(args)
             _refuse_memory(args)
             with _deadline_for(args):
                 code: int = args.func(args)
@@ -1502,4 +1588,8 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int, *, prefix: st
     if prefix.startswith("unexpected") and not debug:
         message += " (run with --debug for the traceback)"
     print(f"passivepaxos: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False) and not getattr(exc, "json_reported", False):
+        # --json: the refusal as an object on stdout too (unless the command printed one)
+        with contextlib.suppress(OSError, ValueError):
+            _print_json({"error": message, "exit": code})
     return code

@@ -150,11 +150,17 @@ class LeaseMeta:
     op: str  # "claim" | "hold" | "release"
     ttl: float = 0.0
     wall: float = 0.0
+    # a lease a named owner's later processes may take up (the CLI's claims): nobody
+    # serves lease reads under it, since another process may write as its holder
+    shared: bool = False
 
     def to_json(self) -> dict[str, Any]:
         if self.op == "release":
             return {"op": "release"}
-        return {"op": self.op, "ttl": self.ttl, "wall": self.wall}
+        out: dict[str, Any] = {"op": self.op, "ttl": self.ttl, "wall": self.wall}
+        if self.shared:  # only then: records of unshared leases stay byte for byte
+            out["shared"] = True
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> LeaseMeta:
@@ -173,7 +179,10 @@ class LeaseMeta:
         assert isinstance(ttl, int | float) and isinstance(wall, int | float)
         if ttl <= 0:
             raise ValueError("lease ttl must be > 0")
-        return cls(str(op), float(ttl), float(wall))
+        shared = obj.get("shared", False)
+        if not isinstance(shared, bool):
+            raise ValueError("lease shared is not a boolean")
+        return cls(str(op), float(ttl), float(wall), shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +193,13 @@ class LeaseState:
     epoch: int  # the last epoch claimed (0: never)
     ttl: float | None = None
     wall: float | None = None  # the holder's wall clock at its last record (display)
+    shared: bool = False  # LeaseMeta.shared of the holder's last record
 
     @classmethod
     def of(cls, writer: str, epoch: int, meta: LeaseMeta | None) -> LeaseState:
         if meta is None or meta.op == "release":
             return cls(None, epoch)
-        return cls(writer, epoch, meta.ttl, meta.wall)
+        return cls(writer, epoch, meta.ttl, meta.wall, meta.shared)
 
     @property
     def expires(self) -> float | None:
@@ -242,6 +252,7 @@ class HolderLease:
     cap: float = math.inf  # read-window bound from records sent but not established
     pending: int | None = None  # highest slot of a record sent whose outcome is unknown
     pending_since: float = math.inf  # when the first such send started (own clock)
+    shared: bool = False  # LeaseMeta.shared: no lease reads (others may write as holder)
 
     def read_deadline(self) -> float:
         return min(self.write_started + READ_FRACTION * self.ttl, self.cap)
@@ -249,7 +260,7 @@ class HolderLease:
     def can_read(self, now: float) -> bool:
         """Lease reads are served while no record of ours is in flight or unresolved and
         ``now < min(write_started + 0.75 ttl, cap)``."""
-        return self.pending is None and now < self.read_deadline()
+        return not self.shared and self.pending is None and now < self.read_deadline()
 
     def sending(self, slot: int, ttl: float, now: float) -> None:
         """About to send a record for ``slot`` carrying ``ttl`` (``0``: a release); call

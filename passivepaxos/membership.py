@@ -440,9 +440,7 @@ def add_cli(sub: Any) -> None:
         ("list", "the log's current stores and its membership changes"),
     ):
         m = msub.add_parser(name, help=text)
-        m.add_argument(
-            "log", metavar="LOG", nargs="?", help="the log's URL(s); default $PASSIVEPAXOS_LOG"
-        )
+        m.add_argument("log", metavar="LOG", help="the log's URL(s); default $PASSIVEPAXOS_LOG")
         if name != "list":
             m.add_argument("url", metavar="URL", help="the store to add or remove")
         m.add_argument("--json", action="store_true")

@@ -52,25 +52,46 @@ def console(**kwargs: Any) -> Console:
 
 
 def plain_cell(text: str) -> str:
-    """A table cell on one line: tabs, newlines and other control characters escaped."""
-    return text.translate(_CELL_ESCAPES)
+    """Text on one line, read back unambiguously: a backslash is doubled, then control
+    characters are escaped (:func:`_controls`)."""
+    return _controls(text.replace("\\", "\\\\"))
 
 
-_CELL_ESCAPES = {
-    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)},
+def _escape_code(c: int) -> str:
+    # \xNN only below 0x80: at or above it, \xNN is a byte that is not UTF-8
+    return f"\\x{c:02x}" if c < 0x80 else f"\\u{c:04x}"
+
+
+# C0 and C1 controls, DEL, the line and paragraph separators (which str.splitlines and
+# many viewers break on) and the bidirectional overrides and isolates (which make a value
+# display as another)
+_CONTROL_CODES = (
+    *range(0x20),
+    *range(0x7F, 0xA0),
+    0x2028,
+    0x2029,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+)
+_CONTROL_ESCAPES = {
+    **{c: _escape_code(c) for c in _CONTROL_CODES},
     ord("\t"): "\\t",
     ord("\n"): "\\n",
     ord("\r"): "\\r",
 }
 
 
+def _controls(text: str) -> str:
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def escape_value(value: bytes) -> str:
-    """A value on one line of text output (``log``): a backslash is doubled, a byte that is
-    not UTF-8 becomes ``\\xNN``, ``\\t`` ``\\n`` ``\\r`` and other control characters
-    are escaped, so that ``slot<TAB>index<TAB>value`` stays one line per entry and can be
-    read back unambiguously."""
-    text = value.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-    return plain_cell(text)
+    """A value on one line of text output (``log``, ``kv list``, ``kv watch``): a
+    backslash is doubled, a byte that is not UTF-8 becomes ``\\xNN``, and ``\\t``
+    ``\\n`` ``\\r``, other control characters, line separators and bidirectional
+    controls are escaped (``\\xNN``, ``\\uNNNN``), so that ``slot<TAB>index<TAB>value``
+    stays one line per entry and two values never print alike."""
+    return _controls(value.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"))
 
 
 def table(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
@@ -109,6 +130,7 @@ def print_status(log_urls: str, *, as_json: bool = False) -> None:
     except PassivePaxosError as exc:
         if "," in log_urls:  # a quorum that cannot be opened: show why, store by store
             _print_unopened(log_urls, exc, as_json=as_json)
+            exc.json_reported = True  # type: ignore[attr-defined]  # the CLI adds no second object
         raise
     with log:
         ws = log.writer_status()
@@ -122,7 +144,7 @@ def print_status(log_urls: str, *, as_json: bool = False) -> None:
             "head": head if head >= 0 else None,
             "slots": head + 1,
             "holder": ws.holder,
-            "epoch": ws.epoch or None,
+            "epoch": ws.epoch,  # 0: never claimed (as writer status says)
             "expires": format_wall(ws.expires) if ws.expires is not None else None,
             "mine": False,
             "snapshot": snaps[-1] if snaps else None,

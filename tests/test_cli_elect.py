@@ -61,12 +61,14 @@ def test_observe_prints_the_leader_now_then_every_change(tmp_path: Path) -> None
     _line(w1)
     obs = _spawn("elect", "observe", url, "sched", "--json")
     try:
-        assert json.loads(_line(obs)) == {
+        now = json.loads(_line(obs))
+        assert {k: now[k] for k in ("name", "holder", "token", "mine")} == {
             "name": "sched",
             "holder": "w1",
             "token": 1,
             "mine": False,
         }
+        assert now["expires"]  # the holder's estimate, as lock status gives it
         w1.send_signal(signal.SIGTERM)
         assert w1.wait(20) == 0
         assert json.loads(_line(obs))["holder"] is None
@@ -143,3 +145,51 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> 
     out = run(*(a.format(url=url) for a in args))
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("passivepaxos")
+
+
+def test_long_running_commands_outlive_the_command_timeout(tmp_path: Path) -> None:
+    """The outside review's H1: campaign, observe and kv watch got the 30 s total
+    deadline of a bounded command; campaign then exited 75 (its term 'lost') and the
+    watchers 1. With --timeout 2 the old code ended all three within 2 s."""
+    url = _log(tmp_path)
+    leader = _spawn("--timeout", "2", "elect", "campaign", url, "sched", "--candidate", "w1")
+    obs = _spawn("--timeout", "2", "elect", "observe", url, "never-used")
+    watch = _spawn("--timeout", "2", "kv", "watch", url)
+    try:
+        assert _line(leader).startswith("sched: leader w1")
+        assert _line(obs).strip() == "never-used: no leader"
+        time.sleep(4.0)
+        assert (leader.poll(), obs.poll(), watch.poll()) == (None, None, None)
+        # the review's H3: a never-used name's changes were never printed
+        assert run("lock", "acquire", url, "never-used", "--owner", "x").returncode == 0
+        assert _line(obs).strip() == "never-used: leader x, term 1"
+        assert run("kv", "put", url, "k", "v").returncode == 0
+        assert _line(watch).startswith("put\tk\tv")
+        leader.send_signal(signal.SIGTERM)
+        assert leader.wait(20) == 0
+    finally:
+        for p in (leader, obs, watch):
+            p.kill()
+            p.wait()
+
+
+def test_names_with_newlines_print_on_one_line(tmp_path: Path) -> None:
+    """The outside review's M4: a holder named 'evil\\nn1: free' printed a second line
+    that a script reading `lock status` would take for the answer."""
+    url = _log(tmp_path)
+    assert run("lock", "acquire", url, "n1", "--owner", "evil\nn1: free").returncode == 0
+    out = run("lock", "status", url, "n1").stdout
+    assert len(out.splitlines()) == 1 and "evil\\nn1: free" in out
+
+
+def test_passivepaxos_log_with_optional_positionals(tmp_path: Path) -> None:
+    """The outside review's M1: with PASSIVEPAXOS_LOG set, `kv cas K E N` and `kv list P`
+    took their first word for LOG."""
+    url = _log(tmp_path)
+    env = {"PASSIVEPAXOS_LOG": url}
+    assert run("kv", "put", "k1", "v1", env=env).returncode == 0
+    cas = run("kv", "cas", "k1", "v1", "v2", "--json", env=env)
+    assert cas.returncode == 0 and json.loads(cas.stdout)["current"] == "v2"
+    assert run("kv", "cas", "k2", "--absent", "n", env=env).returncode == 0
+    listed = run("kv", "list", "k1", "--json", env=env)
+    assert [json.loads(x)["key"] for x in listed.stdout.splitlines()] == ["k1"]

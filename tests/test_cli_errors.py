@@ -92,7 +92,10 @@ def test_lock_name_that_is_not_utf8_is_a_usage_error(log: str) -> None:
     """Lock names are stored in JSON and printed back: a non-UTF-8 one wrote a lone
     surrogate into the log and printed ``"name": "\\udcff"``; now it is refused."""
     out = cli("lock", "acquire", log, b"\xff", "--json")
-    assert out.returncode == 2 and out.stdout == b""
+    assert out.returncode == 2
+    # with --json the refusal is an object on stdout too (issue 13), nothing else
+    assert json.loads(out.stdout) == {"error": json.loads(out.stdout)["error"], "exit": 2}
+    assert "not UTF-8" in json.loads(out.stdout)["error"]
     assert "lock name" in one_line(out.stderr) and "not UTF-8" in one_line(out.stderr)
 
 

@@ -122,7 +122,7 @@ def test_no_log_and_no_passivepaxos_log_is_a_usage_error() -> None:
         env=env,
         timeout=60,
     )
-    assert out.returncode == 2 and "set PASSIVEPAXOS_LOG" in out.stderr
+    assert out.returncode == 2 and "or set PASSIVEPAXOS_LOG" in out.stderr
 
 
 def test_on_s3_values_from_stdin(moto_server: object) -> None:

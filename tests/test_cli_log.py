@@ -48,7 +48,7 @@ def test_append_log_status_verify(tmp_path: Path) -> None:
     assert run("log", log, "--limit", "2").stdout == "0\t0\ta\n0\t1\tb\n"
     status = json.loads(run("status", log, "--json").stdout)
     assert status["head"] == 2 and status["mode"] == "create" and status["stores"] == [log]
-    assert status["holder"] is None and status["epoch"] is None
+    assert status["holder"] is None and status["epoch"] == 0  # never claimed
     assert "head slot" in run("status", log).stdout
     ok = run("verify", log, "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
@@ -143,3 +143,25 @@ def test_missing_bucket_is_one_line(moto_server: Any) -> None:
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "bucket 'no-such-bucket' does not exist" in lines[0], out.stderr
+
+
+def test_text_escaping_is_one_line_and_never_prints_two_values_alike() -> None:
+    """The outside review's L2: U+2028, U+0085 and bidi overrides were printed raw (a
+    value spanning lines for str.splitlines, or displayed reversed); a character U+0085
+    and a byte 0x85 that is not UTF-8 must not print alike."""
+    from passivepaxos.terminal import escape_value, plain_cell
+
+    values = [
+        "u\u2028v".encode(),
+        "p\u0085q".encode(),
+        b"p\x85q",
+        "x\u202ey".encode(),
+        b"a\\b",
+        b"a\\\\b",
+        b"a\\x85",
+        b"\x00\x7f\t\n\r",
+    ]
+    shown = [escape_value(v) for v in values]
+    assert len(set(shown)) == len(shown)
+    assert all(len(s.splitlines()) == 1 and s.isprintable() for s in shown), shown
+    assert plain_cell("a\nb") != plain_cell("a\\nb")

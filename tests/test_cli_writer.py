@@ -85,16 +85,19 @@ def test_adopt_writer_takes_up_only_our_own_lease() -> None:
     with Log.open(url, writer_id="cron") as a:
         assert not a.adopt_writer()  # nobody holds it
         assert a.claim_writer(30).granted
+        with Log.open(url, writer_id="cron") as twin:
+            assert not twin.adopt_writer()  # ours, but not shared: a live process's
+        assert a.claim_writer(30, shared=True).granted  # renewed, now shared
     with Log.open(url, writer_id="other") as b:
         assert not b.adopt_writer()
         with pytest.raises(LeaseHeldError):
             b.append([b"x"])
     with Log.open(url, writer_id="cron") as c:
         assert c.adopt_writer()
-        assert c.lease_read() is None  # no read window until a write of ours lands
-        assert c.append([b"y"]) == [1]
-        assert c.lease_read() is not None
-        assert c.release_writer() == 2
+        assert c.lease_read() is None  # a shared lease serves no lease reads
+        assert c.append([b"y"]) == [2]
+        assert c.lease_read() is None
+        assert c.release_writer() == 3
 
 
 def test_an_append_waiting_out_an_expired_lease_says_so(url: str) -> None:
@@ -114,3 +117,31 @@ def test_lock_status_says_when_a_holder_looks_expired(url: str) -> None:
     time.sleep(1.2)
     out = run("lock", "status", url, "job")
     assert "looks expired" in out.stdout and "a taker waits" in out.stdout
+
+
+def test_a_live_library_holders_lease_is_never_taken_up_by_owner(url: str) -> None:
+    """Outside review H2: `append --owner <a live library holder's writer id>` took its
+    lease up; the holder's lease reads then answered a head that was no longer the head
+    (KV lease reads would have been stale). Only a lease claimed shared (the CLI's) is
+    taken up, and a shared lease serves no lease reads anywhere."""
+    with Log.open(url) as holder:
+        assert holder.claim_writer(30).granted
+        holder.append([b"mine"])
+        assert holder.lease_read() is not None
+        intruder = run("append", url, "--owner", holder.writer_id, "intruder")
+        assert intruder.returncode == 1 and "held by" in intruder.stderr
+        read = holder.lease_read()
+        assert read is not None and read.head == holder.head()
+
+
+def test_a_shared_lease_serves_no_lease_reads() -> None:
+    url = f"memory://shared-{uuid.uuid4().hex[:8]}"
+    init_log(url)
+    with Log.open(url, writer_id="cron") as a:
+        assert a.claim_writer(30, shared=True).granted
+        a.append([b"x"])
+        assert a.lease_read() is None  # another process may write as "cron"
+        with Log.open(url, writer_id="cron") as b:
+            assert b.adopt_writer() and b.append([b"y"]) == [2]
+            assert b.lease_read() is None
+        assert a.append([b"z"]) == [3]  # the log decides each slot once

@@ -220,12 +220,15 @@ def test_cli(cli_log: tuple[str, CliRun]) -> None:
     code, out, err = run("kv", "cas", log, "a", "wrong", "x")
     assert code == 1 and out == "hello\n" and "cas" in err
     code, out, _ = run("kv", "cas", log, "a", "wrong", "x", "--json")
-    assert code == 1 and json.loads(out) == {
+    got = json.loads(out)
+    assert code == 1 and {k: got[k] for k in ("key", "expected", "new", "ok", "current")} == {
         "key": "a",
-        "value": "x",
+        "expected": "wrong",
+        "new": "x",
         "ok": False,
         "current": "hello",
     }
+    assert got["error"] and "value" not in got  # `value` never means the proposed value
     code, out, _ = run("kv", "cas", log, "a", "hello", "x", "--json")
     assert code == 0 and json.loads(out)["ok"] is True and json.loads(out)["current"] == "x"
     assert run("kv", "cas", log, "b", "--absent", "new")[0] == 0

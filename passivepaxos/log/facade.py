@@ -427,14 +427,16 @@ class Log:
     def _lead_round(self) -> None:
         self._batch.lead_round()
 
-    def claim_writer(self, ttl: float, *, wait: bool = True) -> ClaimResult:
+    def claim_writer(self, ttl: float, *, wait: bool = True, shared: bool = False) -> ClaimResult:
         """ClaimWriter: append a claim record (epoch + 1, the fencing token) once nobody
         holds the lease, or once the tail has stayed unchanged for the holder's TTL of our
         own monotonic time. ``wait=False``: return at once with ``granted=False`` and the
         remaining time instead of waiting. Claiming while holding renews (same epoch, new
-        ttl)."""
+        ttl). ``shared``: later processes naming this ``writer_id`` may take the lease up
+        (:meth:`adopt_writer`; the CLI's claims); no process serves lease reads under it."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
         with self._batch.lead():
+            self._leasing.claim_shared = shared
             if self._leasing.holding() is None:
                 self._tail.observe()  # claims are rare: start from the real tail
             try:
@@ -469,10 +471,10 @@ class Log:
 
     def adopt_writer(self) -> bool:
         """Hold the writer lease that the log's tail record gives this ``writer_id``, if
-        it does (a named owner in a new process: the CLI's ``--owner``); ``False`` if the
-        lease is someone else's or free. Name an owner to resume a lease after a restart,
-        never to share it between live processes (both would write as the holder; the
-        log still decides each slot once). Reads the tail."""
+        it does and it was claimed ``shared`` (a named owner in a new process: the CLI's
+        ``--owner``); ``False`` if the lease is someone else's, free, or not shared.
+        Processes sharing it all write as the holder (the log still decides each slot
+        once) and none serves lease reads. Reads the tail."""
         with self._batch.lead():
             head = self._tail.observe()
             state = self._leasing.state_of(head, self._tail.record_at(head), fast=False)

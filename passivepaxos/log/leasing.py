@@ -55,6 +55,8 @@ class WriterLease:
         # told (holder, seconds left) before an append waits out an expired lease or a
         # claim waits for the tail to stay unchanged (the CLI says so on stderr)
         self.on_wait = on_wait
+        # a claim sent now marks its lease shared (Log.claim_writer(shared=True))
+        self.claim_shared = False
         self.lease: HolderLease | None = None  # set while this object holds the lease
 
     def holding(self) -> HolderLease | None:
@@ -67,7 +69,7 @@ class WriterLease:
         with self.c.state:
             lease = self.lease
         if fast and lease is not None and lease.last_slot == slot:  # our own record: no parse
-            return LeaseState(self.c.writer_id, lease.epoch, lease.ttl, lease.wall)
+            return LeaseState(self.c.writer_id, lease.epoch, lease.ttl, lease.wall, lease.shared)
         if is_tombstone(data):  # a trimmed tail keeps its lease state in the tombstone
             url, key = self.c.where(slot)
             t = tombstone_of(data, slot, url=url, key=key)
@@ -94,7 +96,12 @@ class WriterLease:
             meta = (
                 LeaseMeta("release")
                 if op == "release"
-                else LeaseMeta("hold", ttl if op == "claim" else lease.ttl, self.c.runtime.wall())
+                else LeaseMeta(
+                    "hold",
+                    ttl if op == "claim" else lease.ttl,
+                    self.c.runtime.wall(),
+                    lease.shared or (op == "claim" and self.claim_shared),
+                )
             )
             # The record may land even if we never learn it did, and a claimant may then
             # count its ttl: shrink the read window to it *before* sending, and serve no
@@ -107,7 +114,7 @@ class WriterLease:
         if op == "claim":
             plan: tuple[int, LeaseMeta | None] = (
                 state.epoch + 1,
-                LeaseMeta("claim", ttl, self.c.runtime.wall()),
+                LeaseMeta("claim", ttl, self.c.runtime.wall(), self.claim_shared),
             )
         else:
             plan = (state.epoch, None)
@@ -152,16 +159,20 @@ class WriterLease:
                 remaining = self.tail.watch.remaining(tail, ttl, self.c.runtime.monotonic())
 
     def adopt(self, tail: int, state: LeaseState) -> bool:
-        """Take up the lease the record at ``tail`` gives our writer id (a new process of a
-        named owner: ``writer claim --owner`` then ``append --owner``). Writes stay fenced
-        by the log (a record lands only at the slot after the tail it was built on); no
-        lease read is served until our next write is established (its start is unknown,
-        so the read window starts empty). ``False``: the lease is not ours."""
-        if state.holder != self.c.writer_id or state.ttl is None:
+        """Take up the *shared* lease the record at ``tail`` gives our writer id (a new
+        process of a named owner: ``writer claim --owner`` then ``append --owner``).
+        Writes stay fenced by the log (a record lands only at the slot after the tail it
+        was built on); a shared lease serves no lease reads, in any process, since two
+        processes may write as its holder. ``False``: the lease is not ours, or not shared
+        (a live library process's lease is never taken up behind its back: its lease
+        reads would go stale, the outside review's H2)."""
+        if state.holder != self.c.writer_id or state.ttl is None or not state.shared:
             return False
         with self.c.state:
             if self.lease is None or self.lease.epoch != state.epoch:
-                self.lease = HolderLease(state.epoch, state.ttl, tail, -math.inf, state.wall or 0.0)
+                self.lease = HolderLease(
+                    state.epoch, state.ttl, tail, -math.inf, state.wall or 0.0, shared=True
+                )
         return True
 
     def wrote(self, slot: int, epoch: int, meta: LeaseMeta | None, started: float) -> None:
@@ -169,11 +180,14 @@ class WriterLease:
             return
         with self.c.state:
             if meta.op == "claim":
-                self.lease = HolderLease(epoch, meta.ttl, slot, started, meta.wall)
+                self.lease = HolderLease(
+                    epoch, meta.ttl, slot, started, meta.wall, shared=meta.shared
+                )
             elif meta.op == "release":
                 self.lease = None
             elif self.lease is not None:
                 self.lease.wrote(slot, started, meta.ttl, meta.wall)
+                self.lease.shared = self.lease.shared or meta.shared  # a claim made it shared
 
     def found_own(self, slot: int, state: LeaseState) -> None:
         """A decided record at ``slot`` carries this append's write id, but it may be an
