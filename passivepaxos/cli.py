@@ -399,9 +399,7 @@ def _writer_status(args: argparse.Namespace, log: Any) -> int:
         )
     looks = ""
     if ws.holder is not None and ws.expires is not None:
-        import time
-
-        looks = " (looks expired)" if time.time() > ws.expires else ""
+        looks = " (looks expired)" if log.runtime.wall() > ws.expires else ""
     _table(
         f"writer lease of {args.log}",
         ["field", "value"],
@@ -596,13 +594,12 @@ def _print_leader(
 def _campaign(args: argparse.Namespace, log: Any, candidate: str) -> int:
     """Lead until SIGINT/SIGTERM (resign, exit 0) or until the term is lost (exit 75)."""
     import signal
-    import threading
 
     from passivepaxos.lockrun import EXIT_LOCK_LOST
     from passivepaxos.recipes.election import Election
     from passivepaxos.recipes.lock import LockHeldError
 
-    wake = threading.Event()
+    wake = log.runtime.event()
     e = Election(log, args.name, ttl=args.ttl, candidate=candidate, on_lost=lambda _r: wake.set())
 
     def waiting(rec: Any, remaining: float) -> None:
@@ -893,11 +890,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
                 f"{plain_cell(args.name)}: free" + (f" (last token {st.token})" if st.token else "")
             )
         else:
-            import time
-
             from passivepaxos.lease import format_wall
 
-            looks = st.expires is not None and time.time() > st.expires
+            looks = st.expires is not None and log.runtime.wall() > st.expires
             print(
                 f"{plain_cell(args.name)}: held by {plain_cell(st.holder)}, token {st.token}, "
                 f"ttl {st.ttl}s, "

@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -125,8 +124,8 @@ class _Supervisor:
     ) -> None:
         self.url, self.name, self.locks, self.token = url, name, locks, token
         self.sig, self.grace = sig, grace
-        self.wake = threading.Event()
-        self.done = threading.Event()
+        self.wake = locks.runtime.event()
+        self.done = locks.runtime.event()
         self.child: subprocess.Popen[bytes] | None = None
         self.pending: list[int] = []  # signals that came before the command started
 
@@ -157,7 +156,7 @@ class _Supervisor:
             tty.give(self.child.pid)
             for signum in self.pending:
                 self._signal(signum)
-            threading.Thread(target=self._reap, name="ppx-lock-run-child", daemon=True).start()
+            self.locks.runtime.spawn(self._reap, name="ppx-lock-run-child")
             lost = self._wait(keep)
             if lost is not None:
                 self._end(lost, command[0])

@@ -246,7 +246,9 @@ def test_corrupt_slot_is_named_and_log_stops_there(
 
     shown = cli("log", log, "--json")
     assert shown.returncode == 1
-    assert [json.loads(line)["value"] for line in shown.stdout.splitlines()] == ["e0", "e1", "e2"]
+    *rows, last = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["value"] for r in rows] == ["e0", "e1", "e2"]
+    assert "slot 3" in last["error"] and last["exit"] == 1  # the refusal, as JSON too
     lines = shown.stderr.strip().splitlines()
     assert len(lines) == 1 and "slot 3" in lines[0] and "Traceback" not in shown.stderr
     # reading from beyond the damage still refuses to start past it silently

@@ -4,6 +4,7 @@ reproducer showed it, made deterministic."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
@@ -384,7 +385,11 @@ def test_review3_13_non_utf8_url_is_refused_not_put_into_json(
 ) -> None:
     url = f"file://{tmp_path}/" + os.fsdecode(b"u\xff")
     code, out, err = cli(capsys, "init", url, "--json")
-    assert code == 2 and out == "" and "\\xff: not valid UTF-8" in err, (out, err)
+    assert code == 2 and "\\xff: not valid UTF-8" in err, (out, err)
+    # with --json the refusal is one JSON object, valid UTF-8, the byte escaped in text
+    (line,) = out.splitlines()
+    assert "\\xff: not valid UTF-8" in json.loads(line)["error"]
+    line.encode("utf-8")
 
 
 def test_review3_12_cli_trim_whose_tombstones_land_unanswered_is_exit_3(
