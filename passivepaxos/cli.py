@@ -542,16 +542,13 @@ def cmd_elect(args: argparse.Namespace) -> int:
             return EXIT_OK
         if op == "resign":
             ok = e.locks.release(args.name)
-            refusal = f"{e.candidate} does not lead {args.name!r}"
-            if args.json:
-                out = {"name": args.name, "resigned": ok, "candidate": e.candidate}
-                _print_json(out if ok else {**out, "error": refusal})
-            elif ok:
-                print(f"resigned {args.name}")
-            if not ok:
-                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
-                return EXIT_FAIL
-            return EXIT_OK
+            return _verdict(
+                args,
+                {"name": args.name, "resigned": ok, "candidate": e.candidate},
+                ok=ok,
+                done=f"resigned {plain_cell(args.name)}",
+                refusal=f"{e.candidate} does not lead {args.name!r}",
+            )
         st = e.leader()  # observe: the current leader first, then every change
         _print_leader(args, st.holder, st.token, False, st.expires)
         current = (st.holder, st.token)
@@ -782,6 +779,21 @@ def _default_owner() -> str:
     return f"{user}@{host}-{os.getpid()}-{REAL.token_hex(4)}"
 
 
+def _verdict(
+    args: argparse.Namespace, out: dict[str, Any], *, ok: bool, done: str, refusal: str
+) -> int:
+    """Report a yes/no operation: ``out`` as JSON (with ``error`` when refused) or ``done``
+    as text; a refusal also on stderr, exit 1."""
+    if args.json:
+        _print_json(out if ok else {**out, "error": refusal})
+    elif ok:
+        print(done)
+    if not ok:
+        print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def _lock_waiting(args: argparse.Namespace) -> Callable[[Any, float], None]:
     """What a waiting ``lock acquire --wait`` says on stderr, once."""
 
@@ -870,18 +882,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
             return EXIT_OK
         if op == "release":
             ok = locks.release(args.name, args.token)
-            refusal = f"lock {args.name!r} is not held by {locks.owner}" + (
-                f" with token {args.token}" if args.token else ""
+            return _verdict(
+                args,
+                {"name": args.name, "released": ok, "owner": locks.owner},
+                ok=ok,
+                done=f"released {plain_cell(args.name)}",
+                refusal=f"lock {args.name!r} is not held by {locks.owner}"
+                + (f" with token {args.token}" if args.token else ""),
             )
-            if args.json:
-                out = {"name": args.name, "released": ok, "owner": locks.owner}
-                _print_json(out if ok else {**out, "error": refusal})
-            elif ok:
-                print(f"released {plain_cell(args.name)}")
-            if not ok:
-                print(f"passivepaxos: error: {args.log}: {refusal}", file=sys.stderr)
-                return EXIT_FAIL
-            return EXIT_OK
         st = locks.status(args.name)
         if args.json:
             _print_json(st.to_json())

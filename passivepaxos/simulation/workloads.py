@@ -356,6 +356,32 @@ def lock_holder(a: Actor) -> None:
             a.pause(a.ttl / 10)
 
 
+def _acquire(
+    a: Actor, locks: Locks, ttl: float, least: float
+) -> tuple[int, float | None] | bool | None:
+    """One recorded acquire of ``LOCK``, waiting a random ``least .. 2 ttl``: (token, when
+    the grant was recorded); ``False``: held or failed (paused half a ttl, try again);
+    ``None``: outcome unknown (the caller stops: it may hold the lock)."""
+    rec = a.obs.locks
+    h = rec.invoke(a.name, "acquire", LOCK, a.name)
+    try:
+        wait = a.rng.uniform(least, 2 * ttl)
+        with a.op(more=wait):
+            token = locks.acquire(LOCK, ttl, wait=wait)
+    except LockHeldError:
+        rec.ok(h, None)
+        a.pause(ttl / 2)
+        return False
+    except PassivePaxosError as exc:
+        if outcome_unknown(exc):
+            rec.info(h)
+            return None
+        rec.fail(h)
+        a.pause(ttl / 2)
+        return False
+    return token, rec.ok(h, token).ret
+
+
 def lock_keeper(a: Actor) -> None:
     """Issue 13's keep-alive: acquire, keep the lock alive in a background task
     (``Locks.keep_alive``), and work (fenced writes) while ``KeepAlive.valid()`` says so,
@@ -371,23 +397,12 @@ def lock_keeper(a: Actor) -> None:
         rec = a.obs.locks
         for _ in range(a.ops):
             ttl = a.ttl
-            h = rec.invoke(a.name, "acquire", LOCK, a.name)
-            try:
-                wait = a.rng.uniform(0.0, 2 * ttl)
-                with a.op(more=wait):
-                    token = locks.acquire(LOCK, ttl, wait=wait)
-            except LockHeldError:
-                rec.ok(h, None)
-                a.pause(ttl / 2)
+            got = _acquire(a, locks, ttl, 0.0)
+            if got is None:
+                return  # it may hold the lock: a next acquire would be a renewal
+            if not isinstance(got, tuple):
                 continue
-            except PassivePaxosError as exc:
-                if outcome_unknown(exc):
-                    rec.info(h)
-                    return  # it may hold the lock: a next acquire would be a renewal
-                rec.fail(h)
-                a.pause(ttl / 2)
-                continue
-            start = rec.ok(h, token).ret
+            token, start = got
             lost: list[str] = []
             keep = locks.keep_alive(LOCK, on_lost=lost.append)
             end = a.rt.monotonic() + ttl * a.rng.uniform(1.0, 4.0)
@@ -428,23 +443,12 @@ def lock_client(a: Actor) -> None:
         rec = a.obs.locks
         for _ in range(a.ops):
             ttl = a.ttl * a.rng.choice((0.5, 1.0))
-            h = rec.invoke(a.name, "acquire", LOCK, a.name)
-            try:
-                wait = a.rng.uniform(ttl if a.extra.get("delay") else 0.0, 2 * ttl)
-                with a.op(more=wait):
-                    token = locks.acquire(LOCK, ttl, wait=wait)
-            except LockHeldError:
-                rec.ok(h, None)
-                a.pause(ttl / 2)
+            got = _acquire(a, locks, ttl, ttl if a.extra.get("delay") else 0.0)
+            if got is None:
+                return  # it may hold the lock: a next acquire would be a renewal
+            if not isinstance(got, tuple):
                 continue
-            except PassivePaxosError as exc:
-                if outcome_unknown(exc):
-                    rec.info(h)
-                    return  # it may hold the lock: a next acquire would be a renewal
-                rec.fail(h)
-                a.pause(ttl / 2)
-                continue
-            start = rec.ok(h, token).ret
+            token, start = got
             for _ in range(a.rng.randint(1, 5)):
                 if locks.valid(LOCK):
                     a.obs.believe(LOCK, a.name, token, start)
