@@ -193,3 +193,25 @@ def test_passivepaxos_log_with_optional_positionals(tmp_path: Path) -> None:
     assert run("kv", "cas", "k2", "--absent", "n", env=env).returncode == 0
     listed = run("kv", "list", "k1", "--json", env=env)
     assert [json.loads(x)["key"] for x in listed.stdout.splitlines()] == ["k1"]
+
+
+def test_on_s3_campaign_status_and_kv_watch(moto_server: object) -> None:
+    from tests.test_cli_lockrun import _s3_log
+
+    url, env = _s3_log(moto_server, "cli-elect")
+    leader = _spawn("elect", "campaign", url, "sched", "--candidate", "w1", "--json", env=env)
+    watch = _spawn("kv", "watch", url, "--json", env=env)
+    try:
+        assert json.loads(_line(leader))["token"] == 1
+        status = json.loads(run("elect", "status", url, "sched", "--json", env=env).stdout)
+        assert (status["holder"], status["token"]) == ("w1", 1)
+        time.sleep(1.5)
+        assert run("kv", "put", url, "k", "v", env=env).returncode == 0
+        got = json.loads(_line(watch))
+        assert (got["op"], got["key"], got["value"]) == ("put", "k", "v")
+        leader.send_signal(signal.SIGTERM)
+        assert leader.wait(20) == 0
+    finally:
+        for p in (leader, watch):
+            p.kill()
+            p.wait()

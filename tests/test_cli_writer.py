@@ -145,3 +145,15 @@ def test_a_shared_lease_serves_no_lease_reads() -> None:
             assert b.adopt_writer() and b.append([b"y"]) == [2]
             assert b.lease_read() is None
         assert a.append([b"z"]) == [3]  # the log decides each slot once
+
+
+def test_on_s3_claim_then_append_as_the_owner(moto_server: object) -> None:
+    from tests.test_cli_lockrun import _s3_log
+
+    url, env = _s3_log(moto_server, "cli-writer")
+    assert run("writer", "claim", url, "--owner", "cron", "--ttl", "30", env=env).returncode == 0
+    refused = run("append", url, "x", "--json", env=env)
+    assert refused.returncode == 1 and "error" in json.loads(refused.stdout)
+    ok = run("append", url, "--owner", "cron", "y", env=env)
+    assert ok.returncode == 0 and ok.stdout.split() == ["1"], ok.stderr
+    assert run("writer", "release", url, "--owner", "cron", env=env).returncode == 0
