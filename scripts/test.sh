@@ -12,8 +12,14 @@ t0=$(date +%s)
 echo "test.sh: install took $(( $(date +%s) - t0 )) s"
 .venv/bin/ruff check .
 .venv/bin/mypy
+# two workers unless told otherwise (-n N in the arguments, or PYTEST_WORKERS=N; 0: none):
+# the suite is ~17 min on one core, the CI budget is 15 min on 2 cores
+workers=(-n "${PYTEST_WORKERS:-2}")
+for a in "$@"; do
+  case "$a" in -n|-n*|--numprocesses*) workers=() ;; esac
+done
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider "${workers[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
