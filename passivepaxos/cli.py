@@ -1466,19 +1466,28 @@ def _with_log(argl: list[str], log: str) -> list[str] | None:
     return [*argl[:i], log, *argl[i:]]
 
 
+def _looks_like_log(word: str) -> bool:
+    """A word meant as LOG, even if not a valid one: a URL, a path, a list of them."""
+    return "://" in word or word.startswith(("/", "./", "../", "~")) or "," in word
+
+
 def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespace:
     """Parse ``argl``; when ``PASSIVEPAXOS_LOG`` is set and LOG was left out (the line
     does not parse, or what took LOG's place is not a URL: ``append hello``), parse it
     again with that LOG in its place (as ``ETCDCTL_ENDPOINTS`` does for etcdctl)."""
     env = os.environ.get(LOG_ENV, "").strip()
-    if env and not {"-h", "--help"} & set(argl):
+    ours = argl[: argl.index("--")] if "--" in argl else argl  # after --: the command's
+    if env and not {"-h", "--help"} & set(ours):
         quiet = io.StringIO()
         with contextlib.suppress(SystemExit), contextlib.redirect_stderr(quiet):
             args = _parse_once(parser, argl)
             if "://" in str(getattr(args, "log", "://")):
                 return args
         alt = _with_log(argl, env)
-        if alt is not None:
+        given = alt[alt.index(env) + 1] if alt is not None and len(alt) > alt.index(env) + 1 else ""
+        # a word where LOG goes that looks like one (a URL, a path) was meant as LOG: its
+        # error is the answer, never a write to the default log (the third review's P1)
+        if alt is not None and not _looks_like_log(given):
             with contextlib.suppress(SystemExit), contextlib.redirect_stderr(quiet):
                 return _parse_once(parser, alt)
     return _parse_once(parser, argl)

@@ -157,3 +157,60 @@ def test_on_s3_claim_then_append_as_the_owner(moto_server: object) -> None:
     ok = run("append", url, "--owner", "cron", "y", env=env)
     assert ok.returncode == 0 and ok.stdout.split() == ["1"], ok.stderr
     assert run("writer", "release", url, "--owner", "cron", env=env).returncode == 0
+
+
+def test_an_unanswered_shared_renewal_turns_lease_reads_off(tmp_path: Path) -> None:
+    """The third review's H1: a holder renewed its unshared lease as shared; the record
+    landed but its answer was lost. The holder's lease stayed unshared in memory, another
+    process of the same writer id took the (now shared) lease up and appended, and the
+    holder's lease_read() still answered the old head."""
+    from passivepaxos.errors import AmbiguousWriteError, PassivePaxosError
+
+    d = tmp_path / "h1"
+    d.mkdir()
+    url = d.as_uri()
+    init_log(url)
+    with Log.open(url, writer_id="W") as a:
+        assert a.claim_writer(30).granted
+        a.append([b"a"])
+        assert a.lease_read() is not None
+        cfg = a._writer.cfg
+        decide = cfg.decide
+        calls = [0]
+
+        def answer_lost(*args: object, **kw: object) -> object:
+            out = decide(*args, **kw)  # type: ignore[arg-type]
+            calls[0] += 1
+            if calls[0] == 1:
+                raise AmbiguousWriteError("the answer was lost")
+            return out
+
+        cfg.decide = answer_lost  # type: ignore[method-assign,assignment]
+        with pytest.raises(PassivePaxosError):
+            a.claim_writer(30, shared=True)
+        cfg.decide = decide  # type: ignore[method-assign]
+        assert a.head() == 2
+        assert a.lease_read() is None
+        with Log.open(url, writer_id="W") as b:
+            assert b.adopt_writer()
+            assert b.append([b"b"]) == [3]
+        assert a.lease_read() is None  # never the old head, 2
+
+
+def test_a_path_meant_as_log_is_never_taken_for_data_with_passivepaxos_log(
+    url: str, tmp_path: Path
+) -> None:
+    """The third review's P1: with PASSIVEPAXOS_LOG set, `append /some/path v` (a path
+    without file://) appended '/some/path' and 'v' to the default log; now it is the
+    usage error it is without the variable."""
+    other = tmp_path / "other"
+    other.mkdir()
+    env = {"PASSIVEPAXOS_LOG": url}
+    out = run("append", str(other), "v2", env=env)
+    assert out.returncode == 2 and "is not a storage URL" in out.stderr
+    put = run("kv", "put", str(other), "k", env=env)
+    assert put.returncode == 2
+    assert run("log", url).stdout == ""  # nothing written to the default log
+    # a command's own --help after `--` is not ours
+    done = run("lock", "run", "job", "--", "sh", "-c", "echo ran", "--help", env=env)
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr

@@ -108,6 +108,10 @@ class WriterLease:
             # lease read until its outcome is known (lease.HolderLease).
             with self.c.state:
                 lease.sending(tail + 1, meta.ttl, self.c.runtime.monotonic())
+                # a shared record may land unanswered, and another process of this
+                # writer id may then write: no lease reads of this epoch from now on
+                # (the third review's H1: an ambiguous shared renewal left them on)
+                lease.shared = lease.shared or meta.shared
             return lease.epoch, meta
         if op == "release":  # pragma: no cover - release_writer checks first
             raise ConfigError("release: this process does not hold the writer lease")
@@ -203,6 +207,7 @@ class WriterLease:
                 return
             if lease.pending is not None and slot >= lease.last_slot:
                 lease.wrote(slot, lease.pending_since, state.ttl, state.wall or 0.0)
+                lease.shared = lease.shared or state.shared
 
     def earliest_send(self, started: float) -> float:
         """When the earliest send of ours that may have produced a record carrying our
@@ -242,3 +247,4 @@ class WriterLease:
         with self.c.state:
             if self.lease is lease and lease.pending == slot:
                 lease.settle(slot, state.ttl, state.wall or 0.0)
+                lease.shared = lease.shared or state.shared
