@@ -30,7 +30,14 @@ from passivepaxos.errors import (
     PassivePaxosError,
     UnsupportedError,
 )
-from passivepaxos.terminal import console, escape_value, lease_line, plain_cell, print_status
+from passivepaxos.terminal import (
+    console,
+    escape_value,
+    lease_line,
+    lock_wait_line,
+    plain_cell,
+    print_status,
+)
 from passivepaxos.terminal import print_json as _print_json
 from passivepaxos.terminal import table as _table
 
@@ -798,13 +805,7 @@ def _lock_waiting(args: argparse.Namespace) -> Callable[[Any, float], None]:
     """What a waiting ``lock acquire --wait`` says on stderr, once."""
 
     def say(rec: Any, remaining: float) -> None:
-        print(
-            f"passivepaxos: lock {args.name!r} is held by {rec.holder} (token {rec.token}); "
-            f"waiting up to {args.wait:g} s (it may be taken over in {remaining:.1f} s if it "
-            "is not refreshed)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(lock_wait_line(args.name, rec, args.wait, remaining), file=sys.stderr, flush=True)
 
     return say
 
@@ -1451,8 +1452,9 @@ LOG_HELP = (
 _ACTIONS = frozenset({"writer", "kv", "lock", "elect", "members"})
 
 
-def _with_log(argl: list[str], log: str) -> list[str] | None:
-    """``argl`` with ``log`` put where LOG goes: after the command and its action."""
+def _log_position(argl: list[str]) -> int | None:
+    """Where LOG goes in ``argl``: after the command and its action (``None``: no
+    command there)."""
     i = 0
     while i < len(argl) and argl[i].startswith("-"):
         i += 2 if argl[i] == "--timeout" else 1
@@ -1463,7 +1465,7 @@ def _with_log(argl: list[str], log: str) -> list[str] | None:
         if i >= len(argl) or argl[i].startswith("-"):
             return None
         i += 1
-    return [*argl[:i], log, *argl[i:]]
+    return i
 
 
 def _looks_like_log(word: str) -> bool:
@@ -1483,13 +1485,12 @@ def _parse(parser: argparse.ArgumentParser, argl: list[str]) -> argparse.Namespa
             args = _parse_once(parser, argl)
             if "://" in str(getattr(args, "log", "://")):
                 return args
-        alt = _with_log(argl, env)
-        given = alt[alt.index(env) + 1] if alt is not None and len(alt) > alt.index(env) + 1 else ""
+        i = _log_position(argl)
         # a word where LOG goes that looks like one (a URL, a path) was meant as LOG: its
         # error is the answer, never a write to the default log (the third review's P1)
-        if alt is not None and not _looks_like_log(given):
+        if i is not None and not _looks_like_log(argl[i] if i < len(argl) else ""):
             with contextlib.suppress(SystemExit), contextlib.redirect_stderr(quiet):
-                return _parse_once(parser, alt)
+                return _parse_once(parser, [*argl[:i], env, *argl[i:]])
     return _parse_once(parser, argl)
 
 

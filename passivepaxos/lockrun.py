@@ -31,6 +31,7 @@ from passivepaxos.errors import ConfigError, LockHeldError, PassivePaxosError
 from passivepaxos.keepalive import KeepAlive
 from passivepaxos.log import Log
 from passivepaxos.recipes.lock import LockRecord, Locks
+from passivepaxos.terminal import lock_wait_line
 
 __all__ = ["ENV_TOKEN", "EXIT_LOCK_LOST", "parse_signal", "run_locked"]
 
@@ -93,11 +94,7 @@ def run_locked(
         )
 
     def waiting(rec: LockRecord, remaining: float) -> None:
-        _say(
-            f"passivepaxos: lock {name!r} is held by {rec.holder} (token {rec.token}); "
-            f"waiting up to {wait:g} s (it may be taken over in {remaining:.1f} s if it is "
-            "not refreshed)"
-        )
+        _say(lock_wait_line(name, rec, wait, remaining))
 
     with Log.open(url) as log:
         locks = Locks(log, owner=owner)

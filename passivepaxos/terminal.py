@@ -19,6 +19,7 @@ __all__ = [
     "console",
     "escape_value",
     "lease_line",
+    "lock_wait_line",
     "plain_cell",
     "print_json",
     "print_status",
@@ -194,6 +195,16 @@ def _print_unopened(log_urls: str, exc: Exception, *, as_json: bool) -> None:
             ["field", "value"],
             [[f"store {h.url}", h.describe()] for h in health],
         )
+
+
+def lock_wait_line(name: str, rec: Any, wait: float, remaining: float) -> str:
+    """What a call waiting for lock ``name`` held by ``rec`` (a ``LockRecord``) says on
+    stderr, once (``lock acquire --wait``, ``lock run --wait``)."""
+    return (
+        f"passivepaxos: lock {name!r} is held by {plain_cell(str(rec.holder))} (token "
+        f"{rec.token}); waiting up to {wait:g} s (it may be taken over in {remaining:.1f} s "
+        "if it is not refreshed)"
+    )
 
 
 def lease_line(holder: str | None, epoch: int, expires: float | None) -> str:

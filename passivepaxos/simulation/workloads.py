@@ -382,6 +382,21 @@ def _acquire(
     return token, rec.ok(h, token).ret
 
 
+def _release(a: Actor, locks: Locks, token: int) -> bool:
+    """One recorded release of ``LOCK``; ``False`` when it failed or its outcome is
+    unknown (the caller stops)."""
+    rec = a.obs.locks
+    h = rec.invoke(a.name, "release", LOCK, (a.name, token))
+    try:
+        with a.op():
+            released = locks.release(LOCK, token)
+        rec.ok(h, released)
+    except PassivePaxosError as exc:
+        rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+        return False
+    return True
+
+
 def lock_keeper(a: Actor) -> None:
     """Issue 13's keep-alive: acquire, keep the lock alive in a background task
     (``Locks.keep_alive``), and work (fenced writes) while ``KeepAlive.valid()`` says so,
@@ -394,7 +409,6 @@ def lock_keeper(a: Actor) -> None:
     with a.log() as log:
         locks = Locks(log, owner=a.name, retries=2)
         res = a.fenced.setdefault(LOCK, FencedResource())
-        rec = a.obs.locks
         for _ in range(a.ops):
             ttl = a.ttl
             got = _acquire(a, locks, ttl, 0.0)
@@ -420,14 +434,8 @@ def lock_keeper(a: Actor) -> None:
                 # never released (it may be the rival's by now), and not acquired again:
                 # if it is still ours, a next acquire would be a renewal (lock_client)
                 return
-            h = rec.invoke(a.name, "release", LOCK, (a.name, token))
-            try:
-                with a.op():
-                    released = locks.release(LOCK, token)
-                rec.ok(h, released)
-            except PassivePaxosError as exc:
-                rec.info(h) if outcome_unknown(exc) else rec.fail(h)
-                return
+            if not _release(a, locks, token):
+                return  # it may still hold the lock: a next acquire would be a renewal
             a.pause()
 
 
@@ -473,13 +481,7 @@ def lock_client(a: Actor) -> None:
                         rec.info(h) if outcome_unknown(exc) else rec.fail(h)
             if locks.valid(LOCK):
                 a.obs.believe(LOCK, a.name, token, start)
-            h = rec.invoke(a.name, "release", LOCK, (a.name, token))
-            try:
-                with a.op():
-                    released = locks.release(LOCK, token)
-                rec.ok(h, released)
-            except PassivePaxosError as exc:
-                rec.info(h) if outcome_unknown(exc) else rec.fail(h)
+            if not _release(a, locks, token):
                 return  # it may still hold the lock: a next acquire would be a renewal
             a.pause()
 
