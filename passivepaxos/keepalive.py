@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 from types import TracebackType
 
+from passivepaxos import telemetry
 from passivepaxos.deadline import deadline
 from passivepaxos.retry import Backoff
 from passivepaxos.runtime import EventLike, Runtime, Task
@@ -120,13 +121,13 @@ class KeepAlive:
         while True:
             left = self._valid_until() - self._clock()
             if left <= 0:
-                self._lose(self._late())
+                self._lose(self._late(), "expired")
                 return
             if self._stop.wait(min(pause, left)):
                 return
             left = self._valid_until() - self._clock()
             if left <= 0:
-                self._lose(self._late())
+                self._lose(self._late(), "expired")
                 return
             try:
                 # cut a renewal that would outlast the validity: the loss is then noticed
@@ -134,7 +135,7 @@ class KeepAlive:
                 with deadline(left if math.isfinite(left) else None, clock=self._clock):
                     self._renew()
             except self.fatal as exc:
-                self._lose(f"{self.what} was lost: {exc}")
+                self._lose(f"{self.what} was lost: {exc}", "refused")
                 return
             except Exception as exc:  # any failure: retried until the validity ends
                 # (an error outside the taxonomy, a bug, must not end the loop silently:
@@ -152,9 +153,10 @@ class KeepAlive:
         why = "" if self.last_error is None else f" (last error: {self.last_error})"
         return f"{self.what} could not be renewed in time{why}"
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, why: str) -> None:
         if self._stop.is_set():
             return  # stopped meanwhile: the holder is done with it, nothing to report
+        telemetry.keepalive_lost(self._name, why)
         self.reason = reason
         self.lost.set()
         if self.on_lost is not None:

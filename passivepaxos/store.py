@@ -30,7 +30,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from passivepaxos import frame
+from passivepaxos import frame, telemetry
 from passivepaxos.capabilities import Capabilities
 from passivepaxos.deadline import Deadline, current, request_budget
 from passivepaxos.errors import (
@@ -202,9 +202,18 @@ class Store:
             )
         return DeadlineExceededError(f"timed out: {w.what} passed", url=self.url, key=key)
 
-    def _send(self, w: _Window | None, fn: Callable[[], T], key: str | None, write: bool) -> T:
+    def _send(
+        self,
+        w: _Window | None,
+        fn: Callable[[], T],
+        key: str | None,
+        write: bool,
+        op: str | None = None,
+    ) -> T:
         """One backend request, refused once the deadline has passed, with its socket
-        timeouts cut to the time left."""
+        timeouts cut to the time left. ``op``: the request's name for telemetry (``None``:
+        a step of a listing already counted, not a request of its own)."""
+        fn = telemetry.metered(self, op, fn)
         if w is None:
             return fn()
         left = w.left()
@@ -224,7 +233,13 @@ class Store:
         return result
 
     def _retrying(
-        self, fn: Callable[[], T], key: str | None, *, write: bool = False, w: _Window | None
+        self,
+        fn: Callable[[], T],
+        key: str | None,
+        *,
+        write: bool = False,
+        w: _Window | None,
+        op: str | None = None,
     ) -> T:
         """``fn`` retried on ``TransientError``: bounded attempts, full-jitter backoff (at
         least a throttling answer's Retry-After), never past the deadline. A write (an
@@ -235,12 +250,13 @@ class Store:
         unanswered: TransientError | None = None
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                return self._send(w, fn, key, write)
+                return self._send(w, fn, key, write, op)
             except TransientError as exc:
                 if write:
                     unanswered = exc
                 if attempt == self.retry.attempts:
                     if unanswered is not None:
+                        telemetry.ambiguous(self, op or "write", "unknown")
                         raise AmbiguousWriteError(
                             f"write outcome unknown after {attempt} attempts: {exc}",
                             url=self.url,
@@ -268,7 +284,7 @@ class Store:
         return self._get_object(key, self._window())
 
     def _get_object(self, key: str, w: _Window | None) -> StoredObject | None:
-        got = self._retrying(lambda: self.backend.get(key), key, w=w)
+        got = self._retrying(lambda: self.backend.get(key), key, w=w, op="get")
         if got is None:
             return None
         raw, version = got
@@ -288,7 +304,7 @@ class Store:
             try:
                 # each page is fetched inside ``_send``, never while the caller holds a meta
                 start = functools.partial(self.backend.list, prefix, last)
-                pages = iter(self._send(w, start, None, False))
+                pages = iter(self._send(w, start, None, False, "list"))
                 step: Callable[[], ObjectMeta | None] = functools.partial(next, pages, None)
                 while True:
                     meta = self._send(w, step, None, False)
@@ -319,16 +335,19 @@ class Store:
         raw = frame.pack(data, wid)
         w = self._window()
         if mode.kind is PutKind.OVERWRITE:
-            return self._retrying(lambda: self.backend.put(key, raw, mode), key, write=True, w=w)
+            return self._retrying(
+                lambda: self.backend.put(key, raw, mode), key, write=True, w=w, op="put:overwrite"
+            )
         return self._conditional_put(key, raw, wid, mode, w)
 
     def _conditional_put(
         self, key: str, raw: bytes, wid: bytes, mode: PutMode, w: _Window | None
     ) -> Version:
         unclear: TransientError | None = None
+        op = f"put:{mode.kind.value}"
         for attempt in range(1, self.retry.resolve_attempts + 1):
             try:
-                return self._send(w, lambda: self.backend.put(key, raw, mode), key, True)
+                return self._send(w, lambda: self.backend.put(key, raw, mode), key, True, op)
             except DeadlineExceededError as exc:
                 if unclear is None:
                     raise  # nothing of this call was sent
@@ -340,15 +359,18 @@ class Store:
                     current = self._read_back(key, w)
                 except (TransientError, DeadlineExceededError) as read_exc:
                     if unclear is None:
+                        telemetry.conflict(self, op)
                         raise exc from read_exc  # one attempt, refused: definite
                     raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    telemetry.ambiguous(self, op, "landed")  # the refusal was of our own write
                     if w is not None:
                         w.note_landed()
                     return current.version
                 exc.current = None if current is None else (current.data, current.version)
                 if unclear is not None and isinstance(exc, PreconditionFailedError):
                     raise self._ambiguous(key, mode, unclear, current) from exc
+                telemetry.conflict(self, op)
                 raise
             except NotFoundError as exc:
                 try:
@@ -358,6 +380,7 @@ class Store:
                         raise exc from read_exc
                     raise self._ambiguous(key, mode, unclear, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    telemetry.ambiguous(self, op, "landed")
                     if w is not None:
                         w.note_landed()
                     return current.version
@@ -370,6 +393,7 @@ class Store:
                 except (TransientError, DeadlineExceededError) as read_exc:
                     raise self._ambiguous(key, mode, exc, None, read_exc) from read_exc
                 if current is not None and current.write_id == wid:
+                    telemetry.ambiguous(self, op, "landed")
                     if w is not None:
                         w.note_landed()
                     return current.version
@@ -381,6 +405,8 @@ class Store:
                 if not still_open:
                     if mode.kind is PutKind.CREATE:
                         assert current is not None
+                        telemetry.ambiguous(self, op, "lost")
+                        telemetry.conflict(self, op)
                         raise AlreadyExistsError(
                             "object already exists (written by someone else)",
                             url=self.url,
@@ -388,6 +414,7 @@ class Store:
                             current=(current.data, current.version),
                         ) from exc
                     if current is None:
+                        telemetry.ambiguous(self, op, "unknown")
                         raise AmbiguousWriteError(
                             f"{mode} outcome unknown: the object was deleted meanwhile",
                             url=self.url,
@@ -398,6 +425,8 @@ class Store:
                 if w is not None and w.left() <= delay:
                     late = self._expired(w, key)
                     raise self._ambiguous(key, mode, exc, None, late) from late
+                last = attempt == self.retry.resolve_attempts
+                telemetry.ambiguous(self, op, "unknown" if last else "resent")
                 self._sleep(delay)
         assert unclear is not None
         raise AmbiguousWriteError(
@@ -415,6 +444,7 @@ class Store:
         late: Exception | None = None,
     ) -> AmbiguousWriteError:
         """``late``: why the outcome could not be established, when that was the deadline."""
+        telemetry.ambiguous(self, f"put:{mode.kind.value}", "unknown")
         why = (
             "the object could not be read back"
             if current is None
@@ -439,22 +469,27 @@ class Store:
     def delete(self, key: str, if_version: Version | None = None) -> None:
         w = self._window()
         if if_version is None:
-            self._retrying(lambda: self.backend.delete(key), key, write=True, w=w)
+            self._retrying(lambda: self.backend.delete(key), key, write=True, w=w, op="delete")
             return
         for attempt in range(1, self.retry.resolve_attempts + 1):
             try:
-                self._send(w, lambda: self.backend.delete(key, if_version), key, True)
+                self._send(w, lambda: self.backend.delete(key, if_version), key, True, "delete")
                 return
+            except ConflictError:
+                telemetry.conflict(self, "delete")
+                raise
             except TransientError as exc:
                 try:
-                    got = self._retrying(lambda: self.backend.get(key), key, w=w)
+                    got = self._retrying(lambda: self.backend.get(key), key, w=w, op="get")
                 except DeadlineExceededError as read_exc:
+                    telemetry.ambiguous(self, "delete", "unknown")
                     raise DeadlineAmbiguousError(
                         f"conditional delete outcome unknown: {exc}; {read_exc}",
                         url=self.url,
                         key=key,
                     ) from exc
                 except TransientError as read_exc:
+                    telemetry.ambiguous(self, "delete", "unknown")
                     raise AmbiguousWriteError(
                         f"conditional delete outcome unknown: {exc}; the object could not "
                         f"be read back ({read_exc})",
@@ -462,8 +497,10 @@ class Store:
                         key=key,
                     ) from exc
                 if got is None:
+                    telemetry.ambiguous(self, "delete", "landed")
                     return  # gone: ours or someone's delete, either way the goal holds
                 if got[1] != if_version:
+                    telemetry.ambiguous(self, "delete", "unknown")
                     raise AmbiguousWriteError(
                         "conditional delete outcome unknown: the object changed meanwhile",
                         url=self.url,
@@ -471,11 +508,14 @@ class Store:
                     ) from exc
                 delay = self._backoff(attempt, exc)
                 if w is not None and w.left() <= delay:
+                    telemetry.ambiguous(self, "delete", "unknown")
                     raise DeadlineAmbiguousError(
                         f"conditional delete outcome unknown: {exc}; {w.what} passed",
                         url=self.url,
                         key=key,
                     ) from exc
+                last = attempt == self.retry.resolve_attempts
+                telemetry.ambiguous(self, "delete", "unknown" if last else "resent")
                 self._sleep(delay)
         raise AmbiguousWriteError(
             "conditional delete outcome unknown after retries", url=self.url, key=key

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from passivepaxos import telemetry
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import core
 from passivepaxos.errors import QuorumError, StoreError, StragglerError, UnsupportedError
@@ -219,7 +220,12 @@ def propose(
         )
     else:
         gen = core.disk_proposer(names, instance, value, proposer_id, rng, backoff=backoff)
-    return run(gen, stores, sleep=sleep, runtime=rt)
+    with telemetry.operation(
+        "propose", stores, rt.monotonic, instance=instance, mode=m.value
+    ) as op:
+        decided = run(gen, stores, sleep=sleep, runtime=rt)
+        op.set("won", decided == value)
+    return decided
 
 
 def learn(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from passivepaxos import fanout
+from passivepaxos import fanout, telemetry
 from passivepaxos.capabilities import ListMode
 from passivepaxos.errors import ConfigError, LeaseLostError
 from passivepaxos.keepalive import KeepAlive
@@ -345,6 +346,13 @@ class Log:
         at the same time can both append: docs/log.md). A resume that cannot establish the
         outcome raises ``AppendOutcomeUnknownError`` again (docs/log.md)."""
         vals = self._values(values)
+        with telemetry.operation("append", self._c.url, self.runtime.monotonic) as op:
+            op.set("entries", len(vals))
+            positions = self._append_positions(vals, resume)
+            op.slots([p.slot for p in positions])
+        return positions
+
+    def _append_positions(self, vals: list[bytes], resume: str | None) -> list[Position]:
         if resume is not None:
             if parse_forward_token(resume) is not None:
                 if self._forward is None:
@@ -379,7 +387,10 @@ class Log:
             done: Future[list[Position]] = Future()
             done.set_result([])
             return done
-        return self._batch.submit_async(vals)
+        submit = functools.partial(self._batch.submit_async, vals)
+        return telemetry.track(
+            "append", self._c.url, self.runtime.monotonic, submit, entries=len(vals)
+        )
 
     @staticmethod
     def _values(values: Sequence[bytes]) -> list[bytes]:
@@ -435,6 +446,13 @@ class Log:
         ttl). ``shared``: later processes naming this ``writer_id`` may take the lease up
         (:meth:`adopt_writer`; the CLI's claims); no process serves lease reads under it."""
         check_ttl(ttl)  # bounded: a huge ttl would lock others out for good
+        with telemetry.operation("writer.claim", self._c.url, self.runtime.monotonic) as op:
+            got = self._claim_writer(ttl, wait, shared)
+            op.result(got.granted)
+            op.slots([got.slot] if got.granted else [])
+        return got
+
+    def _claim_writer(self, ttl: float, wait: bool, shared: bool) -> ClaimResult:
         with self._batch.lead():
             self._leasing.claim_shared = shared
             if self._leasing.holding() is None:
@@ -455,6 +473,12 @@ class Log:
     def renew(self) -> int:
         """The holder renews its lease with an empty record (one request); returns its slot.
         Raises ``LeaseLostError`` if the lease was lost meanwhile."""
+        with telemetry.operation("writer.renew", self._c.url, self.runtime.monotonic) as op:
+            slot = self._renew()
+            op.slots([slot])
+        return slot
+
+    def _renew(self) -> int:
         with self._batch.lead():
             if self._leasing.holding() is None:
                 raise ConfigError("renew: this process does not hold the writer lease")
@@ -514,6 +538,12 @@ class Log:
     def release_writer(self) -> int | None:
         """Give the lease up at once with a release record (others may append or claim
         without waiting); ``None`` if this process did not hold it."""
+        with telemetry.operation("writer.release", self._c.url, self.runtime.monotonic) as op:
+            slot = self._release_writer()
+            op.slots([] if slot is None else [slot])
+        return slot
+
+    def _release_writer(self) -> int | None:
         with self._batch.lead():
             if self._leasing.holding() is None:
                 return None

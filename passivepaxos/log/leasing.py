@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from passivepaxos import telemetry
 from passivepaxos.errors import (
     ConfigError,
     LeaseHeldError,
@@ -92,6 +93,7 @@ class WriterLease:
                 self.lease = None
         if lease is not None:
             if lost:
+                telemetry.lease_lost("writer")
                 raise LeaseLostError(self.c.url, tail + 1, state.holder, state, lease.epoch)
             meta = (
                 LeaseMeta("release")

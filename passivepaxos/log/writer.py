@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from passivepaxos import telemetry
 from passivepaxos.errors import (
     AmbiguousWriteError,
     AppendOutcomeUnknownError,
@@ -190,6 +191,7 @@ class FencedWriter:
                         self.lead = slot + 1
                 self.tail.confirmed()
                 return slot
+            telemetry.slot_lost(self.c.url)
             if self.tail.take_cached():
                 # Lost right after a cached tail: others wrote since this machine's last
                 # visit. Find the tail afresh (hint, LIST, snapshots when it looks empty
@@ -312,6 +314,7 @@ class FencedWriter:
             if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
                 self.leasing.lease = None
         if lease is not None and (won.holder, won.epoch) != (self.c.writer_id, lease.epoch):
+            telemetry.lease_lost("writer")
             raise LeaseLostError(self.c.url, slot, winner.writer, won, lease.epoch)
         return winner
 

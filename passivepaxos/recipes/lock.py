@@ -77,6 +77,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from passivepaxos import telemetry
 from passivepaxos.errors import (
     AppendOutcomeUnknownError,
     ConfigError,
@@ -343,6 +344,7 @@ class Locks:
         try:
             started = self._clock()
             pos = append_retrying(self.log, data, retries=self.retries, delay=0.05)
+            telemetry.annotate(slot=pos.slot)
             if landed is not None:
                 landed.append(pos)
             try:
@@ -395,6 +397,19 @@ class Locks:
         holder (``remaining``: seconds of our clock before it may be taken over)."""
         check_ttl(ttl)
         check_wait(wait, "wait", forever=True)  # nan would make every comparison False
+        with telemetry.operation("lock.acquire", self.log.url, self._clock, ttl=ttl) as op:
+            token = self._acquire(name, ttl, wait, on_wait, op)
+            op.set("lock.token", token)
+        return token
+
+    def _acquire(
+        self,
+        name: str,
+        ttl: float,
+        wait: float,
+        on_wait: Callable[[LockRecord, float], object] | None,
+        op: telemetry.Operation,
+    ) -> int:
         deadline = self._clock() + wait
         while True:
             rec, unchanged = self._observe(name)
@@ -405,6 +420,7 @@ class Locks:
                     now = self._clock()
                     if now >= deadline:
                         raise LockHeldError(name, rec.holder, rec.token, remaining)
+                    op.waiting(now)
                     if on_wait is not None:
                         on_wait(rec, remaining)
                         on_wait = None
@@ -445,6 +461,11 @@ class Locks:
         if held is None:
             raise ConfigError(f"refresh: this process does not hold lock {name!r}")
         new_ttl = held.ttl if ttl is None else check_ttl(ttl)
+        with telemetry.operation("lock.refresh", self.log.url, self._clock, ttl=new_ttl) as op:
+            op.set("lock.token", held.token)
+            return self._refresh(name, held, new_ttl)
+
+    def _refresh(self, name: str, held: _Held, new_ttl: float) -> int:
         gen = self._sending(name, new_ttl)
         landed: list[Position] = []
         try:
@@ -456,6 +477,7 @@ class Locks:
             raise
         if not ok:
             self._refused(name)
+            telemetry.lease_lost("lock")
             raise LockLostError(name, held.token, after)
         self._granted(name, gen, held.token, new_ttl, started, pos)
         return held.token
@@ -530,7 +552,9 @@ class Locks:
             held, book.held = book.held, None
             book.gen += 1
         tok = token if token is not None else (held.token if held is not None else None)
-        ok, _, _, _ = self._submit("release", name, 0.0, None, tok)
+        with telemetry.operation("lock.release", self.log.url, self._clock) as op:
+            ok, _, _, _ = self._submit("release", name, 0.0, None, tok)
+            op.set("released", ok)
         return ok
 
     def valid(self, name: str) -> bool:
