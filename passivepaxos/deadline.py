@@ -41,6 +41,7 @@ from passivepaxos.runtime import REAL
 
 __all__ = [
     "Deadline",
+    "cancellable",
     "current",
     "deadline",
     "env_seconds",
@@ -67,6 +68,7 @@ class Deadline:
         *,
         per_request: float | None = None,
         clock: Callable[[], float] | None = None,
+        parent: Deadline | None = None,
     ) -> None:
         for name, value in (("total", total), ("per_request", per_request)):
             if value is not None and not (value > 0 and math.isfinite(value)):
@@ -76,6 +78,12 @@ class Deadline:
         self.clock: Callable[[], float] = clock or REAL.monotonic
         self.at = None if total is None else self.clock() + total
         self.closed = False
+        # a scope nested in another (``cancellable``): ends no later than it, and what is
+        # written under it counts for it too
+        self.parent = parent
+        if per_request is None and parent is not None:
+            self.per_request = parent.per_request
+        self.cancelled: str | None = None
         # pure bookkeeping (no runtime call, no store call while held): a plain lock is safe
         self._lock = threading.Lock()
         self._pending = 0  # writes sent and not answered (yet)
@@ -85,8 +93,22 @@ class Deadline:
         return f"Deadline(total={self.total}, per_request={self.per_request})"
 
     def left(self) -> float | None:
-        """Seconds of ``clock`` left before :attr:`at` (``None``: no total bound)."""
-        return None if self.at is None else self.at - self.clock()
+        """Seconds of ``clock`` left before :attr:`at` (``None``: no total bound), or
+        before the parent's end if that comes first."""
+        own = None if self.at is None else self.at - self.clock()
+        p = self.parent
+        up = None if p is None or p.closed else p.left()
+        if own is None or up is None:
+            return up if own is None else own
+        return min(own, up)
+
+    def cancel(self, why: str = "cancellation") -> None:
+        """End this deadline now: every ``Store`` call made under it from here on raises
+        ``DeadlineExceededError``, or ``DeadlineAmbiguousError`` if a write of it is in
+        doubt (``passivepaxos.aio`` stops a cancelled task's call this way)."""
+        with self._lock:
+            self.cancelled = why
+            self.at = self.clock()
 
     def expired(self) -> bool:
         """Whether the total bound has passed."""
@@ -105,6 +127,8 @@ class Deadline:
         """A write is being sent: in doubt until :meth:`settle_write` is told its answer."""
         with self._lock:
             self._pending += 1
+        if self.parent is not None:
+            self.parent.note_write()
 
     def settle_write(self, *, landed: bool) -> None:
         """The answer to a write noted with :meth:`note_write` arrived: it took effect
@@ -112,11 +136,17 @@ class Deadline:
         with self._lock:
             self._pending = max(0, self._pending - 1)
             self._landed = self._landed or landed
+        if self.parent is not None:
+            self.parent.settle_write(landed=landed)
 
     def close(self) -> None:
         self.closed = True
 
     def describe(self) -> str:
+        if self.cancelled is not None:
+            return f"the {self.cancelled}"
+        if self.total is None and self.parent is not None:
+            return self.parent.describe()
         if self.total is not None:
             return f"the {self.total:g}s deadline"
         return f"the {self.per_request:g}s per-request deadline"
@@ -146,6 +176,20 @@ def deadline(
         yield None
         return
     d = Deadline(total, per_request=per_request, clock=clock)
+    token = _ambient.set(d)
+    try:
+        yield d
+    finally:
+        d.close()
+        _ambient.reset(token)
+
+
+@contextlib.contextmanager
+def cancellable(clock: Callable[[], float] | None = None) -> Iterator[Deadline]:
+    """Run a block under a deadline that only :meth:`Deadline.cancel` ends (inside any
+    :func:`deadline` block in force, which still applies): a call made from another
+    thread can stop the block's store calls at their next request."""
+    d = Deadline(None, clock=clock, parent=current())
     token = _ambient.set(d)
     try:
         yield d
