@@ -41,10 +41,8 @@ bucket are ``ContainerNotFoundError``.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,6 +65,7 @@ from passivepaxos.errors import (
     ThrottledError,
     TransientError,
 )
+from passivepaxos.retry import retry_after_seconds
 from passivepaxos.types import ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL
 
@@ -99,7 +98,7 @@ _PUT_OPS = {PutKind.CREATE: _CREATE, PutKind.UPDATE: _UPDATE, PutKind.OVERWRITE:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if the response had one."""
+    """Seconds from a Retry-After header, if the response had one."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
@@ -108,17 +107,7 @@ def _retry_after(exc: BaseException) -> float | None:
         value = headers.get("Retry-After")
     except Exception:
         return None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(value)
 
 
 def _make_client(url: StoreURL) -> storage.Client:
@@ -218,9 +207,7 @@ class GCSBackend:
             return NotFoundError("object does not exist", url=self.url, key=key)
         return ContainerNotFoundError(f"bucket {self._bucket_name!r} does not exist", url=self.url)
 
-    def _translate(
-        self, exc: BaseException, key: str | None, op: str
-    ) -> StoreError | ConfigError:
+    def _translate(self, exc: BaseException, key: str | None, op: str) -> StoreError | ConfigError:
         """The one place native errors become ``passivepaxos.errors``. ``op`` says what a
         404 or 412 means; callers turn ``NotFoundError`` into ``None`` / a no-op as needed."""
         if isinstance(exc, StoreError | ConfigError):

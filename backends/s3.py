@@ -74,6 +74,7 @@ from passivepaxos.errors import (
     TransientError,
     UnsupportedError,
 )
+from passivepaxos.retry import retry_after_seconds
 from passivepaxos.types import ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL
 
@@ -253,7 +254,7 @@ class S3Backend:
                     f"throttled: {code}",
                     url=self.url,
                     key=key,
-                    retry_after=float(retry_after) if retry_after else None,
+                    retry_after=retry_after_seconds(retry_after),
                 )
             if code in _TRANSIENT or status >= 500 or status == 409:
                 return TransientError(f"{code or status}: {msg}", url=self.url, key=key)

@@ -9,10 +9,37 @@ the RNG (its runtime's, so the simulator replays the same pauses).
 
 from __future__ import annotations
 
+import email.utils
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Backoff"]
+from passivepaxos.runtime import REAL
+
+__all__ = ["Backoff", "retry_after_seconds"]
+
+
+def retry_after_seconds(value: object, wall: Callable[[], float] = REAL.wall) -> float | None:
+    """Seconds a ``Retry-After`` header value asks for: delta-seconds or an HTTP date
+    (relative to ``wall``, the server's date being real wall-clock time); ``None`` when
+    there was none or it cannot be read. Every backend reads the header through this."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - wall()
+    if seconds != seconds:  # nan
+        return None
+    return max(0.0, seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,10 +65,6 @@ ALLOWLIST: dict[str, str] = {
         "reports how long a batch of simulated runs took in real time (time.perf_counter); "
         "never read inside a run"
     ),
-    "backends/gcs.py": (
-        "a Retry-After given as an HTTP date is relative to the server's real wall clock; "
-        "SDK plumbing of a network backend the simulator never runs"
-    ),
     "backends/local.py": (
         "a file's generation id and temp-file name must be unique across OS processes "
         "sharing the directory (uuid4); a real-filesystem backend the simulator never runs"
