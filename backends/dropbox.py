@@ -45,8 +45,29 @@ the log layer's store identity check (the manifest) is what catches such a store
 
 Environment, read each time a client is made (``open_backend``):
 
-- ``DROPBOX_TOKEN`` (required): an OAuth2 access token with ``files.content.write``
-  (writes) and ``files.content.read`` / ``files.metadata.read`` (reads, lists).
+- Credentials, one of two kinds (empty values count as unset):
+
+  - ``DROPBOX_REFRESH_TOKEN`` with ``DROPBOX_APP_KEY`` and, for a confidential app,
+    ``DROPBOX_APP_SECRET`` (an app authorised with PKCE, a public app, has no secret):
+    credentials that last. They are the SDK's ``oauth2_refresh_token=``, ``app_key=``,
+    ``app_secret=``; the short-lived access tokens (about 4 hours) are fetched from
+    ``/oauth2/token`` when first needed, again when the current one is due (within 5
+    minutes of its expiry, or the last quarter of a shorter lifetime), and at once when
+    Dropbox answers ``expired_access_token`` or ``invalid_access_token`` (expired or
+    revoked early). All clients of one refresh token in a process share its access token.
+    See ``_Credentials`` and ``_Client`` below for the threads and the in-flight writes.
+  - ``DROPBOX_TOKEN``: one OAuth2 access token. Dropbox has issued only short-lived
+    ones (about 4 hours) to new apps since 2021, so this suits short runs and old
+    long-lived tokens; an expired one is ``PermissionDeniedError`` saying so.
+
+  Precedence: when ``DROPBOX_REFRESH_TOKEN`` is set it wins and ``DROPBOX_TOKEN`` is
+  ignored (never used as a first access token either: its expiry is unknown, and it may
+  belong to another app or account than the refresh token); ``DROPBOX_REFRESH_TOKEN``
+  without ``DROPBOX_APP_KEY`` is a ``ConfigError``, not a fallback to ``DROPBOX_TOKEN``.
+  Arguments of ``make_client`` (``token=``, ``refresh_token=``...) beat the environment.
+  Either way the token needs scopes ``files.content.write`` (writes) and
+  ``files.content.read`` / ``files.metadata.read`` (reads, lists). No message ever
+  carries a token or the app secret.
 - ``DROPBOX_CA_BUNDLE``: a PEM file of CA certificates to trust instead of the system's.
   It wins over ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (which requests would otherwise
   let override any session setting).
@@ -64,10 +85,14 @@ Values are limited to 150 MiB, what one ``files_upload`` request may carry.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
+import copy
 import functools
+import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -98,6 +123,8 @@ from passivepaxos.errors import (
     TransientError,
     UnsupportedError,
 )
+from passivepaxos.retry import retry_after_seconds
+from passivepaxos.runtime import REAL, Runtime
 from passivepaxos.types import ObjectMeta, PutKind, PutMode, Version
 from passivepaxos.urls import StoreURL
 
@@ -108,6 +135,14 @@ _MAX_BYTES = capabilities_for(_NAME).max_object_bytes or 150 * 1024 * 1024
 _REV = re.compile(r"[0-9a-f]{9,}\Z")
 _DENIED_TAGS = {"no_write_permission", "access_restricted", "team_folder", "restricted_content"}
 _UNDELETE_ROUNDS = 5
+# Refresh an access token this long before it expires (the SDK's TOKEN_EXPIRATION_BUFFER),
+# but never earlier than the last quarter of its lifetime (a short-lived test token).
+_REFRESH_MARGIN = 300.0
+_REFRESH_FRACTION = 0.25
+_OFFLINE_HINT = (
+    "get a new refresh token with the offline access flow (token_access_type=offline, "
+    "see docs/storage.md)"
+)
 
 T = TypeVar("T")
 
@@ -154,16 +189,328 @@ def _hosts() -> dict[str, str]:
     }
 
 
+class _RefreshFailed(Exception):
+    """A token refresh that failed, as the error ``DropboxBackend._call`` raises (with the
+    store's URL and key filled in there). Its message never carries a secret."""
+
+    def __init__(
+        self, cls: type[StoreError], message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.cls = cls
+        self.message = message
+        self.retry_after = retry_after
+
+    def to_error(self, url: str, key: str | None) -> StoreError:
+        if issubclass(self.cls, ThrottledError):
+            return self.cls(self.message, retry_after=self.retry_after, url=url, key=key)
+        return self.cls(self.message, url=url, key=key)
+
+
+class _Credentials:
+    """The access token that every client of one refresh token in this process (their
+    deadline-bound copies, the threads using them) shares, and how a new one is fetched.
+
+    A static token (``DROPBOX_TOKEN``) is used as it is. With a refresh token the access
+    token is fetched from ``/oauth2/token`` (the SDK's ``refresh_access_token`` request:
+    ``grant_type=refresh_token``, ``refresh_token``, ``client_id`` and, for a confidential
+    app, ``client_secret``; made here, not by the SDK, because the SDK posts to the API
+    host it froze at import, measures expiry on the wall clock and lets every thread
+    refresh at once):
+
+    - ``current``: the token to send now. When it is due (within the margin of its expiry)
+      one thread refreshes while the others go on with the still valid token instead of
+      waiting; once it has expired (or before the first one) they wait for that one
+      refresh, so a due token costs one token request however many threads want it.
+    - ``renew(stale)``: Dropbox answered ``expired_access_token`` to ``stale``. If another
+      thread has already replaced it, its replacement is used; else one refresh.
+
+    The refresh is a network call, so the lock held across it is the runtime's
+    (``passivepaxos.runtime``: a lock that may be held across a request is a blocking
+    wait, which goes through the runtime), and a waiter gives up after one request's
+    timeout. Expiry is measured on the runtime's monotonic clock from *before* the
+    request, so a slow answer only makes the token look older than it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        refresh_token: str | None,
+        app_key: str | None,
+        app_secret: str | None,
+        api_host: str,
+        runtime: Runtime,
+    ) -> None:
+        self._refresh_token = refresh_token
+        self._app_key = app_key
+        self._app_secret = app_secret
+        self._url = f"https://{api_host}/oauth2/token"
+        self._clock = runtime.monotonic
+        self._lock = runtime.lock()
+        # (token, refresh at, expires at): replaced as a whole, read without the lock
+        self._state: tuple[str | None, float, float] = (
+            (None, -math.inf, -math.inf) if refresh_token else (token, math.inf, math.inf)
+        )
+        self.refreshes = 0  # token requests sent (for tests and diagnostics)
+        self.renewals = 0  # ... of them after Dropbox refused a token (renew)
+
+    def __repr__(self) -> str:  # never the tokens or the secret
+        kind = "refresh token" if self.refreshable else "access token"
+        return f"<dropbox credentials: {kind}>"
+
+    @property
+    def refreshable(self) -> bool:
+        return bool(self._refresh_token)
+
+    @property
+    def token(self) -> str | None:
+        """The access token in use now (``None`` before the first refresh)."""
+        return self._state[0]
+
+    def current(self, session: requests.Session, timeout: tuple[float, float]) -> str:
+        token, refresh_at, expires_at = self._state
+        now = self._clock()
+        if token is not None and now < refresh_at:
+            return token
+        if token is not None and now < expires_at:
+            # Due but still valid: one thread refreshes, the others keep using this one.
+            if not self._lock.acquire(blocking=False):
+                return token
+        else:
+            self._wait(timeout)
+        try:
+            token, refresh_at, _ = self._state
+            if token is not None and self._clock() < refresh_at:
+                return token  # refreshed by the thread we waited for
+            return self._refresh(session, timeout)
+        finally:
+            self._lock.release()
+
+    def renew(
+        self, stale: str | None, session: requests.Session, timeout: tuple[float, float]
+    ) -> str:
+        self._wait(timeout)
+        try:
+            token, _, expires_at = self._state
+            if token is not None and token != stale and self._clock() < expires_at:
+                return token  # another thread has already replaced the refused token
+            self.renewals += 1
+            return self._refresh(session, timeout)
+        finally:
+            self._lock.release()
+
+    def _wait(self, timeout: tuple[float, float]) -> None:
+        if not self._lock.acquire(timeout=max(0.001, sum(timeout))):
+            raise _RefreshFailed(
+                TransientError, "timed out waiting for another thread's Dropbox token refresh"
+            )
+
+    def _scrub(self, text: str) -> str:
+        for secret in (self._refresh_token, self._app_secret):
+            if secret:
+                text = text.replace(secret, "***")
+        return text[:300]
+
+    def _refresh(self, session: requests.Session, timeout: tuple[float, float]) -> str:
+        """One token request (with the lock held); the new token, or ``_RefreshFailed``."""
+        assert self._refresh_token and self._app_key
+        body = {
+            "grant_type": "refresh_token",
+            "refresh_token": self._refresh_token,
+            "client_id": self._app_key,
+        }
+        if self._app_secret:
+            body["client_secret"] = self._app_secret
+        sent = self._clock()
+        self.refreshes += 1
+        try:
+            resp = session.post(self._url, data=body, timeout=timeout)
+            status = resp.status_code
+        except requests.exceptions.RequestException as exc:
+            # Nothing to undo: a refresh whose answer was lost only leaves an access token
+            # unused at Dropbox; the refresh token stays valid, so trying again is safe.
+            raise _RefreshFailed(
+                TransientError,
+                f"refreshing the Dropbox access token failed: {type(exc).__name__}: "
+                f"{self._scrub(str(exc))}",
+            ) from None
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {}
+        if status == 200:
+            token, expires_in = answer.get("access_token"), answer.get("expires_in")
+            if not isinstance(token, str) or not token:
+                raise _RefreshFailed(
+                    TransientError, "Dropbox's token endpoint answered without an access_token"
+                )
+            if isinstance(expires_in, int | float) and expires_in > 0:
+                lifetime = float(expires_in)
+                expires_at = sent + lifetime
+                refresh_at = expires_at - min(_REFRESH_MARGIN, lifetime * _REFRESH_FRACTION)
+            else:  # no expiry given: use it until Dropbox says it expired
+                expires_at = refresh_at = math.inf
+            self._state = (token, refresh_at, expires_at)
+            return token
+        error = answer.get("error")
+        what = error if isinstance(error, str) else f"HTTP {status}"
+        described = answer.get("error_description")
+        if isinstance(described, str) and described:
+            what += f": {described}"
+        what = self._scrub(what)
+        if status == 429:
+            after = resp.headers.get("Retry-After")
+            raise _RefreshFailed(
+                ThrottledError,
+                f"Dropbox throttled the token refresh ({what})",
+                retry_after=retry_after_seconds(after),
+            )
+        if status >= 500:
+            raise _RefreshFailed(
+                TransientError, f"Dropbox's token endpoint failed while refreshing ({what})"
+            )
+        if error in ("invalid_client", "unauthorized_client"):
+            secret = "DROPBOX_APP_SECRET" if self._app_secret else "no DROPBOX_APP_SECRET"
+            raise _RefreshFailed(
+                PermissionDeniedError,
+                f"Dropbox refused the app credentials (DROPBOX_APP_KEY={self._app_key!r}, "
+                f"{secret}) when refreshing with DROPBOX_REFRESH_TOKEN ({what}); a "
+                "confidential app needs its DROPBOX_APP_SECRET, a PKCE (public) app none",
+            )
+        if error == "invalid_grant":
+            raise _RefreshFailed(
+                PermissionDeniedError,
+                f"Dropbox refused DROPBOX_REFRESH_TOKEN ({what}): it is malformed, revoked, "
+                f"or was issued to another app than DROPBOX_APP_KEY; {_OFFLINE_HINT}",
+            )
+        raise _RefreshFailed(
+            PermissionDeniedError,
+            f"Dropbox refused to refresh the access token with DROPBOX_REFRESH_TOKEN ({what})",
+        )
+
+
+class _Client(dropbox.Dropbox):  # type: ignore[misc]
+    """``dropbox.Dropbox`` whose access token comes from shared ``_Credentials``.
+
+    The SDK's own retry loop is replaced (its 5xx and 429 retries are off here anyway,
+    ``max_retries_on_error=0``): what remains of it is the resend after an expired token,
+    spelled out in ``request_json_string_with_retry`` below. Copies (``clone``, made per
+    request under a deadline) share the credentials, so a token refreshed by one is used
+    by all.
+    """
+
+    _creds: _Credentials
+
+    def clone(self, *args: Any, **kwargs: Any) -> Any:
+        twin = super().clone(*args, **kwargs)
+        twin._creds = self._creds
+        return twin
+
+    def _budget(self, timeout: Any = None) -> tuple[float, float]:
+        t = timeout if timeout is not None else self._timeout
+        if isinstance(t, int | float):
+            return (float(t), float(t))
+        if isinstance(t, tuple) and len(t) == 2:
+            return (float(t[0]), float(t[1]))
+        return (5.0, 30.0)
+
+    def check_and_refresh_access_token(self) -> None:
+        """The SDK calls this before every request: refresh if the token is due."""
+        self._creds.current(self._session, self._budget())
+
+    def refresh_access_token(self, host: Any = None, scope: Any = None) -> None:
+        """Fetch a new access token now (the host is ours, see ``_Credentials``)."""
+        if self._creds.refreshable:
+            self._creds.renew(self._creds.token, self._session, self._budget())
+
+    def request_json_string_with_retry(
+        self,
+        host: str,
+        route_name: str,
+        route_style: str,
+        request_json_arg: Any,
+        auth_type: str,
+        request_binary: Any,
+        timeout: Any = None,
+        extra_headers: Any = None,
+    ) -> Any:
+        args = (host, route_name, route_style, request_json_arg, auth_type, request_binary)
+        creds = self._creds
+        token = creds.current(self._session, self._budget(timeout))
+        try:
+            return self._send(token, args, timeout, extra_headers)
+        except AuthError as exc:
+            if not (creds.refreshable and exc.error is not None):
+                raise
+            # expired_access_token: the SDK's case. invalid_access_token too: the access
+            # token was revoked (alone, or with the refresh token: then the refresh says
+            # invalid_grant, naming DROPBOX_REFRESH_TOKEN, instead of a bare 401).
+            if not (exc.error.is_expired_access_token() or exc.error.is_invalid_access_token()):
+                raise
+        # Sending the request again is safe here, for a conditional write too. A 401
+        # expired_access_token is Dropbox's complete answer to *this* request, given by the
+        # authentication check that runs before any route does: nothing was written, so the
+        # identical request, with a fresh token, is the first attempt at the write, and
+        # its own answer (success, conflict, a lost response...) is the write's answer.
+        # Once only: a second 401 right after a refresh is an error (PermissionDenied).
+        # What is NOT resent here is a request whose answer never arrived (connection
+        # reset, timeout, a truncated reply): it may have been applied, so it surfaces as
+        # a requests exception -> TransientError, and the store layer reads the key back
+        # (passivepaxos.store) instead of sending blindly. A refresh that fails after the
+        # 401 raises _RefreshFailed: the write was not applied, yet a transient one still
+        # goes to the store layer as "unclear" (it cannot be told apart there), which
+        # costs a read-back but is never wrong.
+        token = creds.renew(token, self._session, self._budget(timeout))
+        return self._send(token, args, timeout, extra_headers)
+
+    def _send(self, token: str | None, args: tuple[Any, ...], timeout: Any, headers: Any) -> Any:
+        # A copy carries this request's token: the client itself is shared by threads,
+        # and each must know which token its own 401 was about.
+        sender = copy.copy(self)
+        sender._oauth2_access_token = token
+        return dropbox.Dropbox.request_json_string(
+            sender, *args, timeout=timeout, extra_headers=headers
+        )
+
+
 def make_client(
-    *, token: str | None = None, ca_bundle: str | None = None, max_connections: int = 32
+    *,
+    token: str | None = None,
+    refresh_token: str | None = None,
+    app_key: str | None = None,
+    app_secret: str | None = None,
+    ca_bundle: str | None = None,
+    max_connections: int = 32,
+    runtime: Runtime | None = None,
 ) -> Any:
     """A ``dropbox.Dropbox`` configured from the environment (see the module docstring),
-    with the SDK's internal retries off. Arguments override the environment."""
-    token = token or os.environ.get("DROPBOX_TOKEN")
-    if not token:
+    with the SDK's internal retries off. Arguments override the environment: given
+    ``token`` or ``refresh_token``, no credential is read from it."""
+    if token or refresh_token:
+        app_key = app_key or None
+        app_secret = app_secret or None
+    else:
+        refresh_token = os.environ.get("DROPBOX_REFRESH_TOKEN") or None
+        if refresh_token:
+            app_key = app_key or os.environ.get("DROPBOX_APP_KEY") or None
+            app_secret = app_secret or os.environ.get("DROPBOX_APP_SECRET") or None
+        else:
+            token = os.environ.get("DROPBOX_TOKEN") or None
+    if refresh_token:
+        token = None  # the refresh token wins (see the module docstring)
+        if not app_key:
+            raise ConfigError(
+                "DROPBOX_REFRESH_TOKEN needs DROPBOX_APP_KEY, the key of the app it was issued "
+                "to (and DROPBOX_APP_SECRET for a confidential app)"
+            )
+    elif not token:
         raise ConfigError(
-            "dropbox:// needs an access token: set DROPBOX_TOKEN (scopes files.content.write, "
-            "files.content.read, files.metadata.read)"
+            "dropbox:// needs credentials: set DROPBOX_REFRESH_TOKEN with DROPBOX_APP_KEY "
+            "(and DROPBOX_APP_SECRET for a confidential app), or DROPBOX_TOKEN, an access "
+            "token (scopes files.content.write, files.content.read, files.metadata.read)"
         )
     ca_bundle = ca_bundle or os.environ.get("DROPBOX_CA_BUNDLE") or None
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
@@ -177,18 +524,64 @@ def make_client(
         env_seconds("PASSIVEPAXOS_CONNECT_TIMEOUT", 5),
         env_seconds("PASSIVEPAXOS_READ_TIMEOUT", 30),
     )
-    client = dropbox.Dropbox(
+    client = _Client(
         oauth2_access_token=token,
+        oauth2_refresh_token=refresh_token,
+        app_key=app_key,
+        app_secret=app_secret,
         max_retries_on_error=0,
         max_retries_on_rate_limit=0,
         user_agent="passivepaxos",
         session=session,
         timeout=timeout,
     )
+    hosts = _hosts()
     host_map = getattr(client, "_host_map", None)
     if isinstance(host_map, dict):  # the SDK froze its hosts at import time; refresh them
-        host_map.update(_hosts())
+        host_map.update(hosts)
+    client._creds = _credentials(token, refresh_token, app_key, app_secret, hosts["api"], runtime)
     return client
+
+
+# Every client of one refresh token (one app, one API host) in this process shares its
+# access token: a process opening many stores, logs and backends fetches one token per
+# lifetime, not one per client. Bounded; a plain lock, held only around the dict.
+_shared: collections.OrderedDict[tuple[Any, ...], _Credentials] = collections.OrderedDict()
+_shared_lock = threading.Lock()
+_SHARED_MAX = 16
+
+
+def _credentials(
+    token: str | None,
+    refresh_token: str | None,
+    app_key: str | None,
+    app_secret: str | None,
+    api_host: str,
+    runtime: Runtime | None,
+) -> _Credentials:
+    runtime = runtime or REAL
+
+    def make() -> _Credentials:
+        return _Credentials(
+            token=token,
+            refresh_token=refresh_token,
+            app_key=app_key,
+            app_secret=app_secret,
+            api_host=api_host,
+            runtime=runtime,
+        )
+
+    if not refresh_token:
+        return make()
+    key = (refresh_token, app_key, app_secret, api_host, id(runtime))
+    with _shared_lock:
+        creds = _shared.get(key)
+        if creds is None:
+            creds = _shared[key] = make()
+        _shared.move_to_end(key)
+        while len(_shared) > _SHARED_MAX:
+            _shared.popitem(last=False)
+        return creds
 
 
 def _tags(error: Any) -> list[str]:
@@ -270,6 +663,14 @@ class DropboxBackend:
             if "missing_scope" in tags:
                 required = getattr(getattr(exc.error, "_value", None), "required_scope", None)
                 detail += f" (the token lacks scope {required})" if required else ""
+            if "expired_access_token" in tags:
+                creds = getattr(self._client, "_creds", None)
+                detail += (
+                    " again, right after a refresh with DROPBOX_REFRESH_TOKEN"
+                    if creds is not None and creds.refreshable
+                    else " (Dropbox access tokens last about 4 hours: set DROPBOX_REFRESH_TOKEN "
+                    "and DROPBOX_APP_KEY for credentials that last, see docs/storage.md)"
+                )
             return PermissionDeniedError(f"Dropbox rejected the token: {detail}", **where)
         if isinstance(exc, RateLimitError):
             tags = _tags(exc.error) if exc.error is not None else []
@@ -304,6 +705,8 @@ class DropboxBackend:
     def _call(self, fn: Callable[[], T], key: str | None, mode: PutMode | None = None) -> T:
         try:
             return fn()
+        except _RefreshFailed as exc:
+            raise exc.to_error(self.url, key) from None
         except (DropboxException, requests.exceptions.RequestException, ValidationError) as exc:
             raise self._translate(exc, key, mode) from exc
 

@@ -28,18 +28,40 @@ Semantics follow the Dropbox documentation (the docstrings of ``dropbox/files.py
 
 Errors use Dropbox's wire format: 409 + ``{"error_summary", "error"}`` for route errors,
 401 for auth (``invalid_access_token``; ``missing_scope`` when the read-only token tries to
-write), 429 + ``Retry-After`` for throttling, 400 text for malformed requests.
+write; ``expired_access_token`` for an access token past its lifetime), 429 +
+``Retry-After`` for throttling, 400 text for malformed requests.
+
+OAuth2 (``POST /oauth2/token`` on the api host, the URL the SDK's
+``refresh_access_token`` uses, reached through the same ``DROPBOX_API_HOST``):
+``add_refresh_token(app_key, app_secret=None)`` registers a refresh token (no secret: a
+PKCE / public app). ``grant_type=refresh_token`` with ``refresh_token``, ``client_id`` and
+``client_secret`` (form fields, or HTTP Basic ``client_id:client_secret``) answers
+``{"access_token", "expires_in", "token_type": "bearer"}`` with a new access token
+(read/write scopes) that lives ``token_lifetime`` seconds of ``clock`` (``time.monotonic``
+unless given: a test may pass a manual clock and move time itself, so that no expiry
+depends on the machine's speed). Errors as Dropbox sends them, 400 +
+``{"error", "error_description"}``: ``invalid_grant`` for an unknown, revoked or other
+app's refresh token, ``invalid_client`` for a wrong or missing secret (of a confidential
+app) or a secret sent for a public one, ``unsupported_grant_type``, ``invalid_request``.
+An access token past its lifetime, or expired early with ``expire_access_tokens()``,
+gets 401 ``expired_access_token``; ``revoke_refresh_token`` also invalidates the access
+tokens issued from it (``invalid_access_token``, like ``/2/auth/token/revoke``). The
+static ``token`` / ``readonly_token`` never expire. ``requests["oauth2/token"]`` counts
+token requests, ``requests["401 expired_access_token"]`` (etc.) the refused API requests; ``fail_token_next`` / ``drop_token_response_next`` inject faults there.
 
 Every mutation and every read happens under one lock, so racing writers are linearised:
 of eight concurrent ``add`` uploads to one path exactly one wins.
 
 Control hooks (plain methods, thread-safe): ``throttle_next``, ``drop_response_next``,
-``fail_next``, ``reset``, ``make_folder`` (alias ``mkdir``), ``files``; ``requests``
-counts requests per route.
+``fail_next``, ``reset``, ``make_folder`` (alias ``mkdir``), ``files``, and for OAuth2
+``add_refresh_token``, ``revoke_refresh_token``, ``expire_access_tokens``,
+``fail_token_next``, ``drop_token_response_next``; ``requests`` counts requests per
+route.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.server
@@ -52,7 +74,9 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -134,6 +158,15 @@ class _BadInput(Exception):
     """HTTP 400 with a text body, as Dropbox answers malformed calls."""
 
 
+class _OAuthError(Exception):
+    """An OAuth2 error of ``/oauth2/token``: 400 + ``{"error", "error_description"}``."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.description = description
+
+
 def _lookup(route_tag: str, reason: str) -> _RouteError:
     """A LookupError nested under the route's union member (path / path_lookup)."""
     return _RouteError(f"{route_tag}/{reason}/.", {".tag": route_tag, route_tag: {".tag": reason}})
@@ -177,8 +210,14 @@ class DropboxTestServer:
         token: str | None = None,
         readonly_token: str | None = None,
         page_size: int = 500,
+        token_lifetime: float = 14400.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token or "sl.test-" + secrets.token_urlsafe(24)
+        self.token_lifetime = token_lifetime  # seconds an access token from /oauth2/token lives
+        # what access tokens' lifetimes are measured on: a test may give (or set) a manual
+        # clock it advances itself, so expiry never depends on how fast the machine is
+        self.clock = clock
         self.readonly_token = readonly_token or "sl.readonly-" + secrets.token_urlsafe(24)
         self.page_size = page_size
         self.delete_mismatch_error = "conflict"  # or "not_found"
@@ -195,6 +234,13 @@ class DropboxTestServer:
         self._drop = 0
         self._fail = 0
         self._fail_status = 503
+        # refresh token -> (app key, app secret or None for a PKCE app, revoked)
+        self._refresh_tokens: dict[str, tuple[str, str | None, bool]] = {}
+        # issued access token -> (refresh token, expires at on self.clock)
+        self._access_tokens: dict[str, tuple[str, float]] = {}
+        self._token_fail = 0
+        self._token_fail_status = 503
+        self._token_drop = 0
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -281,6 +327,80 @@ class DropboxTestServer:
         with self._lock:
             self._fail = n
             self._fail_status = status
+
+    def add_refresh_token(self, app_key: str, app_secret: str | None = None) -> str:
+        """A new refresh token of app ``app_key`` (``app_secret=None``: a PKCE app)."""
+        refresh = secrets.token_urlsafe(48)
+        with self._lock:
+            self._refresh_tokens[refresh] = (app_key, app_secret, False)
+        return refresh
+
+    def revoke_refresh_token(self, refresh_token: str) -> None:
+        """Revoke it and every access token issued from it."""
+        with self._lock:
+            key, secret, _ = self._refresh_tokens[refresh_token]
+            self._refresh_tokens[refresh_token] = (key, secret, True)
+            for access in [a for a, (r, _) in self._access_tokens.items() if r == refresh_token]:
+                del self._access_tokens[access]
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far expires now (401 expired_access_token)."""
+        now = self.clock()
+        with self._lock:
+            for access, (refresh, _) in list(self._access_tokens.items()):
+                self._access_tokens[access] = (refresh, now)
+
+    def fail_token_next(self, n: int, status: int = 503) -> None:
+        """The next ``n`` token requests get a 5xx (no token issued)."""
+        with self._lock:
+            self._token_fail = n
+            self._token_fail_status = status
+
+    def drop_token_response_next(self, n: int) -> None:
+        """The next ``n`` token requests issue a token, then close the connection unanswered."""
+        with self._lock:
+            self._token_drop = n
+
+    def _auth(self, token: str) -> str | None:
+        """``None`` for a valid token, else the 401 error tag (call with the lock held)."""
+        if token in (self.token, self.readonly_token):
+            return None
+        issued = self._access_tokens.get(token)
+        if issued is None:
+            return "invalid_access_token"
+        return "expired_access_token" if self.clock() >= issued[1] else None
+
+    def oauth2_token(self, form: dict[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
+        """``POST /oauth2/token`` (call without the lock); raises ``_OAuthError``."""
+        if form.get("grant_type") != "refresh_token":
+            if "grant_type" not in form:
+                raise _OAuthError("invalid_request", 'No "grant_type" parameter.')
+            raise _OAuthError("unsupported_grant_type", "only refresh_token is served here")
+        refresh = form.get("refresh_token")
+        if not refresh:
+            raise _OAuthError("invalid_request", 'No "refresh_token" parameter.')
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if basic is not None:
+            client_id, client_secret = basic
+        if not client_id:
+            raise _OAuthError("invalid_request", "No auth function available for given request")
+        with self._lock:
+            known = self._refresh_tokens.get(refresh)
+            if known is None or known[2]:
+                raise _OAuthError("invalid_grant", "refresh token is invalid or revoked")
+            app_key, app_secret, _ = known
+            if client_id != app_key:
+                raise _OAuthError("invalid_grant", "refresh token was issued to another app")
+            if client_secret != app_secret:  # wrong, missing, or sent for a PKCE app
+                raise _OAuthError("invalid_client", "Invalid client_id or client_secret")
+            access = "sl.u." + secrets.token_urlsafe(32)
+            self._access_tokens[access] = (refresh, self.clock() + self.token_lifetime)
+        return {
+            "access_token": access,
+            "token_type": "bearer",
+            # Dropbox sends whole seconds; a test lifetime under that goes as it is
+            "expires_in": int(life) if (life := self.token_lifetime) == int(life) else life,
+        }
 
     def reset(self) -> None:
         """Forget every file, folder, cursor, pending hook and request count."""
@@ -606,6 +726,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         app = self.server.app
         body = self._read_body()
+        if self.path.split("?", 1)[0] == "/oauth2/token":
+            self._oauth2_token(body)
+            return
         route = self.path.split("?", 1)[0].removeprefix("/2/")
         with app._lock:
             app.requests[route] += 1
@@ -630,14 +753,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             )
             return
         token = auth[len("Bearer ") :]
-        if token not in (app.token, app.readonly_token):
-            self._json(
-                401,
-                {
-                    "error_summary": "invalid_access_token/.",
-                    "error": {".tag": "invalid_access_token"},
-                },
-            )
+        with app._lock:
+            refused = app._auth(token)
+            if refused is not None:
+                app.requests[f"401 {refused}"] += 1
+        if refused is not None:
+            self._json(401, {"error_summary": f"{refused}/..", "error": {".tag": refused}})
             return
         if token == app.readonly_token and route in _WRITE_ROUTES:
             self._json(
@@ -715,6 +836,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._json(err.status, {"error_summary": err.summary, "error": err.error})
         except _BadInput as err:
             self._text(400, f'Error in call to API function "{route}": {err}')
+
+    def _oauth2_token(self, body: bytes) -> None:
+        app = self.server.app
+        with app._lock:
+            app.requests["oauth2/token"] += 1
+            fail = app._token_fail > 0
+            if fail:
+                app._token_fail -= 1
+            drop = not fail and app._token_drop > 0
+            if drop:
+                app._token_drop -= 1
+            fail_status = app._token_fail_status
+        if fail:
+            self._text(fail_status, "Internal Server Error (injected)")
+            return
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype != "application/x-www-form-urlencoded":
+            self._json(400, {"error": "invalid_request", "error_description": "not a form"})
+            return
+        form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+        basic = None
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+            basic = (user, password)
+        try:
+            answer = app.oauth2_token(form, basic)
+        except _OAuthError as err:
+            self._json(400, {"error": err.error, "error_description": err.description})
+            return
+        if drop:
+            self.close_connection = True
+            return  # a token was issued, but the reply is lost
+        self._json(200, answer)
 
     # -- plumbing -------------------------------------------------------------------------
 
