@@ -43,8 +43,9 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "s3": ("s3", "s3"),
     "gs": ("gcs", "gcs"),
     "dropbox": ("dropbox", "dropbox"),
+    "az": ("azure", "azure"),
 }
-_PLANNED = {"az": "Azure Blob"}
+_PLANNED: dict[str, str] = {}
 
 
 # S3: today's rules: 3-63 of a-z 0-9 . -, a letter or digit at both ends, no "..", not an
@@ -60,9 +61,12 @@ _OPTIONS: dict[str, frozenset[str]] = {
     "s3": frozenset({"conditional"}),
     "gs": frozenset({"project", "timeout"}),
     "dropbox": frozenset(),
+    "az": frozenset({"timeout"}),
 }
 # GCS: lower case, digits, '-', '_', '.', 3-222 characters, alphanumeric at both ends.
 _GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]\Z")
+# Azure: 3-63 of a-z 0-9 -, a letter or digit at both ends, no "--".
+_AZURE_CONTAINER = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ def parse_url(raw: str) -> StoreURL:
     if "://" not in raw:
         raise ConfigError(
             f"{raw!r} is not a storage URL; use file:///abs/dir, s3://bucket/prefix, "
-            "gs://bucket/prefix, dropbox:///path or memory://name"
+            "gs://bucket/prefix, az://container/prefix, dropbox:///path or memory://name"
         )
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
@@ -201,9 +205,7 @@ def parse_url(raw: str) -> StoreURL:
     if not container:
         raise ConfigError(f"{raw}: missing bucket name, e.g. {scheme}://my-bucket/prefix")
     prefix = path.strip("/")
-    if scheme == "s3" and not (
-        _S3_BUCKET.match(container) or _S3_LEGACY_BUCKET.match(container)
-    ):
+    if scheme == "s3" and not (_S3_BUCKET.match(container) or _S3_LEGACY_BUCKET.match(container)):
         raise ConfigError(
             f"{raw}: {container!r} is not a valid S3 bucket name (3-63 characters: a-z, 0-9, "
             "'.', '-', starting and ending with a letter or digit, no '..', not an IP address; "
@@ -214,8 +216,13 @@ def parse_url(raw: str) -> StoreURL:
             f"{raw}: {container!r} is not a valid GCS bucket name (3-63 characters, up to "
             "222 with dots: a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)"
         )
+    if scheme == "az" and not _AZURE_CONTAINER.match(container):
+        raise ConfigError(
+            f"{raw}: {container!r} is not a valid Azure container name (3-63 characters: "
+            "a-z, 0-9, '-', starting and ending with a letter or digit, no '--')"
+        )
     if (
-        scheme in ("s3", "gs")
+        scheme in ("s3", "gs", "az")
         and prefix
         and any(part in ("", ".", "..") for part in prefix.split("/"))
     ):

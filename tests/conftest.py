@@ -28,7 +28,7 @@ from passivepaxos.urls import backend_module, open_backend  # noqa: E402
 
 # Fast retries in tests: behaviour is what is checked, not patience.
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.2, resolve_attempts=6)
-BACKENDS = ["memory", "local", "s3", "gcs", "dropbox"]
+BACKENDS = ["memory", "local", "s3", "gcs", "dropbox", "azure"]
 
 
 def fresh(name: str = "t") -> str:
@@ -47,6 +47,31 @@ def _error_of(store: Store) -> str:
     except Exception as exc:
         return type(exc).__name__
     return "no error"
+
+
+_unread: dict[int, bytes] = {}  # pid -> bytes read past the last line handed out
+
+
+def next_line(p: subprocess.Popen[Any], timeout: float = 30.0, what: str = "") -> str:
+    """The next line ``p`` prints on stdout (without its newline), read from the pipe's
+    descriptor: a buffered ``readline`` would swallow a second line that came in the same
+    write, and ``select`` would then wait for a line already read. Fails after ``timeout``."""
+    import select
+    import time
+
+    assert p.stdout is not None
+    fd = p.stdout.fileno()
+    buf = _unread.pop(p.pid, b"")
+    end = time.monotonic() + timeout
+    while b"\n" not in buf:
+        ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        assert ready, f"{what or p.args}: no line in {timeout} s"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"{what or p.args}: output ended (exit {p.wait()})"
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    _unread[p.pid] = rest
+    return line.decode("utf-8", errors="replace")
 
 
 class Harness(StoreHarness):
@@ -245,6 +270,59 @@ class GCSHarness(Harness):
             yield self.store(), _ProxyInjector(proxy, throttle=(429, _GCS_429))
 
 
+_AZURE_503 = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>'
+    b"The server is busy.</Message></Error>"
+)
+
+
+class AzureHarness(Harness):
+    name = "azure"
+    wire_is_real = True
+
+    def __init__(self, azurite: Any) -> None:
+        self.azurite = azurite
+        self.container = fresh("conf")
+        azurite.create_container(self.container)
+
+    def url(self) -> str:
+        return f"az://{self.container}/{fresh()}"
+
+    def missing_container_url(self) -> str:
+        return f"az://{fresh('nocontainer')}/log"
+
+    def new_container_url(self) -> str:
+        container = fresh("own")
+        self.azurite.create_container(container)
+        return f"az://{container}/log"
+
+    def remove_container(self, url: str) -> None:
+        self.azurite.delete_container(url.split("/")[2])
+
+    def container_exists(self, url: str) -> bool:
+        return url.split("/")[2] in self.azurite.containers()
+
+    def denied_error(self) -> str:
+        # a wrong account key: azurite (like Azure) answers 403 with a failed signature
+        from tests.servers.azurite_server import KEY, connection_string
+
+        wrong = "A" * 8 + KEY[8:]
+        with env(AZURE_STORAGE_CONNECTION_STRING=connection_string(self.azurite.url, wrong)):
+            store = self.store(self.url())
+        return _error_of(store)
+
+    @contextlib.contextmanager
+    def wired(self) -> Iterator[tuple[Store, Injector]]:
+        from passivepaxos.bench.proxy import FaultProxy
+        from tests.servers.azurite_server import ACCOUNT, connection_string
+
+        with (
+            FaultProxy(self.azurite.url.removesuffix("/" + ACCOUNT)) as proxy,
+            env(AZURE_STORAGE_CONNECTION_STRING=connection_string(f"{proxy.url}/{ACCOUNT}")),
+        ):
+            yield self.store(), _ProxyInjector(proxy, throttle=(503, _AZURE_503))
+
+
 class _DropboxInjector(Injector):
     def __init__(self, server: Any) -> None:
         self.server = server
@@ -346,6 +424,16 @@ def dropbox_server() -> Iterator[Any]:
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[Any]:
+    from tests.servers.azurite_server import Azurite
+
+    srv = Azurite().start()
+    os.environ.update(srv.env())
+    yield srv
+    srv.stop()
+
+
 _HARNESSES: dict[str, Harness] = {}
 
 
@@ -364,6 +452,8 @@ def get_harness(request: pytest.FixtureRequest, name: str) -> Harness:
             _HARNESSES[name] = GCSHarness(request.getfixturevalue("gcs_server"))
         elif name == "dropbox":
             _HARNESSES[name] = DropboxHarness(request.getfixturevalue("dropbox_server"))
+        elif name == "azure":
+            _HARNESSES[name] = AzureHarness(request.getfixturevalue("azurite_server"))
         else:
             raise ValueError(name)
     return _HARNESSES[name]

@@ -161,6 +161,29 @@ def test_quick_run_on_s3_side_by_side_with_the_peers(moto_server: Any) -> None:
         assert dict(peer.requests) == {"read": 5, "write": 10}
 
 
+def test_quick_run_on_azure(azurite_server: Any) -> None:
+    """``bench --stores file,azure``: azurite behind the counting proxy, like s3 on moto."""
+    cfg = BenchConfig.quick(
+        stores=("file", "azure"),
+        rtt=0.0,
+        n=10,
+        appenders=(1,),
+        catchup=500,
+        seconds=0.5,
+        contend_seconds=0.5,
+        peers=False,
+    )
+    out = run(cfg, azurite=azurite_server)
+    cases = _by_case(out.results, "azure")
+    # counted by the proxy, at the HTTP level: one Put Blob per entry
+    assert dict(cases["append (lease holder)"].requests) == {"write": 10}
+    assert out.round_trips["azure"] > 0
+    costs = {(c["counted_on"], c["case"]): c for c in report.costs(out)}
+    assert costs[("azure", "append (lease holder)")]["azure"] == pytest.approx(6.5)
+    mixed = cases["append (lease holder, 3-store quorum: file,file,az)"]
+    assert mixed.ops >= 2 and mixed.requests["write"] > 0
+
+
 def test_cli_bench_json_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

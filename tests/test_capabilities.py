@@ -26,7 +26,7 @@ def test_forced_mode_the_store_cannot_run_names_the_capability() -> None:
 
 def test_every_implemented_scheme_has_a_row_and_an_adapter_declaring_it() -> None:
     names = {c.name for c in BACKENDS}
-    assert {"memory", "local", "s3", "gcs", "dropbox"} <= names
+    assert {"memory", "local", "s3", "gcs", "dropbox", "azure"} <= names
     for c in BACKENDS:
         for scheme in c.schemes:
             assert (scheme in SCHEMES) == c.implemented, c.name
@@ -44,7 +44,10 @@ def test_adapters_read_their_capabilities_from_the_table(tmp_path: object) -> No
         ("ftp://host/x", "unknown scheme 'ftp'"),
         ("file://relative/dir", "three slashes"),
         ("s3:///prefix", "missing bucket name"),
-        ("az://container/p", "not implemented yet"),
+        ("az://Container/p", "not a valid Azure container name"),
+        ("az://a--b/p", "not a valid Azure container name"),
+        ("az://ab/p", "not a valid Azure container name"),
+        ("az://-abc/p", "not a valid Azure container name"),
     ],
 )
 def test_bad_urls_are_named(url: str, message: str) -> None:

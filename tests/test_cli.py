@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_backends_table_and_json() -> None:
     out = run("backends")
     assert out.returncode == 0, out.stderr
-    for name in ("memory", "local", "s3", "gcs", "dropbox"):
+    for name in ("memory", "local", "s3", "gcs", "dropbox", "azure"):
         assert name in out.stdout
     rows = [json.loads(line) for line in run("backends", "--json").stdout.splitlines()]
     by_name = {r["name"]: r for r in rows}
@@ -54,6 +54,22 @@ def test_probe_s3_bucket(moto_server: object) -> None:
     assert keys == 0
 
 
+def test_probe_azure_container(azurite_server: object) -> None:
+    container = "probe-container"
+    azurite_server.create_container(container)  # type: ignore[attr-defined]
+    env = azurite_server.env()  # type: ignore[attr-defined]
+    out = run("backends", "--probe", f"az://{container}/p", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["create"], got["cas"], got["delete_if_version"]) == (True, True, True)
+    with azurite_server.service() as svc:  # type: ignore[attr-defined]
+        assert list(svc.get_container_client(container).list_blobs()) == []  # cleaned up
+    out = run("backends", "--probe", "az://no-such-container/p", env=env)
+    assert out.returncode == 1
+    assert "container 'no-such-container' does not exist" in out.stderr
+    assert "AccountKey" not in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
@@ -68,7 +84,7 @@ def test_probe_s3_bucket(moto_server: object) -> None:
             "file:///no/such/dir: directory does not exist",
         ),
         (("backends", "--probe", "ftp://x/y"), 2, "unknown scheme 'ftp'"),
-        (("backends", "--probe", "az://c/p"), 2, "not implemented yet"),
+        (("backends", "--probe", "az://c/p"), 2, "not a valid Azure container name"),
     ],
 )
 def test_errors_are_one_line_naming_the_url(

@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import next_line
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "cli.md"
 
@@ -247,6 +249,11 @@ def one(command: str, *args: str, **kw: Any) -> dict[str, Any]:
 
 
 def spawn(command: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # run as a background job (nohup, `&` in a script): a child would inherit the
+        # ignored SIGINT and never see the Ctrl-C that stop() sends; a handled signal is
+        # reset to the default across exec
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return subprocess.Popen(
         [sys.executable, "-m", "passivepaxos", *command.split(), *args, "--json"],
         cwd=ROOT,
@@ -258,12 +265,7 @@ def spawn(command: str, *args: str, env: dict[str, str] | None = None) -> subpro
 
 
 def line_of(p: subprocess.Popen[str], command: str, timeout: float = 30.0) -> dict[str, Any]:
-    import select
-
-    assert p.stdout is not None
-    ready, _, _ = select.select([p.stdout], [], [], timeout)
-    assert ready, f"{command}: no line in {timeout} s"
-    obj = json.loads(p.stdout.readline())
+    obj = json.loads(next_line(p, timeout, command))
     check(command, obj, refused=False)
     return obj
 
@@ -309,7 +311,7 @@ def test_the_tables_parse_and_use_the_shared_names() -> None:
 
 def test_backends_and_probe(tmp_path: Path) -> None:
     rows = cli("backends")
-    assert {r["name"] for r in rows} >= {"memory", "local", "s3", "gcs", "dropbox"}
+    assert {r["name"] for r in rows} >= {"memory", "local", "s3", "gcs", "dropbox", "azure"}
     got = one("backends --probe", f"file://{tmp_path}")
     assert got["create"] is True and got["detail"]["create"] == "enforced"
     one("backends --probe", f"file://{tmp_path}/no-such-dir", code=1)

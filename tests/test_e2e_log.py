@@ -1,9 +1,10 @@
 """End to end (issue 4 item 9): six OS processes append to one log at once on a real S3
-(moto_server), a real GCS emulator (fake-gcs-server) and local disk, two of them SIGKILLed
-mid-run. Afterwards ``verify`` exits 0, every acknowledged value appears exactly once at
-its acknowledged (slot, index), no value appears twice, and independent readers (two
-``passivepaxos log --json`` processes and the Log API) see the same order. A slot object
-overwritten by hand on S3 / GCS makes ``verify`` exit 1 naming it and ``log`` stop there.
+(moto_server), a real GCS emulator (fake-gcs-server), azurite (Azure Blob) and local disk,
+two of them SIGKILLed mid-run. Afterwards ``verify`` exits 0, every acknowledged value
+appears exactly once at its acknowledged (slot, index), no value appears twice, and
+independent readers (two ``passivepaxos log --json`` processes and the Log API) see the same
+order. A slot object overwritten by hand on S3 / GCS / Azure makes ``verify`` exit 1 naming
+it and ``log`` stop there.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _entries_of(out: subprocess.CompletedProcess[str]) -> list[tuple[int, int, s
     return [(e["slot"], e["index"], e["value"]) for e in map(json.loads, out.stdout.splitlines())]
 
 
-@pytest.mark.parametrize("name", ["local", "s3", "gcs"])
+@pytest.mark.parametrize("name", ["local", "s3", "gcs", "azure"])
 def test_six_writers_two_killed(name: str, request: pytest.FixtureRequest) -> None:
     log = get_harness(request, name).url()
     t0 = time.monotonic()
@@ -223,7 +224,7 @@ def _corrupt_by_hand(name: str, request: pytest.FixtureRequest, log: str, slot: 
         raw.backend.put(slot_instance(slot), b"\x00garbage\xff", PutMode.OVERWRITE)
 
 
-@pytest.mark.parametrize("name", ["s3", "gcs"])
+@pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
 def test_corrupt_slot_is_named_and_log_stops_there(
     name: str, request: pytest.FixtureRequest
 ) -> None:

@@ -30,7 +30,10 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 def _race(log: str, instances: list[str]) -> None:
     init = subprocess.run(
-        [sys.executable, "-m", "passivepaxos", "init", log], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "passivepaxos", "init", log],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert init.returncode == 0, init.stderr
     procs = [
@@ -49,7 +52,7 @@ def _race(log: str, instances: list[str]) -> None:
         assert decided[inst] <= proposed
 
 
-@pytest.mark.parametrize("name", ["local", "s3", "gcs", "dropbox"])
+@pytest.mark.parametrize("name", ["local", "s3", "gcs", "dropbox", "azure"])
 def test_processes_agree_on_each_backend(name: str, request: pytest.FixtureRequest) -> None:
     _race(get_harness(request, name).url(), ["leader", "config"])
 
@@ -65,12 +68,25 @@ def test_processes_agree_on_a_mixed_quorum(
     _race(log, ["leader"])
 
 
+def test_processes_agree_on_a_mixed_quorum_with_azure(
+    tmp_path: Path, moto_server: object, azurite_server: object
+) -> None:
+    bucket = fresh("mixed")
+    moto_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    container = fresh("mixed")
+    azurite_server.create_container(container)  # type: ignore[attr-defined]
+    _race(f"file://{tmp_path},s3://{bucket}/q,az://{container}/q", ["leader"])
+
+
 def test_processes_agree_in_blocks_mode(tmp_path: Path) -> None:
     dirs = [tmp_path / n for n in "abc"]
     for d in dirs:
         d.mkdir()
     log = ",".join(f"file://{d}" for d in dirs)
-    assert subprocess.run(
-        [sys.executable, "-m", "passivepaxos", "init", log, "--mode", "blocks"], cwd=ROOT
-    ).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "passivepaxos", "init", log, "--mode", "blocks"], cwd=ROOT
+        ).returncode
+        == 0
+    )
     _race(log, ["leader"])

@@ -246,6 +246,23 @@ def test_review3_6_gcs_and_dropbox_configuration_errors_are_exit_2(
     assert code == 2 and "PASSIVEPAXOS_READ_TIMEOUT='abc'" in err, err
 
 
+def test_review3_6_azure_configuration_errors_are_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = cli(capsys, "status", "az://pbkt/l1")
+    assert code == 2 and "az://pbkt/l1" in err and "AZURE_STORAGE_CONNECTION_STRING" in err, err
+    code, _, err = cli(capsys, "status", "az://pbkt/l1?timeout=-1")
+    assert code == 2 and "timeout must be a positive number" in err, err
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountKey=c2VjcmV0;garbage")
+    code, _, err = cli(capsys, "status", "az://pbkt/l1")
+    assert code == 2 and "AZURE_STORAGE_CONNECTION_STRING" in err, err
+    assert "c2VjcmV0" not in err  # never a secret in a message
+    code, _, err = cli(capsys, "status", "az://Bad_Name/l1")
+    assert code == 2 and "not a valid Azure container name" in err, err
+
+
 # -- finding 5: one directory under two paths; URL parts that were silently dropped ---------
 
 

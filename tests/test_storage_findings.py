@@ -261,6 +261,7 @@ def test_finding_16_library_refuses_duplicate_stores(tmp_path: Path) -> None:
         ("s3://bkt", "s3://bkt/"),
         ("S3://bkt/p", "s3://bkt/p?conditional=on"),
         ("gs://bkt/p", "gs://bkt/p/"),
+        ("az://ctr/p", "AZ://ctr/p/?timeout=5"),
         ("dropbox:///Logs/Q", "dropbox:///logs/q/"),  # Dropbox paths ignore case
         ("memory://m/p", "memory://m/p/"),
     ):
@@ -268,6 +269,7 @@ def test_finding_16_library_refuses_duplicate_stores(tmp_path: Path) -> None:
             parse_urls([first, second])
     # different stores stay different
     assert len(parse_urls(["s3://bkt/p", "s3://bkt/q", "s3://other/p", "gs://bkt/p"])) == 4
+    assert len(parse_urls(["az://bkt/p", "s3://bkt/p", "az://bkt/q"])) == 3
     assert parse_url("s3://Bkt/p").container == "Bkt"  # a legacy us-east-1 name
     with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
         parse_url("s3://B..kt/p")
@@ -451,11 +453,12 @@ def test_finding_14_store_retry_loop_stops_at_the_deadline(hung: HungEndpoint) -
         assert time.monotonic() - started < 2.5
 
 
-@pytest.mark.parametrize("scheme", ["gs", "dropbox"])
+@pytest.mark.parametrize("scheme", ["gs", "dropbox", "az"])
 def test_finding_14_gcs_and_dropbox_requests_end_at_the_deadline(
     hung: HungEndpoint, scheme: str
 ) -> None:
-    """The same deadline cuts the GCS and Dropbox SDK timeouts (60 s / 30 s configured)."""
+    """The same deadline cuts the GCS, Dropbox and Azure SDK timeouts (60 s / 30 s / 60 s
+    configured)."""
     host = hung.url.split("//", 1)[1]
     env = {
         "STORAGE_EMULATOR_HOST": hung.url,
@@ -463,8 +466,12 @@ def test_finding_14_gcs_and_dropbox_requests_end_at_the_deadline(
         "DROPBOX_API_HOST": host,
         "DROPBOX_API_CONTENT_HOST": host,
         "DROPBOX_CA_BUNDLE": "",
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            f"BlobEndpoint={hung.url}/devstoreaccount1;"
+        ),
     }
-    url = "gs://bkt/x" if scheme == "gs" else "dropbox:///x"
+    url = {"gs": "gs://bkt/x", "dropbox": "dropbox:///x", "az": "az://bkt/x"}[scheme]
     with _environ(env):
         store = open_store(url)
         for call in (lambda: store.get("k"), lambda: store.put("k", b"v", PutMode.CREATE)):
@@ -542,6 +549,9 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
         "gs://Bad_Bucket/x",
         "s3://bkt/a/../b",
         "gs://bkt/a//b",
+        "az://Bad_Container/x",
+        "az://a--b/x",
+        "az://ctr/a/./b",
         "file:///tmp/x\0y",
     ],
 )

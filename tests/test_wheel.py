@@ -101,7 +101,7 @@ def test_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
     _test_deps(site)
     code = (
         "import importlib, importlib.util, passivepaxos, passivepaxos_backends\n"
-        "for m in ('memory', 'local', 's3', 'gcs', 'dropbox'):\n"
+        "for m in ('memory', 'local', 's3', 'gcs', 'dropbox', 'azure'):\n"
         "    importlib.import_module('passivepaxos_backends.' + m)\n"
         "assert importlib.util.find_spec('backends') is None, 'clashing top-level backends'\n"
         f"assert passivepaxos.__file__.startswith({str(env_dir)!r}), passivepaxos.__file__\n"

@@ -33,7 +33,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--stores",
         default="memory,file,s3",
-        help="comma-separated: memory, file, s3 (s3 starts a moto_server)",
+        help="comma-separated: memory, file, s3, azure (s3 starts a moto_server, azure "
+        "azurite, installed with npm on first use)",
     )
     p.add_argument(
         "--rtt-ms",
@@ -48,7 +49,9 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--appenders", type=_ints, help="contending processes (1,4,16,32)")
     p.add_argument("--catchup", type=int, help="entries read by the catch-up case (100000)")
     p.add_argument("--per-slot", type=int, help="entries per append when writing them (100)")
-    p.add_argument("--no-peers", action="store_true", help="skip deltalake, slatedb and python-dynamodb-lock")
+    p.add_argument(
+        "--no-peers", action="store_true", help="skip deltalake, slatedb and python-dynamodb-lock"
+    )
     p.add_argument("--quick", action="store_true", help="small sizes: a run of ~1 minute")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.add_argument("--out", metavar="FILE", help="also write the JSON results to FILE")
@@ -105,6 +108,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runner.require("matplotlib", what="--docs (the plots)")
     if "s3" in cfg.stores:  # checked again by the runner; here before the progress bar
         runner.require("moto", "boto3", what="the s3 store (moto_server)")
+    if "azure" in cfg.stores:
+        runner.require("azure.storage.blob", what="the azure store (azurite)")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -72,13 +72,20 @@ def request_kind(method: str, path: str) -> str:
     _, hash_, target = path.partition("#")
     if hash_:
         op = target.rpartition(".")[2]
-        return "read" if op.startswith(("Get", "Query", "Scan", "Describe", "BatchGet")) else "write"
+        return (
+            "read" if op.startswith(("Get", "Query", "Scan", "Describe", "BatchGet")) else "write"
+        )
     if method in ("PUT", "POST", "PATCH"):
         return "write"
     if method == "DELETE":
         return "delete"
     base, _, query = path.partition("?")
-    if "list-type=" in query or "prefix=" in query or base.rstrip("/").endswith("/o"):
+    if (
+        "list-type=" in query
+        or "prefix=" in query
+        or "comp=list" in query  # Azure List Blobs / List Containers
+        or base.rstrip("/").endswith("/o")
+    ):
         return "list"
     if base.count("/") <= 1 and method == "GET" and query:
         return "list"  # GET /bucket?... (other bucket-level reads)

@@ -19,15 +19,16 @@ from passivepaxos.bench.peers import DDB_LOCK, DELTA, DELTA_FRESH, SLATE_GET, SL
 from passivepaxos.bench.workloads import Result, Target
 from passivepaxos.errors import ConfigError
 
-__all__ = ["BenchConfig", "S3Env", "require", "run"]
+__all__ = ["AzureEnv", "BenchConfig", "S3Env", "require", "run"]
 
-STORES = ("memory", "file", "s3")
+STORES = ("memory", "file", "s3", "azure")
 
 
 @dataclass
 class BenchConfig:
     """What to run. ``rtt`` (seconds) is added to every request of every system under test:
-    by ``LatencyBackend`` on memory/file, by the proxy in front of moto_server on s3."""
+    by ``LatencyBackend`` on memory/file, by the proxy in front of moto_server on s3 and in
+    front of azurite on azure."""
 
     stores: tuple[str, ...] = STORES
     rtt: float = 0.01
@@ -136,6 +137,55 @@ class S3Env:
 
 
 @dataclass
+class AzureEnv:
+    """azurite (npm; installed into a cache directory on first use) with the counting and
+    delaying proxy in front and one container; the same shape as :class:`S3Env` (``bucket``
+    is the container), so a ``Target`` uses either."""
+
+    server: Any
+    proxy: Any
+    bucket: str
+    env: dict[str, str]
+    owned: bool = True
+
+    @classmethod
+    def start(cls, rtt: float, server: Any = None) -> AzureEnv:
+        """Start azurite (unless ``server``, a running ``Azurite``, is given)."""
+        require("azure.storage.blob", what="the azure store (azurite)")
+        from passivepaxos.bench.azurite import ACCOUNT, Azurite, connection_string
+        from passivepaxos.bench.proxy import FaultProxy
+
+        owned = server is None
+        if server is None:
+            server = Azurite().start()
+        proxy = FaultProxy(server.url.removesuffix("/" + ACCOUNT), delay=rtt).start()
+        container = f"bench-{uuid.uuid4().hex[:8]}"
+        server.create_container(container)
+        env = {"AZURE_STORAGE_CONNECTION_STRING": connection_string(f"{proxy.url}/{ACCOUNT}")}
+        return cls(server, proxy, container, env, owned)
+
+    def round_trip(self, samples: int = 60) -> float:
+        """Median time of one small conditional create (Put Blob ``If-None-Match: *``)
+        through the proxy: one round trip on this azure."""
+        from passivepaxos.bench.azurite import ACCOUNT
+
+        body = b"r" * 300
+        times = []
+        with self.server.service(f"{self.proxy.url}/{ACCOUNT}") as svc:
+            container = svc.get_container_client(self.bucket)
+            for i in range(samples):
+                t = time.perf_counter()
+                container.upload_blob(f"rtt-probe/{i}", body, overwrite=False)
+                times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        if self.owned:
+            self.server.stop()
+
+
+@dataclass
 class Step:
     label: str
     run: Callable[[], list[Result]]
@@ -214,7 +264,7 @@ def _plan(
                     _one(w.quorum_holder, t, k, max(2, cfg.n // 4)),
                 )
                 for k in (3, 5)
-                if name != "s3"
+                if name not in w.PROXIED
             ),
             *(
                 Step(
@@ -249,13 +299,13 @@ def _plan(
             steps.append(
                 Step("CLI append vs a put_object script (s3)", _many(w.cli_wall, t, cfg.cli_n))
             )
-            if "file" in cfg.stores:
-                steps.append(
-                    Step(
-                        "append, lease holder on a quorum of 2 directories and s3",
-                        _one(w.quorum_holder, t, 3, max(2, cfg.n // 4), mixed=True),
-                    )
+        if name in w.PROXIED and "file" in cfg.stores:
+            steps.append(
+                Step(
+                    f"append, lease holder on a quorum of 2 directories and {name}",
+                    _one(w.quorum_holder, t, 3, max(2, cfg.n // 4), mixed=True),
                 )
+            )
         if name == "memory":
             run.skipped.append(
                 {"case": "contended append (memory)", "reason": "memory:// lives in one process"}
@@ -354,16 +404,34 @@ def _peer_steps(cfg: BenchConfig, s3: S3Env, run: BenchRun) -> list[Step]:
 Progress = Callable[[str, int, int], None]  # (label of the step starting, done, total)
 
 
-def run(cfg: BenchConfig, progress: Progress | None = None, *, moto: Any = None) -> BenchRun:
-    """Run every planned step; ``moto``: a running ``MotoServer`` to use for s3."""
+def run(
+    cfg: BenchConfig,
+    progress: Progress | None = None,
+    *,
+    moto: Any = None,
+    azurite: Any = None,
+) -> BenchRun:
+    """Run every planned step; ``moto``: a running ``MotoServer`` to use for s3,
+    ``azurite``: a running ``Azurite`` to use for azure."""
     cfg.validate()
     s3 = S3Env.start(cfg.rtt, moto) if "s3" in cfg.stores else None
-    targets = {name: Target(name, cfg.rtt, s3=s3 if name == "s3" else None) for name in cfg.stores}
-    round_trips = {name: cfg.rtt for name in cfg.stores if name != "s3"}
     try:
+        az = AzureEnv.start(cfg.rtt, azurite) if "azure" in cfg.stores else None
+    except BaseException:
         if s3 is not None:
-            round_trips["s3"] = s3.round_trip()
-            targets["s3"].rtt = round_trips["s3"]
+            s3.stop()
+        raise
+    servers: dict[str, S3Env | AzureEnv] = {}
+    if s3 is not None:
+        servers["s3"] = s3
+    if az is not None:
+        servers["azure"] = az
+    targets = {name: Target(name, cfg.rtt, s3=servers.get(name)) for name in cfg.stores}
+    round_trips = {name: cfg.rtt for name in cfg.stores if name not in servers}
+    try:
+        for name, env in servers.items():
+            round_trips[name] = env.round_trip()
+            targets[name].rtt = round_trips[name]
         out = BenchRun(cfg, machine(), round_trips)
         steps = _plan(cfg, targets, s3, out)
         t0 = time.perf_counter()
@@ -378,5 +446,5 @@ def run(cfg: BenchConfig, progress: Progress | None = None, *, moto: Any = None)
     finally:
         for t in targets.values():
             t.close()
-        if s3 is not None:
-            s3.stop()
+        for env in servers.values():
+            env.stop()

@@ -128,11 +128,15 @@ class Result:
         return out
 
 
+# stores reached over HTTP through the counting proxy (a real SDK, a local server)
+PROXIED = ("s3", "azure")
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """What a worker process needs to reach a target: picklable."""
 
-    kind: str  # memory | file | s3
+    kind: str  # memory | file | s3 | azure
     url: str
     rtt: float
     env: tuple[tuple[str, str], ...] = ()
@@ -145,7 +149,7 @@ class Target:
     def __init__(self, kind: str, rtt: float, *, s3: Any = None) -> None:
         self.kind = kind
         self.rtt = rtt
-        self.s3 = s3  # an S3Env for kind == "s3"
+        self.s3 = s3  # an S3Env for kind == "s3", an AzureEnv for "azure"
         self._counter: CountingBackend | None = None
         self._tmp: str | None = None
         self.url = ""
@@ -159,13 +163,18 @@ class Target:
             os.makedirs(path)
             self.url = f"file://{path}"
         else:
-            self.url = f"s3://{self.s3.bucket}/{uuid.uuid4().hex[:10]}"
+            self.url = self.remote_url(uuid.uuid4().hex[:10])
         with self.environment():
             init_log(self.url)
-        if self.kind != "s3":
+        if self.s3 is None:
             self._counter = _counted(self.url, self.rtt)
         self.reset()
         return self.url
+
+    def remote_url(self, prefix: str) -> str:
+        """A location on this target's server (s3: the bucket, azure: the container)."""
+        scheme = {"s3": "s3", "azure": "az"}[self.kind]
+        return f"{scheme}://{self.s3.bucket}/{prefix}"
 
     def scratch(self) -> str:
         """This target's temporary directory (made on first use, removed by ``close``):
@@ -302,9 +311,9 @@ def quorum_case(k: int, kinds: str) -> str:
 def quorum_holder(t: Target, k: int, n: int, *, mixed: bool = False) -> Result:
     """A lease holder on a ``k``-store quorum (create mode) of ``t``'s kind appending one
     100-byte entry per call, each store adding the round trip; ``mixed``: ``k - 1`` local
-    directories and this s3 target (the multi-cloud case). Requests per slot count every
-    store's (the proxy's for s3)."""
-    t.fresh()  # the s3 store's log, and the temp dir
+    directories and this s3 or azure target (the multi-cloud case). Requests per slot count
+    every store's (the proxy's for s3 and azure)."""
+    t.fresh()  # the s3/azure store's log, and the temp dir
     tag = uuid.uuid4().hex[:8]
     if t.kind == "memory":
         locals_ = [f"memory://bench-q{tag}-{i}" for i in range(k)]
@@ -314,7 +323,7 @@ def quorum_holder(t: Target, k: int, n: int, *, mixed: bool = False) -> Result:
             path = os.path.join(t.scratch(), f"q{tag}-{i}")
             os.makedirs(path)
             locals_.append(f"file://{path}")
-    urls = locals_ + ([f"s3://{t.s3.bucket}/q{tag}"] if mixed else [])
+    urls = locals_ + ([t.remote_url(f"q{tag}")] if mixed else [])
     url = ",".join(urls)
     with t.environment():
         init_log(url)
@@ -689,7 +698,7 @@ def _appender(
     """One contending appender process: appends one entry per call for ``seconds``."""
     os.environ.update(dict(spec.env))
     counter: CountingBackend | None = None
-    if spec.kind == "s3":
+    if spec.kind in PROXIED:
         log = Log.open(spec.url, writer_id=name, forward=forward)
     else:
         counter = _counted(spec.url, spec.rtt)
@@ -754,7 +763,7 @@ def contended(t: Target, processes: int, seconds: float, *, forward: bool = Fals
             else:
                 timeline[int(at)] += 1
     counts: Counter[str] = Counter()
-    if t.kind == "s3":
+    if t.kind in PROXIED:
         counts = t.counts()
     else:
         for _, _, c, _ in results:
