@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import next_line
 from tests.test_cli import run
 from tests.test_cli_lockrun import _log, _spawn
 
 
 def _line(p: subprocess.Popen[str], timeout: float = 20.0) -> str:
-    """The next stdout line of ``p`` (fails after ``timeout``)."""
-    import select
-
-    assert p.stdout is not None
-    ready, _, _ = select.select([p.stdout], [], [], timeout)
-    assert ready, "no line in time"
-    return p.stdout.readline()
+    """The next stdout line of ``p``, with its newline (fails after ``timeout``)."""
+    return next_line(p, timeout) + "\n"
 
 
 def test_campaign_leads_until_sigterm_then_resigns_and_another_takes_over(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from passivepaxos.simulation.world import PROFILES, ROTATION, run
 BUDGET = 2000  # seeded whole-stack runs in CI
 INFRA = ("WatchdogTimeout", "Deadlock", "Livelock", "SimulationError", "the world itself")
 JOBS = 2
+CHUNKS = 8  # test_ci_budget_runs_clean's parts
 
 # each mutation, and the profile whose runs it is looked for in (its natural habitat)
 HABITAT = {
@@ -76,13 +77,17 @@ def test_trace_is_printed_and_a_seed_names_its_replay() -> None:
     assert m.replay().endswith("--profile mixed --mutation finding2")
 
 
-def test_ci_budget_runs_clean() -> None:
-    s = run_many(range(BUDGET), "all", jobs=JOBS)
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_ci_budget_runs_clean(chunk: int) -> None:
+    # the same BUDGET seeds as one run, in CHUNKS parts, so that pytest-xdist spreads
+    # them over its workers instead of ending the session on one long test
+    seeds = range(chunk, BUDGET, CHUNKS)
+    s = run_many(seeds, "all", jobs=1)
     print(
-        f"\n{s.runs} whole-stack runs in {s.seconds:.0f}s on {JOBS} workers, "
+        f"\n{s.runs} whole-stack runs in {s.seconds:.0f}s, "
         f"{s.steps} switches, {s.virtual:.0f}s virtual; per profile {s.by_profile}"
     )
-    assert s.runs == BUDGET
+    assert s.runs == len(seeds)
     assert not s.failed, "\n".join(f"{v[0]}\n  replay: {r}" for _, _, v, r in s.failed[:5])
 
 
