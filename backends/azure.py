@@ -10,8 +10,17 @@ Mapping (see ``passivepaxos.types.Backend`` for the contract):
   match_condition=MatchConditions.IfNotModified``); 412 ``ConditionNotMet`` is returned both
   when the ETag moved *and* when the blob is missing, so on a 412 (and only then) the adapter
   spends one ``Get Blob Properties`` to tell ``PreconditionFailedError`` from ``NotFoundError``.
-- put OVERWRITE = plain Put Blob (``overwrite=True``).
-- get = one ``Get Blob``; the ETag comes from that same response.
+- put OVERWRITE = plain Put Blob (``overwrite=True``). A 2xx without an ETag (a proxy
+  stripped it) is ``TransientError``: the write may have been applied, the store reads back.
+- get = one ``Get Blob``; the ETag comes from that same response. It is sent through the
+  SDK's generated client, not ``download_blob``: that downloader resends a request whose
+  body came back short (3 times, ``time.sleep(1)`` between, outside the pipeline's retry
+  policy and the deadline) and then raises an error without a status. A body shorter than
+  its ``Content-Length``, or an answer without an ETag, is ``TransientError``.
+- keys: an empty, ``.`` or ``..`` component (so a leading/trailing ``/`` or ``//``) or a
+  backslash is ``ConfigError`` naming the key. urllib3 removes dot segments from the
+  request path (key ``../other/z`` of ``az://c/p`` would be ``az://c/other/z``), and the
+  service (azurite too) reads ``\\`` as ``/``, so ``a\\b`` would alias ``a/b``.
 - delete = ``Delete Blob`` with the same ETag condition when a version is given: 404
   ``BlobNotFound`` is a no-op without a version, ``NotFoundError`` with one; 412 -> one
   properties request tells ``PreconditionFailedError`` from ``NotFoundError``.
@@ -24,6 +33,8 @@ Mapping (see ``passivepaxos.types.Backend`` for the contract):
   order only between a character in U+E000..U+FFFF and one above U+FFFF at the first
   position two names differ; such runs are re-sorted here (they are contiguous in the
   listing), and the result is checked: an out-of-order listing raises ``StoreError``.
+  List Blobs gives the ETag unquoted (``<Etag>0x8D..</Etag>``): it is quoted here, the form
+  Get and Put Blob return, so an object's listed version equals its version.
 
 Errors: 404 ``ContainerNotFound`` (and 409 ``ContainerBeingDeleted``) ->
 ``ContainerNotFoundError``; 401/403 -> ``PermissionDeniedError``; 429 and 503 (Azure's
@@ -52,6 +63,7 @@ connection strings never appear in an error message.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -179,6 +191,25 @@ def _utf8_order(names: Iterable[Any], name_of: Any) -> Iterator[Any]:
     yield from run
 
 
+def _quoted(etag: str | None) -> str | None:
+    """An ETag in its header form (quoted): List Blobs gives ``<Etag>0x8D..</Etag>``, Get and
+    Put Blob ``ETag: "0x8D.."``; one object must have one version."""
+    if not etag:
+        return None
+    return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
+
+
+def _content_total(status: int, headers: Any) -> int | None:
+    """The body length a Get Blob answer announces: Content-Length, or for a 206 (never
+    asked for here) the total in Content-Range, which must then be the whole blob."""
+    if status == 206:
+        total = str(headers.get("Content-Range") or "").rpartition("/")[2]
+        if total.isdigit():
+            return int(total)
+    length = str(headers.get("Content-Length") or "")
+    return int(length) if length.isdigit() else None
+
+
 def _endpoint(account: str) -> str:
     return os.environ.get(ENDPOINT_ENV) or f"https://{account}.blob.core.windows.net"
 
@@ -249,6 +280,13 @@ class AzureBackend:
     # -- helpers ---------------------------------------------------------------------------
 
     def _k(self, key: str) -> str:
+        # urllib3 removes dot segments from the request path ('p/../other/z' is sent as
+        # 'other/z': out of this store's prefix) and Azure (azurite too) reads '\\' as '/'
+        if not key or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+            raise ConfigError(
+                f"{self.url}: key {key!r} is not a valid Azure blob key (empty, leading/"
+                "trailing '/', '//', a '.'/'..' component, or a backslash)"
+            )
         return self._prefix + key
 
     def _t(self) -> dict[str, Any]:
@@ -279,6 +317,13 @@ class AzureBackend:
         where: dict[str, Any] = {"url": self.url, "key": key}
         if isinstance(exc, DecodeError):  # a body cut short or undecodable: try again
             return TransientError(f"{type(exc).__name__}: {exc.message}", **where)
+        if isinstance(exc, HttpResponseError) and exc.status_code is None:
+            cause = getattr(exc, "inner_exception", None) or exc.__cause__
+            if isinstance(cause, DecodeError | ServiceResponseError | ServiceRequestError) or (
+                "IncompleteRead" in type(cause).__name__
+            ):
+                # a body cut short, undecodable, or a connection lost while reading it
+                return TransientError(f"{type(cause).__name__}: {exc.message}", **where)
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
             status = int(exc.status_code)
             code = _error_code(exc)
@@ -337,18 +382,43 @@ class AzureBackend:
     # -- Backend ---------------------------------------------------------------------------
 
     def get(self, key: str) -> tuple[bytes, Version] | None:
+        # One Get Blob through the generated client, not ``download_blob``: the SDK's
+        # downloader resends a request whose body came back short or undecodable (three
+        # times, with a 1 s sleep, outside the pipeline's retry policy and deadline) and
+        # then raises an error without a status. Here a short body is one TransientError.
         blob = self._container.get_blob_client(self._k(key))
+        where: dict[str, Any] = {"url": self.url, "key": key}
         try:
-            downloader = blob.download_blob(**self._t())
-            data = downloader.readall()
+            generated: Any = blob._client.blob  # the generated REST client (private)
+            resp, body = generated.download(
+                cls=lambda pipeline_response, stream, headers: (
+                    pipeline_response.http_response,
+                    stream,
+                ),
+                **self._t(),
+            )
         except Exception as exc:
             err = self._translate(exc, key, _GET)
             if type(err) is NotFoundError:
                 return None
             raise err from exc
-        etag = downloader.properties.etag
+        try:
+            data = b"".join(body)
+        except Exception as exc:
+            # the connection broke or the body was cut short / undecodable: the status
+            # line said the blob is there, so reading again may well work
+            raise TransientError(f"reading the blob failed: {type(exc).__name__}", **where) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                resp.close()
+        headers = resp.headers
+        expected = _content_total(resp.status_code, headers)
+        if expected is not None and expected != len(data):
+            raise TransientError(f"truncated download: {len(data)} of {expected} bytes", **where)
+        etag = headers.get("ETag")
         if not etag:
-            raise StoreError("download response carried no ETag", url=self.url, key=key)
+            # a proxy stripped it: the version is unknown, so is what we read
+            raise TransientError("download response carried no ETag", **where)
         return bytes(data), Version(_NAME, etag)
 
     def put(self, key: str, data: bytes, mode: PutMode) -> Version:
@@ -372,7 +442,9 @@ class AzureBackend:
             raise self._translate(exc, key, _PUT_OPS[mode.kind]) from exc
         etag = resp.get("etag")
         if not etag:
-            raise StoreError("upload response carried no ETag", url=self.url, key=key)
+            # the service accepted the write (2xx) but the version did not arrive (a proxy
+            # stripped the header): not a definite failure, the store reads the key back
+            raise TransientError("upload response carried no ETag", url=self.url, key=key)
         return Version(_NAME, str(etag))
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
@@ -410,7 +482,7 @@ class AzureBackend:
                 last = raw
                 if after is not None and raw <= after:
                     continue  # Azure cannot start a listing at a key: skip up to it
-                etag = blob.etag
+                etag = _quoted(blob.etag)
                 yield ObjectMeta(
                     name[len(self._prefix) :],
                     Version(_NAME, etag) if etag else None,

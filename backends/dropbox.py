@@ -66,8 +66,13 @@ Environment, read each time a client is made (``open_backend``):
   without ``DROPBOX_APP_KEY`` is a ``ConfigError``, not a fallback to ``DROPBOX_TOKEN``.
   Arguments of ``make_client`` (``token=``, ``refresh_token=``...) beat the environment.
   Either way the token needs scopes ``files.content.write`` (writes) and
-  ``files.content.read`` / ``files.metadata.read`` (reads, lists). No message ever
-  carries a token or the app secret.
+  ``files.content.read`` / ``files.metadata.read`` (reads, lists). Whitespace around a
+  credential (a CRLF ``.env`` file) is stripped; whitespace, a control or a non-ASCII
+  character inside one is a ``ConfigError`` naming the variable (requests would refuse the
+  header with an error quoting it). No message ever carries a token or the app secret:
+  native error texts (an HTTP 400 body quoting the ``Authorization`` header...) have the
+  tokens and any ``Bearer ...`` value redacted, and a native error that quoted one is not
+  kept as the cause.
 - ``DROPBOX_CA_BUNDLE``: a PEM file of CA certificates to trust instead of the system's.
   It wins over ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (which requests would otherwise
   let override any session setting).
@@ -133,6 +138,12 @@ __all__ = ["DropboxBackend", "make_client", "open_backend"]
 _NAME = "dropbox"
 _MAX_BYTES = capabilities_for(_NAME).max_object_bytes or 150 * 1024 * 1024
 _REV = re.compile(r"[0-9a-f]{9,}\Z")
+# "Bearer <token>" in a text (an error body quoting the Authorization header): the value up
+# to a quote or the end of the line
+_BEARER = re.compile(r"\bBearer\b[^\"'\r\n]*", re.IGNORECASE)
+# what a credential may hold: printable ASCII without spaces (OAuth2 tokens, app keys and
+# secrets do), once the whitespace around it is stripped
+_CREDENTIAL = re.compile(r"[\x21-\x7e]*\Z")
 _DENIED_TAGS = {"no_write_permission", "access_restricted", "team_folder", "restricted_content"}
 _UNDELETE_ROUNDS = 5
 # Refresh an access token this long before it expires (the SDK's TOKEN_EXPIRATION_BUFFER),
@@ -306,11 +317,16 @@ class _Credentials:
                 TransientError, "timed out waiting for another thread's Dropbox token refresh"
             )
 
-    def _scrub(self, text: str) -> str:
-        for secret in (self._refresh_token, self._app_secret):
+    def scrub(self, text: str) -> str:
+        """``text`` without any secret: the tokens, the app secret and whatever follows a
+        ``Bearer`` (Dropbox quotes a malformed Authorization header back in its 400s)."""
+        for secret in (self._state[0], self._refresh_token, self._app_secret):
             if secret:
                 text = text.replace(secret, "***")
-        return text[:300]
+        return _BEARER.sub("Bearer ***", text)
+
+    def _scrub(self, text: str) -> str:
+        return self.scrub(text)[:300]
 
     def _refresh(self, session: requests.Session, timeout: tuple[float, float]) -> str:
         """One token request (with the lock held); the new token, or ``_RefreshFailed``."""
@@ -489,16 +505,17 @@ def make_client(
     """A ``dropbox.Dropbox`` configured from the environment (see the module docstring),
     with the SDK's internal retries off. Arguments override the environment: given
     ``token`` or ``refresh_token``, no credential is read from it."""
-    if token or refresh_token:
-        app_key = app_key or None
-        app_secret = app_secret or None
-    else:
-        refresh_token = os.environ.get("DROPBOX_REFRESH_TOKEN") or None
+    token = _credential("make_client(token=...)", token)
+    refresh_token = _credential("make_client(refresh_token=...)", refresh_token)
+    app_key = _credential("make_client(app_key=...)", app_key)
+    app_secret = _credential("make_client(app_secret=...)", app_secret)
+    if not (token or refresh_token):
+        refresh_token = _env_credential("DROPBOX_REFRESH_TOKEN")
         if refresh_token:
-            app_key = app_key or os.environ.get("DROPBOX_APP_KEY") or None
-            app_secret = app_secret or os.environ.get("DROPBOX_APP_SECRET") or None
+            app_key = app_key or _env_credential("DROPBOX_APP_KEY")
+            app_secret = app_secret or _env_credential("DROPBOX_APP_SECRET")
         else:
-            token = os.environ.get("DROPBOX_TOKEN") or None
+            token = _env_credential("DROPBOX_TOKEN")
     if refresh_token:
         token = None  # the refresh token wins (see the module docstring)
         if not app_key:
@@ -541,6 +558,25 @@ def make_client(
         host_map.update(hosts)
     client._creds = _credentials(token, refresh_token, app_key, app_secret, hosts["api"], runtime)
     return client
+
+
+def _env_credential(variable: str) -> str | None:
+    return _credential(variable, os.environ.get(variable))
+
+
+def _credential(what: str, value: str | None) -> str | None:
+    """A credential with the whitespace around it stripped (a CRLF ``.env`` file), empty as
+    ``None``. Whitespace, a control or a non-ASCII character inside it is a ``ConfigError``
+    naming ``what`` (the variable), never the value: requests would refuse it in the
+    Authorization header with an error quoting the header."""
+    value = (value or "").strip()
+    if not _CREDENTIAL.match(value):
+        raise ConfigError(
+            f"{what} holds whitespace, a control character or a non-ASCII character inside "
+            "it; a Dropbox credential is printable ASCII without spaces (check how it was "
+            "copied or quoted)"
+        )
+    return value or None
 
 
 # Every client of one refresh token (one app, one API host) in this process shares its
@@ -635,7 +671,7 @@ class DropboxBackend:
             tags = _tags(exc.error)
             summary = "/".join(tags) or repr(exc.error)
             if exc.user_message_text:
-                summary += f" ({exc.user_message_text})"
+                summary += f" ({self._scrub(exc.user_message_text)})"
             if "too_many_write_operations" in tags:
                 return ThrottledError(f"Dropbox: {summary}", **where)
             if "conflict" in tags:
@@ -684,23 +720,41 @@ class DropboxBackend:
         ):
             return TransientError(f"Dropbox: HTTP {exc.status_code}", **where)
         if isinstance(exc, HttpError):
-            body = str(exc.body or getattr(exc, "error", "") or "")[:300]
+            body = self._scrub(str(exc.body or getattr(exc, "error", "") or ""))[:300]
             return StoreError(f"Dropbox: HTTP {exc.status_code}: {body}", **where)
+        if isinstance(exc, requests.exceptions.InvalidHeader):
+            # requests refused a header value, and its message quotes it: never copy it (the
+            # Authorization header carries the token). make_client refuses such credentials;
+            # this is the same mistake arriving another way (a token from the token endpoint).
+            return ConfigError(
+                f"{self.url}: the Dropbox credentials do not fit in an HTTP header (whitespace "
+                "or a control character in the access token?)"
+            )
         if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE" in str(exc).upper():
             return StoreError(
-                f"TLS verification failed ({exc}); set DROPBOX_CA_BUNDLE if a proxy or test "
-                "server uses its own CA",
+                f"TLS verification failed ({self._scrub(str(exc))}); set DROPBOX_CA_BUNDLE if "
+                "a proxy or test server uses its own CA",
                 **where,
             )
         if isinstance(exc, requests.exceptions.RequestException):
             # connection refused/reset/lost response, timeouts, truncated bodies, TLS
             # sessions torn down mid-handshake
-            return TransientError(f"connection problem: {type(exc).__name__}: {exc}", **where)
+            return TransientError(
+                f"connection problem: {type(exc).__name__}: {self._scrub(str(exc))}", **where
+            )
         if isinstance(exc, ValidationError):
-            return StoreError(f"Dropbox SDK rejected an argument: {exc}", **where)
+            return StoreError(f"Dropbox SDK rejected an argument: {self._scrub(str(exc))}", **where)
         if isinstance(exc, DropboxException):
-            return StoreError(f"Dropbox: {exc!r}", **where)
+            return StoreError(f"Dropbox: {self._scrub(repr(exc))}", **where)
         return exc if isinstance(exc, Exception) else StoreError(repr(exc), **where)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the current access token (or any other secret, or a ``Bearer``
+        value): what a native error says goes through here before it reaches a message."""
+        creds = getattr(self._client, "_creds", None)
+        if isinstance(creds, _Credentials):
+            return creds.scrub(text)
+        return _BEARER.sub("Bearer ***", text)
 
     def _call(self, fn: Callable[[], T], key: str | None, mode: PutMode | None = None) -> T:
         try:
@@ -708,7 +762,11 @@ class DropboxBackend:
         except _RefreshFailed as exc:
             raise exc.to_error(self.url, key) from None
         except (DropboxException, requests.exceptions.RequestException, ValidationError) as exc:
-            raise self._translate(exc, key, mode) from exc
+            err = self._translate(exc, key, mode)
+            native = f"{exc!s} {exc!r} {getattr(exc, 'body', '')}"
+            if self._scrub(native) != native:
+                raise err from None  # the native error quotes a secret: not even as a cause
+            raise err from exc
 
     # -- helpers --------------------------------------------------------------------------
 
