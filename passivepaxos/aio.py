@@ -12,20 +12,20 @@ Cancellation never leaves a call half-done behind the caller's back, and is neve
 swallowed. When the task awaiting a call is cancelled:
 
 - a call that has not started in the pool is withdrawn: nothing of it ran;
-- a call that started is given ``cancel_grace`` seconds (default 5; 0 for reads) to
-  finish, then stopped at its next store request (``deadline.cancellable``), and waited
-  for; then ``asyncio.CancelledError`` propagates, caused by a :class:`CancelledCall`
-  that says what the call had done: ``"not-done"`` (it failed or stopped with nothing
+- a call that started is given ``cancel_grace`` seconds (default 5; 0 for reads, lock
+  acquires and campaigns) to finish, then stopped at its next store request (its
+  ``deadline.cancel_scope``, made before the call was submitted), and waited for;
+  then ``asyncio.CancelledError`` propagates, caused by a :class:`CancelledCall` that says what the call had done: ``"not-done"`` (it failed or stopped with nothing
   in doubt), ``"done"`` (it completed: ``result`` holds what it returned; an acquired
   lock is released again, ``"undone"``) or ``"unknown"`` (``error`` is the
   outcome-unknown error, e.g. an ``AppendOutcomeUnknownError`` whose ``token`` resumes
   the append exactly once). :func:`outcome_of` finds it from the ``CancelledError``, or
   from the ``TimeoutError`` of an ``asyncio.timeout`` block around the call.
 
-Cancelled appends of one ``Log`` that shared a group-commit round with the cancelled one
-(docs/log.md, "Group commit") are affected only when the grace runs out: their callers
-then get their own outcome (positions, a not-written error, or an unknown outcome with
-their own resume token), never a wrong one.
+A group-commit round that carries other tasks' values runs without the cancelled
+caller's cancellable deadline (``deadline.without_cancel``): one task's cancel never stops
+another's append; a task whose values a round took waits for that round's answer. A
+quorum call may leave a request to a slow minority store in flight (docs/async.md).
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ from typing import Any, Literal, TypeVar
 from passivepaxos import deadline as deadlines
 from passivepaxos.capabilities import ListMode
 from passivepaxos.consensus import driver
-from passivepaxos.errors import ConfigError, PassivePaxosError, is_outcome_unknown
+from passivepaxos.errors import (
+    ConfigError,
+    DeadlineExceededError,
+    PassivePaxosError,
+    is_outcome_unknown,
+)
 from passivepaxos.lease import ClaimResult, WriterStatus
 from passivepaxos.log.facade import Log
 from passivepaxos.log.record import Entry, Position
@@ -98,15 +103,6 @@ def outcome_of(exc: BaseException) -> CancelledCall | None:
     return None
 
 
-class _Scope:
-    """The cancellable deadline one pooled call runs under, once it has started."""
-
-    __slots__ = ("deadline",)
-
-    def __init__(self) -> None:
-        self.deadline: deadlines.Deadline | None = None
-
-
 class Offload:
     """The bounded pool the coroutines of this module run their calls in, and the rules
     above for a cancelled one. One per :class:`AsyncLog` unless shared (pass one to
@@ -144,55 +140,60 @@ class Offload:
         ``grace``: seconds a started call may finish after a cancel (default
         ``cancel_grace``; reads pass 0); ``undo(result)``: run (in the pool) when the call
         completed although its task was cancelled (a lock acquired for nobody)."""
-        scope = _Scope()
+        # made here, before the pool may start it: a cancel that comes before the call
+        # starts still stops it (run() then finds it cancelled)
+        scope = deadlines.cancel_scope(self.runtime.monotonic)
 
         def run() -> T:
-            with deadlines.cancellable(self.runtime.monotonic) as d:
-                scope.deadline = d
+            with deadlines.cancellable(scope):
+                if scope.cancelled is not None:
+                    raise DeadlineExceededError(f"{what}: cancelled before it started")
                 return fn(*args, **kwargs)
 
         fut: Future[T] = self._get_pool().submit(run)
+        waiting = asyncio.wrap_future(fut)
         try:
-            return await asyncio.shield(asyncio.wrap_future(fut))
+            return await asyncio.shield(waiting)
         except asyncio.CancelledError:
             if fut.cancel():  # never started: nothing of it ran
                 raise
             cause = await self._stop(
-                what, fut, scope, self.cancel_grace if grace is None else grace, undo
+                what, waiting, scope, self.cancel_grace if grace is None else grace, undo
             )
             raise asyncio.CancelledError(str(cause)) from cause
+
+    @staticmethod
+    async def _settled(waiting: asyncio.Future[Any], timeout: float | None = None) -> None:
+        """Wait for ``waiting`` (up to ``timeout``); further cancels of the task only make
+        this stop sooner, never leave the call running behind the caller."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({waiting}, timeout=timeout)
 
     async def _stop(
         self,
         what: str,
-        fut: Future[T],
-        scope: _Scope,
+        waiting: asyncio.Future[T],
+        scope: deadlines.Deadline,
         grace: float,
         undo: Callable[[T], object] | None,
     ) -> CancelledCall:
         """Let a started call finish for ``grace`` seconds, then stop it at its next store
-        request; wait for it (further cancels only hurry it) and say what it did."""
-        waiting = asyncio.wrap_future(fut)
+        request; wait for it and say what it did."""
         if grace > 0:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({waiting}, timeout=grace)
-        while not fut.done():
-            if scope.deadline is not None:
-                scope.deadline.cancel("cancellation of the task awaiting it")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({waiting})
-        if not waiting.cancelled():
-            waiting.exception()  # retrieved here (asyncio would log it as never retrieved)
-        exc = fut.exception()
+            await self._settled(waiting, grace)
+        while not waiting.done():
+            scope.cancel("cancellation of the task awaiting it")
+            await self._settled(waiting)
+        exc = waiting.exception()
         if exc is None:
-            result = fut.result()
+            result = waiting.result()
             if undo is None:
                 return CancelledCall(what, "done", result=result)
-            try:
-                await asyncio.shield(asyncio.wrap_future(self._get_pool().submit(undo, result)))
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # the undo failed: what it left is unknown
+            undoing = asyncio.wrap_future(self._get_pool().submit(undo, result))
+            while not undoing.done():
+                await self._settled(undoing)
+            err = undoing.exception()
+            if err is not None:  # the undo failed: what it left is unknown
                 return CancelledCall(what, "unknown", result=result, error=err)
             return CancelledCall(what, "undone", result=result)
         if is_outcome_unknown(exc):
@@ -209,22 +210,25 @@ class Offload:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=buffer)
         stop = self.runtime.event()
-        scope = _Scope()
+        scope = deadlines.cancel_scope(self.runtime.monotonic)
 
         def send(item: tuple[str, Any]) -> None:
             while not stop.is_set():
-                fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+                put = queue.put(item)
+                try:
+                    fut = asyncio.run_coroutine_threadsafe(put, loop)
+                except RuntimeError:  # the loop is closed: nobody consumes any more
+                    put.close()
+                    stop.set()
+                    return
                 try:
                     fut.result(timeout=0.5)
                     return
                 except TimeoutError:
                     fut.cancel()
-                except RuntimeError:  # the loop is gone
-                    return
 
         def produce() -> None:
-            with deadlines.cancellable(self.runtime.monotonic) as d:
-                scope.deadline = d
+            with deadlines.cancellable(scope):
                 try:
                     for item in make(stop):
                         send(("item", item))
@@ -247,8 +251,7 @@ class Offload:
                     return
         finally:
             stop.set()
-            if scope.deadline is not None:
-                scope.deadline.cancel(f"close of {what}")
+            scope.cancel(f"close of {what}")
             while not queue.empty():  # unblock a producer waiting for room
                 queue.get_nowait()
             del task
@@ -426,7 +429,9 @@ class AsyncLocks:
         try:
             yield token
         finally:
-            ka.stop()
+            # stop() joins the keep-alive task, which may be inside a refresh: in the pool,
+            # never on the event loop
+            await self._off.call(f"keep-alive of lock {name!r}", ka.stop)
             with contextlib.suppress(PassivePaxosError):
                 await self.release(name, token)
 

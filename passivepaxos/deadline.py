@@ -41,12 +41,14 @@ from passivepaxos.runtime import REAL
 
 __all__ = [
     "Deadline",
+    "cancel_scope",
     "cancellable",
     "current",
     "deadline",
     "env_seconds",
     "request_budget",
     "request_timeout",
+    "without_cancel",
 ]
 
 
@@ -84,6 +86,7 @@ class Deadline:
         if per_request is None and parent is not None:
             self.per_request = parent.per_request
         self.cancelled: str | None = None
+        self.cancellable = False  # made by cancel_scope: without_cancel() skips it
         # pure bookkeeping (no runtime call, no store call while held): a plain lock is safe
         self._lock = threading.Lock()
         self._pending = 0  # writes sent and not answered (yet)
@@ -184,17 +187,41 @@ def deadline(
         _ambient.reset(token)
 
 
-@contextlib.contextmanager
-def cancellable(clock: Callable[[], float] | None = None) -> Iterator[Deadline]:
-    """Run a block under a deadline that only :meth:`Deadline.cancel` ends (inside any
-    :func:`deadline` block in force, which still applies): a call made from another
-    thread can stop the block's store calls at their next request."""
+def cancel_scope(clock: Callable[[], float] | None = None) -> Deadline:
+    """A deadline that only :meth:`Deadline.cancel` ends, inside the :func:`deadline`
+    block in force here (which still applies); enter it with :func:`cancellable`."""
     d = Deadline(None, clock=clock, parent=current())
+    d.cancellable = True
+    return d
+
+
+@contextlib.contextmanager
+def cancellable(d: Deadline) -> Iterator[Deadline]:
+    """Run a block under ``d`` (from :func:`cancel_scope`, made where the call was
+    submitted, so that a cancel that comes before the block starts still counts): a
+    caller in another thread can stop the block's store calls at their next request."""
     token = _ambient.set(d)
     try:
         yield d
     finally:
         d.close()
+        _ambient.reset(token)
+
+
+@contextlib.contextmanager
+def without_cancel() -> Iterator[None]:
+    """Run a block under the deadline in force minus its cancellable scopes: work done
+    for other callers too (a group-commit round) is not stopped by one caller's cancel."""
+    d = current()
+    if d is None or not d.cancellable:
+        yield
+        return
+    while d is not None and d.cancellable:
+        d = d.parent if d.parent is not None and not d.parent.closed else None
+    token = _ambient.set(d)
+    try:
+        yield
+    finally:
         _ambient.reset(token)
 
 

@@ -45,6 +45,8 @@ HABITAT = {
     "peek_trusts_slot": "forward",  # a producer's first look acks at its guess, unchecked
     # issue 12's stable leader: the holder leads every slot it proposes, retries included
     "lead_always": "leader",
+    # issue 14's review: a group-commit waiter out of time withdraws from a round in flight
+    "waiter_withdraws": "group",
 }
 # what the first violation of a damage mutation says (the damage-aware check that fired)
 CAUGHT_BY = {
@@ -59,6 +61,7 @@ CAUGHT_BY = {
     "ack_unfolded": "in the final log",
     "peek_trusts_slot": "in the final log",
     "lead_always": "two leaders' ACCEPTs at slot",
+    "waiter_withdraws": "was reported failed",
 }
 
 
@@ -243,3 +246,11 @@ def test_keepalive_profile_runs_clean_and_replays() -> None:
     assert s.runs == 150
     assert not s.failed, "\n".join(f"{v[0]}\n  replay: {r}" for _, _, v, r in s.failed[:5])
     assert run(7, "keepalive").trace_hash == run(7, "keepalive").trace_hash
+
+
+def test_group_profile_runs_clean() -> None:
+    """Threads sharing a Log's group-commit rounds under short deadlines (``group``, not
+    in the rotation): no value reported failed is in the log, none acknowledged is lost."""
+    s = run_many(range(60), "group", jobs=1)
+    assert s.runs == 60
+    assert not s.failed, "\n".join(f"{v[0]}\n  replay: {r}" for _, _, v, r in s.failed[:5])

@@ -41,7 +41,7 @@ class Pending:
     """One ``append`` call waiting in the group-commit queue (fields guarded by the
     batcher's ``lock``). ``wake`` exists only while the caller waits for another leader."""
 
-    __slots__ = ("done", "error", "lead", "piped", "result", "values", "wake")
+    __slots__ = ("done", "error", "lead", "piped", "result", "taken", "values", "wake")
 
     def __init__(self, values: list[bytes], *, piped: bool = False) -> None:
         self.values = values
@@ -50,6 +50,9 @@ class Pending:
         self.error: BaseException | None = None
         self.done = False
         self.lead = False  # leadership handed to this caller by the previous leader
+        # taken off the queue into a leader's round: its values may land from now on, so
+        # the caller waits for the round's answer, never withdraws
+        self.taken = False
         self.wake: ConditionLike | None = None
 
 
@@ -142,20 +145,29 @@ class GroupCommit:
                 p.wake = self.runtime.condition(self.lock)
                 limit = deadlines.current()
                 try:
-                    while not p.done and not p.lead:
+                    while not p.done:
                         left = None if limit is None else limit.left()
-                        if limit is not None and left is not None and left <= 0:
-                            # still queued: nothing of it was sent (a round that took it
-                            # would have settled it first): not written; withdrawn below
+                        if not p.taken and left is not None and left <= 0:
+                            # still queued (no round took it): nothing of it was sent; not
+                            # written, withdrawn below (also when the lead was handed to
+                            # it: a caller out of time never leads a round for the others)
+                            assert limit is not None
                             raise DeadlineExceededError(
                                 f"{limit.describe()} passed while the append waited for "
                                 "another append's round: nothing was written"
                             )
-                        p.wake.wait() if left is None else p.wake.wait(left)
+                        if p.lead:
+                            break
+                        # taken by a round: its answer settles us (the leader's own
+                        # deadline bounds the round), however long our own time is
+                        p.wake.wait() if left is None or p.taken else p.wake.wait(left)
                 except BaseException:  # interrupted while waiting: withdraw
                     p.wake = None
                     if not p.done:
-                        self.queue.remove(p)
+                        # a round that took it may still write it (an interrupt, not a
+                        # deadline, got here): nothing more can be done for it
+                        with contextlib.suppress(ValueError):
+                            self.queue.remove(p)
                         if p.lead:
                             self.hand_on()
                     raise
@@ -203,14 +215,19 @@ class GroupCommit:
                 k, b = len(nxt.values), sum(map(len, nxt.values))
                 if batch and (n + k > self.max_batch_entries or size + b > self.max_batch_bytes):
                     break
+                nxt.taken = True
                 batch.append(queue.popleft())
                 n, size = n + k, size + b
         if not batch:
             return
+        # a round that carries other callers' values is not stopped by the leader's own
+        # cancellation (passivepaxos.aio): the others' time, not its, bounds their appends
+        alone = len(batch) == 1
         try:
-            slot = self.commit(
-                batch[0].values if len(batch) == 1 else [v for q in batch for v in q.values]
-            )
+            with contextlib.nullcontext() if alone else deadlines.without_cancel():
+                slot = self.commit(
+                    batch[0].values if alone else [v for q in batch for v in q.values]
+                )
         except Exception as exc:
             self.settle(batch, None, exc)
             return

@@ -468,6 +468,25 @@ _register(
 )
 
 
+
+@contextlib.contextmanager
+def _waiter_withdraws() -> Iterator[None]:
+    """A group-commit waiter whose deadline passes withdraws (``nothing was written``)
+    even when a round already took its values (issue 14's review: they then land)."""
+    from passivepaxos.log import batch
+
+    never = property(lambda self: False, lambda self, value: None)
+    with _patched(batch.Pending, "taken", never):
+        yield
+
+
+_register(
+    "waiter_withdraws",
+    "a group-commit waiter out of time reports its values not written although a round "
+    "in flight carries them (issue 14 review)",
+    _waiter_withdraws,
+)
+
 @contextlib.contextmanager
 def applied(name: str | None) -> Iterator[None]:
     """Plant mutation ``name`` (None: nothing) for the duration of the block."""

@@ -530,6 +530,24 @@ def pipeliner(a: Actor) -> None:
             settle()
 
 
+def group_appender(a: Actor) -> None:
+    """Several threads of one process append through one ``Log`` object, each under its
+    own short deadline, so that their appends share group-commit rounds and a waiter's
+    time often runs out while a round carrying its values is in flight (it must then wait
+    for that round's answer, never report "nothing was written": an outside review of
+    issue 14 found a waiter that did, and whose values then landed)."""
+    with a.log() as log:
+
+        def worker() -> None:
+            for _ in range(a.ops):
+                _append(a, log, [a.value() for _ in range(a.rng.randint(1, 2))])
+                a.pause()
+
+        threads = [a.rt.spawn(worker, name=f"{a.name}-g{i}") for i in range(3)]
+        for t in threads:
+            t.join()
+
+
 def snapshotter(a: Actor) -> None:
     """Snapshots the log's entries and trims below the snapshot, a couple of times."""
     with a.log() as log:
@@ -616,6 +634,7 @@ ROLES: dict[str, Callable[[Actor], None]] = {
     "lock_keeper": lock_keeper,
     "snapshotter": snapshotter,
     "pipeliner": pipeliner,
+    "group_appender": group_appender,
     "reader": reader,
     "members": member_changer,
     "stray": stray,
