@@ -246,27 +246,33 @@ class Store:
         overwrite, an unconditional delete) some attempt of which got no clear answer (a
         timeout, a 5xx: it may have been applied; even a throttling answer may follow an
         SDK-internal retry of one that was) ends as ``AmbiguousWriteError`` when the attempts
-        run out, never as a plain failure."""
+        run out, never as a plain failure; the deadline cutting it short then is
+        ``DeadlineAmbiguousError``."""
         unanswered: TransientError | None = None
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                return self._send(w, fn, key, write, op)
-            except TransientError as exc:
-                if write:
-                    unanswered = exc
-                if attempt == self.retry.attempts:
-                    if unanswered is not None:
-                        telemetry.ambiguous(self, op or "write", "unknown")
-                        raise AmbiguousWriteError(
-                            f"write outcome unknown after {attempt} attempts: {exc}",
-                            url=self.url,
-                            key=key,
-                        ) from exc
-                    raise
-                delay = self._backoff(attempt, exc)
-                if w is not None and w.left() <= delay:
-                    raise self._expired(w, key) from exc
-                self._sleep(delay)
+        try:
+            for attempt in range(1, self.retry.attempts + 1):
+                try:
+                    return self._send(w, fn, key, write, op)
+                except TransientError as exc:
+                    if write:
+                        unanswered = exc
+                    if attempt == self.retry.attempts:
+                        if unanswered is not None:
+                            telemetry.ambiguous(self, op or "write", "unknown")
+                            raise AmbiguousWriteError(
+                                f"write outcome unknown after {attempt} attempts: {exc}",
+                                url=self.url,
+                                key=key,
+                            ) from exc
+                        raise
+                    delay = self._backoff(attempt, exc)
+                    if w is not None and w.left() <= delay:
+                        raise self._expired(w, key) from exc
+                    self._sleep(delay)
+        except DeadlineExceededError:
+            if unanswered is not None:  # an attempt of this write may have landed
+                telemetry.ambiguous(self, op or "write", "unknown")
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, attempt: int, exc: Exception) -> float:
@@ -306,12 +312,17 @@ class Store:
                 start = functools.partial(self.backend.list, prefix, last)
                 pages = iter(self._send(w, start, None, False, "list"))
                 step: Callable[[], ObjectMeta | None] = functools.partial(next, pages, None)
-                while True:
-                    meta = self._send(w, step, None, False)
-                    if meta is None:
-                        return
-                    last = meta.key
-                    yield meta
+                try:
+                    while True:
+                        meta = self._send(w, step, None, False)
+                        if meta is None:
+                            return
+                        last = meta.key
+                        yield meta
+                except DeadlineExceededError as exc:
+                    # the listing was sent, its first page maybe never asked for
+                    telemetry.first_page_refused(pages, exc)
+                    raise
             except TransientError as exc:
                 if attempt == self.retry.attempts:
                     raise

@@ -21,11 +21,21 @@ are listed in docs/observability.md.
 No attribute ever carries a credential, a value or a payload: a store is named by its
 scheme and container only (:func:`store_label`: no user info, no path below the
 container, no query), an error by its class name only (never its message).
+
+Telemetry never fails the library: every entry point here catches ``Exception`` raised
+by OpenTelemetry (a provider whose ``get_meter`` raises, an instrument whose ``add``
+raises, a span processor raising in ``on_end``, ``OTEL_PYTHON_*_PROVIDER`` naming a
+provider that is not installed) and logs a warning once (logger
+``passivepaxos.telemetry``); the meter or tracer that could not be had is replaced by
+OpenTelemetry's no-op one. ``BaseException`` (``KeyboardInterrupt``, a simulated process
+being stopped) is never caught.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
@@ -33,7 +43,10 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from passivepaxos.urls import parse_url
+
 try:
+    from opentelemetry import context as _context
     from opentelemetry import metrics as _metrics
     from opentelemetry import trace as _trace
 
@@ -51,6 +64,7 @@ __all__ = [
     "backend_label",
     "configure",
     "conflict",
+    "first_page_refused",
     "keepalive_lost",
     "lease_claim",
     "lease_lost",
@@ -172,24 +186,48 @@ Where = str | Sequence[_HasURL]  # a (comma-joined) URL, or stores
 # -- labels --------------------------------------------------------------------------------
 
 
+def _label_parts(url: str) -> tuple[str, str]:
+    """(scheme, container) of one store URL as ``urls.parse_url`` reads it: the scheme
+    lower-cased; the container is the normalised path for ``file`` and ``dropbox`` (whose
+    path is the store), the bucket / container / memory name otherwise. A URL it refuses
+    (a scheme it does not know, a wrapper's URL) is split the same way by hand. Never
+    user info, a prefix below the container, a query or a fragment."""
+    try:
+        parsed = parse_url(url)
+        scheme = parsed.scheme
+        if scheme in ("file", "dropbox"):
+            return scheme, parsed.prefix
+        return scheme, parsed.container.rpartition("@")[2]
+    except Exception:
+        pass
+    scheme = url.partition("://")[0].lower()
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced '[' in the host: no container to be had
+        return scheme, ""
+    host = parts.netloc.rpartition("@")[2]
+    if host and not (scheme in ("file", "dropbox") and host.lower() == "localhost"):
+        return scheme, host
+    return scheme, parts.path.rstrip("/") or "/"
+
+
 @functools.lru_cache(maxsize=512)
 def store_label(url: str) -> str:
     """``scheme://container`` of a store URL: no user info, no prefix below the container,
-    no query or fragment. A URL without a host (``file:///dir``, ``dropbox:///path``) is
-    named by its path, its container. A quorum (URLs joined by ``,``): each, joined."""
+    no query or fragment. A URL whose store is a path (``file:///dir``,
+    ``file://localhost/dir``, ``dropbox:///path``) is named by that path, its container.
+    A quorum (URLs joined by ``,``): each, joined."""
     if "," in url:
         return ",".join(store_label(u) for u in url.split(","))
-    parts = urlsplit(url.strip())
-    host = parts.netloc.rpartition("@")[2]
-    if host:
-        return f"{parts.scheme}://{host}"
-    return f"{parts.scheme}://{parts.path.rstrip('/') or '/'}"
+    scheme, container = _label_parts(url.strip())
+    return f"{scheme}://{container}"
 
 
 @functools.lru_cache(maxsize=512)
 def backend_label(url: str) -> str:
-    """The scheme(s) of a store URL (``s3``; ``file,s3`` for a quorum of both, sorted)."""
-    return ",".join(sorted({u.strip().partition("://")[0] for u in url.split(",")}))
+    """The scheme(s) of a store URL, lower-cased (``s3``; ``file,s3`` for a quorum of
+    both, sorted)."""
+    return ",".join(sorted({_label_parts(u.strip())[0] for u in url.split(",")}))
 
 
 def _url_of(where: Where) -> str:
@@ -203,7 +241,7 @@ def _error_type(exc: BaseException) -> str:
 
 
 # the outcome of one request from the error it raised (the classes of passivepaxos.errors,
-# by name: this module imports nothing of the library's)
+# by name: of the library's modules this one imports passivepaxos.urls only)
 _OUTCOMES = (
     ("ThrottledError", "throttled"),
     ("ConflictError", "conflict"),
@@ -231,6 +269,25 @@ _tracer_provider: Any = None
 _mu = threading.Lock()  # creating the instruments only (no runtime call under it)
 _inst: _Instruments | None = None
 _tracer_obj: Any = None
+_log = logging.getLogger(__name__)
+_warned = False  # a telemetry failure was logged (once per configure)
+
+
+def _failed(exc: Exception) -> None:
+    """OpenTelemetry raised ``exc`` in a hook: what it was reporting is dropped, the
+    library goes on. The first such failure is logged as a warning, with its traceback."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    with contextlib.suppress(Exception):  # a logging filter raising: still nothing escapes
+        _log.warning(
+            "passivepaxos: OpenTelemetry raised %s; what it was reporting is dropped (a "
+            "meter or tracer it could not make is a no-op one from now on), later "
+            "failures are not logged, the library goes on unaffected",
+            type(exc).__name__,
+            exc_info=exc,
+        )
 
 
 @functools.cache
@@ -264,31 +321,42 @@ class _Instruments:
 
 
 def _instruments() -> _Instruments:
+    """The instruments, made on first use; OpenTelemetry's no-op ones if the meter
+    provider (or its meter) raised making them."""
     global _inst
     inst = _inst
     if inst is not None:
         return inst
     with _mu:
         if _inst is None:
-            if _meter_provider is not None:
-                meter = _meter_provider.get_meter(NAME, _version())
-            else:
-                meter = _metrics.get_meter(NAME, _version() or "")
-            _inst = _Instruments(meter)
+            try:
+                if _meter_provider is not None:
+                    meter = _meter_provider.get_meter(NAME, _version())
+                else:
+                    meter = _metrics.get_meter(NAME, _version() or "")
+                _inst = _Instruments(meter)
+            except Exception as exc:
+                _failed(exc)
+                _inst = _Instruments(_metrics.NoOpMeter(NAME))
         return _inst
 
 
 def _tracer() -> Any:
+    """The tracer, got on first use; OpenTelemetry's no-op one if the provider raised."""
     global _tracer_obj
     tracer = _tracer_obj
     if tracer is not None:
         return tracer
     with _mu:
         if _tracer_obj is None:
-            if _tracer_provider is not None:
-                _tracer_obj = _tracer_provider.get_tracer(NAME, _version())
-            else:
-                _tracer_obj = _trace.get_tracer(NAME, _version())
+            try:
+                if _tracer_provider is not None:
+                    _tracer_obj = _tracer_provider.get_tracer(NAME, _version())
+                else:
+                    _tracer_obj = _trace.get_tracer(NAME, _version())
+            except Exception as exc:
+                _failed(exc)
+                _tracer_obj = _trace.NoOpTracer()
         return _tracer_obj
 
 
@@ -296,10 +364,11 @@ def configure(*, meter_provider: Any = None, tracer_provider: Any = None) -> Non
     """Report to these providers instead of the global ones (``None``: the global one
     again). OpenTelemetry's global providers can be set once per process; tests, and an
     application that keeps the library's telemetry apart, pass theirs here."""
-    global _meter_provider, _tracer_provider, _inst, _tracer_obj
+    global _meter_provider, _tracer_provider, _inst, _tracer_obj, _warned
     with _mu:
         _meter_provider, _tracer_provider = meter_provider, tracer_provider
         _inst, _tracer_obj = None, None
+        _warned = False
 
 
 # -- storage requests (the Store) ----------------------------------------------------------
@@ -331,28 +400,31 @@ class _FirstPage:
         return item
 
     def _finish(self, exc: BaseException | None) -> None:
-        self._done = True
-        self._report(exc)
+        if not self._done:
+            self._done = True
+            self._report(exc)
 
 
 def _metered(store: _Store, op: str, fn: Callable[[], T]) -> Callable[[], T]:
     def call() -> T:
         clock = store.runtime.monotonic
         started = clock()
-        backend = backend_label(store.url)
 
         def report(exc: BaseException | None) -> None:
-            took = clock() - started
-            outcome = "ok" if exc is None else _outcome(exc)
-            attrs = {BACKEND: backend, OPERATION: op, OUTCOME: outcome}
-            inst = _instruments()
-            inst.requests.add(1, attrs)
-            inst.request_duration.record(took, attrs)
-            span = _trace.get_current_span()
-            if span.is_recording():
-                span.add_event(
-                    "passivepaxos.storage.request", {**attrs, "passivepaxos.seconds": took}
-                )
+            try:
+                took = clock() - started
+                outcome = "ok" if exc is None else _outcome(exc)
+                attrs = {BACKEND: backend_label(store.url), OPERATION: op, OUTCOME: outcome}
+                inst = _instruments()
+                inst.requests.add(1, attrs)
+                inst.request_duration.record(took, attrs)
+                span = _trace.get_current_span()
+                if span.is_recording():
+                    span.add_event(
+                        "passivepaxos.storage.request", {**attrs, "passivepaxos.seconds": took}
+                    )
+            except Exception as failure:
+                _failed(failure)
 
         try:
             result = fn()
@@ -380,11 +452,23 @@ def metered(store: _Store, op: str | None, fn: Callable[[], T]) -> Callable[[], 
     return _metered(store, op, fn)
 
 
+def first_page_refused(pages: object, exc: BaseException) -> None:
+    """The first page of a listing (``pages``: what the :func:`metered` ``list`` request
+    returned) was never asked for: ``exc``, the deadline passed first. The listing was
+    sent (the backend counted it, a backend that lists eagerly has even fetched it), so
+    it is reported now, with ``exc``'s outcome. A no-op once its first page reported."""
+    if ENABLED and isinstance(pages, _FirstPage):
+        pages._finish(exc)
+
+
 def conflict(store: _HasURL, op: str) -> None:
     """A conditional write of ``store`` (``op``) lost: someone else's write is there."""
     if ENABLED:
-        attrs = {BACKEND: backend_label(store.url), OPERATION: op}
-        _instruments().conflicts.add(1, attrs)
+        try:
+            attrs = {BACKEND: backend_label(store.url), OPERATION: op}
+            _instruments().conflicts.add(1, attrs)
+        except Exception as exc:
+            _failed(exc)
 
 
 def ambiguous(store: _HasURL, op: str, resolution: str) -> None:
@@ -393,11 +477,14 @@ def ambiguous(store: _HasURL, op: str, resolution: str) -> None:
     bytes go again), ``lost`` (another writer's object is there) or ``unknown``
     (``AmbiguousWriteError``: it could not tell)."""
     if ENABLED:
-        attrs = {BACKEND: backend_label(store.url), OPERATION: op, RESOLUTION: resolution}
-        _instruments().ambiguous.add(1, attrs)
-        span = _trace.get_current_span()
-        if span.is_recording():
-            span.add_event("passivepaxos.storage.ambiguous", attrs)
+        try:
+            attrs = {BACKEND: backend_label(store.url), OPERATION: op, RESOLUTION: resolution}
+            _instruments().ambiguous.add(1, attrs)
+            span = _trace.get_current_span()
+            if span.is_recording():
+                span.add_event("passivepaxos.storage.ambiguous", attrs)
+        except Exception as exc:
+            _failed(exc)
 
 
 # -- the log, leases, locks ----------------------------------------------------------------
@@ -406,37 +493,52 @@ def ambiguous(store: _HasURL, op: str, resolution: str) -> None:
 def slot_lost(where: Where) -> None:
     """An append's record lost its slot to another record (it goes on at a later one)."""
     if ENABLED:
-        _instruments().races_lost.add(1, {BACKEND: backend_label(_url_of(where))})
+        try:
+            _instruments().races_lost.add(1, {BACKEND: backend_label(_url_of(where))})
+        except Exception as exc:
+            _failed(exc)
 
 
 def lease_claim(kind: str, granted: bool) -> None:
     """A claim of a ``kind`` (``writer``, ``lock``) grant answered: granted or refused."""
     if ENABLED:
-        result = "granted" if granted else "refused"
-        _instruments().claims.add(1, {KIND: kind, RESULT: result})
+        try:
+            result = "granted" if granted else "refused"
+            _instruments().claims.add(1, {KIND: kind, RESULT: result})
+        except Exception as exc:
+            _failed(exc)
 
 
 def lease_lost(kind: str) -> None:
     """A write found the ``kind`` grant this process held taken over or released."""
     if ENABLED:
-        _instruments().losses.add(1, {KIND: kind})
+        try:
+            _instruments().losses.add(1, {KIND: kind})
+        except Exception as exc:
+            _failed(exc)
 
 
 def keepalive_lost(name: str, reason: str) -> None:
     """A ``KeepAlive`` (task ``name``) declared its grant lost: ``refused`` (a renewal was
     refused for good) or ``expired`` (its validity ran out before a renewal succeeded)."""
     if ENABLED:
-        kind = "writer" if "writer" in name else "lock" if "lock" in name else "other"
-        _instruments().keepalive_lost.add(1, {KIND: kind, REASON: reason})
+        try:
+            kind = "writer" if "writer" in name else "lock" if "lock" in name else "other"
+            _instruments().keepalive_lost.add(1, {KIND: kind, REASON: reason})
+        except Exception as exc:
+            _failed(exc)
 
 
 def annotate(**attrs: str | int | float | bool) -> None:
     """Attributes (``passivepaxos.<name>``) on the current span, if one is recording."""
     if ENABLED:
-        span = _trace.get_current_span()
-        if span.is_recording():
-            for k, v in attrs.items():
-                span.set_attribute(f"passivepaxos.{k}", v)
+        try:
+            span = _trace.get_current_span()
+            if span.is_recording():
+                for k, v in attrs.items():
+                    span.set_attribute(f"passivepaxos.{k}", v)
+        except Exception as exc:
+            _failed(exc)
 
 
 class Operation:
@@ -476,11 +578,11 @@ class _Operation(Operation):
         "_attrs",
         "_backend",
         "_clock",
-        "_cm",
         "_granted",
         "_kind",
         "_span",
         "_started",
+        "_token",
         "_wait_from",
     )
 
@@ -493,8 +595,8 @@ class _Operation(Operation):
         self._attrs = {STORE: store_label(url), BACKEND: self._backend}
         for k, v in attrs.items():
             self._attrs[f"passivepaxos.{k}"] = v
-        self._cm: Any = None
-        self._span: Any = None
+        self._span: Any = _trace.INVALID_SPAN  # until started (and if it cannot be)
+        self._token: Any = None  # the context token while the span is the current one
         self._wait_from: float | None = None
         self._granted: bool | None = None
         self._started = 0.0
@@ -504,22 +606,27 @@ class _Operation(Operation):
         return self
 
     def start(self, *, current: bool) -> None:
-        name = f"passivepaxos.{self._kind}"
-        if current:
-            self._cm = _tracer().start_as_current_span(
-                name,
-                attributes=self._attrs,
-                record_exception=False,  # an error's message may name keys: its class only
-                set_status_on_exception=False,
-            )
-            self._span = self._cm.__enter__()
-        else:
-            self._span = _tracer().start_span(name, attributes=self._attrs)
-        self._started = self._clock()
+        """Start the span (``current``: made the current span until the end); one that
+        cannot be started is a non-recording one. If reading the clock fails after the
+        span was made current, the context is restored and the span ended first."""
+        try:
+            self._span = _tracer().start_span(f"passivepaxos.{self._kind}", attributes=self._attrs)
+            if current:
+                self._token = _context.attach(_trace.set_span_in_context(self._span))
+        except Exception as exc:
+            _failed(exc)
+        try:
+            self._started = self._clock()
+        except BaseException:
+            self._end()
+            raise
 
     def set(self, key: str, value: str | int | float | bool) -> None:
-        if self._span.is_recording():
-            self._span.set_attribute(f"passivepaxos.{key}", value)
+        try:
+            if self._span.is_recording():
+                self._span.set_attribute(f"passivepaxos.{key}", value)
+        except Exception as exc:
+            _failed(exc)
 
     def slots(self, slots: Sequence[int]) -> None:
         if slots:
@@ -543,22 +650,38 @@ class _Operation(Operation):
         try:
             self._close(v)
         finally:
-            self._cm.__exit__(t, v, tb)
+            self._end()
 
     def finish(self, exc: BaseException | None) -> None:
         """End a span started with ``current=False``."""
         try:
             self._close(exc)
         finally:
+            self._end()
+
+    def _end(self) -> None:
+        """The span no longer current (if it was), and ended."""
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                _context.detach(token)
+        except Exception as exc:
+            _failed(exc)
+        try:
             self._span.end()
+        except Exception as exc:  # a span processor's on_end raising
+            _failed(exc)
 
     def _close(self, exc: BaseException | None) -> None:
-        now = self._clock()
-        error = None if exc is None else _error_type(exc)
-        self._record(now, error)
-        if error is not None and self._span.is_recording():
-            self._span.set_attribute(ERROR_TYPE, error)
-            self._span.set_status(_trace.Status(_trace.StatusCode.ERROR, error))
+        try:
+            now = self._clock()
+            error = None if exc is None else _error_type(exc)
+            self._record(now, error)
+            if error is not None and self._span.is_recording():
+                self._span.set_attribute(ERROR_TYPE, error)
+                self._span.set_status(_trace.Status(_trace.StatusCode.ERROR, error))
+        except Exception as failure:
+            _failed(failure)
 
     def _record(self, now: float, error: str | None) -> None:
         inst = _instruments()
@@ -600,11 +723,16 @@ def track(
     """``submit()``, an operation that completes in a future (``Log.append_async``),
     reported like :func:`operation` when the future is done: its span (started now, not
     made current: the caller goes on meanwhile) ends then, with the slots of its
-    ``Position`` results."""
+    ``Position`` results. The done future is read without waiting (``Future``'s own
+    methods, timeout 0): a simulated future's ``result()`` is a scheduling point."""
     if not ENABLED:
         return submit()
-    op = _Operation(kind, where, clock, {**attrs, "async": True})
-    op.start(current=False)
+    try:
+        op = _Operation(kind, where, clock, {**attrs, "async": True})
+        op.start(current=False)
+    except Exception as exc:
+        _failed(exc)
+        return submit()
     try:
         fut = submit()
     except BaseException as exc:
@@ -612,9 +740,15 @@ def track(
         raise
 
     def done(f: Future[T]) -> None:
-        exc: BaseException | None = CancelledError() if f.cancelled() else f.exception()
-        if exc is None:
-            op.slots(_slots_of(f.result()))
+        try:
+            exc: BaseException | None = (
+                CancelledError() if f.cancelled() else Future.exception(f, 0)
+            )
+            if exc is None:
+                op.slots(_slots_of(Future.result(f, 0)))
+        except Exception as failure:
+            _failed(failure)
+            exc = None
         op.finish(exc)
 
     fut.add_done_callback(done)
@@ -631,4 +765,8 @@ def operation(
     runtime's ``monotonic``). An error is recorded by its class name only."""
     if not ENABLED:
         return _NOOP
-    return _Operation(kind, where, clock, attrs)
+    try:
+        return _Operation(kind, where, clock, attrs)
+    except Exception as exc:
+        _failed(exc)
+        return _NOOP

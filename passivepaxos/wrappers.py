@@ -45,7 +45,8 @@ class _Wrapper:
 
 class CountingBackend(_Wrapper):
     """Counts requests per operation: ``get``, ``put:create``, ``put:update``,
-    ``put:overwrite``, ``delete``, ``list`` (one per page the caller consumed)."""
+    ``put:overwrite``, ``delete``, ``list`` (one per listing started, counted when
+    ``list`` is called, however many of its pages the caller then consumes)."""
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner)

@@ -220,9 +220,8 @@ def propose(
         )
     else:
         gen = core.disk_proposer(names, instance, value, proposer_id, rng, backoff=backoff)
-    with telemetry.operation(
-        "propose", stores, rt.monotonic, instance=instance, mode=m.value
-    ) as op:
+    # no ``instance`` attribute: it is an object key (``log/<slot>``) or the caller's name
+    with telemetry.operation("propose", stores, rt.monotonic, mode=m.value) as op:
         decided = run(gen, stores, sleep=sleep, runtime=rt)
         op.set("won", decided == value)
     return decided
