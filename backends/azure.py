@@ -64,7 +64,6 @@ connection strings never appear in an error message.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -496,14 +495,7 @@ class AzureBackend:
 
 
 def open_backend(url: StoreURL) -> AzureBackend:
-    timeout = _DEFAULT_TIMEOUT
-    if "timeout" in url.options:
-        try:
-            timeout = float(url.options["timeout"])
-        except ValueError:
-            timeout = math.nan
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ConfigError(f"{url.raw}: timeout must be a positive number of seconds")
+    timeout = url.seconds("timeout", _DEFAULT_TIMEOUT)
     client = make_client(url.raw)
     return AzureBackend(
         url.container, url.prefix, client=client, url=url.canonical, timeout=timeout

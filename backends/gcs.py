@@ -41,7 +41,6 @@ bucket are ``ContainerNotFoundError``.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -389,14 +388,7 @@ class GCSBackend:
 
 
 def open_backend(url: StoreURL) -> GCSBackend:
-    timeout = _DEFAULT_TIMEOUT
-    if "timeout" in url.options:
-        try:
-            timeout = float(url.options["timeout"])
-        except ValueError:
-            timeout = math.nan
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ConfigError(f"{url.raw}: timeout must be a positive number of seconds")
+    timeout = url.seconds("timeout", _DEFAULT_TIMEOUT)
     client = _make_client(url)
     try:
         return GCSBackend(

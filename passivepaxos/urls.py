@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import posixpath
 import re
@@ -93,6 +94,19 @@ class StoreURL:
         else:
             base = f"{self.scheme}://{self.container}" + (f"/{self.prefix}" if self.prefix else "")
         return base + (f"?{urlencode(sorted(self.options.items()))}" if self.options else "")
+
+    def seconds(self, option: str, default: float) -> float:
+        """The URL option ``option`` as a positive, finite number of seconds (``default``
+        when absent); anything else is a ``ConfigError`` naming the URL."""
+        if option not in self.options:
+            return default
+        try:
+            value = float(self.options[option])
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{self.raw}: {option} must be a positive number of seconds")
+        return value
 
     @property
     def identity(self) -> tuple[str, str, str]:

@@ -23,19 +23,18 @@ Usage::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from passivepaxos.bench.emulator import EmulatorProcess, free_port
 
 __all__ = [
     "ACCOUNT",
@@ -51,13 +50,6 @@ AZURITE_VERSION = "3.37.0"
 # azurite's well-known development account (public, documented by Microsoft)
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def connection_string(endpoint: str, key: str = KEY) -> str:
@@ -110,15 +102,10 @@ def azurite_blob_path(*, install: bool = True) -> Path:
     return exe
 
 
-class Azurite:
+class Azurite(EmulatorProcess):
     """One in-memory azurite blob service on 127.0.0.1, plain HTTP."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        self.log_path: Path | None = None
+    name = "azurite"
 
     @property
     def url(self) -> str:
@@ -133,16 +120,9 @@ class Azurite:
         """What the azure-storage-blob client (and so ``az://`` URLs) needs."""
         return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self, timeout: float = 30.0) -> Azurite:
-        if self._proc is not None:
-            return self
-        exe = azurite_blob_path()
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="azurite-")
-        self.log_path = Path(self._tmpdir.name) / "azurite.log"
-        cmd = [
-            str(exe),
+    def command(self) -> list[str]:
+        return [
+            str(azurite_blob_path()),
             "--blobHost", self.host,
             "--blobPort", str(self.port),
             "--inMemoryPersistence",  # (refuses --location: cwd is the temp dir)
@@ -155,65 +135,13 @@ class Azurite:
             # a reused connection closed under a write would look like a lost answer)
             "--blobKeepAliveTimeout", "600",
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self._tmpdir.name,
-            )
-        atexit.register(self.stop)
+
+    def ready(self) -> bool:
         try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"azurite exited with {self._proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}?comp=list", timeout=1):
-                    return
-            except urllib.error.HTTPError:
-                return  # it answered (403 without credentials): up
-            except OSError as exc:
-                last = exc
-            time.sleep(0.1)
-        raise RuntimeError(f"azurite not ready on {self.url} after {timeout}s ({last})")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
-            self._tmpdir = None
-
-    def __enter__(self) -> Azurite:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, n: int = 4000) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+            with urllib.request.urlopen(f"{self.url}?comp=list", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered (403 without credentials): up
 
     # -- helpers (through the SDK, retries on: this is test setup) ------------------------
 

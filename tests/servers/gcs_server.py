@@ -17,18 +17,16 @@ Usage::
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import socket
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from passivepaxos.bench.emulator import EmulatorProcess, free_port
 
 __all__ = ["FakeGCS", "binary_path", "free_port"]
 
@@ -40,23 +38,15 @@ def binary_path() -> Path:
     return Path(_get_binary_path())
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class FakeGCS:
+class FakeGCS(EmulatorProcess):
     """One in-memory fake-gcs-server on 127.0.0.1, plain HTTP."""
 
+    name = "fake-gcs-server"
+    poll = 0.05
+
     def __init__(self, port: int | None = None, *, log_level: str = "warn") -> None:
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
+        super().__init__(port)
         self.log_level = log_level
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        self.log_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -66,14 +56,8 @@ class FakeGCS:
         """What the google-cloud-storage client needs to talk to this server."""
         return {"STORAGE_EMULATOR_HOST": self.url}
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self, timeout: float = 20.0) -> FakeGCS:
-        if self._proc is not None:
-            return self
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="fakegcs-")
-        self.log_path = Path(self._tmpdir.name) / "fake-gcs-server.log"
-        cmd = [
+    def command(self) -> list[str]:
+        return [
             str(binary_path()),
             "-scheme", "http",
             "-backend", "memory",
@@ -83,62 +67,13 @@ class FakeGCS:
             "-public-host", f"{self.host}:{self.port}",
             "-log-level", self.log_level,
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        atexit.register(self.stop)  # never leave a server behind if a session dies
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"fake-gcs-server exited with {self._proc.returncode}: {self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.URLError) as exc:
-                last = exc
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"fake-gcs-server not ready on {self.url} after {timeout}s ({last}): {self.log_tail()}"
-        )
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as resp:
+            return bool(resp.status == 200)
 
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
-            self._tmpdir = None
-
-    def __enter__(self) -> FakeGCS:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, n: int = 4000) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+    def start(self, timeout: float = 20.0) -> FakeGCS:
+        return super().start(timeout)
 
     # -- helpers --------------------------------------------------------------------------
 
