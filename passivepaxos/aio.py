@@ -23,7 +23,7 @@ swallowed. When the task awaiting a call is cancelled:
   from the ``TimeoutError`` of an ``asyncio.timeout`` block around the call.
 
 A group-commit round that carries other tasks' values runs without the cancelled
-caller's cancellable deadline (``deadline.without_cancel``): one task's cancel never stops
+caller's cancellable deadline (``deadline.round_scope``): one task's cancel never stops
 another's append; a task whose values a round took waits for that round's answer. A
 quorum call may leave a request to a slow minority store in flight (docs/async.md).
 """
@@ -161,6 +161,20 @@ class Offload:
                 what, waiting, scope, self.cancel_grace if grace is None else grace, undo
             )
             raise asyncio.CancelledError(str(cause)) from cause
+
+    async def finish(self, what: str, fn: Callable[..., T], /, *args: Any) -> T:
+        """``fn(*args)`` in the pool, seen through to its end: a cancel meanwhile (the
+        exit of a ``hold`` being cancelled again) is raised only once it is done."""
+        running = asyncio.wrap_future(self._get_pool().submit(fn, *args))
+        cancelled = False
+        while not running.done():
+            try:
+                await asyncio.wait({running})
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError(f"{what}: cancelled; it was completed first")
+        return running.result()
 
     @staticmethod
     async def _settled(waiting: asyncio.Future[Any], timeout: float | None = None) -> None:
@@ -429,11 +443,16 @@ class AsyncLocks:
         try:
             yield token
         finally:
-            # stop() joins the keep-alive task, which may be inside a refresh: in the pool,
-            # never on the event loop
-            await self._off.call(f"keep-alive of lock {name!r}", ka.stop)
-            with contextlib.suppress(PassivePaxosError):
-                await self.release(name, token)
+            # stop renewing now, on the loop (no wait); join the renewal that may be in
+            # flight and release in the pool, through any further cancel
+            ka.stop(wait=False)
+
+            def end() -> None:
+                ka.stop()
+                with contextlib.suppress(PassivePaxosError):
+                    self.locks.release(name, token)
+
+            await self._off.finish(f"release of lock {name!r}", end)
 
 
 class AsyncElection:

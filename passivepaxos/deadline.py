@@ -48,7 +48,7 @@ __all__ = [
     "env_seconds",
     "request_budget",
     "request_timeout",
-    "without_cancel",
+    "round_scope",
 ]
 
 
@@ -86,7 +86,7 @@ class Deadline:
         if per_request is None and parent is not None:
             self.per_request = parent.per_request
         self.cancelled: str | None = None
-        self.cancellable = False  # made by cancel_scope: without_cancel() skips it
+        self.cancellable = False  # made by cancel_scope: round_scope() skips it
         # pure bookkeeping (no runtime call, no store call while held): a plain lock is safe
         self._lock = threading.Lock()
         self._pending = 0  # writes sent and not answered (yet)
@@ -208,17 +208,39 @@ def cancellable(d: Deadline) -> Iterator[Deadline]:
         _ambient.reset(token)
 
 
+class _RoundScope(Deadline):
+    """The deadline of a group-commit round carrying several callers' values: the
+    leader's deadline without its cancellable scopes, ended early only once every
+    caller of the round has been cancelled (one task's cancel never stops the others'
+    appends; a round nobody waits for any more stops)."""
+
+    def __init__(self, members: list[Deadline | None], parent: Deadline | None) -> None:
+        super().__init__(None, parent=parent)
+        self.members = members
+
+    def _abandoned(self) -> bool:
+        return bool(self.members) and all(
+            m is not None and m.cancelled is not None for m in self.members
+        )
+
+    def left(self) -> float | None:
+        return 0.0 if self._abandoned() else super().left()
+
+    def describe(self) -> str:
+        if self._abandoned():
+            return "cancellation of every task awaiting the round"
+        return super().describe() if self.parent is not None else "the round"
+
+
 @contextlib.contextmanager
-def without_cancel() -> Iterator[None]:
-    """Run a block under the deadline in force minus its cancellable scopes: work done
-    for other callers too (a group-commit round) is not stopped by one caller's cancel."""
+def round_scope(members: list[Deadline | None]) -> Iterator[None]:
+    """Run a group-commit round under :class:`_RoundScope`: the deadline in force minus
+    its cancellable scopes, plus the rule that the round stops once all ``members``
+    (each caller's deadline when it queued) are cancelled."""
     d = current()
-    if d is None or not d.cancellable:
-        yield
-        return
     while d is not None and d.cancellable:
         d = d.parent if d.parent is not None and not d.parent.closed else None
-    token = _ambient.set(d)
+    token = _ambient.set(_RoundScope(members, d))
     try:
         yield
     finally:

@@ -86,10 +86,12 @@ class KeepAlive:
             self._task = contextvars.Context().run(self.runtime.spawn, self._run, name=self._name)
         return self
 
-    def stop(self) -> None:
-        """Stop renewing (the grant itself is left as it is: release it separately)."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop renewing (the grant itself is left as it is: release it separately).
+        ``wait``: also wait for a renewal in flight to end (an event loop passes False,
+        then joins from a thread: the renewal may be a store request)."""
         self._stop.set()
-        if self._task is not None and _running.get() is not self:
+        if wait and self._task is not None and _running.get() is not self:
             self._task.join()
 
     def valid(self) -> bool:

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 
 from passivepaxos import deadline as deadlines
 from passivepaxos.errors import (
+    AmbiguousWriteError,
     AppendOutcomeUnknownError,
     ConfigError,
     DeadlineExceededError,
@@ -41,7 +42,7 @@ class Pending:
     """One ``append`` call waiting in the group-commit queue (fields guarded by the
     batcher's ``lock``). ``wake`` exists only while the caller waits for another leader."""
 
-    __slots__ = ("done", "error", "lead", "piped", "result", "taken", "values", "wake")
+    __slots__ = ("done", "error", "lead", "limit", "piped", "result", "taken", "values", "wake")
 
     def __init__(self, values: list[bytes], *, piped: bool = False) -> None:
         self.values = values
@@ -54,6 +55,7 @@ class Pending:
         # the caller waits for the round's answer, never withdraws
         self.taken = False
         self.wake: ConditionLike | None = None
+        self.limit = deadlines.current()  # the caller's deadline (made in its thread)
 
 
 class GroupCommit:
@@ -161,9 +163,12 @@ class GroupCommit:
                         # taken by a round: its answer settles us (the leader's own
                         # deadline bounds the round), however long our own time is
                         p.wake.wait() if left is None or p.taken else p.wake.wait(left)
-                except BaseException:  # interrupted while waiting: withdraw
+                except BaseException as exc:  # interrupted while waiting: withdraw
                     p.wake = None
                     if not p.done:
+                        if p.piped and not p.taken and isinstance(exc, Exception):
+                            # not written: the pipeline's later values must not land alone
+                            self.abort_piped(exc)
                         # a round that took it may still write it (an interrupt, not a
                         # deadline, got here): nothing more can be done for it
                         with contextlib.suppress(ValueError):
@@ -221,10 +226,14 @@ class GroupCommit:
         if not batch:
             return
         # a round that carries other callers' values is not stopped by the leader's own
-        # cancellation (passivepaxos.aio): the others' time, not its, bounds their appends
+        # cancellation (passivepaxos.aio), only once all its callers are cancelled
         alone = len(batch) == 1
         try:
-            with contextlib.nullcontext() if alone else deadlines.without_cancel():
+            with (
+                contextlib.nullcontext()
+                if alone
+                else deadlines.round_scope([q.limit for q in batch])
+            ):
                 slot = self.commit(
                     batch[0].values if alone else [v for q in batch for v in q.values]
                 )
@@ -232,7 +241,18 @@ class GroupCommit:
             self.settle(batch, None, exc)
             return
         except BaseException as exc:  # an interrupt: the round's record may be in the log
-            doubt = self.in_doubt()
+            try:
+                doubt = self.in_doubt()
+            except BaseException:  # interrupted again: the round's callers must not hang
+                self.settle(
+                    batch,
+                    None,
+                    AmbiguousWriteError(
+                        "append outcome unknown: the append leading its round was "
+                        "interrupted while it sent the round's record"
+                    ),
+                )
+                raise
             if doubt is not None:
                 exc.add_note(f"the round's record may be in the log: {doubt}")
             self.settle(
