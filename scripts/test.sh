@@ -25,7 +25,7 @@ for a in "$@"; do
   case "$a" in -n|-n*|--numprocesses*) workers=() ;; esac
 done
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "${workers[@]}" "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "${workers[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -162,10 +162,11 @@ async def test_cancelled_before_it_started_nothing_ran() -> None:
     await alog.close()
 
 
+@pytest.mark.parametrize("url", KINDS, indirect=True)
 @pytest.mark.parametrize("grace", [5.0, 0.0])
-async def test_cancelled_while_its_write_is_in_flight_and_the_write_lands(grace: float) -> None:
-    url = f"memory://aio-{uuid.uuid4().hex[:8]}"
-    init_log(url)
+async def test_cancelled_while_its_write_is_in_flight_and_the_write_lands(
+    grace: float, url: str
+) -> None:
     log, gate = _gated_log(url)
     log.append([b"before"])
     gate.armed = True
@@ -183,12 +184,13 @@ async def test_cancelled_while_its_write_is_in_flight_and_the_write_lands(grace:
     await alog.close()
 
 
+@pytest.mark.parametrize("url", KINDS, indirect=True)
 @pytest.mark.parametrize("mode", ["after", "before"])
-async def test_cancelled_with_its_answer_lost_the_read_back_establishes_it(mode: str) -> None:
+async def test_cancelled_with_its_answer_lost_the_read_back_establishes_it(
+    mode: str, url: str
+) -> None:
     # the store call in flight finishes its resolution (read-back, identical resend):
     # stopping it there would turn an outcome it can establish into an unknown one
-    url = f"memory://aio-{uuid.uuid4().hex[:8]}"
-    init_log(url)
     log, gate = _gated_log(url)
     gate.mode = mode
     gate.armed = True
@@ -207,9 +209,8 @@ async def test_cancelled_with_its_answer_lost_the_read_back_establishes_it(mode:
     await alog.close()
 
 
-async def test_cancelled_with_its_write_in_doubt_is_unknown_and_resumes_once() -> None:
-    url = f"memory://aio-{uuid.uuid4().hex[:8]}"
-    init_log(url)
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_cancelled_with_its_write_in_doubt_is_unknown_and_resumes_once(url: str) -> None:
     log, gate = _gated_log(url)
     gate.mode = "after"
     gate.armed = True

@@ -56,10 +56,11 @@ def test_add_and_remove_while_appending(tmp_path: Path, mode: str) -> None:
                     log.append([v])
                     acked.append(v)
                     i += 1
-                    # a short pause per append: without a lease nothing is fair, and two
+                    # a pause per append: without a lease nothing is fair, and two
                     # appenders racing flat out can keep a change out for minutes (each slot
-                    # they add is one more the change must walk and copy markers for)
-                    stop.wait(0.005)
+                    # they add is one more the change must walk and copy markers for); 5 ms
+                    # kept a remove out for over 10 minutes in a CI run on 2 loaded cores
+                    stop.wait(0.03)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
