@@ -20,7 +20,7 @@ azurite_install=$!
 wait "$azurite_install" || echo "test.sh: azurite pre-install failed; the Azure tests will try again" >&2
 # two workers unless told otherwise (-n N in the arguments, or PYTEST_WORKERS=N; 0: none):
 # the suite is ~17 min on one core, the CI budget is 15 min on 2 cores
-workers=(-n "${PYTEST_WORKERS:-2}")
+workers=(-n "${PYTEST_WORKERS:-2}" --maxschedchunk 2)
 for a in "$@"; do
   case "$a" in -n|-n*|--numprocesses*) workers=() ;; esac
 done

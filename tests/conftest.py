@@ -483,3 +483,24 @@ def cli_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, Cl
         return code, out.out, out.err
 
     return log, run
+
+
+# The simulator's budget parts and mutation searches take minutes each (the rest of the
+# suite seconds): they go first, and scripts/test.sh hands tests to the xdist workers a
+# few at a time (--maxschedchunk), so the long ones spread over both workers instead of
+# one worker ending the session alone on them.
+_LONGEST_FIRST = (
+    "tests/test_simulation.py::test_each_finding_is_caught_within_the_budget[finding1]",
+    "tests/test_simulation.py::test_ci_budget_runs_clean",
+    "tests/test_simulation.py::test_each_finding_is_caught_within_the_budget",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        for i, prefix in enumerate(_LONGEST_FIRST):
+            if item.nodeid.startswith(prefix):
+                return i
+        return len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
